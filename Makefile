@@ -1,0 +1,105 @@
+# segx: one build for everything.
+#   make               bin/segx and bin/segx-train
+#   make config        re-detect optional parts (MPI, libslurm, CUDA/cuDNN/NCCL, ...) and print them
+#   make test          build and run every test (unit + integration); SAN=1 builds them with ASan/UBSan
+#   make bench         run the benchmarks in bench/ (by hand; figures go to bench/RESULTS.md)
+# Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1.
+SAN  ?= 0
+CUDA ?= auto
+ifeq ($(SAN),1)
+BUILD ?= build-san
+else
+BUILD ?= build
+endif
+ifeq ($(BUILD),build)
+BINDIR := bin
+else
+BINDIR := $(BUILD)/bin
+endif
+
+CC ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+# --- configuration (try-compile, see scripts/configure) ---------------------------------
+$(BUILD)/config.mk $(BUILD)/config.h: scripts/configure
+	@CC=$(CC) scripts/configure $(BUILD) $(CUDA)
+-include $(BUILD)/config.mk
+
+.PHONY: all config test tests bench clean install-deps
+all: $(BINDIR)/segx $(if $(wildcard trainer/main.c),$(BINDIR)/segx-train)
+
+config:
+	@CC=$(CC) scripts/configure $(BUILD) $(CUDA)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASE     := -std=c17 -g -D_GNU_SOURCE -pthread -I. -I$(BUILD) $(WARN) -MMD -MP
+OPT      ?= -O2
+TRAIN_OPT ?= -O3
+SANFLAGS := $(if $(filter 1,$(SAN)),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)
+CFLAGS_TRAIN := $(BASE) $(TRAIN_OPT) $(SANFLAGS) $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CUDA_CFLAGS)
+LDFLAGS  := -pthread $(SANFLAGS)
+LIBS_ORCH  := -ljansson -lsqlite3 $(SLURM_LIBS) $(MHD_LIBS) $(CURL_LIBS) -lpng -lz -lm
+LIBS_TRAIN := -ljansson -lpng -lz $(BLAS_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
+
+# --- sources: every .c in a module folder belongs to its library; main.c is the program --
+ORCH_SRCS  := $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))
+TRAIN_SRCS := $(filter-out trainer/main.c,$(wildcard trainer/*.c trainer/*/*.c))
+TRAIN_CU   := $(if $(filter 1,$(SEGX_HAVE_CUDA)),$(wildcard trainer/*.cu trainer/*/*.cu))
+ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o)
+TRAIN_OBJS := $(TRAIN_SRCS:%.c=$(BUILD)/%.o) $(TRAIN_CU:%.cu=$(BUILD)/%.cu.o)
+
+NVCC_ARCH ?= -gencode arch=compute_70,code=sm_70 -gencode arch=compute_75,code=sm_75 \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS := -O3 -std=c++17 -I. -I$(BUILD) $(NVCC_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+
+$(BUILD)/orchestrator/%.o $(BUILD)/db/%.o $(BUILD)/web/%.o: CFLAGS = $(CFLAGS_ORCH)
+$(BUILD)/trainer/%.o: CFLAGS = $(CFLAGS_TRAIN)
+$(BUILD)/tests/orchestrator/%.o: CFLAGS = $(CFLAGS_ORCH)
+$(BUILD)/tests/trainer/%.o: CFLAGS = $(CFLAGS_TRAIN)
+
+$(BUILD)/%.o: %.c $(BUILD)/config.h
+	@mkdir -p $(@D)
+	$(if $(V),,@echo "  CC  $<";)$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/%.cu.o: %.cu $(BUILD)/config.h
+	@mkdir -p $(@D)
+	$(if $(V),,@echo "  NVCC $<";)$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/libsegx.a: $(ORCH_OBJS)
+	@rm -f $@; ar rcs $@ $^
+$(BUILD)/libtrain.a: $(TRAIN_OBJS)
+	@rm -f $@; ar rcs $@ $^
+
+$(BINDIR)/segx: $(BUILD)/orchestrator/main.o $(BUILD)/libsegx.a
+	@mkdir -p $(@D)
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_ORCH)
+$(BINDIR)/segx-train: $(BUILD)/trainer/main.o $(BUILD)/libtrain.a
+	@mkdir -p $(@D)
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++)
+
+# --- tests: tests/orchestrator/test_*.c link libsegx, tests/trainer/test_*.c link libtrain --
+ORCH_TESTS  := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/orchestrator/test_*.c))
+TRAIN_TESTS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/trainer/test_*.c))
+$(BUILD)/tests/orchestrator/test_%: $(BUILD)/tests/orchestrator/test_%.o $(BUILD)/libsegx.a
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_ORCH) -lcmocka
+$(BUILD)/tests/trainer/test_%: $(BUILD)/tests/trainer/test_%.o $(BUILD)/libtrain.a
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++) -lcmocka
+
+tests: all $(ORCH_TESTS) $(TRAIN_TESTS)
+test: tests
+	@SEGX_BIN=$(abspath $(BINDIR)) SEGX_SAN=$(SAN) tests/run $(BUILD)
+
+bench: all
+	bench/run
+
+install-deps:
+	scripts/install-deps
+
+clean:
+	rm -rf build build-san bin
+
+.SECONDARY:
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+// trainer/dist/comm.h — the communicator that data-parallel training runs on.
+// Implementations: "none" (one rank), "mpi" (OpenMPI; the CPU path and the bootstrap),
+// "nccl" (GPU). Rank/world come from Slurm (SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID) or MPI.
+// Every call returns 0 or -1 with a message retrievable by comm_error(); a lost peer ends in an
+// error within the configured timeout, never a hang.
+#ifndef SEGX_COMM_H
+#define SEGX_COMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Comm Comm;
+
+// kind: "auto" (mpi when launched with >1 rank by mpirun/srun, else none), "none", "mpi", "nccl".
+int  comm_create(const char *kind, Comm **out, char *err, size_t errlen);
+void comm_free(Comm *c);
+const char *comm_kind(const Comm *c);   // resolved kind
+int  comm_rank(const Comm *c);
+int  comm_world(const Comm *c);
+int  comm_local_rank(const Comm *c);
+const char *comm_error(const Comm *c);
+
+int comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
+int comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);   // n elements, in place, blocking
+int comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
+int comm_barrier(Comm *c);
+
+// --- DDP gradient reducer: buckets are slices of the one gradient buffer (reverse forward order),
+// launched in the same order on every rank as soon as backward has finalised them.
+typedef struct DdpReducer DdpReducer;
+int  ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **out, char *err, size_t errlen);
+void ddp_free(DdpReducer *r);
+// Called from the model's grads-ready hook (see model_set_grads_ready_hook): starts every bucket
+// that lies entirely below n_ready. Matches ModelGradsReadyFn when ctx is the reducer.
+void ddp_grads_ready(void *reducer, size_t n_ready);
+// Waits for all buckets (starting any not yet started) and divides by the world size, so grads hold
+// the mean over ranks. Returns 0 or -1 (peer lost, timeout) with comm_error() set.
+int  ddp_finish(DdpReducer *r);
+// Seconds spent inside ddp_finish waiting for communication (exposed), total bytes reduced, and the
+// achieved bandwidth over the last step; reset by ddp_stats_reset.
+typedef struct { double exposed_s, comm_s; double bytes; long steps; } DdpStats;
+DdpStats ddp_stats(const DdpReducer *r);
+void ddp_stats_reset(DdpReducer *r);
+
+#endif

@@ -1,0 +1,85 @@
+// trainer/models/model.h — the contract between the models (cnn, resnet18, unet) and the rest of
+// segx-train (training loop, optimizers, DDP, checkpoints).
+// - All parameters live in ONE contiguous float buffer, and all gradients in another of the same
+//   size and layout; the layout is REVERSE forward order (the head's tensors first, the stem's
+//   last), so backward finalizes gradients from offset 0 upwards and a DDP bucket is a slice.
+// - BatchNorm running statistics are "buffers": one more contiguous float buffer (checkpointed,
+//   broadcast, never optimized).
+// - Backward ACCUMULATES into the gradient buffer; the caller zeroes it (model_zero_grad).
+// - Tensor names follow PyTorch's state_dict keys of the reference models
+//   (../shared/bench/torch_peer.py for unet; torchvision resnet18 CIFAR variant) so fixtures map 1:1.
+#ifndef SEGX_MODEL_H
+#define SEGX_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define MODEL_IGNORE_LABEL 255
+
+typedef struct {
+    const char *name;     // "cnn" | "resnet18" | "unet"
+    int in_channels;      // input C
+    int classes;          // output classes
+    int height, width;    // input H, W
+    int base_width;       // --width: unet base width (default 16); ignored by the others
+    int batch_norm;       // 0 with --no-batch-norm (BN layers removed, convs get a bias)
+    int max_batch;        // activations are allocated for up to this many samples
+} ModelConfig;
+
+typedef enum { TENSOR_WEIGHT, TENSOR_BIAS, TENSOR_BN_WEIGHT, TENSOR_BN_BIAS } TensorKind;
+
+typedef struct {
+    const char *name;     // PyTorch state_dict key, e.g. "down.0.0.0.weight"
+    size_t offset;        // element offset into model_params()/model_grads()
+    size_t numel;
+    int ndim; int shape[4];
+    TensorKind kind;
+} ModelTensor;
+
+typedef struct Model Model;
+
+// Returns 0, or -1 with a message in err (unknown model name, bad shape for the model, no memory).
+int  model_create(const ModelConfig *cfg, Model **out, char *err, size_t errlen);
+void model_free(Model *m);
+
+// Deterministic PyTorch-default initialisation (kaiming-uniform a=sqrt(5) for conv/linear weights,
+// uniform(+-1/sqrt(fan_in)) biases, BN weight 1 / bias 0, running mean 0 / var 1) from `seed`.
+void model_init(Model *m, uint64_t seed);
+
+size_t model_num_params(const Model *m);
+float *model_params(Model *m);
+float *model_grads(Model *m);
+void   model_zero_grad(Model *m);
+size_t model_num_buffers(const Model *m);  // BN running mean/var (and num_batches_tracked as float)
+float *model_buffers(Model *m);
+const ModelTensor *model_tensors(const Model *m, int *count);        // parameters
+const ModelTensor *model_buffer_tensors(const Model *m, int *count); // BN running stats
+
+int model_is_segmentation(const Model *m);  // logits (B,classes,H,W) vs (B,classes)
+
+// Forward pass on x (batch, in_channels, height, width), NCHW float. training=1 uses batch
+// statistics and updates running stats (momentum 0.1); training=0 uses running stats.
+// Returns the logits, owned by the model, valid until the next forward.
+const float *model_forward(Model *m, const float *x, int batch, int training);
+
+// Softmax cross-entropy of the last forward's logits against labels (int32, one per sample or per
+// pixel; MODEL_IGNORE_LABEL pixels are not counted). Returns the mean loss over counted elements,
+// stores d(mean loss)/d(logits) * grad_scale for model_backward, and sets *counted if non-NULL.
+float model_loss(Model *m, const int32_t *labels, float grad_scale, long *counted);
+
+// Backward of the last forward (training=1) using the stored d(logits); accumulates into grads.
+void model_backward(Model *m);
+
+// DDP hooks (both optional; NULL disables).
+// grads_ready(ctx, n): called during backward each time the first n gradient elements are final
+// (n only grows within one backward; the last call has n == model_num_params).
+typedef void (*ModelGradsReadyFn)(void *ctx, size_t n_ready);
+void model_set_grads_ready_hook(Model *m, ModelGradsReadyFn fn, void *ctx);
+// allreduce_sum(ctx, buf, n): sums buf over all ranks in place. When set, BatchNorm in training
+// uses global batch statistics (sync BN) in forward and backward.
+typedef int (*ModelAllreduceFn)(void *ctx, double *buf, size_t n);
+void model_set_sync_bn(Model *m, ModelAllreduceFn fn, void *ctx);
+
+// CPU threads used by the ops (OpenBLAS and the ops' own loops). Call before the first forward.
+void model_set_threads(int n);
+
+#endif
