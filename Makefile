@@ -37,7 +37,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE     := -std=c17 -g -D_GNU_SOURCE -pthread -I. -I$(BUILD) $(WARN) -MMD -MP
 OPT      ?= -O2
 TRAIN_OPT ?= -O3
-SANFLAGS := $(if $(filter 1,$(SAN)),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+SAN_ON   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFLAGS := $(if $(filter 1,$(SAN)),$(SAN_ON))
 CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)
 CFLAGS_TRAIN := $(BASE) $(TRAIN_OPT) $(SANFLAGS) $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CUDA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS)
@@ -48,7 +49,7 @@ LIBS_TRAIN := -ljansson -lcrypto -lpng -lz $(BLAS_LIBS) $(MPI_LIBS) $(CUDA_LIBS)
 ORCH_SRCS  := $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))
 TRAIN_SRCS := $(filter-out trainer/main.c,$(wildcard trainer/*.c trainer/*/*.c))
 TRAIN_CU   := $(if $(filter 1,$(SEGX_HAVE_CUDA)),$(wildcard trainer/*.cu trainer/*/*.cu))
-ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o)
+ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
 TRAIN_OBJS := $(TRAIN_SRCS:%.c=$(BUILD)/%.o) $(TRAIN_CU:%.cu=$(BUILD)/%.cu.o)
 
 NVCC_ARCH ?= -gencode arch=compute_70,code=sm_70 -gencode arch=compute_75,code=sm_75 \
@@ -67,6 +68,13 @@ $(BUILD)/%.o: %.c $(BUILD)/config.h
 $(BUILD)/%.cu.o: %.cu $(BUILD)/config.h
 	@mkdir -p $(@D)
 	$(if $(V),,@echo "  NVCC $<";)$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# db/schema.sql compiled into the binary as the C string db_schema_sql.
+$(BUILD)/gen/schema_sql.c: db/schema.sql
+	@mkdir -p $(@D)
+	@{ echo 'const char db_schema_sql[] ='; sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } >$@
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(if $(V),,@echo "  CC  $<";)$(CC) $(CFLAGS_ORCH) -c $< -o $@
 
 $(BUILD)/libsegx.a: $(ORCH_OBJS)
 	@rm -f $@; ar rcs $@ $^

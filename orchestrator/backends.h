@@ -1,0 +1,9 @@
+// orchestrator/backends.h — constructors of the backend implementations, used by backend_open.
+// Each returns 0, or -1 with a message that says what to do (e.g. start the local cluster).
+#ifndef SEGX_BACKENDS_H
+#define SEGX_BACKENDS_H
+#include "orchestrator/backend.h"
+int backend_local_open(const char *options_json, Backend **out, char *err, size_t errlen);
+int backend_slurm_open(const char *options_json, Backend **out, char *err, size_t errlen);
+int backend_slurm_cli_open(const char *options_json, Backend **out, char *err, size_t errlen);
+#endif
