@@ -24,6 +24,18 @@ int comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);   // n elements, in p
 int comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 int comm_barrier(Comm *c);
 
+// --- additions (h5): timeouts, the sync-BN adapter, and what tests and benchmarks inspect.
+// Collectives waiting longer than the timeout fail with comm_error() set ("peer lost or stuck").
+// Default 300 s, or SEGX_COMM_TIMEOUT (seconds) from the environment.
+double comm_timeout(const Comm *c);
+void   comm_set_timeout(Comm *c, double seconds);
+// Matches ModelAllreduceFn with ctx = the Comm (for model_set_sync_bn).
+int  comm_allreduce_sum_f64_fn(void *ctx, double *buf, size_t n);
+// Ends every rank of the job now (MPI_Abort under MPI); use on a fatal error when world > 1 so
+// peers waiting in a collective do not wait for the timeout. Returns when there is no MPI
+// runtime to abort through (then peers fail at their timeout).
+void comm_abort(Comm *c, int code);
+
 // --- DDP gradient reducer: buckets are slices of the one gradient buffer (reverse forward order),
 // launched in the same order on every rank as soon as backward has finalised them.
 typedef struct DdpReducer DdpReducer;
@@ -40,5 +52,13 @@ int  ddp_finish(DdpReducer *r);
 typedef struct { double exposed_s, comm_s; double bytes; long steps; } DdpStats;
 DdpStats ddp_stats(const DdpReducer *r);
 void ddp_stats_reset(DdpReducer *r);
+// Bytes per second of the gradient allreduce (bytes / comm_s); 0 before any multi-rank step.
+double ddp_stats_bandwidth(DdpStats s);
+// Buckets: count, slice i, how many were launched so far in the current step, and the launch order
+// of the current/last step (returns the number launched; copies up to max indices).
+int  ddp_num_buckets(const DdpReducer *r);
+void ddp_bucket(const DdpReducer *r, int i, size_t *off, size_t *n);
+int  ddp_buckets_launched(const DdpReducer *r);
+int  ddp_launch_order(const DdpReducer *r, int *order, int max);
 
 #endif

@@ -1,0 +1,182 @@
+// tests/trainer/test_comm.c — the communicator dispatcher, launch-environment detection and the
+// DDP reducer on one rank. Multi-rank behaviour: test_comm_mpi.c under tests/integration/dist_mpi.sh.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "trainer/dist/comm.h"   // defines: Comm, DdpReducer
+
+static const char *launch_vars[] = { "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                     "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_LOCALID", "PMIX_RANK",
+                                     "PMI_RANK", "SEGX_COMM_TIMEOUT", NULL };
+
+static int clear_launch_env(void **state) {
+    (void)state;
+    for (int i = 0; launch_vars[i]; i++) unsetenv(launch_vars[i]);
+    return 0;
+}
+
+static void test_none_is_identity(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    assert_int_equal(comm_create("none", &c, err, sizeof err), 0);
+    assert_string_equal(comm_kind(c), "none");
+    assert_int_equal(comm_rank(c), 0);
+    assert_int_equal(comm_world(c), 1);
+    assert_int_equal(comm_local_rank(c), 0);
+    float f[3] = { 1.5f, -2.0f, 3.25f };
+    double d[2] = { 1e300, -7.0 };
+    assert_int_equal(comm_allreduce_sum_f32(c, f, 3), 0);
+    assert_int_equal(comm_allreduce_sum_f64(c, d, 2), 0);
+    assert_true(f[0] == 1.5f && f[1] == -2.0f && f[2] == 3.25f);
+    assert_true(d[0] == 1e300 && d[1] == -7.0);
+    char msg[8] = "abc";
+    assert_int_equal(comm_broadcast(c, msg, sizeof msg, 0), 0);
+    assert_string_equal(msg, "abc");
+    assert_int_equal(comm_barrier(c), 0);
+    // a root outside the world is an error naming it
+    assert_int_equal(comm_broadcast(c, msg, sizeof msg, 1), -1);
+    assert_non_null(strstr(comm_error(c), "root 1"));
+    assert_int_equal(comm_allreduce_sum_f64_fn(c, d, 2), 0);
+    comm_free(c);
+}
+
+static void test_auto_alone_is_none(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    assert_int_equal(comm_create("auto", &c, err, sizeof err), 0);
+    assert_string_equal(comm_kind(c), "none");
+    comm_free(c);
+    assert_int_equal(comm_create(NULL, &c, err, sizeof err), 0);
+    assert_string_equal(comm_kind(c), "none");
+    comm_free(c);
+}
+
+static void test_unknown_kind_is_named(void **state) {
+    (void)state;
+    Comm *c = (Comm *)1;
+    char err[512] = "";
+    assert_int_equal(comm_create("gloo", &c, err, sizeof err), -1);
+    assert_null(c);
+    assert_non_null(strstr(err, "\"gloo\""));
+    assert_non_null(strstr(err, "--comm"));
+}
+
+static void test_srun_without_mpi_plugin_is_refused(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    setenv("SLURM_STEP_NUM_TASKS", "2", 1);
+    setenv("SLURM_PROCID", "1", 1);
+    setenv("SLURM_LOCALID", "1", 1);
+    assert_int_equal(comm_create("auto", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "srun --mpi=pmix_v4"));
+    // --comm none with 2 ranks would train two separate models: refused too
+    assert_int_equal(comm_create("none", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "2 ranks"));
+    clear_launch_env(NULL);
+}
+
+static void test_bad_launch_env_is_named(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    setenv("OMPI_COMM_WORLD_SIZE", "two", 1);
+    assert_int_equal(comm_create("auto", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "OMPI_COMM_WORLD_SIZE=\"two\""));
+    setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+    setenv("OMPI_COMM_WORLD_RANK", "5", 1);
+    assert_int_equal(comm_create("auto", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "rank 5 of world 2"));
+    clear_launch_env(NULL);
+    setenv("SEGX_COMM_TIMEOUT", "-3", 1);
+    assert_int_equal(comm_create("none", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "SEGX_COMM_TIMEOUT=\"-3\""));
+    setenv("SEGX_COMM_TIMEOUT", "2.5", 1);
+    assert_int_equal(comm_create("none", &c, err, sizeof err), 0);
+    assert_true(comm_timeout(c) == 2.5);
+    comm_set_timeout(c, 7);
+    assert_true(comm_timeout(c) == 7.0);
+    comm_free(c);
+    clear_launch_env(NULL);
+}
+
+// Buckets tile the buffer in order, start only when entirely below n_ready, and one rank's mean
+// is the gradient itself.
+static void test_ddp_buckets_one_rank(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    assert_int_equal(comm_create("none", &c, err, sizeof err), 0);
+    const size_t n = 1000;
+    float *g = malloc(n * sizeof *g), *ref = malloc(n * sizeof *ref);
+    for (size_t i = 0; i < n; i++) g[i] = ref[i] = (float)i * 0.5f - 100.0f;
+    DdpReducer *r;
+    double mb = 300.0 * sizeof(float) / (1024.0 * 1024.0);   // 300 floats per bucket
+    assert_int_equal(ddp_create(c, g, n, mb, &r, err, sizeof err), 0);
+    assert_int_equal(ddp_num_buckets(r), 4);
+    size_t expect_off = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t off, k;
+        ddp_bucket(r, i, &off, &k);
+        assert_int_equal(off, expect_off);
+        assert_int_equal(k, i < 3 ? 300 : 100);
+        expect_off += k;
+    }
+    assert_int_equal(expect_off, n);
+    for (int step = 0; step < 2; step++) {
+        ddp_grads_ready(r, 299);
+        assert_int_equal(ddp_buckets_launched(r), 0);
+        ddp_grads_ready(r, 300);
+        assert_int_equal(ddp_buckets_launched(r), 1);
+        ddp_grads_ready(r, 899);
+        assert_int_equal(ddp_buckets_launched(r), 2);
+        ddp_grads_ready(r, 950);   // bucket 2 ends at 900: launched; bucket 3 not yet
+        assert_int_equal(ddp_buckets_launched(r), 3);
+        assert_int_equal(ddp_finish(r), 0);   // launches the rest
+        int order[8];
+        assert_int_equal(ddp_launch_order(r, order, 8), 4);
+        for (int i = 0; i < 4; i++) assert_int_equal(order[i], i);
+        assert_int_equal(ddp_buckets_launched(r), 0);   // next step starts fresh
+    }
+    assert_memory_equal(g, ref, n * sizeof *g);
+    DdpStats s = ddp_stats(r);
+    assert_int_equal(s.steps, 2);
+    assert_true(s.bytes == 0 && s.comm_s == 0);   // one rank moves nothing
+    assert_true(s.exposed_s >= 0 && s.exposed_s < 1);
+    ddp_stats_reset(r);
+    assert_int_equal(ddp_stats(r).steps, 0);
+    ddp_free(r);
+    // a bucket larger than the buffer is one bucket
+    assert_int_equal(ddp_create(c, g, n, 25, &r, err, sizeof err), 0);
+    assert_int_equal(ddp_num_buckets(r), 1);
+    ddp_free(r);
+    // bad bucket sizes name the flag
+    assert_int_equal(ddp_create(c, g, n, 0, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--bucket-mb"));
+    assert_int_equal(ddp_create(c, g, n, -1, &r, err, sizeof err), -1);
+    free(g);
+    free(ref);
+    comm_free(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_none_is_identity, clear_launch_env),
+        cmocka_unit_test_setup(test_auto_alone_is_none, clear_launch_env),
+        cmocka_unit_test_setup(test_unknown_kind_is_named, clear_launch_env),
+        cmocka_unit_test_setup(test_srun_without_mpi_plugin_is_refused, clear_launch_env),
+        cmocka_unit_test_setup(test_bad_launch_env_is_named, clear_launch_env),
+        cmocka_unit_test_setup(test_ddp_buckets_one_rank, clear_launch_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
