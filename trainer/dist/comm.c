@@ -58,11 +58,9 @@ int comm_launch_env(CommLaunch *l, char *err, size_t errlen) {
         if (env_int("SLURM_PROCID", &r, err, errlen) < 0) return -1;
         if (env_int("SLURM_LOCALID", &lr, err, errlen) < 0) return -1;
         *l = (CommLaunch){ w, r, lr, "srun", getenv("PMIX_RANK") != NULL || getenv("PMI_RANK") != NULL };
-    } else if (getenv("PMIX_RANK")) {   // another PMIx launcher (prterun): MPI will say the world
-        if (env_int("PMIX_RANK", &r, err, errlen) < 0) return -1;
-        *l = (CommLaunch){ 0, r, 0, "pmix", 1 };   // world 0: unknown until MPI_Init
     }
-    if (l->world > 0 && l->rank >= l->world) {
+    // PMIX_RANK alone is not a launch: an MPI singleton sets it too. mpirun and srun both say the world.
+    if (l->rank >= l->world) {
         snprintf(err, errlen, "launch environment says rank %d of world %d (launcher %s)", l->rank, l->world, l->launcher);
         return -1;
     }

@@ -55,8 +55,8 @@ static int mpi_ensure_init(char *err, size_t errlen) {
 
 static void nap(double waited) {
     // Spin first (low latency), then yield the core to compute on a busy node.
-    if (waited < 2e-3) return;
-    struct timespec ts = { 0, waited < 0.1 ? 20000 : 200000 };
+    if (waited < 0.5) return;
+    struct timespec ts = { 0, waited < 5 ? 20000 : 200000 };
     nanosleep(&ts, NULL);
 }
 
@@ -170,7 +170,7 @@ static int mpi_world_info(int *rank, int *world, int *local_rank, char *err, siz
         MPI_Comm_rank(node, local_rank);
         MPI_Comm_free(&node);
     }
-    if (l.world > 0 && l.world != *world) {
+    if (l.world != *world) {
         snprintf(err, errlen, "%s started %d tasks but MPI sees a world of %d: launch with `srun --mpi=pmix_v4` "
                  "(check `srun --mpi=list`) or mpirun", l.launcher, l.world, *world);
         return -1;

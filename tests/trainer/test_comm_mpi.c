@@ -1,0 +1,186 @@
+// tests/trainer/test_comm_mpi.c — the MPI communicator and the DDP reducer across ranks.
+// Written for any world size: run alone (tests/run, world 1 via an MPI singleton) and under
+// `mpirun -np 2` by tests/integration/dist_mpi.sh, which also uses the failure modes below:
+//   test_comm_mpi crash-peer   rank 1 dies (SIGKILL) mid-run; the others must end, not hang
+//   test_comm_mpi stuck-peer   rank 1 stops calling collectives; rank 0 must time out with an error
+// SEGX_TEST_RANK_OUT=PREFIX sends each rank's stdout/stderr to PREFIX.<rank>.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "trainer/dist/comm.h"   // defines: Comm, DdpReducer
+
+static Comm *C;   // one communicator for the whole program (MPI initializes once per process)
+
+static void test_kind_matches_launch(void **state) {
+    (void)state;
+    // what auto resolves to under this launcher (none alone, mpi under mpirun)
+    Comm *a;
+    char err[512] = "";
+    assert_int_equal(comm_create("auto", &a, err, sizeof err), 0);
+    assert_string_equal(comm_kind(a), getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1 ? "mpi" : "none");
+    assert_int_equal(comm_world(a), comm_world(C));
+    assert_int_equal(comm_rank(a), comm_rank(C));
+    comm_free(a);
+    assert_string_equal(comm_kind(C), "mpi");
+    const char *w = getenv("OMPI_COMM_WORLD_SIZE");
+    assert_int_equal(comm_world(C), w ? atoi(w) : 1);
+    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    assert_int_equal(comm_local_rank(C), lr ? atoi(lr) : 0);
+}
+
+static void test_allreduce_sums_ranks(void **state) {
+    (void)state;
+    int r = comm_rank(C), w = comm_world(C);
+    enum { N = 100003 };   // odd size, several MPI segments
+    float *f = malloc(N * sizeof *f);
+    double *d = malloc(N * sizeof *d);
+    for (int i = 0; i < N; i++) { f[i] = (float)((r + 1) * (i % 97)); d[i] = (r + 1) * 1e-3 * i; }
+    assert_int_equal(comm_allreduce_sum_f32(C, f, N), 0);
+    assert_int_equal(comm_allreduce_sum_f64(C, d, N), 0);
+    double tri = w * (w + 1) / 2.0;
+    for (int i = 0; i < N; i++) {
+        if (f[i] != (float)(tri * (i % 97)) || fabs(d[i] - tri * 1e-3 * i) > 1e-12 * (1 + fabs(d[i])))
+            fail_msg("element %d: f=%g (want %g) d=%.17g (want %.17g)", i, f[i], tri * (i % 97), d[i], tri * 1e-3 * i);
+    }
+    free(f);
+    free(d);
+}
+
+static void test_broadcast_from_last_rank(void **state) {
+    (void)state;
+    int r = comm_rank(C), w = comm_world(C);
+    char buf[300];
+    for (int i = 0; i < 300; i++) buf[i] = (char)(r == w - 1 ? i * 7 : -1);
+    assert_int_equal(comm_broadcast(C, buf, sizeof buf, w - 1), 0);
+    for (int i = 0; i < 300; i++) assert_int_equal(buf[i], (char)(i * 7));
+    assert_int_equal(comm_barrier(C), 0);
+}
+
+// Simulated backward: gradients become final front to back in uneven steps, with a blocking
+// allreduce (as sync BN does) between hooks; the mean must be exact and the order identical.
+static void test_ddp_mean_order_and_stats(void **state) {
+    (void)state;
+    int r = comm_rank(C), w = comm_world(C);
+    const size_t n = 3 * 65536 + 1234;
+    float *g = malloc(n * sizeof *g);
+    DdpReducer *red;
+    char err[512] = "";
+    assert_int_equal(ddp_create(C, g, n, 0.25, &red, err, sizeof err), 0);   // 65536 floats a bucket
+    assert_int_equal(ddp_num_buckets(red), 4);
+    const int steps = 3;
+    for (int step = 0; step < steps; step++) {
+        for (size_t i = 0; i < n; i++) g[i] = (float)(r * 4 + step) + (float)(i % 1000) * 0.25f;
+        size_t done = 0;
+        while (done < n) {
+            done += 40000;
+            if (done > n) done = n;
+            ddp_grads_ready(red, done);
+            double bn[2] = { 1.0, (double)r };
+            assert_int_equal(comm_allreduce_sum_f64(C, bn, 2), 0);
+            assert_true(bn[0] == w && bn[1] == w * (w - 1) / 2.0);
+        }
+        assert_int_equal(ddp_buckets_launched(red), 4);
+        assert_int_equal(ddp_finish(red), 0);
+        float mean_r = (float)(4 * (w - 1)) / 2.0f + (float)step;   // mean of r*4+step over ranks
+        for (size_t i = 0; i < n; i++) {
+            float want = mean_r + (float)(i % 1000) * 0.25f;
+            if (fabsf(g[i] - want) > 1e-6f * (1 + fabsf(want))) fail_msg("step %d element %zu: %g, want %g", step, i, g[i], want);
+        }
+        int order[4], root_order[4];
+        assert_int_equal(ddp_launch_order(red, order, 4), 4);
+        memcpy(root_order, order, sizeof order);
+        assert_int_equal(comm_broadcast(C, root_order, sizeof root_order, 0), 0);
+        assert_memory_equal(order, root_order, sizeof order);
+        for (int i = 0; i < 4; i++) assert_int_equal(order[i], i);
+    }
+    DdpStats s = ddp_stats(red);
+    assert_int_equal(s.steps, steps);
+    if (w > 1) {
+        assert_true(s.bytes == (double)n * sizeof(float) * steps);
+        assert_true(s.comm_s > 0 && s.exposed_s > 0);
+        assert_true(ddp_stats_bandwidth(s) > 0);
+        if (r == 0)
+            printf("# ddp: %d ranks, %.1f MB/step, comm %.2f ms/step, exposed %.2f ms/step, %.0f MB/s\n", w,
+                   n * 4e-6, 1e3 * s.comm_s / steps, 1e3 * s.exposed_s / steps, ddp_stats_bandwidth(s) / 1e6);
+    } else {
+        assert_true(s.bytes == 0);
+    }
+    ddp_free(red);
+}
+
+// Bandwidth of one large blocking allreduce, for the report (and a check that it is finite).
+static void test_allreduce_bandwidth(void **state) {
+    (void)state;
+    const size_t n = 4u << 20;   // 16 MB
+    float *f = calloc(n, sizeof *f);
+    DdpReducer *red;
+    char err[512] = "";
+    assert_int_equal(ddp_create(C, f, n, 25, &red, err, sizeof err), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(ddp_finish(red), 0);
+    DdpStats s = ddp_stats(red);
+    if (comm_world(C) > 1) {
+        double bw = ddp_stats_bandwidth(s);
+        assert_true(bw > 1e6 && isfinite(bw));
+        if (comm_rank(C) == 0) printf("# allreduce 16 MB x %d ranks: %.0f MB/s\n", comm_world(C), bw / 1e6);
+    }
+    ddp_free(red);
+    free(f);
+}
+
+// Failure modes for dist_mpi.sh: returns the process exit code.
+static int failure_mode(const char *mode) {
+    int r = comm_rank(C);
+    float x[1024];
+    for (int it = 0;; it++) {
+        if (r == 1 && it == 3) {
+            if (!strcmp(mode, "crash-peer")) raise(SIGKILL);
+            if (!strcmp(mode, "stuck-peer")) { sleep(120); return 0; }
+        }
+        for (int i = 0; i < 1024; i++) x[i] = 1;
+        if (comm_allreduce_sum_f32(C, x, 1024)) {
+            fprintf(stderr, "rank %d: error: %s\n", r, comm_error(C));
+            return 3;
+        }
+        if (it > 100000) { fprintf(stderr, "rank %d: peer never failed\n", r); return 4; }
+        usleep(1000);
+    }
+}
+
+int main(int argc, char **argv) {
+    char err[512] = "";
+    if (comm_create("mpi", &C, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
+    const char *prefix = getenv("SEGX_TEST_RANK_OUT");
+    if (prefix) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.%d", prefix, comm_rank(C));
+        if (!freopen(path, "w", stdout) || !freopen(path, "a", stderr)) { perror(path); return 2; }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+    }
+    int rc;
+    if (argc > 1) rc = failure_mode(argv[1]);
+    else {
+        printf("# rank %d of %d, local rank %d\n", comm_rank(C), comm_world(C), comm_local_rank(C));
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_kind_matches_launch),
+            cmocka_unit_test(test_allreduce_sums_ranks),
+            cmocka_unit_test(test_broadcast_from_last_rank),
+            cmocka_unit_test(test_ddp_mean_order_and_stats),
+            cmocka_unit_test(test_allreduce_bandwidth),
+        };
+        rc = cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    if (rc) comm_abort(C, rc);   // a failed rank must not leave its peers waiting in a collective
+    comm_free(C);
+    return rc;
+}
