@@ -1,0 +1,504 @@
+// orchestrator/cluster.c — cluster profiles (see cluster.h and templates/clusters/README.md).
+#include "orchestrator/cluster.h"
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_GPUS 32
+#define MAX_LINES 64
+
+struct ClusterProfile {
+    char name[64], path[1024], account[64], qos[64], slurm_conf[1024];
+    char gres_style[16];              // "gres" (--gres=gpu:TYPE:N) or "gpus-per-node"
+    char runtime[32], image[1024];    // container (may be empty)
+    char *binds[MAX_LINES]; size_t nbinds;
+    char *setup[MAX_LINES]; size_t nsetup;
+    char *modules[MAX_LINES]; size_t nmodules;
+    char *extra_sbatch[MAX_LINES]; size_t nextra;   // raw "--key=value" added to every job
+    int signal_grace_s;
+    ClusterGpu gpus[MAX_GPUS]; size_t ngpus;
+};
+
+// ---------------------------------------------------------------------------------------------
+// a growing string
+
+typedef struct { char *s; size_t len, cap; int oom; } Buf;
+
+static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(Buf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) { b->oom = 1; return; }
+        if (b->s && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
+        size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)n;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = 1; return; }
+        b->s = s; b->cap = cap;
+    }
+}
+
+static char *fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *fail_msg(const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    return strdup(tmp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// loading
+
+static int copy_str(const json_t *o, const char *key, char *dst, size_t cap, const char *where,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) { snprintf(err, errlen, "%s: \"%s\" must be a string", where, key); return -1; }
+    if (json_string_length(v) >= cap) {
+        snprintf(err, errlen, "%s: \"%s\" is longer than %zu characters", where, key, cap - 1);
+        return -1;
+    }
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+static int copy_int(const json_t *o, const char *key, int *dst, int lo, int hi, const char *where,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(err, errlen, "%s: \"%s\" must be an integer in %d..%d", where, key, lo, hi);
+        return -1;
+    }
+    *dst = (int)json_integer_value(v);
+    return 0;
+}
+
+static void free_list(char **v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) free(v[i]);
+    *n = 0;
+}
+
+static int copy_list(const json_t *o, const char *key, char **dst, size_t *n, const char *where,
+                     char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v)) { snprintf(err, errlen, "%s: \"%s\" must be an array of strings", where, key); return -1; }
+    if (json_array_size(v) > MAX_LINES) { snprintf(err, errlen, "%s: \"%s\" has more than %d entries", where, key, MAX_LINES); return -1; }
+    free_list(dst, n);
+    size_t i; json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_string(e)) {
+            snprintf(err, errlen, "%s: \"%s\"[%zu] must be a string", where, key, i);
+            return -1;
+        }
+        if (strchr(json_string_value(e), '\n')) {
+            snprintf(err, errlen, "%s: \"%s\"[%zu] must be one line", where, key, i);
+            return -1;
+        }
+        if (!(dst[(*n)++] = strdup(json_string_value(e)))) { snprintf(err, errlen, "out of memory"); return -1; }
+    }
+    return 0;
+}
+
+// A memory size like "4G", "512M", "4096" (MB). Returns MB, or -1.
+static long parse_mem_mb(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v <= 0) return -1;
+    double mb;
+    switch (toupper((unsigned char)*end)) {
+    case '\0': case 'M': mb = v; break;
+    case 'K': mb = v / 1024; break;
+    case 'G': mb = v * 1024; break;
+    case 'T': mb = v * 1024 * 1024; break;
+    default: return -1;
+    }
+    if (*end && end[1] && !(toupper((unsigned char)end[1]) == 'B' && !end[2])) return -1;
+    return mb < 1 ? 1 : (long)(mb + 0.5);
+}
+
+// Characters that could break out of an #SBATCH line or a shell word.
+static int safe_word_extra(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("_-.,:/+=@%[]", *s) || strchr(extra, *s))) return 0;
+    return 1;
+}
+static int safe_word(const char *s) { return safe_word_extra(s, ""); }
+
+static int parse_gpu(const json_t *e, size_t i, ClusterGpu *g, const char *where, char *err, size_t errlen)
+{
+    char w[1200];
+    snprintf(w, sizeof w, "%s: gpus[%zu]", where, i);
+    if (!json_is_object(e)) { snprintf(err, errlen, "%s must be an object", w); return -1; }
+    memset(g, 0, sizeof *g);
+    g->gpus_per_node = 1; g->cpus_per_gpu = 1;
+    if (copy_str(e, "gpu_type", g->gpu_type, sizeof g->gpu_type, w, err, errlen) ||
+        copy_str(e, "partition", g->partition, sizeof g->partition, w, err, errlen) ||
+        copy_str(e, "gres_type", g->gres_type, sizeof g->gres_type, w, err, errlen) ||
+        copy_str(e, "constraint", g->constraint, sizeof g->constraint, w, err, errlen) ||
+        copy_str(e, "mem_per_gpu", g->mem_per_gpu, sizeof g->mem_per_gpu, w, err, errlen) ||
+        copy_int(e, "gpus_per_node", &g->gpus_per_node, 1, 1024, w, err, errlen) ||
+        copy_int(e, "cpus_per_gpu", &g->cpus_per_gpu, 1, 1024, w, err, errlen))
+        return -1;
+    const char *known[] = {"gpu_type", "partition", "gres_type", "constraint", "mem_per_gpu",
+                           "gpus_per_node", "cpus_per_gpu", "comment", NULL};
+    const char *k; json_t *v;
+    json_object_foreach((json_t *)e, k, v) {
+        int ok = 0;
+        for (int j = 0; known[j]; j++) ok |= strcmp(k, known[j]) == 0;
+        if (!ok) { snprintf(err, errlen, "%s: unknown key \"%s\"", w, k); return -1; }
+    }
+    if (!g->gpu_type[0]) { snprintf(err, errlen, "%s: \"gpu_type\" is required", w); return -1; }
+    if (strcasecmp(g->gpu_type, "cpu") != 0 && !g->gres_type[0])
+        snprintf(g->gres_type, sizeof g->gres_type, "%s", g->gpu_type);
+    if (g->mem_per_gpu[0] && parse_mem_mb(g->mem_per_gpu) < 0) {
+        snprintf(err, errlen, "%s: \"mem_per_gpu\" '%s' is not a size like 16G or 4096M", w, g->mem_per_gpu);
+        return -1;
+    }
+    const char *fields[] = {g->gpu_type, g->partition, g->gres_type, g->constraint};
+    for (int j = 0; j < 4; j++)
+        if (!safe_word_extra(fields[j], j == 3 ? "&|()*!" : "")) {
+            snprintf(err, errlen, "%s: '%s' contains characters not allowed in an #SBATCH value", w, fields[j]);
+            return -1;
+        }
+    return 0;
+}
+
+static int apply_container(ClusterProfile *p, const json_t *c, const char *where, char *err, size_t errlen)
+{
+    if (!c || json_is_null(c)) return 0;
+    if (!json_is_object(c)) { snprintf(err, errlen, "%s: \"container\" must be an object", where); return -1; }
+    char w[1100];
+    snprintf(w, sizeof w, "%s: container", where);
+    if (copy_str(c, "runtime", p->runtime, sizeof p->runtime, w, err, errlen) ||
+        copy_str(c, "image", p->image, sizeof p->image, w, err, errlen) ||
+        copy_list(c, "bind", p->binds, &p->nbinds, w, err, errlen))
+        return -1;
+    if (p->runtime[0] && strcmp(p->runtime, "singularity") && strcmp(p->runtime, "apptainer")) {
+        snprintf(err, errlen, "%s: \"runtime\" '%s' is not singularity or apptainer", w, p->runtime);
+        return -1;
+    }
+    if (p->runtime[0] && !p->image[0]) { snprintf(err, errlen, "%s: \"image\" is required with a runtime", w); return -1; }
+    return 0;
+}
+
+// Applies the keys of one profile object on top of p (so "base" profiles can be overridden).
+static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, char *err, size_t errlen)
+{
+    static const char *known[] = {"name", "description", "account", "qos", "setup", "modules", "gpus",
+                                  "container", "gres_style", "sbatch", "signal_grace_s", "slurm_conf",
+                                  "base", "comment", NULL};
+    const char *k; json_t *v;
+    json_object_foreach((json_t *)o, k, v) {
+        int ok = 0;
+        for (int j = 0; known[j]; j++) ok |= strcmp(k, known[j]) == 0;
+        if (!ok) { snprintf(err, errlen, "%s: unknown key \"%s\"", where, k); return -1; }
+    }
+    if (copy_str(o, "name", p->name, sizeof p->name, where, err, errlen) ||
+        copy_str(o, "account", p->account, sizeof p->account, where, err, errlen) ||
+        copy_str(o, "qos", p->qos, sizeof p->qos, where, err, errlen) ||
+        copy_str(o, "slurm_conf", p->slurm_conf, sizeof p->slurm_conf, where, err, errlen) ||
+        copy_str(o, "gres_style", p->gres_style, sizeof p->gres_style, where, err, errlen) ||
+        copy_int(o, "signal_grace_s", &p->signal_grace_s, 0, 65535, where, err, errlen) ||
+        copy_list(o, "setup", p->setup, &p->nsetup, where, err, errlen) ||
+        copy_list(o, "modules", p->modules, &p->nmodules, where, err, errlen) ||
+        copy_list(o, "sbatch", p->extra_sbatch, &p->nextra, where, err, errlen) ||
+        apply_container(p, json_object_get(o, "container"), where, err, errlen))
+        return -1;
+    if (strcmp(p->gres_style, "gres") && strcmp(p->gres_style, "gpus-per-node")) {
+        snprintf(err, errlen, "%s: \"gres_style\" '%s' must be \"gres\" or \"gpus-per-node\"", where, p->gres_style);
+        return -1;
+    }
+    if (!safe_word(p->account) || !safe_word(p->qos)) {
+        snprintf(err, errlen, "%s: account/qos contain characters not allowed in an #SBATCH value", where);
+        return -1;
+    }
+    for (size_t i = 0; i < p->nextra; i++)
+        if (strncmp(p->extra_sbatch[i], "--", 2) != 0) {
+            snprintf(err, errlen, "%s: \"sbatch\"[%zu] '%s' must start with --", where, i, p->extra_sbatch[i]);
+            return -1;
+        }
+    json_t *gpus = json_object_get(o, "gpus");
+    if (gpus) {
+        if (!json_is_array(gpus) || json_array_size(gpus) > MAX_GPUS) {
+            snprintf(err, errlen, "%s: \"gpus\" must be an array of at most %d objects", where, MAX_GPUS);
+            return -1;
+        }
+        p->ngpus = 0;
+        size_t i; json_t *e;
+        json_array_foreach(gpus, i, e) {
+            if (parse_gpu(e, i, &p->gpus[p->ngpus], where, err, errlen)) return -1;
+            for (size_t j = 0; j < p->ngpus; j++)
+                if (strcasecmp(p->gpus[j].gpu_type, p->gpus[p->ngpus].gpu_type) == 0) {
+                    snprintf(err, errlen, "%s: gpus[%zu]: gpu_type '%s' appears twice", where, i, p->gpus[j].gpu_type);
+                    return -1;
+                }
+            p->ngpus++;
+        }
+    }
+    return 0;
+}
+
+static int load_named(ClusterProfile *p, const char *name, const char *templates_dir, int depth,
+                      char *err, size_t errlen);
+
+static int load_object(ClusterProfile *p, const json_t *o, const char *where, const char *templates_dir,
+                       int depth, char *err, size_t errlen)
+{
+    if (!json_is_object(o)) { snprintf(err, errlen, "%s: a cluster profile must be a JSON object", where); return -1; }
+    json_t *base = json_object_get(o, "base");
+    if (base) {
+        if (!json_is_string(base)) { snprintf(err, errlen, "%s: \"base\" must be a profile name", where); return -1; }
+        if (depth > 4) { snprintf(err, errlen, "%s: \"base\" chain deeper than 4 (a cycle?)", where); return -1; }
+        if (load_named(p, json_string_value(base), templates_dir, depth + 1, err, errlen)) return -1;
+    }
+    return apply_profile(p, o, where, err, errlen);
+}
+
+static int load_named(ClusterProfile *p, const char *name, const char *templates_dir, int depth,
+                      char *err, size_t errlen)
+{
+    char path[1024];
+    size_t n = strlen(name);
+    if (strchr(name, '/') || (n > 5 && strcmp(name + n - 5, ".json") == 0))
+        snprintf(path, sizeof path, "%s", name);
+    else {
+        for (const char *c = name; *c; c++)
+            if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.')) {
+                snprintf(err, errlen, "cluster profile name '%s' may use only letters, digits, - _ .", name);
+                return -1;
+            }
+        snprintf(path, sizeof path, "%s/clusters/%s.json", templates_dir ? templates_dir : "templates", name);
+    }
+    json_error_t je;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!o) {
+        if (je.line < 0) snprintf(err, errlen, "cluster profile '%s': cannot read %s: %s", name, path, je.text);
+        else snprintf(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return -1;
+    }
+    snprintf(p->path, sizeof p->path, "%s", path);
+    int rc = load_object(p, o, path, templates_dir, depth, err, errlen);
+    if (rc == 0 && !json_object_get(o, "name")) {
+        // the file name is the profile name
+        const char *b = strrchr(path, '/');
+        snprintf(p->name, sizeof p->name, "%.*s", (int)(strlen(b ? b + 1 : path) - 5), b ? b + 1 : path);
+    }
+    json_decref(o);
+    return rc;
+}
+
+int cluster_load(const json_t *spec_cluster, const char *templates_dir, ClusterProfile **out,
+                 char *err, size_t errlen)
+{
+    *out = NULL;
+    ClusterProfile *p = calloc(1, sizeof *p);
+    if (!p) { snprintf(err, errlen, "out of memory"); return -1; }
+    snprintf(p->gres_style, sizeof p->gres_style, "gres");
+    p->signal_grace_s = 60;
+    int rc;
+    if (!spec_cluster || json_is_null(spec_cluster))
+        rc = load_named(p, "local", templates_dir, 0, err, errlen);
+    else if (json_is_string(spec_cluster))
+        rc = load_named(p, json_string_value(spec_cluster), templates_dir, 0, err, errlen);
+    else if (json_is_object(spec_cluster)) {
+        rc = load_object(p, spec_cluster, "spec \"cluster\"", templates_dir, 0, err, errlen);
+        if (rc == 0 && !json_object_get(spec_cluster, "base")) p->path[0] = '\0';
+        if (rc == 0 && !p->name[0]) snprintf(p->name, sizeof p->name, "inline");
+    } else {
+        snprintf(err, errlen, "spec \"cluster\" must be a profile name or an object");
+        rc = -1;
+    }
+    if (rc == 0 && p->ngpus == 0) {
+        snprintf(err, errlen, "cluster profile '%s'%s%s: \"gpus\" lists no GPU types", p->name,
+                 p->path[0] ? " in " : "", p->path);
+        rc = -1;
+    }
+    if (rc) { cluster_free(p); return -1; }
+    *out = p;
+    return 0;
+}
+
+void cluster_free(ClusterProfile *p)
+{
+    if (!p) return;
+    free_list(p->binds, &p->nbinds);
+    free_list(p->setup, &p->nsetup);
+    free_list(p->modules, &p->nmodules);
+    free_list(p->extra_sbatch, &p->nextra);
+    free(p);
+}
+
+const ClusterGpu *cluster_find_gpu(const ClusterProfile *p, const char *gpu_type)
+{
+    if (!p || !gpu_type) return NULL;
+    for (size_t i = 0; i < p->ngpus; i++)
+        if (strcasecmp(p->gpus[i].gpu_type, gpu_type) == 0) return &p->gpus[i];
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// rendering
+
+static int is_cpu(const ClusterGpu *g) { return strcasecmp(g->gpu_type, "cpu") == 0; }
+
+int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
+                              const char *time_limit, const char *job_name, const char *run_dir, char **out)
+{
+    *out = NULL;
+    if (!p || !g) { *out = fail_msg("no cluster profile or GPU type given"); return -1; }
+    if (nodes < 1 || gpus < 1) { *out = fail_msg("gpus (%d) and nodes (%d) must be at least 1", gpus, nodes); return -1; }
+    if (gpus % nodes) {
+        *out = fail_msg("%d GPUs do not split evenly over %d nodes", gpus, nodes);
+        return -1;
+    }
+    int per_node = gpus / nodes;
+    if (per_node > g->gpus_per_node) {
+        *out = fail_msg("cluster '%s': %d %s GPUs per node requested but its nodes have %d; use more nodes",
+                        p->name, per_node, g->gpu_type, g->gpus_per_node);
+        return -1;
+    }
+    if (job_name && (!safe_word(job_name) || !*job_name)) {
+        *out = fail_msg("job name '%s' may use only letters, digits and _-.,:+=@", job_name);
+        return -1;
+    }
+    if (run_dir && (strchr(run_dir, '\n') || strchr(run_dir, ' ') || strchr(run_dir, '"'))) {
+        *out = fail_msg("run dir '%s' must not contain spaces, quotes or newlines (Slurm reads #SBATCH values unquoted)", run_dir);
+        return -1;
+    }
+    if (time_limit && (!*time_limit || !safe_word(time_limit))) {
+        *out = fail_msg("time limit '%s' is not a Slurm time such as 01:30:00 or 2-00:00:00", time_limit);
+        return -1;
+    }
+    Buf b = {0};
+    if (job_name) buf_printf(&b, "#SBATCH --job-name=%s\n", job_name);
+    if (g->partition[0]) buf_printf(&b, "#SBATCH --partition=%s\n", g->partition);
+    if (p->account[0]) buf_printf(&b, "#SBATCH --account=%s\n", p->account);
+    if (p->qos[0]) buf_printf(&b, "#SBATCH --qos=%s\n", p->qos);
+    if (time_limit) buf_printf(&b, "#SBATCH --time=%s\n", time_limit);
+    buf_printf(&b, "#SBATCH --nodes=%d\n", nodes);
+    buf_printf(&b, "#SBATCH --ntasks-per-node=%d\n", per_node);
+    buf_printf(&b, "#SBATCH --cpus-per-task=%d\n", g->cpus_per_gpu);
+    if (!is_cpu(g)) {
+        if (strcmp(p->gres_style, "gpus-per-node") == 0)
+            buf_printf(&b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
+        else
+            buf_printf(&b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
+    }
+    if (g->constraint[0]) buf_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
+    if (g->mem_per_gpu[0]) buf_printf(&b, "#SBATCH --mem=%ldM\n", parse_mem_mb(g->mem_per_gpu) * per_node);
+    if (run_dir) {
+        buf_printf(&b, "#SBATCH --output=%s/slurm-%%j.out\n", run_dir);
+        buf_printf(&b, "#SBATCH --error=%s/slurm-%%j.err\n", run_dir);
+    }
+    if (p->signal_grace_s > 0) buf_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
+    buf_printf(&b, "#SBATCH --requeue\n");
+    for (size_t i = 0; i < p->nextra; i++) buf_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
+    for (size_t i = 0; i < p->nmodules; i++) buf_printf(&b, "module load %s\n", p->modules[i]);
+    for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
+    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
+    *out = b.s ? b.s : strdup("");
+    return 0;
+}
+
+// Shell-quotes s into b when it needs it.
+static void buf_word(Buf *b, const char *s)
+{
+    if (*s && safe_word(s)) { buf_printf(b, "%s", s); return; }
+    buf_printf(b, "'");
+    for (; *s; s++) {
+        if (*s == '\'') buf_printf(b, "'\\''");
+        else buf_printf(b, "%c", *s);
+    }
+    buf_printf(b, "'");
+}
+
+int cluster_render_container(const ClusterProfile *p, const json_t *container, char **out)
+{
+    *out = NULL;
+    ClusterProfile c = {0};   // only the container fields are used
+    if (p) {
+        snprintf(c.runtime, sizeof c.runtime, "%s", p->runtime);
+        snprintf(c.image, sizeof c.image, "%s", p->image);
+        for (size_t i = 0; i < p->nbinds; i++) c.binds[c.nbinds++] = strdup(p->binds[i]);
+    }
+    char err[512];
+    if (container && !json_is_null(container)) {
+        // the spec's container replaces the profile's
+        c.runtime[0] = c.image[0] = '\0';
+        free_list(c.binds, &c.nbinds);
+        if (apply_container(&c, container, "spec", err, sizeof err)) {
+            free_list(c.binds, &c.nbinds);
+            *out = strdup(err);
+            return -1;
+        }
+    }
+    Buf b = {0};
+    if (c.runtime[0]) {
+        buf_printf(&b, "%s exec --nv", c.runtime);
+        if (c.nbinds) {
+            buf_printf(&b, " --bind ");
+            Buf j = {0};
+            for (size_t i = 0; i < c.nbinds; i++) buf_printf(&j, "%s%s", i ? "," : "", c.binds[i]);
+            buf_word(&b, j.s ? j.s : "");
+            free(j.s);
+        }
+        buf_printf(&b, " ");
+        buf_word(&b, c.image);
+    }
+    free_list(c.binds, &c.nbinds);
+    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
+    *out = b.s ? b.s : strdup("");
+    return 0;
+}
+
+int cluster_render_launch(const ClusterProfile *p, const json_t *container, int gpus, int nodes, char **out)
+{
+    *out = NULL;
+    if (nodes < 1 || gpus < 1 || gpus % nodes) {
+        *out = fail_msg("%d GPUs do not split evenly over %d nodes", gpus, nodes);
+        return -1;
+    }
+    char *wrap;
+    if (cluster_render_container(p, container, &wrap)) { *out = wrap; return -1; }
+    Buf b = {0};
+    buf_printf(&b, "srun --ntasks=%d --ntasks-per-node=%d --kill-on-bad-exit=1", gpus, gpus / nodes);
+    if (*wrap) buf_printf(&b, " %s", wrap);
+    free(wrap);
+    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
+    *out = b.s;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// accessors
+
+const char *cluster_name(const ClusterProfile *p) { return p->name; }
+const char *cluster_path(const ClusterProfile *p) { return p->path; }
+const char *cluster_account(const ClusterProfile *p) { return p->account; }
+const char *cluster_qos(const ClusterProfile *p) { return p->qos; }
+size_t cluster_gpu_count(const ClusterProfile *p) { return p->ngpus; }
+const ClusterGpu *cluster_gpu_at(const ClusterProfile *p, size_t i) { return i < p->ngpus ? &p->gpus[i] : NULL; }
+const char *cluster_container_runtime(const ClusterProfile *p) { return p->runtime; }
+const char *cluster_container_image(const ClusterProfile *p) { return p->image; }
+const char *cluster_slurm_conf(const ClusterProfile *p) { return p->slurm_conf; }
+int cluster_signal_grace_s(const ClusterProfile *p) { return p->signal_grace_s; }
