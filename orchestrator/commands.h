@@ -13,4 +13,5 @@ int cmd_query(int argc, char **argv);     // cmd_query.c
 int cmd_cancel(int argc, char **argv);    // cmd_cancel.c
 int cmd_resubmit(int argc, char **argv);  // cmd_resubmit.c
 int cmd_doctor(int argc, char **argv);    // cmd_doctor.c
+int cmd_logparse(int argc, char **argv);  // cmd_logparse.c  (external trainer log -> metrics.jsonl)
 #endif
