@@ -1,0 +1,64 @@
+// orchestrator/cmd_report.c — `segx report KIND`: the standard result tables (report.h).
+#include "orchestrator/commands.h"
+#include "orchestrator/cli.h"
+#include "orchestrator/report.h"
+#include "db/db.h"
+#include <stdio.h>
+#include <string.h>
+
+int cmd_report(int argc, char **argv)
+{
+    const char *dbflag = NULL, *format = "auto", *experiment = NULL, *target = NULL;
+    const CliOption opts[] = {
+        {"db", 0, CLI_STRING, &dbflag, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
+        {"experiment", 'e', CLI_STRING, &experiment, "NAME", "only this experiment (default: all)"},
+        {"target", 't', CLI_STRING, &target, "METRIC=VALUE", "time-to-target, e.g. miou=0.5 or val_loss=0.3"},
+        {"format", 'f', CLI_STRING, &format, "FMT", "table (default), csv, json or markdown"},
+        {0}};
+    const CliCommand cmd = {
+        "segx report [cells|accuracy|speedup|cost|time-to-target] [options]",
+        "Prints a standard table from the DB views (run `segx collect` first):\n"
+        "  cells           every cell: state, attempts, final metrics, wall-clock, GPU-hours\n"
+        "  accuracy        mean ± std over seeds (n) of the final miou, pixel_acc, top1, val_loss\n"
+        "  speedup         speedup and efficiency vs the 1-GPU cell of each scaling group (weak/strong),\n"
+        "                  from images/s and from time per epoch\n"
+        "  cost            GPU-hours used (sum over attempts of (end-start) x gpus) and planned\n"
+        "  time-to-target  first wall-clock second a metric reached --target (or the spec's eval.targets)\n"
+        "With --target and no KIND, prints time-to-target.",
+        opts, 0, 1, NULL};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    const char *kind = a.npos ? a.pos[0] : (target ? "time-to-target" : "cells");
+    if (!report_kind_valid(kind)) {
+        fprintf(stderr, "segx report: unknown report '%s': expected cells, accuracy, speedup, cost or time-to-target\n", kind);
+        return 2;
+    }
+    ReportOptions ro = {.experiment = experiment, .target = target};
+    if (table_format_parse(format, &ro.format) < 0) {
+        fprintf(stderr, "segx report: --format '%s': expected table, csv, json or markdown\n", format);
+        return 2;
+    }
+    char err[1024];
+    if (target) {
+        char metric[32];
+        double v;
+        if (report_parse_target(target, metric, sizeof metric, &v, err, sizeof err) < 0) {
+            fprintf(stderr, "segx report: --target: %s\n", err);
+            return 2;
+        }
+    }
+    const char *path = db_path_default(dbflag);
+    sqlite3 *db;
+    if (db_open(path, 1, &db, err, sizeof err) < 0) {
+        fprintf(stderr, "segx report: %s\n", err);
+        return 1;
+    }
+    rc = report_print(db, kind, &ro, stdout, err, sizeof err);
+    db_close(db);
+    if (rc < 0) {
+        fprintf(stderr, "segx report: %s\n", err);
+        return rc == -2 ? 2 : 1;
+    }
+    return 0;
+}

@@ -1,0 +1,47 @@
+// orchestrator/collect.h — ingest run dirs into the results DB (segx collect). defines:
+// CollectOptions, CollectStats, collect_run, collect_attempt_dir, collect_state_from_exit.
+// Contract:
+//  * For each attempt of the experiment(s) (attempts.run_dir), and each attempt-<n>/ dir found
+//    under a cell's dir (runs/<experiment>/<cell-key>/) without an attempts row yet (Slurm
+//    requeues), reads metrics.jsonl, result.json, env.json, exit_code and the stderr tail.
+//  * Idempotent: an attempt whose files are unchanged since its last ingest (attempts.ingest_sig)
+//    is skipped; a changed one is rewritten with upserts keyed by (attempt, line), so re-ingesting
+//    the same files leaves every row, id and timestamp as it was.
+//  * One writer transaction per collect_run (all or nothing).
+//  * A malformed metrics line is skipped with a warning "FILE:LINE: ..." on opts->warn; the rest
+//    is kept. Unknown keys go to epochs.extra (a JSON object).
+//  * attempts.state comes from exit_code while the state is not final (planned, submitted,
+//    pending, running, unknown): 0 completed, 99 preempted (checkpointed, requeue), else failed
+//    with reason "exit code N: <last stderr lines>". cells.state = state of the latest attempt.
+//  * eval.targets of the experiment's spec fill the targets table (metric -> value).
+#ifndef SEGX_COLLECT_H
+#define SEGX_COLLECT_H
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+    FILE *warn;          // warnings (malformed lines, unreadable files); NULL = stderr
+    int force;           // re-read attempts whose files look unchanged
+    int stderr_lines;    // lines of stderr kept in a failure reason; 0 = 5
+} CollectOptions;
+
+typedef struct {
+    long attempts_seen;      // attempts looked at
+    long attempts_ingested;  // attempts whose files were (re)read
+    long attempts_new;       // attempts rows created for dirs found on disk
+    long epochs;             // metrics lines stored
+    long lines_skipped;      // malformed metrics lines
+    long warnings;
+} CollectStats;
+
+// experiment: its name, or NULL for every experiment. opts/stats may be NULL.
+// 0 success (warnings allowed); -1 with err (nothing written); -2 with err for bad input
+// (no such experiment).
+int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts, CollectStats *stats,
+                char *err, size_t errlen);
+
+// The state for an exit code when the backend no longer knows the job.
+const char *collect_state_from_exit(int exit_code);
+
+#endif
