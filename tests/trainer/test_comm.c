@@ -169,6 +169,36 @@ static void test_ddp_buckets_one_rank(void **state) {
     comm_free(c);
 }
 
+// NCCL without a usable GPU fails at creation with a message saying what is missing; with one
+// (a GPU machine), world 1 works on host buffers.
+static void test_nccl_needs_a_gpu(void **state) {
+    (void)state;
+    Comm *c = NULL;
+    char err[512] = "";
+    setenv("CUDA_VISIBLE_DEVICES", "", 1);
+    assert_int_equal(comm_create("nccl", &c, err, sizeof err), -1);
+    assert_null(c);
+#ifdef SEGX_HAVE_CUDA
+    assert_non_null(strstr(err, "CUDA_VISIBLE_DEVICES is empty"));
+#else
+    assert_non_null(strstr(err, "built without CUDA"));
+#endif
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    int rc = comm_create("nccl", &c, err, sizeof err);
+    printf("# --comm nccl here: %s\n", rc ? err : "works (GPU present)");
+    if (rc == 0) {
+        assert_string_equal(comm_kind(c), "nccl");
+        float f[4] = { 1, 2, 3, 4 };
+        assert_int_equal(comm_allreduce_sum_f32(c, f, 4), 0);
+        assert_true(f[3] == 4);
+        comm_free(c);
+        return;
+    }
+    assert_non_null(strstr(err, "--comm nccl"));
+    assert_true(strstr(err, "no CUDA device") || strstr(err, "NVIDIA driver is missing") || strstr(err, "built without CUDA"));
+    assert_non_null(strstr(err, "--comm mpi"));   // says what to do instead
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_none_is_identity, clear_launch_env),
@@ -177,6 +207,7 @@ int main(void) {
         cmocka_unit_test_setup(test_srun_without_mpi_plugin_is_refused, clear_launch_env),
         cmocka_unit_test_setup(test_bad_launch_env_is_named, clear_launch_env),
         cmocka_unit_test_setup(test_ddp_buckets_one_rank, clear_launch_env),
+        cmocka_unit_test_setup(test_nccl_needs_a_gpu, clear_launch_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,5 +47,8 @@ int comm_launch_env(CommLaunch *l, char *err, size_t errlen);
 int comm_mpi_bootstrap(void *buf, size_t bytes, double timeout_s, int *rank, int *world, int *local_rank,
                        char *err, size_t errlen);
 void comm_mpi_abort(int code);
+// Is a GPU usable? 0 with *count, or -1 naming what is missing (empty CUDA_VISIBLE_DEVICES, no
+// device, no driver, built without CUDA).
+int comm_cuda_devices(int *count, char *err, size_t errlen);
 
 #endif
