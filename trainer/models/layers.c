@@ -1,0 +1,88 @@
+// trainer/models/layers.c — the layer units every model is built from (see model_internal.h).
+#include <stdio.h>
+#include "trainer/models/model_internal.h"
+// defines: conv_make, conv_fw, conv_bw, bn_make, convbn_make, convbn_fw, convbn_bw
+
+int conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
+              int pad, int bias) {
+    if (ops_conv2d_desc(&c->d, cin, cout, h, w, k, stride, pad, 1)) return -1;
+    char buf[160];
+    int fan_in = cin * k * k;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    c->w = model_add_param(m, buf, TENSOR_WEIGHT, 4, (int[]){cout, cin, k, k}, fan_in);
+    c->b = -1;
+    if (bias) {
+        snprintf(buf, sizeof buf, "%s.bias", name);
+        c->b = model_add_param(m, buf, TENSOR_BIAS, 1, (int[]){cout}, fan_in);
+    }
+    model_need_ws(m, m->ops->conv2d_workspace(&c->d, m->cfg.max_batch));
+    return 0;
+}
+
+void conv_fw(Model *m, Conv *c, int B, float *y, const float *x) {
+    m->ops->conv2d_forward(&c->d, B, y, x, P(m, c->w), c->b >= 0 ? P(m, c->b) : NULL, m->ws);
+}
+
+void conv_bw(Model *m, Conv *c, int B, float *dx, const float *dy, const float *x, int accumulate) {
+    m->ops->conv2d_backward(&c->d, B, dx, G(m, c->w), c->b >= 0 ? G(m, c->b) : NULL, dy, x, P(m, c->w),
+                            m->ws, accumulate);
+    model_grads_done(m, c->w);
+}
+
+int bn_make(Model *m, Bn *bn, const char *name, int C) {
+    char buf[160];
+    bn->C = C;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    bn->w = model_add_param(m, buf, TENSOR_BN_WEIGHT, 1, (int[]){C}, C);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    bn->b = model_add_param(m, buf, TENSOR_BN_BIAS, 1, (int[]){C}, C);
+    snprintf(buf, sizeof buf, "%s.running_mean", name);
+    bn->rm = model_add_buffer(m, buf, 1, (int[]){C});
+    snprintf(buf, sizeof buf, "%s.running_var", name);
+    bn->rv = model_add_buffer(m, buf, 1, (int[]){C});
+    snprintf(buf, sizeof buf, "%s.num_batches_tracked", name);
+    bn->nbt = model_add_buffer(m, buf, 0, NULL);
+    bn->mean = model_small(m, sizeof(float) * C);
+    bn->invstd = model_small(m, sizeof(float) * C);
+    return m->failed ? -1 : 0;
+}
+
+int convbn_make(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
+                int w, int k, int stride, int pad, int relu, float *z_out) {
+    u->has_bn = m->cfg.batch_norm != 0;
+    u->relu = relu;
+    if (conv_make(m, &u->conv, conv_name, cin, cout, h, w, k, stride, pad, !u->has_bn)) return -1;
+    size_t n = convbn_out_floats(u);
+    if (u->has_bn && bn_make(m, &u->bn, bn_name, cout)) return -1;
+    u->z = z_out ? z_out : model_act(m, n);
+    u->y = u->has_bn ? model_act(m, n) : u->z;
+    return m->failed ? -1 : 0;
+}
+
+void convbn_fw(Model *m, ConvBn *u, int B, const float *x, int training) {
+    conv_fw(m, &u->conv, B, u->y, x);
+    int HW = u->conv.d.oh * u->conv.d.ow;
+    if (u->has_bn) {
+        Bn *b = &u->bn;
+        m->ops->batchnorm_forward(B, b->C, HW, u->z, b->mean, b->invstd, u->y, P(m, b->w), P(m, b->b),
+                                  BUF(m, b->rm), BUF(m, b->rv), BUF(m, b->nbt), training, u->relu, &m->sync);
+    } else if (u->relu) {
+        m->ops->relu_forward((size_t)B * convbn_out_floats(u), u->z, u->z);
+    }
+}
+
+void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, const float *x, int accumulate) {
+    int HW = u->conv.d.oh * u->conv.d.ow;
+    const float *dy = dz;
+    if (u->has_bn) {
+        Bn *b = &u->bn;
+        m->ops->batchnorm_backward(B, b->C, HW, tmp, G(m, b->w), G(m, b->b), dz, u->y, u->z, b->mean, b->invstd,
+                                   P(m, b->w), u->relu, &m->sync);
+        model_grads_done(m, b->w);
+        dy = tmp;
+    } else if (u->relu) {
+        m->ops->relu_backward((size_t)B * convbn_out_floats(u), tmp, dz, u->z);
+        dy = tmp;
+    }
+    conv_bw(m, &u->conv, B, dx, dy, x, accumulate);
+}

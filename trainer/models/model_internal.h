@@ -1,0 +1,73 @@
+// trainer/models/model_internal.h — what the three models share: the Model struct, tensor
+// registration (build phase, then one contiguous allocation in reverse registration order), and the
+// layer units (conv, batch norm, conv+BN(+ReLU)) written against the op table.
+// Registration order = forward EXECUTION order, so backward finalizes gradient prefixes in order.
+#ifndef SEGX_MODEL_INTERNAL_H
+#define SEGX_MODEL_INTERNAL_H
+#include "trainer/models/model.h"
+#include "trainer/ops/ops.h"
+
+typedef struct ModelArch {
+    const char *name;
+    int (*build)(Model *m, char *err, size_t errlen);   // registers tensors, allocates activations
+    void (*forward)(Model *m, int B, int training);      // reads m->input, writes m->logits
+    void (*backward)(Model *m, int B);                   // reads m->dlogits
+} ModelArch;
+
+struct Model {
+    ModelConfig cfg;
+    const ModelArch *arch;
+    const Ops *ops;
+    ModelTensor *t; int *fan_in; int nt, tcap; size_t nparams;     // parameters
+    ModelTensor *bt; int nbt, btcap; size_t nbuffers;              // BN running stats
+    float *params, *grads, *buffers;
+    void **allocs; int nalloc, alloccap;                           // activations (freed by model_free)
+    size_t max_act;            // largest activation, floats per sample (sizes the gradient scratch)
+    size_t ws_floats; float *ws;
+    float *gbuf[3];            // gradient scratch, max_act * max_batch floats each
+    float *input, *logits, *dlogits;
+    int32_t *labels;
+    size_t logits_per_sample;  // classes * (H*W for segmentation)
+    int seg;                   // 1: logits (B, classes, H, W)
+    int last_batch, last_training, have_dlogits;
+    ModelGradsReadyFn ready_fn; void *ready_ctx; size_t ready_n;
+    BnSync sync;
+    void *net;                 // the architecture's own struct (freed by model_free)
+    int failed;                // set when an allocation in build failed
+};
+
+extern const ModelArch model_arch_cnn, model_arch_resnet18, model_arch_unet;
+
+// --- build helpers
+int    model_add_param(Model *m, const char *name, TensorKind kind, int ndim, const int *shape, int fan_in);
+int    model_add_buffer(Model *m, const char *name, int ndim, const int *shape);
+float *model_act(Model *m, size_t floats_per_sample);   // activation for max_batch samples
+void   model_need_ws(Model *m, size_t floats);
+void  *model_small(Model *m, size_t bytes);            // other owned memory (BN saved stats)
+static inline float *P(Model *m, int i) { return m->params + m->t[i].offset; }
+static inline float *G(Model *m, int i) { return m->grads + m->t[i].offset; }
+static inline float *BUF(Model *m, int i) { return m->buffers + m->bt[i].offset; }
+// Backward finished every tensor with index >= i: report the grown prefix to the DDP hook.
+void model_grads_done(Model *m, int i);
+
+// --- layer units
+typedef struct { ConvDesc d; int w, b; } Conv;        // tensor indices; b = -1 without bias
+typedef struct { int C; int w, b, rm, rv, nbt; float *mean, *invstd; } Bn;
+
+int  conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
+               int pad, int bias);
+void conv_fw(Model *m, Conv *c, int B, float *y, const float *x);
+void conv_bw(Model *m, Conv *c, int B, float *dx, const float *dy, const float *x, int accumulate);
+int  bn_make(Model *m, Bn *bn, const char *name, int C);
+
+// conv -> [BN] -> [ReLU]. Without BN the conv has a bias and y == z.
+typedef struct { Conv conv; Bn bn; int has_bn, relu; float *y, *z; } ConvBn;
+// conv_name/bn_name are state_dict prefixes; z_out: output buffer or NULL to allocate one.
+int  convbn_make(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
+                 int w, int k, int stride, int pad, int relu, float *z_out);
+void convbn_fw(Model *m, ConvBn *u, int B, const float *x, int training);
+// dz: gradient of z (read, may be clobbered); tmp: scratch of z's size; dx may equal dz, never tmp.
+void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, const float *x, int accumulate);
+static inline size_t convbn_out_floats(const ConvBn *u) { return (size_t)u->conv.d.cout * u->conv.d.oh * u->conv.d.ow; }
+
+#endif

@@ -1,0 +1,658 @@
+// trainer/ops/ops_cpu.c — the CPU op table: float32 NCHW, OpenBLAS sgemm for the convolutions
+// (im2col/col2im over chunks of samples so that small feature maps still make wide GEMMs), and the
+// ops' own loops split over the thread pool in parallel.c. Reductions are per channel / per block in
+// a fixed order, so results do not depend on the thread count.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "trainer/ops/ops.h"
+// defines: ops_cpu, ops_conv2d_desc
+
+// ----------------------------------------------------------------------------------------------
+// memory
+
+static void *cpu_alloc(size_t bytes) { return calloc(bytes ? bytes : 1, 1); }
+static void cpu_free(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
+static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
+
+static void cpu_set_threads(int n) {
+    if (n < 1) n = 1;
+    openblas_set_num_threads(n);
+    ops_parallel_set_threads(n);
+}
+
+int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil) {
+    *d = (ConvDesc){.cin = cin, .cout = cout, .h = h, .w = w, .kh = k, .kw = k,
+                    .stride = stride, .pad = pad, .dil = dil};
+    if (cin < 1 || cout < 1 || k < 1 || stride < 1 || dil < 1 || pad < 0) return -1;
+    d->oh = (h + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    d->ow = (w + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    return (d->oh >= 1 && d->ow >= 1 && h + 2 * pad >= dil * (k - 1) + 1) ? 0 : -1;
+}
+
+// ----------------------------------------------------------------------------------------------
+// conv2d: im2col over a chunk of `nb` samples -> col (K = cin*kh*kw rows, N = nb*oh*ow columns, the
+// column index is sample-major), then y_chunk (cout, N) = W (cout, K) x col.
+
+#define CONV_TARGET_COLS 1024          // aim for at least this many GEMM columns per chunk
+#define CONV_MAX_COL_FLOATS (8u << 20) // cap on the im2col buffer (32 MiB)
+
+static int conv_chunk(const ConvDesc *d, int B) {
+    long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw;
+    long nb = (CONV_TARGET_COLS + ohw - 1) / ohw;
+    while (nb > 1 && K * nb * ohw > (long)CONV_MAX_COL_FLOATS) nb--;
+    if (nb > B) nb = B;
+    return nb < 1 ? 1 : (int)nb;
+}
+
+static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
+    int nb = conv_chunk(d, max_batch);
+    size_t n = (size_t)nb * d->oh * d->ow, K = (size_t)d->cin * d->kh * d->kw;
+    return K * n + (nb > 1 ? (size_t)d->cout * n : 0);
+}
+
+typedef struct { const ConvDesc *d; int nb; float *col; const float *x; float *dx; } Im2colCtx;
+
+static void im2col_rows(void *vctx, long r0, long r1) {
+    Im2colCtx *c = vctx; const ConvDesc *d = c->d;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w, N = c->nb * ohw;
+    for (long r = r0; r < r1; r++) {
+        int kx = r % d->kw, ky = (r / d->kw) % d->kh, ci = r / (d->kw * d->kh);
+        float *dst = c->col + r * N;
+        for (int s = 0; s < c->nb; s++) {
+            const float *src = c->x + ((long)s * d->cin + ci) * hw;
+            for (int oy = 0; oy < d->oh; oy++) {
+                int iy = oy * d->stride - d->pad + ky * d->dil;
+                float *o = dst + s * ohw + (long)oy * d->ow;
+                if (iy < 0 || iy >= d->h) { memset(o, 0, sizeof(float) * d->ow); continue; }
+                const float *row = src + (long)iy * d->w;
+                int ix0 = -d->pad + kx * d->dil;
+                if (d->stride == 1) {
+                    int lo = ix0 < 0 ? -ix0 : 0;                    // first ox with ix >= 0
+                    int hi = d->w - ix0; if (hi > d->ow) hi = d->ow; // ox < hi has ix < w
+                    if (hi < lo) hi = lo;
+                    for (int ox = 0; ox < lo; ox++) o[ox] = 0;
+                    if (hi > lo) memcpy(o + lo, row + ix0 + lo, sizeof(float) * (hi - lo));
+                    for (int ox = hi; ox < d->ow; ox++) o[ox] = 0;
+                } else {
+                    for (int ox = 0; ox < d->ow; ox++) {
+                        int ix = ix0 + ox * d->stride;
+                        o[ox] = (ix >= 0 && ix < d->w) ? row[ix] : 0.f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// col2im: each input channel's rows write only that channel, so channels run in parallel.
+static void col2im_channels(void *vctx, long c0, long c1) {
+    Im2colCtx *c = vctx; const ConvDesc *d = c->d;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w, N = c->nb * ohw;
+    for (long ci = c0; ci < c1; ci++)
+        for (int ky = 0; ky < d->kh; ky++)
+            for (int kx = 0; kx < d->kw; kx++) {
+                const float *srow = c->col + ((ci * d->kh + ky) * d->kw + kx) * N;
+                for (int s = 0; s < c->nb; s++) {
+                    float *dst = c->dx + ((long)s * d->cin + ci) * hw;
+                    for (int oy = 0; oy < d->oh; oy++) {
+                        int iy = oy * d->stride - d->pad + ky * d->dil;
+                        if (iy < 0 || iy >= d->h) continue;
+                        const float *o = srow + s * ohw + (long)oy * d->ow;
+                        float *row = dst + (long)iy * d->w;
+                        int ix0 = -d->pad + kx * d->dil;
+                        for (int ox = 0; ox < d->ow; ox++) {
+                            int ix = ix0 + ox * d->stride;
+                            if (ix >= 0 && ix < d->w) row[ix] += o[ox];
+                        }
+                    }
+                }
+            }
+}
+
+// Moves between the chunk layout (cout, nb*ohw) and NCHW (nb, cout, ohw); optionally adds bias.
+typedef struct { int nb, C; long hw; float *nchw; float *chunk; const float *bias; int to_nchw; } ShuffleCtx;
+
+static void shuffle_channels(void *vctx, long c0, long c1) {
+    ShuffleCtx *s = vctx;
+    for (long c = c0; c < c1; c++)
+        for (int n = 0; n < s->nb; n++) {
+            float *a = s->nchw + ((long)n * s->C + c) * s->hw, *b = s->chunk + (c * s->nb + n) * s->hw;
+            if (!s->to_nchw) { memcpy(b, a, sizeof(float) * s->hw); continue; }
+            if (s->bias) { float bv = s->bias[c]; for (long i = 0; i < s->hw; i++) a[i] = b[i] + bv; }
+            else memcpy(a, b, sizeof(float) * s->hw);
+        }
+}
+
+typedef struct { int C; long hw; float *y; const float *bias; } BiasCtx;
+static void bias_planes(void *vctx, long p0, long p1) {
+    BiasCtx *b = vctx;
+    for (long p = p0; p < p1; p++) {
+        float bv = b->bias[p % b->C], *y = b->y + p * b->hw;
+        for (long i = 0; i < b->hw; i++) y[i] += bv;
+    }
+}
+
+static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
+                               const float *b, float *ws) {
+    int nb = conv_chunk(d, B);
+    long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
+    int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
+    for (int n0 = 0; n0 < B; n0 += nb) {
+        int cur = B - n0 < nb ? B - n0 : nb;
+        long N = cur * ohw;
+        const float *col = x + (long)n0 * d->cin * hw;
+        if (!(direct && cur == 1)) {
+            Im2colCtx c = {d, cur, ws, col, NULL};
+            ops_parallel_for(K, 1, im2col_rows, &c);
+            col = ws;
+        }
+        float *ydst = y + (long)n0 * d->cout * ohw;
+        float *out = cur == 1 ? ydst : ws + K * N;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->cout, N, K, 1.f, w, K, col, N, 0.f, out, N);
+        if (cur > 1) {
+            ShuffleCtx s = {cur, d->cout, ohw, ydst, out, b, 1};
+            ops_parallel_for(d->cout, 1, shuffle_channels, &s);
+        } else if (b) {
+            BiasCtx bc = {d->cout, ohw, ydst, b};
+            ops_parallel_for(d->cout, 1, bias_planes, &bc);
+        }
+    }
+}
+
+static void row_sums_acc(float *db, const float *a, int rows, long cols) {
+    for (int r = 0; r < rows; r++) {
+        double s = 0; const float *p = a + r * cols;
+        for (long i = 0; i < cols; i++) s += p[i];
+        db[r] += (float)s;
+    }
+}
+
+static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, float *ws, int accumulate) {
+    int nb = conv_chunk(d, B);
+    long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
+    int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
+    if (dx && !accumulate) memset(dx, 0, sizeof(float) * B * d->cin * hw);
+    for (int n0 = 0; n0 < B; n0 += nb) {
+        int cur = B - n0 < nb ? B - n0 : nb;
+        long N = cur * ohw;
+        const float *g = dy + (long)n0 * d->cout * ohw;
+        if (cur > 1) {
+            ShuffleCtx s = {cur, d->cout, ohw, (float *)g, ws + K * N, NULL, 0};
+            ops_parallel_for(d->cout, 1, shuffle_channels, &s);
+            g = ws + K * N;
+        }
+        const float *xs = x + (long)n0 * d->cin * hw;
+        const float *col = xs;
+        if (!(direct && cur == 1)) {
+            Im2colCtx c = {d, cur, ws, xs, NULL};
+            ops_parallel_for(K, 1, im2col_rows, &c);
+            col = ws;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->cout, K, N, 1.f, g, N, col, N, 1.f, dw, K);
+        if (db) row_sums_acc(db, g, d->cout, N);
+        if (!dx) continue;
+        float *dxs = dx + (long)n0 * d->cin * hw;
+        if (direct && cur == 1) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, d->cout, 1.f, w, K, g, N, 1.f, dxs, N);
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, d->cout, 1.f, w, K, g, N, 0.f, ws, N);
+        Im2colCtx c = {d, cur, ws, NULL, dxs};
+        ops_parallel_for(d->cin, 1, col2im_channels, &c);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// transposed conv 2x2 stride 2: per sample Y (cout*4, hw) = W^T (cout*4, cin) x X (cin, hw), then
+// Y[co*4 + ky*2 + kx][i*w + j] lands at y[co][2i+ky][2j+kx].
+
+static size_t cpu_convt2x2_workspace(int cin, int cout, int h, int w) { return (size_t)cout * 4 * h * w; }
+
+typedef struct { int cout, h, w; float *y; float *cols; const float *b; int to_image; } ConvtCtx;
+
+static void convt_shuffle(void *vctx, long c0, long c1) {
+    ConvtCtx *c = vctx; long hw = (long)c->h * c->w; int W2 = 2 * c->w;
+    for (long co = c0; co < c1; co++) {
+        float bv = (c->to_image && c->b) ? c->b[co] : 0.f;
+        float *img = c->y + co * 4 * hw;
+        for (int k = 0; k < 4; k++) {
+            int ky = k >> 1, kx = k & 1;
+            float *col = c->cols + (co * 4 + k) * hw;
+            for (int i = 0; i < c->h; i++) {
+                float *row = img + (long)(2 * i + ky) * W2 + kx;
+                float *cr = col + (long)i * c->w;
+                if (c->to_image) for (int j = 0; j < c->w; j++) row[2 * j] = cr[j] + bv;
+                else for (int j = 0; j < c->w; j++) cr[j] = row[2 * j];
+            }
+        }
+    }
+}
+
+static void cpu_convt2x2_forward(int B, int cin, int cout, int h, int w, float *y, const float *x,
+                                 const float *wt, const float *b, float *ws) {
+    long hw = (long)h * w;
+    for (int n = 0; n < B; n++) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout * 4, hw, cin, 1.f, wt, cout * 4,
+                    x + n * cin * hw, hw, 0.f, ws, hw);
+        ConvtCtx c = {cout, h, w, y + n * cout * 4 * hw, ws, b, 1};
+        ops_parallel_for(cout, 1, convt_shuffle, &c);
+    }
+}
+
+static void cpu_convt2x2_backward(int B, int cin, int cout, int h, int w, float *dx, float *dw, float *db,
+                                  const float *dy, const float *x, const float *wt, float *ws) {
+    long hw = (long)h * w;
+    for (int n = 0; n < B; n++) {
+        const float *g = dy + n * cout * 4 * hw;
+        ConvtCtx c = {cout, h, w, (float *)g, ws, NULL, 0};
+        ops_parallel_for(cout, 1, convt_shuffle, &c);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cin, cout * 4, hw, 1.f, x + n * cin * hw, hw,
+                    ws, hw, 1.f, dw, cout * 4);
+        if (db)
+            for (int co = 0; co < cout; co++) {
+                double s = 0; const float *p = g + co * 4 * hw;
+                for (long i = 0; i < 4 * hw; i++) s += p[i];
+                db[co] += (float)s;
+            }
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cin, hw, cout * 4, 1.f, wt, cout * 4,
+                        ws, hw, 0.f, dx + n * cin * hw, hw);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// batch norm (+ optional ReLU). Statistics in double, one channel per task.
+
+typedef struct {
+    int B, C; long HW;
+    float *y; const float *x, *dy, *yout; const float *gamma, *beta;
+    const float *mean, *invstd;
+    double *s1, *s2; int relu;
+} BnCtx;
+
+static void bn_sums(void *vctx, long c0, long c1) {
+    BnCtx *b = vctx;
+    for (long c = c0; c < c1; c++) {
+        double s = 0, ss = 0;
+        for (int n = 0; n < b->B; n++) {
+            const float *p = b->x + ((long)n * b->C + c) * b->HW;
+            for (long i = 0; i < b->HW; i++) { double v = p[i]; s += v; ss += v * v; }
+        }
+        b->s1[c] = s; b->s2[c] = ss;
+    }
+}
+
+static void bn_apply(void *vctx, long c0, long c1) {
+    BnCtx *b = vctx;
+    for (long c = c0; c < c1; c++) {
+        float sc = b->gamma[c] * b->invstd[c], sh = b->beta[c] - b->mean[c] * sc;
+        for (int n = 0; n < b->B; n++) {
+            const float *p = b->x + ((long)n * b->C + c) * b->HW;
+            float *q = b->y + ((long)n * b->C + c) * b->HW;
+            if (b->relu) for (long i = 0; i < b->HW; i++) { float v = p[i] * sc + sh; q[i] = v > 0.f ? v : 0.f; }
+            else for (long i = 0; i < b->HW; i++) q[i] = p[i] * sc + sh;
+        }
+    }
+}
+
+static void cpu_batchnorm_forward(int B, int C, int HW, float *y, float *save_mean, float *save_invstd,
+                                  const float *x, const float *gamma, const float *beta, float *running_mean,
+                                  float *running_var, float *num_batches, int training, int relu,
+                                  const BnSync *sync) {
+    BnCtx ctx = {.B = B, .C = C, .HW = HW, .y = y, .x = x, .gamma = gamma, .beta = beta,
+                 .mean = save_mean, .invstd = save_invstd, .relu = relu};
+    if (training) {
+        double *buf = malloc(sizeof(double) * (2 * C + 1));
+        ctx.s1 = buf; ctx.s2 = buf + C;
+        ops_parallel_for(C, 1, bn_sums, &ctx);
+        buf[2 * C] = (double)B * HW;
+        if (sync && sync->fn) sync->fn(sync->ctx, buf, 2 * C + 1);
+        double N = buf[2 * C];
+        for (int c = 0; c < C; c++) {
+            double mean = ctx.s1[c] / N, var = ctx.s2[c] / N - mean * mean;
+            if (var < 0) var = 0;
+            save_mean[c] = (float)mean;
+            save_invstd[c] = (float)(1.0 / sqrt(var + OPS_BN_EPS));
+            double unbiased = N > 1 ? var * N / (N - 1) : var;
+            running_mean[c] = (float)((1 - OPS_BN_MOMENTUM) * running_mean[c] + OPS_BN_MOMENTUM * mean);
+            running_var[c] = (float)((1 - OPS_BN_MOMENTUM) * running_var[c] + OPS_BN_MOMENTUM * unbiased);
+        }
+        if (num_batches) *num_batches += 1.f;
+        free(buf);
+    } else {
+        for (int c = 0; c < C; c++) {
+            save_mean[c] = running_mean[c];
+            save_invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + OPS_BN_EPS));
+        }
+    }
+    ops_parallel_for(C, 1, bn_apply, &ctx);
+}
+
+static void bn_grad_sums(void *vctx, long c0, long c1) {
+    BnCtx *b = vctx;
+    for (long c = c0; c < c1; c++) {
+        double s = 0, sx = 0; float m = b->mean[c], is = b->invstd[c];
+        for (int n = 0; n < b->B; n++) {
+            long o = ((long)n * b->C + c) * b->HW;
+            const float *g = b->dy + o, *p = b->x + o, *yo = b->yout + o;
+            for (long i = 0; i < b->HW; i++) {
+                float gi = (b->relu && yo[i] <= 0.f) ? 0.f : g[i];
+                s += gi; sx += (double)gi * ((p[i] - m) * is);
+            }
+        }
+        b->s1[c] = s; b->s2[c] = sx;
+    }
+}
+
+static void bn_grad_apply(void *vctx, long c0, long c1) {
+    BnCtx *b = vctx;   // here s1/s2 hold the (global) means of dy and dy*xhat
+    for (long c = c0; c < c1; c++) {
+        float m = b->mean[c], is = b->invstd[c], k = b->gamma[c] * is;
+        float mdy = (float)b->s1[c], mdyx = (float)b->s2[c];
+        for (int n = 0; n < b->B; n++) {
+            long o = ((long)n * b->C + c) * b->HW;
+            const float *g = b->dy + o, *p = b->x + o, *yo = b->yout + o;
+            float *q = b->y + o;
+            for (long i = 0; i < b->HW; i++) {
+                float gi = (b->relu && yo[i] <= 0.f) ? 0.f : g[i];
+                q[i] = k * (gi - mdy - (p[i] - m) * is * mdyx);
+            }
+        }
+    }
+}
+
+static void cpu_batchnorm_backward(int B, int C, int HW, float *dx, float *dgamma, float *dbeta,
+                                   const float *dy, const float *x, const float *y, const float *save_mean,
+                                   const float *save_invstd, const float *gamma, int relu, const BnSync *sync) {
+    double *buf = malloc(sizeof(double) * (2 * C + 1));
+    BnCtx ctx = {.B = B, .C = C, .HW = HW, .y = dx, .x = x, .dy = dy, .yout = y, .gamma = gamma,
+                 .mean = save_mean, .invstd = save_invstd, .s1 = buf, .s2 = buf + C, .relu = relu};
+    ops_parallel_for(C, 1, bn_grad_sums, &ctx);
+    for (int c = 0; c < C; c++) { dbeta[c] += (float)buf[c]; dgamma[c] += (float)buf[C + c]; }
+    buf[2 * C] = (double)B * HW;
+    if (sync && sync->fn) sync->fn(sync->ctx, buf, 2 * C + 1);
+    for (int i = 0; i < 2 * C; i++) buf[i] /= buf[2 * C];
+    if (dx) ops_parallel_for(C, 1, bn_grad_apply, &ctx);
+    free(buf);
+}
+
+// ----------------------------------------------------------------------------------------------
+// elementwise
+
+#define EW_GRAIN 16384
+typedef struct { float *y; const float *a, *b; } EwCtx;
+
+static void relu_fw(void *v, long i0, long i1) {
+    EwCtx *c = v; for (long i = i0; i < i1; i++) c->y[i] = c->a[i] > 0.f ? c->a[i] : 0.f;
+}
+static void relu_bw(void *v, long i0, long i1) {
+    EwCtx *c = v; for (long i = i0; i < i1; i++) c->y[i] = c->b[i] > 0.f ? c->a[i] : 0.f;
+}
+static void add_fw(void *v, long i0, long i1) {
+    EwCtx *c = v; for (long i = i0; i < i1; i++) c->y[i] = c->a[i] + c->b[i];
+}
+static void cpu_relu_forward(size_t n, float *y, const float *x) {
+    EwCtx c = {y, x, NULL}; ops_parallel_for((long)n, EW_GRAIN, relu_fw, &c);
+}
+static void cpu_relu_backward(size_t n, float *dx, const float *dy, const float *y) {
+    EwCtx c = {dx, dy, y}; ops_parallel_for((long)n, EW_GRAIN, relu_bw, &c);
+}
+static void cpu_add(size_t n, float *y, const float *a, const float *b) {
+    EwCtx c = {y, a, b}; ops_parallel_for((long)n, EW_GRAIN, add_fw, &c);
+}
+static void cpu_accumulate(size_t n, float *y, const float *x) {
+    EwCtx c = {y, y, x}; ops_parallel_for((long)n, EW_GRAIN, add_fw, &c);
+}
+
+// ----------------------------------------------------------------------------------------------
+// pooling
+
+typedef struct { int h, w, oh, ow; long HW; float *y; const float *x, *dy; } PoolCtx;
+
+static void maxpool_fw(void *v, long p0, long p1) {
+    PoolCtx *c = v;
+    for (long p = p0; p < p1; p++) {
+        const float *x = c->x + p * c->h * c->w; float *y = c->y + p * c->oh * c->ow;
+        for (int i = 0; i < c->oh; i++)
+            for (int j = 0; j < c->ow; j++) {
+                const float *r0 = x + (2 * i) * c->w + 2 * j, *r1 = r0 + c->w;
+                float m = r0[0];
+                if (r0[1] > m || isnan(r0[1])) m = r0[1];
+                if (r1[0] > m || isnan(r1[0])) m = r1[0];
+                if (r1[1] > m || isnan(r1[1])) m = r1[1];
+                y[i * c->ow + j] = m;
+            }
+    }
+}
+
+static void maxpool_bw(void *v, long p0, long p1) {
+    PoolCtx *c = v;
+    for (long p = p0; p < p1; p++) {
+        const float *x = c->x + p * c->h * c->w, *dy = c->dy + p * c->oh * c->ow;
+        float *dx = c->y + p * c->h * c->w;
+        memset(dx, 0, sizeof(float) * c->h * c->w);
+        for (int i = 0; i < c->oh; i++)
+            for (int j = 0; j < c->ow; j++) {
+                long base = (2 * i) * c->w + 2 * j, at = base;
+                long cand[3] = {base + 1, base + c->w, base + c->w + 1};
+                float m = x[base];
+                for (int k = 0; k < 3; k++)
+                    if (x[cand[k]] > m || isnan(x[cand[k]])) { m = x[cand[k]]; at = cand[k]; }
+                dx[at] += dy[i * c->ow + j];
+            }
+    }
+}
+
+static void cpu_maxpool2x2_forward(int B, int C, int h, int w, float *y, const float *x) {
+    PoolCtx c = {h, w, h / 2, w / 2, 0, y, x, NULL};
+    ops_parallel_for((long)B * C, 4, maxpool_fw, &c);
+}
+static void cpu_maxpool2x2_backward(int B, int C, int h, int w, float *dx, const float *dy, const float *x) {
+    PoolCtx c = {h, w, h / 2, w / 2, 0, dx, x, dy};
+    ops_parallel_for((long)B * C, 4, maxpool_bw, &c);
+}
+
+static void avg_fw(void *v, long p0, long p1) {
+    PoolCtx *c = v;
+    for (long p = p0; p < p1; p++) {
+        double s = 0; const float *x = c->x + p * c->HW;
+        for (long i = 0; i < c->HW; i++) s += x[i];
+        c->y[p] = (float)(s / c->HW);
+    }
+}
+static void avg_bw(void *v, long p0, long p1) {
+    PoolCtx *c = v;
+    for (long p = p0; p < p1; p++) {
+        float g = c->dy[p] / (float)c->HW; float *dx = c->y + p * c->HW;
+        for (long i = 0; i < c->HW; i++) dx[i] = g;
+    }
+}
+static void cpu_avgpool_forward(int B, int C, int HW, float *y, const float *x) {
+    PoolCtx c = {.HW = HW, .y = y, .x = x}; ops_parallel_for((long)B * C, 16, avg_fw, &c);
+}
+static void cpu_avgpool_backward(int B, int C, int HW, float *dx, const float *dy) {
+    PoolCtx c = {.HW = HW, .y = dx, .dy = dy}; ops_parallel_for((long)B * C, 16, avg_bw, &c);
+}
+
+// ----------------------------------------------------------------------------------------------
+// bilinear resize, align_corners=False: src = (dst + 0.5) * in/out - 0.5, clamped below at 0.
+
+typedef struct { int i0, i1; float l0, l1; } Lerp;
+
+static void lerp_table(Lerp *t, int in, int out) {
+    float scale = (float)in / (float)out;
+    for (int o = 0; o < out; o++) {
+        float src = (o + 0.5f) * scale - 0.5f;
+        if (src < 0) src = 0;
+        int i0 = (int)src; if (i0 > in - 1) i0 = in - 1;
+        int i1 = i0 + (i0 < in - 1);
+        float l1 = src - i0;
+        t[o] = (Lerp){i0, i1, 1.f - l1, l1};
+    }
+}
+
+typedef struct { int h, w, oh, ow; const Lerp *ty, *tx; float *out; const float *in; } UpCtx;
+
+static void up_fw(void *v, long p0, long p1) {
+    UpCtx *c = v;
+    for (long p = p0; p < p1; p++) {
+        const float *x = c->in + p * c->h * c->w; float *y = c->out + p * c->oh * c->ow;
+        for (int i = 0; i < c->oh; i++) {
+            Lerp a = c->ty[i]; const float *r0 = x + a.i0 * c->w, *r1 = x + a.i1 * c->w;
+            for (int j = 0; j < c->ow; j++) {
+                Lerp b = c->tx[j];
+                y[i * c->ow + j] = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1]) + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
+            }
+        }
+    }
+}
+static void up_bw(void *v, long p0, long p1) {
+    UpCtx *c = v;   // out = dx (h, w), in = dy (oh, ow)
+    for (long p = p0; p < p1; p++) {
+        const float *dy = c->in + p * c->oh * c->ow; float *dx = c->out + p * c->h * c->w;
+        memset(dx, 0, sizeof(float) * c->h * c->w);
+        for (int i = 0; i < c->oh; i++) {
+            Lerp a = c->ty[i]; float *r0 = dx + a.i0 * c->w, *r1 = dx + a.i1 * c->w;
+            for (int j = 0; j < c->ow; j++) {
+                Lerp b = c->tx[j]; float g = dy[i * c->ow + j];
+                r0[b.i0] += a.l0 * b.l0 * g; r0[b.i1] += a.l0 * b.l1 * g;
+                r1[b.i0] += a.l1 * b.l0 * g; r1[b.i1] += a.l1 * b.l1 * g;
+            }
+        }
+    }
+}
+
+static void upsample(int B, int C, int h, int w, int oh, int ow, float *out, const float *in, ParallelFn fn) {
+    Lerp *ty = malloc(sizeof(Lerp) * (oh + ow)), *tx = ty + oh;
+    lerp_table(ty, h, oh); lerp_table(tx, w, ow);
+    UpCtx c = {h, w, oh, ow, ty, tx, out, in};
+    ops_parallel_for((long)B * C, 4, fn, &c);
+    free(ty);
+}
+static void cpu_upsample_bilinear_forward(int B, int C, int h, int w, int oh, int ow, float *y, const float *x) {
+    upsample(B, C, h, w, oh, ow, y, x, up_fw);
+}
+static void cpu_upsample_bilinear_backward(int B, int C, int h, int w, int oh, int ow, float *dx, const float *dy) {
+    upsample(B, C, h, w, oh, ow, dx, dy, up_bw);
+}
+
+// ----------------------------------------------------------------------------------------------
+// concat
+
+typedef struct { int ca, cb; long HW; float *y, *a, *b; int fwd; } CatCtx;
+static void cat_samples(void *v, long n0, long n1) {
+    CatCtx *c = v; size_t sa = sizeof(float) * c->ca * c->HW, sb = sizeof(float) * c->cb * c->HW;
+    for (long n = n0; n < n1; n++) {
+        float *y = c->y + n * (c->ca + c->cb) * c->HW;
+        float *a = c->a ? c->a + n * c->ca * c->HW : NULL, *b = c->b ? c->b + n * c->cb * c->HW : NULL;
+        if (c->fwd) { memcpy(y, a, sa); memcpy(y + c->ca * c->HW, b, sb); }
+        else { if (a) memcpy(a, y, sa); if (b) memcpy(b, y + c->ca * c->HW, sb); }
+    }
+}
+static void cpu_concat_forward(int B, int ca, int cb, int HW, float *y, const float *a, const float *b) {
+    CatCtx c = {ca, cb, HW, y, (float *)a, (float *)b, 1}; ops_parallel_for(B, 1, cat_samples, &c);
+}
+static void cpu_concat_backward(int B, int ca, int cb, int HW, float *da, float *db, const float *dy) {
+    CatCtx c = {ca, cb, HW, (float *)dy, da, db, 0}; ops_parallel_for(B, 1, cat_samples, &c);
+}
+
+// ----------------------------------------------------------------------------------------------
+// linear
+
+static void cpu_linear_forward(int B, int in, int out, float *y, const float *x, const float *w, const float *b) {
+    for (int n = 0; n < B; n++)
+        for (int o = 0; o < out; o++) y[(long)n * out + o] = b ? b[o] : 0.f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.f, x, in, w, in, 1.f, y, out);
+}
+
+static void cpu_linear_backward(int B, int in, int out, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.f, dy, out, x, in, 1.f, dw, in);
+    if (db)
+        for (int o = 0; o < out; o++) {
+            double s = 0;
+            for (int n = 0; n < B; n++) s += dy[(long)n * out + o];
+            db[o] += (float)s;
+        }
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.f, dy, out, w, in, 0.f, dx, in);
+}
+
+// ----------------------------------------------------------------------------------------------
+// softmax cross-entropy; positions are summed in fixed blocks so the loss is thread-count independent.
+
+#define XENT_BLOCK 1024
+typedef struct {
+    int C; long HW; float *dl; const float *lg; const int32_t *lab; int ignore; float gs; double *part;
+} XentCtx;
+
+static void xent_blocks(void *v, long k0, long k1) {
+    XentCtx *c = v;
+    for (long k = k0; k < k1; k++) {
+        double acc = 0;
+        for (long q = k * XENT_BLOCK; q < (k + 1) * XENT_BLOCK; q++) {
+            if (q >= c->part[-1]) break;   // part[-1] holds the number of positions
+            long n = q / c->HW, i = q % c->HW;
+            const float *l = c->lg + n * c->C * c->HW + i;
+            float *d = c->dl + n * c->C * c->HW + i;
+            int y = c->lab[q];
+            if (y == c->ignore) { for (int j = 0; j < c->C; j++) d[j * c->HW] = 0.f; continue; }
+            float m = l[0];
+            for (int j = 1; j < c->C; j++) if (l[j * c->HW] > m) m = l[j * c->HW];
+            double s = 0;
+            for (int j = 0; j < c->C; j++) s += exp((double)(l[j * c->HW] - m));
+            acc += log(s) - (double)(l[y * c->HW] - m);
+            for (int j = 0; j < c->C; j++)
+                d[j * c->HW] = (float)(exp((double)(l[j * c->HW] - m)) / s) * c->gs;
+            d[y * c->HW] -= c->gs;
+        }
+        c->part[k] = acc;
+    }
+}
+
+static double cpu_softmax_xent(int B, int C, int HW, float *dlogits, const float *logits, const int32_t *labels,
+                               int ignore, float grad_scale, long *counted) {
+    long P = (long)B * HW, cnt = 0;
+    for (long q = 0; q < P; q++) {
+        if (labels[q] == ignore) continue;
+        if (labels[q] < 0 || labels[q] >= C) { if (counted) *counted = -1 - q; return NAN; }
+        cnt++;
+    }
+    if (counted) *counted = cnt;
+    long nblk = (P + XENT_BLOCK - 1) / XENT_BLOCK;
+    double *part = malloc(sizeof(double) * (nblk + 1));
+    part[0] = (double)P;
+    XentCtx c = {C, HW, dlogits, logits, labels, ignore, cnt ? grad_scale / (float)cnt : 0.f, part + 1};
+    ops_parallel_for(nblk, 1, xent_blocks, &c);
+    double total = 0;
+    for (long k = 0; k < nblk; k++) total += part[k + 1];
+    free(part);
+    return cnt ? total / cnt : 0.0;
+}
+
+// ----------------------------------------------------------------------------------------------
+
+static const Ops cpu_ops = {
+    .name = "cpu",
+    .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy, .download = cpu_copy, .copy = cpu_copy,
+    .zero = cpu_zero, .set_threads = cpu_set_threads,
+    .conv2d_workspace = cpu_conv2d_workspace, .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward = cpu_conv2d_backward,
+    .convt2x2_workspace = cpu_convt2x2_workspace, .convt2x2_forward = cpu_convt2x2_forward,
+    .convt2x2_backward = cpu_convt2x2_backward,
+    .batchnorm_forward = cpu_batchnorm_forward, .batchnorm_backward = cpu_batchnorm_backward,
+    .relu_forward = cpu_relu_forward, .relu_backward = cpu_relu_backward, .add = cpu_add,
+    .accumulate = cpu_accumulate,
+    .maxpool2x2_forward = cpu_maxpool2x2_forward, .maxpool2x2_backward = cpu_maxpool2x2_backward,
+    .avgpool_forward = cpu_avgpool_forward, .avgpool_backward = cpu_avgpool_backward,
+    .upsample_bilinear_forward = cpu_upsample_bilinear_forward,
+    .upsample_bilinear_backward = cpu_upsample_bilinear_backward,
+    .concat_forward = cpu_concat_forward, .concat_backward = cpu_concat_backward,
+    .linear_forward = cpu_linear_forward, .linear_backward = cpu_linear_backward,
+    .softmax_xent = cpu_softmax_xent,
+};
+
+const Ops *ops_cpu(void) { return &cpu_ops; }
