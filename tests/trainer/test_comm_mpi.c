@@ -117,6 +117,7 @@ static void test_ddp_mean_order_and_stats(void **state) {
         assert_true(s.bytes == 0);
     }
     ddp_free(red);
+    free(g);
 }
 
 // Bandwidth of one large blocking allreduce, for the report (and a check that it is finite).
