@@ -22,21 +22,27 @@
 
 static Comm *C;   // one communicator for the whole program (MPI initializes once per process)
 
+static int env_or(const char *a, const char *b, int dflt) {
+    const char *v = getenv(a);
+    if (!v) v = getenv(b);
+    return v ? atoi(v) : dflt;
+}
+
+// What the launcher (mpirun or srun --mpi=pmix_v4) says, MPI agrees with, and auto picks.
 static void test_kind_matches_launch(void **state) {
     (void)state;
-    // what auto resolves to under this launcher (none alone, mpi under mpirun)
+    int world = env_or("OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", 1);
     Comm *a;
     char err[512] = "";
     assert_int_equal(comm_create("auto", &a, err, sizeof err), 0);
-    assert_string_equal(comm_kind(a), getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1 ? "mpi" : "none");
+    assert_string_equal(comm_kind(a), world > 1 ? "mpi" : "none");
     assert_int_equal(comm_world(a), comm_world(C));
     assert_int_equal(comm_rank(a), comm_rank(C));
     comm_free(a);
     assert_string_equal(comm_kind(C), "mpi");
-    const char *w = getenv("OMPI_COMM_WORLD_SIZE");
-    assert_int_equal(comm_world(C), w ? atoi(w) : 1);
-    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    assert_int_equal(comm_local_rank(C), lr ? atoi(lr) : 0);
+    assert_int_equal(comm_world(C), world);
+    assert_int_equal(comm_rank(C), env_or("OMPI_COMM_WORLD_RANK", "SLURM_PROCID", 0));
+    assert_int_equal(comm_local_rank(C), env_or("OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", 0));
 }
 
 static void test_allreduce_sums_ranks(void **state) {
