@@ -60,7 +60,9 @@ CREATE TABLE attempts (
   submit_time REAL, start_time REAL, end_time REAL,
   nodes       TEXT,                 -- node list
   run_dir     TEXT NOT NULL,        -- runs/<experiment>/<cell-key>/attempt-<n> (absolute)
-  collected_at REAL,                -- last ingest
+  collected_at REAL,                -- last ingest that found changed files
+  ingest_sig  TEXT,                 -- size+mtime of the run dir's files at that ingest (collect
+                                    -- skips an attempt whose files still match)
   UNIQUE (cell_id, attempt)
 );
 CREATE INDEX attempts_job ON attempts(backend, job_id);
@@ -98,8 +100,173 @@ CREATE TABLE environments (
   json         TEXT NOT NULL
 );
 
+-- Targets for time-to-target, from the spec's eval.targets (filled by segx collect): a metric
+-- "reaches" its target at the first point of the stitched curve with value >= target (miou,
+-- pixel_acc, top1) or <= target (val_loss, train_loss).
+CREATE TABLE targets (
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+  metric        TEXT NOT NULL CHECK (metric IN ('miou','pixel_acc','top1','val_loss','train_loss')),
+  value         REAL NOT NULL,
+  PRIMARY KEY (experiment_id, metric)
+);
+
 -- ---- views (the science) ------------------------------------------------------------------
 -- VIEWS-BEGIN (owned by the collect/report module; documented in README.md)
+-- Conventions: one row per attempt / cell / cell group / scaling group; NULL where there is no
+-- data (never 0). Standard deviations are sample std (n-1), NULL for n < 2.
+
+-- attempt_times: how long each attempt ran and where it starts on its cell's clock.
+--   duration_s = end_time - start_time when the backend knew both, else result.json's wall_s,
+--   else the wall_s of the attempt's last metrics line. offset_s = summed duration_s of the
+--   cell's earlier attempts, so a resumed run continues its cell's curve. gpu_hours = duration_s
+--   * cells.gpus / 3600 (CPU ranks count as GPUs for the local backend).
+CREATE VIEW attempt_times AS
+SELECT d.*, d.duration_s * d.gpus / 3600.0 AS gpu_hours,
+       COALESCE(SUM(d.duration_s) OVER (PARTITION BY d.cell_id ORDER BY d.attempt
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS offset_s
+FROM (SELECT a.id AS attempt_id, a.cell_id, a.attempt, a.state, c.gpus,
+             (SELECT COUNT(*) FROM epochs e WHERE e.attempt_id = a.id) AS n_lines,
+             (SELECT MAX(e.line) FROM epochs e WHERE e.attempt_id = a.id) AS last_line,
+             CASE WHEN a.end_time >= a.start_time THEN a.end_time - a.start_time
+                  ELSE COALESCE(r.wall_s, (SELECT e.wall_s FROM epochs e WHERE e.attempt_id = a.id
+                                           AND e.wall_s IS NOT NULL ORDER BY e.line DESC LIMIT 1))
+             END AS duration_s
+      FROM attempts a JOIN cells c ON c.id = a.cell_id LEFT JOIN results r ON r.attempt_id = a.id) d;
+
+-- cell_curve: every metrics line of a cell, attempts stitched into one curve.
+--   cell_wall_s = offset_s of the attempt + the line's wall_s.
+CREATE VIEW cell_curve AS
+SELECT c.experiment_id, t.cell_id, t.attempt, e.attempt_id, e.id AS epoch_id, e.line, e.epoch, e.step,
+       e.wall_s, t.offset_s + e.wall_s AS cell_wall_s,
+       e.train_loss, e.val_loss, e.miou, e.pixel_acc, e.top1, e.lr,
+       e.images_per_s, e.epoch_s, e.data_s, e.compute_s, e.comm_s, e.extra
+FROM attempt_times t JOIN epochs e ON e.attempt_id = t.attempt_id JOIN cells c ON c.id = t.cell_id;
+
+-- attempt_steady: steady-state throughput of an attempt. The first line of an attempt that
+--   reports images_per_s (or epoch_s) is warm-up (allocation, autotuning, cold caches) and is
+--   left out when the attempt has more such lines. Sums and counts, so cells can pool attempts.
+CREATE VIEW attempt_steady AS
+SELECT e.attempt_id,
+       SUM(CASE WHEN f.ips_n = 1 OR e.line > f.ips_first THEN e.images_per_s END) AS ips_sum,
+       COUNT(CASE WHEN f.ips_n = 1 OR e.line > f.ips_first THEN e.images_per_s END) AS ips_n,
+       SUM(CASE WHEN f.eps_n = 1 OR e.line > f.eps_first THEN e.epoch_s END) AS eps_sum,
+       COUNT(CASE WHEN f.eps_n = 1 OR e.line > f.eps_first THEN e.epoch_s END) AS eps_n
+FROM epochs e
+JOIN (SELECT attempt_id,
+             MIN(CASE WHEN images_per_s IS NOT NULL THEN line END) AS ips_first, COUNT(images_per_s) AS ips_n,
+             MIN(CASE WHEN epoch_s IS NOT NULL THEN line END) AS eps_first, COUNT(epoch_s) AS eps_n
+      FROM epochs GROUP BY attempt_id) f ON f.attempt_id = e.attempt_id
+GROUP BY e.attempt_id;
+
+-- cell_metrics: one row per cell with its final metrics.
+--   epoch, step, wall_s: the cell's last metrics line (latest attempt with lines, its last line);
+--   wall_s is on the stitched clock. miou ... train_loss: the last non-NULL value of each metric
+--   on the stitched curve. images_per_s, epoch_s: steady-state means over all attempts.
+--   gpu_hours: sum over attempts (attempt_times).
+CREATE VIEW cell_metrics AS
+WITH t AS MATERIALIZED (SELECT * FROM attempt_times),
+s AS (SELECT t.cell_id, COUNT(*) AS attempts, SUM(t.n_lines) AS n_lines, SUM(t.gpu_hours) AS gpu_hours,
+             SUM(st.ips_sum) / SUM(st.ips_n) AS images_per_s, SUM(st.eps_sum) / SUM(st.eps_n) AS epoch_s
+      FROM t LEFT JOIN attempt_steady st ON st.attempt_id = t.attempt_id GROUP BY t.cell_id),
+l AS (SELECT cell_id, attempt_id, offset_s, last_line,
+             ROW_NUMBER() OVER (PARTITION BY cell_id ORDER BY attempt DESC) AS rn
+      FROM t WHERE n_lines > 0)
+SELECT c.experiment_id, c.id AS cell_id, c.key, c.group_key, c.scaling_key, c.model, c.gpu_type,
+       c.gpus, c.nodes, c.batch_per_gpu, c.global_batch, c.scaling, c.optimizer, c.lr, c.seed, c.state,
+       COALESCE(s.attempts, 0) AS attempts, COALESCE(s.n_lines, 0) AS n_lines,
+       le.epoch, le.step, l.offset_s + le.wall_s AS wall_s,
+       (SELECT e.miou FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
+          AND e.miou IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS miou,
+       (SELECT e.pixel_acc FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
+          AND e.pixel_acc IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS pixel_acc,
+       (SELECT e.top1 FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
+          AND e.top1 IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS top1,
+       (SELECT e.val_loss FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
+          AND e.val_loss IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS val_loss,
+       (SELECT e.train_loss FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
+          AND e.train_loss IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS train_loss,
+       s.images_per_s, s.epoch_s, s.gpu_hours, c.est_gpu_hours
+FROM cells c
+LEFT JOIN s ON s.cell_id = c.id
+LEFT JOIN l ON l.cell_id = c.id AND l.rn = 1
+LEFT JOIN epochs le ON le.attempt_id = l.attempt_id AND le.line = l.last_line;
+
+-- group_metrics: cells that differ only by seed (same group_key), pooled.
+--   cells = cells planned; n = cells with metrics lines; X_mean, X_std (sample), X_n over the
+--   cells' final values (cell_metrics). gpu_hours and est_gpu_hours are sums.
+CREATE VIEW group_metrics AS
+WITH cm AS MATERIALIZED (SELECT * FROM cell_metrics),
+g AS (SELECT experiment_id, group_key,
+             AVG(miou) AS miou_mean, AVG(pixel_acc) AS pixel_acc_mean, AVG(top1) AS top1_mean,
+             AVG(val_loss) AS val_loss_mean, AVG(train_loss) AS train_loss_mean,
+             AVG(images_per_s) AS images_per_s_mean, AVG(epoch_s) AS epoch_s_mean, AVG(wall_s) AS wall_s_mean
+      FROM cm GROUP BY experiment_id, group_key)
+SELECT g.experiment_id, g.group_key, MIN(cm.scaling_key) AS scaling_key, MIN(cm.model) AS model,
+       MIN(cm.gpu_type) AS gpu_type, MIN(cm.gpus) AS gpus, MIN(cm.nodes) AS nodes,
+       MIN(cm.batch_per_gpu) AS batch_per_gpu, MIN(cm.global_batch) AS global_batch,
+       MIN(cm.scaling) AS scaling, MIN(cm.optimizer) AS optimizer, MIN(cm.lr) AS lr,
+       COUNT(*) AS cells, COUNT(CASE WHEN cm.n_lines > 0 THEN 1 END) AS n,
+       COUNT(CASE WHEN cm.state = 'completed' THEN 1 END) AS completed,
+       g.miou_mean, sqrt(SUM((cm.miou - g.miou_mean) * (cm.miou - g.miou_mean)) / (COUNT(cm.miou) - 1)) AS miou_std, COUNT(cm.miou) AS miou_n,
+       g.pixel_acc_mean, sqrt(SUM((cm.pixel_acc - g.pixel_acc_mean) * (cm.pixel_acc - g.pixel_acc_mean)) / (COUNT(cm.pixel_acc) - 1)) AS pixel_acc_std, COUNT(cm.pixel_acc) AS pixel_acc_n,
+       g.top1_mean, sqrt(SUM((cm.top1 - g.top1_mean) * (cm.top1 - g.top1_mean)) / (COUNT(cm.top1) - 1)) AS top1_std, COUNT(cm.top1) AS top1_n,
+       g.val_loss_mean, sqrt(SUM((cm.val_loss - g.val_loss_mean) * (cm.val_loss - g.val_loss_mean)) / (COUNT(cm.val_loss) - 1)) AS val_loss_std, COUNT(cm.val_loss) AS val_loss_n,
+       g.train_loss_mean, sqrt(SUM((cm.train_loss - g.train_loss_mean) * (cm.train_loss - g.train_loss_mean)) / (COUNT(cm.train_loss) - 1)) AS train_loss_std, COUNT(cm.train_loss) AS train_loss_n,
+       g.images_per_s_mean, sqrt(SUM((cm.images_per_s - g.images_per_s_mean) * (cm.images_per_s - g.images_per_s_mean)) / (COUNT(cm.images_per_s) - 1)) AS images_per_s_std, COUNT(cm.images_per_s) AS images_per_s_n,
+       g.epoch_s_mean, sqrt(SUM((cm.epoch_s - g.epoch_s_mean) * (cm.epoch_s - g.epoch_s_mean)) / (COUNT(cm.epoch_s) - 1)) AS epoch_s_std, COUNT(cm.epoch_s) AS epoch_s_n,
+       g.wall_s_mean, sqrt(SUM((cm.wall_s - g.wall_s_mean) * (cm.wall_s - g.wall_s_mean)) / (COUNT(cm.wall_s) - 1)) AS wall_s_std,
+       SUM(cm.attempts) AS attempts, SUM(cm.gpu_hours) AS gpu_hours, SUM(cm.est_gpu_hours) AS est_gpu_hours
+FROM cm JOIN g ON g.experiment_id = cm.experiment_id AND g.group_key = cm.group_key
+GROUP BY g.experiment_id, g.group_key;
+
+-- scaling: each cell group against the 1-GPU group of the same scaling_key in the same
+--   experiment (same model, GPU type and batch rule; weak keeps batch_per_gpu, strong keeps
+--   global_batch; the column scaling says which). From throughput: speedup_throughput =
+--   images_per_s / base images_per_s; from time per epoch: speedup_time = base epoch_s / epoch_s;
+--   efficiency_* = speedup_* / gpus. NULL where there is no 1-GPU group (or no data in it); if
+--   several 1-GPU groups share a scaling_key, the one with the smallest group_key is the base.
+CREATE VIEW scaling AS
+WITH gm AS MATERIALIZED (SELECT * FROM group_metrics),
+base AS (SELECT experiment_id, scaling_key, MIN(group_key) AS group_key FROM gm WHERE gpus = 1
+         GROUP BY experiment_id, scaling_key)
+SELECT g.experiment_id, g.scaling_key, g.group_key, g.scaling, g.model, g.gpu_type, g.gpus, g.nodes,
+       g.batch_per_gpu, g.global_batch, g.n, g.images_per_s_mean AS images_per_s,
+       g.images_per_s_std AS images_per_s_std, g.epoch_s_mean AS epoch_s,
+       b.group_key AS base_group_key, b.images_per_s_mean AS base_images_per_s, b.epoch_s_mean AS base_epoch_s,
+       g.images_per_s_mean / b.images_per_s_mean AS speedup_throughput,
+       g.images_per_s_mean / b.images_per_s_mean / g.gpus AS efficiency_throughput,
+       b.epoch_s_mean / g.epoch_s_mean AS speedup_time,
+       b.epoch_s_mean / g.epoch_s_mean / g.gpus AS efficiency_time
+FROM gm g
+LEFT JOIN base ON base.experiment_id = g.experiment_id AND base.scaling_key = g.scaling_key
+LEFT JOIN gm b ON b.experiment_id = base.experiment_id AND b.group_key = base.group_key;
+
+-- time_to_target: per cell and target (targets table), the first stitched wall-clock second
+--   (cell_wall_s) at which the metric reached the target, and the epoch of that line; NULL
+--   when it never did. segx report --target METRIC=VALUE runs the same query with its own target.
+CREATE VIEW time_to_target AS
+SELECT c.experiment_id, c.id AS cell_id, c.key, c.group_key, t.metric, t.value AS target,
+       MIN(CASE WHEN CASE t.metric WHEN 'miou' THEN cc.miou >= t.value
+                                   WHEN 'pixel_acc' THEN cc.pixel_acc >= t.value
+                                   WHEN 'top1' THEN cc.top1 >= t.value
+                                   WHEN 'val_loss' THEN cc.val_loss <= t.value
+                                   WHEN 'train_loss' THEN cc.train_loss <= t.value END
+                THEN cc.cell_wall_s END) AS wall_s
+FROM targets t JOIN cells c ON c.experiment_id = t.experiment_id
+LEFT JOIN cell_curve cc ON cc.cell_id = c.id
+GROUP BY c.experiment_id, c.id, t.metric;
+
+-- group_time_to_target: per cell group and target: cells with data (n), how many reached the
+--   target, and mean / std (sample) of the time over the cells that reached it.
+CREATE VIEW group_time_to_target AS
+WITH tt AS MATERIALIZED (SELECT * FROM time_to_target),
+m AS (SELECT experiment_id, group_key, metric, AVG(wall_s) AS mean_s FROM tt GROUP BY 1, 2, 3)
+SELECT tt.experiment_id, tt.group_key, tt.metric, MIN(tt.target) AS target, COUNT(*) AS cells,
+       COUNT(tt.wall_s) AS reached, m.mean_s AS wall_s_mean,
+       sqrt(SUM((tt.wall_s - m.mean_s) * (tt.wall_s - m.mean_s)) / (COUNT(tt.wall_s) - 1)) AS wall_s_std,
+       MIN(tt.wall_s) AS wall_s_min
+FROM tt JOIN m ON m.experiment_id = tt.experiment_id AND m.group_key = tt.group_key AND m.metric = tt.metric
+GROUP BY tt.experiment_id, tt.group_key, tt.metric;
 -- VIEWS-END
 
 PRAGMA user_version = 1;

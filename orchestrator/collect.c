@@ -1,18 +1,861 @@
-// orchestrator/collect.c — run dirs -> DB (see collect.h). First version: entry points only.
+// orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
 #include "orchestrator/collect.h"
-#include <stdio.h>
+#include "db/db.h"
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+// ---- small helpers -----------------------------------------------------------------------
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+static int buf_printf(Buf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    return buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+// Whole file into *out (NUL-terminated). 0, 1 when it does not exist, -1 on another error.
+static int read_whole(const char *path, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT || errno == ENOTDIR ? 1 : -1;
+    Buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_add(&b, chunk, n) < 0) { fclose(f); free(b.p); return -1; }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(b.p); return -1; }
+    if (!b.p && buf_add(&b, "", 0) < 0) return -1;
+    *out = b.p;
+    *len = b.len;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 const char *collect_state_from_exit(int exit_code)
 {
     return exit_code == 0 ? "completed" : exit_code == 99 ? "preempted" : "failed";
 }
 
+// States the backend has not settled: collect may set them from the run dir's exit_code.
+static int state_is_open(const char *s)
+{
+    static const char *const open[] = {"planned", "submitted", "pending", "running", "unknown", NULL};
+    if (!s) return 1;
+    for (int i = 0; open[i]; i++)
+        if (strcmp(s, open[i]) == 0) return 1;
+    return 0;
+}
+
+static int state_is_failure(const char *s)
+{
+    static const char *const bad[] = {"failed", "timeout", "out-of-memory", "node-fail", "cancelled", NULL};
+    for (int i = 0; s && bad[i]; i++)
+        if (strcmp(s, bad[i]) == 0) return 1;
+    return 0;
+}
+
+// ---- context -------------------------------------------------------------------------------
+
+enum {
+    S_EPOCH, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
+    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_ATTEMPT_STATE, S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_EPOCH] =
+        "INSERT INTO epochs (attempt_id, line, epoch, step, wall_s, train_loss, val_loss, miou, pixel_acc,"
+        " top1, lr, images_per_s, epoch_s, data_s, compute_s, comm_s, extra)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+        " ON CONFLICT (attempt_id, line) DO UPDATE SET epoch=excluded.epoch, step=excluded.step,"
+        " wall_s=excluded.wall_s, train_loss=excluded.train_loss, val_loss=excluded.val_loss,"
+        " miou=excluded.miou, pixel_acc=excluded.pixel_acc, top1=excluded.top1, lr=excluded.lr,"
+        " images_per_s=excluded.images_per_s, epoch_s=excluded.epoch_s, data_s=excluded.data_s,"
+        " compute_s=excluded.compute_s, comm_s=excluded.comm_s, extra=excluded.extra RETURNING id",
+    [S_DEL_EPOCHS_AFTER] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line > ?2",
+    [S_DEL_EPOCH_LINE] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line = ?2",
+    [S_IOU] = "INSERT INTO class_iou (epoch_id, class, iou) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT (epoch_id, class) DO UPDATE SET iou = excluded.iou",
+    [S_DEL_IOU_FROM] = "DELETE FROM class_iou WHERE epoch_id = ?1 AND class >= ?2",
+    [S_RESULT] = "INSERT INTO results (attempt_id, images_per_s, wall_s, miou, pixel_acc, top1, val_loss, json)"
+                 " VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT (attempt_id) DO UPDATE SET"
+                 " images_per_s=excluded.images_per_s, wall_s=excluded.wall_s, miou=excluded.miou,"
+                 " pixel_acc=excluded.pixel_acc, top1=excluded.top1, val_loss=excluded.val_loss, json=excluded.json",
+    [S_DEL_RESULT] = "DELETE FROM results WHERE attempt_id = ?1",
+    [S_ENV] = "INSERT INTO environments (attempt_id, host, gpu_model, driver, cuda, cudnn, nccl,"
+              " container_digest, git_commit, json) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
+              " ON CONFLICT (attempt_id) DO UPDATE SET host=excluded.host, gpu_model=excluded.gpu_model,"
+              " driver=excluded.driver, cuda=excluded.cuda, cudnn=excluded.cudnn, nccl=excluded.nccl,"
+              " container_digest=excluded.container_digest, git_commit=excluded.git_commit, json=excluded.json",
+    [S_DEL_ENV] = "DELETE FROM environments WHERE attempt_id = ?1",
+    [S_ATTEMPT_FILES] = "UPDATE attempts SET ingest_sig = ?2, collected_at = ?3 WHERE id = ?1",
+    [S_ATTEMPT_STATE] = "UPDATE attempts SET state = ?2, exit_code = ?3, reason = ?4 WHERE id = ?1"
+                        " AND (state IS NOT ?2 OR exit_code IS NOT ?3 OR reason IS NOT ?4)",
+};
+
+typedef struct {
+    sqlite3 *db;
+    FILE *warn;
+    int force, stderr_lines;
+    double now;
+    CollectStats *st;
+    sqlite3_stmt *s[S_COUNT];
+    char *err;
+    size_t errlen;
+} Ctx;
+
+static void warnf(Ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("segx collect: warning: ", c->warn);
+    vfprintf(c->warn, fmt, ap);
+    fputc('\n', c->warn);
+    va_end(ap);
+    c->st->warnings++;
+}
+
+static int sql_fail(Ctx *c, const char *what)
+{
+    snprintf(c->err, c->errlen, "%s: %s", what, sqlite3_errmsg(c->db));
+    return -1;
+}
+
+// Runs a prepared statement that returns no rows (bindings already made), then resets it.
+static int run_stmt(Ctx *c, int which)
+{
+    sqlite3_stmt *s = c->s[which];
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sql_fail(c, "writing the database");
+    return 0;
+}
+
+// ---- metrics.jsonl -------------------------------------------------------------------------
+
+// Known keys and their epochs columns (bind index); is_int for INTEGER columns.
+static const struct { const char *key; int bind; int is_int; } metric_cols[] = {
+    {"epoch", 3, 1}, {"step", 4, 1}, {"wall_s", 5, 0}, {"train_loss", 6, 0}, {"val_loss", 7, 0},
+    {"miou", 8, 0}, {"pixel_acc", 9, 0}, {"top1", 10, 0}, {"lr", 11, 0}, {"images_per_s", 12, 0},
+    {"epoch_s", 13, 0}, {"data_s", 14, 0}, {"compute_s", 15, 0}, {"comm_s", 16, 0},
+};
+#define N_METRIC_COLS (sizeof metric_cols / sizeof metric_cols[0])
+
+static int store_class_iou(Ctx *c, sqlite3_int64 epoch_id, json_t *arr)
+{
+    size_t n = arr ? json_array_size(arr) : 0;
+    for (size_t k = 0; k < n; k++) {
+        json_t *v = json_array_get(arr, k);
+        sqlite3_bind_int64(c->s[S_IOU], 1, epoch_id);
+        sqlite3_bind_int64(c->s[S_IOU], 2, (sqlite3_int64)k);
+        if (json_is_number(v)) sqlite3_bind_double(c->s[S_IOU], 3, json_number_value(v));
+        else sqlite3_bind_null(c->s[S_IOU], 3);
+        if (run_stmt(c, S_IOU) < 0) return -1;
+    }
+    sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
+    sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 2, (sqlite3_int64)n);
+    return run_stmt(c, S_DEL_IOU_FROM);
+}
+
+static int delete_line(Ctx *c, sqlite3_int64 attempt_id, long line)
+{
+    sqlite3_bind_int64(c->s[S_DEL_EPOCH_LINE], 1, attempt_id);
+    sqlite3_bind_int64(c->s[S_DEL_EPOCH_LINE], 2, line);
+    return run_stmt(c, S_DEL_EPOCH_LINE);
+}
+
+// One metrics line (an object). Returns 0 stored, 1 skipped (warned), -1 DB error.
+static int store_metrics_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, json_t *obj)
+{
+    sqlite3_stmt *s = c->s[S_EPOCH];
+    json_t *extra = json_object();
+    json_t *ious = NULL;
+    if (!extra) return sql_fail(c, "out of memory");
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_int64(s, 2, line);
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        size_t k = 0;
+        while (k < N_METRIC_COLS && strcmp(metric_cols[k].key, key) != 0) k++;
+        if (k < N_METRIC_COLS) {
+            if (json_is_null(v)) continue;
+            if (!json_is_number(v)) {
+                warnf(c, "%s:%ld: key '%s' is not a number; kept in epochs.extra", path, line, key);
+                json_object_set(extra, key, v);
+                continue;
+            }
+            double d = json_number_value(v);
+            if (metric_cols[k].is_int) {
+                if (d != floor(d) || fabs(d) > 9e15) {
+                    warnf(c, "%s:%ld: key '%s' is not an integer (%g); kept in epochs.extra", path, line, key, d);
+                    json_object_set(extra, key, v);
+                    continue;
+                }
+                sqlite3_bind_int64(s, metric_cols[k].bind, (sqlite3_int64)d);
+            } else {
+                sqlite3_bind_double(s, metric_cols[k].bind, d);
+            }
+        } else if (strcmp(key, "per_class_iou") == 0 && json_is_array(v)) {
+            ious = v;
+        } else {
+            if (strcmp(key, "per_class_iou") == 0)
+                warnf(c, "%s:%ld: per_class_iou is not an array; kept in epochs.extra", path, line);
+            json_object_set(extra, key, v);
+        }
+    }
+    char *extra_text = NULL;
+    if (json_object_size(extra) > 0) {
+        extra_text = json_dumps(extra, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+        sqlite3_bind_text(s, 17, extra_text, -1, SQLITE_TRANSIENT);
+    }
+    json_decref(extra);
+    free(extra_text);
+    int rc = sqlite3_step(s);
+    sqlite3_int64 epoch_id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
+    c->st->epochs++;
+    return store_class_iou(c, epoch_id, ious);
+}
+
+static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *text;
+    size_t len;
+    int rr = read_whole(path, &text, &len);
+    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return 0; }
+    long line = 0;
+    if (rr == 0) {
+        const char *p = text, *end = text + len;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *eol = nl ? nl : end;
+            line++;
+            const char *q = p;
+            while (q < eol && isspace((unsigned char)*q)) q++;
+            if (q == eol) {  // blank line: nothing to store
+                if (delete_line(c, attempt_id, line) < 0) goto fail;
+                p = eol + 1;
+                continue;
+            }
+            json_error_t je;
+            json_t *obj = json_loadb(p, (size_t)(eol - p), 0, &je);
+            if (!obj || !json_is_object(obj)) {
+                if (!obj)
+                    warnf(c, "%s:%ld: %s at column %d%s; line skipped", path, line, je.text, je.column,
+                          nl ? "" : " (last line has no newline: still being written?)");
+                else
+                    warnf(c, "%s:%ld: not a JSON object; line skipped", path, line);
+                json_decref(obj);
+                c->st->lines_skipped++;
+                if (delete_line(c, attempt_id, line) < 0) goto fail;
+                p = eol + 1;
+                continue;
+            }
+            int rc = store_metrics_line(c, attempt_id, path, line, obj);
+            json_decref(obj);
+            if (rc < 0) goto fail;
+            p = eol + 1;
+        }
+    }
+    free(text);
+    sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 1, attempt_id);
+    sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 2, line);
+    return run_stmt(c, S_DEL_EPOCHS_AFTER);
+fail:
+    free(text);
+    return -1;
+}
+
+// ---- result.json, env.json -------------------------------------------------------------------
+
+static void bind_number(sqlite3_stmt *s, int i, json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_number(v)) sqlite3_bind_double(s, i, json_number_value(v));
+    else sqlite3_bind_null(s, i);
+}
+
+// Strings as they are; numbers and other values as their compact JSON text.
+static void bind_text_any(sqlite3_stmt *s, int i, json_t *obj, const char *key, const char *alias)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v && alias) v = json_object_get(obj, alias);
+    if (!v || json_is_null(v)) { sqlite3_bind_null(s, i); return; }
+    if (json_is_string(v)) { sqlite3_bind_text(s, i, json_string_value(v), -1, SQLITE_TRANSIENT); return; }
+    char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    if (t) sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(s, i);
+    free(t);
+}
+
+// Loads DIR/NAME as a JSON object: 0 with *out, 1 absent or invalid (warned), -1 never.
+static int load_json_file(Ctx *c, const char *dir, const char *name, json_t **out, char **text)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t len;
+    *out = NULL;
+    int rr = read_whole(path, text, &len);
+    if (rr != 0) {
+        if (rr < 0) warnf(c, "%s: cannot read: %s", path, strerror(errno));
+        return 1;
+    }
+    json_error_t je;
+    *out = json_loadb(*text, len, 0, &je);
+    if (!*out || !json_is_object(*out)) {
+        if (!*out) warnf(c, "%s:%d:%d: %s; file ignored", path, je.line, je.column, je.text);
+        else warnf(c, "%s: not a JSON object; file ignored", path);
+        json_decref(*out);
+        *out = NULL;
+        free(*text);
+        *text = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+static int ingest_result(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+{
+    json_t *o;
+    char *text;
+    if (load_json_file(c, dir, "result.json", &o, &text) != 0) {
+        sqlite3_bind_int64(c->s[S_DEL_RESULT], 1, attempt_id);
+        return run_stmt(c, S_DEL_RESULT);
+    }
+    sqlite3_stmt *s = c->s[S_RESULT];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    bind_number(s, 2, o, "images_per_s");
+    bind_number(s, 3, o, "wall_s");
+    bind_number(s, 4, o, "miou");
+    bind_number(s, 5, o, "pixel_acc");
+    bind_number(s, 6, o, "top1");
+    bind_number(s, 7, o, "val_loss");
+    sqlite3_bind_text(s, 8, text, -1, SQLITE_TRANSIENT);
+    json_decref(o);
+    free(text);
+    return run_stmt(c, S_RESULT);
+}
+
+static int ingest_env(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+{
+    json_t *o;
+    char *text;
+    if (load_json_file(c, dir, "env.json", &o, &text) != 0) {
+        sqlite3_bind_int64(c->s[S_DEL_ENV], 1, attempt_id);
+        return run_stmt(c, S_DEL_ENV);
+    }
+    sqlite3_stmt *s = c->s[S_ENV];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    bind_text_any(s, 2, o, "host", "hostname");
+    bind_text_any(s, 3, o, "gpu_model", "gpu");
+    bind_text_any(s, 4, o, "driver", NULL);
+    bind_text_any(s, 5, o, "cuda", NULL);
+    bind_text_any(s, 6, o, "cudnn", NULL);
+    bind_text_any(s, 7, o, "nccl", NULL);
+    bind_text_any(s, 8, o, "container_digest", "container");
+    bind_text_any(s, 9, o, "git_commit", "git");
+    sqlite3_bind_text(s, 10, text, -1, SQLITE_TRANSIENT);
+    json_decref(o);
+    free(text);
+    return run_stmt(c, S_ENV);
+}
+
+// ---- exit code, stderr, signature -----------------------------------------------------------
+
+// The job's stderr in DIR: a file named stderr / stderr.log / stderr.txt / job.err, else the
+// newest *.err (Slurm's slurm-<jobid>.err). 0 with path, -1 none.
+static int find_stderr(const char *dir, char *path, size_t len)
+{
+    static const char *const names[] = {"stderr", "stderr.log", "stderr.txt", "job.err", NULL};
+    struct stat sb;
+    for (int i = 0; names[i]; i++) {
+        snprintf(path, len, "%s/%s", dir, names[i]);
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *de;
+    double best = -1;
+    char name[256] = "";
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 5 || strcmp(de->d_name + n - 4, ".err") != 0 || n >= sizeof name) continue;
+        snprintf(path, len, "%s/%s", dir, de->d_name);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        double t = (double)sb.st_mtim.tv_sec + sb.st_mtim.tv_nsec * 1e-9;
+        if (t > best || (t == best && strcmp(de->d_name, name) > 0)) { best = t; snprintf(name, sizeof name, "%s", de->d_name); }
+    }
+    closedir(d);
+    if (!name[0]) return -1;
+    snprintf(path, len, "%s/%s", dir, name);
+    return 0;
+}
+
+// The last `want` non-blank lines of a file (at most its last 8 KiB), joined by '\n'. NULL if none.
+static char *tail_lines(const char *path, int want)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char buf[8192];
+    long off = 0;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        off = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+        fseek(f, off, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    // Trim trailing blanks, then walk back over `want` non-blank lines.
+    while (n > 0 && isspace((unsigned char)buf[n - 1])) buf[--n] = 0;
+    if (n == 0) return NULL;
+    size_t start = n;
+    int got = 0;
+    while (start > 0 && got < want) {
+        size_t e = start;
+        while (start > 0 && buf[start - 1] != '\n') start--;
+        int blank = 1;
+        for (size_t k = start; k < e; k++)
+            if (!isspace((unsigned char)buf[k])) blank = 0;
+        if (!blank) got++;
+        if (got < want && start > 0) start--;  // step over the '\n'
+    }
+    // Drop a partial first line when the 8 KiB window cut it.
+    if (start == 0 && off > 0) {
+        char *nl = memchr(buf, '\n', n);
+        if (nl) start = (size_t)(nl - buf) + 1;
+    }
+    Buf out = {0};
+    const char *p = buf + start;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
+        if (l > 0) {
+            if (out.len) buf_add(&out, "\n", 1);
+            buf_add(&out, p, l);
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    return out.p;
+}
+
+// 0 with *code, 1 absent, -1 unreadable/garbled (warned).
+static int read_exit_code(Ctx *c, const char *dir, int *code)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/exit_code", dir);
+    char *text;
+    size_t len;
+    int rr = read_whole(path, &text, &len);
+    if (rr == 1) return 1;
+    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return -1; }
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    while (*end && isspace((unsigned char)*end)) end++;
+    int bad = end == text || *end || errno || v < -1000000 || v > 1000000;
+    if (bad) {
+        if (len > 0) warnf(c, "%s: '%.40s' is not an exit code; ignored", path, text);
+        free(text);
+        return len > 0 ? -1 : 1;  // an empty file: the job is still writing it
+    }
+    free(text);
+    *code = (int)v;
+    return 0;
+}
+
+// Fingerprint of the files collect reads: name, size, mtime. Caller frees.
+static char *dir_signature(const char *dir)
+{
+    static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", NULL};
+    Buf b = {0};
+    char path[4096];
+    struct stat sb;
+    buf_printf(&b, "v1");
+    for (int i = 0; names[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (stat(path, &sb) == 0)
+            buf_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+                       (long)sb.st_mtim.tv_nsec);
+    }
+    if (find_stderr(dir, path, sizeof path) == 0 && stat(path, &sb) == 0)
+        buf_printf(&b, ";%s:%lld:%lld.%09ld", strrchr(path, '/') + 1, (long long)sb.st_size,
+                   (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
+    return b.p;
+}
+
+// ---- one attempt --------------------------------------------------------------------------
+
+typedef struct {
+    sqlite3_int64 id;
+    char *run_dir, *state, *reason, *sig;
+    int has_exit, exit_code;
+} AttemptRow;
+
+static int collect_attempt(Ctx *c, const AttemptRow *a)
+{
+    c->st->attempts_seen++;
+    char *sig = dir_signature(a->run_dir);
+    if (!sig) return sql_fail(c, "out of memory");
+    int changed = !a->sig || strcmp(sig, a->sig) != 0;
+    if (changed || c->force) {
+        c->st->attempts_ingested++;
+        if (ingest_metrics(c, a->id, a->run_dir) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
+            ingest_env(c, a->id, a->run_dir) < 0) {
+            free(sig);
+            return -1;
+        }
+        if (changed) {
+            sqlite3_bind_int64(c->s[S_ATTEMPT_FILES], 1, a->id);
+            sqlite3_bind_text(c->s[S_ATTEMPT_FILES], 2, sig, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_double(c->s[S_ATTEMPT_FILES], 3, c->now);
+            if (run_stmt(c, S_ATTEMPT_FILES) < 0) { free(sig); return -1; }
+        }
+    }
+    free(sig);
+
+    // State, exit code and reason: from the run dir where the backend has not settled them.
+    int code = 0;
+    int have = read_exit_code(c, a->run_dir, &code) == 0;
+    const char *state = a->state;
+    int has_exit = a->has_exit, exit_code = a->exit_code;
+    if (have) { has_exit = 1; exit_code = code; }
+    if (have && state_is_open(state)) state = collect_state_from_exit(code);
+    char *reason = NULL;
+    if (state_is_failure(state) && (!a->reason || !*a->reason)) {
+        char path[4096];
+        char *tail = find_stderr(a->run_dir, path, sizeof path) == 0
+                         ? tail_lines(path, c->stderr_lines) : NULL;
+        Buf b = {0};
+        if (has_exit) buf_printf(&b, "exit code %d", exit_code);
+        if (tail) {
+            if (b.len) buf_add(&b, ": ", 2);
+            buf_add(&b, tail, strlen(tail));
+        }
+        free(tail);
+        reason = b.p;
+    }
+    sqlite3_stmt *s = c->s[S_ATTEMPT_STATE];
+    sqlite3_bind_int64(s, 1, a->id);
+    if (state) sqlite3_bind_text(s, 2, state, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_text(s, 2, "unknown", -1, SQLITE_STATIC);
+    if (has_exit) sqlite3_bind_int(s, 3, exit_code);
+    const char *r = reason ? reason : a->reason;
+    if (r) sqlite3_bind_text(s, 4, r, -1, SQLITE_TRANSIENT);
+    int rc = run_stmt(c, S_ATTEMPT_STATE);
+    free(reason);
+    return rc;
+}
+
+// ---- targets from the spec -------------------------------------------------------------------
+
+static int sync_targets(Ctx *c, sqlite3_int64 exp_id, const char *name, const char *spec_text)
+{
+    static const char *const known[] = {"miou", "pixel_acc", "top1", "val_loss", "train_loss", NULL};
+    json_error_t je;
+    json_t *spec = spec_text ? json_loads(spec_text, 0, &je) : NULL;
+    json_t *targets = json_object_get(json_object_get(spec, "eval"), "targets");
+    if (!targets) { json_decref(spec); return 0; }
+    // Accept {"miou": 0.5} or [{"metric": "miou", "value": 0.5}, ...].
+    const char *names[8];
+    double values[8];
+    int n = 0;
+    if (json_is_object(targets)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(targets, k, v) {
+            if (n < 8 && json_is_number(v)) { names[n] = k; values[n++] = json_number_value(v); }
+            else warnf(c, "experiment '%s': eval.targets.%s: expected a number", name, k);
+        }
+    } else if (json_is_array(targets)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(targets, i, v) {
+            json_t *m = json_object_get(v, "metric"), *t = json_object_get(v, "value");
+            if (!t) t = json_object_get(v, "target");
+            if (n < 8 && json_is_string(m) && json_is_number(t)) { names[n] = json_string_value(m); values[n++] = json_number_value(t); }
+            else warnf(c, "experiment '%s': eval.targets[%zu]: expected {\"metric\": NAME, \"value\": NUMBER}", name, i);
+        }
+    }
+    sqlite3_stmt *ins = NULL, *del = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(c->db, "INSERT INTO targets (experiment_id, metric, value) VALUES (?1, ?2, ?3)"
+                           " ON CONFLICT (experiment_id, metric) DO UPDATE SET value = excluded.value"
+                           " WHERE value IS NOT excluded.value", -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "DELETE FROM targets WHERE experiment_id = ?1 AND metric NOT IN (?2,?3,?4,?5,?6,?7,?8,?9)",
+                           -1, &del, NULL) != SQLITE_OK) {
+        rc = sql_fail(c, "targets");
+        goto done;
+    }
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        int ok = 0;
+        for (int k = 0; known[k]; k++) ok |= strcmp(known[k], names[i]) == 0;
+        if (!ok) {
+            warnf(c, "experiment '%s': eval.targets: unknown metric '%s' (expected miou, pixel_acc, top1, val_loss or train_loss)",
+                  name, names[i]);
+            continue;
+        }
+        sqlite3_bind_int64(ins, 1, exp_id);
+        sqlite3_bind_text(ins, 2, names[i], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_double(ins, 3, values[i]);
+        if (sqlite3_step(ins) != SQLITE_DONE) { rc = sql_fail(c, "targets"); goto done; }
+        sqlite3_reset(ins);
+        sqlite3_bind_text(del, 2 + kept++, names[i], -1, SQLITE_TRANSIENT);
+    }
+    for (int i = kept; i < 8; i++) sqlite3_bind_text(del, 2 + i, "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(del, 1, exp_id);
+    if (sqlite3_step(del) != SQLITE_DONE) rc = sql_fail(c, "targets");
+done:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(del);
+    json_decref(spec);
+    return rc;
+}
+
+// ---- discovery of attempt dirs without a row -----------------------------------------------
+
+static int parse_attempt_name(const char *name)
+{
+    if (strncmp(name, "attempt-", 8) != 0 || !isdigit((unsigned char)name[8])) return 0;
+    char *end;
+    long n = strtol(name + 8, &end, 10);
+    return *end || n <= 0 || n > 1000000 ? 0 : (int)n;
+}
+
+static int discover_attempts(Ctx *c, sqlite3_int64 exp_id)
+{
+    sqlite3_stmt *cells = NULL, *have = NULL, *ins = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(c->db, "SELECT c.id, c.key, e.run_root FROM cells c JOIN experiments e ON e.id = c.experiment_id"
+                           " WHERE ?1 IS NULL OR e.id = ?1 ORDER BY c.id", -1, &cells, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "SELECT 1 FROM attempts WHERE cell_id = ?1 AND attempt = ?2", -1, &have, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db,
+                           "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir) VALUES (?1, ?2,"
+                           " COALESCE((SELECT backend FROM attempts WHERE cell_id = ?1 ORDER BY attempt DESC LIMIT 1),"
+                           " (SELECT a.backend FROM attempts a JOIN cells x ON x.id = a.cell_id"
+                           "  WHERE x.experiment_id = (SELECT experiment_id FROM cells WHERE id = ?1) ORDER BY a.id DESC LIMIT 1),"
+                           " 'unknown'), 'unknown', ?3)", -1, &ins, NULL) != SQLITE_OK) {
+        sql_fail(c, "finding attempt dirs");
+        goto done;
+    }
+    if (exp_id > 0) sqlite3_bind_int64(cells, 1, exp_id);
+    // Collect the new dirs first: inserting while the SELECT on cells runs is fine, but keep it simple.
+    typedef struct { sqlite3_int64 cell; int n; char *dir; } New;
+    New *found = NULL;
+    size_t nfound = 0, cap = 0;
+    int src;
+    while ((src = sqlite3_step(cells)) == SQLITE_ROW) {
+        sqlite3_int64 cell = sqlite3_column_int64(cells, 0);
+        const char *key = (const char *)sqlite3_column_text(cells, 1);
+        const char *root = (const char *)sqlite3_column_text(cells, 2);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", root ? root : ".", key ? key : "");
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            int n = parse_attempt_name(de->d_name);
+            if (!n) continue;
+            sqlite3_bind_int64(have, 1, cell);
+            sqlite3_bind_int(have, 2, n);
+            int exists = sqlite3_step(have) == SQLITE_ROW;
+            sqlite3_reset(have);
+            if (exists) continue;
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            struct stat sb;
+            if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) continue;
+            if (nfound == cap) {
+                cap = cap ? 2 * cap : 16;
+                New *p = realloc(found, cap * sizeof *p);
+                if (!p) { closedir(d); goto free_found; }
+                found = p;
+            }
+            found[nfound].cell = cell;
+            found[nfound].n = n;
+            found[nfound].dir = strdup(path);
+            nfound++;
+        }
+        closedir(d);
+    }
+    if (src != SQLITE_DONE) { sql_fail(c, "listing cells"); goto free_found; }
+    for (size_t i = 0; i < nfound; i++) {
+        sqlite3_bind_int64(ins, 1, found[i].cell);
+        sqlite3_bind_int(ins, 2, found[i].n);
+        sqlite3_bind_text(ins, 3, found[i].dir, -1, SQLITE_STATIC);
+        int r = sqlite3_step(ins);
+        sqlite3_reset(ins);
+        if (r != SQLITE_DONE) { sql_fail(c, "recording a found attempt dir"); goto free_found; }
+        c->st->attempts_new++;
+    }
+    rc = 0;
+free_found:
+    for (size_t i = 0; i < nfound; i++) free(found[i].dir);
+    free(found);
+done:
+    sqlite3_finalize(cells);
+    sqlite3_finalize(have);
+    sqlite3_finalize(ins);
+    return rc;
+}
+
+// ---- the whole ingest ------------------------------------------------------------------------
+
+static char *dup_col(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static int collect_all(Ctx *c, sqlite3_int64 exp_id)
+{
+    // Targets from each experiment's spec.
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(c->db, "SELECT id, name, spec_text FROM experiments WHERE ?1 IS NULL OR id = ?1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return sql_fail(c, "reading experiments");
+    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        if (sync_targets(c, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1),
+                         (const char *)sqlite3_column_text(q, 2)) < 0) { sqlite3_finalize(q); return -1; }
+    sqlite3_finalize(q);
+
+    if (discover_attempts(c, exp_id) < 0) return -1;
+
+    // The attempts, read into memory first: ingest writes the tables this SELECT reads.
+    if (sqlite3_prepare_v2(c->db, "SELECT a.id, a.run_dir, a.state, a.reason, a.ingest_sig, a.exit_code FROM attempts a"
+                           " JOIN cells c ON c.id = a.cell_id WHERE ?1 IS NULL OR c.experiment_id = ?1 ORDER BY a.id",
+                           -1, &q, NULL) != SQLITE_OK)
+        return sql_fail(c, "reading attempts");
+    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+    AttemptRow *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0, src;
+    while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            AttemptRow *p = realloc(rows, cap * sizeof *p);
+            if (!p) { rc = sql_fail(c, "out of memory"); break; }
+            rows = p;
+        }
+        AttemptRow *a = &rows[n++];
+        a->id = sqlite3_column_int64(q, 0);
+        a->run_dir = dup_col(q, 1);
+        a->state = dup_col(q, 2);
+        a->reason = dup_col(q, 3);
+        a->sig = dup_col(q, 4);
+        a->has_exit = sqlite3_column_type(q, 5) != SQLITE_NULL;
+        a->exit_code = sqlite3_column_int(q, 5);
+    }
+    if (rc == 0 && src != SQLITE_DONE) rc = sql_fail(c, "reading attempts");
+    sqlite3_finalize(q);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (rows[i].run_dir) rc = collect_attempt(c, &rows[i]);
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].run_dir);
+        free(rows[i].state);
+        free(rows[i].reason);
+        free(rows[i].sig);
+    }
+    free(rows);
+    if (rc < 0) return -1;
+
+    // cells.state = state of the latest attempt.
+    if (sqlite3_prepare_v2(c->db,
+                           "UPDATE cells SET state = (SELECT a.state FROM attempts a WHERE a.cell_id = cells.id"
+                           " ORDER BY a.attempt DESC LIMIT 1) WHERE (?1 IS NULL OR experiment_id = ?1)"
+                           " AND EXISTS (SELECT 1 FROM attempts a WHERE a.cell_id = cells.id)"
+                           " AND state IS NOT (SELECT a.state FROM attempts a WHERE a.cell_id = cells.id"
+                           " ORDER BY a.attempt DESC LIMIT 1)", -1, &q, NULL) != SQLITE_OK)
+        return sql_fail(c, "updating cell states");
+    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : sql_fail(c, "updating cell states");
+    sqlite3_finalize(q);
+    return rc;
+}
+
 int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts, CollectStats *stats,
                 char *err, size_t errlen)
 {
-    (void)db; (void)experiment; (void)opts;
-    if (stats) memset(stats, 0, sizeof *stats);
-    snprintf(err, errlen, "collect: not implemented yet");
+    CollectStats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    Ctx c = {.db = db, .warn = opts && opts->warn ? opts->warn : stderr, .force = opts ? opts->force : 0,
+             .stderr_lines = opts && opts->stderr_lines > 0 ? opts->stderr_lines : 5,
+             .now = now_s(), .st = stats, .err = err, .errlen = errlen};
+    sqlite3_int64 exp_id = 0;
+    if (experiment) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(db, "SELECT id FROM experiments WHERE name = ?1", -1, &q, NULL) != SQLITE_OK)
+            return sql_fail(&c, "reading experiments");
+        sqlite3_bind_text(q, 1, experiment, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW) exp_id = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        if (!exp_id) {
+            snprintf(err, errlen, "no experiment named '%s' in the database (see `segx status`, or plan it first)", experiment);
+            return -2;
+        }
+    }
+    if (db_begin(db, err, errlen) < 0) return -1;
+    int rc = 0;
+    for (int i = 0; i < S_COUNT && rc == 0; i++)
+        if (sqlite3_prepare_v2(db, stmt_sql[i], -1, &c.s[i], NULL) != SQLITE_OK) rc = sql_fail(&c, "preparing ingest");
+    if (rc == 0) rc = collect_all(&c, exp_id);
+    for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(c.s[i]);
+    if (rc == 0) return db_commit(db, err, errlen);
+    db_rollback(db);
     return -1;
 }

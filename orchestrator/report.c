@@ -1,5 +1,6 @@
 // orchestrator/report.c — the standard result tables (see report.h). First version.
 #include "orchestrator/report.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,277 @@ int report_parse_target(const char *s, char *metric, size_t mlen, double *value,
     return 0;
 }
 
+// ---- a generic renderer: SQL rows -> table, column by column --------------------------------
+
+enum { C_PLAIN, C_KEY, C_PM, C_FIRSTLINE };
+typedef struct {
+    const char *name;  // header (C_PM: base name; machine formats get NAME_mean, NAME_std, NAME_n)
+    int col;           // result column (C_PM: mean at col, std at col+1, n at col+2)
+    int kind;
+    int decimals;      // human formats
+} Col;
+
+static int is_human(TableFormat f) { return f == TABLE_TEXT || f == TABLE_MARKDOWN; }
+
+static int render(sqlite3 *db, const char *sql, const char *experiment, const char *const *extra_text,
+                  const double *extra_real, int nextra_real, const Col *cols, size_t ncols,
+                  const char *total_label, int total_col, TableFormat fmt, FILE *out, char *err, size_t errlen)
+{
+    int human = is_human(fmt);
+    const char *headers[64];
+    char names[64][64];
+    int decimals[64];
+    size_t nh = 0;
+    for (size_t i = 0; i < ncols && nh + 3 <= 64; i++) {
+        if (cols[i].kind == C_PM && !human) {
+            static const char *const suffix[] = {"_mean", "_std", "_n"};
+            for (int k = 0; k < 3; k++) {
+                snprintf(names[nh], sizeof names[nh], "%s%s", cols[i].name, suffix[k]);
+                decimals[nh] = cols[i].decimals;
+                headers[nh] = names[nh];
+                nh++;
+            }
+        } else {
+            decimals[nh] = cols[i].decimals;
+            headers[nh++] = cols[i].name;
+        }
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "report query: %s (is this a segx database of this version?)", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (experiment) sqlite3_bind_text(st, 1, experiment, -1, SQLITE_STATIC);
+    for (int i = 0; extra_text && extra_text[i]; i++) sqlite3_bind_text(st, 2 + i, extra_text[i], -1, SQLITE_STATIC);
+    for (int i = 0; i < nextra_real; i++) sqlite3_bind_double(st, 3 + i, extra_real[i]);
+    Table *t = table_new(nh, headers);
+    if (!t) { sqlite3_finalize(st); snprintf(err, errlen, "out of memory"); return -1; }
+    for (size_t i = 0; i < nh; i++) table_set_decimals(t, i, decimals[i]);
+    double total = 0;
+    int any_total = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        table_row(t);
+        for (size_t i = 0; i < ncols; i++) {
+            const Col *c = &cols[i];
+            int ty = sqlite3_column_type(st, c->col);
+            if (c->kind == C_PM) {
+                if (!human) {
+                    for (int k = 0; k < 3; k++) table_sqlite(t, st, c->col + k);
+                    continue;
+                }
+                if (ty == SQLITE_NULL) { table_null(t); continue; }
+                char buf[96];
+                double mean = sqlite3_column_double(st, c->col);
+                if (sqlite3_column_type(st, c->col + 1) == SQLITE_NULL)
+                    snprintf(buf, sizeof buf, "%.*f", c->decimals, mean);
+                else
+                    snprintf(buf, sizeof buf, "%.*f ± %.*f", c->decimals, mean, c->decimals,
+                             sqlite3_column_double(st, c->col + 1));
+                table_text(t, buf);
+            } else if (c->kind == C_KEY && human && ty == SQLITE_TEXT) {
+                char buf[16];
+                snprintf(buf, sizeof buf, "%.12s", (const char *)sqlite3_column_text(st, c->col));
+                table_text(t, buf);
+            } else if (c->kind == C_FIRSTLINE && human && ty == SQLITE_TEXT) {
+                const char *s = (const char *)sqlite3_column_text(st, c->col);
+                // The last line of the reason says the most (the error); keep it short.
+                const char *last = strrchr(s, '\n');
+                char buf[80];
+                const char *colon = strchr(s, ':');
+                if (last && colon && colon < last)
+                    snprintf(buf, sizeof buf, "%.*s: %.50s", (int)(colon - s), s, last + 1);
+                else
+                    snprintf(buf, sizeof buf, "%.70s", last ? last + 1 : s);
+                table_text(t, buf);
+            } else {
+                table_sqlite(t, st, c->col);
+            }
+        }
+        if (total_label && sqlite3_column_type(st, total_col) != SQLITE_NULL) {
+            total += sqlite3_column_double(st, total_col);
+            any_total = 1;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "report query: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        table_free(t);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    // A total row only for people: machine formats stay one row per group.
+    if (total_label && human && table_nrows(t) > 0) {
+        table_row(t);
+        for (size_t i = 0; i < ncols; i++) {
+            if (i == 0) table_text(t, total_label);
+            else if (cols[i].col == total_col && any_total) table_real(t, total);
+            else table_null(t);
+        }
+    }
+    rc = table_print(t, fmt, out);
+    table_free(t);
+    if (rc < 0) { snprintf(err, errlen, "writing the report: %s", strerror(errno)); return -1; }
+    return 0;
+}
+
+// Every report filters with ?1 = experiment name (NULL = all).
+#define EXP_FILTER " (?1 IS NULL OR x.name = ?1) "
+
+static int report_cells(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT x.name, m.key, m.model, m.gpu_type, m.gpus, m.nodes, m.batch_per_gpu, m.global_batch, m.seed,"
+        " m.state, m.attempts, m.epoch, m.miou, m.pixel_acc, m.top1, m.val_loss, m.images_per_s, m.wall_s,"
+        " m.gpu_hours, (SELECT a.reason FROM attempts a WHERE a.cell_id = m.cell_id ORDER BY a.attempt DESC LIMIT 1)"
+        " FROM cell_metrics m JOIN experiments x ON x.id = m.experiment_id WHERE" EXP_FILTER
+        " ORDER BY x.name, m.model, m.gpu_type, m.gpus, m.batch_per_gpu, m.global_batch, m.seed, m.key";
+    static const Col cols[] = {
+        {"experiment", 0, C_PLAIN, 0}, {"cell", 1, C_KEY, 0}, {"model", 2, C_PLAIN, 0},
+        {"gpu_type", 3, C_PLAIN, 0}, {"gpus", 4, C_PLAIN, 0}, {"nodes", 5, C_PLAIN, 0},
+        {"batch_per_gpu", 6, C_PLAIN, 0}, {"global_batch", 7, C_PLAIN, 0}, {"seed", 8, C_PLAIN, 0},
+        {"state", 9, C_PLAIN, 0}, {"attempts", 10, C_PLAIN, 0}, {"epoch", 11, C_PLAIN, 0},
+        {"miou", 12, C_PLAIN, 4}, {"pixel_acc", 13, C_PLAIN, 4}, {"top1", 14, C_PLAIN, 4},
+        {"val_loss", 15, C_PLAIN, 4}, {"images_per_s", 16, C_PLAIN, 1}, {"wall_s", 17, C_PLAIN, 1},
+        {"gpu_hours", 18, C_PLAIN, 3}, {"reason", 19, C_FIRSTLINE, 0},
+    };
+    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
+                  out, err, errlen);
+}
+
+static int report_accuracy(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT x.name, g.model, g.gpu_type, g.gpus, g.nodes, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr,"
+        " g.cells, g.n,"
+        " g.miou_mean, g.miou_std, g.miou_n, g.pixel_acc_mean, g.pixel_acc_std, g.pixel_acc_n,"
+        " g.top1_mean, g.top1_std, g.top1_n, g.val_loss_mean, g.val_loss_std, g.val_loss_n"
+        " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
+        " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr, g.group_key";
+    static const Col cols[] = {
+        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+        {"gpus", 3, C_PLAIN, 0}, {"nodes", 4, C_PLAIN, 0}, {"batch_per_gpu", 5, C_PLAIN, 0},
+        {"global_batch", 6, C_PLAIN, 0}, {"optimizer", 7, C_PLAIN, 0}, {"lr", 8, C_PLAIN, 5},
+        {"cells", 9, C_PLAIN, 0}, {"n", 10, C_PLAIN, 0}, {"miou", 11, C_PM, 4}, {"pixel_acc", 14, C_PM, 4},
+        {"top1", 17, C_PM, 4}, {"val_loss", 20, C_PM, 4},
+    };
+    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
+                  out, err, errlen);
+}
+
+static int report_speedup(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT x.name, s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes, s.n,"
+        " s.images_per_s, s.speedup_throughput, s.efficiency_throughput, s.epoch_s, s.speedup_time, s.efficiency_time"
+        " FROM scaling s JOIN experiments x ON x.id = s.experiment_id WHERE" EXP_FILTER
+        " ORDER BY x.name, s.model, s.gpu_type, s.scaling, s.scaling_key, s.gpus, s.nodes, s.group_key";
+    static const Col cols[] = {
+        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+        {"scaling", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
+        {"gpus", 6, C_PLAIN, 0}, {"nodes", 7, C_PLAIN, 0}, {"n", 8, C_PLAIN, 0},
+        {"images_per_s", 9, C_PLAIN, 1}, {"speedup_throughput", 10, C_PLAIN, 2},
+        {"efficiency_throughput", 11, C_PLAIN, 3}, {"epoch_s", 12, C_PLAIN, 2},
+        {"speedup_time", 13, C_PLAIN, 2}, {"efficiency_time", 14, C_PLAIN, 3},
+    };
+    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
+                  out, err, errlen);
+}
+
+static int report_cost(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.cells, g.completed,"
+        " g.attempts, g.gpu_hours, g.est_gpu_hours"
+        " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
+        " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.group_key";
+    static const Col cols[] = {
+        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+        {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
+        {"cells", 6, C_PLAIN, 0}, {"completed", 7, C_PLAIN, 0}, {"attempts", 8, C_PLAIN, 0},
+        {"gpu_hours", 9, C_PLAIN, 3}, {"est_gpu_hours", 10, C_PLAIN, 3},
+    };
+    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], "total", 9,
+                  o->format, out, err, errlen);
+}
+
+// The group-level time-to-target query over a targets relation named tt_targets; the view
+// group_time_to_target is the same query over the targets table.
+static const Col ttt_cols[] = {
+    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+    {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
+    {"metric", 6, C_PLAIN, 0}, {"target", 7, C_PLAIN, 4}, {"cells", 8, C_PLAIN, 0},
+    {"reached", 9, C_PLAIN, 0}, {"wall_s_mean", 10, C_PLAIN, 1}, {"wall_s_std", 11, C_PLAIN, 1},
+    {"wall_s_min", 12, C_PLAIN, 1},
+};
+#define TTT_SELECT                                                                                    \
+    "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, t.metric, t.target," \
+    " t.cells, t.reached, t.wall_s_mean, t.wall_s_std, t.wall_s_min"
+#define TTT_ORDER " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, t.metric, g.group_key"
+
+static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
+{
+    if (!o->target) {
+        static const char sql[] =
+            TTT_SELECT " FROM group_time_to_target t JOIN experiments x ON x.id = t.experiment_id"
+            " JOIN group_metrics g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key"
+            " WHERE" EXP_FILTER TTT_ORDER;
+        return render(db, sql, o->experiment, NULL, NULL, 0, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
+                      NULL, 0, o->format, out, err, errlen);
+    }
+    char metric[32];
+    double value;
+    if (report_parse_target(o->target, metric, sizeof metric, &value, err, errlen) < 0) return -2;
+    // The metric names a column from a fixed list (checked above), so it is not user text in SQL.
+    const char *op = strcmp(metric, "val_loss") == 0 || strcmp(metric, "train_loss") == 0 ? "<=" : ">=";
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "WITH tt AS MATERIALIZED ("
+             " SELECT c.experiment_id, c.id AS cell_id, c.group_key, ?2 AS metric, ?3 AS target,"
+             " MIN(CASE WHEN cc.%s %s ?3 THEN cc.cell_wall_s END) AS wall_s"
+             " FROM cells c JOIN experiments x ON x.id = c.experiment_id LEFT JOIN cell_curve cc ON cc.cell_id = c.id"
+             " WHERE" EXP_FILTER " GROUP BY c.id),"
+             " m AS (SELECT experiment_id, group_key, AVG(wall_s) AS mean_s FROM tt GROUP BY 1, 2),"
+             " t AS (SELECT tt.experiment_id, tt.group_key, MIN(tt.metric) AS metric, MIN(tt.target) AS target,"
+             " COUNT(*) AS cells, COUNT(tt.wall_s) AS reached, m.mean_s AS wall_s_mean,"
+             " sqrt(SUM((tt.wall_s - m.mean_s) * (tt.wall_s - m.mean_s)) / (COUNT(tt.wall_s) - 1)) AS wall_s_std,"
+             " MIN(tt.wall_s) AS wall_s_min FROM tt JOIN m ON m.experiment_id = tt.experiment_id"
+             " AND m.group_key = tt.group_key GROUP BY tt.experiment_id, tt.group_key)"
+             TTT_SELECT " FROM t JOIN experiments x ON x.id = t.experiment_id"
+             " JOIN group_metrics g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key" TTT_ORDER,
+             metric, op);
+    const char *texts[] = {metric, NULL};
+    return render(db, sql, o->experiment, texts, &value, 1, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
+                  NULL, 0, o->format, out, err, errlen);
+}
+
 int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE *out, char *err, size_t errlen)
 {
-    (void)db; (void)opts; (void)out;
-    snprintf(err, errlen, "report %s: not implemented yet", kind);
-    return -1;
+    ReportOptions o = opts ? *opts : (ReportOptions){0};
+    if (!report_kind_valid(kind)) {
+        snprintf(err, errlen, "unknown report '%s': expected cells, accuracy, speedup, cost or time-to-target", kind);
+        return -2;
+    }
+    if (o.target && strcmp(kind, "time-to-target") != 0) {
+        snprintf(err, errlen, "--target applies to `segx report time-to-target`, not '%s'", kind);
+        return -2;
+    }
+    if (o.experiment) {
+        sqlite3_stmt *q;
+        int found = 0;
+        if (sqlite3_prepare_v2(db, "SELECT 1 FROM experiments WHERE name = ?1", -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, o.experiment, -1, SQLITE_STATIC);
+            found = sqlite3_step(q) == SQLITE_ROW;
+            sqlite3_finalize(q);
+        }
+        if (!found) {
+            snprintf(err, errlen, "--experiment '%s': no such experiment in the database", o.experiment);
+            return -2;
+        }
+    }
+    o.format = table_format_resolve(o.format, out);
+    if (strcmp(kind, "cells") == 0) return report_cells(db, &o, out, err, errlen);
+    if (strcmp(kind, "accuracy") == 0) return report_accuracy(db, &o, out, err, errlen);
+    if (strcmp(kind, "speedup") == 0) return report_speedup(db, &o, out, err, errlen);
+    if (strcmp(kind, "cost") == 0) return report_cost(db, &o, out, err, errlen);
+    return report_time_to_target(db, &o, out, err, errlen);
 }
