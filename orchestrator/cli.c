@@ -32,11 +32,14 @@ void cli_print_help(const CliCommand *cmd, FILE *f)
 // ---------------------------------------------------------------------------------------------
 // edit distance
 
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("modle" -> "model"
+// is one edit), the commonest typo in keys and flags.
 int cli_edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la > 255 || lb > 255) return (int)(la > lb ? la : lb);
-    int prev[256], cur[256];
+    int rows[3][256];
+    int *pp = rows[0], *prev = rows[1], *cur = rows[2];
     for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
     for (size_t i = 1; i <= la; i++) {
         cur[0] = (int)i;
@@ -44,9 +47,14 @@ int cli_edit_distance(const char *a, const char *b)
             int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
             int del = prev[j] + 1, ins = cur[j - 1] + 1;
             int m = sub < del ? sub : del;
-            cur[j] = m < ins ? m : ins;
+            m = m < ins ? m : ins;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < m) m = pp[j - 2] + 1;
+            cur[j] = m;
         }
-        memcpy(prev, cur, (lb + 1) * sizeof(int));
+        int *t = pp;
+        pp = prev;
+        prev = cur;
+        cur = t;
     }
     return prev[lb];
 }

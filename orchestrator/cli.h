@@ -52,7 +52,7 @@ typedef struct {
 int  cli_parse(const CliCommand *cmd, int argc, char **argv, CliArgs *out);
 void cli_print_help(const CliCommand *cmd, FILE *f);
 
-// Levenshtein distance (bytes). cli_closest returns the candidate nearest to word when it is
+// Edit distance (bytes; insert, delete, substitute, swap two adjacent). cli_closest returns the candidate nearest to word when it is
 // within max(1, strlen(word)/3) edits, else NULL; candidates ends with NULL.
 int  cli_edit_distance(const char *a, const char *b);
 const char *cli_closest(const char *word, const char *const *candidates);

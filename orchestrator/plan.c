@@ -1,0 +1,733 @@
+// orchestrator/plan.c — matrix expansion, cell keys, DB rows and job scripts (see plan.h).
+#include "orchestrator/plan.h"
+#include "orchestrator/cli.h"
+#include "orchestrator/cluster.h"
+#include "orchestrator/render.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// ---------------------------------------------------------------------------------------------
+// keys
+
+void plan_hash(const char *text, char *out)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < PLAN_KEY_HEX / 2; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[PLAN_KEY_HEX] = 0;
+}
+
+static void hash_json(const json_t *o, char *out)
+{
+    char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    plan_hash(s ? s : "", out);
+    free(s);
+}
+
+static void hash_without(const json_t *params, const char *const *drop, char *out)
+{
+    json_t *c = json_copy((json_t *)params);
+    for (const char *const *d = drop; *d; d++) json_object_del(c, *d);
+    hash_json(c, out);
+    json_decref(c);
+}
+
+void plan_cell_label(const PlanCell *c, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    static const char *const shown[] = {"model", "gpu_type", "gpus", "nodes", "batch_per_gpu", "global_batch", "seed", NULL};
+    for (const char *const *k = shown; *k && n < len; k++) {
+        json_t *v = json_object_get(c->params, *k);
+        if (!v) continue;
+        char val[128];
+        render_scalar(v, val, sizeof val);
+        n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? " " : "", *k, val);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// one cell from one combination of axis values
+
+static int int_of(const json_t *o, const char *k, int dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+}
+
+// Fills c from the base parameters + combo; the learning rate is finished in finish_cell.
+static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    json_t *p = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->trainer, k, v) {
+        if (!strcmp(k, "command") || !strcmp(k, "metrics") || !strcmp(k, "launch") || !strcmp(k, "args")) continue;
+        json_object_set(p, k, v);
+    }
+    json_t *args = json_object_get(s->trainer, "args");
+    if (args) json_object_update(p, args);
+    if (s->external) json_object_set_new(p, "command", json_string(s->command));
+    if (s->eval) {   // eval settings change results; eval.targets (report thresholds) do not
+        json_t *ev = json_copy(s->eval);
+        json_object_del(ev, "targets");
+        if (json_object_size(ev)) json_object_set(p, "eval", ev);
+        json_decref(ev);
+    }
+    json_object_update(p, (json_t *)combo);
+    c->params = p;
+    c->gpus = int_of(p, "gpus", 1);
+    c->nodes = int_of(p, "nodes", 1);
+    json_object_set_new(p, "gpus", json_integer(c->gpus));
+    json_object_set_new(p, "nodes", json_integer(c->nodes));
+    char label[512];
+    if (c->gpus % c->nodes) {
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: gpus %d do not split evenly over nodes %d", s->path, label, c->gpus, c->nodes);
+        return -1;
+    }
+    if (s->strong) {
+        if (json_object_get(combo, "batch_per_gpu")) {
+            plan_cell_label(c, label, sizeof label);
+            snprintf(err, errlen, "%s: cell {%s}: strong scaling takes global_batch, not batch_per_gpu", s->path, label);
+            return -1;
+        }
+        c->global_batch = int_of(p, "global_batch", 0);
+        if (c->global_batch < 1 || c->global_batch % c->gpus) {
+            plan_cell_label(c, label, sizeof label);
+            snprintf(err, errlen, "%s: cell {%s}: global_batch %d is not divisible by gpus %d (strong scaling "
+                     "splits the global batch evenly; exclude this cell or change the values)",
+                     s->path, label, c->global_batch, c->gpus);
+            return -1;
+        }
+        c->batch_per_gpu = c->global_batch / c->gpus;
+        json_object_set_new(p, "batch_per_gpu", json_integer(c->batch_per_gpu));
+    } else {
+        if (json_object_get(combo, "global_batch")) {
+            plan_cell_label(c, label, sizeof label);
+            snprintf(err, errlen, "%s: cell {%s}: weak scaling takes batch_per_gpu, not global_batch", s->path, label);
+            return -1;
+        }
+        c->batch_per_gpu = int_of(p, "batch_per_gpu", 0);
+        c->global_batch = c->batch_per_gpu * c->gpus;
+        json_object_set_new(p, "global_batch", json_integer(c->global_batch));
+    }
+    json_object_set_new(p, "scaling", json_string(s->strong ? "strong" : "weak"));
+    c->model = json_string_value(json_object_get(p, "model"));
+    c->gpu_type = json_string_value(json_object_get(p, "gpu_type"));
+    json_t *seed = json_object_get(p, "seed");
+    if (json_is_integer(seed)) { c->has_seed = 1; c->seed = json_integer_value(seed); }
+    return 0;
+}
+
+static void finish_cell(const Spec *s, PlanCell *c, int ref_batch)
+{
+    json_t *lr = json_object_get(c->params, "lr");
+    c->lr = json_is_number(lr) ? json_number_value(lr) : 0;
+    if (s->lr_scaling != LR_SCALE_NONE && c->lr > 0) {
+        json_object_set_new(c->params, "lr_scaling", json_string(s->lr_scaling == LR_SCALE_LINEAR ? "linear" : "sqrt"));
+        json_object_set_new(c->params, "lr_ref_batch", json_integer(ref_batch));
+        double ratio = (double)c->global_batch / ref_batch;
+        c->lr *= s->lr_scaling == LR_SCALE_LINEAR ? ratio : sqrt(ratio);
+    }
+    static const char *const no_seed[] = {"seed", NULL};
+    static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
+    static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
+    hash_json(c->params, c->key);
+    hash_without(c->params, no_seed, c->group_key);
+    hash_without(c->params, s->strong ? strong_drop : weak_drop, c->scaling_key);
+    c->model = json_string_value(json_object_get(c->params, "model"));
+    c->gpu_type = json_string_value(json_object_get(c->params, "gpu_type"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// expansion
+
+static int value_matches(const json_t *want, const json_t *have)
+{
+    if (!have) return 0;
+    if (json_is_array(want)) {
+        for (size_t i = 0; i < json_array_size(want); i++)
+            if (json_equal(json_array_get(want, i), (json_t *)have)) return 1;
+        return 0;
+    }
+    return json_equal((json_t *)want, (json_t *)have);
+}
+
+static int excluded(const Spec *s, const json_t *params)
+{
+    for (size_t i = 0; s->exclude && i < json_array_size(s->exclude); i++) {
+        json_t *e = json_array_get(s->exclude, i);
+        const char *k;
+        json_t *v;
+        int all = 1;
+        json_object_foreach(e, k, v) if (!value_matches(v, json_object_get(params, k))) { all = 0; break; }
+        if (all) return 1;
+    }
+    return 0;
+}
+
+// A growable cell list with a key set for deduplication.
+typedef struct {
+    PlanCell *v;
+    size_t n, cap;
+    char **set;   // open addressing over keys (pointers into v[i].key are unstable: store copies)
+    size_t setcap;
+} CellList;
+
+static size_t key_slot(const CellList *l, const char *key)
+{
+    size_t h = 1469598103934665603ull;
+    for (const char *p = key; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    size_t i = h & (l->setcap - 1);
+    while (l->set[i] && strcmp(l->set[i], key) != 0) i = (i + 1) & (l->setcap - 1);
+    return i;
+}
+
+static int list_add(CellList *l, PlanCell *c)
+{
+    if ((l->n + 1) * 2 > l->setcap) {
+        size_t ncap = l->setcap ? l->setcap * 2 : 1024;
+        char **old = l->set;
+        size_t oldcap = l->setcap;
+        l->set = calloc(ncap, sizeof *l->set);
+        if (!l->set) return -1;
+        l->setcap = ncap;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i]) l->set[key_slot(l, old[i])] = old[i];
+        free(old);
+    }
+    size_t slot = key_slot(l, c->key);
+    if (l->set[slot]) { json_decref(c->params); return 0; }   // duplicate cell
+    if (!(l->set[slot] = strdup(c->key))) return -1;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 256;
+        PlanCell *nv = realloc(l->v, ncap * sizeof *nv);
+        if (!nv) return -1;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = *c;
+    return 0;
+}
+
+// Calls fn for every combination of the axes (names[i] over vals[i]).
+typedef struct {
+    const Spec *s;
+    PlanCell *tmp;
+    size_t ntmp, captmp;
+    int apply_exclude;
+    char *err;
+    size_t errlen;
+} Expand;
+
+static int expand_axes(Expand *x, const char **names, json_t **vals, size_t naxes)
+{
+    size_t idx[64] = {0};
+    if (naxes > 64) { snprintf(x->err, x->errlen, "%s: more than 64 matrix axes", x->s->path); return -1; }
+    for (;;) {
+        json_t *combo = json_object();
+        for (size_t a = 0; a < naxes; a++) json_object_set(combo, names[a], json_array_get(vals[a], idx[a]));
+        PlanCell c;
+        int rc = derive_cell(x->s, combo, &c, x->err, x->errlen);
+        json_decref(combo);
+        if (rc < 0) { json_decref(c.params); return -1; }
+        if (x->apply_exclude && excluded(x->s, c.params)) json_decref(c.params);
+        else {
+            if (x->ntmp == x->captmp) {
+                size_t ncap = x->captmp ? x->captmp * 2 : 256;
+                PlanCell *nv = realloc(x->tmp, ncap * sizeof *nv);
+                if (!nv) { json_decref(c.params); snprintf(x->err, x->errlen, "out of memory"); return -1; }
+                x->tmp = nv;
+                x->captmp = ncap;
+            }
+            x->tmp[x->ntmp++] = c;
+        }
+        size_t a = naxes;   // odometer: the last axis turns fastest
+        while (a > 0) {
+            a--;
+            if (++idx[a] < json_array_size(vals[a])) break;
+            idx[a] = 0;
+            if (a == 0) return 0;
+        }
+        if (naxes == 0) return 0;
+    }
+}
+
+int plan_expand(const Spec *s, PlanCell **cells, size_t *n, char *err, size_t errlen)
+{
+    *cells = NULL;
+    *n = 0;
+    Expand x = {.s = s, .apply_exclude = 1, .err = err, .errlen = errlen};
+    const char *names[64];
+    json_t *vals[64], *owned[64];
+    size_t naxes = 0, nowned = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->matrix, k, v) {
+        if (naxes == 64) break;
+        names[naxes] = k;
+        vals[naxes++] = v;
+    }
+    int rc = expand_axes(&x, names, vals, naxes);
+    // include: each entry is a partial cell; axes it leaves out take all their matrix values.
+    for (size_t i = 0; rc == 0 && s->include && i < json_array_size(s->include); i++) {
+        json_t *inc = json_array_get(s->include, i);
+        size_t m = 0;
+        x.apply_exclude = 0;
+        json_object_foreach(s->matrix, k, v) {
+            json_t *iv = json_object_get(inc, k);
+            names[m] = k;
+            if (!iv) vals[m++] = v;
+            else if (json_is_array(iv)) vals[m++] = iv;
+            else { vals[m] = owned[nowned++] = json_pack("[O]", iv); m++; }
+        }
+        json_object_foreach(inc, k, v) {
+            if (json_object_get(s->matrix, k) || m == 64 || nowned == 64) continue;
+            names[m] = k;
+            if (json_is_array(v)) vals[m++] = v;
+            else { vals[m] = owned[nowned++] = json_pack("[O]", v); m++; }
+        }
+        rc = expand_axes(&x, names, vals, m);
+        while (nowned) json_decref(owned[--nowned]);
+    }
+    if (rc < 0) { plan_cells_free(x.tmp, x.ntmp); return -1; }
+    if (x.ntmp == 0) {
+        snprintf(err, errlen, "%s: the matrix minus exclude leaves no cells", s->path);
+        free(x.tmp);
+        return -1;
+    }
+    int ref = INT_MAX;
+    for (size_t i = 0; i < x.ntmp; i++) if (x.tmp[i].global_batch < ref) ref = x.tmp[i].global_batch;
+    CellList l = {0};
+    size_t i = 0;
+    for (; i < x.ntmp; i++) {
+        finish_cell(s, &x.tmp[i], ref);
+        if (list_add(&l, &x.tmp[i]) < 0) break;
+    }
+    for (size_t j = 0; j < l.setcap; j++) free(l.set[j]);
+    free(l.set);
+    if (i < x.ntmp) {
+        for (; i < x.ntmp; i++) json_decref(x.tmp[i].params);
+        free(x.tmp);
+        plan_cells_free(l.v, l.n);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(x.tmp);
+    *cells = l.v;
+    *n = l.n;
+    return 0;
+}
+
+void plan_cells_free(PlanCell *cells, size_t n)
+{
+    for (size_t i = 0; i < n; i++) json_decref(cells[i].params);
+    free(cells);
+}
+
+int plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    json_error_t je;
+    json_t *p = json_loads(params_json, 0, &je);
+    if (!json_is_object(p)) {
+        json_decref(p);
+        snprintf(err, errlen, "stored cell params are not a JSON object: %s", je.text);
+        return -1;
+    }
+    c->params = p;
+    c->gpus = int_of(p, "gpus", 1);
+    c->nodes = int_of(p, "nodes", 1);
+    c->batch_per_gpu = int_of(p, "batch_per_gpu", 0);
+    c->global_batch = int_of(p, "global_batch", 0);
+    json_t *seed = json_object_get(p, "seed");
+    if (json_is_integer(seed)) { c->has_seed = 1; c->seed = json_integer_value(seed); }
+    // finish_cell recomputes lr and keys from the stored params (no new ref batch: keep the stored one)
+    int ref = int_of(p, "lr_ref_batch", c->global_batch ? c->global_batch : 1);
+    json_object_del(p, "lr_scaling");
+    json_object_del(p, "lr_ref_batch");
+    finish_cell(s, c, ref);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the DB
+
+static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "database: %s: %s", what, sqlite3_errmsg(db));
+    return -1;
+}
+
+int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char *run_root,
+               PlanCell *cells, size_t n, size_t *added, char *err, size_t errlen)
+{
+    *added = 0;
+    double now = (double)time(NULL);
+    sqlite3_stmt *exp = NULL, *ins = NULL, *upd = NULL, *sel = NULL;
+    int rc = -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return sql_fail(db, "begin", err, errlen);
+    if (sqlite3_prepare_v2(db,
+            "INSERT INTO experiments(name, spec_path, spec_text, run_root, created_at, updated_at) "
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET spec_path = excluded.spec_path, "
+            "spec_text = excluded.spec_text, run_root = excluded.run_root, updated_at = excluded.updated_at "
+            "RETURNING id", -1, &exp, NULL) != SQLITE_OK) { sql_fail(db, "experiments", err, errlen); goto out; }
+    sqlite3_bind_text(exp, 1, s->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(exp, 2, spec_abspath, -1, SQLITE_STATIC);
+    sqlite3_bind_text(exp, 3, s->text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(exp, 4, run_root, -1, SQLITE_STATIC);
+    sqlite3_bind_double(exp, 5, now);
+    if (sqlite3_step(exp) != SQLITE_ROW) { sql_fail(db, "experiments", err, errlen); goto out; }
+    sqlite3_int64 eid = sqlite3_column_int64(exp, 0);
+    sqlite3_reset(exp);
+    if (sqlite3_prepare_v2(db,
+            "INSERT OR IGNORE INTO cells(experiment_id, key, params, group_key, scaling_key, model, gpu_type, gpus, "
+            "nodes, batch_per_gpu, global_batch, scaling, optimizer, lr, seed, time_limit_s, est_gpu_hours, created_at) "
+            "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)", -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "UPDATE cells SET time_limit_s = ?1, est_gpu_hours = ?2 WHERE experiment_id = ?3 AND key = ?4",
+                           -1, &upd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT id, (SELECT COALESCE(max(attempt), 0) FROM attempts WHERE cell_id = cells.id) "
+                           "FROM cells WHERE experiment_id = ?1 AND key = ?2", -1, &sel, NULL) != SQLITE_OK) {
+        sql_fail(db, "prepare cells", err, errlen);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        PlanCell *c = &cells[i];
+        char *params = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
+        double gpuh = (double)c->gpus * (double)s->time_s / 3600.0;
+        const char *opt = json_string_value(json_object_get(c->params, "optimizer"));
+        sqlite3_bind_int64(ins, 1, eid);
+        sqlite3_bind_text(ins, 2, c->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, params, -1, free);
+        sqlite3_bind_text(ins, 4, c->group_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 5, c->scaling_key, -1, SQLITE_STATIC);
+        if (c->model) sqlite3_bind_text(ins, 6, c->model, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 6);
+        if (c->gpu_type) sqlite3_bind_text(ins, 7, c->gpu_type, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 7);
+        sqlite3_bind_int(ins, 8, c->gpus);
+        sqlite3_bind_int(ins, 9, c->nodes);
+        sqlite3_bind_int(ins, 10, c->batch_per_gpu);
+        sqlite3_bind_int(ins, 11, c->global_batch);
+        sqlite3_bind_text(ins, 12, s->strong ? "strong" : "weak", -1, SQLITE_STATIC);
+        if (opt) sqlite3_bind_text(ins, 13, opt, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 13);
+        if (c->lr > 0) sqlite3_bind_double(ins, 14, c->lr); else sqlite3_bind_null(ins, 14);
+        if (c->has_seed) sqlite3_bind_int64(ins, 15, c->seed); else sqlite3_bind_null(ins, 15);
+        sqlite3_bind_int64(ins, 16, s->time_s);
+        sqlite3_bind_double(ins, 17, gpuh);
+        sqlite3_bind_double(ins, 18, now);
+        if (sqlite3_step(ins) != SQLITE_DONE) { sql_fail(db, "insert cell", err, errlen); goto out; }
+        sqlite3_reset(ins);
+        c->is_new = sqlite3_changes(db) > 0;
+        if (c->is_new) (*added)++;
+        else {
+            sqlite3_bind_int64(upd, 1, s->time_s);
+            sqlite3_bind_double(upd, 2, gpuh);
+            sqlite3_bind_int64(upd, 3, eid);
+            sqlite3_bind_text(upd, 4, c->key, -1, SQLITE_STATIC);
+            if (sqlite3_step(upd) != SQLITE_DONE) { sql_fail(db, "update cell", err, errlen); goto out; }
+            sqlite3_reset(upd);
+        }
+        sqlite3_bind_int64(sel, 1, eid);
+        sqlite3_bind_text(sel, 2, c->key, -1, SQLITE_STATIC);
+        if (sqlite3_step(sel) != SQLITE_ROW) { sql_fail(db, "select cell", err, errlen); goto out; }
+        c->cell_id = sqlite3_column_int64(sel, 0);
+        c->next_attempt = sqlite3_column_int(sel, 1) + 1;
+        sqlite3_reset(sel);
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) { sql_fail(db, "commit", err, errlen); goto out; }
+    rc = 0;
+out:
+    sqlite3_finalize(exp);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
+    sqlite3_finalize(sel);
+    if (rc < 0) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// job scripts
+
+struct PlanRenderer {
+    const Spec *s;
+    char *tmpl;
+    char tmpl_path[PATH_MAX];
+    ClusterProfile *prof;
+    char run_root[PATH_MAX];
+    char segx[PATH_MAX], trainer[PATH_MAX];
+    char *rules;      // trainer.metrics as compact JSON, or NULL
+};
+
+int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run_root,
+                       PlanRenderer **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    PlanRenderer *r = calloc(1, sizeof *r);
+    if (!r) { snprintf(err, errlen, "out of memory"); return -1; }
+    r->s = s;
+    snprintf(r->run_root, sizeof r->run_root, "%s", run_root);
+    snprintf(r->segx, sizeof r->segx, "%s", cli_self_path());
+    snprintf(r->trainer, sizeof r->trainer, "%s", cli_trainer_path());
+    snprintf(r->tmpl_path, sizeof r->tmpl_path, "%s/job.sbatch.tmpl", templates_dir);
+    FILE *f = fopen(r->tmpl_path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read the job template: %s (set SEGX_TEMPLATES to the templates/ folder)",
+                 r->tmpl_path, strerror(errno));
+        free(r);
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    r->tmpl = malloc((size_t)len + 1);
+    size_t got = r->tmpl ? fread(r->tmpl, 1, (size_t)len, f) : 0;
+    fclose(f);
+    if (!r->tmpl || got != (size_t)len) { free(r->tmpl); free(r); snprintf(err, errlen, "%s: read failed", r->tmpl_path); return -1; }
+    r->tmpl[len] = 0;
+    if (cluster_load(s->cluster, templates_dir, &r->prof, err, errlen) < 0) { free(r->tmpl); free(r); return -1; }
+    if (s->metrics) r->rules = json_dumps(s->metrics, JSON_COMPACT | JSON_SORT_KEYS);
+    *out = r;
+    return 0;
+}
+
+void plan_renderer_close(PlanRenderer *r)
+{
+    if (!r) return;
+    cluster_free(r->prof);
+    free(r->tmpl);
+    free(r->rules);
+    free(r);
+}
+
+typedef struct { char *p; size_t n, cap; } Str;
+static void str_add(Str *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 512;
+        while (cap < b->n + n + 1) cap *= 2;
+        b->p = realloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n + 1);
+    b->n += n;
+}
+static void str_word(Str *b, const char *w)
+{
+    char *q = render_shell_quote(w);
+    if (b->n) str_add(b, " ");
+    str_add(b, q);
+    free(q);
+}
+static void str_flag(Str *b, const char *name, const json_t *v)
+{
+    char flag[160], val[512];
+    snprintf(flag, sizeof flag, "--%s", name);
+    for (char *p = flag + 2; *p; p++) if (*p == '_') *p = '-';
+    if (json_is_false(v) || json_is_null(v)) return;
+    str_word(b, flag);
+    if (json_is_true(v)) return;
+    str_word(b, render_scalar(v, val, sizeof val));
+}
+
+// segx-train's command line: fixed keys, args and axes as flags (see README "Spec").
+static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir)
+{
+    Str b = {0};
+    char num[64];
+    str_word(&b, r->trainer);
+    static const char *const not_flags[] = {"gpu_type", "gpus", "nodes", "global_batch", "batch_per_gpu", "scaling",
+                                            "lr_scaling", "lr_ref_batch", "lr", "eval", "seed", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(c->params, k, v) {
+        int skip = 0;
+        for (const char *const *q = not_flags; *q; q++) skip |= strcmp(*q, k) == 0;
+        if (!skip) str_flag(&b, k, v);
+    }
+    str_word(&b, "--batch-size");
+    snprintf(num, sizeof num, "%d", c->batch_per_gpu);
+    str_word(&b, num);
+    if (c->lr > 0) {
+        str_word(&b, "--lr");
+        snprintf(num, sizeof num, "%.9g", c->lr);
+        str_word(&b, num);
+    }
+    if (c->has_seed) {
+        str_word(&b, "--seed");
+        snprintf(num, sizeof num, "%lld", c->seed);
+        str_word(&b, num);
+    }
+    json_t *ev = json_object_get(c->params, "eval");
+    json_object_foreach(ev, k, v) {
+        char name[160];
+        snprintf(name, sizeof name, "eval-%s", k);
+        str_flag(&b, name, v);
+    }
+    str_word(&b, "--threads");
+    snprintf(num, sizeof num, "%d", r->s->cpus_per_gpu);
+    str_word(&b, num);
+    str_word(&b, "--out");
+    str_word(&b, run_dir);
+    return b.p;
+}
+
+int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                     char **script, char *err, size_t errlen)
+{
+    *script = NULL;
+    const Spec *s = r->s;
+    char label[512], job_name[160];
+    plan_cell_label(c, label, sizeof label);
+    const char *gt = c->gpu_type ? c->gpu_type : "cpu";
+    const ClusterGpu *g = cluster_find_gpu(r->prof, gt);
+    if (!g) {
+        snprintf(err, errlen, "%s: cell {%s}: gpu_type '%s' is not in cluster profile '%s' (templates/clusters/)",
+                 s->path, label, gt, cluster_name(r->prof));
+        return -1;
+    }
+    snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, c->key);
+    char *directives = NULL, *srun = NULL, *container = NULL, *bad = NULL;
+    if (cluster_render_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &directives) < 0)
+        bad = directives;
+    else if (cluster_render_launch(r->prof, s->container, c->gpus, c->nodes, &srun) < 0)
+        bad = srun;
+    else if (cluster_render_container(r->prof, s->container, &container) < 0)
+        bad = container;
+    if (bad) {   // the failing call left its message in its output
+        snprintf(err, errlen, "%s: cell {%s}: %s", s->path, label, bad);
+        free(directives);
+        free(srun);
+        free(container);
+        return -1;
+    }
+    json_t *ctx = json_object();
+    json_object_set_new(ctx, "experiment", json_string(s->name));
+    json_object_set_new(ctx, "cell_key", json_string(c->key));
+    json_object_set_new(ctx, "attempt", json_integer(attempt));
+    json_object_set_new(ctx, "run_dir", json_string(run_dir));
+    json_object_set_new(ctx, "job_name", json_string(job_name));
+    json_object_set_new(ctx, "gpus", json_integer(c->gpus));
+    json_object_set_new(ctx, "nodes", json_integer(c->nodes));
+    json_object_set_new(ctx, "cpus_per_gpu", json_integer(s->cpus_per_gpu));
+    json_object_set_new(ctx, "time_limit", json_string(s->time));
+    json_object_set_new(ctx, "sbatch", json_string(directives));
+    json_object_set_new(ctx, "srun", json_string(srun));
+    json_object_set_new(ctx, "container", json_string(container));
+    json_object_set_new(ctx, "segx", json_string(r->segx));
+    json_object_set_new(ctx, "launch_once", json_boolean(s->launch_once));
+    json_object_set_new(ctx, "external", json_boolean(s->external));
+    if (r->rules) json_object_set_new(ctx, "metrics_rules", json_string(r->rules));
+    json_object_set(ctx, "params", c->params);
+    free(directives);
+    free(srun);
+    free(container);
+
+    char *command = NULL;
+    int rc = 0;
+    if (s->external) {
+        // The command template sees every parameter plus the job's own variables.
+        json_t *vars = json_copy(c->params);
+        json_object_set_new(vars, "run_dir", json_string(run_dir));
+        json_object_set_new(vars, "experiment", json_string(s->name));
+        json_object_set_new(vars, "cell_key", json_string(c->key));
+        json_object_set_new(vars, "attempt", json_integer(attempt));
+        json_object_set_new(vars, "cpus_per_gpu", json_integer(s->cpus_per_gpu));
+        if (c->lr > 0) json_object_set_new(vars, "lr", json_real(c->lr));
+        if (!json_object_get(vars, "seed")) json_object_set_new(vars, "seed", json_integer(0));
+        char e[512];
+        rc = render_template(s->command, "trainer.command", vars, &command, e, sizeof e);
+        json_decref(vars);
+        if (rc < 0) snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
+                             "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
+    } else {
+        command = segx_train_command(r, c, run_dir);
+    }
+    if (rc == 0) {
+        json_object_set_new(ctx, "command", json_string(command));
+        rc = render_template(r->tmpl, r->tmpl_path, ctx, script, err, errlen);
+    }
+    free(command);
+    json_decref(ctx);
+    return rc;
+}
+
+static int mkdir_p(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        int rc = mkdir(path, 0755);
+        *p = '/';
+        if (rc < 0 && errno != EEXIST) return -1;
+    }
+    return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+int plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path, size_t pathlen,
+                    char *run_dir, size_t rdlen, char *err, size_t errlen)
+{
+    snprintf(run_dir, rdlen, "%s/%s/attempt-%d", r->run_root, c->key, attempt);
+    char *script;
+    if (plan_render_text(r, c, attempt, run_dir, &script, err, errlen) < 0) return -1;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", run_dir);
+    if (mkdir_p(dir) < 0) {
+        snprintf(err, errlen, "%s: cannot create the run dir: %s", run_dir, strerror(errno));
+        free(script);
+        return -1;
+    }
+    snprintf(path, pathlen, "%s/job.sh", run_dir);
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    size_t len = strlen(script);
+    int ok = fd >= 0 && write(fd, script, len) == (ssize_t)len;
+    if (fd >= 0 && close(fd) < 0) ok = 0;
+    free(script);
+    if (!ok || rename(tmp, path) < 0) {
+        snprintf(err, errlen, "%s: cannot write the job script: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max)
+{
+    size_t m = 0;
+    if (n == 0) return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(params[0], k, v) {
+        if (m == max) break;
+        for (size_t i = 1; i < n; i++) {
+            if (!json_equal(v, json_object_get(params[i], k))) { keys[m++] = k; break; }
+        }
+    }
+    // keys that some cells lack entirely (include entries adding a new axis)
+    for (size_t i = 1; i < n && m < max; i++) {
+        json_object_foreach(params[i], k, v) {
+            if (json_object_get(params[0], k)) continue;
+            int seen = 0;
+            for (size_t j = 0; j < m; j++) seen |= strcmp(keys[j], k) == 0;
+            if (!seen && m < max) keys[m++] = k;
+        }
+    }
+    return m;
+}

@@ -1,0 +1,88 @@
+// orchestrator/plan.h — from a checked spec to cells (matrix minus exclude plus include, with the
+// scaling rules applied), their rows in the DB and their rendered job scripts.
+// defines: PlanCell, plan_expand, plan_cells_free, plan_store, plan_render_job, plan_cell_from_params,
+// PlanRenderer, plan_renderer_open/close, plan_hash.
+//
+// Cell parameters (cells.params, canonical JSON with sorted keys) = the trainer's fixed keys and
+// args (minus command/metrics/launch; plus "command" for external trainers) + "eval" + one value
+// per matrix axis + derived gpus, nodes, batch_per_gpu, global_batch, "scaling", and, when the
+// learning rate is scaled, "lr_scaling" and "lr_ref_batch". "lr" stays the base learning rate; the
+// effective one (cells.lr, the trainer's --lr) is lr * f(global_batch / lr_ref_batch).
+// key = first 12 hex digits of SHA-256(params); group_key drops seed; scaling_key drops seed, gpus,
+// nodes and global_batch (weak) or batch_per_gpu (strong), so a 1-GPU baseline shares it.
+//
+// Layout on disk (the job's run dir): RUN_ROOT/<key>/attempt-<n>/job.sh, rendered by `segx plan`
+// for attempt 1 of a never-submitted cell and by `segx submit` for later attempts. The job writes
+// job.out (local backend; slurm-<id>.out/err under Slurm), stdout.log/stderr.log (the trainer),
+// metrics.jsonl, progress.json, result.json, env.json and, last, exit_code.
+#ifndef SEGX_PLAN_H
+#define SEGX_PLAN_H
+#include "orchestrator/spec.h"
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stddef.h>
+
+#define PLAN_KEY_HEX 12
+
+typedef struct {
+    json_t *params;            // owned
+    char key[PLAN_KEY_HEX + 1], group_key[PLAN_KEY_HEX + 1], scaling_key[PLAN_KEY_HEX + 1];
+    const char *model, *gpu_type;   // borrowed from params; NULL when absent
+    int gpus, nodes, batch_per_gpu, global_batch;
+    double lr;                 // effective learning rate; 0 when the spec sets none
+    int has_seed;
+    long long seed;
+    long long cell_id;         // filled by plan_store
+    int next_attempt;          // filled by plan_store: 1 + the cell's highest attempt
+    int is_new;                // filled by plan_store: inserted by this plan
+} PlanCell;
+
+// Expands spec into cells (deduplicated by key, in matrix order then include order).
+// 0, or -1 with err naming the spec and the offending cell.
+int  plan_expand(const Spec *s, PlanCell **cells, size_t *n, char *err, size_t errlen);
+void plan_cells_free(PlanCell *cells, size_t n);
+// Rebuilds a cell from its stored params (submit renders later attempts with it).
+int  plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, char *err, size_t errlen);
+
+// Writes the experiment row and the new cells in one transaction; fills cell_id/next_attempt.
+// run_root: absolute RUN_ROOT. *added = cells that were not in the DB before.
+int  plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char *run_root,
+                PlanCell *cells, size_t n, size_t *added, char *err, size_t errlen);
+
+// Renders job scripts: open once per experiment (loads the template and cluster profile), then
+// plan_render_job per cell attempt. templates_dir: cli_templates_dir().
+typedef struct PlanRenderer PlanRenderer;
+int  plan_renderer_open(const Spec *s, const char *templates_dir, const char *run_root,
+                        PlanRenderer **out, char *err, size_t errlen);
+// Creates RUN_ROOT/<key>/attempt-<n>/ and writes job.sh (mode 0755); path gets the script's
+// path, run_dir the directory (both absolute). 0, or -1 with err naming the cell.
+int  plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path, size_t pathlen,
+                     char *run_dir, size_t rdlen, char *err, size_t errlen);
+// Renders without writing (for --dry-run and tests): *script is malloc'd.
+int  plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                      char **script, char *err, size_t errlen);
+void plan_renderer_close(PlanRenderer *r);
+
+// First PLAN_KEY_HEX hex digits of SHA-256(text) into out (PLAN_KEY_HEX + 1 bytes).
+void plan_hash(const char *text, char *out);
+// Short human description of a cell ("model=unet gpus=2 ...") for messages.
+void plan_cell_label(const PlanCell *c, char *buf, size_t len);
+
+// Parameter names whose value differs between the given cells' params (what a table shows),
+// in the first object's key order, at most max; names are borrowed from params[0].
+size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max);
+
+// `segx plan` as a function (cmd_plan and cmd_run): loads the spec, expands, stores, renders
+// attempt 1 of never-submitted cells and prints the table. Returns the exit code (0, 1, 2);
+// copies the experiment name into name (may be NULL).
+typedef struct {
+    const char *db_path;     // NULL: db_path_default
+    const char *runs_dir;    // NULL: the experiment's stored run root, else ./runs
+    int dry_run;             // write nothing (no DB, no files)
+    const char *format;      // table | csv | json | markdown (NULL: table)
+    int quiet;               // summary line only
+    int limit;               // table rows shown (0: all)
+} PlanOptions;
+int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size_t namelen);
+
+#endif

@@ -1,0 +1,635 @@
+// orchestrator/spec.c — reading and checking experiment specs (see spec.h).
+#include "orchestrator/spec.h"
+#include "orchestrator/cli.h"
+#include <ctype.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const SPEC_KNOWN_AXES[] = {
+    "model", "gpu_type", "gpus", "nodes", "batch_per_gpu", "global_batch", "optimizer", "lr", "seed", NULL};
+static const char *const TOP_KEYS[] = {
+    "name", "trainer", "matrix", "exclude", "include", "scaling", "lr_scaling", "resources",
+    "cluster", "container", "eval", NULL};
+static const char *const RESOURCE_KEYS[] = {"time", "cpus_per_gpu", "mem_per_gpu", NULL};
+// trainer keys with a meaning of their own (the rest are trainer flags)
+static const char *const TRAINER_KEYS[] = {
+    "command", "dataset", "epochs", "optimizer", "lr", "args", "metrics", "launch", NULL};
+
+// ---------------------------------------------------------------------------------------------
+// locating a key path in the JSON text (jansson keeps no positions for decoded values)
+
+static const char *ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static const char *skip_string(const char *p)
+{
+    if (*p != '"') return NULL;
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1]) p++;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *skip_value(const char *p)
+{
+    p = ws(p);
+    if (*p == '"') return skip_string(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = ws(p + 1);
+        if (*p == close) return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = skip_string(ws(p));
+                if (!p) return NULL;
+                p = ws(p);
+                if (*p != ':') return NULL;
+                p++;
+            }
+            p = skip_value(p);
+            if (!p) return NULL;
+            p = ws(p);
+            if (*p == ',') { p++; continue; }
+            if (*p == close) return p + 1;
+            return NULL;
+        }
+    }
+    while (*p && !strchr(",]} \t\r\n", *p)) p++;
+    return p;
+}
+
+// Finds the value (or, with want_key, the key) at keypath; NULL when absent.
+static const char *locate_ptr(const char *text, const char *keypath, int want_key)
+{
+    const char *p = ws(text), *kp = keypath, *keypos = NULL;
+    while (*kp) {
+        if (*kp == '.') kp++;
+        if (*kp == '[') {
+            long idx = strtol(kp + 1, (char **)&kp, 10);
+            if (*kp == ']') kp++;
+            if (*p != '[') return NULL;
+            p = ws(p + 1);
+            for (long i = 0; i < idx; i++) {
+                p = skip_value(p);
+                if (!p) return NULL;
+                p = ws(p);
+                if (*p != ',') return NULL;
+                p = ws(p + 1);
+            }
+            keypos = p;
+            continue;
+        }
+        size_t n = strcspn(kp, ".[");
+        if (*p != '{') return NULL;
+        p = ws(p + 1);
+        int found = 0;
+        while (*p == '"') {
+            const char *kstart = p, *kend = skip_string(p);
+            if (!kend) return NULL;
+            p = ws(kend);
+            if (*p != ':') return NULL;
+            p = ws(p + 1);
+            if ((size_t)(kend - kstart - 2) == n && strncmp(kstart + 1, kp, n) == 0) {
+                keypos = kstart;
+                found = 1;
+                break;
+            }
+            p = skip_value(p);
+            if (!p) return NULL;
+            p = ws(p);
+            if (*p == ',') p = ws(p + 1);
+        }
+        if (!found) return NULL;
+        kp += n;
+    }
+    return want_key && keypos ? keypos : p;
+}
+
+static void line_col(const char *text, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at; p++) {
+        if (*p == '\n') { (*line)++; *col = 1; }
+        else (*col)++;
+    }
+}
+
+int spec_locate(const char *text, const char *keypath, int *line, int *col)
+{
+    *line = *col = 0;
+    const char *p = locate_ptr(text, keypath, 0);
+    if (!p) return -1;
+    line_col(text, p, line, col);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// error reporting
+
+typedef struct {
+    const char *path, *text;
+    char *err;
+    size_t errlen;
+} Chk;
+
+// "FILE:LINE:COL: KEYPATH: message"; at_key points at the key instead of its value.
+static int fail(const Chk *c, const char *keypath, int at_key, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int line = 0, col = 0;
+    const char *at = keypath && *keypath ? locate_ptr(c->text, keypath, at_key) : NULL;
+    if (at) line_col(c->text, at, &line, &col);
+    if (line) snprintf(c->err, c->errlen, "%s:%d:%d: %s: %s", c->path, line, col, keypath, msg);
+    else if (keypath && *keypath) snprintf(c->err, c->errlen, "%s: %s: %s", c->path, keypath, msg);
+    else snprintf(c->err, c->errlen, "%s: %s", c->path, msg);
+    return -1;
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "a list";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE: case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+static int unknown_key(const Chk *c, const char *keypath, const char *key, const char *const *known)
+{
+    const char *near = cli_closest(key, known);
+    char list[512] = "";
+    size_t n = 0;
+    for (const char *const *k = known; *k && n < sizeof list - 40; k++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", *k);
+    if (near) return fail(c, keypath, 1, "unknown key '%s' (did you mean '%s'?)", key, near);
+    return fail(c, keypath, 1, "unknown key '%s' (expected one of: %s)", key, list);
+}
+
+static int check_keys(const Chk *c, const json_t *obj, const char *prefix, const char *const *known)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        int ok = 0;
+        for (const char *const *q = known; *q; q++) ok |= strcmp(*q, k) == 0;
+        if (!ok) {
+            char kp[256];
+            snprintf(kp, sizeof kp, "%s%s%s", prefix, *prefix ? "." : "", k);
+            return unknown_key(c, kp, k, known);
+        }
+    }
+    return 0;
+}
+
+static int is_scalar(const json_t *v)
+{
+    return json_is_string(v) || json_is_number(v) || json_is_boolean(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// value checks
+
+long spec_parse_time(const char *s)
+{
+    if (!s || !*s) return -1;
+    long d = 0, f[3] = {0, 0, 0};
+    int nf = 0;
+    const char *p = s;
+    const char *dash = strchr(s, '-');
+    if (dash) {
+        char *e;
+        d = strtol(s, &e, 10);
+        if (e != dash || d < 0) return -1;
+        p = dash + 1;
+    }
+    while (*p) {
+        if (!isdigit((unsigned char)*p) || nf == 3) return -1;
+        char *e;
+        f[nf++] = strtol(p, &e, 10);
+        p = e;
+        if (*p == ':') { p++; if (!*p) return -1; }
+        else if (*p) return -1;
+    }
+    if (nf == 0) return -1;
+    if (dash) {   // D-H, D-H:M, D-H:M:S
+        long h = f[0], m = nf > 1 ? f[1] : 0, sec = nf > 2 ? f[2] : 0;
+        return ((d * 24 + h) * 60 + m) * 60 + sec;
+    }
+    if (nf == 1) return f[0] * 60;                   // minutes
+    if (nf == 2) return f[0] * 60 + f[1];            // M:S
+    return (f[0] * 60 + f[1]) * 60 + f[2];           // H:M:S
+}
+
+static int check_time(const Chk *c, Spec *s, const json_t *v)
+{
+    long t = -1;
+    char buf[64];
+    if (json_is_integer(v)) t = json_integer_value(v) * 60;
+    else if (json_is_string(v)) t = spec_parse_time(json_string_value(v));
+    if (t <= 0)
+        return fail(c, "resources.time", 0, "expected a time limit \"HH:MM:SS\", \"D-HH:MM:SS\" or minutes, got %s",
+                    json_is_string(v) ? json_string_value(v) : type_name(v));
+    s->time_s = t;
+    long d = t / 86400, h = t % 86400 / 3600, m = t % 3600 / 60, sec = t % 60;
+    if (d) snprintf(buf, sizeof buf, "%ld-%02ld:%02ld:%02ld", d, h, m, sec);
+    else snprintf(buf, sizeof buf, "%02ld:%02ld:%02ld", h, m, sec);
+    memcpy(s->time_buf, buf, sizeof s->time_buf - 1);
+    s->time_buf[sizeof s->time_buf - 1] = 0;
+    s->time = s->time_buf;
+    return 0;
+}
+
+// Translates the Perl-ish escapes people copy from Python (\d \w \s) to POSIX ERE classes.
+static char *ere_from_pattern(const char *pat)
+{
+    size_t cap = strlen(pat) * 12 + 1;
+    char *o = malloc(cap), *q = o;
+    if (!o) return NULL;
+    for (const char *p = pat; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            const char *rep = NULL;
+            switch (p[1]) {
+            case 'd': rep = "[0-9]"; break;
+            case 'D': rep = "[^0-9]"; break;
+            case 'w': rep = "[A-Za-z0-9_]"; break;
+            case 'W': rep = "[^A-Za-z0-9_]"; break;
+            case 's': rep = "[[:space:]]"; break;
+            case 'S': rep = "[^[:space:]]"; break;
+            }
+            if (rep) { q += sprintf(q, "%s", rep); p++; continue; }
+            *q++ = *p++;
+        }
+        *q++ = *p;
+    }
+    *q = 0;
+    return o;
+}
+
+int spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errlen)
+{
+    char *ere = ere_from_pattern(pattern);
+    if (!ere) { snprintf(err, errlen, "out of memory"); return -1; }
+    int rc = regcomp(re, ere, REG_EXTENDED);
+    if (rc) {
+        regerror(rc, re, err, errlen);
+        free(ere);
+        return -1;
+    }
+    free(ere);
+    if (re->re_nsub < 1) {
+        regfree(re);
+        snprintf(err, errlen, "needs one capture group '(...)' around the value");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_trainer(const Chk *c, Spec *s)
+{
+    json_t *t = s->trainer;
+    const char *k;
+    json_t *v;
+    s->command = "segx-train";
+    json_object_foreach(t, k, v) {
+        char kp[256];
+        snprintf(kp, sizeof kp, "trainer.%s", k);
+        if (strcmp(k, "command") == 0) {
+            if (!json_is_string(v) || !*json_string_value(v))
+                return fail(c, kp, 0, "expected a non-empty string (\"segx-train\" or a command template), got %s", type_name(v));
+            s->command = json_string_value(v);
+        } else if (strcmp(k, "dataset") == 0 || strcmp(k, "optimizer") == 0) {
+            if (!json_is_string(v)) return fail(c, kp, 0, "expected a string, got %s", type_name(v));
+        } else if (strcmp(k, "epochs") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1)
+                return fail(c, kp, 0, "expected a positive integer, got %s", type_name(v));
+        } else if (strcmp(k, "lr") == 0) {
+            if (!json_is_number(v) || json_number_value(v) <= 0)
+                return fail(c, kp, 0, "expected a positive number, got %s", type_name(v));
+        } else if (strcmp(k, "launch") == 0) {
+            const char *l = json_string_value(v);
+            if (!l || (strcmp(l, "per-rank") && strcmp(l, "once")))
+                return fail(c, kp, 0, "expected \"per-rank\" or \"once\"");
+            s->launch_once = strcmp(l, "once") == 0;
+        } else if (strcmp(k, "args") == 0) {
+            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object of trainer flags, got %s", type_name(v));
+            const char *ak;
+            json_t *av;
+            json_object_foreach(v, ak, av) {
+                snprintf(kp, sizeof kp, "trainer.args.%s", ak);
+                if (!is_scalar(av)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", type_name(av));
+            }
+        } else if (strcmp(k, "metrics") == 0) {
+            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object {name: regex}, got %s", type_name(v));
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(v, mk, mv) {
+                snprintf(kp, sizeof kp, "trainer.metrics.%s", mk);
+                if (!json_is_string(mv)) return fail(c, kp, 0, "expected a regular expression string, got %s", type_name(mv));
+                regex_t re;
+                char e[256];
+                if (spec_compile_metric(json_string_value(mv), &re, e, sizeof e) < 0)
+                    return fail(c, kp, 0, "bad regular expression: %s", e);
+                regfree(&re);
+            }
+            s->metrics = v;
+        } else if (!is_scalar(v)) {
+            const char *near = cli_closest(k, TRAINER_KEYS);
+            if (near) return fail(c, kp, 1, "unknown key '%s' (did you mean '%s'?)", k, near);
+            return fail(c, kp, 0, "a trainer flag must be a string, number or boolean, got %s", type_name(v));
+        }
+    }
+    s->external = strcmp(s->command, "segx-train") != 0;
+    if (!s->external && json_object_get(t, "launch") == NULL) s->launch_once = 0;
+    else if (s->external && json_object_get(t, "launch") == NULL) s->launch_once = 1;
+    if (s->external && s->metrics == NULL && strstr(s->command, "{{") == NULL)
+        return fail(c, "trainer.command", 0, "an external command must use at least {{run_dir}} "
+                    "(so its outputs land in the cell's run dir) or name trainer.metrics");
+    return 0;
+}
+
+static int is_known_axis(const char *k)
+{
+    for (const char *const *q = SPEC_KNOWN_AXES; *q; q++)
+        if (strcmp(*q, k) == 0) return 1;
+    return 0;
+}
+
+// Type rule of one axis value; NULL when fine, else what was expected.
+static const char *axis_value_problem(const char *axis, const json_t *v)
+{
+    if (strcmp(axis, "gpus") == 0 || strcmp(axis, "nodes") == 0 || strcmp(axis, "batch_per_gpu") == 0 ||
+        strcmp(axis, "global_batch") == 0)
+        return json_is_integer(v) && json_integer_value(v) >= 1 ? NULL : "a positive integer";
+    if (strcmp(axis, "seed") == 0) return json_is_integer(v) && json_integer_value(v) >= 0 ? NULL : "a non-negative integer";
+    if (strcmp(axis, "lr") == 0) return json_is_number(v) && json_number_value(v) > 0 ? NULL : "a positive number";
+    if (strcmp(axis, "model") == 0 || strcmp(axis, "gpu_type") == 0 || strcmp(axis, "optimizer") == 0)
+        return json_is_string(v) && json_string_length(v) > 0 ? NULL : "a non-empty string";
+    return is_scalar(v) ? NULL : "a string, number or boolean";
+}
+
+static const char *describe(const json_t *v, char *buf, size_t len)
+{
+    if (is_scalar(v)) {
+        char *s = json_dumps(v, JSON_ENCODE_ANY);
+        snprintf(buf, len, "%s", s ? s : "?");
+        free(s);
+        return buf;
+    }
+    return type_name(v);
+}
+
+static int check_matrix(const Chk *c, Spec *s)
+{
+    json_t *m = s->matrix;
+    if (json_object_size(m) == 0) return fail(c, "matrix", 0, "expected at least one axis, e.g. \"model\": [\"unet\"]");
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v) {
+        char kp[256], d[128];
+        snprintf(kp, sizeof kp, "matrix.%s", k);
+        if (!is_known_axis(k)) {
+            // Extra axes are trainer flags, but one a letter or two from a known axis is a typo.
+            for (const char *const *q = SPEC_KNOWN_AXES; *q; q++) {
+                int dist = cli_edit_distance(k, *q);
+                if (dist > 0 && dist <= (strlen(*q) <= 4 ? 1 : 2))
+                    return fail(c, kp, 1, "unknown axis '%s' (did you mean '%s'?)", k, *q);
+            }
+        }
+        if (!json_is_array(v) || json_array_size(v) == 0)
+            return fail(c, kp, 0, "expected a non-empty list of values, got %s", json_is_array(v) ? "[]" : type_name(v));
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *e = json_array_get(v, i);
+            snprintf(kp, sizeof kp, "matrix.%s[%zu]", k, i);
+            const char *want = axis_value_problem(k, e);
+            if (want) return fail(c, kp, 0, "expected %s, got %s", want, describe(e, d, sizeof d));
+            for (size_t j = 0; j < i; j++)
+                if (json_equal(json_array_get(v, j), e))
+                    return fail(c, kp, 0, "duplicate value %s (already at [%zu])", describe(e, d, sizeof d), j);
+        }
+    }
+    int has_bpg = json_object_get(m, "batch_per_gpu") != NULL, has_gb = json_object_get(m, "global_batch") != NULL;
+    if (s->strong) {
+        if (has_bpg) return fail(c, "matrix.batch_per_gpu", 1, "strong scaling keeps the global batch: use matrix.global_batch (divided by gpus)");
+        if (!has_gb) return fail(c, "matrix", 0, "strong scaling needs matrix.global_batch");
+    } else {
+        if (has_gb) return fail(c, "matrix.global_batch", 1, "weak scaling keeps the batch per GPU: use matrix.batch_per_gpu (or \"scaling\": \"strong\")");
+        if (!has_bpg) return fail(c, "matrix", 0, "weak scaling needs matrix.batch_per_gpu");
+    }
+    return 0;
+}
+
+static int check_partials(const Chk *c, Spec *s, const char *what, json_t *list)
+{
+    if (!json_is_array(list)) return fail(c, what, 0, "expected a list of partial cells, got %s", type_name(list));
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        char kp[256], d[128];
+        snprintf(kp, sizeof kp, "%s[%zu]", what, i);
+        if (!json_is_object(e) || json_object_size(e) == 0)
+            return fail(c, kp, 0, "expected a non-empty object such as {\"model\": \"cnn\"}, got %s", type_name(e));
+        const char *k;
+        json_t *v;
+        json_object_foreach(e, k, v) {
+            snprintf(kp, sizeof kp, "%s[%zu].%s", what, i, k);
+            if (!json_object_get(s->matrix, k) && !is_known_axis(k)) {
+                const char *names[64];
+                size_t n = 0;
+                const char *mk;
+                json_t *mv;
+                json_object_foreach(s->matrix, mk, mv) if (n < 40) names[n++] = mk;
+                for (const char *const *q = SPEC_KNOWN_AXES; *q && n < 62; q++) names[n++] = *q;
+                names[n] = NULL;
+                const char *near = cli_closest(k, names);
+                if (near) return fail(c, kp, 1, "unknown axis '%s' (did you mean '%s'?)", k, near);
+                return fail(c, kp, 1, "unknown axis '%s' (not in matrix)", k);
+            }
+            json_t *vals = v;
+            if (json_is_array(v) && json_array_size(v) == 0) return fail(c, kp, 0, "expected a value or a non-empty list");
+            for (size_t j = 0; j < (json_is_array(v) ? json_array_size(v) : 1); j++) {
+                json_t *x = json_is_array(v) ? json_array_get(vals, j) : v;
+                const char *want = axis_value_problem(k, x);
+                if (want) {
+                    if (json_is_array(v)) snprintf(kp, sizeof kp, "%s[%zu].%s[%zu]", what, i, k, j);
+                    return fail(c, kp, 0, "expected %s, got %s", want, describe(x, d, sizeof d));
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int check_name(const Chk *c, const json_t *v)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 100)
+        return fail(c, "name", 0, "expected a non-empty string (it names runs/<name>/), got %s", type_name(v));
+    for (const char *p = json_string_value(v); *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+            return fail(c, "name", 0, "'%s' may only hold letters, digits, '.', '_' and '-' (it names a directory)",
+                        json_string_value(v));
+    if (json_string_value(v)[0] == '.') return fail(c, "name", 0, "must not start with '.'");
+    return 0;
+}
+
+static int check_spec(const Chk *c, Spec *s)
+{
+    json_t *r = s->root;
+    if (!json_is_object(r)) return fail(c, "", 0, "the spec must be a JSON object, got %s", type_name(r));
+    if (check_keys(c, r, "", TOP_KEYS) < 0) return -1;
+    json_t *v;
+    if (!(v = json_object_get(r, "name"))) return fail(c, "", 0, "missing key 'name'");
+    if (check_name(c, v) < 0) return -1;
+    s->name = json_string_value(v);
+    if (!(v = json_object_get(r, "trainer"))) return fail(c, "", 0, "missing key 'trainer' (e.g. {\"command\": \"segx-train\", \"dataset\": ...})");
+    if (!json_is_object(v)) return fail(c, "trainer", 0, "expected an object, got %s", type_name(v));
+    s->trainer = v;
+    if (!(v = json_object_get(r, "matrix"))) return fail(c, "", 0, "missing key 'matrix'");
+    if (!json_is_object(v)) return fail(c, "matrix", 0, "expected an object of axes, got %s", type_name(v));
+    s->matrix = v;
+    if ((v = json_object_get(r, "scaling"))) {
+        const char *x = json_string_value(v);
+        if (!x || (strcmp(x, "weak") && strcmp(x, "strong")))
+            return fail(c, "scaling", 0, "expected \"weak\" or \"strong\"");
+        s->strong = strcmp(x, "strong") == 0;
+    }
+    if ((v = json_object_get(r, "lr_scaling"))) {
+        const char *x = json_string_value(v);
+        if (x && strcmp(x, "none") == 0) s->lr_scaling = LR_SCALE_NONE;
+        else if (x && strcmp(x, "linear") == 0) s->lr_scaling = LR_SCALE_LINEAR;
+        else if (x && strcmp(x, "sqrt") == 0) s->lr_scaling = LR_SCALE_SQRT;
+        else return fail(c, "lr_scaling", 0, "expected \"none\", \"linear\" or \"sqrt\"");
+    }
+    if (check_trainer(c, s) < 0 || check_matrix(c, s) < 0) return -1;
+    if (s->lr_scaling != LR_SCALE_NONE && !json_object_get(s->trainer, "lr") && !json_object_get(s->matrix, "lr"))
+        return fail(c, "lr_scaling", 0, "scaling the learning rate needs trainer.lr or matrix.lr");
+    if ((v = json_object_get(r, "exclude"))) { s->exclude = v; if (check_partials(c, s, "exclude", v) < 0) return -1; }
+    if ((v = json_object_get(r, "include"))) { s->include = v; if (check_partials(c, s, "include", v) < 0) return -1; }
+
+    s->cpus_per_gpu = 1;
+    json_t *t60 = json_string("01:00:00");
+    int rc = check_time(c, s, t60);
+    json_decref(t60);
+    if (rc < 0) return -1;
+    if ((v = json_object_get(r, "resources"))) {
+        if (!json_is_object(v)) return fail(c, "resources", 0, "expected an object, got %s", type_name(v));
+        if (check_keys(c, v, "resources", RESOURCE_KEYS) < 0) return -1;
+        json_t *x;
+        if ((x = json_object_get(v, "time")) && check_time(c, s, x) < 0) return -1;
+        if ((x = json_object_get(v, "cpus_per_gpu"))) {
+            if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
+                return fail(c, "resources.cpus_per_gpu", 0, "expected a positive integer, got %s", type_name(x));
+            s->cpus_per_gpu = (int)json_integer_value(x);
+        }
+        if ((x = json_object_get(v, "mem_per_gpu"))) {
+            const char *m = json_string_value(x);
+            size_t n = m ? strspn(m, "0123456789") : 0;
+            if (!m || n == 0 || (m[n] && (!strchr("KMGTkmgt", m[n]) || m[n + 1])))
+                return fail(c, "resources.mem_per_gpu", 0, "expected a size such as \"2G\" or \"512M\"");
+            s->mem_per_gpu = m;
+        }
+    }
+    if ((v = json_object_get(r, "cluster"))) {
+        if (!json_is_string(v) && !json_is_object(v))
+            return fail(c, "cluster", 0, "expected a profile name (templates/clusters/<name>.json) or an inline object, got %s", type_name(v));
+        s->cluster = json_incref(v);
+    } else {
+        s->cluster = json_string("local");
+    }
+    if ((v = json_object_get(r, "container"))) {
+        if (!json_is_string(v) && !json_is_object(v) && !json_is_null(v))
+            return fail(c, "container", 0, "expected an image path or {\"runtime\", \"image\", \"bind\"}, got %s", type_name(v));
+        if (!json_is_null(v)) s->container = v;
+    }
+    if ((v = json_object_get(r, "eval"))) {
+        if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", type_name(v));
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            char kp[256];
+            snprintf(kp, sizeof kp, "eval.%s", k);
+            if (strcmp(k, "targets") == 0) {   // {metric: value} for time-to-target (segx report)
+                if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", type_name(x));
+                const char *tk;
+                json_t *tv;
+                json_object_foreach(x, tk, tv) {
+                    snprintf(kp, sizeof kp, "eval.targets.%s", tk);
+                    if (!json_is_number(tv)) return fail(c, kp, 0, "expected a number, got %s", type_name(tv));
+                }
+                continue;
+            }
+            if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", type_name(x));
+        }
+        s->eval = v;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int spec_parse(const char *text, const char *path, Spec **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    Spec *s = calloc(1, sizeof *s);
+    if (!s) { snprintf(err, errlen, "out of memory"); return -1; }
+    s->path = strdup(path);
+    s->text = strdup(text);
+    json_error_t je;
+    s->root = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!s->root) {
+        snprintf(err, errlen, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        spec_free(s);
+        return -1;
+    }
+    Chk c = {path, s->text, err, errlen};
+    if (check_spec(&c, s) < 0) { spec_free(s); return -1; }
+    *out = s;
+    return 0;
+}
+
+int spec_load(const char *path, Spec **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: cannot read spec: %m", path); return -1; }
+    size_t cap = 8192, n = 0, r;
+    char *text = malloc(cap);
+    while (text && (r = fread(text + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *t = realloc(text, cap * 2);
+            if (!t) { free(text); text = NULL; break; }
+            text = t;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!text) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    text[n] = 0;
+    if (strlen(text) != n) { free(text); snprintf(err, errlen, "%s: not a text file (NUL byte)", path); return -1; }
+    int rc = spec_parse(text, path, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+void spec_free(Spec *s)
+{
+    if (!s) return;
+    json_decref(s->cluster);
+    json_decref(s->root);
+    free(s->path);
+    free(s->text);
+    free(s);
+}

@@ -1,0 +1,72 @@
+// orchestrator/spec.h — the experiment spec: a JSON file read with jansson and checked key by
+// key. Every error names FILE:LINE:COLUMN, the key path (`matrix.gpus[2]`), what was expected
+// and, for a misspelt key, the closest known one. Unknown keys are errors (except in
+// trainer/trainer.args/matrix, whose extra keys are trainer flags).
+// defines: Spec, spec_load, spec_parse, spec_free, spec_locate, SPEC_KNOWN_AXES.
+//
+// Shape (README "Spec" documents it for users):
+//   name        experiment name ([A-Za-z0-9._-]+, it names runs/<name>/)
+//   trainer     {command (default "segx-train"; otherwise a template of the external command),
+//                dataset, epochs, optimizer, lr, args{flag: value}, metrics{name: ERE regex},
+//                launch ("per-rank" | "once"), any other key: a trainer flag}
+//   matrix      {axis: [values]}: model, gpu_type, gpus, nodes, batch_per_gpu | global_batch,
+//                optimizer, lr, seed, and any trainer flag (workers, comm, ...)
+//   exclude / include   lists of partial cells (a value may be a list: any of)
+//   scaling     "weak" (matrix.batch_per_gpu) | "strong" (matrix.global_batch, split over gpus)
+//   lr_scaling  "none" | "linear" | "sqrt" (relative to the smallest global batch)
+//   resources   {time "HH:MM:SS" | "D-HH:MM:SS" | minutes, cpus_per_gpu, mem_per_gpu}
+//   cluster     profile name or inline object (orchestrator/cluster.h); default "local"
+//   container   image path or {runtime, image, bind} (passed to the cluster profile)
+//   eval        {every, limit, ...}: trainer flags --eval-<key>; eval.targets {metric: value}
+//               are thresholds for `segx report` time-to-target (not trainer flags, not in keys)
+#ifndef SEGX_SPEC_H
+#define SEGX_SPEC_H
+#include <jansson.h>
+#include <regex.h>
+#include <stddef.h>
+
+typedef enum { LR_SCALE_NONE, LR_SCALE_LINEAR, LR_SCALE_SQRT } LrScaling;
+
+typedef struct {
+    char *path;             // as given (for messages)
+    char *text;             // the file's text (for locating keys; stored in experiments.spec_text)
+    json_t *root;
+    const char *name;
+    json_t *trainer;        // object (borrowed from root)
+    const char *command;    // "segx-train" or the external command template
+    int external;           // command is not segx-train
+    int launch_once;        // run the command once per job instead of once per rank
+    json_t *matrix;         // object of non-empty arrays
+    json_t *exclude, *include;  // arrays of objects, or NULL
+    int strong;             // scaling == "strong"
+    LrScaling lr_scaling;
+    const char *time;       // normalised "HH:MM:SS" or "D-HH:MM:SS"
+    long time_s;
+    int cpus_per_gpu;
+    const char *mem_per_gpu; // NULL when unset
+    json_t *cluster;        // string or object (default: "local")
+    json_t *container;      // NULL when unset
+    json_t *eval;           // NULL when unset
+    json_t *metrics;        // trainer.metrics, NULL when unset
+    char time_buf[32];
+} Spec;
+
+// Reads and checks path. 0, or -1 with err "FILE:LINE:COL: KEY.PATH: message".
+int  spec_load(const char *path, Spec **out, char *err, size_t errlen);
+// Same from text already in memory (path labels errors). text is copied.
+int  spec_parse(const char *text, const char *path, Spec **out, char *err, size_t errlen);
+void spec_free(Spec *s);
+
+// Line and column (1-based) of the value at key path ("matrix.gpus[2]") in the JSON text;
+// -1 when not found (then line/col stay 0).
+int  spec_locate(const char *text, const char *keypath, int *line, int *col);
+
+// Axes segx itself interprets; other axes become trainer flags.
+extern const char *const SPEC_KNOWN_AXES[];
+// "HH:MM:SS", "D-HH:MM:SS", "MM:SS" or minutes -> seconds; -1 when malformed.
+long spec_parse_time(const char *s);
+// Compiles a trainer.metrics pattern as POSIX ERE after translating \d \w \s (and \D \W \S);
+// it must have a capture group. 0, or -1 with err.
+int  spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,220 @@
+// tests/orchestrator/test_spec.c — spec errors name file:line:column, key path, expectation and
+// a close match; valid specs load with their defaults.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "orchestrator/spec.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *QUICKSTART =
+    "{\"name\":\"quickstart\",\"trainer\":{\"command\":\"segx-train\",\"dataset\":\"fashion-mnist-seg\",\"epochs\":2,\n"
+    "\"optimizer\":\"adam\",\"lr\":0.001,\"args\":{\"train-limit\":2000}},\"matrix\":{\"model\":[\"unet\",\"cnn\"],\n"
+    "\"gpu_type\":[\"cpu\"],\"gpus\":[1,2],\"batch_per_gpu\":[16,32],\"seed\":[1,2]},\"exclude\":[{\"model\":\"cnn\",\n"
+    "\"batch_per_gpu\":32}],\"scaling\":\"weak\",\"lr_scaling\":\"none\",\"resources\":{\"time\":\"00:30:00\",\n"
+    "\"cpus_per_gpu\":1,\"mem_per_gpu\":\"2G\"},\"cluster\":\"local\"}\n";
+
+// Line:column of the first occurrence of needle in text, computed independently of spec.c.
+static void pos_of(const char *text, const char *needle, int *line, int *col)
+{
+    const char *at = strstr(text, needle);
+    assert_non_null(at);
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at; p++) {
+        if (*p == '\n') { (*line)++; *col = 1; } else (*col)++;
+    }
+}
+
+static char *expect_error(const char *text)
+{
+    static char err[1024];
+    Spec *s = NULL;
+    int rc = spec_parse(text, "t.json", &s, err, sizeof err);
+    if (rc == 0) { spec_free(s); fail_msg("spec was accepted: %s", text); }
+    assert_null(s);
+    return err;
+}
+
+static void test_quickstart_loads(void **state)
+{
+    (void)state;
+    char err[1024];
+    Spec *s;
+    int rc = spec_parse(QUICKSTART, "q.json", &s, err, sizeof err);
+    if (rc) fail_msg("%s", err);
+    assert_string_equal(s->name, "quickstart");
+    assert_false(s->external);
+    assert_false(s->strong);
+    assert_int_equal(s->lr_scaling, LR_SCALE_NONE);
+    assert_int_equal(s->time_s, 1800);
+    assert_string_equal(s->time, "00:30:00");
+    assert_int_equal(s->cpus_per_gpu, 1);
+    assert_string_equal(s->mem_per_gpu, "2G");
+    assert_string_equal(json_string_value(s->cluster), "local");
+    spec_free(s);
+}
+
+static void test_syntax_error_has_line_column(void **state)
+{
+    (void)state;
+    const char *text = "{\"name\": \"x\",\n  \"trainer\": {\"epochs\": 2,,}\n}";
+    char *err = expect_error(text);
+    int line, col;
+    pos_of(text, ",,", &line, &col);
+    char want[64];
+    snprintf(want, sizeof want, "t.json:%d:", line);
+    assert_non_null(strstr(err, want));
+    assert_int_equal(line, 2);
+}
+
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    char *err = expect_error("{\"name\": \"a\", \"name\": \"b\"}");
+    assert_non_null(strstr(err, "t.json:1:"));
+    assert_non_null(strstr(err, "duplicate"));
+}
+
+static void test_wrong_type_names_path_line_col(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"name\": \"x\",\n"
+        " \"trainer\": {\"epochs\": 1},\n"
+        " \"matrix\": {\"batch_per_gpu\": [8],\n"
+        "            \"gpus\": [1, 2, \"two\"]}}\n";
+    char *err = expect_error(text);
+    int line, col;
+    pos_of(text, "\"two\"", &line, &col);
+    char want[128];
+    snprintf(want, sizeof want, "t.json:%d:%d: matrix.gpus[2]: expected a positive integer, got \"two\"", line, col);
+    assert_string_equal(err, want);
+}
+
+static void test_misspelt_top_key(void **state)
+{
+    (void)state;
+    const char *text = "{\"name\": \"x\", \"trainer\": {},\n \"matirx\": {\"batch_per_gpu\": [8]}}";
+    char *err = expect_error(text);
+    int line, col;
+    pos_of(text, "\"matirx\"", &line, &col);
+    char want[160];
+    snprintf(want, sizeof want, "t.json:%d:%d: matirx: unknown key 'matirx' (did you mean 'matrix'?)", line, col);
+    assert_string_equal(err, want);
+}
+
+static void test_unknown_key_lists_known(void **state)
+{
+    (void)state;
+    char *err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"banana\": 1}");
+    assert_non_null(strstr(err, "banana: unknown key 'banana' (expected one of: name, trainer, matrix"));
+}
+
+static void test_misspelt_resource_and_axis(void **state)
+{
+    (void)state;
+    char *err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
+                             " \"resources\": {\"cpus_per_gpus\": 2}}");
+    assert_non_null(strstr(err, "t.json:2:16: resources.cpus_per_gpus: unknown key 'cpus_per_gpus' (did you mean 'cpus_per_gpu'?)"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8], \"gpu\": [1, 2]}}");
+    assert_non_null(strstr(err, "matrix.gpu: unknown axis 'gpu' (did you mean 'gpus'?)"));
+}
+
+static void test_scaling_batch_rules(void **state)
+{
+    (void)state;
+    char *err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"scaling\": \"strong\", \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(err, "matrix.batch_per_gpu: strong scaling keeps the global batch"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"model\": [\"cnn\"]}}");
+    assert_non_null(strstr(err, "weak scaling needs matrix.batch_per_gpu"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"scaling\": \"medium\", \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(err, "scaling: expected \"weak\" or \"strong\""));
+}
+
+static void test_value_checks(void **state)
+{
+    (void)state;
+    char *err = expect_error("{\"name\": \"a b\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(err, "name: 'a b' may only hold"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {\"epochs\": 0}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(err, "trainer.epochs: expected a positive integer"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8, 8]}}");
+    assert_non_null(strstr(err, "matrix.batch_per_gpu[1]: duplicate value 8"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": []}}");
+    assert_non_null(strstr(err, "matrix.batch_per_gpu: expected a non-empty list"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"time\": \"1:xx\"}}");
+    assert_non_null(strstr(err, "resources.time: expected a time limit"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"exclude\": [{\"modle\": \"cnn\"}]}");
+    assert_non_null(strstr(err, "exclude[0].modle: unknown axis 'modle' (did you mean 'model'?)"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {\"metrics\": {\"miou\": \"mIoU: [0-9.]+\"}}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(err, "trainer.metrics.miou: bad regular expression: needs one capture group"));
+    err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"lr_scaling\": \"linear\"}");
+    assert_non_null(strstr(err, "lr_scaling: scaling the learning rate needs trainer.lr or matrix.lr"));
+}
+
+static void test_time_formats(void **state)
+{
+    (void)state;
+    assert_int_equal(spec_parse_time("00:30:00"), 1800);
+    assert_int_equal(spec_parse_time("1-02:00:00"), 93600);
+    assert_int_equal(spec_parse_time("90"), 5400);
+    assert_int_equal(spec_parse_time("10:30"), 630);
+    assert_int_equal(spec_parse_time("2-4"), 2 * 86400 + 4 * 3600);
+    assert_true(spec_parse_time("1:2:3:4") < 0);
+    assert_true(spec_parse_time("") < 0);
+    assert_true(spec_parse_time("x") < 0);
+}
+
+static void test_metric_regex_translation(void **state)
+{
+    (void)state;
+    regex_t re;
+    char err[256];
+    assert_int_equal(spec_compile_metric("Epoch \\[(\\d+)\\]", &re, err, sizeof err), 0);
+    regmatch_t m[2];
+    const char *line = "2024-01-01 mmseg - INFO - Epoch [12][50/100] lr: 1e-2";
+    assert_int_equal(regexec(&re, line, 2, m, 0), 0);
+    assert_int_equal(m[1].rm_eo - m[1].rm_so, 2);
+    assert_memory_equal(line + m[1].rm_so, "12", 2);
+    regfree(&re);
+}
+
+static void test_locate(void **state)
+{
+    (void)state;
+    const char *text = "{\"a\": {\"b\": [10, {\"c\": \"x\"}, 30]},\n \"d\": \"s\\\"q\", \"e\": [[1], [2, 3]]}";
+    int line, col;
+    assert_int_equal(spec_locate(text, "a.b[1].c", &line, &col), 0);
+    int l2, c2;
+    pos_of(text, "\"x\"", &l2, &c2);
+    assert_int_equal(line, l2);
+    assert_int_equal(col, c2);
+    assert_int_equal(spec_locate(text, "e[1][1]", &line, &col), 0);
+    pos_of(text, "3]]", &l2, &c2);
+    assert_int_equal(line, l2);
+    assert_int_equal(col, c2);
+    assert_int_equal(spec_locate(text, "a.zz", &line, &col), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quickstart_loads),
+        cmocka_unit_test(test_syntax_error_has_line_column),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_wrong_type_names_path_line_col),
+        cmocka_unit_test(test_misspelt_top_key),
+        cmocka_unit_test(test_unknown_key_lists_known),
+        cmocka_unit_test(test_misspelt_resource_and_axis),
+        cmocka_unit_test(test_scaling_batch_rules),
+        cmocka_unit_test(test_value_checks),
+        cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_metric_regex_translation),
+        cmocka_unit_test(test_locate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
