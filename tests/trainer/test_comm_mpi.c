@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "trainer/dist/comm.h"   // defines: Comm, DdpReducer
+#include "trainer/models/model.h" // defines: Model (the equivalence tests train a real one)
 
 static Comm *C;   // one communicator for the whole program (MPI initializes once per process)
 
@@ -145,6 +146,118 @@ static void test_allreduce_bandwidth(void **state) {
     free(f);
 }
 
+// ---- equivalence with the real model: W ranks x b samples with DDP == one process over W*b ----
+enum { EQ_B = 4, EQ_STEPS = 3, EQ_HW = 12, EQ_CLASSES = 10 };
+
+static void eq_data(int world, float **x, int32_t **y) {
+    size_t nx = (size_t)world * EQ_B * EQ_HW * EQ_HW;
+    *x = malloc(nx * sizeof **x);
+    *y = malloc((size_t)world * EQ_B * sizeof **y);
+    uint32_t s = 12345;   // same global batch on every rank
+    for (size_t i = 0; i < nx; i++) { s = s * 1664525u + 1013904223u; (*x)[i] = (float)(s >> 8) / (float)(1 << 24) * 2 - 1; }
+    for (int i = 0; i < world * EQ_B; i++) { s = s * 1664525u + 1013904223u; (*y)[i] = (int32_t)((s >> 8) % EQ_CLASSES); }
+}
+
+static Model *eq_model(int bn, int max_batch) {
+    ModelConfig cfg = { .name = "cnn", .in_channels = 1, .classes = EQ_CLASSES, .height = EQ_HW, .width = EQ_HW,
+                        .batch_norm = bn, .max_batch = max_batch };
+    Model *m;
+    char err[256];
+    if (model_create(&cfg, &m, err, sizeof err)) fail_msg("%s", err);
+    model_init(m, 7);
+    return m;
+}
+
+static void sgd(Model *m) {
+    float *p = model_params(m), *g = model_grads(m);
+    for (size_t i = 0; i < model_num_params(m); i++) p[i] -= 0.1f * g[i];
+}
+
+// DDP run: rank r trains on samples [r*b, (r+1)*b). sync_bn: BN statistics over all ranks.
+static Model *eq_ddp_run(int bn, int sync_bn, const float *x, const int32_t *y) {
+    int r = comm_rank(C);
+    Model *m = eq_model(bn, EQ_B);
+    DdpReducer *red;
+    char err[256];
+    assert_int_equal(ddp_create(C, model_grads(m), model_num_params(m), 0.01, &red, err, sizeof err), 0);
+    model_set_grads_ready_hook(m, ddp_grads_ready, red);
+    if (sync_bn) model_set_sync_bn(m, comm_allreduce_sum_f64_fn, C);
+    size_t per = (size_t)EQ_HW * EQ_HW;
+    for (int s = 0; s < EQ_STEPS; s++) {
+        model_zero_grad(m);
+        model_forward(m, x + (size_t)r * EQ_B * per, EQ_B, 1);
+        model_loss(m, y + r * EQ_B, 1.f, NULL);
+        model_backward(m);
+        assert_int_equal(ddp_finish(red), 0);
+        sgd(m);
+    }
+    ddp_free(red);
+    return m;
+}
+
+static void eq_compare(const char *what, const float *a, const float *ref, size_t n) {
+    size_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]), tol = 1e-5 * fabs(ref[i]) + 1e-7;
+        if (d > tol) { if (bad++ < 3) printf("# %s[%zu]: %.9g vs reference %.9g\n", what, i, a[i], ref[i]); }
+        if (d / (fabs(ref[i]) + 1e-7) > worst) worst = d / (fabs(ref[i]) + 1e-7);
+    }
+    if (bad) fail_msg("%s: %zu of %zu values differ beyond 1e-5 relative", what, bad, n);
+    if (comm_rank(C) == 0) printf("# %s: %zu values, worst relative difference %.2g\n", what, n, worst);
+}
+
+// No BN: DDP over W ranks == one process accumulating W micro-batches (grad scale 1/W); and a
+// second DDP run from the same start gives bit-identical parameters.
+static void test_ddp_equals_accumulation(void **state) {
+    (void)state;
+    int w = comm_world(C);
+    float *x;
+    int32_t *y;
+    eq_data(w, &x, &y);
+    Model *d = eq_ddp_run(0, 0, x, y), *d2 = eq_ddp_run(0, 0, x, y), *ref = eq_model(0, EQ_B);
+    size_t per = (size_t)EQ_HW * EQ_HW;
+    for (int s = 0; s < EQ_STEPS; s++) {
+        model_zero_grad(ref);
+        for (int k = 0; k < w; k++) {
+            model_forward(ref, x + (size_t)k * EQ_B * per, EQ_B, 1);
+            model_loss(ref, y + k * EQ_B, 1.f / (float)w, NULL);
+            model_backward(ref);
+        }
+        sgd(ref);
+    }
+    size_t n = model_num_params(d);
+    eq_compare("params (DDP vs accumulation)", model_params(d), model_params(ref), n);
+    assert_memory_equal(model_params(d), model_params(d2), n * sizeof(float));
+    // and the step did something
+    Model *init = eq_model(0, EQ_B);
+    assert_memory_not_equal(model_params(d), model_params(init), n * sizeof(float));
+    model_free(init);
+    model_free(d); model_free(d2); model_free(ref);
+    free(x); free(y);
+}
+
+// BN with sync BN: DDP over W ranks == one process on the whole W*b batch (params and running stats).
+static void test_ddp_sync_bn_equals_full_batch(void **state) {
+    (void)state;
+    int w = comm_world(C);
+    float *x;
+    int32_t *y;
+    eq_data(w, &x, &y);
+    Model *d = eq_ddp_run(1, 1, x, y), *ref = eq_model(1, w * EQ_B);
+    for (int s = 0; s < EQ_STEPS; s++) {
+        model_zero_grad(ref);
+        model_forward(ref, x, w * EQ_B, 1);
+        model_loss(ref, y, 1.f, NULL);
+        model_backward(ref);
+        sgd(ref);
+    }
+    eq_compare("params (sync-BN DDP vs full batch)", model_params(d), model_params(ref), model_num_params(d));
+    eq_compare("BN buffers (sync-BN DDP vs full batch)", model_buffers(d), model_buffers(ref), model_num_buffers(d));
+    model_free(d); model_free(ref);
+    free(x); free(y);
+}
+
 // Failure modes for dist_mpi.sh: returns the process exit code.
 static int failure_mode(const char *mode) {
     int r = comm_rank(C);
@@ -184,6 +297,8 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_broadcast_from_last_rank),
             cmocka_unit_test(test_ddp_mean_order_and_stats),
             cmocka_unit_test(test_allreduce_bandwidth),
+            cmocka_unit_test(test_ddp_equals_accumulation),
+            cmocka_unit_test(test_ddp_sync_bn_equals_full_batch),
         };
         rc = cmocka_run_group_tests(tests, NULL, NULL);
     }
