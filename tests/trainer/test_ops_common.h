@@ -15,7 +15,7 @@
 
 // --- fixtures --------------------------------------------------------------------------------------
 typedef struct { char *name; int dtype; int ndim; int dims[8]; size_t n; void *data; } FxRec;
-typedef struct { FxRec *r; int n; char path[512]; } Fx;
+typedef struct { FxRec *r; int n; char path[1024]; } Fx;
 
 static inline const char *fx_dir(void) {
     const char *root = getenv("SEGX_ROOT");

@@ -1,0 +1,308 @@
+// tests/trainer/test_models.c — the three models through model.h only:
+// - parameter counts against PyTorch's (unet w16 482,619, w8 121,123; resnet18 CIFAR 11,173,962) and the
+//   contract's layout (state_dict names, reverse forward order, head at offset 0);
+// - a whole training forward + loss + backward, the BN running-stat update and an eval forward against
+//   PyTorch float64 fixtures (tests/fixtures/model_*.bin from tools/fixtures/gen_fixtures.py). Parameters
+//   are filled from their state_dict names by the generator's hash, re-implemented in test_ops_common.h;
+//   ResNet-18's gradients are checked at 16 sampled indices + sum/abs-sum per tensor (fixture size);
+// - backward accumulation, the grads-ready hook, sync-BN plumbing, thread-count determinism, bad configs.
+#include "test_ops_common.h"
+#include "trainer/models/model.h"
+
+static Model *make(const char *name, int cin, int ncls, int h, int w, int width, int bn, int B) {
+    ModelConfig cfg = {.name = name, .in_channels = cin, .classes = ncls, .height = h, .width = w,
+                       .base_width = width, .batch_norm = bn, .max_batch = B};
+    Model *m = NULL; char err[256];
+    if (model_create(&cfg, &m, err, sizeof err)) fail_msg("model_create(%s): %s", name, err);
+    return m;
+}
+
+static void test_param_counts(void **s) {
+    (void)s;
+    struct { const char *name; int cin, ncls, h, width; size_t want; } c[] = {
+        {"unet", 1, 11, 64, 16, 482619}, {"unet", 1, 11, 32, 8, 121123}, {"resnet18", 3, 10, 32, 0, 11173962},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        Model *m = make(c[i].name, c[i].cin, c[i].ncls, c[i].h, c[i].h, c[i].width, 1, 2);
+        printf("# %s w%d: %zu parameters\n", c[i].name, c[i].width, model_num_params(m));
+        assert_int_equal(model_num_params(m), c[i].want);
+        int nt; const ModelTensor *t = model_tensors(m, &nt);
+        size_t sum = 0;
+        for (int k = 0; k < nt; k++) sum += t[k].numel;
+        assert_int_equal(sum, c[i].want);
+        model_free(m);
+    }
+}
+
+static const ModelTensor *find(const ModelTensor *t, int n, const char *name) {
+    for (int i = 0; i < n; i++) if (strcmp(t[i].name, name) == 0) return &t[i];
+    fail_msg("no tensor %s", name);
+    return NULL;
+}
+
+static void test_layout_reverse_forward_order(void **s) {
+    (void)s;
+    Model *m = make("unet", 1, 11, 16, 16, 8, 1, 1);
+    int nt; const ModelTensor *t = model_tensors(m, &nt);
+    const ModelTensor *head = find(t, nt, "head.bias"), *stem = find(t, nt, "down.0.0.0.weight");
+    assert_int_equal(head->offset, 0);                                  // the head's tensors first
+    assert_int_equal(stem->offset + stem->numel, model_num_params(m));  // the stem's last
+    assert_int_equal(stem->ndim, 4);
+    assert_int_equal(stem->shape[0], 8); assert_int_equal(stem->shape[1], 1); assert_int_equal(stem->shape[2], 3);
+    const ModelTensor *up = find(t, nt, "up.0.weight");                  // ConvTranspose2d (cin, cout, 2, 2)
+    assert_int_equal(up->shape[0], 64); assert_int_equal(up->shape[1], 32);
+    // decoder level 0 runs before level 1, so it sits at higher offsets
+    assert_true(find(t, nt, "dec.0.0.0.weight")->offset > find(t, nt, "dec.1.0.0.weight")->offset);
+    int nb; const ModelTensor *b = model_buffer_tensors(m, &nb);
+    assert_int_equal(find(b, nb, "down.0.0.1.running_var")->numel, 8);
+    assert_int_equal(find(b, nb, "mid.1.1.num_batches_tracked")->numel, 1);
+    model_free(m);
+    m = make("resnet18", 3, 10, 32, 32, 0, 1, 1);
+    t = model_tensors(m, &nt);
+    assert_int_equal(find(t, nt, "fc.bias")->offset, 0);
+    assert_int_equal(find(t, nt, "layer2.0.downsample.0.weight")->shape[2], 1);
+    assert_int_equal(find(t, nt, "conv1.weight")->offset + 64 * 27, model_num_params(m));
+    model_free(m);
+}
+
+// ----------------------------------------------------------------------------------------------
+// PyTorch fixtures
+
+static void fill_from_names(Model *m) {
+    int nt; const ModelTensor *t = model_tensors(m, &nt);
+    float *p = model_params(m);
+    for (int i = 0; i < nt; i++) {
+        double sc = sqrt(6.0 / ((double)t[i].numel / (t[i].ndim ? t[i].shape[0] : 1)));
+        for (size_t k = 0; k < t[i].numel; k++) {
+            double u = fx_uniform(t[i].name, k), v;
+            switch (t[i].kind) {
+            case TENSOR_WEIGHT: v = t[i].ndim >= 2 ? u * sc : 0.1 * u; break;
+            case TENSOR_BIAS: v = 0.1 * u; break;
+            case TENSOR_BN_WEIGHT: v = 1.0 + 0.2 * u; break;
+            default: v = 0.2 * u;
+            }
+            p[t[i].offset + k] = (float)v;
+        }
+    }
+    t = model_buffer_tensors(m, &nt);
+    float *b = model_buffers(m);
+    for (int i = 0; i < nt; i++)
+        for (size_t k = 0; k < t[i].numel; k++) {
+            double u = fx_uniform(t[i].name, k);
+            b[t[i].offset + k] = strstr(t[i].name, "running_mean") ? (float)(0.1 * u)
+                               : strstr(t[i].name, "running_var") ? (float)(1.0 + 0.5 * fabs(u)) : 0.f;
+        }
+}
+
+// model gradients in float32 vs the float64 reference: the bound scales with the tensor's magnitude
+#define MODEL_LOGIT_ATOL 5e-5
+#define MODEL_RTOL 1e-3
+#define MODEL_GRAD_REL_ATOL 2e-4   // times max |ref| of the tensor
+
+static long check_tensor(const char *what, const float *got, const double *ref, size_t n) {
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
+    return check_close(what, got, ref, n, MODEL_GRAD_REL_ATOL * mx + 1e-7, MODEL_RTOL);
+}
+
+static void model_fixture(const char *file, const char *name, int width, int bn) {
+    Fx *fx = fx_load(file);
+    const int32_t *cfg = (const int32_t *)fx_get(fx, "cfg")->data;
+    int B = cfg[0], cin = cfg[1], H = cfg[2], W = cfg[3], ncls = cfg[4], seg = cfg[5];
+    Model *m = make(name, cin, ncls, H, W, width, bn, B);
+    assert_int_equal(model_is_segmentation(m), seg);
+    fill_from_names(m);
+    model_zero_grad(m);
+    float *x = fx_f32(fx, "x", NULL);
+    const int32_t *lab = (const int32_t *)fx_get(fx, "labels")->data;
+    const float *logits = model_forward(m, x, B, 1);
+    assert_non_null(logits);
+    size_t n; double *ref = fx_f64(fx, "logits", &n);
+    long bad = check_close("logits", logits, ref, n, MODEL_LOGIT_ATOL, MODEL_RTOL);
+    free(ref);
+    long counted;
+    float loss = model_loss(m, lab, 1.f, &counted);
+    ref = fx_f64(fx, "loss", NULL);
+    printf("# %s: loss %.7f (torch %.7f), %ld counted\n", file, loss, ref[0], counted);
+    bad += check_close("loss", &loss, ref, 1, 1e-5, 1e-5);
+    free(ref);
+    model_backward(m);
+    int nt; const ModelTensor *t = model_tensors(m, &nt);
+    const float *g = model_grads(m);
+    char key[256];
+    for (int i = 0; i < nt; i++) {
+        const float *gt = g + t[i].offset;
+        snprintf(key, sizeof key, "grad/%s", t[i].name);
+        if (fx_find(fx, key)) {
+            ref = fx_f64(fx, key, &n);
+            assert_int_equal(n, t[i].numel);
+            bad += check_tensor(key, gt, ref, n);
+            free(ref);
+        } else {
+            snprintf(key, sizeof key, "gradsample/%s", t[i].name);
+            ref = fx_f64(fx, key, &n);
+            float got[16];
+            double stat[2] = {0, 0};
+            for (int k = 0; k < 16; k++) got[k] = gt[(uint64_t)k * 2654435761ull % t[i].numel];
+            for (size_t k = 0; k < t[i].numel; k++) { stat[0] += gt[k]; stat[1] += fabs(gt[k]); }
+            snprintf(key, sizeof key, "gradstat/%s", t[i].name);
+            double *rs = fx_f64(fx, key, NULL);
+            double mx = 0;
+            for (int k = 0; k < 16; k++) mx = fmax(mx, fabs(ref[k]));
+            bad += check_close(key, got, ref, 16, MODEL_GRAD_REL_ATOL * mx + 1e-7, MODEL_RTOL);
+            float fs[2] = {(float)stat[0], (float)stat[1]};
+            bad += check_close(key, fs, rs, 2, 2e-4 * rs[1] + 1e-7, MODEL_RTOL);
+            free(ref); free(rs);
+        }
+    }
+    t = model_buffer_tensors(m, &nt);
+    for (int i = 0; i < nt; i++) {
+        snprintf(key, sizeof key, "buffer/%s", t[i].name);
+        ref = fx_f64(fx, key, &n);
+        bad += check_close(key, model_buffers(m) + t[i].offset, ref, n, 1e-5, 1e-4);
+        free(ref);
+    }
+    logits = model_forward(m, x, B, 0);
+    ref = fx_f64(fx, "eval_logits", &n);
+    bad += check_close("eval_logits", logits, ref, n, MODEL_LOGIT_ATOL, MODEL_RTOL);
+    free(ref);
+    free(x);
+    model_free(m);
+    fx_free(fx);
+    assert_int_equal(bad, 0);
+}
+
+static void test_fixture_cnn(void **s) { (void)s; model_fixture("model_cnn.bin", "cnn", 0, 1); }
+static void test_fixture_cnn_no_bn(void **s) { (void)s; model_fixture("model_cnn_nobn.bin", "cnn", 0, 0); }
+static void test_fixture_unet_w8(void **s) { (void)s; model_fixture("model_unet.bin", "unet", 8, 1); }
+static void test_fixture_resnet18(void **s) { (void)s; model_fixture("model_resnet18.bin", "resnet18", 0, 1); }
+
+// ----------------------------------------------------------------------------------------------
+// contract behaviour
+
+static float *batch_input(size_t n) {
+    float *x = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)fx_uniform("x", i);
+    return x;
+}
+
+typedef struct { size_t last; int calls, monotonic; } HookLog;
+static void hook(void *ctx, size_t n) {
+    HookLog *h = ctx;
+    if (n <= h->last) h->monotonic = 0;
+    h->last = n; h->calls++;
+}
+
+static void test_backward_accumulates_and_hook(void **s) {
+    (void)s;
+    int B = 2;
+    Model *m = make("unet", 1, 4, 16, 16, 4, 1, B);
+    model_init(m, 7);
+    float *x = batch_input((size_t)B * 256);
+    int32_t lab[512];
+    for (int i = 0; i < B * 256; i++) lab[i] = i % 5 == 0 ? 255 : i % 4;
+    HookLog h = {0, 0, 1};
+    model_set_grads_ready_hook(m, hook, &h);
+    size_t n = model_num_params(m);
+    float *g1 = malloc(sizeof(float) * n);
+    model_zero_grad(m);
+    model_forward(m, x, B, 0);   // an eval forward first must not disturb the training step after it
+    model_forward(m, x, B, 1);
+    long cnt;
+    model_loss(m, lab, 1.f, &cnt);
+    assert_int_equal(cnt, B * 256 - (B * 256 + 4) / 5);
+    model_backward(m);
+    assert_true(h.monotonic);
+    assert_int_equal(h.last, n);
+    assert_true(h.calls > 10);   // called per layer, not once at the end
+    memcpy(g1, model_grads(m), sizeof(float) * n);
+    h = (HookLog){0, 0, 1};
+    model_backward(m);           // same dlogits again: gradients must double
+    assert_true(h.monotonic);
+    const float *g2 = model_grads(m);
+    double nz = 0;
+    for (size_t i = 0; i < n; i++) { assert_float_equal(g2[i], 2 * g1[i], 1e-6 + 1e-5 * fabsf(g1[i])); nz += fabsf(g1[i]); }
+    assert_true(nz > 0);
+    free(g1); free(x);
+    model_free(m);
+}
+
+static int two_ranks(void *ctx, double *buf, size_t n) {   // two ranks holding identical data
+    (*(int *)ctx)++;
+    for (size_t i = 0; i < n; i++) buf[i] *= 2;
+    return 0;
+}
+
+static void test_sync_bn_and_threads(void **s) {
+    (void)s;
+    int B = 3;
+    float *x = batch_input((size_t)B * 3 * 16 * 16);
+    int32_t lab[3] = {1, 4, 7};
+    float *ref = NULL;
+    size_t n = 0;
+    for (int variant = 0; variant < 3; variant++) {   // 0: 1 thread, 1: 2 threads, 2: sync BN hook
+        Model *m = make("resnet18", 3, 10, 16, 16, 0, 1, B);
+        model_init(m, 3);
+        int calls = 0;
+        model_set_threads(variant == 1 ? 2 : 1);
+        if (variant == 2) model_set_sync_bn(m, two_ranks, &calls);
+        model_zero_grad(m);
+        model_forward(m, x, B, 1);
+        model_loss(m, lab, 1.f, NULL);
+        model_backward(m);
+        n = model_num_params(m);
+        if (!ref) { ref = malloc(sizeof(float) * n); memcpy(ref, model_grads(m), sizeof(float) * n); }
+        else {
+            const float *g = model_grads(m);
+            long bad = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!(fabsf(g[i] - ref[i]) <= 1e-5f + 1e-3f * fabsf(ref[i]))) {
+                    if (bad++ < 3) printf("# variant %d grad[%zu] %g vs %g\n", variant, i, g[i], ref[i]);
+                }
+            assert_int_equal(bad, 0);
+        }
+        if (variant == 2) assert_int_equal(calls, 2 * 20);   // 20 BN layers, forward + backward
+        model_free(m);
+    }
+    model_set_threads(1);
+    free(ref); free(x);
+}
+
+static void test_bad_configs(void **s) {
+    (void)s;
+    char err[256];
+    Model *m = NULL;
+    ModelConfig c = {.name = "vgg", .in_channels = 1, .classes = 10, .height = 28, .width = 28, .batch_norm = 1, .max_batch = 4};
+    assert_int_equal(model_create(&c, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "vgg"));
+    c.name = "unet"; c.height = 30;
+    assert_int_equal(model_create(&c, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "30x28"));
+    c.name = "cnn"; c.height = 28; c.classes = 0;
+    assert_int_equal(model_create(&c, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "classes=0"));
+    assert_null(m);
+    c.classes = 10;
+    assert_int_equal(model_create(&c, &m, err, sizeof err), 0);
+    float *x = batch_input(28 * 28 * 5);
+    assert_null(model_forward(m, x, 5, 1));   // beyond max_batch
+    int32_t lab[4] = {1, 2, 10, 3};
+    assert_non_null(model_forward(m, x, 4, 1));
+    long cnt;
+    assert_true(isnan(model_loss(m, lab, 1.f, &cnt)));   // label 10 with 10 classes
+    free(x);
+    model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_param_counts), cmocka_unit_test(test_layout_reverse_forward_order),
+        cmocka_unit_test(test_fixture_cnn), cmocka_unit_test(test_fixture_cnn_no_bn),
+        cmocka_unit_test(test_fixture_unet_w8), cmocka_unit_test(test_fixture_resnet18),
+        cmocka_unit_test(test_backward_accumulates_and_hook), cmocka_unit_test(test_sync_bn_and_threads),
+        cmocka_unit_test(test_bad_configs),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    model_set_threads(1);
+    return rc;
+}
