@@ -1,0 +1,379 @@
+// tests/orchestrator/test_collect.c — segx collect on real run dirs written by the test:
+// idempotence (full table dumps compared), malformed lines, unknown keys, failure reasons from
+// stderr, exit codes -> states, requeued attempt dirs found on disk, targets from the spec.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "db/db.h"
+#include "orchestrator/collect.h"
+
+typedef struct {
+    char root[256];   // temp dir: segx.db and runs/
+    char runs[300];
+    sqlite3 *db;
+} Fixture;
+
+static void execf(sqlite3 *db, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("SQL failed: %s\n%s", msg, sql);
+    sqlite3_free(sql);
+}
+
+static double qd(sqlite3 *db, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("prepare: %s\n%s", sqlite3_errmsg(db), sql);
+    double v = NAN;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    return v;
+}
+
+// Text of one value (caller frees); NULL for NULL.
+static char *qs(sqlite3 *db, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("prepare: %s\n%s", sqlite3_errmsg(db), sql);
+    char *v = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    return v;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) fail_msg("cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    mkdir(tmp, 0755);
+}
+
+// Every row of every table, in a stable order, as one string: the idempotence oracle.
+static char *dump_all(sqlite3 *db)
+{
+    static const char *const tables[] = {"experiments", "cells", "attempts", "epochs", "class_iou",
+                                         "results", "environments", "targets", NULL};
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    for (int t = 0; tables[t]; t++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY 1, 2", tables[t]);
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        fprintf(f, "== %s\n", tables[t]);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            for (int i = 0; i < sqlite3_column_count(st); i++)
+                fprintf(f, "%s|", sqlite3_column_type(st, i) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, i));
+            fputc('\n', f);
+        }
+        sqlite3_finalize(st);
+    }
+    fclose(f);
+    return out;
+}
+
+// Cells: c1 completed with 3 good lines, a malformed line and unknown keys; c2 failed (exit 3,
+// stderr); c3 preempted (exit 99) on attempt 1 with attempt-2 on disk but not in the DB;
+// c4 planned, no run dir. A second experiment whose attempt must not be touched by collect e1.
+static int setup(void **state)
+{
+    Fixture *fx = calloc(1, sizeof *fx);
+    snprintf(fx->root, sizeof fx->root, "/tmp/segx-test-collect-XXXXXX");
+    if (!mkdtemp(fx->root)) fail_msg("mkdtemp");
+    snprintf(fx->runs, sizeof fx->runs, "%s/runs/e1", fx->root);
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/segx.db", fx->root);
+    if (db_open(path, 0, &fx->db, err, sizeof err) < 0) fail_msg("%s", err);
+    sqlite3 *db = fx->db;
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES"
+              " (1, 'e1', '{\"name\":\"e1\",\"eval\":{\"targets\":{\"miou\":0.3,\"top1\":0.9}}}', %Q, 1, 1),"
+              " (2, 'e2', '{}', '%q/runs/e2', 1, 1)", fx->runs, fx->root);
+    const char *keys[] = {"c1", "c2", "c3", "c4"};
+    for (int i = 0; i < 4; i++)
+        execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, gpus, created_at)"
+                  " VALUES (%d, 1, %Q, '{}', 'g', 's', 2, 1)", i + 1, keys[i]);
+    execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, created_at)"
+              " VALUES (5, 2, 'x1', '{}', 'g', 's', 1)");
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s/attempt-1", fx->runs, keys[i]);
+        mkdirs(path);
+        execf(db, "INSERT INTO attempts (cell_id, attempt, backend, job_id, state, run_dir) VALUES (%d, 1, 'slurm', '10%d', 'running', %Q)",
+              i + 1, i, path);
+    }
+    snprintf(path, sizeof path, "%s/runs/e2/x1/attempt-1", fx->root);
+    mkdirs(path);
+    execf(db, "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir) VALUES (5, 1, 'local', 'running', %Q)", path);
+    write_file(strcat(path, "/exit_code"), "0\n");
+
+    // c1: lines 1, 2 good; 3 malformed; 4 good with unknown keys and per-class IoU; 5 not an object.
+    snprintf(path, sizeof path, "%s/c1/attempt-1/metrics.jsonl", fx->runs);
+    write_file(path,
+               "{\"epoch\": 1, \"step\": 10, \"wall_s\": 5.5, \"train_loss\": 1.25, \"miou\": 0.2, \"images_per_s\": 100}\n"
+               "{\"epoch\": 2, \"step\": 20, \"wall_s\": 11.0, \"train_loss\": 0.75, \"miou\": 0.31, \"images_per_s\": 120}\n"
+               "{\"epoch\": 3, \"step\": 30, \"wall_s\": 16.5, \"miou\": 0.3\n"
+               "{\"epoch\": 4, \"wall_s\": 22.0, \"miou\": 0.35, \"grad_norm\": 1.5, \"tag\": \"ok\", \"per_class_iou\": [0.5, null, 0.25]}\n"
+               "[1, 2]\n");
+    snprintf(path, sizeof path, "%s/c1/attempt-1/result.json", fx->runs);
+    write_file(path, "{\"images_per_s\": 110, \"wall_s\": 23.0, \"miou\": 0.35}\n");
+    snprintf(path, sizeof path, "%s/c1/attempt-1/env.json", fx->runs);
+    write_file(path, "{\"host\": \"n1\", \"gpu_model\": \"A100-SXM4-80GB\", \"cuda\": 13.0, \"git_commit\": \"abc123\"}\n");
+    snprintf(path, sizeof path, "%s/c1/attempt-1/exit_code", fx->runs);
+    write_file(path, "0\n");
+
+    // c2: one line, then a crash.
+    snprintf(path, sizeof path, "%s/c2/attempt-1/metrics.jsonl", fx->runs);
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 3.0, \"train_loss\": 2.0}\n");
+    snprintf(path, sizeof path, "%s/c2/attempt-1/slurm-102.err", fx->runs);
+    write_file(path, "line 1\nline 2\nline 3\nloading data\n\nepoch 1 done\nepoch 2\nTraceback: boom\n"
+                     "CUDA error: out of memory\nsegx-train: fatal: giving up\n\n");
+    snprintf(path, sizeof path, "%s/c2/attempt-1/exit_code", fx->runs);
+    write_file(path, "3");
+
+    // c3: preempted after a checkpoint; Slurm requeued it into attempt-2 (no row yet), which finished.
+    snprintf(path, sizeof path, "%s/c3/attempt-1/exit_code", fx->runs);
+    write_file(path, "99\n");
+    snprintf(path, sizeof path, "%s/c3/attempt-1/metrics.jsonl", fx->runs);
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 10, \"miou\": 0.1}\n");
+    snprintf(path, sizeof path, "%s/c3/attempt-2", fx->runs);
+    mkdirs(path);
+    snprintf(path, sizeof path, "%s/c3/attempt-2/metrics.jsonl", fx->runs);
+    write_file(path, "{\"epoch\": 2, \"wall_s\": 10, \"miou\": 0.4}\n");
+    snprintf(path, sizeof path, "%s/c3/attempt-2/exit_code", fx->runs);
+    write_file(path, "0\n");
+    snprintf(path, sizeof path, "%s/c3/not-an-attempt", fx->runs);
+    mkdirs(path);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    Fixture *fx = *state;
+    db_close(fx->db);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->root);
+    free(fx);
+    return 0;
+}
+
+// Runs collect on e1 with warnings captured; returns them (caller frees).
+static char *collect(Fixture *fx, int force, CollectStats *cs)
+{
+    char *warn = NULL;
+    size_t len = 0;
+    FILE *w = open_memstream(&warn, &len);
+    CollectOptions o = {.warn = w, .force = force};
+    char err[512];
+    int rc = collect_run(fx->db, "e1", &o, cs, err, sizeof err);
+    fclose(w);
+    if (rc != 0) fail_msg("collect_run: %s", err);
+    return warn;
+}
+
+static void test_ingest_and_malformed_lines(void **state)
+{
+    Fixture *fx = *state;
+    CollectStats cs;
+    char *warn = collect(fx, 0, &cs);
+    sqlite3 *db = fx->db;
+    // Lines 1, 2 and 4 kept, 3 and 5 skipped with FILE:LINE warnings.
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 1"), 3);
+    char *lines = qs(db, "SELECT group_concat(line) FROM (SELECT line FROM epochs e JOIN attempts a ON a.id = e.attempt_id"
+                         " WHERE a.cell_id = 1 ORDER BY line)");
+    assert_string_equal(lines, "1,2,4");
+    free(lines);
+    char want[600];
+    snprintf(want, sizeof want, "%s/c1/attempt-1/metrics.jsonl:3: ", fx->runs);
+    if (!strstr(warn, want)) fail_msg("no warning naming %s in:\n%s", want, warn);
+    snprintf(want, sizeof want, "%s/c1/attempt-1/metrics.jsonl:5: not a JSON object", fx->runs);
+    if (!strstr(warn, want)) fail_msg("no warning naming %s in:\n%s", want, warn);
+    assert_int_equal(cs.lines_skipped, 2);
+    assert_int_equal(cs.epochs, 3 + 1 + 1 + 1);
+    // Values, unknown keys and per-class IoU.
+    assert_true(qd(db, "SELECT train_loss FROM epochs WHERE attempt_id = 1 AND line = 2") == 0.75);
+    assert_true(qd(db, "SELECT step FROM epochs WHERE attempt_id = 1 AND line = 2") == 20);
+    char *extra = qs(db, "SELECT extra FROM epochs WHERE attempt_id = 1 AND line = 4");
+    assert_non_null(extra);
+    assert_string_equal(extra, "{\"grad_norm\":1.5,\"tag\":\"ok\"}");
+    free(extra);
+    assert_null(qs(db, "SELECT extra FROM epochs WHERE attempt_id = 1 AND line = 1"));
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM class_iou"), 3);
+    assert_true(qd(db, "SELECT iou FROM class_iou WHERE class = 2") == 0.25);
+    assert_true(isnan(qd(db, "SELECT iou FROM class_iou WHERE class = 1")));
+    // result.json, env.json.
+    assert_true(qd(db, "SELECT images_per_s FROM results WHERE attempt_id = 1") == 110);
+    char *gpu = qs(db, "SELECT gpu_model || ' ' || cuda || ' ' || git_commit FROM environments WHERE attempt_id = 1");
+    assert_string_equal(gpu, "A100-SXM4-80GB 13.0 abc123");
+    free(gpu);
+    // States: exit 0 -> completed.
+    char *st = qs(db, "SELECT state FROM attempts WHERE id = 1");
+    assert_string_equal(st, "completed");
+    free(st);
+    st = qs(db, "SELECT state FROM cells WHERE id = 1");
+    assert_string_equal(st, "completed");
+    free(st);
+    // The other experiment is untouched.
+    st = qs(db, "SELECT state FROM attempts WHERE cell_id = 5");
+    assert_string_equal(st, "running");
+    free(st);
+    free(warn);
+}
+
+static void test_failed_cell_reason_from_stderr(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char *st = qs(db, "SELECT state FROM attempts WHERE cell_id = 2");
+    assert_string_equal(st, "failed");
+    free(st);
+    assert_int_equal((int)qd(db, "SELECT exit_code FROM attempts WHERE cell_id = 2"), 3);
+    char *reason = qs(db, "SELECT reason FROM attempts WHERE cell_id = 2");
+    assert_string_equal(reason, "exit code 3: epoch 1 done\nepoch 2\nTraceback: boom\nCUDA error: out of memory\n"
+                                "segx-train: fatal: giving up");
+    free(reason);
+    st = qs(db, "SELECT state FROM cells WHERE id = 2");
+    assert_string_equal(st, "failed");
+    free(st);
+}
+
+static void test_requeued_attempt_found_on_disk(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char *st = qs(db, "SELECT state FROM attempts WHERE cell_id = 3 AND attempt = 1");
+    assert_string_equal(st, "preempted");
+    free(st);
+    st = qs(db, "SELECT state || ' ' || backend FROM attempts WHERE cell_id = 3 AND attempt = 2");
+    assert_non_null(st);
+    assert_string_equal(st, "completed slurm");
+    free(st);
+    st = qs(db, "SELECT state FROM cells WHERE id = 3");
+    assert_string_equal(st, "completed");
+    free(st);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM attempts WHERE cell_id = 3"), 2);
+    // c4 had no run dir: still planned, no attempt invented.
+    st = qs(db, "SELECT state FROM cells WHERE id = 4");
+    assert_string_equal(st, "planned");
+    free(st);
+    // Targets from the spec.
+    assert_true(qd(db, "SELECT value FROM targets WHERE experiment_id = 1 AND metric = 'miou'") == 0.3);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM targets"), 2);
+}
+
+static void test_idempotent(void **state)
+{
+    Fixture *fx = *state;
+    char *before = dump_all(fx->db);
+    CollectStats cs;
+    char *warn = collect(fx, 0, &cs);
+    char *after = dump_all(fx->db);
+    assert_string_equal(before, after);
+    assert_int_equal(cs.attempts_ingested, 0);  // nothing changed on disk
+    assert_int_equal(cs.attempts_new, 0);
+    free(warn);
+    free(after);
+    // Forced: every file re-read and rewritten, still the same rows, ids and timestamps.
+    warn = collect(fx, 1, &cs);
+    after = dump_all(fx->db);
+    assert_string_equal(before, after);
+    assert_int_equal(cs.attempts_ingested, cs.attempts_seen);
+    assert_true(cs.attempts_seen == 4);
+    free(warn);
+    free(after);
+    free(before);
+}
+
+static void test_changed_file_is_reingested(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char path[600];
+    snprintf(path, sizeof path, "%s/c2/attempt-1/metrics.jsonl", fx->runs);
+    // Rewrite with 2 lines (a different size, so the fingerprint changes even within one mtime tick).
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 3.0, \"train_loss\": 2.0}\n{\"epoch\": 2, \"wall_s\": 6.0, \"train_loss\": 1.5}\n");
+    CollectStats cs;
+    free(collect(fx, 0, &cs));
+    assert_int_equal(cs.attempts_ingested, 1);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 2);
+    // Shrink to nothing: the stale rows go.
+    write_file(path, "");
+    free(collect(fx, 0, &cs));
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 0);
+}
+
+static void test_backend_state_kept(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    // The backend said timeout; the run dir's exit code is recorded but does not overwrite it.
+    execf(db, "UPDATE attempts SET state = 'timeout', reason = NULL WHERE cell_id = 1");
+    char path[600];
+    snprintf(path, sizeof path, "%s/c1/attempt-1/exit_code", fx->runs);
+    write_file(path, "143\n");
+    free(collect(fx, 0, NULL));
+    char *st = qs(db, "SELECT state || ' ' || exit_code FROM attempts WHERE cell_id = 1");
+    assert_string_equal(st, "timeout 143");
+    free(st);
+    st = qs(db, "SELECT reason FROM attempts WHERE cell_id = 1");
+    assert_string_equal(st, "exit code 143");  // no stderr file in c1
+    free(st);
+}
+
+static void test_unknown_experiment(void **state)
+{
+    Fixture *fx = *state;
+    char err[512];
+    assert_int_equal(collect_run(fx->db, "nope", NULL, NULL, err, sizeof err), -2);
+    assert_non_null(strstr(err, "'nope'"));
+    assert_string_equal(collect_state_from_exit(0), "completed");
+    assert_string_equal(collect_state_from_exit(99), "preempted");
+    assert_string_equal(collect_state_from_exit(1), "failed");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ingest_and_malformed_lines),
+        cmocka_unit_test(test_failed_cell_reason_from_stderr),
+        cmocka_unit_test(test_requeued_attempt_found_on_disk),
+        cmocka_unit_test(test_idempotent),
+        cmocka_unit_test(test_changed_file_is_reingested),
+        cmocka_unit_test(test_backend_state_kept),
+        cmocka_unit_test(test_unknown_experiment),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
