@@ -13,6 +13,7 @@
 #include "trainer/models/model.h"  // defines: Model
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static double cpu_now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp); return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]); }
 
@@ -42,21 +43,21 @@ int main(int argc, char **argv) {
     if (ddp_create(c, g, n, bucket_mb, &r, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 1; }
     model_set_grads_ready_hook(m, ddp_grads_ready, r);
     const int warm = 2;
-    double *dt = malloc((size_t)steps * sizeof *dt), *ex = malloc((size_t)steps * sizeof *ex), *cm = malloc((size_t)steps * sizeof *cm);
+    double *dt = malloc((size_t)steps * sizeof *dt), *ex = malloc((size_t)steps * sizeof *ex), *cm = malloc((size_t)steps * sizeof *cm), *cpu = malloc((size_t)steps * sizeof *cpu);
     float loss = 0;
     for (int s = 0; s < warm + steps; s++) {
         if (comm_barrier(c)) { fprintf(stderr, "error: %s\n", comm_error(c)); return 1; }
         DdpStats before = ddp_stats(r);
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         model_zero_grad(m);
         model_forward(m, x, B, 1);
         loss = model_loss(m, y, 1.f, NULL);
         model_backward(m);
         if (ddp_finish(r)) { fprintf(stderr, "rank %d: error: %s\n", rank, comm_error(c)); comm_abort(c, 1); return 1; }
         for (size_t i = 0; i < n; i++) { mom[i] = 0.9f * mom[i] + g[i]; p[i] -= 0.01f * mom[i]; }
-        double t1 = now();
+        double t1 = now(), c1 = cpu_now();
         DdpStats after = ddp_stats(r);
-        if (s >= warm) { dt[s - warm] = t1 - t0; ex[s - warm] = after.exposed_s - before.exposed_s; cm[s - warm] = after.comm_s - before.comm_s; }
+        if (s >= warm) { dt[s - warm] = t1 - t0; ex[s - warm] = after.exposed_s - before.exposed_s; cm[s - warm] = after.comm_s - before.comm_s; cpu[s - warm] = c1 - c0; }
     }
     // every rank must hold the same parameters after DDP steps
     float *p0 = malloc(n * sizeof *p0);
@@ -66,15 +67,15 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) maxdiff = fmax(maxdiff, fabs((double)p0[i] - p[i]));
     if (comm_allreduce_sum_f64(c, &maxdiff, 1)) { fprintf(stderr, "error: %s\n", comm_error(c)); return 1; }
     DdpStats st = ddp_stats(r);
-    double med = median(dt, steps), medex = median(ex, steps), medcm = median(cm, steps);
+    double medcpu = median(cpu, steps), med = median(dt, steps), medex = median(ex, steps), medcm = median(cm, steps);
     if (rank == 0)
-        printf("world=%d params=%zu buckets=%d step_s=%.4f exposed_s=%.5f comm_s=%.5f bytes_per_step=%.0f "
+        printf("world=%d params=%zu buckets=%d step_s=%.4f cpu_s=%.4f exposed_s=%.5f comm_s=%.5f bytes_per_step=%.0f "
                "bandwidth_MBps=%.1f images_per_s=%.2f loss=%.4f rank_param_maxdiff=%g\n",
-               world, n, ddp_num_buckets(r), med, medex, medcm, st.steps ? st.bytes / (double)st.steps : 0,
+               world, n, ddp_num_buckets(r), med, medcpu, medex, medcm, st.steps ? st.bytes / (double)st.steps : 0,
                ddp_stats_bandwidth(st) / 1e6, world * B / med, loss, maxdiff);
     ddp_free(r);
     model_free(m);
-    free(mom); free(x); free(y); free(dt); free(ex); free(cm); free(p0);
+    free(mom); free(x); free(y); free(dt); free(ex); free(cm); free(cpu); free(p0);
     comm_free(c);
     return maxdiff == 0 ? 0 : 3;
 }
