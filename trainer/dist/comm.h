@@ -40,7 +40,7 @@ void comm_abort(Comm *c, int code);
 // launched in the same order on every rank as soon as backward has finalised them.
 typedef struct DdpReducer DdpReducer;
 int  ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **out, char *err, size_t errlen);
-void ddp_free(DdpReducer *r);
+void ddp_free(DdpReducer *r);   // before comm_free of its Comm
 // Called from the model's grads-ready hook (see model_set_grads_ready_hook): starts every bucket
 // that lies entirely below n_ready. Matches ModelGradsReadyFn when ctx is the reducer.
 void ddp_grads_ready(void *reducer, size_t n_ready);
