@@ -470,6 +470,7 @@ struct PlanRenderer {
     ClusterProfile *prof;
     char run_root[PATH_MAX];
     char segx[PATH_MAX], trainer[PATH_MAX];
+    char spec_dir[PATH_MAX];   // jobs run their command from here (relative paths in commands)
     char *rules;      // trainer.metrics as compact JSON, or NULL
 };
 
@@ -484,6 +485,15 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
     snprintf(r->segx, sizeof r->segx, "%s", cli_self_path());
     snprintf(r->trainer, sizeof r->trainer, "%s", cli_trainer_path());
     snprintf(r->tmpl_path, sizeof r->tmpl_path, "%s/job.sbatch.tmpl", templates_dir);
+    char abs[PATH_MAX];
+    if (realpath(s->path, abs)) {
+        char *slash = strrchr(abs, '/');
+        if (slash && slash != abs) *slash = 0;
+        else snprintf(abs, sizeof abs, "/");
+    } else if (!getcwd(abs, sizeof abs)) {
+        snprintf(abs, sizeof abs, "/");
+    }
+    snprintf(r->spec_dir, sizeof r->spec_dir, "%s", abs);
     FILE *f = fopen(r->tmpl_path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot read the job template: %s (set SEGX_TEMPLATES to the templates/ folder)",
@@ -630,6 +640,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     json_object_set_new(ctx, "srun", json_string(srun));
     json_object_set_new(ctx, "container", json_string(container));
     json_object_set_new(ctx, "segx", json_string(r->segx));
+    json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
     json_object_set_new(ctx, "launch_once", json_boolean(s->launch_once));
     json_object_set_new(ctx, "external", json_boolean(s->external));
     if (r->rules) json_object_set_new(ctx, "metrics_rules", json_string(r->rules));
@@ -648,6 +659,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
         json_object_set_new(vars, "cell_key", json_string(c->key));
         json_object_set_new(vars, "attempt", json_integer(attempt));
         json_object_set_new(vars, "cpus_per_gpu", json_integer(s->cpus_per_gpu));
+        json_object_set_new(vars, "spec_dir", json_string(r->spec_dir));
         if (c->lr > 0) json_object_set_new(vars, "lr", json_real(c->lr));
         if (!json_object_get(vars, "seed")) json_object_set_new(vars, "seed", json_integer(0));
         char e[512];

@@ -1,0 +1,179 @@
+// orchestrator/backend_local.c — the embedded backend: cells run as child processes of a
+// detached local agent on this machine (orchestrator/local_jobs.h has the design).
+// Options (JSON): {"state_dir": "RUNS/.local", "max_parallel": N}; state_dir defaults to
+// $SEGX_LOCAL_DIR, else ./runs/.local.
+#include "orchestrator/backends.h"
+#include "orchestrator/local_jobs.h"
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char dir[PATH_MAX];
+    int agent_checked;
+} Local;
+
+static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen, char *err, size_t errlen)
+{
+    Local *l = b->impl;
+    LocalJob j = {0};
+    snprintf(j.script, sizeof j.script, "%s", job->script_path);
+    snprintf(j.run_dir, sizeof j.run_dir, "%s", job->run_dir);
+    snprintf(j.name, sizeof j.name, "%s", job->job_name ? job->job_name : "");
+    if (job->time_limit && *job->time_limit) {
+        // "[D-]HH:MM:SS" as rendered by the planner
+        int d = 0, h = 0, m = 0, s = 0;
+        if (sscanf(job->time_limit, "%d-%d:%d:%d", &d, &h, &m, &s) == 4) j.time_limit_s = ((d * 24L + h) * 60 + m) * 60 + s;
+        else if (sscanf(job->time_limit, "%d:%d:%d", &h, &m, &s) == 3) j.time_limit_s = (h * 60L + m) * 60 + s;
+    }
+    if (local_job_submit(l->dir, &j, err, errlen) < 0) return -1;
+    snprintf(job_id, idlen, "%ld", j.id);
+    if (local_agent_ensure(l->dir, err, errlen) < 0) return -1;
+    return 0;
+}
+
+static JobState state_of(const char *s)
+{
+    JobState js;
+    if (job_state_parse(s, &js) == 0) return js;
+    return JOB_UNKNOWN;
+}
+
+// Appends s to out (size len), cutting it to fit.
+static void append(char *out, size_t len, const char *s)
+{
+    size_t n = strlen(out), m = strlen(s);
+    if (n + 1 >= len) return;
+    if (m > len - n - 1) m = len - n - 1;
+    memcpy(out + n, s, m);
+    out[n + m] = 0;
+}
+
+// "exit code N: <last lines of stderr.log>" for a failed job.
+static void failure_reason(const char *run_dir, int exit_code, char *out, size_t len)
+{
+    int n = snprintf(out, len, "exit code %d", exit_code);
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/stderr.log", run_dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return;
+    char tail[4096];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t got = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    tail[got] = 0;
+    while (got > 0 && (tail[got - 1] == '\n' || tail[got - 1] == ' ')) tail[--got] = 0;
+    // last 5 lines
+    char *start = tail + got;
+    int lines = 0;
+    while (start > tail && lines < 5) {
+        start--;
+        if (*start == '\n') lines++;
+    }
+    if (*start == '\n') start++;
+    if (*start && (size_t)n < len) {
+        append(out, len, ": ");
+        append(out, len, start);
+    }
+}
+
+static int local_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus *out, char *err, size_t errlen)
+{
+    Local *l = b->impl;
+    int agent = local_agent_alive(l->dir), pending = 0;
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    for (size_t i = 0; i < n; i++) {
+        JobStatus *s = &out[i];
+        memset(s, 0, sizeof *s);
+        snprintf(s->job_id, sizeof s->job_id, "%s", job_ids[i]);
+        s->exit_code = -1;
+        char *end;
+        long id = strtol(job_ids[i], &end, 10);
+        LocalJob j;
+        char e[512];
+        if (end == job_ids[i] || *end || local_job_read(l->dir, id, &j, e, sizeof e) < 0) {
+            s->state = JOB_UNKNOWN;
+            continue;
+        }
+        s->state = state_of(j.state);
+        s->exit_code = j.exit_code;
+        s->submit_time = j.submit_time;
+        s->start_time = j.start_time;
+        s->end_time = j.end_time;
+        if (j.start_time > 0) snprintf(s->nodes, sizeof s->nodes, "%s", host);
+        if (s->state == JOB_RUNNING && !agent && j.pid > 0 && kill(j.pid, 0) < 0 && errno == ESRCH)
+            s->state = JOB_UNKNOWN;   // its agent died; the caller resolves it from exit_code
+        if (s->state == JOB_PENDING) pending++;
+        if (s->state == JOB_FAILED || s->state == JOB_TIMEOUT) {
+            failure_reason(j.run_dir, j.exit_code, s->reason, sizeof s->reason);
+            if (s->state == JOB_TIMEOUT) {
+                char r[sizeof s->reason] = "time limit reached; ";
+                append(r, sizeof r, s->reason);
+                memcpy(s->reason, r, sizeof r);
+            }
+        }
+    }
+    // Queued work needs an agent (e.g. the last one was killed with the machine's session).
+    if (pending && !agent && local_agent_ensure(l->dir, err, errlen) < 0) return -1;
+    return 0;
+}
+
+static int local_cancel(Backend *b, const char *job_id, char *err, size_t errlen)
+{
+    Local *l = b->impl;
+    char *end;
+    long id = strtol(job_id, &end, 10);
+    if (end == job_id || *end) { snprintf(err, errlen, "'%s' is not a local job id", job_id); return -1; }
+    if (local_job_cancel(l->dir, id, err, errlen) < 0) return -1;
+    // A pending job with no agent to notice the marker is cancelled by a fresh agent.
+    return local_agent_ensure(l->dir, err, errlen);
+}
+
+static void local_close(Backend *b)
+{
+    free(b->impl);
+    free(b);
+}
+
+static const BackendOps local_ops = {"local", local_submit, local_poll, local_cancel, local_close};
+
+int backend_local_open(const char *options_json, Backend **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    Local *l = calloc(1, sizeof *l);
+    Backend *b = calloc(1, sizeof *b);
+    if (!l || !b) { free(l); free(b); snprintf(err, errlen, "out of memory"); return -1; }
+    const char *env = getenv("SEGX_LOCAL_DIR");
+    snprintf(l->dir, sizeof l->dir, "%s", env && *env ? env : "runs/.local");
+    int maxp = 0;
+    if (options_json && *options_json) {
+        json_error_t je;
+        json_t *o = json_loads(options_json, 0, &je);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            snprintf(err, errlen, "local backend options: not a JSON object: %s", je.text);
+            free(l); free(b);
+            return -1;
+        }
+        const char *d = json_string_value(json_object_get(o, "state_dir"));
+        if (d && *d) snprintf(l->dir, sizeof l->dir, "%s", d);
+        maxp = (int)json_integer_value(json_object_get(o, "max_parallel"));
+        json_decref(o);
+    }
+    if (local_state_init(l->dir, err, errlen) < 0 || (maxp > 0 && local_set_max_parallel(l->dir, maxp, err, errlen) < 0)) {
+        free(l); free(b);
+        return -1;
+    }
+    b->ops = &local_ops;
+    b->impl = l;
+    *out = b;
+    return 0;
+}

@@ -1,0 +1,355 @@
+// orchestrator/cmd_status.c — `segx status [EXPERIMENT]`: polls the backend once for all unsettled
+// attempts, stores their states and prints one row per cell.
+#include "orchestrator/cli.h"
+#include "orchestrator/commands.h"
+#include "orchestrator/plan.h"
+#include "orchestrator/submit.h"
+#include "orchestrator/table.h"
+#include "db/db.h"
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    long long id, cell_id;
+    char backend[32], job_id[64], run_dir[PATH_MAX];
+    int latest;
+} Unsettled;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int read_exit_code(const char *run_dir, int *code)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/exit_code", run_dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int ok = fscanf(f, "%d", code) == 1;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, size_t errlen)
+{
+    if (counts) memset(counts, 0, sizeof *counts);
+    sqlite3_stmt *st = NULL, *upd = NULL, *cupd = NULL;
+    Unsettled *u = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    char run_root[PATH_MAX] = "";
+    if (sqlite3_prepare_v2(db, "SELECT run_root FROM experiments WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
+    sqlite3_bind_int64(st, 1, eid);
+    if (sqlite3_step(st) == SQLITE_ROW) snprintf(run_root, sizeof run_root, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db,
+            "SELECT a.id, a.cell_id, a.backend, COALESCE(a.job_id, ''), a.run_dir, "
+            "a.attempt = (SELECT max(attempt) FROM attempts WHERE cell_id = a.cell_id) "
+            "FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = ?1 "
+            "AND a.state IN ('submitted', 'pending', 'running', 'unknown') ORDER BY a.backend", -1, &st, NULL) != SQLITE_OK)
+        goto sqlfail;
+    sqlite3_bind_int64(st, 1, eid);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            Unsettled *nu = realloc(u, cap * sizeof *u);
+            if (!nu) { snprintf(err, errlen, "out of memory"); goto out; }
+            u = nu;
+        }
+        Unsettled *x = &u[n++];
+        x->id = sqlite3_column_int64(st, 0);
+        x->cell_id = sqlite3_column_int64(st, 1);
+        snprintf(x->backend, sizeof x->backend, "%s", (const char *)sqlite3_column_text(st, 2));
+        snprintf(x->job_id, sizeof x->job_id, "%s", (const char *)sqlite3_column_text(st, 3));
+        snprintf(x->run_dir, sizeof x->run_dir, "%s", (const char *)sqlite3_column_text(st, 4));
+        x->latest = sqlite3_column_int(st, 5);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n > 0) {
+        if (sqlite3_prepare_v2(db,
+                "UPDATE attempts SET state = ?2, exit_code = COALESCE(?3, exit_code), reason = COALESCE(?4, reason), "
+                "start_time = COALESCE(?5, start_time), end_time = COALESCE(?6, end_time), nodes = COALESCE(?7, nodes) "
+                "WHERE id = ?1", -1, &upd, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(db, "UPDATE cells SET state = ?2 WHERE id = ?1", -1, &cupd, NULL) != SQLITE_OK)
+            goto sqlfail;
+        JobStatus *js = calloc(n, sizeof *js);
+        const char **ids = calloc(n, sizeof *ids);
+        if (!js || !ids) { free(js); free(ids); snprintf(err, errlen, "out of memory"); goto out; }
+        if (db_begin(db, err, errlen) < 0) { free(js); free(ids); goto out; }
+        // one poll per backend for all of its jobs
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && strcmp(u[j].backend, u[i].backend) == 0) { ids[j] = u[j].job_id; j++; }
+            Backend *b = NULL;
+            char opts[PATH_MAX + 128], e[1024];
+            submit_backend_options(run_root, 0, opts, sizeof opts);
+            int ok = backend_open(u[i].backend, opts, &b, e, sizeof e) == 0 &&
+                     b->ops->poll(b, ids + i, j - i, js + i, e, sizeof e) == 0;
+            backend_close(b);
+            if (!ok) {
+                // The scheduler is unreachable: keep the stored states, say so once.
+                fprintf(stderr, "segx status: %s backend: %s (states not refreshed)\n", u[i].backend, e);
+                for (size_t k = i; k < j; k++) js[k].state = JOB_SUBMITTED, js[k].exit_code = -2;
+            }
+            i = j;
+        }
+        for (size_t i = 0; i < n; i++) {
+            JobStatus *s = &js[i];
+            if (s->exit_code == -2) continue;
+            if (s->state == JOB_UNKNOWN) {
+                int code;
+                if (read_exit_code(u[i].run_dir, &code) == 0) {
+                    s->exit_code = code;
+                    s->state = code == 0 ? JOB_COMPLETED : code == 99 ? JOB_PREEMPTED : JOB_FAILED;
+                    if (code != 0 && !s->reason[0]) snprintf(s->reason, sizeof s->reason, "exit code %d", code);
+                }
+            }
+            sqlite3_bind_int64(upd, 1, u[i].id);
+            sqlite3_bind_text(upd, 2, job_state_name(s->state), -1, SQLITE_STATIC);
+            if (s->exit_code >= 0) sqlite3_bind_int(upd, 3, s->exit_code); else sqlite3_bind_null(upd, 3);
+            if (s->reason[0]) sqlite3_bind_text(upd, 4, s->reason, -1, SQLITE_STATIC); else sqlite3_bind_null(upd, 4);
+            if (s->start_time > 0) sqlite3_bind_double(upd, 5, s->start_time); else sqlite3_bind_null(upd, 5);
+            if (s->end_time > 0) sqlite3_bind_double(upd, 6, s->end_time); else sqlite3_bind_null(upd, 6);
+            if (s->nodes[0]) sqlite3_bind_text(upd, 7, s->nodes, -1, SQLITE_STATIC); else sqlite3_bind_null(upd, 7);
+            int bad = sqlite3_step(upd) != SQLITE_DONE;
+            sqlite3_reset(upd);
+            if (!bad && u[i].latest) {
+                sqlite3_bind_int64(cupd, 1, u[i].cell_id);
+                sqlite3_bind_text(cupd, 2, job_state_name(s->state), -1, SQLITE_STATIC);
+                bad = sqlite3_step(cupd) != SQLITE_DONE;
+                sqlite3_reset(cupd);
+            }
+            if (bad) { free(js); free(ids); db_rollback(db); goto sqlfail; }
+        }
+        free(js);
+        free(ids);
+        if (db_commit(db, err, errlen) < 0) { db_rollback(db); goto out; }
+    }
+    if (counts) {
+        if (sqlite3_prepare_v2(db, "SELECT state, count(*) FROM cells WHERE experiment_id = ?1 GROUP BY state", -1, &st, NULL) != SQLITE_OK)
+            goto sqlfail;
+        sqlite3_bind_int64(st, 1, eid);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            JobState s;
+            if (job_state_parse((const char *)sqlite3_column_text(st, 0), &s) < 0) s = JOB_UNKNOWN;
+            counts->by_state[s] += sqlite3_column_int(st, 1);
+            counts->total += sqlite3_column_int(st, 1);
+        }
+    }
+    rc = 0;
+    goto out;
+sqlfail:
+    snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    sqlite3_finalize(upd);
+    sqlite3_finalize(cupd);
+    free(u);
+    return rc;
+}
+
+void status_summary(const StatusCounts *c, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "%ld cells", c->total);
+    const char *sep = ": ";
+    for (int s = 0; s <= JOB_UNKNOWN && n < len; s++) {
+        if (!c->by_state[s]) continue;
+        n += (size_t)snprintf(out + n, len - n, "%s%ld %s", sep, c->by_state[s], job_state_name((JobState)s));
+        sep = ", ";
+    }
+}
+
+static void fmt_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || !isfinite(s)) { snprintf(buf, len, "-"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, t % 3600 / 60);
+    else if (t >= 60) snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, len, "%lds", t);
+}
+
+// progress.json (written by the trainer: epoch, epochs and optionally eta_s / step / steps).
+static int read_progress(const char *run_dir, double *frac, char *label, size_t len, double *eta)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/progress.json", run_dir);
+    json_t *o = json_load_file(p, 0, NULL);
+    if (!o) return -1;
+    double ep = json_number_value(json_object_get(o, "epoch")), eps = json_number_value(json_object_get(o, "epochs"));
+    double step = json_number_value(json_object_get(o, "step")), steps = json_number_value(json_object_get(o, "steps"));
+    json_t *e = json_object_get(o, "eta_s");
+    *eta = json_is_number(e) ? json_number_value(e) : NAN;
+    *frac = NAN;
+    if (eps > 0) {
+        snprintf(label, len, "epoch %g/%g", ep, eps);
+        *frac = ep / eps;
+        if (steps > 0 && step > 0 && ep >= 1) *frac = ((ep - 1) + step / steps) / eps;
+    } else label[0] = 0;
+    json_decref(o);
+    return 0;
+}
+
+int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char *err, size_t errlen)
+{
+    TableFormat f = TABLE_AUTO;
+    if (format && table_format_parse(format, &f) < 0) {
+        snprintf(err, errlen, "--format '%s': expected table, csv, json or markdown", format);
+        return -2;
+    }
+    f = table_format_resolve(f, out);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+            "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason "
+            "FROM cells c LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = "
+            "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) WHERE c.experiment_id = ?1 ORDER BY c.id",
+            -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, eid);
+    typedef struct { char key[16], state[24], job[64], run_dir[PATH_MAX], reason[160]; double start, end; int attempt; } Row;
+    Row *rows = NULL;
+    json_t **params = NULL;
+    size_t n = 0, cap = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            rows = realloc(rows, cap * sizeof *rows);
+            params = realloc(params, cap * sizeof *params);
+        }
+        Row *r = &rows[n];
+        memset(r, 0, sizeof *r);
+        snprintf(r->key, sizeof r->key, "%s", (const char *)sqlite3_column_text(st, 0));
+        params[n] = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        if (!params[n]) params[n] = json_object();
+        snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 2));
+        if (sqlite3_column_text(st, 3)) snprintf(r->job, sizeof r->job, "%s", (const char *)sqlite3_column_text(st, 3));
+        r->start = sqlite3_column_double(st, 4);
+        r->end = sqlite3_column_double(st, 5);
+        if (sqlite3_column_text(st, 6)) snprintf(r->run_dir, sizeof r->run_dir, "%s", (const char *)sqlite3_column_text(st, 6));
+        r->attempt = sqlite3_column_int(st, 7);
+        if (sqlite3_column_text(st, 8)) {
+            snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 8));
+            for (char *c = r->reason; *c; c++) if (*c == '\n') *c = ' ';
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    const char *vary[24];
+    size_t nv = plan_varying_keys(params, n, vary, 24);
+    const char *headers[40];
+    size_t nh = 0;
+    headers[nh++] = "key";
+    for (size_t i = 0; i < nv; i++) headers[nh++] = vary[i];
+    const char *tail[] = {"state", "attempt", "progress", "eta", "elapsed", "job", "reason"};
+    for (size_t i = 0; i < 7; i++) headers[nh++] = tail[i];
+    Table *t = table_new(nh, headers);
+    double now = now_s();
+    StatusCounts counts = {0};
+    for (size_t i = 0; i < n; i++) {
+        Row *r = &rows[i];
+        JobState js;
+        if (job_state_parse(r->state, &js) < 0) js = JOB_UNKNOWN;
+        counts.by_state[js]++;
+        counts.total++;
+        table_row(t);
+        table_text(t, f == TABLE_TEXT ? (char[9]){r->key[0], r->key[1], r->key[2], r->key[3], r->key[4], r->key[5], r->key[6], r->key[7], 0} : r->key);
+        for (size_t j = 0; j < nv; j++) {
+            json_t *v = json_object_get(params[i], vary[j]);
+            if (!v) table_null(t);
+            else if (json_is_integer(v)) table_int(t, json_integer_value(v));
+            else if (json_is_real(v)) table_real(t, json_real_value(v));
+            else if (json_is_string(v)) table_text(t, json_string_value(v));
+            else { char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT); table_text(t, s); free(s); }
+        }
+        table_text(t, r->state);
+        if (r->attempt) table_int(t, r->attempt); else table_null(t);
+        char prog[64] = "", eta_s[32] = "", el[32] = "";
+        double frac = NAN, eta = NAN;
+        int running = js == JOB_RUNNING;
+        if (r->run_dir[0] && read_progress(r->run_dir, &frac, prog, sizeof prog, &eta) == 0 && running && !isfinite(eta) &&
+            isfinite(frac) && frac > 0 && r->start > 0)
+            eta = (now - r->start) * (1 - frac) / frac;
+        if (js == JOB_COMPLETED && !prog[0]) snprintf(prog, sizeof prog, "done");
+        if (running && isfinite(eta)) fmt_duration(eta, eta_s, sizeof eta_s);
+        if (r->start > 0) fmt_duration((r->end > 0 ? r->end : now) - r->start, el, sizeof el);
+        if (prog[0]) table_text(t, prog); else table_null(t);
+        if (eta_s[0]) table_text(t, eta_s); else table_null(t);
+        if (el[0]) table_text(t, el); else table_null(t);
+        if (r->job[0]) table_text(t, r->job); else table_null(t);
+        if (r->reason[0] && js != JOB_COMPLETED) table_text(t, r->reason); else table_null(t);
+    }
+    int rc = table_print(t, f, out);
+    table_free(t);
+    for (size_t i = 0; i < n; i++) json_decref(params[i]);
+    free(params);
+    free(rows);
+    if (f == TABLE_TEXT) {
+        char sum[512];
+        status_summary(&counts, sum, sizeof sum);
+        fprintf(out, "%s\n", sum);
+    }
+    if (rc < 0) { snprintf(err, errlen, "write error"); return -1; }
+    return 0;
+}
+
+static int all_settled(const StatusCounts *c)
+{
+    return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] == 0;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    const char *db_path = NULL, *format = NULL;
+    int json = 0, watch = 0, interval = 2, no_poll = 0;
+    const CliOption opts[] = {
+        {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
+        {"format", 0, CLI_STRING, &format, "FMT", "table (default), csv, json or markdown"},
+        {"json", 0, CLI_FLAG, &json, NULL, "same as --format json"},
+        {"watch", 'w', CLI_FLAG, &watch, NULL, "refresh until every cell has settled"},
+        {"interval", 0, CLI_INT, &interval, "SECONDS", "--watch refresh period (default 2)"},
+        {"no-poll", 0, CLI_FLAG, &no_poll, NULL, "show stored states without asking the backend"},
+        {0}};
+    const CliCommand cmd = {
+        "segx status [EXPERIMENT] [options]",
+        "One row per cell: short key, the parameters that vary, state, attempt, progress (epoch x/y from\n"
+        "progress.json), ETA, elapsed time, job id and failure reason; then counts by state.\n"
+        "Polls the backend once for all unsettled cells and stores their states.",
+        opts, 0, 1, NULL};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    if (json) format = "json";
+    if (interval < 1) interval = 1;
+    char err[1024], name[256], run_root[PATH_MAX];
+    sqlite3 *db;
+    if (db_open(db_path_default(db_path), 0, &db, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); return 1; }
+    long long eid;
+    int frc = submit_find_experiment(db, a.npos ? a.pos[0] : NULL, &eid, name, sizeof name, run_root, sizeof run_root, err, sizeof err);
+    if (frc < 0) { fprintf(stderr, "segx status: %s\n", err); db_close(db); return frc == -2 ? 2 : 1; }
+    int tty = cli_is_tty(stdout);
+    for (;;) {
+        StatusCounts c;
+        if (!no_poll && status_refresh(db, eid, &c, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); rc = 1; break; }
+        if (no_poll) { memset(&c, 0, sizeof c); c.by_state[JOB_COMPLETED] = 1; }
+        if (watch && tty) printf("\033[H\033[2J%s (every %ds, Ctrl-C stops)\n", name, interval);
+        int prc = status_print(db, eid, format, stdout, err, sizeof err);
+        if (prc < 0) { fprintf(stderr, "segx status: %s\n", err); rc = prc == -2 ? 2 : 1; break; }
+        fflush(stdout);
+        rc = 0;
+        if (!watch || all_settled(&c)) break;
+        sleep((unsigned)interval);
+    }
+    db_close(db);
+    return rc;
+}

@@ -1,0 +1,269 @@
+// orchestrator/cmd_submit.c — `segx submit [EXPERIMENT]`: planned (and, on request, failed) cells
+// to a backend, one attempts row per submission.
+#include "orchestrator/cli.h"
+#include "orchestrator/commands.h"
+#include "orchestrator/plan.h"
+#include "orchestrator/submit.h"
+#include "db/db.h"
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *name_out, size_t namelen,
+                           char *run_root, size_t rrlen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    const char *sql = name ? "SELECT id, name, run_root FROM experiments WHERE name = ?1"
+                           : "SELECT id, name, run_root FROM experiments ORDER BY updated_at DESC";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (name) sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int n = 0;
+    char names[1024] = "";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == 0) {
+            *id = sqlite3_column_int64(st, 0);
+            snprintf(name_out, namelen, "%s", (const char *)sqlite3_column_text(st, 1));
+            snprintf(run_root, rrlen, "%s", (const char *)sqlite3_column_text(st, 2));
+        }
+        size_t l = strlen(names);
+        if (l < sizeof names - 80)
+            snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", (const char *)sqlite3_column_text(st, 1));
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (n == 0) {
+        if (name) snprintf(err, errlen, "no experiment named '%s' in the database (run `segx plan SPEC` first)", name);
+        else snprintf(err, errlen, "the database has no experiments yet: run `segx plan SPEC` first");
+        return -2;
+    }
+    if (!name && n > 1) {
+        snprintf(err, errlen, "the database holds %d experiments (%s): name one", n, names);
+        return -2;
+    }
+    return 0;
+}
+
+void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", run_root);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) *slash = 0;
+    json_t *o = json_pack("{s:s+}", "state_dir", dir, "/.local");
+    if (max_parallel > 0) json_object_set_new(o, "max_parallel", json_integer(max_parallel));
+    char *s = json_dumps(o, JSON_COMPACT);
+    snprintf(out, len, "%s", s ? s : "{}");
+    free(s);
+    json_decref(o);
+}
+
+static int load_spec(sqlite3 *db, long long eid, Spec **s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT spec_text, COALESCE(spec_path, 'spec') FROM experiments WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, eid);
+    int rc = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        rc = spec_parse((const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1), s, err, errlen);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int is_rerunnable(const char *state)
+{
+    static const char *const bad[] = {"failed", "cancelled", "timeout", "preempted", "out-of-memory", "node-fail", "unknown", NULL};
+    for (const char *const *b = bad; *b; b++)
+        if (strcmp(state, *b) == 0) return 1;
+    return 0;
+}
+
+static int default_max_parallel(const Spec *s)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    long n = cores / (s->cpus_per_gpu > 0 ? s->cpus_per_gpu : 1);
+    return n < 1 ? 1 : (int)n;
+}
+
+int submit_experiment(const SubmitOptions *o, size_t *submitted)
+{
+    char err[2048], name[256], run_root[PATH_MAX], opts[PATH_MAX + 128];
+    size_t nsub = 0, nskip_done = 0, nskip_active = 0, nskip_failed = 0;
+    if (submitted) *submitted = 0;
+    sqlite3 *db;
+    if (db_open(db_path_default(o->db_path), 0, &db, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: %s\n", err);
+        return 1;
+    }
+    long long eid;
+    int frc = submit_find_experiment(db, o->experiment, &eid, name, sizeof name, run_root, sizeof run_root, err, sizeof err);
+    if (frc < 0) {
+        fprintf(stderr, "segx submit: %s\n", err);
+        db_close(db);
+        return frc == -2 ? 2 : 1;
+    }
+    Spec *s = NULL;
+    Backend *b = NULL;
+    PlanRenderer *r = NULL;
+    sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL;
+    int rc = 1, in_tx = 0;
+    if (load_spec(db, eid, &s, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
+        goto out;
+    }
+    int maxp = o->max_parallel > 0 ? o->max_parallel : default_max_parallel(s);
+    submit_backend_options(run_root, maxp, opts, sizeof opts);
+    if (!o->dry_run && backend_open(o->backend ? o->backend : "auto", opts, &b, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: %s\n", err);
+        rc = strstr(err, "unknown backend") ? 2 : 1;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db,
+            "SELECT c.id, c.key, c.params, COALESCE(a.attempt, 0), COALESCE(a.state, 'planned') FROM cells c "
+            "LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = (SELECT max(attempt) FROM attempts WHERE cell_id = c.id) "
+            "WHERE c.experiment_id = ?1 ORDER BY c.id", -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+            "INSERT INTO attempts(cell_id, attempt, backend, job_id, state, submit_time, run_dir) "
+            "VALUES(?1, ?2, ?3, ?4, 'submitted', ?5, ?6)", -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "UPDATE cells SET state = 'submitted' WHERE id = ?1", -1, &upd, NULL) != SQLITE_OK) {
+        fprintf(stderr, "segx submit: database: %s\n", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_int64(sel, 1, eid);
+    if (!o->dry_run) {
+        if (db_begin(db, err, sizeof err) < 0) { fprintf(stderr, "segx submit: %s\n", err); goto out; }
+        in_tx = 1;
+    }
+    rc = 0;
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+        long long cid = sqlite3_column_int64(sel, 0);
+        const char *key = (const char *)sqlite3_column_text(sel, 1);
+        int last = sqlite3_column_int(sel, 3);
+        const char *state = (const char *)sqlite3_column_text(sel, 4);
+        if (last > 0 && strcmp(state, "completed") == 0) { nskip_done++; continue; }
+        if (last > 0 && !is_rerunnable(state)) { nskip_active++; continue; }
+        if (last > 0 && !o->rerun_failed) { nskip_failed++; continue; }
+        int attempt = last + 1;
+        PlanCell c;
+        if (plan_cell_from_params(s, (const char *)sqlite3_column_text(sel, 2), &c, err, sizeof err) < 0) {
+            fprintf(stderr, "segx submit: cell %s: %s\n", key, err);
+            rc = 1;
+            break;
+        }
+        char run_dir[PATH_MAX + 64], script[PATH_MAX + 96];
+        snprintf(run_dir, sizeof run_dir, "%s/%s/attempt-%d", run_root, key, attempt);
+        snprintf(script, sizeof script, "%s/job.sh", run_dir);
+        struct stat sb;
+        if (stat(script, &sb) != 0 && !o->dry_run) {
+            // attempts after the first (or a removed run dir) are rendered now
+            if (!r && plan_renderer_open(s, cli_templates_dir(), run_root, &r, err, sizeof err) < 0) {
+                fprintf(stderr, "segx submit: %s\n", err);
+                json_decref(c.params);
+                rc = 1;
+                break;
+            }
+            if (plan_render_job(r, &c, attempt, script, sizeof script, run_dir, sizeof run_dir, err, sizeof err) < 0) {
+                fprintf(stderr, "segx submit: %s\n", err);
+                json_decref(c.params);
+                rc = 1;
+                break;
+            }
+        }
+        if (o->dry_run) {
+            if (!o->quiet) printf("would submit %s attempt %d: %s\n", key, attempt, script);
+            nsub++;
+            json_decref(c.params);
+            continue;
+        }
+        char job_name[160], job_id[64];
+        snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, key);
+        JobSpec js = {
+            .experiment = s->name, .cell_key = key, .run_dir = run_dir, .script_path = script,
+            .job_name = job_name, .attempt = attempt, .gpus = c.gpus, .nodes = c.nodes,
+            .cpus_per_task = s->cpus_per_gpu, .gpu_type = c.gpu_type ? c.gpu_type : "cpu",
+            .time_limit = s->time,
+        };
+        int src = b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err);
+        json_decref(c.params);
+        if (src < 0) {
+            fprintf(stderr, "segx submit: cell %s: %s\n", key, err);
+            rc = 1;
+            break;
+        }
+        sqlite3_bind_int64(ins, 1, cid);
+        sqlite3_bind_int(ins, 2, attempt);
+        sqlite3_bind_text(ins, 3, b->ops->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, job_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_double(ins, 5, (double)time(NULL));
+        sqlite3_bind_text(ins, 6, run_dir, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(upd, 1, cid);
+        if (sqlite3_step(ins) != SQLITE_DONE || sqlite3_step(upd) != SQLITE_DONE) {
+            fprintf(stderr, "segx submit: database: %s (job %s was submitted)\n", sqlite3_errmsg(db), job_id);
+            sqlite3_reset(ins);
+            sqlite3_reset(upd);
+            rc = 1;
+            break;
+        }
+        sqlite3_reset(ins);
+        sqlite3_reset(upd);
+        nsub++;
+        if (!o->quiet) printf("submitted %s attempt %d: job %s\n", key, attempt, job_id);
+    }
+    // What was submitted is recorded even when a later cell failed.
+    if (in_tx && db_commit(db, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: %s\n", err);
+        db_rollback(db);
+        rc = 1;
+    }
+    in_tx = 0;
+    printf("%s: %zu submitted%s, %zu completed (skipped), %zu in flight (skipped)", name, nsub,
+           o->dry_run ? " (dry run)" : "", nskip_done, nskip_active);
+    if (nskip_failed) printf(", %zu failed (skipped: --rerun-failed reruns them)", nskip_failed);
+    printf("%s%s\n", b ? " via " : "", b ? b->ops->name : "");
+    if (submitted) *submitted = nsub;
+out:
+    if (in_tx) db_rollback(db);
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
+    plan_renderer_close(r);
+    backend_close(b);
+    spec_free(s);
+    db_close(db);
+    return rc;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+    SubmitOptions o = {0};
+    const CliOption opts[] = {
+        {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
+        {"backend", 'b', CLI_STRING, &o.backend, "NAME", "auto (default: slurm if reachable, else local), local, slurm, slurm-cli"},
+        {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default cores / cpus_per_gpu)"},
+        {"rerun-failed", 0, CLI_FLAG, &o.rerun_failed, NULL, "submit failed/cancelled/timed-out cells again (new attempt)"},
+        {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "list what would be submitted"},
+        {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "only the summary line"},
+        {0}};
+    const CliCommand cmd = {
+        "segx submit [EXPERIMENT] [options]",
+        "Sends every planned cell of the experiment to a backend, one job per cell. Idempotent:\n"
+        "completed and in-flight cells are never submitted again; failed ones only with --rerun-failed.\n"
+        "The local backend runs jobs as child processes of a detached agent on this machine.",
+        opts, 0, 1, "examples:\n  segx submit quickstart --backend local --max-parallel 2"};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    if (o.max_parallel < 0) { fprintf(stderr, "segx submit: --max-parallel must be >= 1\n"); return 2; }
+    o.experiment = a.npos ? a.pos[0] : NULL;
+    return submit_experiment(&o, NULL);
+}

@@ -1,0 +1,46 @@
+// orchestrator/submit.h — the steps behind `segx submit`, `segx status` and `segx run`, as
+// functions so `run` chains them. defines: SubmitOptions, submit_experiment, StatusCounts,
+// status_refresh, status_print, submit_find_experiment, submit_backend_options.
+// Invariants: one attempts row per submission (attempt numbers grow), cells.state mirrors the
+// latest attempt; a completed cell is never submitted again; failed/cancelled/timeout/... cells
+// only with rerun_failed.
+#ifndef SEGX_SUBMIT_H
+#define SEGX_SUBMIT_H
+#include "orchestrator/backend.h"
+#include <sqlite3.h>
+#include <stddef.h>
+
+typedef struct {
+    const char *db_path;      // NULL: db_path_default
+    const char *experiment;   // NULL: the only experiment in the DB
+    const char *backend;      // NULL: "auto"
+    int max_parallel;         // local backend slots; 0: cores / cpus_per_gpu
+    int rerun_failed;
+    int dry_run;              // say what would be submitted
+    int quiet;
+} SubmitOptions;
+
+// Returns the exit code (0, 1, 2). *submitted gets the number of jobs sent (may be NULL).
+int submit_experiment(const SubmitOptions *o, size_t *submitted);
+
+// Finds the experiment row: name NULL picks the only one (else an error listing them).
+// 0, -1 runtime error, -2 bad input (unknown/ambiguous name), with err.
+int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *name_out, size_t namelen,
+                           char *run_root, size_t rrlen, char *err, size_t errlen);
+// {"state_dir": "<dirname(run_root)>/.local", "max_parallel": N} for backend_open.
+void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len);
+
+typedef struct {
+    long total;
+    long by_state[JOB_UNKNOWN + 1];   // cells by the state of their latest attempt
+} StatusCounts;
+
+// Polls the backend(s) once for every unsettled attempt of the experiment, writes the new
+// states (exit_code in the run dir settles jobs the scheduler forgot) and counts cells.
+int status_refresh(sqlite3 *db, long long experiment_id, StatusCounts *counts, char *err, size_t errlen);
+// Prints the status table (format: table|csv|json|markdown) and the summary line.
+int status_print(sqlite3 *db, long long experiment_id, const char *format, FILE *out, char *err, size_t errlen);
+// "12 cells: 3 completed, 1 running, 8 planned"
+void status_summary(const StatusCounts *c, char *out, size_t len);
+
+#endif
