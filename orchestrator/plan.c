@@ -53,7 +53,7 @@ void plan_cell_label(const PlanCell *c, char *buf, size_t len)
     static const char *const shown[] = {"model", "gpu_type", "gpus", "nodes", "batch_per_gpu", "global_batch", "seed", NULL};
     for (const char *const *k = shown; *k && n < len; k++) {
         json_t *v = json_object_get(c->params, *k);
-        if (!v) continue;
+        if (!v || (strcmp(*k, "nodes") == 0 && json_integer_value(v) == 1)) continue;
         char val[128];
         render_scalar(v, val, sizeof val);
         n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? " " : "", *k, val);
@@ -245,9 +245,11 @@ static int expand_axes(Expand *x, const char **names, json_t **vals, size_t naxe
         for (size_t a = 0; a < naxes; a++) json_object_set(combo, names[a], json_array_get(vals[a], idx[a]));
         PlanCell c;
         int rc = derive_cell(x->s, combo, &c, x->err, x->errlen);
+        // an excluded combination may be one that cannot be derived (e.g. 64 over 3 GPUs)
+        int skip = x->apply_exclude && (rc < 0 ? excluded(x->s, combo) : excluded(x->s, c.params));
         json_decref(combo);
-        if (rc < 0) { json_decref(c.params); return -1; }
-        if (x->apply_exclude && excluded(x->s, c.params)) json_decref(c.params);
+        if (rc < 0 && !skip) { json_decref(c.params); return -1; }
+        if (skip) json_decref(c.params);
         else {
             if (x->ntmp == x->captmp) {
                 size_t ncap = x->captmp ? x->captmp * 2 : 256;

@@ -1,0 +1,362 @@
+// tests/orchestrator/test_plan.c — matrix expansion counts (exclude/include), scaling rules,
+// cell keys (SHA-256 of canonical params, stable across re-plans), and job scripts that are
+// executed with a fake segx-train to check the flags it receives.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "db/db.h"
+#include "orchestrator/plan.h"
+#include <fcntl.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/segx-test-plan-XXXXXX");
+    if (!mkdtemp(tmpdir)) return -1;
+    const char *root = getenv("SEGX_ROOT");
+    char t[1024];
+    snprintf(t, sizeof t, "%s/templates", root && *root ? root : ".");
+    setenv("SEGX_TEMPLATES", t, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static Spec *spec_ok(const char *text)
+{
+    Spec *s;
+    char err[1024];
+    if (spec_parse(text, "t.json", &s, err, sizeof err) < 0) fail_msg("spec: %s", err);
+    return s;
+}
+
+static const char *BASE =
+    "{\"name\": \"q\", \"trainer\": {\"dataset\": \"fashion-mnist-seg\", \"epochs\": 2, \"optimizer\": \"adam\", \"lr\": 0.001,"
+    " \"args\": {\"train-limit\": 2000}},"
+    " \"matrix\": {\"model\": [\"unet\", \"cnn\"], \"gpu_type\": [\"cpu\"], \"gpus\": [1, 2], \"batch_per_gpu\": [16, 32],"
+    " \"seed\": [%s]%s},"
+    " \"exclude\": [{\"model\": \"cnn\", \"batch_per_gpu\": 32}]%s}";
+
+static Spec *base_spec3(const char *seeds, const char *extra_axes, const char *extra_top)
+{
+    char text[4096];
+    snprintf(text, sizeof text, BASE, seeds, extra_axes, extra_top);
+    return spec_ok(text);
+}
+
+static Spec *base_spec(const char *extra_axes, const char *extra_top)
+{
+    char text[4096];
+    snprintf(text, sizeof text, BASE, "1, 2", extra_axes, extra_top);
+    return spec_ok(text);
+}
+
+static void test_expansion_counts(void **state)
+{
+    (void)state;
+    // reference: count the cartesian product by hand
+    const char *models[] = {"unet", "cnn"};
+    int gpus[] = {1, 2}, bpg[] = {16, 32}, seeds[] = {1, 2}, want = 0;
+    for (int m = 0; m < 2; m++) for (int g = 0; g < 2; g++) for (int b = 0; b < 2; b++) for (int s = 0; s < 2; s++)
+        if (!(strcmp(models[m], "cnn") == 0 && bpg[b] == 32)) want++;
+    (void)gpus; (void)seeds;
+    Spec *s = base_spec("", "");
+    PlanCell *c;
+    size_t n;
+    char err[1024];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, (size_t)want);   // 12
+    for (size_t i = 0; i < n; i++) {
+        assert_false(strcmp(c[i].model, "cnn") == 0 && c[i].batch_per_gpu == 32);
+        assert_int_equal(c[i].global_batch, c[i].batch_per_gpu * c[i].gpus);
+    }
+    plan_cells_free(c, n);
+    spec_free(s);
+
+    // include: a new model at 4 GPUs for every other axis value (2 batches x 2 seeds), plus an
+    // entry that names an existing cell (deduplicated)
+    s = base_spec("", ", \"include\": [{\"model\": \"deeplab\", \"gpus\": 4}, {\"model\": \"unet\", \"gpus\": 1, "
+                      "\"batch_per_gpu\": 16, \"seed\": 1}, {\"model\": \"cnn\", \"batch_per_gpu\": 32, \"gpus\": 1, \"seed\": 1}]");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, (size_t)want + 4 + 1);   // include re-adds one excluded cnn/32 cell
+    size_t deeplab = 0;
+    for (size_t i = 0; i < n; i++) if (strcmp(c[i].model, "deeplab") == 0) { deeplab++; assert_int_equal(c[i].gpus, 4); }
+    assert_int_equal(deeplab, 4);
+    plan_cells_free(c, n);
+    spec_free(s);
+
+    // exclude with a list value (any of) and on a derived key
+    s = base_spec("", ", \"include\": []");
+    spec_free(s);
+    s = spec_ok("{\"name\": \"e\", \"trainer\": {}, \"matrix\": {\"gpus\": [1, 2, 4], \"batch_per_gpu\": [8, 16]},"
+                " \"exclude\": [{\"gpus\": [2, 4], \"batch_per_gpu\": 16}, {\"global_batch\": 32}]}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    // (1,8) (1,16) (2,8) (4,8)=gb32 excluded -> 3
+    assert_int_equal(n, 3);
+    plan_cells_free(c, n);
+    spec_free(s);
+}
+
+static void test_strong_scaling(void **state)
+{
+    (void)state;
+    Spec *s = spec_ok("{\"name\": \"s\", \"trainer\": {}, \"scaling\": \"strong\", "
+                      "\"matrix\": {\"model\": [\"unet\"], \"gpus\": [1, 2, 3], \"global_batch\": [64]}}");
+    PlanCell *c;
+    size_t n;
+    char err[1024];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), -1);
+    if (!strstr(err, "gpus=3 global_batch=64}: global_batch 64 is not divisible by gpus 3")) fail_msg("%s", err);
+    assert_non_null(strstr(err, "model=unet"));
+    spec_free(s);
+    s = spec_ok("{\"name\": \"s\", \"trainer\": {}, \"scaling\": \"strong\", \"exclude\": [{\"gpus\": 3}],"
+                "\"matrix\": {\"model\": [\"unet\"], \"gpus\": [1, 2, 3, 4], \"global_batch\": [64]}}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(c[i].batch_per_gpu * c[i].gpus, 64);
+        assert_string_equal(c[i].scaling_key, c[0].scaling_key);   // one scaling group: baseline shared
+    }
+    assert_string_not_equal(c[0].key, c[1].key);
+    plan_cells_free(c, n);
+    spec_free(s);
+}
+
+static void test_lr_scaling(void **state)
+{
+    (void)state;
+    const char *rules[] = {"linear", "sqrt"};
+    for (int r = 0; r < 2; r++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"name\": \"l\", \"trainer\": {\"lr\": 0.1}, \"lr_scaling\": \"%s\", "
+                 "\"matrix\": {\"gpus\": [1, 2, 4], \"batch_per_gpu\": [32]}}", rules[r]);
+        Spec *s = spec_ok(text);
+        PlanCell *c;
+        size_t n;
+        char err[1024];
+        assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++) {
+            double k = c[i].global_batch / 32.0;
+            double want = r == 0 ? 0.1 * k : 0.1 * sqrt(k);
+            assert_true(fabs(c[i].lr - want) < 1e-12);
+            assert_int_equal(json_integer_value(json_object_get(c[i].params, "lr_ref_batch")), 32);
+            assert_true(json_real_value(json_object_get(c[i].params, "lr")) == 0.1);   // base lr kept in params
+        }
+        plan_cells_free(c, n);
+        spec_free(s);
+    }
+}
+
+static void sha_prefix(const char *text, char *out)
+{
+    unsigned char md[64];
+    unsigned int len;
+    EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 6; i++) sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+static size_t count_cells(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM cells", -1, &st, NULL);
+    sqlite3_step(st);
+    size_t n = (size_t)sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static void test_keys_stable_across_replans(void **state)
+{
+    (void)state;
+    char dbp[512], err[1024];
+    snprintf(dbp, sizeof dbp, "%s/keys.db", tmpdir);
+    sqlite3 *db;
+    assert_int_equal(db_open(dbp, 0, &db, err, sizeof err), 0);
+    Spec *s = base_spec("", "");
+    PlanCell *c;
+    size_t n, added;
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(plan_store(db, s, "/x/t.json", "/x/runs/q", c, n, &added, err, sizeof err), 0);
+    assert_int_equal(added, n);
+    plan_cells_free(c, n);
+    // the same spec again: nothing new
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(plan_store(db, s, "/x/t.json", "/x/runs/q", c, n, &added, err, sizeof err), 0);
+    assert_int_equal(added, 0);
+    assert_int_equal(count_cells(db), 12);
+    for (size_t i = 0; i < n; i++) assert_false(c[i].is_new);
+    plan_cells_free(c, n);
+    spec_free(s);
+    // an edited spec (a third seed): only the new cells are added; old keys are unchanged
+    s = base_spec3("1, 2, 3", "", "");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(plan_store(db, s, "/x/t.json", "/x/runs/q", c, n, &added, err, sizeof err), 0);
+    assert_int_equal(n, 18);
+    assert_int_equal(added, 6);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(c[i].is_new, json_integer_value(json_object_get(c[i].params, "seed")) == 3);
+    plan_cells_free(c, n);
+    spec_free(s);
+    // every stored key is SHA-256 of the stored canonical params; seeds share group_key;
+    // weak scaling: gpus share scaling_key
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT key, params, group_key, scaling_key FROM cells", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char want[16];
+        sha_prefix((const char *)sqlite3_column_text(st, 1), want);
+        assert_string_equal((const char *)sqlite3_column_text(st, 0), want);
+    }
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(db, "SELECT count(DISTINCT group_key), count(DISTINCT scaling_key) FROM cells", -1, &st, NULL);
+    sqlite3_step(st);
+    assert_int_equal(sqlite3_column_int(st, 0), 6);   // 18 cells / 3 seeds
+    assert_int_equal(sqlite3_column_int(st, 1), 3);   // (unet,16) (unet,32) (cnn,16) over gpus and seeds
+    sqlite3_finalize(st);
+    db_close(db);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int run_script(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }
+        execl("/bin/bash", "bash", path, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// Renders a cell's job script, runs it with a fake segx-train that records its argv one per line
+// and checks the flags and that a hostile spec value stays one inert argument.
+static void test_job_script_executes_with_flags(void **state)
+{
+    (void)state;
+    char fake[512], pwned[512], args[512];
+    snprintf(fake, sizeof fake, "%s/fake-train.sh", tmpdir);
+    snprintf(pwned, sizeof pwned, "%s/pwned", tmpdir);
+    snprintf(args, sizeof args, "%s/args.txt", tmpdir);
+    FILE *f = fopen(fake, "w");
+    fprintf(f, "#!/bin/bash\nfor a in \"$@\"; do printf '%%s\\n' \"$a\"; done > '%s'\necho trained\necho warn >&2\nexit 0\n", args);
+    fclose(f);
+    chmod(fake, 0755);
+    setenv("SEGX_TRAIN", fake, 1);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"name\": \"x\", \"trainer\": {\"dataset\": \"fashion-mnist-seg\", \"epochs\": 1, \"lr\": 0.01,"
+             " \"args\": {\"note\": \"x; touch %s\", \"amp\": true, \"skip\": false}}, \"eval\": {\"limit\": 500},"
+             " \"matrix\": {\"model\": [\"unet\"], \"gpus\": [1], \"batch_per_gpu\": [16], \"seed\": [7], \"workers\": [2]},"
+             " \"resources\": {\"cpus_per_gpu\": 3, \"time\": \"00:10:00\"}}", pwned);
+    Spec *s = spec_ok(text);
+    PlanCell *c;
+    size_t n;
+    char err[1024], run_root[512], path[1024], rd[1024];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    snprintf(run_root, sizeof run_root, "%s/runs/x", tmpdir);
+    PlanRenderer *r;
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), run_root, &r, err, sizeof err) < 0) fail_msg("%s", err);
+    if (plan_render_job(r, &c[0], 1, path, sizeof path, rd, sizeof rd, err, sizeof err) < 0) fail_msg("%s", err);
+    char *script = slurp(path);
+    assert_non_null(strstr(script, "#SBATCH --time=00:10:00"));
+    assert_non_null(strstr(script, "#SBATCH --ntasks-per-node=1"));
+    assert_int_equal(run_script(path), 0);
+    assert_int_equal(access(pwned, F_OK), -1);
+    char ec[2048];
+    snprintf(ec, sizeof ec, "%s/exit_code", rd);
+    assert_string_equal(slurp(ec), "0\n");
+    snprintf(ec, sizeof ec, "%s/stdout.log", rd);
+    assert_string_equal(slurp(ec), "trained\n");
+    snprintf(ec, sizeof ec, "%s/stderr.log", rd);
+    assert_string_equal(slurp(ec), "warn\n");
+    char *got = slurp(args);
+    char want[4096];
+    snprintf(want, sizeof want,
+             "--amp\n--dataset\nfashion-mnist-seg\n--epochs\n1\n--model\nunet\n--note\nx; touch %s\n--optimizer\nsgd\n", pwned);
+    (void)want;
+    // order-independent checks of each flag/value pair (argv order follows the params' keys)
+    const char *pairs[][2] = {{"--dataset", "fashion-mnist-seg"}, {"--epochs", "1"}, {"--model", "unet"},
+                              {"--batch-size", "16"}, {"--lr", "0.01"}, {"--seed", "7"}, {"--workers", "2"},
+                              {"--eval-limit", "500"}, {"--threads", "3"}, {"--out", rd}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char pat[2048];
+        snprintf(pat, sizeof pat, "%s\n%s\n", pairs[i][0], pairs[i][1]);
+        if (!strstr(got, pat)) fail_msg("argv lacks '%s %s':\n%s", pairs[i][0], pairs[i][1], got);
+    }
+    char note[1024];
+    snprintf(note, sizeof note, "--note\nx; touch %s\n", pwned);
+    assert_non_null(strstr(got, note));
+    assert_non_null(strstr(got, "--amp\n"));
+    assert_null(strstr(got, "--skip"));
+    assert_null(strstr(got, "--gpus"));
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+    unsetenv("SEGX_TRAIN");
+}
+
+static void test_multi_rank_and_bad_gpu_type(void **state)
+{
+    (void)state;
+    Spec *s = spec_ok("{\"name\": \"m\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"cpu\", \"h100\"], \"gpus\": [2], \"batch_per_gpu\": [8]}}");
+    PlanCell *c;
+    size_t n;
+    char err[1024], *text;
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    PlanRenderer *r;
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_int_equal(plan_render_text(r, &c[0], 1, "/tmp/none/m/k/attempt-1", &text, err, sizeof err), 0);
+    assert_non_null(strstr(text, "launch=(mpirun -np \"$GPUS\" --oversubscribe"));
+    assert_non_null(strstr(text, "GPUS='2'"));
+    assert_non_null(strstr(text, "launch=(srun --ntasks=2"));
+    free(text);
+    assert_int_equal(plan_render_text(r, &c[1], 1, "/tmp/none/m/k/attempt-1", &text, err, sizeof err), -1);
+    if (!strstr(err, "gpu_type 'h100' is not in cluster profile 'local'")) fail_msg("%s", err);
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expansion_counts),
+        cmocka_unit_test(test_strong_scaling),
+        cmocka_unit_test(test_lr_scaling),
+        cmocka_unit_test(test_keys_stable_across_replans),
+        cmocka_unit_test(test_job_script_executes_with_flags),
+        cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
