@@ -146,17 +146,23 @@ FROM attempt_times t JOIN epochs e ON e.attempt_id = t.attempt_id JOIN cells c O
 --   reports images_per_s (or epoch_s) is warm-up (allocation, autotuning, cold caches) and is
 --   left out when the attempt has more such lines. Sums and counts, so cells can pool attempts.
 CREATE VIEW attempt_steady AS
-SELECT e.attempt_id,
-       SUM(CASE WHEN f.ips_n = 1 OR e.line > f.ips_first THEN e.images_per_s END) AS ips_sum,
-       COUNT(CASE WHEN f.ips_n = 1 OR e.line > f.ips_first THEN e.images_per_s END) AS ips_n,
-       SUM(CASE WHEN f.eps_n = 1 OR e.line > f.eps_first THEN e.epoch_s END) AS eps_sum,
-       COUNT(CASE WHEN f.eps_n = 1 OR e.line > f.eps_first THEN e.epoch_s END) AS eps_n
-FROM epochs e
-JOIN (SELECT attempt_id,
-             MIN(CASE WHEN images_per_s IS NOT NULL THEN line END) AS ips_first, COUNT(images_per_s) AS ips_n,
-             MIN(CASE WHEN epoch_s IS NOT NULL THEN line END) AS eps_first, COUNT(epoch_s) AS eps_n
-      FROM epochs GROUP BY attempt_id) f ON f.attempt_id = e.attempt_id
-GROUP BY e.attempt_id;
+SELECT g.attempt_id,
+       CASE WHEN g.ips_n > 1 THEN g.ips_sum - (SELECT e.images_per_s FROM epochs e WHERE e.attempt_id = g.attempt_id
+            AND e.images_per_s IS NOT NULL ORDER BY e.line LIMIT 1) ELSE g.ips_sum END AS ips_sum,
+       CASE WHEN g.ips_n > 1 THEN g.ips_n - 1 ELSE g.ips_n END AS ips_n,
+       CASE WHEN g.eps_n > 1 THEN g.eps_sum - (SELECT e.epoch_s FROM epochs e WHERE e.attempt_id = g.attempt_id
+            AND e.epoch_s IS NOT NULL ORDER BY e.line LIMIT 1) ELSE g.eps_sum END AS eps_sum,
+       CASE WHEN g.eps_n > 1 THEN g.eps_n - 1 ELSE g.eps_n END AS eps_n
+FROM (SELECT attempt_id, SUM(images_per_s) AS ips_sum, COUNT(images_per_s) AS ips_n,
+             SUM(epoch_s) AS eps_sum, COUNT(epoch_s) AS eps_n
+      FROM epochs GROUP BY attempt_id) g;
+
+-- cell_throughput: steady-state images_per_s and epoch_s of a cell, pooled over its attempts
+--   (attempt_steady); the lean input of the scaling view.
+CREATE VIEW cell_throughput AS
+SELECT a.cell_id, SUM(st.ips_sum) / SUM(st.ips_n) AS images_per_s, SUM(st.eps_sum) / SUM(st.eps_n) AS epoch_s
+FROM attempts a JOIN attempt_steady st ON st.attempt_id = a.id
+GROUP BY a.cell_id;
 
 -- cell_metrics: one row per cell with its final metrics.
 --   epoch, step, wall_s: the cell's last metrics line (latest attempt with lines, its last line);
@@ -165,9 +171,8 @@ GROUP BY e.attempt_id;
 --   gpu_hours: sum over attempts (attempt_times).
 CREATE VIEW cell_metrics AS
 WITH t AS MATERIALIZED (SELECT * FROM attempt_times),
-s AS (SELECT t.cell_id, COUNT(*) AS attempts, SUM(t.n_lines) AS n_lines, SUM(t.gpu_hours) AS gpu_hours,
-             SUM(st.ips_sum) / SUM(st.ips_n) AS images_per_s, SUM(st.eps_sum) / SUM(st.eps_n) AS epoch_s
-      FROM t LEFT JOIN attempt_steady st ON st.attempt_id = t.attempt_id GROUP BY t.cell_id),
+s AS (SELECT cell_id, COUNT(*) AS attempts, SUM(n_lines) AS n_lines, SUM(gpu_hours) AS gpu_hours
+      FROM t GROUP BY cell_id),
 l AS (SELECT cell_id, attempt_id, offset_s, last_line,
              ROW_NUMBER() OVER (PARTITION BY cell_id ORDER BY attempt DESC) AS rn
       FROM t WHERE n_lines > 0)
@@ -185,61 +190,71 @@ SELECT c.experiment_id, c.id AS cell_id, c.key, c.group_key, c.scaling_key, c.mo
           AND e.val_loss IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS val_loss,
        (SELECT e.train_loss FROM attempts a JOIN epochs e ON e.attempt_id = a.id WHERE a.cell_id = c.id
           AND e.train_loss IS NOT NULL ORDER BY a.attempt DESC, e.line DESC LIMIT 1) AS train_loss,
-       s.images_per_s, s.epoch_s, s.gpu_hours, c.est_gpu_hours
+       tp.images_per_s, tp.epoch_s, s.gpu_hours, c.est_gpu_hours
 FROM cells c
 LEFT JOIN s ON s.cell_id = c.id
+LEFT JOIN cell_throughput tp ON tp.cell_id = c.id
 LEFT JOIN l ON l.cell_id = c.id AND l.rn = 1
 LEFT JOIN epochs le ON le.attempt_id = l.attempt_id AND le.line = l.last_line;
 
 -- group_metrics: cells that differ only by seed (same group_key), pooled.
---   cells = cells planned; n = cells with metrics lines; X_mean, X_std (sample), X_n over the
---   cells' final values (cell_metrics). gpu_hours and est_gpu_hours are sums.
+--   cells = cells planned; n = cells with metrics lines; X_mean, X_std (sample, two-pass),
+--   X_n over the cells' final values (cell_metrics). gpu_hours and est_gpu_hours are sums.
 CREATE VIEW group_metrics AS
-WITH cm AS MATERIALIZED (SELECT * FROM cell_metrics),
-g AS (SELECT experiment_id, group_key,
-             AVG(miou) AS miou_mean, AVG(pixel_acc) AS pixel_acc_mean, AVG(top1) AS top1_mean,
-             AVG(val_loss) AS val_loss_mean, AVG(train_loss) AS train_loss_mean,
-             AVG(images_per_s) AS images_per_s_mean, AVG(epoch_s) AS epoch_s_mean, AVG(wall_s) AS wall_s_mean
-      FROM cm GROUP BY experiment_id, group_key)
-SELECT g.experiment_id, g.group_key, MIN(cm.scaling_key) AS scaling_key, MIN(cm.model) AS model,
-       MIN(cm.gpu_type) AS gpu_type, MIN(cm.gpus) AS gpus, MIN(cm.nodes) AS nodes,
-       MIN(cm.batch_per_gpu) AS batch_per_gpu, MIN(cm.global_batch) AS global_batch,
-       MIN(cm.scaling) AS scaling, MIN(cm.optimizer) AS optimizer, MIN(cm.lr) AS lr,
-       COUNT(*) AS cells, COUNT(CASE WHEN cm.n_lines > 0 THEN 1 END) AS n,
-       COUNT(CASE WHEN cm.state = 'completed' THEN 1 END) AS completed,
-       g.miou_mean, sqrt(SUM((cm.miou - g.miou_mean) * (cm.miou - g.miou_mean)) / (COUNT(cm.miou) - 1)) AS miou_std, COUNT(cm.miou) AS miou_n,
-       g.pixel_acc_mean, sqrt(SUM((cm.pixel_acc - g.pixel_acc_mean) * (cm.pixel_acc - g.pixel_acc_mean)) / (COUNT(cm.pixel_acc) - 1)) AS pixel_acc_std, COUNT(cm.pixel_acc) AS pixel_acc_n,
-       g.top1_mean, sqrt(SUM((cm.top1 - g.top1_mean) * (cm.top1 - g.top1_mean)) / (COUNT(cm.top1) - 1)) AS top1_std, COUNT(cm.top1) AS top1_n,
-       g.val_loss_mean, sqrt(SUM((cm.val_loss - g.val_loss_mean) * (cm.val_loss - g.val_loss_mean)) / (COUNT(cm.val_loss) - 1)) AS val_loss_std, COUNT(cm.val_loss) AS val_loss_n,
-       g.train_loss_mean, sqrt(SUM((cm.train_loss - g.train_loss_mean) * (cm.train_loss - g.train_loss_mean)) / (COUNT(cm.train_loss) - 1)) AS train_loss_std, COUNT(cm.train_loss) AS train_loss_n,
-       g.images_per_s_mean, sqrt(SUM((cm.images_per_s - g.images_per_s_mean) * (cm.images_per_s - g.images_per_s_mean)) / (COUNT(cm.images_per_s) - 1)) AS images_per_s_std, COUNT(cm.images_per_s) AS images_per_s_n,
-       g.epoch_s_mean, sqrt(SUM((cm.epoch_s - g.epoch_s_mean) * (cm.epoch_s - g.epoch_s_mean)) / (COUNT(cm.epoch_s) - 1)) AS epoch_s_std, COUNT(cm.epoch_s) AS epoch_s_n,
-       g.wall_s_mean, sqrt(SUM((cm.wall_s - g.wall_s_mean) * (cm.wall_s - g.wall_s_mean)) / (COUNT(cm.wall_s) - 1)) AS wall_s_std,
-       SUM(cm.attempts) AS attempts, SUM(cm.gpu_hours) AS gpu_hours, SUM(cm.est_gpu_hours) AS est_gpu_hours
-FROM cm JOIN g ON g.experiment_id = cm.experiment_id AND g.group_key = cm.group_key
-GROUP BY g.experiment_id, g.group_key;
+WITH cm AS MATERIALIZED (SELECT * FROM cell_metrics)
+SELECT experiment_id, group_key, MIN(scaling_key) AS scaling_key, MIN(model) AS model,
+       MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus, MIN(nodes) AS nodes,
+       MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch,
+       MIN(scaling) AS scaling, MIN(optimizer) AS optimizer, MIN(lr) AS lr,
+       COUNT(*) AS cells, COUNT(CASE WHEN n_lines > 0 THEN 1 END) AS n,
+       COUNT(CASE WHEN state = 'completed' THEN 1 END) AS completed,
+       miou_mean, sqrt(SUM((miou - miou_mean) * (miou - miou_mean)) / (COUNT(miou) - 1)) AS miou_std, COUNT(miou) AS miou_n,
+       pixel_acc_mean, sqrt(SUM((pixel_acc - pixel_acc_mean) * (pixel_acc - pixel_acc_mean)) / (COUNT(pixel_acc) - 1)) AS pixel_acc_std, COUNT(pixel_acc) AS pixel_acc_n,
+       top1_mean, sqrt(SUM((top1 - top1_mean) * (top1 - top1_mean)) / (COUNT(top1) - 1)) AS top1_std, COUNT(top1) AS top1_n,
+       val_loss_mean, sqrt(SUM((val_loss - val_loss_mean) * (val_loss - val_loss_mean)) / (COUNT(val_loss) - 1)) AS val_loss_std, COUNT(val_loss) AS val_loss_n,
+       train_loss_mean, sqrt(SUM((train_loss - train_loss_mean) * (train_loss - train_loss_mean)) / (COUNT(train_loss) - 1)) AS train_loss_std, COUNT(train_loss) AS train_loss_n,
+       images_per_s_mean, sqrt(SUM((images_per_s - images_per_s_mean) * (images_per_s - images_per_s_mean)) / (COUNT(images_per_s) - 1)) AS images_per_s_std, COUNT(images_per_s) AS images_per_s_n,
+       epoch_s_mean, sqrt(SUM((epoch_s - epoch_s_mean) * (epoch_s - epoch_s_mean)) / (COUNT(epoch_s) - 1)) AS epoch_s_std, COUNT(epoch_s) AS epoch_s_n,
+       wall_s_mean, sqrt(SUM((wall_s - wall_s_mean) * (wall_s - wall_s_mean)) / (COUNT(wall_s) - 1)) AS wall_s_std, COUNT(wall_s) AS wall_s_n,
+       SUM(attempts) AS attempts, SUM(gpu_hours) AS gpu_hours, SUM(est_gpu_hours) AS est_gpu_hours
+FROM (SELECT cm.*,
+         AVG(miou) OVER w AS miou_mean,
+         AVG(pixel_acc) OVER w AS pixel_acc_mean,
+         AVG(top1) OVER w AS top1_mean,
+         AVG(val_loss) OVER w AS val_loss_mean,
+         AVG(train_loss) OVER w AS train_loss_mean,
+         AVG(images_per_s) OVER w AS images_per_s_mean,
+         AVG(epoch_s) OVER w AS epoch_s_mean,
+         AVG(wall_s) OVER w AS wall_s_mean
+      FROM cm WINDOW w AS (PARTITION BY experiment_id, group_key))
+GROUP BY experiment_id, group_key;
 
 -- scaling: each cell group against the 1-GPU group of the same scaling_key in the same
 --   experiment (same model, GPU type and batch rule; weak keeps batch_per_gpu, strong keeps
---   global_batch; the column scaling says which). From throughput: speedup_throughput =
---   images_per_s / base images_per_s; from time per epoch: speedup_time = base epoch_s / epoch_s;
---   efficiency_* = speedup_* / gpus. NULL where there is no 1-GPU group (or no data in it); if
---   several 1-GPU groups share a scaling_key, the one with the smallest group_key is the base.
+--   global_batch; the column scaling says which). images_per_s and epoch_s: means over the
+--   group's seeds of cell_throughput (n = cells with data). From throughput: speedup_throughput
+--   = images_per_s / base_images_per_s; from time per epoch: speedup_time = base_epoch_s /
+--   epoch_s; efficiency_* = speedup_* / gpus. NULL where there is no 1-GPU group with data; if
+--   several 1-GPU groups share a scaling_key, the base is their mean (base_groups says how many).
 CREATE VIEW scaling AS
-WITH gm AS MATERIALIZED (SELECT * FROM group_metrics),
-base AS (SELECT experiment_id, scaling_key, MIN(group_key) AS group_key FROM gm WHERE gpus = 1
-         GROUP BY experiment_id, scaling_key)
-SELECT g.experiment_id, g.scaling_key, g.group_key, g.scaling, g.model, g.gpu_type, g.gpus, g.nodes,
-       g.batch_per_gpu, g.global_batch, g.n, g.images_per_s_mean AS images_per_s,
-       g.images_per_s_std AS images_per_s_std, g.epoch_s_mean AS epoch_s,
-       b.group_key AS base_group_key, b.images_per_s_mean AS base_images_per_s, b.epoch_s_mean AS base_epoch_s,
-       g.images_per_s_mean / b.images_per_s_mean AS speedup_throughput,
-       g.images_per_s_mean / b.images_per_s_mean / g.gpus AS efficiency_throughput,
-       b.epoch_s_mean / g.epoch_s_mean AS speedup_time,
-       b.epoch_s_mean / g.epoch_s_mean / g.gpus AS efficiency_time
-FROM gm g
-LEFT JOIN base ON base.experiment_id = g.experiment_id AND base.scaling_key = g.scaling_key
-LEFT JOIN gm b ON b.experiment_id = base.experiment_id AND b.group_key = base.group_key;
+WITH g AS (
+  SELECT c.experiment_id, c.group_key, MIN(c.scaling_key) AS scaling_key, MIN(c.scaling) AS scaling,
+         MIN(c.model) AS model, MIN(c.gpu_type) AS gpu_type, MIN(c.gpus) AS gpus, MIN(c.nodes) AS nodes,
+         MIN(c.batch_per_gpu) AS batch_per_gpu, MIN(c.global_batch) AS global_batch,
+         COUNT(COALESCE(t.images_per_s, t.epoch_s)) AS n,
+         AVG(t.images_per_s) AS images_per_s, AVG(t.epoch_s) AS epoch_s
+  FROM cells c LEFT JOIN cell_throughput t ON t.cell_id = c.id
+  GROUP BY c.experiment_id, c.group_key)
+SELECT experiment_id, scaling_key, group_key, scaling, model, gpu_type, gpus, nodes, batch_per_gpu, global_batch, n,
+       images_per_s, epoch_s, base_groups, base_images_per_s, base_epoch_s,
+       images_per_s / base_images_per_s AS speedup_throughput,
+       images_per_s / base_images_per_s / gpus AS efficiency_throughput,
+       base_epoch_s / epoch_s AS speedup_time,
+       base_epoch_s / epoch_s / gpus AS efficiency_time
+FROM (SELECT g.*, COUNT(CASE WHEN g.gpus = 1 AND g.n > 0 THEN 1 END) OVER w AS base_groups,
+             AVG(CASE WHEN g.gpus = 1 THEN g.images_per_s END) OVER w AS base_images_per_s,
+             AVG(CASE WHEN g.gpus = 1 THEN g.epoch_s END) OVER w AS base_epoch_s
+      FROM g WINDOW w AS (PARTITION BY g.experiment_id, g.scaling_key));
 
 -- time_to_target: per cell and target (targets table), the first stitched wall-clock second
 --   (cell_wall_s) at which the metric reached the target, and the epoch of that line; NULL
