@@ -16,6 +16,7 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--work-dir", required=True)
 p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--fail-at", type=int, default=0)
+p.add_argument("--tag", default="")
 a = p.parse_args()
 os.makedirs(a.work_dir, exist_ok=True)
 with open(os.path.join(a.work_dir, "args.json"), "w") as f:

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# segx plan + submit + status + collect with the local backend and a real (fake mmseg) external
+# trainer: DB rows after a real run, idempotent plan/submit, --rerun-failed, metrics from the log,
+# a hostile matrix value that must stay inert, and usage errors.
+. "$(dirname "$0")/lib.sh"
+cd "$TEST_TMP" || exit 1
+export SEGX_DB=$TEST_TMP/segx.db
+cp "$SEGX_ROOT/examples/fake_mmseg_train.py" .
+hostile="x'; touch $TEST_TMP/pwned; echo '"
+cat >spec.json <<EOF
+{"name": "orch-local",
+ "trainer": {"command": "python3 fake_mmseg_train.py cfg.py --bs {{batch_per_gpu}} --lr {{lr}} --epochs {{epochs}} --seed {{seed}} --tag {{tag}} --fail-at {{fail_at}} --work-dir {{run_dir}}",
+             "epochs": 2, "lr": 0.01,
+             "metrics": {"epoch": "Epoch \\\\[(\\\\d+)\\\\]", "train_loss": "loss: ([0-9.]+)", "miou": "mIoU: ([0-9.]+)"}},
+ "matrix": {"model": ["fcn"], "gpu_type": ["cpu"], "batch_per_gpu": [8], "seed": [1, 2],
+            "tag": ["plain", $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$hostile")], "fail_at": [0]},
+ "include": [{"batch_per_gpu": 4, "seed": 1, "tag": "plain", "fail_at": 1}],
+ "resources": {"time": "00:05:00", "cpus_per_gpu": 1}}
+EOF
+q() { sqlite3 "$SEGX_DB" "$1"; }
+
+# --- help and usage errors
+check "segx --help exits 0" "$SEGX" --help
+check "segx plan --help exits 0" "$SEGX" plan --help
+out=$("$SEGX" plan spec.json --dry-rn 2>&1); rc=$?
+check_eq "unknown option exits 2" 2 "$rc"
+case $out in *"did you mean '--dry-run'"*) pass "unknown option suggests --dry-run";; *) fail "unknown option suggests --dry-run" "$out";; esac
+sed 's/"matrix"/"matirx"/' spec.json >typo.json
+out=$("$SEGX" plan typo.json 2>&1); rc=$?
+check_eq "misspelt key exits 2" 2 "$rc"
+case $out in *"typo.json:5:2: matirx: unknown key 'matirx' (did you mean 'matrix'?)"*) pass "misspelt key: file:line:col and suggestion";;
+  *) fail "misspelt key: file:line:col and suggestion" "$out";; esac
+check_eq "a bad spec writes no DB" "no" "$([ -e "$SEGX_DB" ] && echo yes || echo no)"
+
+# --- plan (twice: the second adds nothing)
+out=$("$SEGX" plan spec.json --dry-run 2>&1)
+check_eq "dry run writes nothing" "no:no" "$([ -e "$SEGX_DB" ] && echo yes || echo no):$([ -e runs ] && echo yes || echo no)"
+out=$("$SEGX" plan spec.json 2>&1); rc=$?
+check_eq "plan exits 0" 0 "$rc"
+case $out in *"5 cells (5 new)"*) pass "plan: 5 cells, 5 new";; *) fail "plan: 5 cells, 5 new" "$out";; esac
+check_eq "5 cells in the DB" 5 "$(q 'SELECT count(*) FROM cells')"
+check_eq "5 job scripts" 5 "$(ls runs/orch-local/*/attempt-1/job.sh | wc -l)"
+out=$("$SEGX" plan spec.json 2>&1)
+case $out in *"5 cells (0 new)"*) pass "re-plan adds 0 cells";; *) fail "re-plan adds 0 cells" "$out";; esac
+check_eq "still 5 cells" 5 "$(q 'SELECT count(*) FROM cells')"
+out=$("$SEGX" status --json)
+check_eq "status before submit: 5 planned" 5 "$(echo "$out" | python3 -c 'import json,sys; print(sum(r["state"]=="planned" for r in json.load(sys.stdin)))')"
+
+# --- submit, wait, check DB rows and files
+out=$("$SEGX" submit orch-local --backend local --max-parallel 2 2>&1); rc=$?
+check_eq "submit exits 0" 0 "$rc"
+case $out in *"5 submitted"*) pass "5 jobs submitted";; *) fail "5 jobs submitted" "$out";; esac
+out=$("$SEGX" submit --backend local 2>&1)
+case $out in *"0 submitted"*) pass "submit again submits nothing";; *) fail "submit again submits nothing" "$out";; esac
+for _ in $(seq 1 120); do
+  st=$("$SEGX" status --format csv | tail -n +2 | grep -cE ',(submitted|pending|running),')
+  [ "$st" = 0 ] && break; sleep 0.5
+done
+out=$("$SEGX" status 2>&1)
+case $out in *"5 cells: 4 completed, 1 failed"*) pass "status summary: 4 completed, 1 failed";; *) fail "status summary: 4 completed, 1 failed" "$out";; esac
+check_eq "attempts: 5 local rows with job ids" "5|5|5" "$(q "SELECT count(*), count(job_id), count(DISTINCT job_id) FROM attempts WHERE backend='local'")"
+check_eq "attempt times ordered" 5 "$(q 'SELECT count(*) FROM attempts WHERE submit_time <= start_time + 1 AND start_time <= end_time')"
+check_eq "exit codes" "0|4
+3|1" "$(q 'SELECT exit_code, count(*) FROM attempts GROUP BY exit_code ORDER BY exit_code')"
+reason=$(q "SELECT reason FROM attempts WHERE state='failed'")
+case $reason in "exit code 3: "*"CUDA out of memory (fake) at epoch 1"*) pass "failure reason: exit code + stderr tail";; *) fail "failure reason: exit code + stderr tail" "$reason";; esac
+check_eq "cells.state follows attempts" "completed|4
+failed|1" "$(q 'SELECT state, count(*) FROM cells GROUP BY state ORDER BY state')"
+check_eq "every run dir has exit_code" 5 "$(ls runs/orch-local/*/attempt-1/exit_code | wc -l)"
+# metrics from the log: loss = 1/(epoch*bs/8), mIoU = 0.1*epoch + 10*lr
+rd=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id WHERE c.seed=2 AND a.state='completed' LIMIT 1")
+check_eq "metrics.jsonl has 2 epochs" 2 "$(wc -l <"$rd/metrics.jsonl")"
+check_eq "parsed epoch 2 values" "2 0.5 0.3" "$(tail -1 "$rd/metrics.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["epoch"], r["train_loss"], r["miou"])')"
+check_eq "stdout.log kept" 11 "$(wc -l <"$rd/stdout.log")"
+
+# --- the hostile tag reached the trainer as one argument and ran nothing
+check_eq "no injected command ran" "no" "$([ -e "$TEST_TMP/pwned" ] && echo yes || echo no)"
+got=$(cat runs/orch-local/*/attempt-1/args.json | python3 -c 'import json,sys
+for l in sys.stdin.read().replace("}{","}\n{").splitlines(): print(json.loads(l)["tag"])' | grep -c "touch")
+check_eq "hostile tag arrived verbatim" 2 "$got"
+
+# --- collect (h2) and rerun-failed
+if "$SEGX" collect orch-local >/dev/null 2>&1; then
+  check_eq "collect: 8 epoch rows" 8 "$(q 'SELECT count(*) FROM epochs')"
+else skip "segx collect not available"; fi
+out=$("$SEGX" submit --backend local --rerun-failed 2>&1)
+case $out in *"1 submitted"*) pass "--rerun-failed submits the failed cell";; *) fail "--rerun-failed submits the failed cell" "$out";; esac
+check_eq "second attempt recorded" "2|submitted" "$(q "SELECT attempt, state FROM attempts WHERE attempt=2")"
+check_eq "attempt-2 job script rendered" yes "$(ls runs/orch-local/*/attempt-2/job.sh >/dev/null 2>&1 && echo yes || echo no)"
+for _ in $(seq 1 60); do
+  "$SEGX" status >/dev/null   # polls the backend and stores the state
+  [ "$(q "SELECT state FROM attempts WHERE attempt=2")" = failed ] && break; sleep 0.5
+done
+check_eq "attempt 2 failed again" failed "$(q "SELECT state FROM attempts WHERE attempt=2")"
+
+# --- the agent does not outlive its work
+for _ in $(seq 1 50); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
+check_eq "local agent exited when idle" no "$([ -e runs/.local/agent.pid ] && echo yes || echo no)"
+check_eq "unknown experiment exits 2" 2 "$("$SEGX" status nope >/dev/null 2>&1; echo $?)"
+done_testing
