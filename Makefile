@@ -36,7 +36,7 @@ config:
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE     := -std=c17 -g -D_GNU_SOURCE -pthread -I. -I$(BUILD) $(WARN) -MMD -MP
 OPT      ?= -O2
-TRAIN_OPT ?= -O3
+TRAIN_OPT ?= -O3 -fno-trapping-math
 SAN_ON   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SANFLAGS := $(if $(filter 1,$(SAN)),$(SAN_ON))
 CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)

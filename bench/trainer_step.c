@@ -7,6 +7,7 @@
 #include "trainer/models/model.h"
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+static double cpu(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 
 int main(int argc, char **argv) {
     if (argc < 5) { fprintf(stderr, "usage: %s MODEL THREADS BATCH STEPS [WIDTH SIZE CIN CLASSES]\n", argv[0]); return 2; }
@@ -29,18 +30,18 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nl; i++) y[i] = rand() % cfg.classes;
     float *p = model_params(m), *g = model_grads(m), loss = 0;
     int warm = 2;
-    double t0 = 0;
+    double t0 = 0, c0 = 0;
     for (int s = 0; s < warm + steps; s++) {
-        if (s == warm) t0 = now();
+        if (s == warm) { t0 = now(); c0 = cpu(); }
         model_zero_grad(m);
         model_forward(m, x, B, 1);
         loss = model_loss(m, y, 1.f, NULL);
         model_backward(m);
         for (size_t i = 0; i < n; i++) { mom[i] = 0.9f * mom[i] + g[i]; p[i] -= 0.01f * mom[i]; }
     }
-    double dt = now() - t0;
-    printf("{\"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"img_per_s\": %.2f, \"step_ms\": %.2f, \"loss\": %.4f}\n",
-           argv[1], threads, B, steps * B / dt, 1000 * dt / steps, loss);
+    double dt = now() - t0, dc = cpu() - c0;
+    printf("{\"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"img_per_s\": %.2f, \"step_ms\": %.2f, \"cpu_ms\": %.2f, \"loss\": %.4f}\n",
+           argv[1], threads, B, steps * B / dt, 1000 * dt / steps, 1000 * dc / steps, loss);
     model_free(m); free(x); free(y); free(mom);
     return 0;
 }
