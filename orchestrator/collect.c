@@ -101,8 +101,8 @@ static int state_is_failure(const char *s)
 // ---- context -------------------------------------------------------------------------------
 
 enum {
-    S_EPOCH, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
-    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_ATTEMPT_STATE, S_COUNT
+    S_EPOCH, S_EPOCH_NEW, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
+    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -115,6 +115,11 @@ static const char *const stmt_sql[S_COUNT] = {
         " miou=excluded.miou, pixel_acc=excluded.pixel_acc, top1=excluded.top1, lr=excluded.lr,"
         " images_per_s=excluded.images_per_s, epoch_s=excluded.epoch_s, data_s=excluded.data_s,"
         " compute_s=excluded.compute_s, comm_s=excluded.comm_s, extra=excluded.extra RETURNING id",
+    // For an attempt with no rows yet: a plain insert (an upsert with RETURNING costs ~30% more).
+    [S_EPOCH_NEW] =
+        "INSERT INTO epochs (attempt_id, line, epoch, step, wall_s, train_loss, val_loss, miou, pixel_acc,"
+        " top1, lr, images_per_s, epoch_s, data_s, compute_s, comm_s, extra)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
     [S_DEL_EPOCHS_AFTER] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line > ?2",
     [S_DEL_EPOCH_LINE] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line = ?2",
     [S_IOU] = "INSERT INTO class_iou (epoch_id, class, iou) VALUES (?1, ?2, ?3)"
@@ -132,6 +137,7 @@ static const char *const stmt_sql[S_COUNT] = {
               " container_digest=excluded.container_digest, git_commit=excluded.git_commit, json=excluded.json",
     [S_DEL_ENV] = "DELETE FROM environments WHERE attempt_id = ?1",
     [S_ATTEMPT_FILES] = "UPDATE attempts SET ingest_sig = ?2, collected_at = ?3 WHERE id = ?1",
+    [S_HAS_EPOCHS] = "SELECT 1 FROM epochs WHERE attempt_id = ?1 LIMIT 1",
     [S_ATTEMPT_STATE] = "UPDATE attempts SET state = ?2, exit_code = ?3, reason = ?4 WHERE id = ?1"
                         " AND (state IS NOT ?2 OR exit_code IS NOT ?3 OR reason IS NOT ?4)",
 };
@@ -178,11 +184,13 @@ static int run_stmt(Ctx *c, int which)
 // ---- metrics.jsonl -------------------------------------------------------------------------
 
 // Known keys and their epochs columns (bind index); is_int for INTEGER columns.
-static const struct { const char *key; int bind; int is_int; } metric_cols[] = {
-    {"epoch", 3, 1}, {"step", 4, 1}, {"wall_s", 5, 0}, {"train_loss", 6, 0}, {"val_loss", 7, 0},
-    {"miou", 8, 0}, {"pixel_acc", 9, 0}, {"top1", 10, 0}, {"lr", 11, 0}, {"images_per_s", 12, 0},
-    {"epoch_s", 13, 0}, {"data_s", 14, 0}, {"compute_s", 15, 0}, {"comm_s", 16, 0},
+#define COL(name, bind, is_int) {name, sizeof name - 1, bind, is_int}
+static const struct { const char *key; size_t len; int bind; int is_int; } metric_cols[] = {
+    COL("epoch", 3, 1), COL("step", 4, 1), COL("wall_s", 5, 0), COL("train_loss", 6, 0), COL("val_loss", 7, 0),
+    COL("miou", 8, 0), COL("pixel_acc", 9, 0), COL("top1", 10, 0), COL("lr", 11, 0), COL("images_per_s", 12, 0),
+    COL("epoch_s", 13, 0), COL("data_s", 14, 0), COL("compute_s", 15, 0), COL("comm_s", 16, 0),
 };
+#undef COL
 #define N_METRIC_COLS (sizeof metric_cols / sizeof metric_cols[0])
 
 static int store_class_iou(Ctx *c, sqlite3_int64 epoch_id, json_t *arr)
@@ -250,7 +258,7 @@ static int store_metrics_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     }
     char *extra_text = NULL;
     if (json_object_size(extra) > 0) {
-        extra_text = json_dumps(extra, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+        extra_text = json_dumps(extra, JSON_COMPACT);  // insertion order, like the scanner
         sqlite3_bind_text(s, 17, extra_text, -1, SQLITE_TRANSIENT);
     }
     json_decref(extra);
@@ -265,7 +273,303 @@ static int store_metrics_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     return store_class_iou(c, epoch_id, ious);
 }
 
-static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+// ---- a strict in-place scanner for one metrics line ----------------------------------------
+// jansson builds a hash table per line (about 12 us a line measured, most of collect's time on
+// 500k lines); metrics lines are flat objects of numbers, so this reads them in place. A line
+// it does not handle (escapes in strings, huge integers, deep nesting) or finds invalid goes to
+// jansson, which decides and words the error message.
+
+typedef struct {
+    const char *key, *val;  // key without quotes; raw value text
+    size_t klen, vlen;
+    char type;              // 'n' number, 's' string, 'z' null, 'b' true/false, 'a' array, 'o' object
+    double num;
+} Field;
+
+enum { SCAN_OK = 0, SCAN_BAD = -1, SCAN_JANSSON = -2 };
+#define MAX_FIELDS 64
+
+typedef struct {
+    const char *p, *end;
+} Scan;
+
+static void skip_ws(Scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n')) s->p++;
+}
+
+static int scan_string(Scan *s)
+{
+    const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
+    while (p < end) {
+        unsigned char ch = *p;
+        if (ch == '"') { s->p = (const char *)p + 1; return SCAN_OK; }
+        if (ch == '\\') return SCAN_JANSSON;
+        if (ch < 0x20) return SCAN_BAD;
+        if (ch < 0x80) { p++; continue; }
+        int n = ch >= 0xC2 && ch <= 0xDF ? 1 : ch >= 0xE0 && ch <= 0xEF ? 2 : ch >= 0xF0 && ch <= 0xF4 ? 3 : -1;
+        if (n < 0 || end - p <= n) return SCAN_BAD;
+        for (int k = 1; k <= n; k++)
+            if ((p[k] & 0xC0) != 0x80) return SCAN_BAD;
+        if ((ch == 0xE0 && p[1] < 0xA0) || (ch == 0xED && p[1] >= 0xA0) || (ch == 0xF0 && p[1] < 0x90) ||
+            (ch == 0xF4 && p[1] >= 0x90))
+            return SCAN_BAD;  // overlong, surrogate, beyond U+10FFFF
+        p += n + 1;
+    }
+    return SCAN_BAD;
+}
+
+static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
+
+// Clinger's fast path: a decimal whose digits fit in 53 bits times a power of ten up to 1e22 is
+// one correctly rounded IEEE multiply or divide, so the result equals strtod's. Anything else
+// (more digits, larger exponents) returns -1 for strtod. [p, end) is a valid JSON number.
+static int fast_decimal(const char *p, const char *end, double *v)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int neg = *p == '-';
+    if (neg) p++;
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (m || *p != '0') digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 15) return -1;
+    }
+    if (p < end && *p == '.')
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (m || *p != '0') digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            exp10--;
+            if (digits > 15) return -1;
+        }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = *p == '-', e = 0;
+        if (*p == '+' || *p == '-') p++;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            e = e * 10 + (*p - '0');
+            if (e > 400) return -1;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (m >= (1ULL << 53) || exp10 > 22 || exp10 < -22) return -1;
+    double d = (double)m;
+    d = exp10 >= 0 ? d * pow10[exp10] : d / pow10[-exp10];
+    *v = neg ? -d : d;
+    return 0;
+}
+
+static int scan_number(Scan *s, double *v)
+{
+    const char *q = s->p, *end = s->end;
+    int integral = 1;
+    if (q < end && *q == '-') q++;
+    if (!is_digit(q, end)) return SCAN_BAD;
+    if (*q == '0') q++;
+    else while (is_digit(q, end)) q++;
+    if (q < end && *q == '.') {
+        integral = 0;
+        q++;
+        if (!is_digit(q, end)) return SCAN_BAD;
+        while (is_digit(q, end)) q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        integral = 0;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (!is_digit(q, end)) return SCAN_BAD;
+        while (is_digit(q, end)) q++;
+    }
+    size_t n = (size_t)(q - s->p);
+    if (n >= 64 || (integral && n > 18)) return SCAN_JANSSON;  // jansson's integer range rules
+    if (fast_decimal(s->p, q, v) != 0) {
+        char buf[64];
+        memcpy(buf, s->p, n);
+        buf[n] = 0;
+        *v = strtod(buf, NULL);
+        if (isinf(*v)) return SCAN_JANSSON;
+    }
+    s->p = q;
+    return SCAN_OK;
+}
+
+static int scan_value(Scan *s, int depth, char *type, double *num);
+
+// '[' or '{' at s->p: validates and skips the container.
+static int scan_container(Scan *s, int depth)
+{
+    if (depth > 32) return SCAN_JANSSON;
+    char close = *s->p == '[' ? ']' : '}';
+    int object = close == '}';
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) { s->p++; return SCAN_OK; }
+    for (;;) {
+        char t;
+        double d;
+        int rc;
+        if (object) {
+            if (s->p >= s->end || *s->p != '"') return SCAN_BAD;
+            if ((rc = scan_string(s)) != SCAN_OK) return rc;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':') return SCAN_BAD;
+            s->p++;
+            skip_ws(s);
+        }
+        if ((rc = scan_value(s, depth + 1, &t, &d)) != SCAN_OK) return rc;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ',') { s->p++; skip_ws(s); continue; }
+        if (s->p < s->end && *s->p == close) { s->p++; return SCAN_OK; }
+        return SCAN_BAD;
+    }
+}
+
+static int scan_literal(Scan *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0) return SCAN_BAD;
+    s->p += n;
+    return SCAN_OK;
+}
+
+static int scan_value(Scan *s, int depth, char *type, double *num)
+{
+    if (s->p >= s->end) return SCAN_BAD;
+    switch (*s->p) {
+    case '"': *type = 's'; return scan_string(s);
+    case '[': *type = 'a'; return scan_container(s, depth);
+    case '{': *type = 'o'; return scan_container(s, depth);
+    case 't': *type = 'b'; return scan_literal(s, "true");
+    case 'f': *type = 'b'; return scan_literal(s, "false");
+    case 'n': *type = 'z'; return scan_literal(s, "null");
+    default:  *type = 'n'; return scan_number(s, num);
+    }
+}
+
+// One line as a flat object: fills f[0..*nf). SCAN_OK, SCAN_BAD or SCAN_JANSSON.
+static int scan_line(const char *p, const char *end, Field *f, int *nf)
+{
+    Scan s = {p, end};
+    *nf = 0;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{') return SCAN_BAD;
+    s.p++;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == '}') { s.p++; goto tail; }
+    for (;;) {
+        if (*nf == MAX_FIELDS) return SCAN_JANSSON;
+        Field *x = &f[(*nf)++];
+        if (s.p >= s.end || *s.p != '"') return SCAN_BAD;
+        x->key = s.p + 1;
+        int rc = scan_string(&s);
+        if (rc != SCAN_OK) return rc;
+        x->klen = (size_t)(s.p - 1 - x->key);
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':') return SCAN_BAD;
+        s.p++;
+        skip_ws(&s);
+        x->val = s.p;
+        if ((rc = scan_value(&s, 1, &x->type, &x->num)) != SCAN_OK) return rc;
+        x->vlen = (size_t)(s.p - x->val);
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') { s.p++; skip_ws(&s); continue; }
+        if (s.p < s.end && *s.p == '}') { s.p++; break; }
+        return SCAN_BAD;
+    }
+tail:
+    skip_ws(&s);
+    return s.p == s.end ? SCAN_OK : SCAN_BAD;
+}
+
+static int key_is(const Field *x, const char *name)
+{
+    return strlen(name) == x->klen && memcmp(x->key, name, x->klen) == 0;
+}
+
+// The scanned twin of store_metrics_line. 0 stored, -1 DB error.
+static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, const Field *f, int nf,
+                              int fresh)
+{
+    sqlite3_stmt *s = c->s[fresh ? S_EPOCH_NEW : S_EPOCH];
+    Buf extra = {0};
+    const Field *ious = NULL;
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_int64(s, 2, line);
+    for (int i = 0; i < nf; i++) {
+        const Field *x = &f[i];
+        size_t k = 0;
+        while (k < N_METRIC_COLS && (metric_cols[k].len != x->klen || memcmp(metric_cols[k].key, x->key, x->klen) != 0)) k++;
+        int keep = 0;
+        if (k < N_METRIC_COLS) {
+            if (x->type == 'z') continue;
+            if (x->type != 'n') {
+                warnf(c, "%s:%ld: key '%s' is not a number; kept in epochs.extra", path, line, metric_cols[k].key);
+                keep = 1;
+            } else if (metric_cols[k].is_int) {
+                if (x->num != floor(x->num) || fabs(x->num) > 9e15) {
+                    warnf(c, "%s:%ld: key '%s' is not an integer (%g); kept in epochs.extra", path, line,
+                          metric_cols[k].key, x->num);
+                    keep = 1;
+                } else {
+                    sqlite3_bind_int64(s, metric_cols[k].bind, (sqlite3_int64)x->num);
+                }
+            } else {
+                sqlite3_bind_double(s, metric_cols[k].bind, x->num);
+            }
+        } else if (key_is(x, "per_class_iou") && x->type == 'a') {
+            ious = x;
+        } else {
+            if (key_is(x, "per_class_iou"))
+                warnf(c, "%s:%ld: per_class_iou is not an array; kept in epochs.extra", path, line);
+            keep = 1;
+        }
+        if (keep) {
+            buf_add(&extra, extra.len ? ",\"" : "{\"", 2);
+            buf_add(&extra, x->key, x->klen);
+            buf_add(&extra, "\":", 2);
+            buf_add(&extra, x->val, x->vlen);
+        }
+    }
+    if (extra.len) {
+        buf_add(&extra, "}", 1);
+        sqlite3_bind_text(s, 17, extra.p, (int)extra.len, SQLITE_STATIC);
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_int64 epoch_id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    if (rc == SQLITE_ROW) rc = sqlite3_step(s);
+    if (fresh) epoch_id = sqlite3_last_insert_rowid(c->db);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    free(extra.p);
+    if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
+    c->st->epochs++;
+    if (!ious) return fresh ? 0 : store_class_iou(c, epoch_id, NULL);
+    // Elements: numbers, or NULL for anything else (absent classes are null).
+    Scan sc = {ious->val + 1, ious->val + ious->vlen};
+    long k = 0;
+    for (skip_ws(&sc); sc.p < sc.end && *sc.p != ']'; k++) {
+        char t;
+        double d = 0;
+        scan_value(&sc, 1, &t, &d);  // validated by scan_line already
+        sqlite3_bind_int64(c->s[S_IOU], 1, epoch_id);
+        sqlite3_bind_int64(c->s[S_IOU], 2, k);
+        if (t == 'n') sqlite3_bind_double(c->s[S_IOU], 3, d);
+        else sqlite3_bind_null(c->s[S_IOU], 3);
+        if (run_stmt(c, S_IOU) < 0) return -1;
+        skip_ws(&sc);
+        if (sc.p < sc.end && *sc.p == ',') sc.p++;
+        skip_ws(&sc);
+    }
+    if (fresh) return 0;
+    sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
+    sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 2, k);
+    return run_stmt(c, S_DEL_IOU_FROM);
+}
+
+// fresh: the attempt has no rows yet, so there is nothing stale to delete.
+static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int fresh)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
@@ -274,6 +578,7 @@ static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
     int rr = read_whole(path, &text, &len);
     if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return 0; }
     long line = 0;
+    Field fields[MAX_FIELDS];
     if (rr == 0) {
         const char *p = text, *end = text + len;
         while (p < end) {
@@ -282,32 +587,34 @@ static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
             line++;
             const char *q = p;
             while (q < eol && isspace((unsigned char)*q)) q++;
+            int nf = 0, rc;
             if (q == eol) {  // blank line: nothing to store
-                if (delete_line(c, attempt_id, line) < 0) goto fail;
-                p = eol + 1;
-                continue;
+                if (!fresh && delete_line(c, attempt_id, line) < 0) goto fail;
+            } else if (scan_line(p, eol, fields, &nf) == SCAN_OK) {
+                if (store_scanned_line(c, attempt_id, path, line, fields, nf, fresh) < 0) goto fail;
+            } else {
+                json_error_t je;
+                json_t *obj = json_loadb(p, (size_t)(eol - p), 0, &je);
+                if (!obj || !json_is_object(obj)) {
+                    if (!obj)
+                        warnf(c, "%s:%ld: %s at column %d%s; line skipped", path, line, je.text, je.column,
+                              nl ? "" : " (last line has no newline: still being written?)");
+                    else
+                        warnf(c, "%s:%ld: not a JSON object; line skipped", path, line);
+                    json_decref(obj);
+                    c->st->lines_skipped++;
+                    if (!fresh && delete_line(c, attempt_id, line) < 0) goto fail;
+                } else {
+                    rc = store_metrics_line(c, attempt_id, path, line, obj);
+                    json_decref(obj);
+                    if (rc < 0) goto fail;
+                }
             }
-            json_error_t je;
-            json_t *obj = json_loadb(p, (size_t)(eol - p), 0, &je);
-            if (!obj || !json_is_object(obj)) {
-                if (!obj)
-                    warnf(c, "%s:%ld: %s at column %d%s; line skipped", path, line, je.text, je.column,
-                          nl ? "" : " (last line has no newline: still being written?)");
-                else
-                    warnf(c, "%s:%ld: not a JSON object; line skipped", path, line);
-                json_decref(obj);
-                c->st->lines_skipped++;
-                if (delete_line(c, attempt_id, line) < 0) goto fail;
-                p = eol + 1;
-                continue;
-            }
-            int rc = store_metrics_line(c, attempt_id, path, line, obj);
-            json_decref(obj);
-            if (rc < 0) goto fail;
             p = eol + 1;
         }
     }
     free(text);
+    if (fresh) return 0;
     sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 1, attempt_id);
     sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 2, line);
     return run_stmt(c, S_DEL_EPOCHS_AFTER);
@@ -544,6 +851,15 @@ typedef struct {
     int has_exit, exit_code;
 } AttemptRow;
 
+static int attempt_has_rows(Ctx *c, sqlite3_int64 id)
+{
+    sqlite3_stmt *s = c->s[S_HAS_EPOCHS];
+    sqlite3_bind_int64(s, 1, id);
+    int has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return has;
+}
+
 static int collect_attempt(Ctx *c, const AttemptRow *a)
 {
     c->st->attempts_seen++;
@@ -552,7 +868,7 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     int changed = !a->sig || strcmp(sig, a->sig) != 0;
     if (changed || c->force) {
         c->st->attempts_ingested++;
-        if (ingest_metrics(c, a->id, a->run_dir) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
+        if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
             ingest_env(c, a->id, a->run_dir) < 0) {
             free(sig);
             return -1;
@@ -827,6 +1143,8 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
     return rc;
 }
 
+static int collect_in_transaction(Ctx *cp, sqlite3 *db, sqlite3_int64 exp_id, char *err, size_t errlen);
+
 int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts, CollectStats *stats,
                 char *err, size_t errlen)
 {
@@ -849,6 +1167,25 @@ int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts,
             return -2;
         }
     }
+    // A big ingest is one transaction: a larger page cache keeps it from spilling to the WAL
+    // half-way (restored afterwards).
+    int cache = -2000;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "PRAGMA cache_size", -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW) cache = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_exec(db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
+    int rc = collect_in_transaction(&c, db, exp_id, err, errlen);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = %d", cache);
+    sqlite3_exec(db, pragma, NULL, NULL, NULL);
+    return rc;
+}
+
+static int collect_in_transaction(Ctx *cp, sqlite3 *db, sqlite3_int64 exp_id, char *err, size_t errlen)
+{
+    Ctx c = *cp;
     if (db_begin(db, err, errlen) < 0) return -1;
     int rc = 0;
     for (int i = 0; i < S_COUNT && rc == 0; i++)
