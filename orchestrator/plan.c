@@ -693,33 +693,49 @@ static int mkdir_p(char *path)
     return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+// RUN_ROOT/<key>/attempt-<n>: usually only the last one or two levels are missing.
+static int make_run_dir(char *dir)
+{
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {   // the cell dir first: for a new cell both levels are missing
+        *slash = 0;
+        int rc = mkdir(dir, 0755);
+        *slash = '/';
+        if ((rc == 0 || errno == EEXIST) && (mkdir(dir, 0755) == 0 || errno == EEXIST)) return 0;
+    }
+    return mkdir_p(dir);
+}
+
+int plan_write_job(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", run_dir);
+    if (make_run_dir(dir) < 0) {
+        snprintf(err, errlen, "%s: cannot create the run dir: %s", run_dir, strerror(errno));
+        return -1;
+    }
+    // Written in place: a job script is only rendered for an attempt that was never submitted.
+    snprintf(path, pathlen, "%s/job.sh", run_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    size_t len = strlen(script);
+    int ok = fd >= 0 && write(fd, script, len) == (ssize_t)len;
+    if (fd >= 0 && close(fd) < 0) ok = 0;
+    if (!ok) {
+        snprintf(err, errlen, "%s: cannot write the job script: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path, size_t pathlen,
                     char *run_dir, size_t rdlen, char *err, size_t errlen)
 {
     snprintf(run_dir, rdlen, "%s/%s/attempt-%d", r->run_root, c->key, attempt);
     char *script;
     if (plan_render_text(r, c, attempt, run_dir, &script, err, errlen) < 0) return -1;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", run_dir);
-    if (mkdir_p(dir) < 0) {
-        snprintf(err, errlen, "%s: cannot create the run dir: %s", run_dir, strerror(errno));
-        free(script);
-        return -1;
-    }
-    snprintf(path, pathlen, "%s/job.sh", run_dir);
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-    size_t len = strlen(script);
-    int ok = fd >= 0 && write(fd, script, len) == (ssize_t)len;
-    if (fd >= 0 && close(fd) < 0) ok = 0;
+    int rc = plan_write_job(run_dir, script, path, pathlen, err, errlen);
     free(script);
-    if (!ok || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "%s: cannot write the job script: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max)

@@ -62,6 +62,8 @@ int  plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path
 int  plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
                       char **script, char *err, size_t errlen);
 void plan_renderer_close(PlanRenderer *r);
+// Creates run_dir and writes script as run_dir/job.sh (mode 0755); path gets the file name.
+int  plan_write_job(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen);
 
 // First PLAN_KEY_HEX hex digits of SHA-256(text) into out (PLAN_KEY_HEX + 1 bytes).
 void plan_hash(const char *text, char *out);
