@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "db/db.h"
 #include "orchestrator/collect.h"
+#include <jansson.h>
 
 typedef struct {
     char root[256];   // temp dir: segx.db and runs/
@@ -364,6 +365,136 @@ static void test_unknown_experiment(void **state)
     assert_string_equal(collect_state_from_exit(1), "failed");
 }
 
+// ---- the in-place scanner against jansson ---------------------------------------------------
+// 3000 generated lines (numbers of every JSON shape, unicode, nesting, escapes, invalid lines)
+// are collected; each line's stored row must equal what jansson reads from the same text:
+// rejected lines absent, numbers bit-equal, unknown keys equal as JSON.
+
+static unsigned rnd_state = 42;
+static unsigned rnd(unsigned n) { rnd_state = rnd_state * 1103515245u + 12345u; return (rnd_state >> 8) % n; }
+
+static void gen_number(char *b, size_t len)
+{
+    size_t n = 0;
+    if (rnd(3) == 0) b[n++] = '-';
+    int idigits = 1 + (int)rnd(rnd(4) == 0 ? 22 : 4);
+    if (rnd(4) == 0) idigits = 1, b[n++] = '0';
+    else for (int i = 0; i < idigits; i++) b[n++] = (char)('0' + (i == 0 ? 1 + rnd(9) : rnd(10)));
+    if (rnd(2)) { b[n++] = '.'; int f = 1 + (int)rnd(rnd(3) == 0 ? 25 : 6); for (int i = 0; i < f; i++) b[n++] = (char)('0' + rnd(10)); }
+    if (rnd(4) == 0) {
+        b[n++] = rnd(2) ? 'e' : 'E';
+        if (rnd(2)) b[n++] = rnd(2) ? '-' : '+';
+        n += (size_t)snprintf(b + n, len - n, "%u", rnd(rnd(5) == 0 ? 450 : 25));
+    }
+    b[n] = 0;
+}
+
+static const char *const invalid_lines[] = {
+    "{\"epoch\": 1,}", "{\"epoch\": 01}", "{\"epoch\": 1.}", "{\"miou\": .5}", "{\"miou\": +1}",
+    "{\"miou\": NaN}", "{\"tag\": \"unterminated}", "{\"tag\": \"bad \xC3\x28 utf8\"}", "{\"tag\": \"ctl \x01\"}",
+    "{\"epoch\": 1} trailing", "[1]", "{\"epoch\" 1}", "{epoch: 1}", "{\"x\": [1, 2,]}", "{\"x\": tru}",
+    "{\"step\": 123456789012345678901234}", "{\"miou\": 1e999}", "{\"tag\": \"\xED\xA0\x80\"}", "\"text\"", "{",
+};
+
+static void test_scanner_matches_jansson(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/runs/e3/k/attempt-1", fx->root);
+    mkdirs(dir);
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES (3, 'e3', '{}', '%q/runs/e3', 1, 1)", fx->root);
+    execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, created_at) VALUES (30, 3, 'k', '{}', 'g', 's', 1)");
+    execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, run_dir) VALUES (300, 30, 1, 'local', 'running', %Q)", dir);
+    enum { N = 3000 };
+    static char lines[N][512];
+    for (int i = 0; i < N; i++) {
+        char a[80], b[80], c[80];
+        gen_number(a, sizeof a); gen_number(b, sizeof b); gen_number(c, sizeof c);
+        int kind = (int)rnd(20);
+        const char *ws = rnd(4) == 0 ? " \t " : "";
+        if (kind == 0) snprintf(lines[i], sizeof lines[i], "%s", invalid_lines[rnd(sizeof invalid_lines / sizeof *invalid_lines)]);
+        else if (kind == 1)  // escapes: the jansson path
+            snprintf(lines[i], sizeof lines[i], "{\"epoch\": %d, \"miou\": %s, \"note\": \"tab\\there \\u00e9\\\"q\\\"\", \"\\u0065x\": 1}", i, a);
+        else if (kind == 2)  // nested values, unicode, literals
+            snprintf(lines[i], sizeof lines[i], "{%s\"epoch\"%s:%s%d, \"lr\": %s, \"cfg\": {\"a\": [1, {\"b\": null}], \"c\": \"μσ ✓\"},"
+                     " \"ok\": true, \"off\": false, \"val_loss\": null, \"per_class_iou\": [%s, null, %s]}%s", ws, ws, ws, i, a, b, c, ws);
+        else if (kind == 3)  // known keys with wrong types
+            snprintf(lines[i], sizeof lines[i], "{\"epoch\": %s, \"miou\": \"high\", \"top1\": [1], \"per_class_iou\": 3, \"step\": %d}", a, i);
+        else
+            snprintf(lines[i], sizeof lines[i], "{\"epoch\": %d, \"step\": %d, \"wall_s\": %s, \"miou\": %s, \"lr\": %s, \"x_%d\": %s}",
+                     i, i * 10, a, b, c, i % 7, a);
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < N; i++) fprintf(f, "%s%s", lines[i], i % 11 == 0 ? "\r\n" : "\n");
+    fclose(f);
+
+    char *warn = NULL, err[512];
+    size_t wl = 0;
+    FILE *w = open_memstream(&warn, &wl);
+    CollectOptions o = {.warn = w};
+    assert_int_equal(collect_run(db, "e3", &o, NULL, err, sizeof err), 0);
+    fclose(w);
+    free(warn);
+
+    static const char *const reals[] = {"wall_s", "train_loss", "val_loss", "miou", "pixel_acc", "top1", "lr",
+                                        "images_per_s", "epoch_s", "data_s", "compute_s", "comm_s", NULL};
+    int checked = 0, rejected = 0, via_columns = 0;
+    for (int i = 0; i < N; i++) {
+        json_error_t je;
+        json_t *j = json_loads(lines[i], 0, &je);
+        int row = (int)qd(db, "SELECT count(*) FROM epochs WHERE attempt_id = 300 AND line = %d", i + 1);
+        if (!j || !json_is_object(j)) {
+            if (row != 0) fail_msg("line %d stored but jansson rejects it: %s", i + 1, lines[i]);
+            rejected++;
+            json_decref(j);
+            continue;
+        }
+        if (row != 1) fail_msg("line %d not stored but jansson accepts it: %s", i + 1, lines[i]);
+        json_t *extra = json_object();
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) {
+            int is_real = 0;
+            for (int k = 0; reals[k]; k++) is_real |= strcmp(reals[k], key) == 0;
+            int is_int = strcmp(key, "epoch") == 0 || strcmp(key, "step") == 0;
+            if ((is_real || is_int) && json_is_null(v)) continue;
+            if (is_real && json_is_number(v)) {
+                double got = qd(db, "SELECT %s FROM epochs WHERE attempt_id = 300 AND line = %d", key, i + 1);
+                if (!(got == json_number_value(v))) fail_msg("line %d %s: stored %.17g, jansson %.17g: %s", i + 1, key, got, json_number_value(v), lines[i]);
+                via_columns++;
+            } else if (is_int && json_is_number(v) && json_number_value(v) == floor(json_number_value(v)) &&
+                       fabs(json_number_value(v)) <= 9e15) {
+                double got = qd(db, "SELECT %s FROM epochs WHERE attempt_id = 300 AND line = %d", key, i + 1);
+                assert_true(got == json_number_value(v));
+            } else if (strcmp(key, "per_class_iou") == 0 && json_is_array(v)) {
+                for (size_t k = 0; k < json_array_size(v); k++) {
+                    json_t *x = json_array_get(v, k);
+                    double got = qd(db, "SELECT iou FROM class_iou ci JOIN epochs e ON e.id = ci.epoch_id"
+                                        " WHERE e.attempt_id = 300 AND e.line = %d AND ci.class = %d", i + 1, (int)k);
+                    if (json_is_number(x)) assert_true(got == json_number_value(x));
+                    else assert_true(isnan(got));
+                }
+            } else {
+                json_object_set(extra, key, v);
+            }
+        }
+        char *stored = qs(db, "SELECT extra FROM epochs WHERE attempt_id = 300 AND line = %d", i + 1);
+        json_t *got = stored ? json_loads(stored, 0, &je) : json_object();
+        if (!got || !json_equal(got, extra)) {
+            char *want = json_dumps(extra, JSON_COMPACT);
+            fail_msg("line %d extra: stored %s, expected %s: %s", i + 1, stored ? stored : "NULL", want, lines[i]);
+        }
+        json_decref(got);
+        free(stored);
+        json_decref(extra);
+        json_decref(j);
+        checked++;
+    }
+    assert_true(rejected > 50 && checked > 2500 && via_columns > 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_changed_file_is_reingested),
         cmocka_unit_test(test_backend_state_kept),
         cmocka_unit_test(test_unknown_experiment),
+        cmocka_unit_test(test_scanner_matches_jansson),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
