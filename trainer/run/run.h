@@ -48,6 +48,7 @@ typedef struct {
     double loss_sum, loss_count;   // partial train-loss sums of the current epoch
     double best_metric;
     double images_done;
+    double wall_s;          // wall seconds of the run so far (wall_s keeps counting across resumes)
     char tag[256];          // model/dataset/batch/world: a resume must match it
 } CkptHeader;
 

@@ -1,0 +1,286 @@
+// trainer/main.c — the segx-train command line: flags -> TrainConfig -> train_run.
+#include "config.h"
+#include "trainer/train.h"       // defines: TrainConfig, train_run, TRAIN_EXIT_*
+#include "trainer/gpu/gpu.h"     // defines: gpu_probe
+#include "trainer/optim/optim.h" // defines: optim_parse, lr_parse
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+"usage: segx-train --model M --dataset D [options] --out RUN_DIR\n"
+"\n"
+"Trains one model and writes the run dir every segx trainer writes: metrics.jsonl (one line per\n"
+"epoch), progress.json, result.json, env.json, checkpoint.bin. Logs go to stderr.\n"
+"\n"
+"model and data\n"
+"  --model cnn|resnet18|unet     (default cnn)\n"
+"  --width W                     unet base width (default 16)\n"
+"  --no-batch-norm               drop BatchNorm layers (convs get biases)\n"
+"  --dataset D                   fashion-mnist | fashion-mnist-seg | cifar10:DIR | segfolder:DIR | synthetic\n"
+"                                (default fashion-mnist). segfolder:DIR reads DIR/images/*.png with\n"
+"                                DIR/masks/*.png (or DIR/train/, DIR/val/; or Cityscapes leftImg8bit/ +\n"
+"                                gtFine/*_labelTrainIds.png). synthetic: random bytes and labels.\n"
+"  --data-dir DIR                fashion-mnist IDX files (default /usr/share/datasets/fashion-mnist)\n"
+"  --in-channels C --classes K --image-size S\n"
+"                                shape of synthetic data; for real datasets they must match the data\n"
+"  --train-limit N               use the first N training samples (default all)\n"
+"  --eval-limit N                evaluate on the first N test samples (0: no evaluation; default all)\n"
+"  --augment                     random horizontal flip (image and mask)\n"
+"  --workers N                   loader threads running ahead of compute (default 2; 0 = inline)\n"
+"  --export-dataset DIR          write DIR/images/000000.png + DIR/masks/000000.png and exit\n"
+"  --export-limit N              samples to export (default all)\n"
+"  --export-split train|test     (default train)\n"
+"\n"
+"optimisation\n"
+"  --epochs N                    (default 1)\n"
+"  --steps N                     stop after N optimizer steps (overrides --epochs)\n"
+"  --batch-size B                per rank (default 32)\n"
+"  --accum-steps K               micro-batches per optimizer step (default 1)\n"
+"  --optimizer O                 sgd | sgd-nesterov | sgdw | adam | adamw | adagrad | adadelta (default sgd;\n"
+"                                PyTorch 1.13 update rules; sgdw/adamw decay weights decoupled)\n"
+"  --lr X                        base learning rate (default 0.01)\n"
+"  --momentum M                  sgd family (default 0.9)\n"
+"  --weight-decay W              (default 0)\n"
+"  --lr-schedule S               constant | step (x0.1 at 50%% and 75%% of the post-warmup steps) |\n"
+"                                poly (power 0.9) | cosine (default constant); updated every step\n"
+"  --warmup-epochs E             linear warmup (may be fractional; default 0)\n"
+"  --seed S                      initialisation, data order and augmentation (default 0)\n"
+"\n"
+"system\n"
+"  --threads T                   CPU threads (default SLURM_CPUS_PER_TASK, else cores / ranks per node)\n"
+"  --device cpu|cuda|auto        (default cpu; cuda is refused while the CUDA backend is not wired in)\n"
+"  --comm auto|none|mpi|nccl     data parallel communicator (default auto: mpi under mpirun/srun)\n"
+"  --bucket-mb MB                DDP gradient bucket size (default 25)\n"
+"  --sync-bn                     BatchNorm statistics over all ranks\n"
+"  --profile trace.json          Chrome trace (Perfetto) of data wait/forward/backward/comm/optimizer/eval\n"
+"  --print-params                print the parameter tensors and exit\n"
+"  --save-params FILE            write the final parameters as raw float32 (for comparisons)\n"
+"\n"
+"run dir and restarts\n"
+"  --out RUN_DIR                 where the run's files go (only rank 0 writes)\n"
+"  --checkpoint-every N[e|s]     write RUN_DIR/checkpoint.bin every N epochs (or N steps with 's')\n"
+"  --resume                      continue from RUN_DIR/checkpoint.bin if it exists; bit-exact on CPU\n"
+"                                with the same flags and --threads\n"
+"\n"
+"exit codes\n"
+"  0   finished\n"
+"  1   runtime error (bad/missing data file, I/O, lost peer)\n"
+"  2   bad flag or value, or an unavailable device\n"
+"  99  SIGTERM or SIGUSR1: checkpointed at the next step boundary; requeue with --resume\n";
+
+enum {
+    O_MODEL = 256, O_DATASET, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_WD, O_SCHED, O_WARMUP, O_SEED,
+    O_WIDTH, O_NOBN, O_THREADS, O_WORKERS, O_TRAIN_LIMIT, O_EVAL_LIMIT, O_AUGMENT, O_DATA_DIR, O_INC,
+    O_CLASSES, O_IMSIZE, O_STEPS, O_PRINT, O_EXPORT, O_EXPORT_LIMIT, O_EXPORT_SPLIT, O_CKPT, O_RESUME,
+    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP
+};
+
+static const struct option longopts[] = {
+    { "model", 1, 0, O_MODEL }, { "dataset", 1, 0, O_DATASET }, { "epochs", 1, 0, O_EPOCHS },
+    { "batch-size", 1, 0, O_BATCH }, { "optimizer", 1, 0, O_OPT }, { "lr", 1, 0, O_LR },
+    { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "lr-schedule", 1, 0, O_SCHED },
+    { "warmup-epochs", 1, 0, O_WARMUP }, { "seed", 1, 0, O_SEED }, { "width", 1, 0, O_WIDTH },
+    { "no-batch-norm", 0, 0, O_NOBN }, { "threads", 1, 0, O_THREADS }, { "workers", 1, 0, O_WORKERS },
+    { "train-limit", 1, 0, O_TRAIN_LIMIT }, { "eval-limit", 1, 0, O_EVAL_LIMIT }, { "augment", 0, 0, O_AUGMENT },
+    { "data-dir", 1, 0, O_DATA_DIR }, { "in-channels", 1, 0, O_INC }, { "classes", 1, 0, O_CLASSES },
+    { "image-size", 1, 0, O_IMSIZE }, { "steps", 1, 0, O_STEPS }, { "print-params", 0, 0, O_PRINT },
+    { "export-dataset", 1, 0, O_EXPORT }, { "export-limit", 1, 0, O_EXPORT_LIMIT },
+    { "export-split", 1, 0, O_EXPORT_SPLIT }, { "checkpoint-every", 1, 0, O_CKPT }, { "resume", 0, 0, O_RESUME },
+    { "profile", 1, 0, O_PROFILE }, { "comm", 1, 0, O_COMM }, { "sync-bn", 0, 0, O_SYNCBN },
+    { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE },
+    { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+};
+
+static int bad(const char *flag, const char *value, const char *why) {
+    fprintf(stderr, "segx-train: --%s '%s': %s (see segx-train --help)\n", flag, value, why);
+    return -1;
+}
+
+static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return bad(flag, s, "not an integer");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "must be between %ld and %ld", lo, hi);
+        return bad(flag, s, why);
+    }
+    *out = v;
+    return 0;
+}
+static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
+    long v;
+    if (parse_long(flag, s, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return bad(flag, s, "not a number");
+    if (v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "must be between %g and %g", lo, hi);
+        return bad(flag, s, why);
+    }
+    *out = v;
+    return 0;
+}
+static int one_of(const char *flag, const char *s, const char *const *names) {
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) return 0;
+    char why[256] = "want one of:";
+    for (int i = 0; names[i]; i++) {
+        strncat(why, " ", sizeof why - strlen(why) - 1);
+        strncat(why, names[i], sizeof why - strlen(why) - 1);
+    }
+    return bad(flag, s, why);
+}
+
+static int default_threads(void) {
+    const char *s = getenv("SLURM_CPUS_PER_TASK");
+    if (s && atoi(s) > 0) return atoi(s);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int local = 1;
+    const char *l = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!l) l = getenv("SLURM_NTASKS_PER_NODE");
+    if (l && atoi(l) > 0) local = atoi(l);
+    long t = cores / local;
+    return t > 0 ? (int)t : 1;
+}
+
+static int parse_args(int argc, char **argv, TrainConfig *c) {
+    static const char *const models[] = { "cnn", "resnet18", "unet", NULL };
+    static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
+    static const char *const devices[] = { "cpu", "cuda", "auto", NULL };
+    static const char *const splits[] = { "train", "test", NULL };
+    train_config_defaults(c);
+    c->argv0 = argv[0];
+    c->threads = 0;
+    opterr = 0;
+    int o;
+    long v;
+    while ((o = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        const char *name = "";
+        for (int i = 0; longopts[i].name; i++)
+            if (longopts[i].val == o) { name = longopts[i].name; break; }
+        int r = 0;
+        switch (o) {
+        case O_MODEL: c->model = optarg; r = one_of(name, optarg, models); break;
+        case O_DATASET: c->dataset = optarg; break;
+        case O_EPOCHS: r = parse_int(name, optarg, 0, 1000000, &c->epochs); break;
+        case O_BATCH: r = parse_int(name, optarg, 1, 1 << 20, &c->batch); break;
+        case O_OPT: {
+            OptKind k;
+            c->optimizer = optarg;
+            if (optim_parse(optarg, &k)) r = bad(name, optarg, "want sgd, sgd-nesterov, sgdw, adam, adamw, adagrad or adadelta");
+            break;
+        }
+        case O_LR: r = parse_double(name, optarg, 0, 1e6, &c->lr); break;
+        case O_MOM: r = parse_double(name, optarg, 0, 1, &c->momentum); break;
+        case O_WD: r = parse_double(name, optarg, 0, 10, &c->weight_decay); break;
+        case O_SCHED: {
+            LrKind k;
+            c->lr_schedule = optarg;
+            if (lr_parse(optarg, &k)) r = bad(name, optarg, "want constant, step, poly or cosine");
+            break;
+        }
+        case O_WARMUP: r = parse_double(name, optarg, 0, 1e6, &c->warmup_epochs); break;
+        case O_SEED: r = parse_long(name, optarg, 0, 0x7fffffffL, &v); c->seed = (uint64_t)v; break;
+        case O_WIDTH: r = parse_int(name, optarg, 1, 4096, &c->width); break;
+        case O_NOBN: c->batch_norm = 0; break;
+        case O_THREADS: r = parse_int(name, optarg, 1, 4096, &c->threads); break;
+        case O_WORKERS: r = parse_int(name, optarg, 0, 256, &c->workers); break;
+        case O_TRAIN_LIMIT: r = parse_long(name, optarg, 1, 1L << 40, &c->train_limit); break;
+        case O_EVAL_LIMIT: r = parse_long(name, optarg, 0, 1L << 40, &c->eval_limit); break;
+        case O_AUGMENT: c->augment = 1; break;
+        case O_DATA_DIR: c->data_dir = optarg; break;
+        case O_INC: r = parse_int(name, optarg, 1, 4096, &c->in_channels); break;
+        case O_CLASSES: r = parse_int(name, optarg, 2, 255, &c->classes); break;
+        case O_IMSIZE: r = parse_int(name, optarg, 4, 65536, &c->image_size); break;
+        case O_STEPS: r = parse_long(name, optarg, 0, 1L << 40, &c->steps); break;
+        case O_PRINT: c->print_params = 1; break;
+        case O_EXPORT: c->export_dir = optarg; break;
+        case O_EXPORT_LIMIT: r = parse_long(name, optarg, 1, 1L << 40, &c->export_limit); break;
+        case O_EXPORT_SPLIT: c->export_split = optarg; r = one_of(name, optarg, splits); break;
+        case O_CKPT: {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            size_t n = strlen(buf);
+            c->checkpoint_in_steps = 0;
+            if (n && (buf[n - 1] == 's' || buf[n - 1] == 'e')) { c->checkpoint_in_steps = buf[n - 1] == 's'; buf[n - 1] = 0; }
+            char *end;
+            errno = 0;
+            c->checkpoint_every = strtol(buf, &end, 10);
+            if (errno || end == buf || *end || c->checkpoint_every < 1)
+                r = bad(name, optarg, "want a positive count of epochs (N or Ne) or steps (Ns)");
+            break;
+        }
+        case O_RESUME: c->resume = 1; break;
+        case O_PROFILE: c->profile = optarg; break;
+        case O_COMM: c->comm = optarg; r = one_of(name, optarg, comms); break;
+        case O_SYNCBN: c->sync_bn = 1; break;
+        case O_ACCUM: r = parse_int(name, optarg, 1, 65536, &c->accum_steps); break;
+        case O_BUCKET: r = parse_double(name, optarg, 0.001, 65536, &c->bucket_mb); break;
+        case O_DEVICE: c->device = optarg; r = one_of(name, optarg, devices); break;
+        case O_OUT: c->out = optarg; break;
+        case O_SAVE: c->save_params = optarg; break;
+        case 'h': case O_HELP: fputs(usage, stdout); exit(0);
+        case ':':
+            fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "segx-train: unknown option '%s' (see segx-train --help)\n", argv[optind - 1]);
+            return -1;
+        }
+        if (r) return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "segx-train: unexpected argument '%s' (see segx-train --help)\n", argv[optind]);
+        return -1;
+    }
+    if (c->resume && !c->out) {
+        fprintf(stderr, "segx-train: --resume needs --out RUN_DIR (the checkpoint lives there)\n");
+        return -1;
+    }
+    if (c->checkpoint_every && !c->out) {
+        fprintf(stderr, "segx-train: --checkpoint-every needs --out RUN_DIR\n");
+        return -1;
+    }
+    if (c->threads == 0) c->threads = default_threads();
+    return 0;
+}
+
+// The CPU backend is the only one wired into the training loop for now.
+static int pick_device(TrainConfig *c) {
+    if (strcmp(c->device, "cpu") == 0) return 0;
+    char why[512] = "";
+    int n = gpu_probe(why, sizeof why);
+    if (strcmp(c->device, "cuda") == 0) {
+        if (n <= 0)
+            fprintf(stderr, "segx-train: --device cuda: no usable CUDA device: %s\n", why[0] ? why : "none found");
+        else
+            fprintf(stderr, "segx-train: --device cuda: %d CUDA device(s) present, but the CUDA training backend "
+                    "is not built into segx-train yet; use --device cpu\n", n);
+        return -1;
+    }
+    fprintf(stderr, "segx-train: --device auto: using the CPU (%s)\n",
+            n > 0 ? "the CUDA training backend is not built into segx-train yet" : why[0] ? why : "no CUDA device");
+    c->device = "cpu";
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    TrainConfig c;
+    if (parse_args(argc, argv, &c)) return TRAIN_EXIT_USAGE;
+    if (pick_device(&c)) return TRAIN_EXIT_USAGE;
+    return train_run(&c);
+}

@@ -1,0 +1,603 @@
+// trainer/train.c — the training loop of segx-train.
+// One optimizer step = accum_steps micro-batches: zero grads, then per micro-batch forward
+// (training), loss with grad_scale 1/accum_steps, backward (the DDP hook is installed only on the
+// last micro-batch, so gradients are communicated once per step), ddp_finish, optimizer step with
+// the scheduled lr. Per epoch: evaluation on the test split, metrics all-reduced as sums and a
+// confusion matrix, one metrics.jsonl line. Only rank 0 writes the run dir.
+#include "trainer/train.h"
+// defines: train_config_defaults, train_run
+
+#include "config.h"
+#include "trainer/data/data.h"       // defines: Dataset, Loader
+#include "trainer/dist/comm.h"       // defines: Comm, DdpReducer
+#include "trainer/metrics/metrics.h" // defines: ConfMat
+#include "trainer/models/model.h"    // defines: Model
+#include "trainer/optim/optim.h"     // defines: Optimizer, LrSchedule
+#include "trainer/run/run.h"         // defines: RunDir, checkpoints, Trace
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void train_config_defaults(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->model = "cnn";
+    c->dataset = "fashion-mnist";
+    c->optimizer = "sgd";
+    c->lr_schedule = "constant";
+    c->comm = "auto";
+    c->device = "cpu";
+    c->export_split = "train";
+    c->epochs = 1;
+    c->batch = 32;
+    c->width = 16;
+    c->batch_norm = 1;
+    c->workers = 2;
+    c->seed = 0;
+    c->eval_limit = -1;
+    c->steps = -1;
+    c->lr = 0.01;
+    c->momentum = 0.9;
+    c->bucket_mb = 25;
+    c->accum_steps = 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+typedef struct {
+    const TrainConfig *cfg;
+    Comm *comm;
+    int rank, world;
+    Dataset *train_ds, *eval_ds;
+    Loader *train_ld, *eval_ld;
+    Model *model;
+    Optimizer *opt;
+    DdpReducer *ddp;
+    RunDir *rd;
+    Trace *trace;
+    ConfMat cm;
+    int32_t *pred;
+    LrSchedule sched;
+    long steps_per_epoch, total_steps, micro_per_epoch;
+    int epochs;
+    char tag[256];
+    char ckpt_path[4200];
+    double t_start, wall_offset;
+    double images_after_first, time_after_first;  // throughput excluding the first step
+    long steps_this_process;
+    double best;  // best mIoU or top-1
+    char err[2048];
+} Trainer;
+
+static void log_rank0(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_rank0(const Trainer *t, const char *fmt, ...) {
+    if (t->rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("segx-train: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int sync_bn_allreduce(void *ctx, double *buf, size_t n) {
+    return comm_allreduce_sum_f64((Comm *)ctx, buf, n);
+}
+
+static double wall(const Trainer *t) { return t->wall_offset + run_now_s() - t->t_start; }
+
+static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_step, double loss_sum,
+                           double loss_count) {
+    if (t->rank != 0 || !t->rd) return 0;
+    CkptHeader h;
+    memset(&h, 0, sizeof h);
+    h.n_params = model_num_params(t->model);
+    h.n_buffers = model_num_buffers(t->model);
+    h.n_opt_state = (uint64_t)t->opt->nslots * t->opt->n;
+    h.seed = t->cfg->seed;
+    h.epoch = epoch;
+    h.next_batch = next_batch;
+    h.global_step = global_step;
+    h.opt_kind = t->opt->kind;
+    h.opt_steps = t->opt->steps;
+    h.loss_sum = loss_sum;
+    h.loss_count = loss_count;
+    h.best_metric = t->best;
+    h.wall_s = wall(t);
+    snprintf(h.tag, sizeof h.tag, "%s", t->tag);
+    if (ckpt_save(t->ckpt_path, &h, model_params(t->model), model_buffers(t->model), t->opt->state,
+                  t->err, sizeof t->err))
+        return -1;
+    return 0;
+}
+
+static void write_progress(Trainer *t, int epoch, long global_step, double step_time) {
+    if (t->rank != 0 || !t->rd) return;
+    long left = t->total_steps - global_step;
+    json_t *p = json_pack("{s:i, s:i, s:I, s:I, s:f, s:f}", "epoch", epoch, "epochs", t->epochs,
+                          "step", (json_int_t)global_step, "steps", (json_int_t)t->total_steps,
+                          "eta_s", left > 0 ? left * step_time : 0.0, "wall_s", wall(t));
+    char e[512];
+    if (rundir_write_json(t->rd, "progress.json", p, e, sizeof e)) fprintf(stderr, "segx-train: warning: %s\n", e);
+    json_decref(p);
+}
+
+// Evaluation over this rank's share of the test split; sums are all-reduced by the caller.
+static int evaluate(Trainer *t, int epoch, double sums[2]) {
+    sums[0] = sums[1] = 0;
+    confmat_reset(&t->cm);
+    if (!t->eval_ld) return 0;
+    if (loader_begin(t->eval_ld, epoch, 0, t->err, sizeof t->err)) return -1;
+    const Batch *b;
+    size_t hw = t->eval_ds->segmentation ? (size_t)t->eval_ds->height * t->eval_ds->width : 1;
+    while ((b = loader_next(t->eval_ld, NULL))) {
+        const float *logits = model_forward(t->model, b->x, b->n, 0);
+        long counted = 0;
+        float loss = model_loss(t->model, b->y, 1.0f, &counted);
+        sums[0] += (double)loss * counted;
+        sums[1] += counted;
+        metrics_argmax(logits, b->n, t->eval_ds->classes, hw, t->pred);
+        confmat_add(&t->cm, b->y, t->pred, (size_t)b->n * hw);
+    }
+    if (loader_error(t->eval_ld)[0]) {
+        snprintf(t->err, sizeof t->err, "%s", loader_error(t->eval_ld));
+        return -1;
+    }
+    loader_end(t->eval_ld);
+    return 0;
+}
+
+static int allreduce(Trainer *t, double *buf, size_t n) {
+    if (t->world == 1) return 0;
+    if (comm_allreduce_sum_f64(t->comm, buf, n)) {
+        snprintf(t->err, sizeof t->err, "allreduce of metrics: %s", comm_error(t->comm));
+        return -1;
+    }
+    return 0;
+}
+
+static int save_params_file(Trainer *t) {
+    const char *path = t->cfg->save_params;
+    if (!path || t->rank != 0) return 0;
+    FILE *f = fopen(path, "wb");
+    size_t n = model_num_params(t->model);
+    if (!f || fwrite(model_params(t->model), sizeof(float), n, f) != n || fclose(f) != 0) {
+        snprintf(t->err, sizeof t->err, "--save-params %s: cannot write the parameters", path);
+        return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int setup(Trainer *t) {
+    const TrainConfig *c = t->cfg;
+    char *err = t->err;
+    size_t el = sizeof t->err;
+    if (comm_create(c->comm, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
+    t->rank = comm_rank(t->comm);
+    t->world = comm_world(t->comm);
+    model_set_threads(c->threads);
+    int seg_model = strcmp(c->model, "unet") == 0;
+    DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
+                         .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed };
+    long per_step = (long)c->batch * t->world * c->accum_steps;
+    dopt.synthetic_n = c->train_limit > 0 ? c->train_limit : c->steps > 0 ? c->steps * per_step : 1024;
+    if (dataset_open(c->dataset, SPLIT_TRAIN, &dopt, &t->train_ds, err, el)) return TRAIN_EXIT_ERROR;
+    dopt.synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch * t->world;
+    if (c->eval_limit != 0 && dataset_open(c->dataset, SPLIT_TEST, &dopt, &t->eval_ds, err, el))
+        return TRAIN_EXIT_ERROR;
+
+    ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
+                       .height = t->train_ds->height, .width = t->train_ds->width, .base_width = c->width,
+                       .batch_norm = c->batch_norm, .max_batch = c->batch };
+    if (model_create(&mc, &t->model, err, el)) return TRAIN_EXIT_USAGE;
+    if (model_is_segmentation(t->model) != t->train_ds->segmentation) {
+        snprintf(err, el, "--model %s is a %s model but --dataset %s has %s labels", c->model,
+                 model_is_segmentation(t->model) ? "segmentation" : "classification", c->dataset,
+                 t->train_ds->segmentation ? "per-pixel" : "per-image");
+        return TRAIN_EXIT_USAGE;
+    }
+    model_init(t->model, c->seed);
+    if (t->world > 1) {  // every rank starts from rank 0's parameters and BN buffers
+        if (comm_broadcast(t->comm, model_params(t->model), sizeof(float) * model_num_params(t->model), 0) ||
+            comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0)) {
+            snprintf(err, el, "broadcast of initial parameters: %s", comm_error(t->comm));
+            return TRAIN_EXIT_ERROR;
+        }
+        if (ddp_create(t->comm, model_grads(t->model), model_num_params(t->model), c->bucket_mb, &t->ddp, err, el))
+            return TRAIN_EXIT_ERROR;
+        if (c->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
+    }
+    OptKind ok;
+    optim_parse(c->optimizer, &ok);
+    if (optim_create(ok, model_num_params(t->model), (float)c->momentum, (float)c->weight_decay, &t->opt, err, el))
+        return TRAIN_EXIT_ERROR;
+
+    LoaderConfig lc = { .batch = c->batch, .workers = c->workers, .rank = t->rank, .world = t->world,
+                        .seed = c->seed, .shuffle = 1, .augment = c->augment, .drop_last = 1,
+                        .limit = c->train_limit };
+    if (loader_create(t->train_ds, &lc, &t->train_ld, err, el)) return TRAIN_EXIT_ERROR;
+    if (t->eval_ds) {
+        LoaderConfig ec = lc;
+        ec.shuffle = 0; ec.augment = 0; ec.drop_last = 0;
+        ec.limit = c->eval_limit > 0 ? c->eval_limit : 0;
+        if (loader_create(t->eval_ds, &ec, &t->eval_ld, err, el)) return TRAIN_EXIT_ERROR;
+        size_t hw = t->eval_ds->segmentation ? (size_t)t->eval_ds->height * t->eval_ds->width : 1;
+        t->pred = malloc(sizeof(int32_t) * hw * c->batch);
+        if (!t->pred) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
+    }
+    if (confmat_init(&t->cm, t->train_ds->classes)) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
+
+    t->steps_per_epoch = loader_num_batches(t->train_ld) / c->accum_steps;
+    if (t->steps_per_epoch < 1) {
+        snprintf(err, el, "--accum-steps %d: an epoch has only %ld batches of %d on each rank", c->accum_steps,
+                 loader_num_batches(t->train_ld), c->batch);
+        return TRAIN_EXIT_USAGE;
+    }
+    t->micro_per_epoch = t->steps_per_epoch * c->accum_steps;
+    if (c->steps >= 0) {
+        t->total_steps = c->steps;
+        t->epochs = (int)((c->steps + t->steps_per_epoch - 1) / t->steps_per_epoch);
+    } else {
+        t->epochs = c->epochs;
+        t->total_steps = (long)c->epochs * t->steps_per_epoch;
+    }
+    LrKind lk;
+    lr_parse(c->lr_schedule, &lk);
+    t->sched = (LrSchedule){ lk, c->lr, t->total_steps, (long)llround(c->warmup_epochs * t->steps_per_epoch) };
+    snprintf(t->tag, sizeof t->tag, "%s/%s/w%d/bn%d/b%d/ws%d/acc%d/%s/seed%llu", c->model, c->dataset, c->width,
+             c->batch_norm, c->batch, t->world, c->accum_steps, c->optimizer, (unsigned long long)c->seed);
+
+    if (t->rank == 0 && c->out) {
+        snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", c->out);
+        int appending = c->resume && access(t->ckpt_path, R_OK) == 0;
+        if (rundir_open(c->out, appending, &t->rd, err, el)) return TRAIN_EXIT_ERROR;
+        json_t *extra = json_pack("{s:s, s:s, s:i, s:i, s:I}", "model", c->model, "dataset", c->dataset,
+                                  "batch_size", c->batch, "workers", c->workers, "params",
+                                  (json_int_t)model_num_params(t->model));
+        json_t *env = run_env_json(c->argv0, c->threads, t->world, comm_kind(t->comm), extra);
+        json_decref(extra);
+        int rc = rundir_write_json(t->rd, "env.json", env, err, el);
+        json_decref(env);
+        if (rc) return TRAIN_EXIT_ERROR;
+    }
+    if (c->profile && trace_open(c->profile, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
+    return TRAIN_EXIT_OK;
+}
+
+static void teardown(Trainer *t) {
+    trace_close(t->trace);
+    rundir_close(t->rd);
+    loader_free(t->train_ld);
+    loader_free(t->eval_ld);
+    dataset_free(t->train_ds);
+    dataset_free(t->eval_ds);
+    confmat_free(&t->cm);
+    free(t->pred);
+    optim_free(t->opt);
+    ddp_free(t->ddp);  // before its communicator
+    model_free(t->model);
+    comm_free(t->comm);
+}
+
+// Rank 0 reads checkpoint.bin and broadcasts it, so every rank resumes from the same bytes.
+static int resume(Trainer *t, CkptHeader *h) {
+    memset(h, 0, sizeof *h);
+    int have = 0;
+    if (t->rank == 0) {
+        have = t->ckpt_path[0] && access(t->ckpt_path, R_OK) == 0;
+        if (have) {
+            CkptHeader want;
+            memset(&want, 0, sizeof want);
+            want.n_params = model_num_params(t->model);
+            want.n_buffers = model_num_buffers(t->model);
+            want.n_opt_state = (uint64_t)t->opt->nslots * t->opt->n;
+            snprintf(want.tag, sizeof want.tag, "%s", t->tag);
+            if (ckpt_load(t->ckpt_path, &want, h, model_params(t->model), model_buffers(t->model), t->opt->state,
+                          t->err, sizeof t->err))
+                have = -1;
+        }
+    }
+    if (t->world > 1) {
+        double flag = have;
+        if (comm_broadcast(t->comm, &flag, sizeof flag, 0)) goto comm_fail;
+        have = (int)flag;
+        if (have == 1 &&
+            (comm_broadcast(t->comm, h, sizeof *h, 0) ||
+             comm_broadcast(t->comm, model_params(t->model), sizeof(float) * model_num_params(t->model), 0) ||
+             comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0) ||
+             comm_broadcast(t->comm, t->opt->state, sizeof(float) * t->opt->nslots * t->opt->n, 0)))
+            goto comm_fail;
+    }
+    if (have < 0) {
+        if (t->rank != 0) snprintf(t->err, sizeof t->err, "rank 0 could not load the checkpoint");
+        return -1;
+    }
+    if (have) {
+        t->opt->steps = h->opt_steps;
+        t->best = h->best_metric;
+        t->wall_offset = h->wall_s;
+        log_rank0(t, "resuming from %s: epoch %lld, batch %lld, step %lld", t->ckpt_path, (long long)h->epoch + 1,
+                  (long long)h->next_batch, (long long)h->global_step);
+    } else {
+        log_rank0(t, "--resume: no checkpoint in %s yet; starting from scratch", t->cfg->out ? t->cfg->out : "(no --out)");
+    }
+    return have;
+comm_fail:
+    snprintf(t->err, sizeof t->err, "broadcast of the checkpoint: %s", comm_error(t->comm));
+    return -1;
+}
+
+static json_t *epoch_metrics(Trainer *t, int epoch, long global_step, double train_loss, double lr,
+                             const double ev[2], double images, double epoch_s, double data_s,
+                             double compute_s, double comm_s, double eval_s, DdpStats ds) {
+    json_t *o = json_object();
+    json_object_set_new(o, "epoch", json_integer(epoch + 1));
+    json_object_set_new(o, "step", json_integer(global_step));
+    json_object_set_new(o, "wall_s", json_real(wall(t)));
+    json_object_set_new(o, "train_loss", json_real(train_loss));
+    if (t->eval_ds && ev[1] > 0) {
+        json_object_set_new(o, "val_loss", json_real(ev[0] / ev[1]));
+        if (t->eval_ds->segmentation) {
+            double *pc = malloc(sizeof(double) * t->cm.k);
+            double miou = confmat_miou(&t->cm, pc);
+            json_object_set_new(o, "miou", json_real(miou));
+            json_object_set_new(o, "pixel_acc", json_real(confmat_accuracy(&t->cm)));
+            json_t *a = json_array();
+            for (int i = 0; i < t->cm.k; i++) json_array_append_new(a, isnan(pc[i]) ? json_null() : json_real(pc[i]));
+            json_object_set_new(o, "per_class_iou", a);
+            free(pc);
+        } else {
+            json_object_set_new(o, "top1", json_real(confmat_accuracy(&t->cm)));
+        }
+    }
+    json_object_set_new(o, "lr", json_real(lr));
+    json_object_set_new(o, "images_per_s", json_real(epoch_s > 0 ? images / epoch_s : 0));
+    json_object_set_new(o, "epoch_s", json_real(epoch_s));
+    json_object_set_new(o, "data_s", json_real(data_s));
+    json_object_set_new(o, "compute_s", json_real(compute_s));
+    json_object_set_new(o, "comm_s", json_real(comm_s));
+    json_object_set_new(o, "eval_s", json_real(eval_s));
+    if (t->ddp) {
+        json_object_set_new(o, "comm_exposed_s", json_real(ds.exposed_s));
+        json_object_set_new(o, "comm_total_s", json_real(ds.comm_s));
+        json_object_set_new(o, "allreduce_bytes", json_real(ds.bytes));
+        json_object_set_new(o, "allreduce_gbps", json_real(ds.comm_s > 0 ? ds.bytes / ds.comm_s / 1e9 : 0));
+    }
+    return o;
+}
+
+static int train_loop(Trainer *t) {
+    const TrainConfig *c = t->cfg;
+    int K = c->accum_steps;
+    CkptHeader h;
+    int start_epoch = 0;
+    long start_batch = 0, global_step = 0;
+    double loss_sum = 0, loss_count = 0;
+    if (c->resume) {
+        int r = resume(t, &h);
+        if (r < 0) return TRAIN_EXIT_ERROR;
+        if (r) {
+            start_epoch = (int)h.epoch;
+            start_batch = h.next_batch;
+            global_step = h.global_step;
+            loss_sum = h.loss_sum;
+            loss_count = h.loss_count;
+        }
+    }
+    log_rank0(t, "%s on %s: %ld train / %ld eval samples, %d rank(s) x batch %d x accum %d, %ld steps/epoch, "
+              "%d epoch(s), %zu params, %d threads, comm %s", c->model, c->dataset,
+              loader_num_samples(t->train_ld), t->eval_ld ? loader_num_samples(t->eval_ld) : 0, t->world, c->batch, K,
+              t->steps_per_epoch, t->epochs, model_num_params(t->model), c->threads, comm_kind(t->comm));
+    signals_install();
+    double lr = lr_at(&t->sched, global_step), last_progress = 0, step_time = 0, final_train_loss = NAN;
+    json_t *last_metrics = NULL;
+    int stopped = 0;
+    for (int epoch = start_epoch; epoch < t->epochs && !stopped; epoch++) {
+        double te0 = run_now_s(), data_s = 0, compute_s = 0, comm_s = 0, images = 0;
+        if (t->ddp) ddp_stats_reset(t->ddp);
+        long first = epoch == start_epoch ? start_batch : 0;
+        if (epoch != start_epoch) loss_sum = loss_count = 0;
+        if (loader_begin(t->train_ld, epoch, first, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
+        for (long mb = first; mb < t->micro_per_epoch && global_step < t->total_steps; mb++) {
+            double ts = run_now_s(), wait;
+            const Batch *b = loader_next(t->train_ld, &wait);
+            if (!b) {
+                snprintf(t->err, sizeof t->err, "%s", loader_error(t->train_ld)[0] ? loader_error(t->train_ld)
+                                                                                  : "train loader ended early");
+                return TRAIN_EXIT_ERROR;
+            }
+            double t1 = run_now_s();
+            data_s += wait;
+            trace_event(t->trace, "data_wait", "data", ts, t1, 1, global_step);
+            int last = mb % K == K - 1;
+            if (mb % K == 0) model_zero_grad(t->model);
+            if (t->ddp) model_set_grads_ready_hook(t->model, last ? ddp_grads_ready : NULL, last ? t->ddp : NULL);
+            model_forward(t->model, b->x, b->n, 1);
+            float loss = model_loss(t->model, b->y, 1.0f / K, NULL);
+            double t2 = run_now_s();
+            trace_event(t->trace, "forward", "compute", t1, t2, 1, global_step);
+            model_backward(t->model);
+            double t3 = run_now_s();
+            trace_event(t->trace, "backward", "compute", t2, t3, 1, global_step);
+            compute_s += t3 - t1;
+            loss_sum += loss;
+            loss_count += 1;
+            images += (double)b->n * t->world;
+            if (!isfinite(loss)) {
+                snprintf(t->err, sizeof t->err, "loss is %f at epoch %d step %ld (lr %g): training diverged", loss,
+                         epoch + 1, global_step, lr);
+                return TRAIN_EXIT_ERROR;
+            }
+            if (!last) continue;
+            if (t->ddp) {
+                double c0 = run_now_s();
+                if (ddp_finish(t->ddp)) {
+                    snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm));
+                    return TRAIN_EXIT_ERROR;
+                }
+                double c1 = run_now_s();
+                comm_s += c1 - c0;
+                trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
+            }
+            double o0 = run_now_s();
+            lr = lr_at(&t->sched, global_step);
+            optim_step(t->opt, model_params(t->model), model_grads(t->model), (float)lr);
+            double o1 = run_now_s();
+            trace_event(t->trace, "optimizer", "compute", o0, o1, 1, global_step);
+            compute_s += o1 - o0;
+            global_step++;
+            step_time = o1 - ts;  // of the last micro-batch; good enough for the ETA
+            if (t->steps_this_process++ > 0) {
+                t->images_after_first += (double)b->n * t->world * K;
+                t->time_after_first += (o1 - ts) * K;
+                step_time = t->time_after_first / (t->steps_this_process - 1) ;
+            }
+            if (t->rank == 0) progress_bar(epoch + 1, t->epochs, global_step, t->total_steps,
+                                           (t->total_steps - global_step) * step_time, loss);
+            if (o1 - last_progress > 2) { write_progress(t, epoch + 1, global_step, step_time); last_progress = o1; }
+            // stop requests: every rank must stop at the same step
+            double sig = signals_pending();
+            if (allreduce(t, &sig, 1)) return TRAIN_EXIT_ERROR;
+            int ckpt_now = c->checkpoint_every > 0 && c->checkpoint_in_steps && global_step % c->checkpoint_every == 0;
+            if (sig != 0 || ckpt_now) {
+                if (save_checkpoint(t, epoch, mb + 1, global_step, loss_sum, loss_count)) return TRAIN_EXIT_ERROR;
+            }
+            if (sig != 0) {
+                progress_bar_done();
+                write_progress(t, epoch + 1, global_step, step_time);
+                log_rank0(t, "stop requested by signal: checkpointed at step %ld in %s; exiting with %d (requeue with --resume)",
+                          global_step, t->ckpt_path[0] ? t->ckpt_path : "(no --out: nothing saved)", TRAIN_EXIT_REQUEUE);
+                stopped = 1;
+                break;
+            }
+        }
+        if (stopped) break;
+        loader_end(t->train_ld);
+        progress_bar_done();
+        double te1 = run_now_s();
+        // epoch metrics: loss sums over ranks, evaluation as global sums and one confusion matrix
+        double ev[2];
+        if (evaluate(t, epoch, ev)) return TRAIN_EXIT_ERROR;
+        double sums[4] = { loss_sum, loss_count, ev[0], ev[1] };
+        if (allreduce(t, sums, 4) || allreduce(t, t->cm.m, (size_t)t->cm.k * t->cm.k)) return TRAIN_EXIT_ERROR;
+        double te2 = run_now_s();
+        trace_event(t->trace, "eval", "eval", te1, te2, 1, global_step);
+        ev[0] = sums[2]; ev[1] = sums[3];
+        final_train_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+        DdpStats ds = { 0 };
+        if (t->ddp) ds = ddp_stats(t->ddp);
+        json_decref(last_metrics);
+        last_metrics = epoch_metrics(t, epoch, global_step, final_train_loss, lr, ev, images, te1 - te0, data_s,
+                                     compute_s, comm_s, te2 - te1, ds);
+        if (t->eval_ds && ev[1] > 0) {
+            double m = json_real_value(json_object_get(last_metrics, t->eval_ds->segmentation ? "miou" : "top1"));
+            if (m > t->best) t->best = m;
+        }
+        if (t->rank == 0) {
+            if (t->rd && rundir_append_metrics(t->rd, last_metrics, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
+            char *line = json_dumps(last_metrics, JSON_COMPACT | JSON_REAL_PRECISION(5));
+            fprintf(stderr, "segx-train: %s\n", line);
+            free(line);
+        }
+        write_progress(t, epoch + 1, global_step, step_time);
+        if (c->checkpoint_every > 0 && !c->checkpoint_in_steps && (epoch + 1) % c->checkpoint_every == 0)
+            if (save_checkpoint(t, epoch + 1, 0, global_step, 0, 0)) return TRAIN_EXIT_ERROR;
+    }
+    if (save_params_file(t)) { json_decref(last_metrics); return TRAIN_EXIT_ERROR; }
+    if (stopped) { json_decref(last_metrics); return TRAIN_EXIT_REQUEUE; }
+    if (t->rank == 0 && t->rd) {
+        json_t *r = json_object();
+        json_object_set_new(r, "status", json_string("completed"));
+        json_object_set_new(r, "model", json_string(c->model));
+        json_object_set_new(r, "dataset", json_string(c->dataset));
+        json_object_set_new(r, "optimizer", json_string(c->optimizer));
+        json_object_set_new(r, "lr", json_real(c->lr));
+        json_object_set_new(r, "lr_schedule", json_string(c->lr_schedule));
+        json_object_set_new(r, "batch_size", json_integer(c->batch));
+        json_object_set_new(r, "global_batch", json_integer((json_int_t)c->batch * t->world * K));
+        json_object_set_new(r, "accum_steps", json_integer(K));
+        json_object_set_new(r, "ranks", json_integer(t->world));
+        json_object_set_new(r, "threads", json_integer(c->threads));
+        json_object_set_new(r, "seed", json_integer((json_int_t)c->seed));
+        json_object_set_new(r, "epochs", json_integer(t->epochs));
+        json_object_set_new(r, "steps", json_integer(global_step));
+        json_object_set_new(r, "params", json_integer((json_int_t)model_num_params(t->model)));
+        json_object_set_new(r, "wall_s", json_real(wall(t)));
+        json_object_set_new(r, "images_per_s",
+                            t->time_after_first > 0 ? json_real(t->images_after_first / t->time_after_first) : json_null());
+        if (last_metrics) {
+            const char *keys[] = { "train_loss", "val_loss", "miou", "pixel_acc", "top1", "per_class_iou" };
+            for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+                json_t *v = json_object_get(last_metrics, keys[i]);
+                if (v) json_object_set(r, keys[i], v);
+            }
+        }
+        if (t->eval_ds && last_metrics)
+            json_object_set_new(r, t->eval_ds->segmentation ? "best_miou" : "best_top1", json_real(t->best));
+        int rc = rundir_write_json(t->rd, "result.json", r, t->err, sizeof t->err);
+        json_decref(r);
+        if (rc) { json_decref(last_metrics); return TRAIN_EXIT_ERROR; }
+    }
+    json_decref(last_metrics);
+    return TRAIN_EXIT_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int print_params(Trainer *t) {
+    if (t->rank != 0) return TRAIN_EXIT_OK;
+    int n, nb;
+    const ModelTensor *ts = model_tensors(t->model, &n);
+    const ModelTensor *bs = model_buffer_tensors(t->model, &nb);
+    for (int i = 0; i < n; i++) {
+        printf("%-40s %10zu  (", ts[i].name, ts[i].numel);
+        for (int d = 0; d < ts[i].ndim; d++) printf("%s%d", d ? ", " : "", ts[i].shape[d]);
+        printf(")\n");
+    }
+    for (int i = 0; i < nb; i++) printf("%-40s %10zu  buffer\n", bs[i].name, bs[i].numel);
+    printf("total parameters: %zu\nbuffers: %zu\n", model_num_params(t->model), model_num_buffers(t->model));
+    return TRAIN_EXIT_OK;
+}
+
+static int export_dataset(const TrainConfig *c) {
+    char err[2048];
+    Dataset *ds;
+    DataOptions o = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
+                      .image_size = c->image_size, .segmentation = 1, .seed = c->seed,
+                      .synthetic_n = c->export_limit > 0 ? c->export_limit : 16 };
+    DataSplit split = strcmp(c->export_split, "test") == 0 ? SPLIT_TEST : SPLIT_TRAIN;
+    if (dataset_open(c->dataset, split, &o, &ds, err, sizeof err)) {
+        fprintf(stderr, "segx-train: %s\n", err);
+        return TRAIN_EXIT_ERROR;
+    }
+    long n = data_export(ds, c->export_dir, c->export_limit, err, sizeof err);
+    dataset_free(ds);
+    if (n < 0) { fprintf(stderr, "segx-train: %s\n", err); return TRAIN_EXIT_ERROR; }
+    fprintf(stderr, "segx-train: wrote %ld image/mask pairs of %s (%s split) to %s/images and %s/masks\n", n,
+            c->dataset, c->export_split, c->export_dir, c->export_dir);
+    return TRAIN_EXIT_OK;
+}
+
+int train_run(const TrainConfig *c) {
+    if (c->export_dir) return export_dataset(c);
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = c;
+    t.t_start = run_now_s();
+    t.best = -1;
+    int rc = setup(&t);
+    if (rc == TRAIN_EXIT_OK) rc = c->print_params ? print_params(&t) : train_loop(&t);
+    if (rc != TRAIN_EXIT_OK && rc != TRAIN_EXIT_REQUEUE)
+    {
+        if (t.world > 1) fprintf(stderr, "segx-train: rank %d: %s\n", t.rank, t.err[0] ? t.err : "failed");
+        else fprintf(stderr, "segx-train: %s\n", t.err[0] ? t.err : "failed");
+    }
+    teardown(&t);
+    return rc;
+}

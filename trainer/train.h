@@ -1,0 +1,35 @@
+// trainer/train.h — the segx-train training loop: data, model, optimizer, DDP, metrics, run dir.
+// main.c fills a TrainConfig from the command line; train_run does the rest and returns the
+// process exit code (TRAIN_EXIT_*).
+#ifndef SEGX_TRAIN_H
+#define SEGX_TRAIN_H
+#include <stdint.h>
+
+enum {
+    TRAIN_EXIT_OK = 0,
+    TRAIN_EXIT_ERROR = 1,     // runtime failure (data, I/O, communication)
+    TRAIN_EXIT_USAGE = 2,     // bad flag/value, or a device that is not available
+    TRAIN_EXIT_REQUEUE = 99,  // stopped by SIGTERM/SIGUSR1 after writing checkpoint.bin
+};
+
+typedef struct {
+    const char *argv0;
+    const char *model, *dataset, *data_dir, *out;
+    const char *optimizer, *lr_schedule, *comm, *device;
+    const char *profile, *save_params;
+    const char *export_dir, *export_split;
+    int epochs, batch, width, batch_norm, threads, workers;
+    int in_channels, classes, image_size;
+    uint64_t seed;
+    long train_limit, eval_limit, export_limit;  // eval_limit < 0: whole test split
+    long steps;                                  // < 0: not given
+    double lr, momentum, weight_decay, warmup_epochs, bucket_mb;
+    int augment, print_params, resume, sync_bn, accum_steps;
+    long checkpoint_every;                       // 0: never
+    int checkpoint_in_steps;                     // "Ns" suffix
+} TrainConfig;
+
+void train_config_defaults(TrainConfig *c);
+int  train_run(const TrainConfig *c);
+
+#endif
