@@ -52,10 +52,11 @@ TRAIN_CU   := $(if $(filter 1,$(SEGX_HAVE_CUDA)),$(wildcard trainer/*.cu trainer
 ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
 TRAIN_OBJS := $(TRAIN_SRCS:%.c=$(BUILD)/%.o) $(TRAIN_CU:%.cu=$(BUILD)/%.cu.o)
 
-NVCC_ARCH ?= -gencode arch=compute_70,code=sm_70 -gencode arch=compute_75,code=sm_75 \
+# sm_70 (Volta) is gone: CUDA 13's nvcc rejects compute_70 ("Unsupported gpu architecture").
+NVCC_ARCH ?= -gencode arch=compute_75,code=sm_75 \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
-NVCCFLAGS := -O3 -std=c++17 -I. -I$(BUILD) $(NVCC_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+NVCCFLAGS := -O3 -std=c++17 -I. -I$(BUILD) $(NVCC_ARCH) -MMD -MP -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
 
 $(BUILD)/orchestrator/%.o $(BUILD)/db/%.o $(BUILD)/web/%.o: CFLAGS = $(CFLAGS_ORCH)
 $(BUILD)/trainer/%.o: CFLAGS = $(CFLAGS_TRAIN)
