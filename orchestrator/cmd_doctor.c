@@ -1,10 +1,244 @@
-// orchestrator/cmd_doctor.c — `segx doctor`: first version (entry point only; the body lands next).
+// orchestrator/cmd_doctor.c — `segx doctor [--spec FILE | --cluster NAME]`: is everything a run
+// needs there? Slurm reachable (both backends) and its versions; the profile's partitions and GPU
+// types exist on the cluster; the container runtime and image; the trainer binary; data paths
+// named in the spec readable. One line per check; exit 1 when a check failed.
+#include "orchestrator/cli.h"
+#include "orchestrator/cluster.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/slurm_lib.h"
+#include "orchestrator/slurm_util.h"
+#include "orchestrator/spec.h"
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef struct { int fails, warns; json_t *json; } Report;
+
+static void say(Report *r, const char *level, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void say(Report *r, const char *level, const char *what, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!strcmp(level, "FAIL")) r->fails++;
+    if (!strcmp(level, "warn")) r->warns++;
+    if (r->json) json_array_append_new(r->json, json_pack("{s:s,s:s,s:s}", "check", what, "level", level, "detail", msg));
+    else printf("  %-4s  %-12s %s\n", level, what, msg);
+}
+
+// First line of a command's stdout (fixed argv built here, never from user input), "" on failure.
+static int first_line(const char *cmd, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    if (!fgets(out, (int)cap, p)) out[0] = '\0';
+    char rest[256];
+    while (fgets(rest, sizeof rest, p)) {}
+    int rc = pclose(p);
+    out[strcspn(out, "\n")] = '\0';
+    return rc == 0 ? 0 : -1;
+}
+
+static int on_path(const char *prog, char *found, size_t cap)
+{
+    const char *path = getenv("PATH");
+    if (strchr(prog, '/')) { snprintf(found, cap, "%s", prog); return access(prog, X_OK) == 0; }
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
+    for (char *d = strtok(buf, ":"); d; d = strtok(NULL, ":")) {
+        snprintf(found, cap, "%s/%s", d, prog);
+        if (access(found, X_OK) == 0) return 1;
+    }
+    return 0;
+}
+
+// Partitions and their gres, from one sinfo call: "a100|gpu:a100:2" lines.
+typedef struct { char part[64], gres[256]; } PartGres;
+
+static int load_partitions(PartGres *v, int cap)
+{
+    FILE *p = popen("sinfo -h -o '%R|%G' 2>/dev/null", "r");
+    if (!p) return -1;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, p) && n < cap) {
+        line[strcspn(line, "\n")] = '\0';
+        char *bar = strchr(line, '|');
+        if (!bar) continue;
+        *bar = '\0';
+        snprintf(v[n].part, sizeof v[n].part, "%.63s", line);
+        snprintf(v[n].gres, sizeof v[n].gres, "%.255s", bar + 1);
+        n++;
+    }
+    return pclose(p) == 0 ? n : -1;
+}
+
+static int gres_has_type(const char *gres, const char *type)
+{
+    // "gpu:a100:2(S:0)" or "gpu:a100:2,gpu:v100:1"
+    char want[64];
+    snprintf(want, sizeof want, "gpu:%s:", type);
+    return strstr(gres, want) != NULL;
+}
+
+static void check_slurm(Report *r, const ClusterProfile *p, int *reachable)
+{
+    char err[1024], conf[1024];
+    *reachable = 0;
+    if (slurm_locate_conf(NULL, conf, sizeof conf, err, sizeof err) < 0) {
+        say(r, "warn", "slurm", "%s (the local backend still works)", err);
+        return;
+    }
+    say(r, "ok", "slurm.conf", "%s", conf);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k == 0 ? "slurm" : "slurm-cli";
+        Backend *b = NULL;
+        if (backend_open(name, NULL, &b, err, sizeof err) == 0) {
+            backend_close(b);
+            *reachable = 1;
+            if (k == 0) say(r, "ok", name, "libslurm %s: slurmctld answers", slurm_lib_version());
+            else {
+                char v[128];
+                first_line("sbatch --version 2>/dev/null", v, sizeof v);
+                say(r, "ok", name, "%s: slurmctld answers", v);
+            }
+        } else {
+            say(r, k == 0 && !slurm_lib_available() ? "warn" : "FAIL", name, "%s", err);
+        }
+    }
+    if (!*reachable) return;
+    char v[256];
+    if (first_line("scontrol show config 2>/dev/null | awk '$1 == \"SLURM_VERSION\" {print $3}'", v, sizeof v) == 0 && v[0])
+        say(r, "ok", "slurmctld", "version %s", v);
+    if (!p) return;
+    PartGres parts[128];
+    int np = load_partitions(parts, 128);
+    if (np < 0) { say(r, "FAIL", "partitions", "sinfo failed"); return; }
+    for (size_t i = 0; i < cluster_gpu_count(p); i++) {
+        const ClusterGpu *g = cluster_gpu_at(p, i);
+        if (!g->partition[0]) { say(r, "ok", g->gpu_type, "default partition"); continue; }
+        int found = 0, typed = 0;
+        for (int j = 0; j < np; j++) {
+            if (strcmp(parts[j].part, g->partition) != 0) continue;
+            found = 1;
+            if (strcasecmp(g->gpu_type, "cpu") == 0 || gres_has_type(parts[j].gres, g->gres_type)) typed = 1;
+        }
+        if (!found) say(r, "FAIL", g->gpu_type, "partition '%s' of profile '%s' does not exist on this cluster", g->partition, cluster_name(p));
+        else if (!typed) say(r, "FAIL", g->gpu_type, "partition '%s' has no node with gres gpu:%s", g->partition, g->gres_type);
+        else if (strcasecmp(g->gpu_type, "cpu") == 0) say(r, "ok", g->gpu_type, "partition %s", g->partition);
+        else say(r, "ok", g->gpu_type, "partition %s has gres gpu:%s (%d per node in the profile)", g->partition, g->gres_type, g->gpus_per_node);
+    }
+}
+
+static void check_container(Report *r, const ClusterProfile *p, const json_t *spec_container)
+{
+    const char *runtime = p ? cluster_container_runtime(p) : "", *image = p ? cluster_container_image(p) : "";
+    if (json_is_object(spec_container)) {
+        runtime = json_string_value(json_object_get(spec_container, "runtime"));
+        image = json_string_value(json_object_get(spec_container, "image"));
+    } else if (json_is_string(spec_container)) {
+        image = json_string_value(spec_container);
+        if (!runtime || !*runtime) runtime = "apptainer";
+    }
+    if (!runtime || !*runtime) { say(r, "ok", "container", "none (the trainer runs on the host)"); return; }
+    char found[4096];
+    if (on_path(runtime, found, sizeof found)) say(r, "ok", "container", "%s at %s", runtime, found);
+    else say(r, "FAIL", "container", "runtime '%s' is not on PATH (install it, or module load it in the profile's setup)", runtime);
+    if (image && *image) {
+        if (access(image, R_OK) == 0) say(r, "ok", "image", "%s readable", image);
+        else say(r, "FAIL", "image", "%s is not readable from here", image);
+    }
+}
+
+// Any trainer value that names an absolute path, or a key that says it is one.
+static void check_paths(Report *r, const json_t *obj, const char *prefix, int *n)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, k);
+        if (json_is_object(v)) { check_paths(r, v, "trainer.args.", n); continue; }
+        if (!json_is_string(v)) continue;
+        const char *s = json_string_value(v);
+        int looks = s[0] == '/' || strstr(k, "dir") || strstr(k, "path") || strstr(k, "data_root");
+        if (!looks || !strcmp(k, "command")) continue;
+        (*n)++;
+        if (access(s, R_OK) == 0) say(r, "ok", "data", "%s = %s readable", key, s);
+        else say(r, "FAIL", "data", "%s = %s is not readable", key, s);
+    }
+}
 
 int cmd_doctor(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "segx %s: not implemented yet\n", argv[0]);
-    return 1;
+    const char *spec_path = NULL, *cluster = NULL;
+    int as_json = 0;
+    const CliOption opts[] = {
+        {"spec", 's', CLI_STRING, &spec_path, "FILE", "check what this spec needs (its cluster, container, data)"},
+        {"cluster", 0, CLI_STRING, &cluster, "NAME", "cluster profile to check (default: the spec's, else local)"},
+        {"json", 0, CLI_FLAG, &as_json, NULL, "machine-readable output"},
+        {0}};
+    const CliCommand cmd = {
+        "segx doctor [--spec FILE] [--cluster NAME] [--json]",
+        "Checks that Slurm answers (libslurm and CLI backends) and its version, that the cluster\n"
+        "profile's partitions and GPU types exist, that the container runtime and image are there,\n"
+        "and that the spec's data paths are readable. Exit 1 when a check fails.",
+        opts, 0, 0, "examples:\n  segx doctor --spec examples/quickstart.json\n  segx doctor --cluster university-example"};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+
+    Report r = {0, 0, as_json ? json_array() : NULL};
+    char err[2048];
+    Spec *s = NULL;
+    if (spec_path) {
+        if (spec_load(spec_path, &s, err, sizeof err) < 0) {
+            fprintf(stderr, "segx doctor: %s\n", err);
+            json_decref(r.json);
+            return 2;
+        }
+        say(&r, "ok", "spec", "%s (experiment %s)", spec_path, s->name);
+    }
+    json_t *cl = cluster ? json_string(cluster) : (s && s->cluster ? json_incref(s->cluster) : json_string("local"));
+    ClusterProfile *p = NULL;
+    if (cluster_load(cl, cli_templates_dir(), &p, err, sizeof err) < 0) say(&r, "FAIL", "profile", "%s", err);
+    else say(&r, "ok", "profile", "%s (%s), %zu GPU types", cluster_name(p), cluster_path(p)[0] ? cluster_path(p) : "inline",
+             cluster_gpu_count(p));
+    json_decref(cl);
+
+    int reachable;
+    check_slurm(&r, p, &reachable);
+    check_container(&r, p, s ? s->container : NULL);
+
+    if (!s || !s->external) {
+        const char *t = cli_trainer_path();
+        char found[4096];
+        if (on_path(t, found, sizeof found)) say(&r, "ok", "trainer", "%s", found);
+        else say(&r, "FAIL", "trainer", "segx-train not found (%s): build it with make, or set SEGX_TRAIN", t);
+    }
+    if (s && s->trainer) {
+        int n = 0;
+        check_paths(&r, s->trainer, "trainer.", &n);
+        if (n == 0) say(&r, "ok", "data", "the spec names no data path");
+    }
+    if (r.json) {
+        json_t *o = json_pack("{s:o,s:i,s:i}", "checks", r.json, "failed", r.fails, "warnings", r.warns);
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(o);
+    } else {
+        printf("%s: %d failed, %d warning%s\n", r.fails ? "problems" : "ready", r.fails, r.warns, r.warns == 1 ? "" : "s");
+    }
+    cluster_free(p);
+    spec_free(s);
+    return r.fails ? 1 : 0;
 }

@@ -1,10 +1,73 @@
-// orchestrator/cmd_resubmit.c — `segx resubmit`: first version (entry point only; the body lands next).
+// orchestrator/cmd_resubmit.c — `segx resubmit [EXPERIMENT] --failed`: refreshes the states
+// once (so a job that just failed counts), then submits every cell whose latest attempt ended
+// failed, timeout, out-of-memory, node-fail, preempted, cancelled or unknown as a new attempt,
+// through the backend the experiment used last unless --backend says otherwise. Completed and
+// in-flight cells are never submitted again (submit_experiment's invariant).
+#include "orchestrator/cli.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/submit.h"
+#include "db/db.h"
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
 int cmd_resubmit(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "segx %s: not implemented yet\n", argv[0]);
-    return 1;
+    const char *db_path = NULL, *backend = NULL;
+    int failed = 0, dry_run = 0, quiet = 0, max_parallel = 0;
+    const CliOption opts[] = {
+        {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
+        {"failed", 0, CLI_FLAG, &failed, NULL, "resubmit cells that ended failed/timeout/out-of-memory/node-fail/preempted/cancelled"},
+        {"backend", 'b', CLI_STRING, &backend, "NAME", "backend (default: the one the experiment used last)"},
+        {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once"},
+        {"dry-run", 'n', CLI_FLAG, &dry_run, NULL, "list what would be submitted"},
+        {"quiet", 'q', CLI_FLAG, &quiet, NULL, "only the summary line"},
+        {0}};
+    const CliCommand cmd = {
+        "segx resubmit [EXPERIMENT] --failed [options]",
+        "Submits the cells whose last attempt did not complete again, each as a new attempt (its own\n"
+        "run dir attempt-N). States are refreshed from the scheduler first.",
+        opts, 0, 1, "examples:\n  segx resubmit scaling-study --failed\n  segx resubmit --failed --backend slurm-cli"};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+    if (!failed) {
+        fprintf(stderr, "segx resubmit: say which cells: --failed (every cell whose last attempt did not complete)\n");
+        return 2;
+    }
+    if (max_parallel < 0) { fprintf(stderr, "segx resubmit: --max-parallel must be >= 1\n"); return 2; }
+
+    char err[2048], name[256], run_root[PATH_MAX], last_backend[32] = "";
+    sqlite3 *db;
+    if (db_open(db_path_default(db_path), 0, &db, err, sizeof err) < 0) {
+        fprintf(stderr, "segx resubmit: %s\n", err);
+        return 1;
+    }
+    long long eid;
+    int frc = submit_find_experiment(db, a.npos ? a.pos[0] : NULL, &eid, name, sizeof name, run_root,
+                                     sizeof run_root, err, sizeof err);
+    if (frc < 0) {
+        fprintf(stderr, "segx resubmit: %s\n", err);
+        db_close(db);
+        return frc == -2 ? 2 : 1;
+    }
+    StatusCounts counts;
+    if (status_refresh(db, eid, &counts, err, sizeof err) < 0)
+        fprintf(stderr, "segx resubmit: states not refreshed: %s\n", err);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT a.backend FROM attempts a JOIN cells c ON c.id = a.cell_id "
+                               "WHERE c.experiment_id = ?1 ORDER BY a.submit_time DESC, a.id DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, eid);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(last_backend, sizeof last_backend, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    db_close(db);   // submit_experiment opens its own connection and transaction
+
+    SubmitOptions o = {
+        .db_path = db_path, .experiment = name, .backend = backend ? backend : (last_backend[0] ? last_backend : NULL),
+        .max_parallel = max_parallel, .rerun_failed = 1, .dry_run = dry_run, .quiet = quiet,
+    };
+    return submit_experiment(&o, NULL);
 }
