@@ -186,7 +186,14 @@ static int parse_gpu(const json_t *e, size_t i, ClusterGpu *g, const char *where
 static int apply_container(ClusterProfile *p, const json_t *c, const char *where, char *err, size_t errlen)
 {
     if (!c || json_is_null(c)) return 0;
-    if (!json_is_object(c)) { snprintf(err, errlen, "%s: \"container\" must be an object", where); return -1; }
+    if (json_is_string(c)) {
+        // just an image: the profile's runtime, else apptainer
+        if (json_string_length(c) >= sizeof p->image) { snprintf(err, errlen, "%s: \"container\" image path is too long", where); return -1; }
+        snprintf(p->image, sizeof p->image, "%s", json_string_value(c));
+        if (!p->runtime[0]) snprintf(p->runtime, sizeof p->runtime, "apptainer");
+        return 0;
+    }
+    if (!json_is_object(c)) { snprintf(err, errlen, "%s: \"container\" must be an image path or an object {runtime, image, bind}", where); return -1; }
     char w[1100];
     snprintf(w, sizeof w, "%s: container", where);
     if (copy_str(c, "runtime", p->runtime, sizeof p->runtime, w, err, errlen) ||
@@ -443,9 +450,12 @@ int cluster_render_container(const ClusterProfile *p, const json_t *container, c
     }
     char err[512];
     if (container && !json_is_null(container)) {
-        // the spec's container replaces the profile's
-        c.runtime[0] = c.image[0] = '\0';
-        free_list(c.binds, &c.nbinds);
+        // the spec's container replaces the profile's (a bare image path keeps its runtime and binds)
+        if (!json_is_string(container)) {
+            c.runtime[0] = '\0';
+            free_list(c.binds, &c.nbinds);
+        }
+        c.image[0] = '\0';
         if (apply_container(&c, container, "spec", err, sizeof err)) {
             free_list(c.binds, &c.nbinds);
             *out = strdup(err);

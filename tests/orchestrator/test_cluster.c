@@ -147,6 +147,11 @@ static void test_inline_with_base_and_container(void **state)
     assert_string_equal(c, "apptainer exec --nv b.sif");
     free(c);
     json_decref(spec);
+    spec = json_string("/img/c.sif");            // an image alone keeps the profile's runtime and binds
+    assert_int_equal(cluster_render_container(p, spec, &c), 0);
+    assert_string_equal(c, "singularity exec --nv --bind /data /img/c.sif");
+    free(c);
+    json_decref(spec);
     spec = json_pack("{s:s,s:s}", "runtime", "docker", "image", "b.sif");
     assert_int_equal(cluster_render_container(p, spec, &c), -1);
     assert_non_null(strstr(c, "docker"));
