@@ -71,9 +71,11 @@ static void print_table(const PlanCell *cells, size_t n, long time_s, TableForma
     headers[nh++] = "lr";
     headers[nh++] = "est_gpu_h";
     headers[nh++] = "plan";
+    int machine = f != TABLE_TEXT;
+    if (machine) headers[nh++] = "params";   // every parameter, canonical JSON text
     Table *t = table_new(nh, headers);
-    table_set_decimals(t, nh - 2, 2);
-    table_set_decimals(t, nh - 3, 6);
+    table_set_decimals(t, nh - 2 - machine, 2);
+    table_set_decimals(t, nh - 3 - machine, 6);
     size_t shown = limit > 0 && (size_t)limit < n && f == TABLE_TEXT ? (size_t)limit : n;
     for (size_t i = 0; i < shown; i++) {
         const PlanCell *c = &cells[i];
@@ -90,6 +92,11 @@ static void print_table(const PlanCell *cells, size_t n, long time_s, TableForma
         if (c->lr > 0) table_real(t, c->lr); else table_null(t);
         table_real(t, (double)c->gpus * (double)time_s / 3600.0);
         table_text(t, c->is_new ? "new" : c->next_attempt > 1 ? "submitted before" : "planned");
+        if (machine) {
+            char *p = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
+            table_text(t, p);
+            free(p);
+        }
     }
     table_print(t, f, stdout);
     if (shown < n) printf("... %zu more cells (--limit 0 shows all, --format json for machines)\n", n - shown);
@@ -205,11 +212,13 @@ out:
 int cmd_plan(int argc, char **argv)
 {
     PlanOptions o = {.limit = 100};
+    int json = 0;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"runs", 0, CLI_STRING, &o.runs_dir, "DIR", "where run dirs go (default ./runs, or where the experiment was planned)"},
         {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "expand and render in memory; write nothing"},
         {"format", 0, CLI_STRING, &o.format, "FMT", "table (default), csv, json or markdown"},
+        {"json", 0, CLI_FLAG, &json, NULL, "same as --format json"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "print only the summary line"},
         {"limit", 0, CLI_INT, &o.limit, "N", "table rows shown on a terminal (default 100, 0 = all)"},
         {0}};
@@ -223,5 +232,6 @@ int cmd_plan(int argc, char **argv)
     CliArgs a;
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
+    if (json) o.format = "json";
     return plan_spec_file(a.pos[0], &o, NULL, 0);
 }
