@@ -131,6 +131,13 @@ static int evaluate(Trainer *t, int epoch, double sums[2]) {
     sums[0] = sums[1] = 0;
     confmat_reset(&t->cm);
     if (!t->eval_ld) return 0;
+    // Ranks' BN running statistics drift apart (each sees its own batches); evaluate rank 0's, as
+    // PyTorch DDP does by broadcasting buffers.
+    if (t->world > 1 && model_num_buffers(t->model) > 0 &&
+        comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0)) {
+        snprintf(t->err, sizeof t->err, "broadcast of BN buffers: %s", comm_error(t->comm));
+        return -1;
+    }
     if (loader_begin(t->eval_ld, epoch, 0, t->err, sizeof t->err)) return -1;
     const Batch *b;
     size_t hw = t->eval_ds->segmentation ? (size_t)t->eval_ds->height * t->eval_ds->width : 1;
