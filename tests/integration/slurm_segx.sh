@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# segx plan/submit/status/cancel/resubmit on a real local Slurm cluster, with the slurm (libslurm)
+# and slurm-cli backends: cells over v100 and a100 run on the right nodes with their GPUs
+# (CUDA_VISIBLE_DEVICES) and one srun task per GPU; a failing cell ends failed with its exit code;
+# cancel reaches Slurm; resubmit --failed makes attempt 2; the DB rows say all of it.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/slurm_cluster.bash"
+cd "$TEST_TMP" || exit 1
+export SEGX_DB=$TEST_TMP/segx.db
+slurm_cluster_start || skip_all "local Slurm cluster did not start: $(tail -1 "$SLURM_CLUSTER_LOG")"
+q() { sqlite3 "$SEGX_DB" "$1"; }
+
+cat >where.sh <<'SH'
+#!/bin/bash
+# where.sh RUN_DIR FAIL SLEEP: says where each rank ran; FAIL=1 exits 3
+echo "rank=${SLURM_PROCID:-x} node=${SLURMD_NODENAME:-x} cvd=${CUDA_VISIBLE_DEVICES:-none} part=${SLURM_JOB_PARTITION:-x}" >>"$1/where.txt"
+if [ "$2" = 1 ]; then echo "failing on purpose" >&2; exit 3; fi
+sleep "$3"
+SH
+spec() { # NAME GPU_TYPES SLEEP
+  cat >"$1.json" <<JSON
+{"name": "$1",
+ "trainer": {"command": "bash where.sh {{run_dir}} {{fail}} {{nap}}", "launch": "per-rank"},
+ "matrix": {"model": ["m"], "gpu_type": $2, "gpus": [1, 2], "batch_per_gpu": [8], "seed": [1], "fail": [0], "nap": [$3]},
+ "include": [{"model": "m", "gpu_type": "v100", "gpus": 1, "batch_per_gpu": 8, "seed": 2, "fail": 1, "nap": 0}],
+ "resources": {"time": "00:05:00", "cpus_per_gpu": 1},
+ "cluster": "local"}
+JSON
+}
+wait_settled() { # EXPERIMENT
+  local n
+  for _ in $(seq 1 240); do
+    n=$("$SEGX" status "$1" --format csv 2>/dev/null | tail -n +2 | grep -cE ',(submitted|pending|running|unknown),')
+    [ "$n" = 0 ] && return 0; sleep 0.5
+  done
+  return 1
+}
+
+for be in slurm slurm-cli; do
+  exp=sx-$be
+  # 3 GPU types x 2 GPU counts + 1 failing cell = 7 cells
+  spec "$exp" '["v100", "a100", "rtx8000"]' 0
+  out=$("$SEGX" plan "$exp.json" 2>&1)
+  case $out in *"7 cells (7 new)"*) pass "$be: plan 7 cells";; *) fail "$be: plan 7 cells" "$out";; esac
+  check "$be: job script asks for a100 GPUs by gres" grep -q '^#SBATCH --gres=gpu:a100:2$' $(grep -l 'partition=a100' runs/$exp/*/attempt-1/job.sh | head -1)
+  out=$("$SEGX" submit "$exp" --backend "$be" 2>&1); rc=$?
+  check_eq "$be: submit exits 0" 0 "$rc"
+  case $out in *"7 submitted"*"via $be"*) pass "$be: 7 submitted via $be";; *) fail "$be: 7 submitted via $be" "$out";; esac
+  wait_settled "$exp" || fail "$be: cells settle within 120 s" "$("$SEGX" status "$exp" 2>&1 | tail -12)"
+  out=$("$SEGX" status "$exp" 2>&1)
+  case $out in *"7 cells: 6 completed, 1 failed"*) pass "$be: 6 completed, 1 failed";; *) fail "$be: 6 completed, 1 failed" "$out";; esac
+  check_eq "$be: 7 attempts with distinct Slurm job ids" "7|7|7" "$(q "SELECT count(*), count(job_id), count(DISTINCT job_id) FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.backend='$be'")"
+  # nodes per GPU type: v100 n1-n2, a100 n3-n4, rtx8000 n5 (slurm/local-cluster)
+  where=$(q "SELECT c.gpu_type || ':' || a.nodes FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp'")
+  check_eq "$be: every cell ran on a node of its GPU type" "7" "$(echo "$where" | grep -cE '^(v100:n[12]|a100:n[34]|rtx8000:n5)$')"
+  # 2-GPU cells: two srun tasks, both GPUs visible
+  two=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND c.gpus=2 AND c.gpu_type='a100'")
+  check_eq "$be: a100 x2 cell: ranks 0 and 1, CUDA_VISIBLE_DEVICES=0,1" "rank=0 cvd=0,1 part=a100
+rank=1 cvd=0,1 part=a100" "$(sed -E 's/ node=[^ ]+//' "$two/where.txt" | sort)"
+  check_eq "$be: failed attempt: exit 3 with the reason" "3|1" "$(q "SELECT a.exit_code, a.reason LIKE '%exit code 3%' FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.state='failed'")"
+  check_eq "$be: times ordered" 7 "$(q "SELECT count(*) FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.submit_time <= a.start_time + 1 AND a.start_time <= a.end_time")"
+
+  # resubmit --failed: attempt 2 of the failed cell only, through the same backend
+  out=$("$SEGX" resubmit "$exp" --failed 2>&1); rc=$?
+  check_eq "$be: resubmit exits 0" 0 "$rc"
+  case $out in *"1 submitted"*"via $be"*) pass "$be: resubmit sends 1 cell via $be";; *) fail "$be: resubmit sends 1 cell via $be" "$out";; esac
+  wait_settled "$exp"
+  check_eq "$be: attempt 2 exists, ran and failed again" "2|failed|3" "$(q "SELECT a.attempt, a.state, a.exit_code FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.attempt=2")"
+
+  # cancel: long cells, cancelled while running/pending
+  spec "$exp-cancel" '["cpu"]' 300
+  "$SEGX" plan "$exp-cancel.json" >/dev/null 2>&1
+  "$SEGX" submit "$exp-cancel" --backend "$be" >/dev/null 2>&1
+  for _ in $(seq 1 60); do
+    [ "$("$SEGX" status "$exp-cancel" --format csv | grep -c ',running,')" -ge 1 ] && break; sleep 0.5
+  done
+  ids=$(q "SELECT a.job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp-cancel'")
+  out=$("$SEGX" cancel "$exp-cancel" 2>&1); rc=$?
+  check_eq "$be: cancel exits 0" 0 "$rc"
+  n=$(echo "$out" | grep -c '^cancelled ')
+  check "$be: cancel names each cell it cancelled" test "$n" -ge 2
+  check_eq "$be: DB: the 2 long cells cancelled (the failing one failed)" "cancelled|2" "$(q "SELECT c.state, count(*) FROM cells c JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp-cancel' AND c.state != 'failed' GROUP BY c.state")"
+  sleep 1
+  alive=$(for id in $ids; do squeue -h -j "$id" -t all -o %T 2>/dev/null; done | grep -cE 'RUNNING|PENDING')
+  check_eq "$be: Slurm has no running or pending job of the cancelled cells" 0 "$alive"
+done
+
+# usage errors
+out=$("$SEGX" resubmit sx-slurm 2>&1); rc=$?
+check_eq "resubmit without --failed is a usage error" 2 "$rc"
+out=$("$SEGX" cancel no-such-exp 2>&1); rc=$?
+check_eq "cancel of an unknown experiment exits 2" 2 "$rc"
+out=$("$SEGX" doctor 2>&1); rc=$?
+check_eq "doctor: ready against the local cluster" 0 "$rc"
+case $out in *"a100 "*"partition a100 has gres gpu:a100"*) pass "doctor checks the profile's GPU partitions";; *) fail "doctor checks the profile's GPU partitions" "$out";; esac
+done_testing
