@@ -18,6 +18,7 @@
 #include <string.h>
 #include "trainer/ops/ops.h"
 #include "trainer/ops/ops_cuda.h"
+#include "trainer/optim/optim.h"
 
 // ----------------------------------------------------------------------------------------------
 // tolerance table: |got - ref| <= atol + rtol * |ref|
@@ -470,6 +471,44 @@ static void test_twin(void **state) {
     assert_int_equal(bad, 0);
 }
 
+// Every optimizer kind, 3 steps with momentum and weight decay: optim_step (CPU) vs ops_cuda_optim_step.
+static void test_optim_twins(void **state) {
+    (void)state;
+    enum { N = 4099, STEPS = 3 };
+    const OptKind kinds[] = {OPT_SGD, OPT_SGD_NESTEROV, OPT_SGDW, OPT_ADAM, OPT_ADAMW, OPT_ADAGRAD, OPT_ADADELTA};
+    float *p0 = malloc(sizeof(float) * N), *g = malloc(sizeof(float) * N * STEPS);
+    for (int i = 0; i < N; i++) p0[i] = (float)((double)(mix(7 + i) >> 11) * 0x1p-53 - 0.5);
+    for (int i = 0; i < N * STEPS; i++) g[i] = (float)((double)(mix(99 + i) >> 11) * 0x1p-53 - 0.5);
+    long bad = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        char err[128];
+        Optimizer *cpu_o, *gpu_o;
+        assert_int_equal(optim_create(kinds[k], N, 0.9f, 0.01f, &cpu_o, err, sizeof err), 0);
+        float *pc = malloc(sizeof(float) * N);
+        memcpy(pc, p0, sizeof(float) * N);
+        for (int s = 0; s < STEPS; s++) optim_step(cpu_o, pc, g + (size_t)s * N, 0.05f);
+        if (gpu) {
+            assert_int_equal(optim_create(kinds[k], N, 0.9f, 0.01f, &gpu_o, err, sizeof err), 0);
+            float *dp = gpu->alloc(sizeof(float) * N), *dg = gpu->alloc(sizeof(float) * N * STEPS);
+            float *dstate = gpu->alloc(sizeof(float) * N * gpu_o->nslots), *pg = malloc(sizeof(float) * N);
+            gpu->upload(dp, p0, sizeof(float) * N);
+            gpu->upload(dg, g, sizeof(float) * N * STEPS);
+            for (int s = 0; s < STEPS; s++) ops_cuda_optim_step(gpu_o, dstate, dp, dg + (size_t)s * N, 0.05f);
+            gpu->download(pg, dp, sizeof(float) * N);
+            char what[64];
+            snprintf(what, sizeof what, "optimizer %s params", optim_name(kinds[k]));
+            bad += twin_compare(what, pg, pc, N, (Tol){"optim", 1e-6, 1e-5});
+            bad += gpu_o->steps != cpu_o->steps;
+            optim_free(gpu_o); free(pg);
+        }
+        optim_free(cpu_o); free(pc);
+    }
+    free(p0); free(g);
+    if (!gpu) { printf("# no GPU: %s\n", no_gpu); skip(); }
+    assert_null(ops_cuda_error());
+    assert_int_equal(bad, 0);
+}
+
 static void test_unscale_check(void **state) {
     (void)state;
     if (!gpu) { printf("# no GPU: %s\n", no_gpu); skip(); }
@@ -509,6 +548,7 @@ int main(void) {
         snprintf(names[i], sizeof names[i], "twin %s", cs[i].name);
         tests[k++] = (struct CMUnitTest){names[i], test_twin, NULL, NULL, &cs[i]};
     }
+    tests[k++] = (struct CMUnitTest){"twin optimizers (all kinds, 3 steps)", test_optim_twins, NULL, NULL, NULL};
     tests[k++] = (struct CMUnitTest){"fp16 unscale and inf/nan check", test_unscale_check, NULL, NULL, NULL};
     return _cmocka_run_group_tests("cuda_twins", tests, (size_t)k, setup, teardown);
 }

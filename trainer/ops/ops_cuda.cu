@@ -838,6 +838,64 @@ extern "C" int ops_cuda_unscale_check(float *g, size_t n, float inv_scale) {
 }
 
 // ----------------------------------------------------------------------------------------------
+// optimizer step: the rules of trainer/optim/optim.c, one thread per parameter
+
+typedef struct { int kind; float lr, wd, mu, step_size, bc2_sqrt; int first, decoupled; } OptArgs;
+
+__global__ void k_optim(size_t n, OptArgs a, float *p, const float *grad, float *s0, float *s1) {
+    GRID_STRIDE(i, n) {
+        float pi = p[i], g = grad[i];
+        if (a.decoupled) pi = pi * (1 - a.lr * a.wd);      // sgdw / adamw: p *= 1 - lr*wd first
+        else if (a.wd != 0) g = g + a.wd * pi;
+        switch (a.kind) {
+        case OPT_SGD: case OPT_SGD_NESTEROV: case OPT_SGDW:
+            if (a.mu != 0) {
+                float b = a.first ? g : a.mu * s0[i] + g;
+                s0[i] = b;
+                g = a.kind == OPT_SGD_NESTEROV ? g + a.mu * b : b;
+            }
+            pi = pi - a.lr * g;
+            break;
+        case OPT_ADAM: case OPT_ADAMW: {
+            float m = s0[i] * 0.9f + (1 - 0.9f) * g, v = s1[i] * 0.999f + (1 - 0.999f) * g * g;
+            s0[i] = m; s1[i] = v;
+            pi = pi - a.step_size * (m / (sqrtf(v) / a.bc2_sqrt + 1e-8f));
+            break;
+        }
+        case OPT_ADAGRAD: {
+            float acc = s0[i] + g * g;
+            s0[i] = acc;
+            pi = pi - a.lr * (g / (sqrtf(acc) + 1e-10f));
+            break;
+        }
+        case OPT_ADADELTA: {
+            float sq = s0[i] * 0.9f + (1 - 0.9f) * g * g;
+            float d = sqrtf(s1[i] + 1e-6f) / sqrtf(sq + 1e-6f) * g;
+            s0[i] = sq; s1[i] = s1[i] * 0.9f + (1 - 0.9f) * d * d;
+            pi = pi - a.lr * d;
+            break;
+        }
+        }
+        p[i] = pi;
+    }
+}
+
+extern "C" void ops_cuda_optim_step(Optimizer *o, float *state, float *params, const float *grads, float lr) {
+    if (!G.ready || !o->n) { o->steps++; return; }
+    OptArgs a;
+    memset(&a, 0, sizeof a);
+    a.kind = (int)o->kind; a.lr = lr; a.wd = o->weight_decay; a.mu = o->momentum; a.first = o->steps == 0;
+    a.decoupled = (o->kind == OPT_SGDW || o->kind == OPT_ADAMW) && a.wd != 0;
+    double t = (double)o->steps + 1;
+    a.step_size = lr / (float)(1 - pow(0.9f, t));
+    a.bc2_sqrt = sqrtf((float)(1 - pow(0.999f, t)));
+    float *s1 = o->nslots > 1 ? state + o->n : state;
+    k_optim<<<blocks_for(o->n), 256, 0, G.stream>>>(o->n, a, params, grads, state, s1);
+    cudaCheckLaunch("k_optim");
+    o->steps++;
+}
+
+// ----------------------------------------------------------------------------------------------
 // init / shutdown / the table
 
 static void fill_table(Ops *t) {

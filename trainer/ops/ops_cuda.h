@@ -20,6 +20,7 @@
 extern "C" {   // ops.h is a C header: its functions (ops_conv2d_desc, ops_cpu) have C linkage
 #endif
 #include "trainer/ops/ops.h"
+#include "trainer/optim/optim.h"
 
 // Opens `device` (an index among the visible devices): stream, cuDNN and cuBLAS handles, arena.
 // Returns 0, or -1 with the reason (the gpu_probe reason when there is no usable GPU).
@@ -36,6 +37,11 @@ int ops_cuda_set_precision(GpuPrecision p, char *err, size_t n);
 
 // For fp16 loss scaling: g *= inv_scale in place; returns 1 when any element of g is inf or nan.
 int ops_cuda_unscale_check(float *g, size_t n, float inv_scale);
+
+// optim_step on the GPU, the same update rules (trainer/optim/optim.h) for every OptKind: `o` gives
+// the kind, hyper-parameters and step count (o->steps is incremented, o->state is NOT used); the
+// state lives in `state`, device memory of o->nslots * o->n floats, zeroed before the first step.
+void ops_cuda_optim_step(Optimizer *o, float *state, float *params, const float *grads, float lr);
 
 typedef struct {
     size_t arena_bytes;       // device memory reserved by the arena
