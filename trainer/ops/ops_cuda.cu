@@ -203,6 +203,11 @@ static int ensure_ws(size_t bytes) {
     return 0;
 }
 
+// fp32 plans must not pick a tensor-core (TF32 / down-converting) variant: fp32 means fp32 here.
+static int math_ok(cudnnMathType_t m) {
+    return G.prec != GPU_FP32 || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+}
+
 static ConvPlan *conv_plan(const ConvDesc *d, int B) {
     for (int i = 0; i < G.nplans; i++)
         if (G.plans[i].B == B && G.plans[i].prec == G.prec && same_desc(&G.plans[i].d, d)) return &G.plans[i];
@@ -242,7 +247,7 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
     if (cudnnCheck(cudnnGetConvolutionForwardAlgorithm_v7(G.dnn, p->x, p->w, p->conv, p->y,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fp))) return NULL;
     for (int i = 0; i < n && !found; i++)
-        if (fp[i].status == CUDNN_STATUS_SUCCESS &&
+        if (fp[i].status == CUDNN_STATUS_SUCCESS && math_ok(fp[i].mathType) &&
             cudnnGetConvolutionForwardWorkspaceSize(G.dnn, p->x, p->w, p->conv, p->y, fp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->fwd = fp[i].algo; p->ws_fwd = bytes; found = 1; }
     if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN forward algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
@@ -250,7 +255,7 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
     if (cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(G.dnn, p->w, p->y, p->conv, p->x,
                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dp))) return NULL;
     for (int i = 0; i < n && !found; i++)
-        if (dp[i].status == CUDNN_STATUS_SUCCESS &&
+        if (dp[i].status == CUDNN_STATUS_SUCCESS && math_ok(dp[i].mathType) &&
             cudnnGetConvolutionBackwardDataWorkspaceSize(G.dnn, p->w, p->y, p->conv, p->x, dp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->bwd_data = dp[i].algo; p->ws_bwd_data = bytes; found = 1; }
     if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN backward-data algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
@@ -258,7 +263,7 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
     if (cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(G.dnn, p->x, p->y, p->conv, p->w,
                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wp))) return NULL;
     for (int i = 0; i < n && !found; i++)
-        if (wp[i].status == CUDNN_STATUS_SUCCESS &&
+        if (wp[i].status == CUDNN_STATUS_SUCCESS && math_ok(wp[i].mathType) &&
             cudnnGetConvolutionBackwardFilterWorkspaceSize(G.dnn, p->x, p->y, p->conv, p->w, wp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->bwd_filter = wp[i].algo; p->ws_bwd_filter = bytes; found = 1; }
     if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN backward-filter algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
