@@ -247,6 +247,19 @@ static const Col ttt_cols[] = {
 static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
 {
     if (!o->target) {
+        sqlite3_stmt *q;
+        int ntargets = 0;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM targets t JOIN experiments x ON x.id = t.experiment_id"
+                               " WHERE" EXP_FILTER, -1, &q, NULL) == SQLITE_OK) {
+            if (o->experiment) sqlite3_bind_text(q, 1, o->experiment, -1, SQLITE_STATIC);
+            if (sqlite3_step(q) == SQLITE_ROW) ntargets = sqlite3_column_int(q, 0);
+            sqlite3_finalize(q);
+        }
+        if (ntargets == 0) {
+            snprintf(err, errlen, "no targets: pass --target METRIC=VALUE (e.g. miou=0.5), or set eval.targets in "
+                                  "the spec and run `segx collect`");
+            return -2;
+        }
         static const char sql[] =
             TTT_SELECT " FROM group_time_to_target t JOIN experiments x ON x.id = t.experiment_id"
             " JOIN group_metrics g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key"

@@ -237,6 +237,9 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err, "'nope'"));
     free(run(db, "speedup", NULL, "miou=0.5", TABLE_CSV, &rc, err));
     assert_int_equal(rc, -2);
+    free(run(db, "time-to-target", NULL, NULL, TABLE_CSV, &rc, err));  // no --target, no targets rows
+    assert_int_equal(rc, -2);
+    assert_non_null(strstr(err, "--target"));
     char metric[32];
     double v;
     assert_int_equal(report_parse_target("miou=0.5", metric, sizeof metric, &v, err, sizeof err), 0);
