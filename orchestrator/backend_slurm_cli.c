@@ -210,6 +210,7 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
     if (o.gres[0]) arg(&a, "--gres=%s", o.gres);
     if (o.requeue == 1) arg(&a, "%s", "--requeue");
     if (o.requeue == 0) arg(&a, "%s", "--no-requeue");
+    if (o.hold) arg(&a, "%s", "--hold");
     if (o.signal_num) {
         char sg[64];
         snprintf(sg, sizeof sg, "%s%d@%d", o.signal_batch_only ? "B:" : "", o.signal_num, o.signal_time);

@@ -141,6 +141,7 @@ int slurm_lib_submit(const SlurmOpts *o, const char *script_text, const char *sc
         d.tres_per_node = tres;
     }
     if (c.requeue >= 0) d.requeue = (uint16_t)c.requeue;
+    if (c.hold) d.priority = 0;   // as sbatch --hold
     if (c.signal_num) {
         d.warn_signal = (uint16_t)c.signal_num;
         d.warn_time = (uint16_t)c.signal_time;

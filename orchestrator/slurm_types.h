@@ -13,6 +13,7 @@ typedef struct {
     int nodes, ntasks, ntasks_per_node, cpus_per_task;   // 0 = unset
     long mem_mb;             // 0 = unset
     int requeue;             // -1 unset, 0 --no-requeue, 1 --requeue
+    int hold;                // --hold: submitted held (priority 0) until released
     int signal_num, signal_time, signal_batch_only;      // --signal=[B:]SIG[@TIME]; signal_num 0 = unset
 } SlurmOpts;
 

@@ -90,10 +90,10 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
     static const struct { char s; const char *l; } alias[] = {
         {'J', "job-name"}, {'p', "partition"}, {'A', "account"}, {'q', "qos"}, {'t', "time"},
         {'N', "nodes"}, {'n', "ntasks"}, {'c', "cpus-per-task"}, {'o', "output"}, {'e', "error"},
-        {'C', "constraint"}, {'d', "dependency"}, {'a', "array"}, {'D', "chdir"}, {0, NULL}};
+        {'C', "constraint"}, {'d', "dependency"}, {'a', "array"}, {'D', "chdir"}, {'H', "hold"}, {0, NULL}};
     if (key[0] && !key[1])
         for (int i = 0; alias[i].s; i++) if (alias[i].s == key[0]) { key = alias[i].l; break; }
-    int needs_value = strcmp(key, "requeue") && strcmp(key, "no-requeue");
+    int needs_value = strcmp(key, "requeue") && strcmp(key, "no-requeue") && strcmp(key, "hold");
     if (needs_value && (!v || !*v)) { snprintf(err, errlen, "%s: --%s needs a value", where, key); return -1; }
     if (!strcmp(key, "job-name")) return set_str(o->job_name, sizeof o->job_name, v, where, key, err, errlen);
     if (!strcmp(key, "partition")) return set_str(o->partition, sizeof o->partition, v, where, key, err, errlen);
@@ -137,6 +137,7 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
     }
     if (!strcmp(key, "requeue")) { o->requeue = 1; return 0; }
     if (!strcmp(key, "no-requeue")) { o->requeue = 0; return 0; }
+    if (!strcmp(key, "hold")) { o->hold = 1; return 0; }
     if (!strcmp(key, "signal")) return parse_signal(o, v, where, err, errlen);
     snprintf(err, errlen, "%s: #SBATCH option --%s is not supported by segx's Slurm backends", where, key);
     return -1;
