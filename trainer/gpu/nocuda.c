@@ -15,6 +15,12 @@ void ops_cuda_shutdown(void) {}
 const Ops *ops_cuda(void) { return NULL; }
 const char *ops_cuda_error(void) { return NULL; }
 void ops_cuda_sync(void) {}
+void *ops_cuda_stream(void) { return NULL; }
+void ops_cuda_order_before(void *consumer_stream) { (void)consumer_stream; }
+void ops_cuda_optim_step(Optimizer *o, float *state, float *params, const float *grads, float lr) {
+    (void)state; (void)params; (void)grads; (void)lr;
+    o->steps++;   // unreachable in practice: ops_cuda_init fails first
+}
 int ops_cuda_set_precision(GpuPrecision p, char *err, size_t n) { (void)p; snprintf(err, n, NO_CUDA); return -1; }
 int ops_cuda_unscale_check(float *g, size_t n, float inv_scale) { (void)g; (void)n; (void)inv_scale; return 1; }
 void ops_cuda_stats(OpsCudaStats *s) { memset(s, 0, sizeof *s); }

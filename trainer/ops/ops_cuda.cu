@@ -37,6 +37,7 @@ enum { S_A, S_B, S_C, S_SUMS, S_COUNT, NSCRATCH };   // half copies (A,B,C), red
 static struct {
     int ready, device, cc_major;
     cudaStream_t stream;
+    cudaEvent_t order_ev;      // ops_cuda_order_before
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     GpuPrecision prec;
@@ -63,6 +64,14 @@ extern "C" const char *ops_cuda_error(void) { return G.failed ? G.err : NULL; }
 
 static void sync_stream(void) { cudaCheck(cudaStreamSynchronize(G.stream)); }
 extern "C" void ops_cuda_sync(void) { if (G.ready) sync_stream(); }
+extern "C" void *ops_cuda_stream(void) { return G.ready ? (void *)G.stream : NULL; }
+
+extern "C" void ops_cuda_order_before(void *consumer_stream) {
+    if (!G.ready) return;
+    if (!G.order_ev && cudaCheck(cudaEventCreateWithFlags(&G.order_ev, cudaEventDisableTiming))) return;
+    cudaCheck(cudaEventRecord(G.order_ev, G.stream));
+    cudaCheck(cudaStreamWaitEvent((cudaStream_t)consumer_stream, G.order_ev, 0));
+}
 
 static void *scratch(int slot, size_t bytes) {
     Scratch *s = &G.scratch[slot];
@@ -976,6 +985,7 @@ extern "C" void ops_cuda_shutdown(void) {
     for (int i = 0; i < G.nchunks; i++) cudaFree(G.chunk[i].base);
     cudaFree(G.ws);
     free(G.host_sums);
+    if (G.order_ev) cudaEventDestroy(G.order_ev);
     cublasDestroy(G.blas); cudnnDestroy(G.dnn); cudaStreamDestroy(G.stream);
     memset(&G, 0, sizeof G);
 }

@@ -31,6 +31,13 @@ const Ops *ops_cuda(void);               // NULL until ops_cuda_init succeeded
 const char *ops_cuda_error(void);        // first failure since init, or NULL
 void ops_cuda_sync(void);                // waits for the stream (timing)
 
+// The compute stream (a cudaStream_t), for work on other streams. Ops return before their kernels
+// finish, so a consumer on ANOTHER stream (comm_nccl's allreduce of gradient slices handed over by
+// the grads-ready hook) must first order itself after the work queued so far:
+// ops_cuda_order_before(its_stream) records an event here and makes its_stream wait for it.
+void *ops_cuda_stream(void);
+void  ops_cuda_order_before(void *consumer_stream);
+
 // Compute type of conv2d/convt2x2/linear (inputs rounded to bf16/fp16, fp32 accumulation, fp32
 // outputs); everything else stays fp32. bf16 needs compute capability >= 8.0. 0, or -1 with why.
 int ops_cuda_set_precision(GpuPrecision p, char *err, size_t n);
