@@ -499,6 +499,7 @@ static void test_optim_twins(void **state) {
             snprintf(what, sizeof what, "optimizer %s params", optim_name(kinds[k]));
             bad += twin_compare(what, pg, pc, N, (Tol){"optim", 1e-6, 1e-5});
             bad += gpu_o->steps != cpu_o->steps;
+            gpu->free(dp); gpu->free(dg); gpu->free(dstate);
             optim_free(gpu_o); free(pg);
         }
         optim_free(cpu_o); free(pc);
@@ -507,6 +508,32 @@ static void test_optim_twins(void **state) {
     if (!gpu) { printf("# no GPU: %s\n", no_gpu); skip(); }
     assert_null(ops_cuda_error());
     assert_int_equal(bad, 0);
+}
+
+// The arena: allocations are zero-filled, a chunk whose allocations are all freed is reused.
+static void test_arena(void **state) {
+    (void)state;
+    if (!gpu) { printf("# no GPU: %s\n", no_gpu); skip(); }
+    OpsCudaStats st0, st1;
+    float ones[300];
+    for (int i = 0; i < 300; i++) ones[i] = 1.f;
+    float *a = gpu->alloc(sizeof ones), *b = gpu->alloc(8);
+    assert_non_null(a); assert_non_null(b);
+    assert_true((uintptr_t)a % 256 == 0 && (uintptr_t)b % 256 == 0);
+    gpu->upload(a, ones, sizeof ones);
+    ops_cuda_stats(&st0);
+    gpu->free(a); gpu->free(b);
+    float *c = gpu->alloc(sizeof ones), got[300];
+    ops_cuda_stats(&st1);
+    assert_true(st1.arena_bytes == st0.arena_bytes);   // no new chunk
+    assert_ptr_equal(c, a);   // every earlier test freed what it allocated: the first chunk was rewound
+    gpu->download(got, c, sizeof got);
+    for (int i = 0; i < 300; i++) assert_true(got[i] == 0.f);
+    gpu->free(c);
+    void *big = gpu->alloc((size_t)200 << 20);         // larger than a chunk: its own chunk
+    assert_non_null(big);
+    gpu->free(big);
+    assert_null(ops_cuda_error());
 }
 
 static void test_unscale_check(void **state) {
@@ -525,6 +552,7 @@ static void test_unscale_check(void **state) {
     h[777] = NAN;
     gpu->upload(d, h, sizeof h);
     assert_int_equal(ops_cuda_unscale_check(d, 1000, 1.f), 1);
+    gpu->free(d);
 }
 
 static int setup(void **state) {
@@ -550,5 +578,6 @@ int main(void) {
     }
     tests[k++] = (struct CMUnitTest){"twin optimizers (all kinds, 3 steps)", test_optim_twins, NULL, NULL, NULL};
     tests[k++] = (struct CMUnitTest){"fp16 unscale and inf/nan check", test_unscale_check, NULL, NULL, NULL};
+    tests[k++] = (struct CMUnitTest){"device arena: zero fill and reuse", test_arena, NULL, NULL, NULL};
     return _cmocka_run_group_tests("cuda_twins", tests, (size_t)k, setup, teardown);
 }

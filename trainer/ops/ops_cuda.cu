@@ -41,7 +41,7 @@ static struct {
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     GpuPrecision prec;
-    struct { char *base; size_t cap, used; } chunk[MAX_CHUNKS];
+    struct { char *base; size_t cap, used; int live; } chunk[MAX_CHUNKS];
     int nchunks;
     size_t arena_bytes, arena_used;
     void *ws; size_t ws_bytes, ws_budget;
@@ -103,30 +103,43 @@ static inline unsigned blocks_for(size_t n, int threads = 256) {
                                i += (size_t)blockDim.x * gridDim.x)
 
 // ----------------------------------------------------------------------------------------------
-// memory: bump arena. Chunks are zeroed when created and never reused, so alloc is zero-filled.
+// memory: a bump arena of cudaMalloc'ed chunks. Each chunk counts its live allocations and is
+// rewound when the count drops to 0, so per-step temporaries are reused; alloc zero-fills (on the
+// stream, before any later use).
 
 static void *cuda_alloc(size_t bytes) {
     size_t need = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     if (need == 0) need = ALIGN;
-    if (G.nchunks > 0) {
-        auto *c = &G.chunk[G.nchunks - 1];
-        if (c->cap - c->used >= need) { void *p = c->base + c->used; c->used += need; G.arena_used += need; return p; }
+    int k = 0;
+    while (k < G.nchunks && G.chunk[k].cap - G.chunk[k].used < need) k++;
+    if (k == G.nchunks) {
+        if (G.nchunks == MAX_CHUNKS) return NULL;
+        size_t cap = need > CHUNK_MIN ? need : CHUNK_MIN;
+        char *base = NULL;
+        if (cudaMalloc(&base, cap) != cudaSuccess) {
+            cudaGetLastError();   // out of memory is reported by returning NULL, not as a sticky failure
+            return NULL;
+        }
+        G.chunk[k].base = base; G.chunk[k].cap = cap; G.chunk[k].used = 0; G.chunk[k].live = 0;
+        G.nchunks++;
+        G.arena_bytes += cap;
     }
-    if (G.nchunks == MAX_CHUNKS) return NULL;
-    size_t cap = need > CHUNK_MIN ? need : CHUNK_MIN;
-    char *base = NULL;
-    if (cudaMalloc(&base, cap) != cudaSuccess) {
-        cudaGetLastError();   // out of memory is reported by returning NULL, not as a sticky failure
-        return NULL;
-    }
-    if (cudaCheck(cudaMemsetAsync(base, 0, cap, G.stream))) { cudaFree(base); return NULL; }
-    G.chunk[G.nchunks].base = base; G.chunk[G.nchunks].cap = cap; G.chunk[G.nchunks].used = need;
-    G.nchunks++;
-    G.arena_bytes += cap; G.arena_used += need;
-    return base;
+    char *p = G.chunk[k].base + G.chunk[k].used;
+    if (cudaCheck(cudaMemsetAsync(p, 0, need, G.stream))) return NULL;
+    G.chunk[k].used += need; G.chunk[k].live++;
+    G.arena_used += need;
+    return p;
 }
 
-static void cuda_free(void *) {}   // the arena is returned as a whole by ops_cuda_shutdown
+static void cuda_free(void *p) {
+    if (!p) return;
+    for (int k = 0; k < G.nchunks; k++) {
+        auto *c = &G.chunk[k];
+        if ((char *)p < c->base || (char *)p >= c->base + c->cap) continue;
+        if (--c->live == 0) { G.arena_used -= c->used; c->used = 0; }
+        return;
+    }
+}
 
 static void cuda_upload(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;

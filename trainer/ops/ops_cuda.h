@@ -3,8 +3,9 @@
 // - One device per process, opened by ops_cuda_init; ops_cuda() is NULL before that (and always in a
 //   build without CUDA, where ops_cuda_init fails with the reason).
 // - Every pointer given to the ops is device memory from ops->alloc (a bump arena of cudaMalloc'ed
-//   chunks: free is a no-op and everything is returned by ops_cuda_shutdown), except where ops.h
-//   says host: upload's source, download's destination. softmax_xent's labels are device int32.
+//   chunks; a chunk is reused once all its allocations are freed, and ops_cuda_shutdown returns all
+//   of it), except where ops.h says host: upload's source, download's destination. softmax_xent's
+//   labels are device int32.
 // - All work runs on one stream; download (and softmax_xent, which returns the loss) synchronise it.
 // - conv2d_workspace/convt2x2_workspace return 0: cuDNN's workspace is kept inside the backend,
 //   capped by SEGX_CUDNN_WORKSPACE_MB (default 512), and algorithms are chosen once per shape.
