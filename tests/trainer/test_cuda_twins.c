@@ -296,10 +296,11 @@ static Case *build_cases(int *count) {
     cs[n++] = conv_case("conv3x3 dil2 p2", "conv", 2, 4, 4, 12, 12, 3, 1, 2, 2, 1, 0, GPU_FP32);
     cs[n++] = conv_case("conv7x7 s2 p3 stem", "conv", 2, 3, 8, 16, 16, 7, 2, 3, 1, 0, 0, GPU_FP32);
     cs[n++] = conv_case("conv3x3 wide batch", "conv", 8, 32, 32, 8, 8, 3, 1, 1, 1, 0, 0, GPU_FP32);
-    {
+    for (int prec = 0; prec < 2; prec++) {
         int B = 2, ci = 6, co = 4, h = 5, w = 7;
         size_t xn = (size_t)B * ci * h * w, yn = (size_t)B * co * 4 * h * w, wn = (size_t)ci * co * 4;
-        Case c = {.name = "convt2x2", .tol = "convt", .run = run_convt, .p = {B, ci, co, h, w}};
+        Case c = {.name = prec ? "convt2x2 bf16" : "convt2x2", .tol = prec ? "bf16" : "convt", .run = run_convt,
+                  .prec = prec ? GPU_BF16 : GPU_FP32, .p = {B, ci, co, h, w}};
         Arg a[] = {{"x", IN, xn, 1, 0}, {"w", IN, wn, 0.4f, 0}, {"b", IN, co, 0.5f, 0}, {"y", OUT, yn, 0, 0},
                    {"dy", IN, yn, 1, 0}, {"dx", OUT, xn, 0, 0}, {"dw", ACC, wn, 0.5f, 0.5f}, {"db", ACC, co, 0.5f, 0.5f}};
         memcpy(c.a, a, sizeof a); c.na = 8;
