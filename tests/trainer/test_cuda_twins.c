@@ -311,6 +311,7 @@ static Case *build_cases(int *count) {
     cs[n++] = bn_case("batchnorm train 1x1 (HW=1)", 8, 7, 1, 1, 1, 0);
     cs[n++] = bn_case("batchnorm eval", 2, 6, 16, 0, 1, 0);
     cs[n++] = bn_case("batchnorm sync hook", 3, 4, 20, 1, 1, 1);
+    cs[n++] = bn_case("batchnorm 64x64 (split reduction)", 4, 3, 4096, 1, 1, 1);
     {
         int N = 100003;
         Case c = {.name = "relu/add/accumulate", .tol = "elementwise", .run = run_elementwise, .p = {N}};

@@ -32,7 +32,7 @@ typedef struct {
 } ConvPlan;
 
 typedef struct { void *p; size_t bytes; } Scratch;
-enum { S_A, S_B, S_C, S_SUMS, S_COUNT, NSCRATCH };   // half copies (A,B,C), reduction sums, counters
+enum { S_A, S_B, S_C, S_SUMS, S_PART, S_COUNT, NSCRATCH };   // half copies (A,B,C), sums, partial sums, counters
 
 static struct {
     int ready, device, cc_major;
@@ -426,7 +426,7 @@ static void cuda_convt2x2_backward(int B, int cin, int cout, int h, int w, float
 }
 
 // ----------------------------------------------------------------------------------------------
-// batch norm (+ReLU). Per-channel sums in double, one block per channel; the finalize step mirrors
+// batch norm (+ReLU). Per-channel sums in double over C x S blocks; the finalize step mirrors
 // ops_cpu.c's double arithmetic. With BnSync the 2C+1 sums go to the host for the hook and back.
 
 __device__ inline double block_sum(double v, double *sh) {
@@ -441,18 +441,41 @@ __device__ inline double block_sum(double v, double *sh) {
     return r;
 }
 
-__global__ void k_bn_sums(int B, int C, int HW, double *buf, const float *x) {
+// Channel c's B*HW elements are split over S blocks (grid C x S) so that few, large channels still
+// fill the GPU; partial sums are added in block order afterwards, so results are reproducible.
+static int bn_splits(int B, int HW) {
+    long per = (long)B * HW / (256 * 16);
+    return per < 1 ? 1 : per > 64 ? 64 : (int)per;
+}
+
+// element j of channel c's (B, HW) slice
+__device__ inline size_t bn_at(size_t j, int C, int HW, int c) {
+    size_t n = j / HW;
+    return (n * C + c) * HW + (j - n * HW);
+}
+
+__global__ void k_bn_sums(int B, int C, int HW, double *part, const float *x) {
     __shared__ double sh[256];
-    int c = blockIdx.x;
+    int c = blockIdx.x, S = gridDim.y;
+    size_t total = (size_t)B * HW;
     double s = 0, ss = 0;
-    for (int n = 0; n < B; n++) {
-        const float *p = x + ((size_t)n * C + c) * HW;
-        for (int i = threadIdx.x; i < HW; i += blockDim.x) { double v = p[i]; s += v; ss += v * v; }
+    for (size_t j = (size_t)blockIdx.y * blockDim.x + threadIdx.x; j < total; j += (size_t)S * blockDim.x) {
+        double v = x[bn_at(j, C, HW, c)];
+        s += v; ss += v * v;
     }
     s = block_sum(s, sh);
     ss = block_sum(ss, sh);
-    if (threadIdx.x == 0) { buf[c] = s; buf[C + c] = ss; }
-    if (c == 0 && threadIdx.x == 0) buf[2 * C] = (double)B * HW;
+    if (threadIdx.x == 0) { part[2 * ((size_t)c * S + blockIdx.y)] = s; part[2 * ((size_t)c * S + blockIdx.y) + 1] = ss; }
+}
+
+// buf = [sum over the splits of part's first values (C), of its second values (C), count]
+__global__ void k_bn_reduce(int C, int S, const double *part, double *buf, double count) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c == 0) buf[2 * C] = count;
+    if (c >= C) return;
+    double a = 0, b = 0;
+    for (int k = 0; k < S; k++) { a += part[2 * ((size_t)c * S + k)]; b += part[2 * ((size_t)c * S + k) + 1]; }
+    buf[c] = a; buf[C + c] = b;
 }
 
 __global__ void k_bn_stats(int C, const double *buf, float *save_mean, float *save_invstd, float *running_mean,
@@ -505,10 +528,14 @@ static void cuda_batchnorm_forward(int B, int C, int HW, float *y, float *save_m
                                    float *num_batches, int training, int relu, const BnSync *sync) {
     unsigned cb = (unsigned)((C + 127) / 128);
     if (training) {
+        int S = bn_splits(B, HW);
         double *buf = (double *)scratch(S_SUMS, sizeof(double) * (2 * (size_t)C + 1));
-        if (!buf) return;
-        k_bn_sums<<<C, 256, 0, G.stream>>>(B, C, HW, buf, x);
+        double *part = (double *)scratch(S_PART, sizeof(double) * 2 * (size_t)C * S);
+        if (!buf || !part) return;
+        k_bn_sums<<<dim3(C, S), 256, 0, G.stream>>>(B, C, HW, part, x);
         cudaCheckLaunch("k_bn_sums");
+        k_bn_reduce<<<cb, 128, 0, G.stream>>>(C, S, part, buf, (double)B * HW);
+        cudaCheckLaunch("k_bn_reduce");
         bn_sync(sync, buf, C);
         k_bn_stats<<<cb, 128, 0, G.stream>>>(C, buf, save_mean, save_invstd, running_mean, running_var, num_batches);
         cudaCheckLaunch("k_bn_stats");
@@ -521,30 +548,36 @@ static void cuda_batchnorm_forward(int B, int C, int HW, float *y, float *save_m
     cudaCheckLaunch("k_bn_apply");
 }
 
-// s = sum dy', sx = sum dy' (x - mean) with dy' = dy masked by y > 0 under ReLU. Also finalizes the
-// parameter gradients (local, before any sync, like the CPU twin) and turns buf into the sums the
-// sync hook expects: [sum dy' (C), sum dy' xhat (C), count].
-__global__ void k_bn_grad_sums(int B, int C, int HW, double *buf, float *dgamma, float *dbeta, const float *dy,
-                               const float *x, const float *y, const float *mean, const float *invstd, int relu) {
+// Partial sums s = sum dy', sx = sum dy' (x - mean) with dy' = dy masked by y > 0 under ReLU.
+__global__ void k_bn_grad_sums(int B, int C, int HW, double *part, const float *dy, const float *x, const float *y,
+                               const float *mean, int relu) {
     __shared__ double sh[256];
-    int c = blockIdx.x;
+    int c = blockIdx.x, S = gridDim.y;
     float m = mean[c];
+    size_t total = (size_t)B * HW;
     double s = 0, sx = 0;
-    for (int n = 0; n < B; n++) {
-        size_t o = ((size_t)n * C + c) * HW;
-        for (int i = threadIdx.x; i < HW; i += blockDim.x) {
-            float g = (relu && y[o + i] <= 0.f) ? 0.f : dy[o + i];
-            s += g; sx += (double)g * (x[o + i] - m);
-        }
+    for (size_t j = (size_t)blockIdx.y * blockDim.x + threadIdx.x; j < total; j += (size_t)S * blockDim.x) {
+        size_t o = bn_at(j, C, HW, c);
+        float g = (relu && y[o] <= 0.f) ? 0.f : dy[o];
+        s += g; sx += (double)g * (x[o] - m);
     }
     s = block_sum(s, sh);
     sx = block_sum(sx, sh);
-    if (threadIdx.x == 0) {
-        double sxh = sx * invstd[c];
-        dbeta[c] += (float)s; dgamma[c] += (float)sxh;
-        buf[c] = s; buf[C + c] = sxh;
-    }
-    if (c == 0 && threadIdx.x == 0) buf[2 * C] = (double)B * HW;
+    if (threadIdx.x == 0) { part[2 * ((size_t)c * S + blockIdx.y)] = s; part[2 * ((size_t)c * S + blockIdx.y) + 1] = sx; }
+}
+
+// Adds the splits, finalizes the parameter gradients (local, before any sync, like the CPU twin) and
+// leaves buf as the sync hook expects it: [sum dy' (C), sum dy' xhat (C), count].
+__global__ void k_bn_grad_reduce(int C, int S, const double *part, double *buf, double count, float *dgamma,
+                                 float *dbeta, const float *invstd) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c == 0) buf[2 * C] = count;
+    if (c >= C) return;
+    double s = 0, sx = 0;
+    for (int k = 0; k < S; k++) { s += part[2 * ((size_t)c * S + k)]; sx += part[2 * ((size_t)c * S + k) + 1]; }
+    double sxh = sx * invstd[c];
+    dbeta[c] += (float)s; dgamma[c] += (float)sxh;
+    buf[c] = s; buf[C + c] = sxh;
 }
 
 // dx = gamma*invstd * (dy' - mean(dy') - xhat * mean(dy' xhat)) = a*dy' + cx*x + e
@@ -562,10 +595,14 @@ __global__ void k_bn_grad_apply(size_t n, int C, int HW, float *dx, const double
 static void cuda_batchnorm_backward(int B, int C, int HW, float *dx, float *dgamma, float *dbeta, const float *dy,
                                     const float *x, const float *y, const float *save_mean, const float *save_invstd,
                                     const float *gamma, int relu, const BnSync *sync) {
+    int S = bn_splits(B, HW);
     double *buf = (double *)scratch(S_SUMS, sizeof(double) * (2 * (size_t)C + 1));
-    if (!buf) return;
-    k_bn_grad_sums<<<C, 256, 0, G.stream>>>(B, C, HW, buf, dgamma, dbeta, dy, x, y, save_mean, save_invstd, relu);
+    double *part = (double *)scratch(S_PART, sizeof(double) * 2 * (size_t)C * S);
+    if (!buf || !part) return;
+    k_bn_grad_sums<<<dim3(C, S), 256, 0, G.stream>>>(B, C, HW, part, dy, x, y, save_mean, relu);
     cudaCheckLaunch("k_bn_grad_sums");
+    k_bn_grad_reduce<<<(C + 127) / 128, 128, 0, G.stream>>>(C, S, part, buf, (double)B * HW, dgamma, dbeta, save_invstd);
+    cudaCheckLaunch("k_bn_grad_reduce");
     bn_sync(sync, buf, C);
     if (!dx) return;
     size_t n = (size_t)B * C * HW;
