@@ -1,7 +1,8 @@
 // orchestrator/backend_local.c — the embedded backend: cells run as child processes of a
 // detached local agent on this machine (orchestrator/local_jobs.h has the design).
-// Options (JSON): {"state_dir": "RUNS/.local", "max_parallel": N}; state_dir defaults to
-// $SEGX_LOCAL_DIR, else ./runs/.local.
+// Options (JSON): {"state_dir": "RUNS/.local", "max_parallel": N, "cpus": C}; state_dir defaults
+// to $SEGX_LOCAL_DIR, else ./runs/.local; max_parallel/cpus (0 = no limit), when given, replace
+// the agent's slots (local_jobs.h).
 #include "orchestrator/backends.h"
 #include "orchestrator/local_jobs.h"
 #include <errno.h>
@@ -24,6 +25,7 @@ static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idl
     snprintf(j.script, sizeof j.script, "%s", job->script_path);
     snprintf(j.run_dir, sizeof j.run_dir, "%s", job->run_dir);
     snprintf(j.name, sizeof j.name, "%s", job->job_name ? job->job_name : "");
+    j.cpus = (job->gpus > 0 ? job->gpus : 1) * (job->cpus_per_task > 0 ? job->cpus_per_task : 1);
     if (job->time_limit && *job->time_limit) {
         // "[D-]HH:MM:SS" as rendered by the planner
         int d = 0, h = 0, m = 0, s = 0;
@@ -153,7 +155,7 @@ int backend_local_open(const char *options_json, Backend **out, char *err, size_
     if (!l || !b) { free(l); free(b); snprintf(err, errlen, "out of memory"); return -1; }
     const char *env = getenv("SEGX_LOCAL_DIR");
     snprintf(l->dir, sizeof l->dir, "%s", env && *env ? env : "runs/.local");
-    int maxp = 0;
+    int maxp = 0, cpus = 0, slots = 0;
     if (options_json && *options_json) {
         json_error_t je;
         json_t *o = json_loads(options_json, 0, &je);
@@ -166,9 +168,11 @@ int backend_local_open(const char *options_json, Backend **out, char *err, size_
         const char *d = json_string_value(json_object_get(o, "state_dir"));
         if (d && *d) snprintf(l->dir, sizeof l->dir, "%s", d);
         maxp = (int)json_integer_value(json_object_get(o, "max_parallel"));
+        cpus = (int)json_integer_value(json_object_get(o, "cpus"));
+        slots = json_object_get(o, "max_parallel") || json_object_get(o, "cpus");
         json_decref(o);
     }
-    if (local_state_init(l->dir, err, errlen) < 0 || (maxp > 0 && local_set_max_parallel(l->dir, maxp, err, errlen) < 0)) {
+    if (local_state_init(l->dir, err, errlen) < 0 || (slots && local_set_slots(l->dir, maxp, cpus, err, errlen) < 0)) {
         free(l); free(b);
         return -1;
     }

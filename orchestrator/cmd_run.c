@@ -25,7 +25,7 @@ int cmd_run(int argc, char **argv)
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"backend", 'b', CLI_STRING, &backend, "NAME", "auto (default), local, slurm, slurm-cli"},
-        {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once (default cores / cpus_per_gpu)"},
+        {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores)"},
         {"rerun-failed", 0, CLI_FLAG, &rerun_failed, NULL, "submit failed cells again"},
         {"runs", 0, CLI_STRING, &runs, "DIR", "where run dirs go (default ./runs)"},
         {"interval", 0, CLI_INT, &interval, "SECONDS", "status refresh period (default 1)"},

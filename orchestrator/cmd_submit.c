@@ -57,7 +57,14 @@ void submit_backend_options(const char *run_root, int max_parallel, char *out, s
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) *slash = 0;
     json_t *o = json_pack("{s:s+}", "state_dir", dir, "/.local");
-    if (max_parallel > 0) json_object_set_new(o, "max_parallel", json_integer(max_parallel));
+    if (max_parallel > 0) {   // an explicit job count: no CPU accounting
+        json_object_set_new(o, "max_parallel", json_integer(max_parallel));
+        json_object_set_new(o, "cpus", json_integer(0));
+    } else if (max_parallel == 0) {   // default: jobs share the cores (ranks x cpus_per_gpu each)
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        json_object_set_new(o, "max_parallel", json_integer(0));
+        json_object_set_new(o, "cpus", json_integer(cores > 0 ? cores : 1));
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     snprintf(out, len, "%s", s ? s : "{}");
     free(s);
@@ -87,14 +94,6 @@ static int is_rerunnable(const char *state)
     return 0;
 }
 
-static int default_max_parallel(const Spec *s)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    long n = cores / (s->cpus_per_gpu > 0 ? s->cpus_per_gpu : 1);
-    return n < 1 ? 1 : (int)n;
-}
-
 int submit_experiment(const SubmitOptions *o, size_t *submitted)
 {
     char err[2048], name[256], run_root[PATH_MAX], opts[PATH_MAX + 128];
@@ -121,8 +120,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
         goto out;
     }
-    int maxp = o->max_parallel > 0 ? o->max_parallel : default_max_parallel(s);
-    submit_backend_options(run_root, maxp, opts, sizeof opts);
+    submit_backend_options(run_root, o->max_parallel > 0 ? o->max_parallel : 0, opts, sizeof opts);
     if (!o->dry_run && backend_open(o->backend ? o->backend : "auto", opts, &b, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);
         rc = strstr(err, "unknown backend") ? 2 : 1;
@@ -249,7 +247,7 @@ int cmd_submit(int argc, char **argv)
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"backend", 'b', CLI_STRING, &o.backend, "NAME", "auto (default: slurm if reachable, else local), local, slurm, slurm-cli"},
-        {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default cores / cpus_per_gpu)"},
+        {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores, each taking gpus x cpus_per_gpu)"},
         {"rerun-failed", 0, CLI_FLAG, &o.rerun_failed, NULL, "submit failed/cancelled/timed-out cells again (new attempt)"},
         {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "list what would be submitted"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "only the summary line"},

@@ -55,9 +55,9 @@ static void job_path(const char *dir, long id, char *out, size_t len)
 
 int local_job_write(const char *dir, const LocalJob *j, char *err, size_t errlen)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:f, s:f, s:f}", "id", (json_int_t)j->id,
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f}", "id", (json_int_t)j->id,
                           "state", j->state, "script", j->script, "run_dir", j->run_dir, "name", j->name,
-                          "pid", j->pid, "time_limit_s", (json_int_t)j->time_limit_s, "submit_time", j->submit_time,
+                          "pid", j->pid, "cpus", j->cpus, "time_limit_s", (json_int_t)j->time_limit_s, "submit_time", j->submit_time,
                           "start_time", j->start_time, "end_time", j->end_time);
     if (!o) { snprintf(err, errlen, "job %ld: cannot encode", j->id); return -1; }
     json_object_set_new(o, "exit_code", j->exit_code >= 0 ? json_integer(j->exit_code) : json_null());
@@ -88,6 +88,7 @@ int local_job_read(const char *dir, long id, LocalJob *j, char *err, size_t errl
     snprintf(j->run_dir, sizeof j->run_dir, "%s", json_string_value(json_object_get(o, "run_dir")) ?: "");
     snprintf(j->name, sizeof j->name, "%s", json_string_value(json_object_get(o, "name")) ?: "");
     j->pid = (int)json_integer_value(json_object_get(o, "pid"));
+    j->cpus = (int)json_integer_value(json_object_get(o, "cpus"));
     j->time_limit_s = (long)json_integer_value(json_object_get(o, "time_limit_s"));
     j->submit_time = json_number_value(json_object_get(o, "submit_time"));
     j->start_time = json_number_value(json_object_get(o, "start_time"));
@@ -143,27 +144,28 @@ int local_job_cancel(const char *dir, long id, char *err, size_t errlen)
     return 0;
 }
 
-int local_set_max_parallel(const char *dir, int max_parallel, char *err, size_t errlen)
+int local_set_slots(const char *dir, int max_parallel, int cpus, char *err, size_t errlen)
 {
     if (local_state_init(dir, err, errlen) < 0) return -1;
     char p[PATH_MAX + 32], tmp[PATH_MAX + 48];
     snprintf(p, sizeof p, "%s/config.json", dir);
     snprintf(tmp, sizeof tmp, "%s/.config.json.%d", dir, (int)getpid());
-    json_t *o = json_pack("{s:i}", "max_parallel", max_parallel < 1 ? 1 : max_parallel);
+    json_t *o = json_pack("{s:i, s:i}", "max_parallel", max_parallel < 0 ? 0 : max_parallel, "cpus", cpus < 0 ? 0 : cpus);
     int rc = json_dump_file(o, tmp, 0);
     json_decref(o);
     if (rc < 0 || rename(tmp, p) < 0) { snprintf(err, errlen, "%s: cannot write", p); unlink(tmp); return -1; }
     return 0;
 }
 
-static int read_max_parallel(const char *dir)
+static void read_slots(const char *dir, int *max_parallel, int *cpus)
 {
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/config.json", dir);
     json_t *o = json_load_file(p, 0, NULL);
-    int n = o ? (int)json_integer_value(json_object_get(o, "max_parallel")) : 0;
+    *max_parallel = o ? (int)json_integer_value(json_object_get(o, "max_parallel")) : 1;
+    *cpus = o ? (int)json_integer_value(json_object_get(o, "cpus")) : 0;
+    if (!o) { *max_parallel = 1; *cpus = 0; }
     json_decref(o);
-    return n >= 1 ? n : 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ int local_agent_ensure(const char *dir, char *err, size_t errlen)
 
 typedef struct {
     long id;
-    int pid;
+    int pid, cpus;
     double term_sent;      // when SIGTERM went out (cancel/timeout), 0 if not
     int timed_out;
 } Running;
@@ -352,7 +354,9 @@ int local_agent_run(const char *dir)
             }
         }
         // start pending jobs in id order while slots are free
-        int maxp = read_max_parallel(dir);
+        int maxp, maxcpus, used = 0, blocked = 0;
+        read_slots(dir, &maxp, &maxcpus);
+        for (size_t i = 0; i < nrun; i++) used += run[i].cpus;
         size_t n = scan_jobs(dir, &ids, &cap);
         int pending = 0;
         for (size_t k = 0; k < n; k++) {
@@ -382,9 +386,16 @@ int local_agent_run(const char *dir)
                 continue;
             }
             pending++;
-            if ((int)nrun >= maxp || nrun == sizeof run / sizeof run[0]) continue;
+            int need = j.cpus > 0 ? j.cpus : 1;
+            // first come, first served: a job that does not fit blocks the ones behind it
+            if (blocked || (maxp > 0 && (int)nrun >= maxp) || nrun == sizeof run / sizeof run[0] ||
+                (maxcpus > 0 && nrun > 0 && used + need > maxcpus)) {
+                blocked = 1;
+                continue;
+            }
             if (start_job(dir, &j) == 0) {
-                run[nrun++] = (Running){.id = j.id, .pid = j.pid};
+                run[nrun++] = (Running){.id = j.id, .pid = j.pid, .cpus = need};
+                used += need;
                 pending--;
             }
         }

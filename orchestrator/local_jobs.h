@@ -10,7 +10,9 @@
 //   cancel/<id>      cancel request marker (written by cancel, consumed by the agent)
 //   next_id, ids.lock  job id allocation (flock)
 //   agent.lock       flock held by the running agent; agent.pid, agent.log
-//   config.json      {"max_parallel": N} (latest submit wins)
+//   config.json      {"max_parallel": N, "cpus": C} (0 = no limit; latest submit wins): jobs
+//                    start in id order while fewer than N run and their cpus fit in C (a job
+//                    larger than C still runs alone)
 // Job states: pending running completed failed cancelled timeout. A job runs `bash job.sh` in its
 // run dir in a new session (its pid is its process group), stdout+stderr to RUN_DIR/job.out.
 #ifndef SEGX_LOCAL_JOBS_H
@@ -26,6 +28,7 @@ typedef struct {
     char run_dir[PATH_MAX];
     char name[128];
     int pid;
+    int cpus;               // CPU slots the job takes (ranks x threads); 0 counts as 1
     long time_limit_s;      // 0: none
     double submit_time, start_time, end_time;
     int exit_code;          // -1 until known; 128+N after signal N
@@ -38,8 +41,8 @@ int  local_job_write(const char *dir, const LocalJob *job, char *err, size_t err
 // Marks a cancel request and signals a running job's process group. 0 or -1 with err.
 int  local_job_cancel(const char *dir, long id, char *err, size_t errlen);
 
-// Writes config.json (max_parallel >= 1).
-int  local_set_max_parallel(const char *dir, int max_parallel, char *err, size_t errlen);
+// Writes config.json (0 = no limit).
+int  local_set_slots(const char *dir, int max_parallel, int cpus, char *err, size_t errlen);
 // 1 when an agent holds agent.lock.
 int  local_agent_alive(const char *dir);
 // Starts a detached agent unless one is running. 0 or -1 with err.

@@ -14,7 +14,7 @@ typedef struct {
     const char *db_path;      // NULL: db_path_default
     const char *experiment;   // NULL: the only experiment in the DB
     const char *backend;      // NULL: "auto"
-    int max_parallel;         // local backend slots; 0: cores / cpus_per_gpu
+    int max_parallel;         // local backend: jobs at once; 0: as many as fit the cores
     int rerun_failed;
     int dry_run;              // say what would be submitted
     int quiet;
@@ -27,7 +27,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted);
 // 0, -1 runtime error, -2 bad input (unknown/ambiguous name), with err.
 int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *name_out, size_t namelen,
                            char *run_root, size_t rrlen, char *err, size_t errlen);
-// {"state_dir": "<dirname(run_root)>/.local", "max_parallel": N} for backend_open.
+// {"state_dir": "<dirname(run_root)>/.local", ...} for backend_open: max_parallel > 0 sets that
+// many job slots, 0 sets CPU accounting over this machine's cores, < 0 leaves the slots alone.
 void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len);
 
 typedef struct {
