@@ -77,10 +77,11 @@ typedef enum { GPU_FP32 = 0, GPU_BF16 = 1, GPU_FP16 = 2 } GpuPrecision;
 int gpu_precision_parse(const char *s, GpuPrecision *p);   // 0, or -1 for anything but fp32|bf16|fp16
 const char *gpu_precision_name(GpuPrecision p);
 
-// Dynamic loss scaling (PyTorch GradScaler's defaults): multiply the loss gradient by `scale`; after
-// backward, unscale the gradients and check them for inf/nan (ops_cuda_unscale_check); then call
-// loss_scaler_update: a non-finite step is skipped and halves the scale, `growth_interval` clean
-// steps in a row double it.
+// Dynamic loss scaling (PyTorch GradScaler's defaults), one step of the loop with --precision fp16:
+//   model_loss(m, labels, scaler.scale, ...); model_backward(m); [DDP allreduce of the grads]
+//   found = ops_cuda_unscale_check(grads, n, 1 / scaler.scale);   // after the allreduce: an inf on
+//   if (!loss_scaler_update(&scaler, found)) optimizer step;       // any rank reaches every rank
+// A non-finite step is skipped and halves the scale; `growth_interval` clean steps double it.
 typedef struct {
     float scale, growth, backoff, min_scale, max_scale;
     int growth_interval, good_steps;
