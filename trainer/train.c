@@ -273,7 +273,12 @@ static int setup(Trainer *t) {
         json_decref(env);
         if (rc) return TRAIN_EXIT_ERROR;
     }
-    if (c->profile && trace_open(c->profile, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
+    if (c->profile) {  // rank r > 0 writes PATH.rank<r> beside rank 0's PATH
+        char path[4200];
+        if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
+        else snprintf(path, sizeof path, "%s", c->profile);
+        if (trace_open(path, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
+    }
     return TRAIN_EXIT_OK;
 }
 
