@@ -13,6 +13,7 @@
 // The pool runs with 2 threads (main), so the split loops are exercised.
 #include "test_ops_common.h"
 #include "trainer/ops/ops.h"
+#include "trainer/ops/conv3x3_direct.h"
 
 #define FD_H 1e-5
 #define GRAD_ATOL 1e-4
@@ -262,6 +263,40 @@ static void test_conv_accumulate_dx(void **s) { (void)s; conv_case(2, 3, 2, 5, 5
 // 34x32 outputs per sample: one sample per GEMM (the unchunked path), plus the direct 1x1 path
 static void test_conv_large_map(void **s) { (void)s; conv_case(2, 2, 3, 34, 32, 3, 1, 1, 1, 1, 0); conv_case(2, 3, 2, 33, 32, 1, 1, 0, 1, 1, 1); }
 
+// Widths that are multiples of 16 take the direct AVX-512 kernel where the CPU has it (forward and dx);
+// channel counts that are not multiples of its 8-channel block, x blocks of 16 and 32, and accumulate=1.
+static void test_conv_direct_shapes(void **s) {
+    (void)s;
+    conv_case(2, 3, 5, 4, 16, 3, 1, 1, 1, 1, 0);
+    conv_case(3, 9, 8, 3, 32, 3, 1, 1, 1, 0, 1);
+    conv_case(1, 2, 17, 2, 48, 3, 1, 1, 1, 1, 0);
+}
+
+// The direct kernel and the im2col path agree on the same inputs (when the CPU has the direct kernel).
+static void test_conv_direct_matches_im2col(void **s) {
+    (void)s;
+    ConvDesc d;
+    assert_int_equal(ops_conv2d_desc(&d, 12, 20, 8, 32, 3, 1, 1, 1), 0);
+    conv3x3_direct_enable(1);
+    if (!conv3x3_direct_ok(&d)) { printf("# no AVX-512F here: direct kernel not used\n"); return; }
+    int B = 3; size_t nx = (size_t)B * 12 * 8 * 32, nw = 20 * 12 * 9, ny = (size_t)B * 20 * 8 * 32;
+    float *x = rand_f(nx, 1, 0), *w = rand_f(nw, 0.3f, 0), *b = rand_f(20, 0.3f, 0), *dy = rand_f(ny, 1, 0);
+    float *ws = fill_f(O->conv2d_workspace(&d, B), 0), *y[2], *dx[2], *dw[2];
+    for (int k = 0; k < 2; k++) {
+        conv3x3_direct_enable(k == 0);
+        y[k] = fill_f(ny, 0); dx[k] = fill_f(nx, 0.5f); dw[k] = fill_f(nw, 0);
+        O->conv2d_forward(&d, B, y[k], x, w, b, ws);
+        O->conv2d_backward(&d, B, dx[k], dw[k], NULL, dy, x, w, ws, 1);
+    }
+    conv3x3_direct_enable(1);
+    double *ry = to_d(y[1], ny), *rdx = to_d(dx[1], nx);
+    assert_int_equal(check_close("direct y vs im2col", y[0], ry, ny, 1e-5, 1e-5), 0);
+    assert_int_equal(check_close("direct dx vs im2col", dx[0], rdx, nx, 1e-5, 1e-5), 0);
+    free(ry); free(rdx);
+    for (int k = 0; k < 2; k++) { free(y[k]); free(dx[k]); free(dw[k]); }
+    free(x); free(w); free(b); free(dy); free(ws);
+}
+
 static void test_convt2x2(void **s) {
     (void)s;
     int B = 2, cin = 3, cout = 4, h = 3, w = 5;
@@ -502,7 +537,8 @@ int main(void) {
         cmocka_unit_test(test_conv_3x3_same), cmocka_unit_test(test_conv_stride2),
         cmocka_unit_test(test_conv_dilation2), cmocka_unit_test(test_conv_1x1),
         cmocka_unit_test(test_conv_1x1_stride2), cmocka_unit_test(test_conv_accumulate_dx),
-        cmocka_unit_test(test_conv_large_map), cmocka_unit_test(test_convt2x2),
+        cmocka_unit_test(test_conv_large_map), cmocka_unit_test(test_conv_direct_shapes),
+        cmocka_unit_test(test_conv_direct_matches_im2col), cmocka_unit_test(test_convt2x2),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_batchnorm_relu),
         cmocka_unit_test(test_batchnorm_sync_hook), cmocka_unit_test(test_batchnorm_eval),
         cmocka_unit_test(test_relu_add), cmocka_unit_test(test_maxpool), cmocka_unit_test(test_avgpool),

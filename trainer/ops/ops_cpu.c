@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "trainer/ops/ops.h"
+#include "trainer/ops/conv3x3_direct.h"
 // defines: ops_cpu, ops_conv2d_desc
 
 // ----------------------------------------------------------------------------------------------
@@ -50,7 +51,12 @@ static int conv_chunk(const ConvDesc *d, int B) {
 static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
     int nb = conv_chunk(d, max_batch);
     size_t n = (size_t)nb * d->oh * d->ow, K = (size_t)d->cin * d->kh * d->kw;
-    return K * n + (nb > 1 ? (size_t)d->cout * n : 0);
+    size_t ws = K * n + (nb > 1 ? (size_t)d->cout * n : 0);
+    if (conv3x3_direct_ok(d)) {
+        size_t dw = conv3x3_direct_workspace(d, max_batch);
+        if (dw > ws) ws = dw;
+    }
+    return ws;
 }
 
 typedef struct { const ConvDesc *d; int nb; float *col; const float *x; float *dx; } Im2colCtx;
@@ -144,6 +150,7 @@ static void bias_planes(void *vctx, long p0, long p1) {
 
 static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
                                const float *b, float *ws) {
+    if (conv3x3_direct_ok(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
     int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
@@ -179,6 +186,11 @@ static void row_sums_acc(float *db, const float *a, int rows, long cols) {
 
 static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, float *ws, int accumulate) {
+    if (conv3x3_direct_ok(d)) {
+        conv3x3_direct_backward_weights(d, B, dw, db, dy, x, ws);
+        if (dx) conv3x3_direct_backward_data(d, B, dx, dy, w, ws, accumulate);
+        return;
+    }
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
     int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
