@@ -86,7 +86,7 @@ static int driver_probe(char *why, size_t n, int *driver_version) {
             snprintf(why, n, "cuInit failed: %s (error %d); " NO_GPU_HINT, s ? s : "unknown error", r);
         devices = 0;
     }
-    dlclose(lib);
+    // no dlclose: cuInit has run, and the driver must not be unloaded under the CUDA runtime
     return devices;
 }
 
