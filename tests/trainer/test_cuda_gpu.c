@@ -169,6 +169,20 @@ static void test_telemetry_sampler_and_epoch_averages(void **state) {
     int c2 = gpu_telemetry_epoch_avg(t, &a);
     assert_true(c2 >= 1);
     assert_true(a.util_gpu == c1 + (c2 + 1) / 2.0);        // mean of c1+1..c1+c2: the epoch was reset
+    char js[256], obj[300];
+    assert_true(gpu_sample_json(&a, js, sizeof js) > 0);
+    snprintf(obj, sizeof obj, "{%s}", js);
+    json_error_t je0;
+    json_t *jo = json_loads(obj, 0, &je0);
+    assert_non_null(jo);
+    assert_true(json_number_value(json_object_get(jo, "gpu_util")) == a.util_gpu);
+    assert_true(json_number_value(json_object_get(jo, "gpu_power_w")) == 50);
+    json_decref(jo);
+    GpuSample np = {.power_w = -1, .sm_clock_mhz = -1};
+    assert_true(gpu_sample_json(&np, js, sizeof js) > 0);
+    assert_non_null(strstr(js, "\"gpu_power_w\":null,\"gpu_sm_clock_mhz\":null"));
+    assert_int_equal(gpu_sample_json(&np, js, 20), -1);
+    assert_true(gpu_telemetry_peak_mem_mib(t) >= 100.0 * (c1 + c2));   // memory grows with k here
     gpu_telemetry_stop(t);
     assert_true(gpu_telemetry_epoch_avg(NULL, &a) == 0 && a.util_gpu == 0);
     // one JSON line per sample, all with the fields

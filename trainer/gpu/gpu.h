@@ -65,6 +65,10 @@ GpuTelemetry *gpu_telemetry_start_source(const char *path, GpuSampleFn fn, void 
 
 // Means of the samples taken since the previous call (the epoch); returns how many (0: *avg zeroed).
 int gpu_telemetry_epoch_avg(GpuTelemetry *t, GpuSample *avg);
+// The epoch averages as JSON members for metrics.jsonl (no braces): "gpu_util":..,"gpu_mem_util":..,
+// "gpu_mem_mib":..,"gpu_power_w":..,"gpu_sm_clock_mhz":..; power/clock are null when the board does
+// not report them. Returns the length, or -1 when buf is too small.
+int gpu_sample_json(const GpuSample *avg, char *buf, size_t n);
 // Peak memory used over the whole run so far, MiB.
 double gpu_telemetry_peak_mem_mib(GpuTelemetry *t);
 // Stops the thread, closes the file, shuts NVML down. NULL is fine.

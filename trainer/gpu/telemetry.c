@@ -232,6 +232,15 @@ int gpu_telemetry_epoch_avg(GpuTelemetry *t, GpuSample *avg) {
     return c;
 }
 
+int gpu_sample_json(const GpuSample *a, char *buf, size_t n) {
+    char pw[32] = "null", clk[32] = "null";
+    if (a->power_w >= 0) snprintf(pw, sizeof pw, "%.1f", a->power_w);
+    if (a->sm_clock_mhz >= 0) snprintf(clk, sizeof clk, "%.0f", a->sm_clock_mhz);
+    int k = snprintf(buf, n, "\"gpu_util\":%.1f,\"gpu_mem_util\":%.1f,\"gpu_mem_mib\":%.1f,\"gpu_power_w\":%s,"
+                     "\"gpu_sm_clock_mhz\":%s", a->util_gpu, a->util_mem, a->mem_used_mib, pw, clk);
+    return (k < 0 || (size_t)k >= n) ? -1 : k;
+}
+
 double gpu_telemetry_peak_mem_mib(GpuTelemetry *t) {
     if (!t) return 0;
     pthread_mutex_lock(&t->mu);
