@@ -7,7 +7,8 @@
 // sbatch would, slurm_util.c) plus the JobSpec; submit retries with back-off while slurmctld does not
 // answer (options {"submit_retry_s": N}, default 60), and before each retry looks for a job carrying
 // this attempt's comment, so a lost reply never submits a cell twice.
-// Options JSON: {"slurm_conf": PATH, "submit_retry_s": N}.
+// Options JSON: {"slurm_conf": PATH, "submit_retry_s": N, "max_submitted": N}; max_submitted (or
+// $SEGX_MAX_SUBMITTED) makes submit wait while N of its jobs are still queued or running.
 #include "orchestrator/backends.h"
 #include "orchestrator/slurm_lib.h"
 #include "orchestrator/slurm_util.h"
@@ -20,6 +21,7 @@ typedef struct {
     char conf[1024], host[256];
     int port;
     double retry_s;
+    SlurmThrottle throttle;     // --max-submitted
 } SlurmBackend;
 
 typedef struct { const SlurmOpts *o; const char *text, *path; } SubmitCtx;
@@ -52,10 +54,12 @@ static int sl_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen,
     if (!job->script_path) { snprintf(err, errlen, "no job script given"); return -1; }
     if (slurm_script_parse(job->script_path, &o, &text, err, errlen)) return -1;
     slurm_opts_apply_job(&o, job);
+    if (slurm_throttle_wait(&s->throttle, b, err, errlen)) { free(text); return -1; }
     SubmitCtx ctx = {&o, text, job->script_path};
     int rc = slurm_submit_with_retry(s->host, s->port, s->retry_s, o.job_name[0] ? o.job_name : job->script_path,
                                      o.comment, try_submit, find_job, &ctx, job_id, idlen, err, errlen);
     free(text);
+    if (rc == 0) slurm_throttle_add(&s->throttle, job_id);
     return rc;
 }
 
@@ -76,7 +80,11 @@ static int sl_cancel(Backend *b, const char *job_id, char *err, size_t errlen)
     return slurm_lib_cancel(job_id, err, errlen);
 }
 
-static void sl_close(Backend *b) { free(b); }
+static void sl_close(Backend *b)
+{
+    slurm_throttle_free(&((SlurmBackend *)b)->throttle);
+    free(b);
+}
 
 static const BackendOps slurm_ops = {"slurm", sl_submit, sl_poll, sl_cancel, sl_close};
 
@@ -100,6 +108,7 @@ int backend_slurm_open(const char *options_json, Backend **out, char *err, size_
     }
     slurm_lib_init();
     s->retry_s = slurm_option_number(options_json, "submit_retry_s", 60);
+    s->throttle.max = slurm_max_submitted(options_json);
     s->base.ops = &slurm_ops;
     s->base.impl = s;
     *out = &s->base;

@@ -27,6 +27,7 @@ typedef struct {
     char conf[1024], host[256], user[64];
     int port;
     double retry_s;
+    SlurmThrottle throttle;     // --max-submitted
 } CliBackend;
 
 static double now_s(void)
@@ -218,9 +219,12 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
     }
     arg(&a, "%s", job->script_path);
 
+    if (slurm_throttle_wait(&c->throttle, b, err, errlen)) return -1;
     CliTry ctx = {&a, job->script_path, c->user};
-    return slurm_submit_with_retry(c->host, c->port, c->retry_s, o.job_name[0] ? o.job_name : job->script_path,
-                                   o.comment, cli_try_submit, cli_find, &ctx, job_id, idlen, err, errlen);
+    int rc = slurm_submit_with_retry(c->host, c->port, c->retry_s, o.job_name[0] ? o.job_name : job->script_path,
+                                     o.comment, cli_try_submit, cli_find, &ctx, job_id, idlen, err, errlen);
+    if (rc == 0) slurm_throttle_add(&c->throttle, job_id);
+    return rc;
 }
 
 // "2026-11-21T23:28:50" (local time) -> unix seconds; "N/A", "Unknown", "None" -> 0
@@ -311,7 +315,11 @@ static int cli_cancel(Backend *b, const char *job_id, char *err, size_t errlen)
     return rc ? -1 : 0;
 }
 
-static void cli_close(Backend *b) { free(b); }
+static void cli_close(Backend *b)
+{
+    slurm_throttle_free(&((CliBackend *)b)->throttle);
+    free(b);
+}
 
 static const BackendOps cli_ops = {"slurm-cli", cli_submit, cli_poll, cli_cancel, cli_close};
 
@@ -337,6 +345,7 @@ int backend_slurm_cli_open(const char *options_json, Backend **out, char *err, s
     }
     snprintf(c->user, sizeof c->user, "%u", (unsigned)getuid());
     c->retry_s = slurm_option_number(options_json, "submit_retry_s", 60);
+    c->throttle.max = slurm_max_submitted(options_json);
     c->base.ops = &cli_ops;
     c->base.impl = c;
     *out = &c->base;

@@ -544,3 +544,60 @@ int slurm_submit_with_retry(const char *host, int port, double retry_s, const ch
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// --max-submitted
+
+int slurm_max_submitted(const char *options_json)
+{
+    double v = slurm_option_number(options_json, "max_submitted", -1);
+    if (v < 0) {
+        const char *e = getenv("SEGX_MAX_SUBMITTED");
+        v = e && *e ? atof(e) : 0;
+    }
+    return v > 0 ? (int)v : 0;
+}
+
+void slurm_throttle_add(SlurmThrottle *t, const char *job_id)
+{
+    if (t->max <= 0) return;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char (*v)[64] = realloc(t->ids, cap * sizeof *v);
+        if (!v) return;   // the limit is best effort under memory pressure
+        t->ids = v; t->cap = cap;
+    }
+    snprintf(t->ids[t->n++], 64, "%s", job_id);
+}
+
+void slurm_throttle_free(SlurmThrottle *t)
+{
+    free(t->ids);
+    t->ids = NULL;
+    t->n = t->cap = 0;
+}
+
+int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
+{
+    if (t->max <= 0 || t->n < (size_t)t->max) return 0;
+    for (int round = 0;; round++) {
+        const char **ids = malloc(t->n * sizeof *ids);
+        JobStatus *st = calloc(t->n, sizeof *st);
+        if (!ids || !st) { free(ids); free(st); snprintf(err, errlen, "out of memory"); return -1; }
+        for (size_t i = 0; i < t->n; i++) ids[i] = t->ids[i];
+        int rc = b->ops->poll(b, ids, t->n, st, err, errlen);
+        free(ids);
+        if (rc) { free(st); return -1; }
+        // keep only the jobs still queued or running
+        size_t k = 0;
+        for (size_t i = 0; i < t->n; i++)
+            if (!job_state_is_final(st[i].state) && st[i].state != JOB_UNKNOWN)
+                memmove(t->ids[k++], t->ids[i], 64);
+        t->n = k;
+        free(st);
+        if (t->n < (size_t)t->max) return 0;
+        double s = 0.5 * (1 << (round < 3 ? round : 3));
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        while (nanosleep(&ts, &ts) && errno == EINTR) {}
+    }
+}

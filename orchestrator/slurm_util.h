@@ -53,6 +53,15 @@ typedef int (*SlurmFindJob)(void *ctx, const char *comment, char *job_id, size_t
 int slurm_submit_with_retry(const char *host, int port, double retry_s, const char *job_name,
                             const char *comment, SlurmTrySubmit try_submit, SlurmFindJob find_job, void *ctx,
                             char *job_id, size_t idlen, char *err, size_t errlen);
+// --max-submitted: at most `max` of this backend's own jobs queued or running. slurm_throttle_wait
+// blocks (polling through b, one query per round, 0.5 s to 5 s apart) until fewer are; 0 or -1 with
+// err when polling fails. max <= 0: no limit.
+typedef struct { char (*ids)[64]; size_t n, cap; int max; } SlurmThrottle;
+int  slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen);
+void slurm_throttle_add(SlurmThrottle *t, const char *job_id);
+void slurm_throttle_free(SlurmThrottle *t);
+// The limit from options {"max_submitted": N}, else $SEGX_MAX_SUBMITTED, else 0 (none).
+int  slurm_max_submitted(const char *options_json);
 // Numeric option from the backend's options JSON, or dflt.
 double slurm_option_number(const char *options_json, const char *key, double dflt);
 #endif

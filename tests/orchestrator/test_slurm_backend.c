@@ -171,7 +171,7 @@ static void test_cells_over_two_gpu_types(void **state)
     JobStatus st[6];
     wait_final(b, c, 6, st, 60);
     for (int i = 0; i < 6; i++) {
-        char path[1400];
+        char path[4096];
         if (st[i].state != JOB_COMPLETED) fail_msg("%s: %s (%s)", c[i].key, job_state_name(st[i].state), st[i].reason);
         assert_int_equal(st[i].exit_code, 0);
         assert_true(st[i].end_time >= st[i].start_time && st[i].start_time >= st[i].submit_time - 1);
@@ -263,7 +263,7 @@ static void test_requeue_runs_second_attempt(void **state)
     submit(b, &c);
     JobStatus st;
     assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 20), JOB_RUNNING);
-    char path[1400];
+    char path[4096];
     snprintf(path, sizeof path, "%s/runs.txt", c.dir);
     for (int i = 0; i < 50 && access(path, F_OK); i++) usleep(100 * 1000);
     assert_int_equal(sh("scontrol requeue %s", c.id), 0);
@@ -344,8 +344,8 @@ static void test_controller_down_mid_submit(void **state)
     for (int i = 0; i < 6; i++) {
         if (st[i].state != JOB_COMPLETED) fail_msg("%s: %s %s", c[i].key, job_state_name(st[i].state), st[i].reason);
         for (int k = 0; k < i; k++) assert_string_not_equal(c[i].id, c[k].id);
-        char path[1400];
-        snprintf(path, sizeof path, "%s/ran.txt", c[i].dir);
+        char path[4096];
+        snprintf(path, sizeof path, "%.1199s/ran.txt", c[i].dir);
         char *w = read_file(path);
         assert_non_null(w);
         assert_string_equal(w, "ran\n");      // exactly once
@@ -380,6 +380,35 @@ static void test_gives_up_with_clear_error(void **state)
     backend_close(b);
 }
 
+static void test_max_submitted(void **state)
+{
+    const char *be = *state;
+    need_cluster(state);
+    Backend *b = NULL;
+    char err[1024] = "";
+    assert_int_equal(backend_open(be, "{\"max_submitted\": 2}", &b, err, sizeof err), 0);
+    Cell c[5];
+    const char *ids[5];
+    JobStatus st[5];
+    double t0 = now_s();
+    for (int i = 0; i < 5; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "throttle%d", i);
+        make_cell(&c[i], be, tag, i % 2 ? "a100" : "rtx8000", 1, "00:01:00", "sleep 1.5");
+        submit(b, &c[i]);
+        ids[i] = c[i].id;
+        // right after each submit at most 2 of these jobs are queued or running
+        assert_int_equal(b->ops->poll(b, ids, (size_t)i + 1, st, err, sizeof err), 0);
+        int inflight = 0;
+        for (int k = 0; k <= i; k++) inflight += !job_state_is_final(st[k].state);
+        if (inflight > 2) fail_msg("%d jobs in flight after submit %d", inflight, i);
+    }
+    assert_true(now_s() - t0 > 2.5);   // it waited for earlier jobs at least twice (1.5 s each)
+    wait_final(b, c, 5, st, 30);
+    for (int i = 0; i < 5; i++) assert_int_equal(st[i].state, JOB_COMPLETED);
+    backend_close(b);
+}
+
 static void test_unknown_job_and_bad_script(void **state)
 {
     const char *be = *state;
@@ -405,7 +434,7 @@ static void test_unknown_job_and_bad_script(void **state)
     fputs("#!/bin/bash\n#SBATCH --partition=cpu\n#SBATCH --frobnicate=3\ntrue\n", f);
     fclose(f);
     assert_int_equal(b->ops->submit(b, &c.spec, c.id, sizeof c.id, err, sizeof err), -1);
-    char want[1400];
+    char want[4096];
     snprintf(want, sizeof want, "%s:3:", c.script);
     if (!strstr(err, want) || !strstr(err, "frobnicate")) fail_msg("error: %s", err);
     // a partition the cluster does not have: Slurm's own reason comes back
@@ -474,6 +503,7 @@ int main(void)
         BOTH(test_requeue_runs_second_attempt),
         BOTH(test_controller_down_mid_submit),
         BOTH(test_gives_up_with_clear_error),
+        BOTH(test_max_submitted),
         BOTH(test_unknown_job_and_bad_script),
     };
     return cmocka_run_group_tests(tests, start_cluster, stop_cluster);
