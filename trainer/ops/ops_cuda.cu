@@ -225,6 +225,9 @@ static int ensure_ws(size_t bytes) {
     return 0;
 }
 
+#define NO_ALGO(what) "no cuDNN " what " algorithm is supported for this shape and precision within the " \
+                     "workspace budget (raise SEGX_CUDNN_WORKSPACE_MB, default 512)"
+
 // fp32 plans must not pick a tensor-core (TF32 / down-converting) variant: fp32 means fp32 here.
 static int math_ok(cudnnMathType_t m) {
     return G.prec != GPU_FP32 || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
@@ -272,7 +275,12 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
         if (fp[i].status == CUDNN_STATUS_SUCCESS && math_ok(fp[i].mathType) &&
             cudnnGetConvolutionForwardWorkspaceSize(G.dnn, p->x, p->w, p->conv, p->y, fp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->fwd = fp[i].algo; p->ws_fwd = bytes; found = 1; }
-    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN forward algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
+    // fallback: implicit GEMM needs no workspace and runs everywhere
+    if (!found && cudnnGetConvolutionForwardWorkspaceSize(G.dnn, p->x, p->w, p->conv, p->y, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                          &bytes) == CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) {
+        p->fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM; p->ws_fwd = bytes; found = 1;
+    }
+    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", NO_ALGO("forward")); return NULL; }
     found = 0;
     if (cudnnCheck(cudnnGetConvolutionBackwardDataAlgorithm_v7(G.dnn, p->w, p->y, p->conv, p->x,
                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, dp))) return NULL;
@@ -280,7 +288,11 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
         if (dp[i].status == CUDNN_STATUS_SUCCESS && math_ok(dp[i].mathType) &&
             cudnnGetConvolutionBackwardDataWorkspaceSize(G.dnn, p->w, p->y, p->conv, p->x, dp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->bwd_data = dp[i].algo; p->ws_bwd_data = bytes; found = 1; }
-    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN backward-data algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
+    if (!found && cudnnGetConvolutionBackwardDataWorkspaceSize(G.dnn, p->w, p->y, p->conv, p->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                                               &bytes) == CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) {
+        p->bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1; p->ws_bwd_data = bytes; found = 1;
+    }
+    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", NO_ALGO("backward-data")); return NULL; }
     found = 0;
     if (cudnnCheck(cudnnGetConvolutionBackwardFilterAlgorithm_v7(G.dnn, p->x, p->y, p->conv, p->w,
                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, wp))) return NULL;
@@ -288,7 +300,11 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
         if (wp[i].status == CUDNN_STATUS_SUCCESS && math_ok(wp[i].mathType) &&
             cudnnGetConvolutionBackwardFilterWorkspaceSize(G.dnn, p->x, p->y, p->conv, p->w, wp[i].algo, &bytes) ==
                 CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) { p->bwd_filter = wp[i].algo; p->ws_bwd_filter = bytes; found = 1; }
-    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", "no cuDNN backward-filter algorithm fits the workspace budget (raise SEGX_CUDNN_WORKSPACE_MB)"); return NULL; }
+    if (!found && cudnnGetConvolutionBackwardFilterWorkspaceSize(G.dnn, p->x, p->y, p->conv, p->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+                                                                 &bytes) == CUDNN_STATUS_SUCCESS && bytes <= G.ws_budget) {
+        p->bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1; p->ws_bwd_filter = bytes; found = 1;
+    }
+    if (!found) { gpu_record_error(__FILE__, __LINE__, "conv_plan", NO_ALGO("backward-filter")); return NULL; }
     G.nplans++;
     return p;
 }
