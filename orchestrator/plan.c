@@ -360,11 +360,26 @@ int plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, c
     c->global_batch = int_of(p, "global_batch", 0);
     json_t *seed = json_object_get(p, "seed");
     if (json_is_integer(seed)) { c->has_seed = 1; c->seed = json_integer_value(seed); }
-    // finish_cell recomputes lr and keys from the stored params (no new ref batch: keep the stored one)
-    int ref = int_of(p, "lr_ref_batch", c->global_batch ? c->global_batch : 1);
-    json_object_del(p, "lr_scaling");
-    json_object_del(p, "lr_ref_batch");
-    finish_cell(s, c, ref);
+    // The stored params carry the lr rule the cell was planned with; a later spec edit must not
+    // change an existing cell's learning rate.
+    json_t *lr = json_object_get(p, "lr");
+    c->lr = json_is_number(lr) ? json_number_value(lr) : 0;
+    const char *rule = json_string_value(json_object_get(p, "lr_scaling"));
+    int ref = int_of(p, "lr_ref_batch", 0);
+    if (rule && ref > 0 && c->lr > 0) {
+        double ratio = (double)c->global_batch / ref;
+        c->lr *= strcmp(rule, "sqrt") == 0 ? sqrt(ratio) : ratio;
+    }
+    static const char *const no_seed[] = {"seed", NULL};
+    static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
+    static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
+    const char *scaling = json_string_value(json_object_get(p, "scaling"));
+    hash_json(p, c->key);
+    hash_without(p, no_seed, c->group_key);
+    hash_without(p, scaling && strcmp(scaling, "strong") == 0 ? strong_drop : weak_drop, c->scaling_key);
+    c->model = json_string_value(json_object_get(p, "model"));
+    c->gpu_type = json_string_value(json_object_get(p, "gpu_type"));
+    (void)s;
     return 0;
 }
 

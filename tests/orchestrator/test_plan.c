@@ -160,6 +160,19 @@ static void test_lr_scaling(void **state)
             assert_true(fabs(c[i].lr - want) < 1e-12);
             assert_int_equal(json_integer_value(json_object_get(c[i].params, "lr_ref_batch")), 32);
             assert_true(json_real_value(json_object_get(c[i].params, "lr")) == 0.1);   // base lr kept in params
+            // submit rebuilds a cell from its stored params: same key, same effective lr, even
+            // under a spec whose lr rule has since changed
+            char *stored = json_dumps(c[i].params, JSON_SORT_KEYS | JSON_COMPACT);
+            Spec *other = spec_ok("{\"name\": \"l\", \"trainer\": {\"lr\": 0.5}, \"matrix\": {\"batch_per_gpu\": [32]}}");
+            PlanCell back;
+            assert_int_equal(plan_cell_from_params(other, stored, &back, err, sizeof err), 0);
+            assert_string_equal(back.key, c[i].key);
+            assert_string_equal(back.scaling_key, c[i].scaling_key);
+            assert_true(fabs(back.lr - c[i].lr) < 1e-15);
+            assert_int_equal(back.gpus, c[i].gpus);
+            json_decref(back.params);
+            spec_free(other);
+            free(stored);
         }
         plan_cells_free(c, n);
         spec_free(s);
