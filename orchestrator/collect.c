@@ -101,7 +101,7 @@ static int state_is_failure(const char *s)
 // ---- context -------------------------------------------------------------------------------
 
 enum {
-    S_EPOCH, S_EPOCH_NEW, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
+    S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
     S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
 };
 
@@ -114,12 +114,14 @@ static const char *const stmt_sql[S_COUNT] = {
         " wall_s=excluded.wall_s, train_loss=excluded.train_loss, val_loss=excluded.val_loss,"
         " miou=excluded.miou, pixel_acc=excluded.pixel_acc, top1=excluded.top1, lr=excluded.lr,"
         " images_per_s=excluded.images_per_s, epoch_s=excluded.epoch_s, data_s=excluded.data_s,"
-        " compute_s=excluded.compute_s, comm_s=excluded.comm_s, extra=excluded.extra RETURNING id",
-    // For an attempt with no rows yet: a plain insert (an upsert with RETURNING costs ~30% more).
+        " compute_s=excluded.compute_s, comm_s=excluded.comm_s, extra=excluded.extra",
+    // For an attempt with no rows yet: a plain insert (cheaper than the upsert).
     [S_EPOCH_NEW] =
         "INSERT INTO epochs (attempt_id, line, epoch, step, wall_s, train_loss, val_loss, miou, pixel_acc,"
         " top1, lr, images_per_s, epoch_s, data_s, compute_s, comm_s, extra)"
         " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+    [S_EPOCH_ID] = "SELECT id FROM epochs WHERE attempt_id = ?1 AND line = ?2",
+    [S_DEL_IOU_LINE] = "DELETE FROM class_iou WHERE epoch_id = (SELECT id FROM epochs WHERE attempt_id = ?1 AND line = ?2)",
     [S_DEL_EPOCHS_AFTER] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line > ?2",
     [S_DEL_EPOCH_LINE] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line = ?2",
     [S_IOU] = "INSERT INTO class_iou (epoch_id, class, iou) VALUES (?1, ?2, ?3)"
@@ -193,6 +195,25 @@ static const struct { const char *key; size_t len; int bind; int is_int; } metri
 #undef COL
 #define N_METRIC_COLS (sizeof metric_cols / sizeof metric_cols[0])
 
+// The id of an upserted line (RETURNING would do, at about twice the cost of the upsert).
+static sqlite3_int64 epoch_id_of(Ctx *c, sqlite3_int64 attempt_id, long line)
+{
+    sqlite3_stmt *s = c->s[S_EPOCH_ID];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_int64(s, 2, line);
+    sqlite3_int64 id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return id;
+}
+
+// A line rewritten without per_class_iou keeps no stale classes.
+static int delete_line_ious(Ctx *c, sqlite3_int64 attempt_id, long line)
+{
+    sqlite3_bind_int64(c->s[S_DEL_IOU_LINE], 1, attempt_id);
+    sqlite3_bind_int64(c->s[S_DEL_IOU_LINE], 2, line);
+    return run_stmt(c, S_DEL_IOU_LINE);
+}
+
 static int store_class_iou(Ctx *c, sqlite3_int64 epoch_id, json_t *arr)
 {
     size_t n = arr ? json_array_size(arr) : 0;
@@ -264,13 +285,12 @@ static int store_metrics_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     json_decref(extra);
     free(extra_text);
     int rc = sqlite3_step(s);
-    sqlite3_int64 epoch_id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    if (rc == SQLITE_ROW) rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
     c->st->epochs++;
-    return store_class_iou(c, epoch_id, ious);
+    if (!ious) return delete_line_ious(c, attempt_id, line);
+    return store_class_iou(c, epoch_id_of(c, attempt_id, line), ious);
 }
 
 // ---- a strict in-place scanner for one metrics line ----------------------------------------
@@ -537,15 +557,14 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
         sqlite3_bind_text(s, 17, extra.p, (int)extra.len, SQLITE_STATIC);
     }
     int rc = sqlite3_step(s);
-    sqlite3_int64 epoch_id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-    if (rc == SQLITE_ROW) rc = sqlite3_step(s);
-    if (fresh) epoch_id = sqlite3_last_insert_rowid(c->db);
+    sqlite3_int64 epoch_id = fresh ? sqlite3_last_insert_rowid(c->db) : 0;
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     free(extra.p);
     if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
     c->st->epochs++;
-    if (!ious) return fresh ? 0 : store_class_iou(c, epoch_id, NULL);
+    if (!ious) return fresh ? 0 : delete_line_ious(c, attempt_id, line);
+    if (!fresh) epoch_id = epoch_id_of(c, attempt_id, line);
     // Elements: numbers, or NULL for anything else (absent classes are null).
     Scan sc = {ious->val + 1, ious->val + ious->vlen};
     long k = 0;

@@ -330,6 +330,19 @@ static void test_changed_file_is_reingested(void **state)
     free(collect(fx, 0, &cs));
     assert_int_equal(cs.attempts_ingested, 1);
     assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 2);
+    // per_class_iou grows, shrinks and goes: class rows follow, with no stale classes left.
+    const char *const ious[] = {"[0.1, 0.2, 0.3]", "[0.5]", NULL};
+    const int nclass[] = {3, 1, 0};
+    for (int k = 0; k < 3; k++) {
+        char text[300];
+        snprintf(text, sizeof text, "{\"epoch\": 1, \"wall_s\": 3.0}\n{\"epoch\": 2%s%s%s}\n%*s\n",
+                 ious[k] ? ", \"per_class_iou\": " : "", ious[k] ? ious[k] : "", "", k + 1, "");  // sizes differ
+        write_file(path, text);
+        free(collect(fx, 0, &cs));
+        assert_int_equal(cs.attempts_ingested, 1);
+        assert_int_equal((int)qd(db, "SELECT count(*) FROM class_iou ci JOIN epochs e ON e.id = ci.epoch_id"
+                                     " JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), nclass[k]);
+    }
     // Shrink to nothing: the stale rows go.
     write_file(path, "");
     free(collect(fx, 0, &cs));
