@@ -217,12 +217,19 @@ int local_agent_ensure(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-typedef struct {
+typedef struct Running {
     long id;
     int pid, cpus;
     double term_sent;      // when SIGTERM went out (cancel/timeout), 0 if not
     int timed_out;
 } Running;
+
+static int is_running(const Running *run, size_t nrun, long id)
+{
+    for (size_t i = 0; i < nrun; i++)
+        if (run[i].id == id) return 1;
+    return 0;
+}
 
 static int cmp_long(const void *a, const void *b)
 {
@@ -262,6 +269,30 @@ static int cancel_requested(const char *dir, long id, int consume)
     int yes = access(mp, F_OK) == 0;
     if (yes && consume) unlink(mp);
     return yes;
+}
+
+// Cancel markers of jobs that have not started: settled here, wherever they are in the queue.
+static void cancel_queued(const char *dir, const Running *run, size_t nrun)
+{
+    char cp[PATH_MAX + 16], err[512];
+    snprintf(cp, sizeof cp, "%s/cancel", dir);
+    DIR *d = opendir(cp);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long id = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end || is_running(run, nrun, id)) continue;
+        LocalJob j;
+        if (local_job_read(dir, id, &j, err, sizeof err) < 0) continue;
+        if (strcmp(j.state, "pending") == 0) {
+            snprintf(j.state, sizeof j.state, "cancelled");
+            j.end_time = now_s();
+            local_job_write(dir, &j, err, sizeof err);
+        }
+        if (strcmp(j.state, "running") != 0) cancel_requested(dir, id, 1);   // consumed
+    }
+    closedir(d);
 }
 
 static int start_job(const char *dir, LocalJob *j)
@@ -354,7 +385,8 @@ int local_agent_run(const char *dir)
             }
         }
         // start pending jobs in id order while slots are free
-        int maxp, maxcpus, used = 0, blocked = 0;
+        int maxp, maxcpus, used = 0;
+        cancel_queued(dir, run, nrun);
         read_slots(dir, &maxp, &maxcpus);
         for (size_t i = 0; i < nrun; i++) used += run[i].cpus;
         size_t n = scan_jobs(dir, &ids, &cap);
@@ -387,11 +419,11 @@ int local_agent_run(const char *dir)
             }
             pending++;
             int need = j.cpus > 0 ? j.cpus : 1;
-            // first come, first served: a job that does not fit blocks the ones behind it
-            if (blocked || (maxp > 0 && (int)nrun >= maxp) || nrun == sizeof run / sizeof run[0] ||
+            // first come, first served: a job that does not fit blocks the ones behind it (and
+            // they need not be read this round: a long queue costs nothing per tick)
+            if ((maxp > 0 && (int)nrun >= maxp) || nrun == sizeof run / sizeof run[0] ||
                 (maxcpus > 0 && nrun > 0 && used + need > maxcpus)) {
-                blocked = 1;
-                continue;
+                break;
             }
             if (start_job(dir, &j) == 0) {
                 run[nrun++] = (Running){.id = j.id, .pid = j.pid, .cpus = need};
