@@ -277,6 +277,13 @@ static int setup(Trainer *t) {
         char path[4200];
         if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
         else snprintf(path, sizeof path, "%s", c->profile);
+        char dir[4200];  // ranks may get here before rank 0 has created the run dir
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            if (run_mkdir_p(dir, err, el)) return TRAIN_EXIT_USAGE;
+        }
         if (trace_open(path, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
     }
     return TRAIN_EXIT_OK;

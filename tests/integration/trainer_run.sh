@@ -76,6 +76,7 @@ a, b = (json.loads(open(p).readline()) for p in sys.argv[1:3])
 print(a["miou"], b["miou"], a["val_loss"], b["val_loss"])
 assert abs(a["miou"] - b["miou"]) < 1e-9 and abs(a["pixel_acc"] - b["pixel_acc"]) < 1e-9
 assert abs(a["val_loss"] - b["val_loss"]) < 1e-5 * abs(a["val_loss"])
+for k in ("comm_s", "comm_exposed_s", "comm_total_s", "allreduce_gbps"): assert k in b, k
 e = json.load(open(sys.argv[3])); assert e["ranks"] == 2, e
 ' "$TEST_TMP/ev1/metrics.jsonl" "$TEST_TMP/ev2/metrics.jsonl" "$TEST_TMP/ev2/env.json"
 fi
