@@ -199,6 +199,30 @@ static int read_progress(const char *run_dir, double *frac, char *label, size_t 
     return 0;
 }
 
+// Without progress.json (external trainers): the last epoch in metrics.jsonl over params.epochs.
+static int progress_from_metrics(const char *run_dir, const json_t *params, double *frac, char *label, size_t len)
+{
+    json_t *eps = json_object_get(params, "epochs");
+    if (!json_is_integer(eps) || json_integer_value(eps) < 1) return -1;
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    char line[4096];
+    long epoch = -1;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = json_loads(line, 0, NULL);
+        json_t *e = json_object_get(o, "epoch");
+        if (json_is_integer(e)) epoch = (long)json_integer_value(e);
+        json_decref(o);
+    }
+    fclose(f);
+    if (epoch < 0) return -1;
+    snprintf(label, len, "epoch %ld/%ld", epoch, (long)json_integer_value(eps));
+    *frac = (double)epoch / (double)json_integer_value(eps);
+    return 0;
+}
+
 int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char *err, size_t errlen)
 {
     TableFormat f = TABLE_AUTO;
@@ -277,8 +301,9 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         char prog[64] = "", eta_s[32] = "", el[32] = "";
         double frac = NAN, eta = NAN;
         int running = js == JOB_RUNNING;
-        if (r->run_dir[0] && read_progress(r->run_dir, &frac, prog, sizeof prog, &eta) == 0 && running && !isfinite(eta) &&
-            isfinite(frac) && frac > 0 && r->start > 0)
+        int have = r->run_dir[0] && (read_progress(r->run_dir, &frac, prog, sizeof prog, &eta) == 0 ||
+                                     progress_from_metrics(r->run_dir, params[i], &frac, prog, sizeof prog) == 0);
+        if (have && running && !isfinite(eta) && isfinite(frac) && frac > 0 && r->start > 0)
             eta = (now - r->start) * (1 - frac) / frac;
         if (js == JOB_COMPLETED && !prog[0]) snprintf(prog, sizeof prog, "done");
         if (running && isfinite(eta)) fmt_duration(eta, eta_s, sizeof eta_s);

@@ -72,6 +72,9 @@ rd=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id WHERE c.
 check_eq "metrics.jsonl has 2 epochs" 2 "$(wc -l <"$rd/metrics.jsonl")"
 check_eq "parsed epoch 2 values" "2 0.5 0.3" "$(tail -1 "$rd/metrics.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["epoch"], r["train_loss"], r["miou"])')"
 check_eq "stdout.log kept" 11 "$(wc -l <"$rd/stdout.log")"
+check_eq "status --json: progress from metrics.jsonl" "epoch 2/2:4" "$("$SEGX" status --json | python3 -c 'import json,sys
+rows=json.load(sys.stdin); p=[r["progress"] for r in rows if r["state"]=="completed"]; print("%s:%d" % (p[0], p.count(p[0])))')"
+check_eq "status --watch returns once all settled" 0 "$(timeout 10 "$SEGX" status --watch >/dev/null 2>&1; echo $?)"
 
 # --- the hostile tag reached the trainer as one argument and ran nothing
 check_eq "no injected command ran" "no" "$([ -e "$TEST_TMP/pwned" ] && echo yes || echo no)"
