@@ -96,6 +96,12 @@ for _ in $(seq 1 60); do
 done
 check_eq "attempt 2 failed again" failed "$(q "SELECT state FROM attempts WHERE attempt=2")"
 
+# --- segx logparse on its own: no epoch rule = one record per matching line; bad rules exit 2
+got=$(printf 'a\nval mIoU: 0.5 top1: 7\nnoise\nval mIoU: 0.25\n' | "$SEGX" logparse --rules '{"miou": "mIoU: ([0-9.]+)", "top1": "top1: (\\d+)"}' |
+  python3 -c 'import json,sys; print(";".join("%s/%s" % (r["miou"], r.get("top1")) for r in map(json.loads, sys.stdin)))')
+check_eq "logparse: one record per matching line" "0.5/7;0.25/None" "$got"
+check_eq "logparse: a rule without a group exits 2" 2 "$(echo x | "$SEGX" logparse --rules '{"miou": "mIoU"}' >/dev/null 2>&1; echo $?)"
+
 # --- the agent does not outlive its work
 for _ in $(seq 1 50); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
 check_eq "local agent exited when idle" no "$([ -e runs/.local/agent.pid ] && echo yes || echo no)"
