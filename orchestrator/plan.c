@@ -611,6 +611,9 @@ static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const 
     str_word(&b, num);
     str_word(&b, "--out");
     str_word(&b, run_dir);
+    // A requeued job (Slurm preemption, exit 99) runs this script again in the same run dir:
+    // it continues from checkpoint.bin; a fresh run dir has none and starts from scratch.
+    str_word(&b, "--resume");
     return b.p;
 }
 

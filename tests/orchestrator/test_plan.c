@@ -331,6 +331,7 @@ static void test_job_script_executes_with_flags(void **state)
     snprintf(note, sizeof note, "--note\nx; touch %s\n", pwned);
     assert_non_null(strstr(got, note));
     assert_non_null(strstr(got, "--amp\n"));
+    assert_non_null(strstr(got, "--resume\n"));
     assert_null(strstr(got, "--skip"));
     assert_null(strstr(got, "--gpus"));
     plan_renderer_close(r);
