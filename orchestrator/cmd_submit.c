@@ -116,6 +116,9 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     PlanRenderer *r = NULL;
     sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL;
     int rc = 1, in_tx = 0;
+    typedef struct { long long cid; char key[32]; char *params; int last; char state[32]; } Todo;
+    Todo *todo = NULL;
+    size_t ncells = 0, capcells = 0;
     if (load_spec(db, eid, &s, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
         goto out;
@@ -143,17 +146,32 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         in_tx = 1;
     }
     rc = 0;
+    // Read the cells first: the loop below writes attempts and cells rows.
     while (sqlite3_step(sel) == SQLITE_ROW) {
-        long long cid = sqlite3_column_int64(sel, 0);
-        const char *key = (const char *)sqlite3_column_text(sel, 1);
-        int last = sqlite3_column_int(sel, 3);
-        const char *state = (const char *)sqlite3_column_text(sel, 4);
+        if (ncells == capcells) {
+            capcells = capcells ? capcells * 2 : 256;
+            Todo *nt = realloc(todo, capcells * sizeof *todo);
+            if (!nt) { fprintf(stderr, "segx submit: out of memory\n"); rc = 1; goto out; }
+            todo = nt;
+        }
+        Todo *t = &todo[ncells++];
+        t->cid = sqlite3_column_int64(sel, 0);
+        snprintf(t->key, sizeof t->key, "%s", (const char *)sqlite3_column_text(sel, 1));
+        t->params = strdup((const char *)sqlite3_column_text(sel, 2));
+        t->last = sqlite3_column_int(sel, 3);
+        snprintf(t->state, sizeof t->state, "%s", (const char *)sqlite3_column_text(sel, 4));
+    }
+    for (size_t ti = 0; ti < ncells; ti++) {
+        long long cid = todo[ti].cid;
+        const char *key = todo[ti].key;
+        int last = todo[ti].last;
+        const char *state = todo[ti].state;
         if (last > 0 && strcmp(state, "completed") == 0) { nskip_done++; continue; }
         if (last > 0 && !is_rerunnable(state)) { nskip_active++; continue; }
         if (last > 0 && !o->rerun_failed) { nskip_failed++; continue; }
         int attempt = last + 1;
         PlanCell c;
-        if (plan_cell_from_params(s, (const char *)sqlite3_column_text(sel, 2), &c, err, sizeof err) < 0) {
+        if (!todo[ti].params || plan_cell_from_params(s, todo[ti].params, &c, err, sizeof err) < 0) {
             fprintf(stderr, "segx submit: cell %s: %s\n", key, err);
             rc = 1;
             break;
@@ -230,6 +248,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     printf("%s%s\n", b ? " via " : "", b ? b->ops->name : "");
     if (submitted) *submitted = nsub;
 out:
+    for (size_t i = 0; i < ncells; i++) free(todo[i].params);
+    free(todo);
     if (in_tx) db_rollback(db);
     sqlite3_finalize(sel);
     sqlite3_finalize(ins);
