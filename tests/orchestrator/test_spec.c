@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "orchestrator/cli.h"
 #include "orchestrator/spec.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,50 @@ static void test_locate(void **state)
     assert_int_equal(spec_locate(text, "a.zz", &line, &col), -1);
 }
 
+// The shared option parser (orchestrator/cli.h) the subcommands use.
+static void test_cli_parse(void **state)
+{
+    (void)state;
+    const char *db = NULL;
+    int json = 0, n = 0;
+    double x = 0;
+    const CliOption opts[] = {
+        {"db", 0, CLI_STRING, &db, "FILE", "database"},
+        {"json", 'j', CLI_FLAG, &json, NULL, "json"},
+        {"max-parallel", 'n', CLI_INT, &n, "N", "slots"},
+        {"ratio", 0, CLI_DOUBLE, &x, "X", "ratio"},
+        {0}};
+    const CliCommand cmd = {"segx t [options] A [B]", "test", opts, 1, 2, NULL};
+    CliArgs a;
+    char *ok[] = {"t", "--db=x.db", "-j", "pos1", "--max-parallel", "4", "--ratio", "0.5", "--", "--pos2", NULL};
+    assert_int_equal(cli_parse(&cmd, 10, ok, &a), CLI_CONTINUE);
+    assert_string_equal(db, "x.db");
+    assert_int_equal(json, 1);
+    assert_int_equal(n, 4);
+    assert_true(x == 0.5);
+    assert_int_equal(a.npos, 2);
+    assert_string_equal(a.pos[0], "pos1");
+    assert_string_equal(a.pos[1], "--pos2");
+    char *bad1[] = {"t", "--max-paralel", "3", "p", NULL};
+    assert_int_equal(cli_parse(&cmd, 4, bad1, &a), 2);
+    char *bad2[] = {"t", "p", "--max-parallel", "four", NULL};
+    assert_int_equal(cli_parse(&cmd, 4, bad2, &a), 2);
+    char *bad3[] = {"t", "p", "--db", NULL};
+    assert_int_equal(cli_parse(&cmd, 3, bad3, &a), 2);
+    char *bad4[] = {"t", NULL};
+    assert_int_equal(cli_parse(&cmd, 1, bad4, &a), 2);
+    char *bad5[] = {"t", "a", "b", "c", NULL};
+    assert_int_equal(cli_parse(&cmd, 4, bad5, &a), 2);
+    char *bad6[] = {"t", "--json=1", "a", NULL};
+    assert_int_equal(cli_parse(&cmd, 3, bad6, &a), 2);
+    assert_int_equal(cli_edit_distance("modle", "model"), 1);
+    assert_int_equal(cli_edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(cli_edit_distance("", "abc"), 3);
+    const char *cands[] = {"max-parallel", "db", "json", NULL};
+    assert_string_equal(cli_closest("max-paralel", cands), "max-parallel");
+    assert_null(cli_closest("banana", cands));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_metric_regex_translation),
         cmocka_unit_test(test_locate),
+        cmocka_unit_test(test_cli_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
