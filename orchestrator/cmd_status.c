@@ -92,7 +92,7 @@ int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, 
             while (j < n && strcmp(u[j].backend, u[i].backend) == 0) { ids[j] = u[j].job_id; j++; }
             Backend *b = NULL;
             char opts[PATH_MAX + 128], e[1024];
-            submit_backend_options(run_root, -1, opts, sizeof opts);
+            submit_backend_options(run_root, 0, opts, sizeof opts);
             int ok = backend_open(u[i].backend, opts, &b, e, sizeof e) == 0 &&
                      b->ops->poll(b, ids + i, j - i, js + i, e, sizeof e) == 0;
             backend_close(b);

@@ -60,7 +60,7 @@ void submit_backend_options(const char *run_root, int max_parallel, char *out, s
     if (max_parallel > 0) {   // an explicit job count: no CPU accounting
         json_object_set_new(o, "max_parallel", json_integer(max_parallel));
         json_object_set_new(o, "cpus", json_integer(0));
-    } else if (max_parallel == 0) {   // default: jobs share the cores (ranks x cpus_per_gpu each)
+    } else if (max_parallel == SUBMIT_SLOTS_CORES) {   // default: jobs share the cores (ranks x cpus_per_gpu each)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         json_object_set_new(o, "max_parallel", json_integer(0));
         json_object_set_new(o, "cpus", json_integer(cores > 0 ? cores : 1));
@@ -123,7 +123,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
         goto out;
     }
-    submit_backend_options(run_root, o->max_parallel > 0 ? o->max_parallel : 0, opts, sizeof opts);
+    submit_backend_options(run_root, o->max_parallel > 0 ? o->max_parallel : SUBMIT_SLOTS_CORES, opts, sizeof opts);
     if (!o->dry_run && backend_open(o->backend ? o->backend : "auto", opts, &b, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);
         rc = strstr(err, "unknown backend") ? 2 : 1;

@@ -28,7 +28,9 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted);
 int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *name_out, size_t namelen,
                            char *run_root, size_t rrlen, char *err, size_t errlen);
 // {"state_dir": "<dirname(run_root)>/.local", ...} for backend_open: max_parallel > 0 sets that
-// many job slots, 0 sets CPU accounting over this machine's cores, < 0 leaves the slots alone.
+// many local job slots, SUBMIT_SLOTS_CORES shares this machine's cores among jobs (each takes
+// ranks x cpus_per_gpu), 0 leaves the local agent's slots as they are (status, cancel).
+#define SUBMIT_SLOTS_CORES (-1)
 void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len);
 
 typedef struct {
