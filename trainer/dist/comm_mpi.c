@@ -11,6 +11,7 @@
 #ifdef SEGX_HAVE_MPI
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -79,9 +80,12 @@ static int mpi_ensure_init(char *err, size_t errlen) {
 }
 
 static void nap(double waited) {
-    // Spin first (low latency), then yield the core to compute on a busy node.
-    if (waited < 0.5) return;
-    struct timespec ts = { 0, waited < 5 ? 20000 : 200000 };
+    // Spin briefly (latency when the peer is already there), then yield the core at each poll: on a
+    // shared node a waiting rank must not take CPU from the rank it waits for (MPI progresses only
+    // inside our MPI_Test calls, so sleeping long would slow the transfer). Long waits sleep.
+    if (waited < 1e-3) return;
+    if (waited < 1.0) { sched_yield(); return; }
+    struct timespec ts = { 0, 200000 };
     nanosleep(&ts, NULL);
 }
 
