@@ -22,6 +22,9 @@ typedef struct {
     int port;
     double retry_s;
     SlurmThrottle throttle;     // --max-submitted
+    SlurmJobInfo *known;        // this user's jobs at the first submit (see sl_submit)
+    size_t nknown;
+    int known_loaded;
 } SlurmBackend;
 
 typedef struct { const SlurmOpts *o; const char *text, *path; } SubmitCtx;
@@ -39,9 +42,7 @@ static int find_job(void *ctx, const char *comment, char *job_id, size_t idlen)
     size_t n;
     char err[256];
     if (slurm_lib_load(&jobs, &n, err, sizeof err)) return -1;
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++)
-        if (strcmp(jobs[i].comment, comment) == 0) { snprintf(job_id, idlen, "%s", jobs[i].job_id); found = 1; }
+    int found = slurm_find_comment(jobs, n, comment, 0, job_id, idlen);
     free(jobs);
     return found;
 }
@@ -54,6 +55,17 @@ static int sl_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen,
     if (!job->script_path) { snprintf(err, errlen, "no job script given"); return -1; }
     if (slurm_script_parse(job->script_path, &o, &text, err, errlen)) return -1;
     slurm_opts_apply_job(&o, job);
+    // A segx killed between submitting and recording a job must not get it twice on the next run:
+    // an attempt whose job is still queued or running in slurmctld is not submitted again (one
+    // load per backend session; best effort when it fails).
+    if (!s->known_loaded) {
+        char e[256];
+        s->known_loaded = 1;
+        // (not while the controller is away: libslurm and squeue would retry for many seconds)
+        if (slurm_probe_controller(s->host, s->port, 800, e, sizeof e) == 0 &&
+            slurm_lib_load(&s->known, &s->nknown, e, sizeof e)) s->known = NULL, s->nknown = 0;
+    }
+    if (slurm_find_comment(s->known, s->nknown, o.comment, 1, job_id, idlen)) { free(text); return 0; }
     if (slurm_throttle_wait(&s->throttle, b, err, errlen)) { free(text); return -1; }
     SubmitCtx ctx = {&o, text, job->script_path};
     int rc = slurm_submit_with_retry(s->host, s->port, s->retry_s, o.job_name[0] ? o.job_name : job->script_path,
@@ -83,6 +95,7 @@ static int sl_cancel(Backend *b, const char *job_id, char *err, size_t errlen)
 static void sl_close(Backend *b)
 {
     slurm_throttle_free(&((SlurmBackend *)b)->throttle);
+    free(((SlurmBackend *)b)->known);
     free(b);
 }
 

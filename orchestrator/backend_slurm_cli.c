@@ -28,7 +28,12 @@ typedef struct {
     int port;
     double retry_s;
     SlurmThrottle throttle;     // --max-submitted
+    SlurmJobInfo *known;        // this user's jobs at the first submit (see cli_submit)
+    size_t nknown;
+    int known_loaded;
 } CliBackend;
+
+static int cli_load_jobs(const char *user, SlurmJobInfo **jobs_out, size_t *n_out, char *err, size_t errlen);
 
 static double now_s(void)
 {
@@ -110,6 +115,15 @@ static int transient_text(const char *e)
 
 // ---------------------------------------------------------------------------------------------
 
+// "2026-11-21T23:28:50" (local time) -> unix seconds; "N/A", "Unknown", "None" -> 0
+static double parse_time(const char *s)
+{
+    struct tm tm = {0};
+    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+    tm.tm_isdst = -1;
+    return (double)mktime(&tm);
+}
+
 typedef struct { char *v[64]; int n; char store[64][1200]; } Argv;
 static void arg(Argv *a, const char *fmt, const char *v)
 {
@@ -126,26 +140,6 @@ static void arg_int(Argv *a, const char *fmt, int v)
     arg(a, fmt, s);
 }
 
-// The job with this comment, if slurmctld knows it. 1 found, 0 not, -1 query failed.
-static int find_by_comment(const char *user, const char *comment, char *job_id, size_t idlen)
-{
-    char *argv[] = {"squeue", "-h", "-t", "all", "-u", (char *)user, "-O", "JobID:|,Comment:|", NULL};
-    char *out, *eout;
-    int rc = run_capture(argv, 30, &out, &eout);
-    int found = rc == 0 ? 0 : -1;
-    for (char *line = out, *next; rc == 0 && line && *line && !found; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = '\0';
-        char *bar = strchr(line, '|');
-        if (!bar) continue;
-        *bar = '\0';
-        char *com = bar + 1;
-        com[strcspn(com, "|")] = '\0';
-        if (strcmp(com, comment) == 0) { snprintf(job_id, idlen, "%s", line); found = 1; }
-    }
-    free(out); free(eout);
-    return found;
-}
 
 typedef struct { Argv *a; const char *script_path; const char *user; } CliTry;
 
@@ -174,7 +168,13 @@ static int cli_try_submit(void *ctx, char *job_id, size_t idlen, int *transient,
 static int cli_find(void *ctx, const char *comment, char *job_id, size_t idlen)
 {
     CliTry *t = ctx;
-    return find_by_comment(t->user, comment, job_id, idlen);
+    SlurmJobInfo *jobs;
+    size_t n;
+    char err[256];
+    if (cli_load_jobs(t->user, &jobs, &n, err, sizeof err)) return -1;
+    int found = slurm_find_comment(jobs, n, comment, 0, job_id, idlen);
+    free(jobs);
+    return found;
 }
 
 static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen, char *err, size_t errlen)
@@ -219,6 +219,15 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
     }
     arg(&a, "%s", job->script_path);
 
+    // as in the slurm backend: an attempt whose job slurmctld still queues or runs is not submitted twice
+    if (!c->known_loaded) {
+        char e[256];
+        c->known_loaded = 1;
+        // (not while the controller is away: libslurm and squeue would retry for many seconds)
+        if (slurm_probe_controller(c->host, c->port, 800, e, sizeof e) == 0 &&
+            cli_load_jobs(c->user, &c->known, &c->nknown, e, sizeof e)) c->known = NULL, c->nknown = 0;
+    }
+    if (slurm_find_comment(c->known, c->nknown, o.comment, 1, job_id, idlen)) return 0;
     if (slurm_throttle_wait(&c->throttle, b, err, errlen)) return -1;
     CliTry ctx = {&a, job->script_path, c->user};
     int rc = slurm_submit_with_retry(c->host, c->port, c->retry_s, o.job_name[0] ? o.job_name : job->script_path,
@@ -227,23 +236,16 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
     return rc;
 }
 
-// "2026-11-21T23:28:50" (local time) -> unix seconds; "N/A", "Unknown", "None" -> 0
-static double parse_time(const char *s)
-{
-    struct tm tm = {0};
-    if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
-    tm.tm_isdst = -1;
-    return (double)mktime(&tm);
-}
 
-static int cli_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus *out, char *err, size_t errlen)
+// Every job of this user that slurmctld still holds, from one squeue (not --jobs=: it fails on an id
+// slurmctld has purged). *jobs is malloc'd.
+static int cli_load_jobs(const char *user, SlurmJobInfo **jobs_out, size_t *n_out, char *err, size_t errlen)
 {
-    CliBackend *c = (CliBackend *)b;
-    if (n == 0) return slurm_match_jobs(NULL, 0, job_ids, n, out, err, errlen);
-    // one squeue for every job of this user (not --jobs=: it fails on an id slurmctld has purged)
-    char *argv[] = {"squeue", "-h", "-t", "all", "-u", c->user, "-O",
-                    "JobID:|,State:|,Reason:|,exit_code:|,SubmitTime:|,StartTime:|,EndTime:|,NodeList:|,RestartCnt:|",
+    *jobs_out = NULL; *n_out = 0;
+    char *argv[] = {"squeue", "-h", "-t", "all", "-u", (char *)user, "-O",
+                    "JobID:|,State:|,Reason:|,exit_code:|,SubmitTime:|,StartTime:|,EndTime:|,NodeList:|,RestartCnt:|,Comment:|",
                     NULL};
+    enum { NF = 10 };
     char *sout, *serr;
     int rc = run_capture(argv, 60, &sout, &serr);
     if (rc != 0) {
@@ -258,16 +260,16 @@ static int cli_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus 
     for (char *line = sout, *next; jobs && line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
-        char *f[9] = {0};
+        char *f[NF] = {0};
         char *p = line;
         int nf = 0;
-        for (; nf < 9 && p; nf++) {
+        for (; nf < NF && p; nf++) {
             f[nf] = p;
             char *bar = strchr(p, '|');
             if (bar) { *bar = '\0'; p = bar + 1; } else p = NULL;
         }
-        if (nf < 9) continue;
-        for (int k = 0; k < 9; k++) {   // squeue pads fields with spaces
+        if (nf < NF) continue;
+        for (int k = 0; k < NF; k++) {   // squeue pads fields with spaces
             char *e = f[k] + strlen(f[k]);
             while (e > f[k] && e[-1] == ' ') *--e = '\0';
         }
@@ -287,10 +289,21 @@ static int cli_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus 
         j->end_time = parse_time(f[6]);
         snprintf(j->nodes, sizeof j->nodes, "%s", f[7]);
         j->restarts = atoi(f[8]);
+        snprintf(j->comment, sizeof j->comment, "%s", strcmp(f[9], "(null)") ? f[9] : "");
     }
     free(sout); free(serr);
     if (!jobs) { snprintf(err, errlen, "out of memory"); return -1; }
-    rc = slurm_match_jobs(jobs, nj, job_ids, n, out, err, errlen);
+    *jobs_out = jobs; *n_out = nj;
+    return 0;
+}
+
+static int cli_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus *out, char *err, size_t errlen)
+{
+    CliBackend *c = (CliBackend *)b;
+    SlurmJobInfo *jobs = NULL;
+    size_t nj = 0;
+    if (n && cli_load_jobs(c->user, &jobs, &nj, err, errlen)) return -1;   // one squeue for all
+    int rc = slurm_match_jobs(jobs, nj, job_ids, n, out, err, errlen);
     free(jobs);
     return rc;
 }
@@ -318,6 +331,7 @@ static int cli_cancel(Backend *b, const char *job_id, char *err, size_t errlen)
 static void cli_close(Backend *b)
 {
     slurm_throttle_free(&((CliBackend *)b)->throttle);
+    free(((CliBackend *)b)->known);
     free(b);
 }
 

@@ -596,8 +596,22 @@ int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
         t->n = k;
         free(st);
         if (t->n < (size_t)t->max) return 0;
-        double s = 0.5 * (1 << (round < 3 ? round : 3));
+        double s = 0.25 * (1 << (round < 3 ? round : 3));   // 0.25 s doubling to 2 s
         struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
         while (nanosleep(&ts, &ts) && errno == EINTR) {}
     }
+}
+
+int slurm_find_comment(const SlurmJobInfo *jobs, size_t n, const char *comment, int active_only,
+                       char *job_id, size_t idlen)
+{
+    if (!comment || !*comment) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(jobs[i].comment, comment) != 0) continue;
+        JobState st = slurm_state_from_name(jobs[i].state);
+        if (active_only && st != JOB_PENDING && st != JOB_RUNNING) continue;
+        snprintf(job_id, idlen, "%s", jobs[i].job_id);
+        return 1;
+    }
+    return 0;
 }

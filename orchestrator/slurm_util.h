@@ -43,6 +43,10 @@ void slurm_fill_status(const SlurmJobInfo *j, JobStatus *st);
 // Fills out[i] for ids[i] from the jobs slurmctld listed; ids it did not list get JOB_UNKNOWN.
 int  slurm_match_jobs(const SlurmJobInfo *jobs, size_t njobs, const char *const *ids, size_t n,
                       JobStatus *out, char *err, size_t errlen);
+// The job among jobs whose comment is `comment` ("segx:<experiment>/<cell>/<attempt>"); with
+// active_only, only a pending, running or requeued one counts. 1 found (job_id set), else 0.
+int slurm_find_comment(const SlurmJobInfo *jobs, size_t n, const char *comment, int active_only,
+                       char *job_id, size_t idlen);
 // Submit with retries, shared by the backends. try_submit makes one attempt (0 ok; -1 with
 // *transient = 1 when the controller could not be reached). While it is transient, waits with
 // back-off (slurm_backoff_sleep), probes host:port, and before trying again asks find_job whether
@@ -54,7 +58,7 @@ int slurm_submit_with_retry(const char *host, int port, double retry_s, const ch
                             const char *comment, SlurmTrySubmit try_submit, SlurmFindJob find_job, void *ctx,
                             char *job_id, size_t idlen, char *err, size_t errlen);
 // --max-submitted: at most `max` of this backend's own jobs queued or running. slurm_throttle_wait
-// blocks (polling through b, one query per round, 0.5 s to 5 s apart) until fewer are; 0 or -1 with
+// blocks (polling through b, one query per round, 0.25 s to 2 s apart) until fewer are; 0 or -1 with
 // err when polling fails. max <= 0: no limit.
 typedef struct { char (*ids)[64]; size_t n, cap; int max; } SlurmThrottle;
 int  slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen);

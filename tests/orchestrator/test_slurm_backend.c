@@ -409,6 +409,34 @@ static void test_max_submitted(void **state)
     backend_close(b);
 }
 
+// segx killed after submitting but before recording: a new session does not submit the attempt again.
+static void test_same_attempt_not_submitted_twice(void **state)
+{
+    const char *be = *state;
+    need_cluster(state);
+    Backend *b = open_backend(be);
+    Cell c;
+    make_cell(&c, be, "twice", "cpu", 1, "00:01:00", "echo ran >> ran.txt; sleep 3");
+    submit(b, &c);
+    char first[64];
+    snprintf(first, sizeof first, "%s", c.id);
+    backend_close(b);
+    b = open_backend(be);
+    submit(b, &c);
+    assert_string_equal(c.id, first);
+    // a new attempt of the same cell is a new job
+    Cell c2 = c;
+    c2.spec.attempt = 2;
+    submit(b, &c2);
+    assert_string_not_equal(c2.id, first);
+    JobStatus st[2];
+    Cell both[2] = {c, c2};
+    wait_final(b, both, 2, st, 30);
+    assert_int_equal(st[0].state, JOB_COMPLETED);
+    assert_int_equal(sh("test \"$(squeue -h -t all -O Comment:200 | grep -c '^segx:slurmtest/%s/1 ')\" = 1", c.key), 0);
+    backend_close(b);
+}
+
 static void test_unknown_job_and_bad_script(void **state)
 {
     const char *be = *state;
@@ -491,8 +519,13 @@ static int stop_cluster(void **state)
     return 0;
 }
 
+static double t_test;
+static int t_start(void **state) { (void)state; t_test = now_s(); return 0; }
+static int t_end(void **state) { print_message("# %s: %.1f s\n", (const char *)*state, now_s() - t_test); return 0; }
+
 #define BOTH(fn) \
-    cmocka_unit_test_prestate(fn, "slurm"), cmocka_unit_test_prestate(fn, "slurm-cli")
+    cmocka_unit_test_prestate_setup_teardown(fn, t_start, t_end, "slurm"), \
+    cmocka_unit_test_prestate_setup_teardown(fn, t_start, t_end, "slurm-cli")
 
 int main(void)
 {
@@ -504,6 +537,7 @@ int main(void)
         BOTH(test_controller_down_mid_submit),
         BOTH(test_gives_up_with_clear_error),
         BOTH(test_max_submitted),
+        BOTH(test_same_attempt_not_submitted_twice),
         BOTH(test_unknown_job_and_bad_script),
     };
     return cmocka_run_group_tests(tests, start_cluster, stop_cluster);
