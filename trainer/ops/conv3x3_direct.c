@@ -5,6 +5,7 @@
 // read straight into registers: 8 output channels x 16 or 32 pixels of one row accumulate over
 // (input channel, tap). Selected at run time (cpuid); other shapes and CPUs take the im2col path.
 #include <immintrin.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "trainer/ops/conv3x3_direct.h"
@@ -12,6 +13,8 @@
 
 #define CB 8                       // output channels per register block
 #define PAD_MAX_FLOATS (4u << 20)  // cap on the padded-input chunk (16 MiB)
+#define AROW(w) ((long)(w) + 32)                      // aligned padded row: data at column 16
+#define APLANE(h, w) ((long)((h) + 2) * AROW(w))
 
 static int enabled = -1;   // -1: not decided yet (cpuid and SEGX_CONV_DIRECT=0 to switch off)
 
@@ -38,7 +41,9 @@ static int chunk(int C, int h, int w, int B) {
 size_t conv3x3_direct_workspace(const ConvDesc *d, int max_batch) {
     int cmax = d->cin > d->cout ? d->cin : d->cout;
     size_t wt = (size_t)9 * round8(d->cin) * round8(d->cout);
-    return wt + (size_t)chunk(cmax, d->h, d->w, max_batch) * cmax * plane(d->h, d->w);
+    size_t padded = (size_t)chunk(cmax, d->h, d->w, max_batch) * cmax * plane(d->h, d->w);
+    size_t aligned = (size_t)d->cin * APLANE(d->h, d->w);   // the weight gradient's layout, >= 1 sample
+    return wt + (padded > aligned ? padded : aligned) + 16;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -138,53 +143,81 @@ void conv3x3_direct_forward(const ConvDesc *d, int B, float *y, const float *x, 
 }
 
 // ----------------------------------------------------------------------------------------------
-// weight gradient: dw[co][ci][tap] += sum over (n, y, x) of dy[n][co][y][x] * xp[n][ci][y+ky][x+kx].
-// One task = one input channel x WC output channels; 9*WC vector accumulators, reduced at the end.
+// weight gradient: dw[co][ci][tap] += sum over (n, y, x) of dy[n][co][y][x] * xpad[n][ci][y+ky][x+kx].
+// The input is padded into 64-byte aligned rows (data at column 16, row stride w + 32), so each 16-pixel
+// step loads one aligned vector per row and makes the kx = 0 and kx = 2 shifts with valignd instead of
+// three unaligned (cache-line splitting) loads. One task = one input channel x WC output channels.
 
-#define WC 3                       // 27 accumulators + 3 dy vectors + 1 x vector = 31 of 32 registers
-typedef struct { int Ci, Co, h, w, nb; const float *xp, *dy; float *dw; } WCtx;
+#define WC 2                       // 18 accumulators + 2 dy + 9 row vectors
+
+typedef struct { int C, h, w; const float *x; float *xp; } APadCtx;
+static void apad_planes(void *v, long p0, long p1) {
+    APadCtx *c = v; long S = AROW(c->w);
+    for (long p = p0; p < p1; p++) {
+        const float *s = c->x + p * c->h * c->w;
+        float *o = c->xp + p * APLANE(c->h, c->w);
+        memset(o, 0, sizeof(float) * S);
+        for (int y = 0; y < c->h; y++) {
+            float *r = o + (y + 1) * S;
+            memset(r, 0, sizeof(float) * 16);
+            memcpy(r + 16, s + (long)y * c->w, sizeof(float) * c->w);
+            memset(r + 16 + c->w, 0, sizeof(float) * 16);
+        }
+        memset(o + (c->h + 1) * S, 0, sizeof(float) * S);
+    }
+}
+
+typedef struct { int Ci, Co, h, w; const float *xp, *dy; float *dw; } WCtx;
 
 __attribute__((target("avx512f"))) static void dw_tasks(void *v, long t0, long t1) {
     const WCtx *k = v;
-    int W2 = k->w + 2;
-    long P = plane(k->h, k->w), HW = (long)k->h * k->w;
+    long S = AROW(k->w), P = APLANE(k->h, k->w), HW = (long)k->h * k->w;
     for (long t = t0; t < t1; t++) {
         int ci = (int)(t % k->Ci), co0 = (int)(t / k->Ci) * WC;
+        int nv = k->Co - co0 < WC ? k->Co - co0 : WC;
         __m512 acc[WC][9];
         for (int c = 0; c < WC; c++) for (int j = 0; j < 9; j++) acc[c][j] = _mm512_setzero_ps();
-        for (int n = 0; n < k->nb; n++) {
-            const float *xs = k->xp + ((long)n * k->Ci + ci) * P;
-            const float *g0 = k->dy + ((long)n * k->Co + co0) * HW;
-            int nv = k->Co - co0 < WC ? k->Co - co0 : WC;
-            for (int y = 0; y < k->h; y++)
-                for (int x0 = 0; x0 < k->w; x0 += 16) {
-                    __m512 g[WC];
-                    for (int c = 0; c < WC; c++)
-                        g[c] = c < nv ? _mm512_loadu_ps(g0 + c * HW + (long)y * k->w + x0) : _mm512_setzero_ps();
-                    for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++) {
-                            __m512 xv = _mm512_loadu_ps(xs + (long)(y + ky) * W2 + x0 + kx);
-                            for (int c = 0; c < WC; c++) acc[c][ky * 3 + kx] = _mm512_fmadd_ps(g[c], xv, acc[c][ky * 3 + kx]);
-                        }
+        const float *xs = k->xp + (long)ci * P, *g0 = k->dy + (long)co0 * HW;
+        for (int y = 0; y < k->h; y++) {
+            const float *R[3] = {xs + y * S, xs + (y + 1) * S, xs + (y + 2) * S};
+            __m512 prev[3], cur[3];
+            for (int r = 0; r < 3; r++) { prev[r] = _mm512_load_ps(R[r]); cur[r] = _mm512_load_ps(R[r] + 16); }
+            for (int x0 = 0; x0 < k->w; x0 += 16) {
+                __m512 g[WC];
+                for (int c = 0; c < WC; c++)
+                    g[c] = c < nv ? _mm512_loadu_ps(g0 + c * HW + (long)y * k->w + x0) : _mm512_setzero_ps();
+                for (int r = 0; r < 3; r++) {
+                    __m512 next = _mm512_load_ps(R[r] + 32 + x0);
+                    __m512 xv[3] = {
+                        _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cur[r]), _mm512_castps_si512(prev[r]), 15)),
+                        cur[r],
+                        _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(next), _mm512_castps_si512(cur[r]), 1))};
+                    for (int kx = 0; kx < 3; kx++)
+                        for (int c = 0; c < WC; c++) acc[c][r * 3 + kx] = _mm512_fmadd_ps(g[c], xv[kx], acc[c][r * 3 + kx]);
+                    prev[r] = cur[r]; cur[r] = next;
                 }
+            }
         }
-        for (int c = 0; c < WC && co0 + c < k->Co; c++)
+        for (int c = 0; c < nv; c++)
             for (int j = 0; j < 9; j++) k->dw[((long)(co0 + c) * k->Ci + ci) * 9 + j] += _mm512_reduce_add_ps(acc[c][j]);
     }
 }
 
 void conv3x3_direct_backward_weights(const ConvDesc *d, int B, float *dw, float *db, const float *dy, const float *x,
                                      float *ws) {
-    int Ci = d->cin, Co = d->cout, nb = chunk(Ci > Co ? Ci : Co, d->h, d->w, B);
+    int Ci = d->cin, Co = d->cout;
     long HW = (long)d->h * d->w;
-    float *xp = ws + (size_t)9 * round8(Ci) * round8(Co);   // same layout as the other entry points
-    for (int n0 = 0; n0 < B; n0 += nb) {
-        int cur = B - n0 < nb ? B - n0 : nb;
-        PadCtx pc = {Ci, d->h, d->w, x + (long)n0 * Ci * HW, xp};
-        ops_parallel_for((long)cur * Ci, 1, pad_planes, &pc);
+    float *xp = ws + (size_t)9 * round8(Ci) * round8(Co);   // the padded chunk area of the workspace
+    xp = (float *)(((uintptr_t)xp + 63) & ~(uintptr_t)63);
+    long nb = (long)(chunk(Ci > Co ? Ci : Co, d->h, d->w, B)) * plane(d->h, d->w) / APLANE(d->h, d->w);
+    if (nb < 1) nb = 1;
+    for (int n0 = 0; n0 < B; n0 += (int)nb) {
+        int cur = B - n0 < nb ? B - n0 : (int)nb;
+        APadCtx pc = {Ci, d->h, d->w, x + (long)n0 * Ci * HW, xp};
+        ops_parallel_for((long)cur * Ci, 1, apad_planes, &pc);
         // one sample at a time, so all tasks share that sample's planes in cache
         for (int n = 0; n < cur; n++) {
-            WCtx k = {Ci, Co, d->h, d->w, 1, xp + (long)n * Ci * plane(d->h, d->w), dy + (long)(n0 + n) * Co * HW, dw};
+            WCtx k = {Ci, Co, d->h, d->w, xp + (long)n * Ci * APLANE(d->h, d->w), dy + (long)(n0 + n) * Co * HW, dw};
             ops_parallel_for((long)Ci * ((Co + WC - 1) / WC), 1, dw_tasks, &k);
         }
     }
