@@ -14,6 +14,7 @@ cat >where.sh <<'SH'
 #!/bin/bash
 # where.sh RUN_DIR FAIL SLEEP: says where each rank ran; FAIL=1 exits 3
 echo "rank=${SLURM_PROCID:-x} node=${SLURMD_NODENAME:-x} cvd=${CUDA_VISIBLE_DEVICES:-none} part=${SLURM_JOB_PARTITION:-x}" >>"$1/where.txt"
+[ -n "${APPTAINER_CONTAINER:-}" ] && echo "rank=${SLURM_PROCID:-x} in $APPTAINER_CONTAINER" >>"$1/container.txt"
 if [ "$2" = 1 ]; then echo "failing on purpose" >&2; exit 3; fi
 sleep "$3"
 SH
@@ -85,6 +86,32 @@ rank=1 cvd=0,1 part=a100" "$(sed -E 's/ node=[^ ]+//' "$two/where.txt" | sort)"
   alive=$(for id in $ids; do squeue -h -j "$id" -t all -o %T 2>/dev/null; done | grep -cE 'RUNNING|PENDING')
   check_eq "$be: Slurm has no running or pending job of the cancelled cells" 0 "$alive"
 done
+
+# a container: srun ... apptainer exec --nv --bind ... IMAGE <command>, run through a stand-in
+mkdir -p bin && ln -sf "$SEGX_ROOT/tests/integration/fake-apptainer" bin/apptainer
+export PATH=$TEST_TMP/bin:$PATH FAKE_APPTAINER_LOG=$TEST_TMP/apptainer.log
+head -c 4096 /dev/urandom >segx.sif
+cat >sx-container.json <<JSON
+{"name": "sx-container",
+ "trainer": {"command": "bash where.sh {{run_dir}} 0 0", "launch": "per-rank"},
+ "matrix": {"model": ["m"], "gpu_type": ["a100"], "gpus": [2], "batch_per_gpu": [8]},
+ "resources": {"time": "00:05:00", "cpus_per_gpu": 1},
+ "container": {"runtime": "apptainer", "image": "$TEST_TMP/segx.sif", "bind": ["$TEST_TMP", "/tmp:/scratch"]},
+ "cluster": "local"}
+JSON
+"$SEGX" plan sx-container.json >/dev/null 2>&1
+script=$(ls runs/sx-container/*/attempt-1/job.sh)
+check "container: job script launches through apptainer exec --nv with the binds" \
+  grep -qF "apptainer exec --nv --bind $TEST_TMP,/tmp:/scratch $TEST_TMP/segx.sif" "$script"
+check "container: no --containall" bash -c "! grep -q containall '$script'"
+"$SEGX" submit sx-container --backend slurm >/dev/null 2>&1
+wait_settled sx-container
+out=$("$SEGX" status sx-container 2>&1)
+case $out in *"1 cells: 1 completed"*|*"1 cell: 1 completed"*) pass "container: the cell completed";; *) fail "container: the cell completed" "$out";; esac
+check_eq "container: the stand-in ran once per rank" 2 "$(grep -c "exec --nv --bind $TEST_TMP,/tmp:/scratch $TEST_TMP/segx.sif bash where.sh" apptainer.log)"
+rd=$(dirname "$script")
+check_eq "container: both ranks ran inside the image" "rank=0 in $TEST_TMP/segx.sif
+rank=1 in $TEST_TMP/segx.sif" "$(sort "$rd/container.txt" 2>/dev/null)"
 
 # usage errors
 out=$("$SEGX" resubmit sx-slurm 2>&1); rc=$?
