@@ -627,7 +627,7 @@ static void cpu_linear_backward(int B, int in, int out, float *dx, float *dw, fl
 
 #define XENT_BLOCK 1024
 typedef struct {
-    int C; long HW; float *dl; const float *lg; const int32_t *lab; int ignore; float gs; double *part;
+    int C; long HW, P; float *dl; const float *lg; const int32_t *lab; int ignore; float gs; double *part;
 } XentCtx;
 
 static void xent_blocks(void *v, long k0, long k1) {
@@ -635,7 +635,7 @@ static void xent_blocks(void *v, long k0, long k1) {
     for (long k = k0; k < k1; k++) {
         double acc = 0;
         for (long q = k * XENT_BLOCK; q < (k + 1) * XENT_BLOCK; q++) {
-            if (q >= c->part[-1]) break;   // part[-1] holds the number of positions
+            if (q >= c->P) break;
             long n = q / c->HW, i = q % c->HW;
             const float *l = c->lg + n * c->C * c->HW + i;
             float *d = c->dl + n * c->C * c->HW + i;
@@ -644,10 +644,10 @@ static void xent_blocks(void *v, long k0, long k1) {
             float m = l[0];
             for (int j = 1; j < c->C; j++) if (l[j * c->HW] > m) m = l[j * c->HW];
             double s = 0;
-            for (int j = 0; j < c->C; j++) s += exp((double)(l[j * c->HW] - m));
+            for (int j = 0; j < c->C; j++) { float e = expf(l[j * c->HW] - m); d[j * c->HW] = e; s += e; }
             acc += log(s) - (double)(l[y * c->HW] - m);
-            for (int j = 0; j < c->C; j++)
-                d[j * c->HW] = (float)(exp((double)(l[j * c->HW] - m)) / s) * c->gs;
+            float scale = (float)(c->gs / s);
+            for (int j = 0; j < c->C; j++) d[j * c->HW] *= scale;
             d[y * c->HW] -= c->gs;
         }
         c->part[k] = acc;
@@ -664,12 +664,11 @@ static double cpu_softmax_xent(int B, int C, int HW, float *dlogits, const float
     }
     if (counted) *counted = cnt;
     long nblk = (P + XENT_BLOCK - 1) / XENT_BLOCK;
-    double *part = malloc(sizeof(double) * (nblk + 1));
-    part[0] = (double)P;
-    XentCtx c = {C, HW, dlogits, logits, labels, ignore, cnt ? grad_scale / (float)cnt : 0.f, part + 1};
+    double *part = malloc(sizeof(double) * nblk);
+    XentCtx c = {C, HW, P, dlogits, logits, labels, ignore, cnt ? grad_scale / (float)cnt : 0.f, part};
     ops_parallel_for(nblk, 1, xent_blocks, &c);
     double total = 0;
-    for (long k = 0; k < nblk; k++) total += part[k + 1];
+    for (long k = 0; k < nblk; k++) total += part[k];
     free(part);
     return cnt ? total / cnt : 0.0;
 }
