@@ -276,6 +276,34 @@ static void test_requeue_runs_second_attempt(void **state)
     backend_close(b);
 }
 
+// A node that goes down under a running, non-requeueable job: node-fail.
+static void test_node_fail(void **state)
+{
+    const char *be = *state;
+    need_cluster(state);
+    Backend *b = open_backend(be);
+    Cell c;
+    make_cell(&c, be, "nodefail", "rtx8000", 1, "00:02:00", "sleep 60");
+    // the profile asks for --requeue (a requeued job would not fail); this job must not be
+    char *text = read_file(c.script);
+    char *cut = strstr(text, "#SBATCH --requeue\n");
+    assert_non_null(cut);
+    FILE *f = fopen(c.script, "w");
+    fprintf(f, "%.*s#SBATCH --no-requeue\n%s", (int)(cut - text), text, cut + strlen("#SBATCH --requeue\n"));
+    fclose(f);
+    submit(b, &c);
+    JobStatus st;
+    assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 20), JOB_RUNNING);
+    assert_string_equal(st.nodes, "n5");
+    int rc = sh("scontrol update NodeName=n5 State=DOWN Reason=segx-test");
+    wait_final(b, &c, 1, &st, 30);
+    sh("scontrol update NodeName=n5 State=RESUME >/dev/null 2>&1");   // (may already be back: ReturnToService=2)
+    assert_int_equal(rc, 0);
+    if (st.state != JOB_NODE_FAIL) fail_msg("state %s (%s)", job_state_name(st.state), st.reason);
+    assert_non_null(strstr(st.reason, "exit code"));
+    backend_close(b);
+}
+
 static void *restart_ctld_later(void *arg)
 {
     (void)arg;
@@ -533,6 +561,7 @@ int main(void)
         BOTH(test_cells_over_two_gpu_types),
         BOTH(test_failing_job),
         BOTH(test_cancel),
+        BOTH(test_node_fail),
         BOTH(test_requeue_runs_second_attempt),
         BOTH(test_controller_down_mid_submit),
         BOTH(test_gives_up_with_clear_error),
