@@ -86,6 +86,28 @@ static void failure_reason(const char *run_dir, int exit_code, char *out, size_t
     }
 }
 
+// Gone, or a zombie nobody reaps (its agent, the parent, died).
+static int process_gone(int pid)
+{
+    if (kill(pid, 0) < 0 && errno == ESRCH) return 1;
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+static int has_exit_code(const char *run_dir)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/exit_code", run_dir);
+    return access(p, F_OK) == 0;
+}
+
 static int local_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus *out, char *err, size_t errlen)
 {
     Local *l = b->impl;
@@ -111,7 +133,7 @@ static int local_poll(Backend *b, const char *const *job_ids, size_t n, JobStatu
         s->start_time = j.start_time;
         s->end_time = j.end_time;
         if (j.start_time > 0) snprintf(s->nodes, sizeof s->nodes, "%s", host);
-        if (s->state == JOB_RUNNING && !agent && j.pid > 0 && kill(j.pid, 0) < 0 && errno == ESRCH)
+        if (s->state == JOB_RUNNING && !agent && (j.pid <= 0 || process_gone(j.pid) || has_exit_code(j.run_dir)))
             s->state = JOB_UNKNOWN;   // its agent died; the caller resolves it from exit_code
         if (s->state == JOB_PENDING) pending++;
         if (s->state == JOB_FAILED || s->state == JOB_TIMEOUT) {

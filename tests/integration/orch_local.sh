@@ -105,5 +105,18 @@ check_eq "logparse: a rule without a group exits 2" 2 "$(echo x | "$SEGX" logpar
 # --- the agent does not outlive its work
 for _ in $(seq 1 50); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
 check_eq "local agent exited when idle" no "$([ -e runs/.local/agent.pid ] && echo yes || echo no)"
+# --- a job outlives a killed agent: status settles it from the run dir's exit_code
+cat >agentkill.json <<'EOF2'
+{"name": "agent-kill", "trainer": {"command": "python3 fake_mmseg_train.py cfg.py --bs {{batch_per_gpu}} --epochs 1 --sleep 0.5 --work-dir {{run_dir}}"},
+ "matrix": {"batch_per_gpu": [8]}, "resources": {"time": "00:05:00"}}
+EOF2
+"$SEGX" plan agentkill.json >/dev/null && "$SEGX" submit agent-kill --backend local >/dev/null
+for _ in $(seq 1 50); do [ "$(q "SELECT a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")" = running ] && break; "$SEGX" status agent-kill >/dev/null; sleep 0.1; done
+apid=$(cat runs/.local/agent.pid 2>/dev/null)
+[ -n "$apid" ] && kill -9 "$apid"
+for _ in $(seq 1 80); do [ -e runs/agent-kill/*/attempt-1/exit_code ] && break; sleep 0.1; done
+"$SEGX" status agent-kill >/dev/null
+check_eq "killed agent: job settled from exit_code" "completed|0" "$(q "SELECT a.state, a.exit_code FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")"
+
 check_eq "unknown experiment exits 2" 2 "$("$SEGX" status nope >/dev/null 2>&1; echo $?)"
 done_testing
