@@ -528,6 +528,9 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
     r->tmpl[len] = 0;
     if (cluster_load(s->cluster, templates_dir, &r->prof, err, errlen) < 0) { free(r->tmpl); free(r); return -1; }
     if (s->metrics) r->rules = json_dumps(s->metrics, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!s->external && r->trainer[0] != '/')
+        fprintf(stderr, "segx: warning: no segx-train beside %s (build it with `make`, or set SEGX_TRAIN); "
+                "job scripts will look for '%s' in PATH\n", r->segx, r->trainer);
     *out = r;
     return 0;
 }
