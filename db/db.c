@@ -26,6 +26,112 @@ static int user_version(sqlite3 *db)
     return v;
 }
 
+// ---- keeping derived objects current within a schema version --------------------------------
+// Views are derived (they hold no data), and columns/tables were added to version 1 while it was
+// unreleased. So a read-write open brings any version-1 file up to the compiled schema: missing
+// additive objects are created and every view whose SQL differs from db/schema.sql's is
+// replaced, in one transaction. Nothing stored is touched.
+
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+    sqlite3_stmt *st;
+    int found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    return found;
+}
+
+// The stored SQL of a view (malloc'd), or NULL.
+static char *view_sql(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st;
+    char *sql = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            sql = strdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    return sql;
+}
+
+// Calls fn for each "CREATE VIEW name AS ...;" between the VIEWS markers of the compiled schema,
+// with the statement text as SQLite stores it (no trailing ';'). Comment lines are skipped.
+static int each_view(int (*fn)(sqlite3 *, const char *name, const char *sql, int *changed, char *, size_t),
+                     sqlite3 *db, int *changed, char *e, size_t el)
+{
+    const char *begin = strstr(db_schema_sql, "-- VIEWS-BEGIN"), *end = strstr(db_schema_sql, "-- VIEWS-END");
+    if (!begin || !end) return 0;
+    size_t cap = (size_t)(end - begin) + 1, len = 0;
+    char *stmt = malloc(cap);
+    if (!stmt) { snprintf(e, el, "out of memory"); return -1; }
+    int rc = 0;
+    for (const char *p = begin; p < end && rc == 0;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        if (!(n >= 2 && p[0] == '-' && p[1] == '-') && !(len == 0 && n == 1)) {
+            memcpy(stmt + len, p, n);
+            len += n;
+            stmt[len] = 0;
+            if (sqlite3_complete(stmt)) {
+                while (len > 0 && (stmt[len - 1] == '\n' || stmt[len - 1] == ';' || stmt[len - 1] == ' ')) stmt[--len] = 0;
+                char name[128];
+                if (sscanf(stmt, "CREATE VIEW %127s AS", name) == 1) rc = fn(db, name, stmt, changed, e, el);
+                len = 0;
+            }
+        }
+        p += n;
+    }
+    free(stmt);
+    return rc;
+}
+
+static int replace_view_if_stale(sqlite3 *db, const char *name, const char *sql, int *changed, char *e, size_t el)
+{
+    char *old = view_sql(db, name);
+    int same = old && strcmp(old, sql) == 0;
+    free(old);
+    if (same) return 0;
+    char drop[200];
+    snprintf(drop, sizeof drop, "DROP VIEW IF EXISTS %s", name);
+    if (exec(db, drop, e, el) < 0 || exec(db, sql, e, el) < 0) return -1;
+    (*changed)++;
+    return 0;
+}
+
+static int count_stale_view(sqlite3 *db, const char *name, const char *sql, int *changed, char *e, size_t el)
+{
+    (void)e; (void)el;
+    char *old = view_sql(db, name);
+    if (!old || strcmp(old, sql) != 0) (*changed)++;
+    free(old);
+    return 0;
+}
+
+static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
+{
+    int stale = 0;
+    if (each_view(count_stale_view, db, &stale, e, el) < 0) return -1;
+    int need_sig = !has_column(db, "attempts", "ingest_sig"), need_targets = !has_column(db, "targets", "metric");
+    if (!stale && !need_sig && !need_targets) return 0;
+    if (exec(db, "BEGIN IMMEDIATE", e, el) < 0) return -1;
+    int changed = 0;
+    if ((need_sig && exec(db, "ALTER TABLE attempts ADD COLUMN ingest_sig TEXT", e, el) < 0) ||
+        (need_targets && exec(db, "CREATE TABLE IF NOT EXISTS targets ("
+                                  " experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,"
+                                  " metric TEXT NOT NULL CHECK (metric IN ('miou','pixel_acc','top1','val_loss','train_loss')),"
+                                  " value REAL NOT NULL, PRIMARY KEY (experiment_id, metric))", e, el) < 0) ||
+        each_view(replace_view_if_stale, db, &changed, e, el) < 0) {
+        db_rollback(db);
+        return -1;
+    }
+    return exec(db, "COMMIT", e, el);
+}
+
 int db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -67,6 +173,7 @@ int db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t err
             if (exec(db, "COMMIT", e, sizeof e) < 0) { db_rollback(db); goto fail; }
         }
         // Migrations from older versions go here, each in one transaction.
+        if (bring_up_to_date(db, e, sizeof e) < 0) goto fail;
     } else if (v == 0) {
         snprintf(e, sizeof e, "not a segx database (no schema); run `segx plan` first");
         goto fail;
