@@ -2,7 +2,9 @@
 // db_begin/db_commit/db_rollback.
 // Contract: WAL mode, busy timeout 10 s, foreign keys on; a new file gets db/schema.sql; a file
 // whose PRAGMA user_version is older is migrated in one transaction; a newer one is refused (the
-// user must upgrade segx), so nothing stored is ever rewritten by an older binary.
+// user must upgrade segx), so nothing stored is ever rewritten by an older binary. A read-write
+// open also replaces views whose SQL differs from db/schema.sql (views hold no data) and adds
+// the objects added to version 1 before its release (attempts.ingest_sig, targets).
 #ifndef SEGX_DB_H
 #define SEGX_DB_H
 #include <sqlite3.h>
