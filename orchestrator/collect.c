@@ -739,12 +739,12 @@ static int ingest_env(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
 // ---- exit code, stderr, signature -----------------------------------------------------------
 
 // The job's stderr in DIR: a file named stderr / stderr.log / stderr.txt / job.err, else the
-// newest *.err (Slurm's slurm-<jobid>.err). 0 with path, -1 none.
-static int find_stderr(const char *dir, char *path, size_t len)
+// newest *.err (Slurm's slurm-<jobid>.err; only those with only_err_files). 0 with path, -1 none.
+static int find_stderr(const char *dir, char *path, size_t len, int only_err_files)
 {
     static const char *const names[] = {"stderr", "stderr.log", "stderr.txt", "job.err", NULL};
     struct stat sb;
-    for (int i = 0; names[i]; i++) {
+    for (int i = 0; !only_err_files && names[i]; i++) {
         snprintf(path, len, "%s/%s", dir, names[i]);
         if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
     }
@@ -856,7 +856,7 @@ static char *dir_signature(const char *dir)
             buf_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
                        (long)sb.st_mtim.tv_nsec);
     }
-    if (find_stderr(dir, path, sizeof path) == 0 && stat(path, &sb) == 0)
+    if (find_stderr(dir, path, sizeof path, 0) == 0 && stat(path, &sb) == 0)
         buf_printf(&b, ";%s:%lld:%lld.%09ld", strrchr(path, '/') + 1, (long long)sb.st_size,
                    (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
     return b.p;
@@ -911,8 +911,10 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     char *reason = NULL;
     if (state_is_failure(state) && (!a->reason || !*a->reason)) {
         char path[4096];
-        char *tail = find_stderr(a->run_dir, path, sizeof path) == 0
+        char *tail = find_stderr(a->run_dir, path, sizeof path, 0) == 0
                          ? tail_lines(path, c->stderr_lines) : NULL;
+        // The trainer's stderr is empty when it never started: the job's own *.err says why.
+        if (!tail && find_stderr(a->run_dir, path, sizeof path, 1) == 0) tail = tail_lines(path, c->stderr_lines);
         Buf b = {0};
         if (has_exit) buf_printf(&b, "exit code %d", exit_code);
         if (tail) {

@@ -508,6 +508,30 @@ static void test_scanner_matches_jansson(void **state)
     assert_true(rejected > 50 && checked > 2500 && via_columns > 5000);
 }
 
+static void test_reason_from_job_err_when_trainer_stderr_empty(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/runs/e4/k/attempt-1", fx->root);
+    mkdirs(dir);
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES (4, 'e4', '{}', '%q/runs/e4', 1, 1)", fx->root);
+    execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, created_at) VALUES (40, 4, 'k', '{}', 'g', 's', 1)");
+    execf(db, "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir) VALUES (40, 1, 'slurm', 'unknown', %Q)", dir);
+    snprintf(path, sizeof path, "%s/stderr.log", dir);
+    write_file(path, "");  // the trainer never started
+    snprintf(path, sizeof path, "%s/slurm-77.err", dir);
+    write_file(path, "srun: error: Unable to create step for job 77: Invalid generic resource (gres) specification\n");
+    snprintf(path, sizeof path, "%s/exit_code", dir);
+    write_file(path, "1\n");
+    char err[512];
+    CollectOptions o = {.warn = stderr};
+    assert_int_equal(collect_run(db, "e4", &o, NULL, err, sizeof err), 0);
+    char *r = qs(db, "SELECT state || ' | ' || reason FROM attempts WHERE cell_id = 40");
+    assert_string_equal(r, "failed | exit code 1: srun: error: Unable to create step for job 77: Invalid generic resource (gres) specification");
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_backend_state_kept),
         cmocka_unit_test(test_unknown_experiment),
         cmocka_unit_test(test_scanner_matches_jansson),
+        cmocka_unit_test(test_reason_from_job_err_when_trainer_stderr_empty),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
