@@ -184,13 +184,13 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             // attempts after the first (or a removed run dir) are rendered now
             if (!r && plan_renderer_open(s, cli_templates_dir(), run_root, &r, err, sizeof err) < 0) {
                 fprintf(stderr, "segx submit: %s\n", err);
-                json_decref(c.params);
+                plan_cell_clear(&c);
                 rc = 1;
                 break;
             }
             if (plan_render_job(r, &c, attempt, script, sizeof script, run_dir, sizeof run_dir, err, sizeof err) < 0) {
                 fprintf(stderr, "segx submit: %s\n", err);
-                json_decref(c.params);
+                plan_cell_clear(&c);
                 rc = 1;
                 break;
             }
@@ -198,7 +198,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         if (o->dry_run) {
             if (!o->quiet) printf("would submit %s attempt %d: %s\n", key, attempt, script);
             nsub++;
-            json_decref(c.params);
+            plan_cell_clear(&c);
             continue;
         }
         char job_name[160], job_id[64];
@@ -210,7 +210,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             .time_limit = s->time,
         };
         int src = b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err);
-        json_decref(c.params);
+        plan_cell_clear(&c);
         if (src < 0) {
             fprintf(stderr, "segx submit: cell %s: %s\n", key, err);
             rc = 1;

@@ -148,7 +148,9 @@ static void finish_cell(const Spec *s, PlanCell *c, int ref_batch)
     static const char *const no_seed[] = {"seed", NULL};
     static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
     static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
-    hash_json(c->params, c->key);
+    free(c->canon);
+    c->canon = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
+    plan_hash(c->canon ? c->canon : "", c->key);
     hash_without(c->params, no_seed, c->group_key);
     hash_without(c->params, s->strong ? strong_drop : weak_drop, c->scaling_key);
     c->model = json_string_value(json_object_get(c->params, "model"));
@@ -213,7 +215,7 @@ static int list_add(CellList *l, PlanCell *c)
         free(old);
     }
     size_t slot = key_slot(l, c->key);
-    if (l->set[slot]) { json_decref(c->params); return 0; }   // duplicate cell
+    if (l->set[slot]) { json_decref(c->params); free(c->canon); return 0; }   // duplicate cell
     if (!(l->set[slot] = strdup(c->key))) return -1;
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 256;
@@ -325,7 +327,7 @@ int plan_expand(const Spec *s, PlanCell **cells, size_t *n, char *err, size_t er
     for (size_t j = 0; j < l.setcap; j++) free(l.set[j]);
     free(l.set);
     if (i < x.ntmp) {
-        for (; i < x.ntmp; i++) json_decref(x.tmp[i].params);
+        for (; i < x.ntmp; i++) { json_decref(x.tmp[i].params); free(x.tmp[i].canon); }
         free(x.tmp);
         plan_cells_free(l.v, l.n);
         snprintf(err, errlen, "out of memory");
@@ -337,9 +339,17 @@ int plan_expand(const Spec *s, PlanCell **cells, size_t *n, char *err, size_t er
     return 0;
 }
 
+void plan_cell_clear(PlanCell *c)
+{
+    json_decref(c->params);
+    free(c->canon);
+    c->params = NULL;
+    c->canon = NULL;
+}
+
 void plan_cells_free(PlanCell *cells, size_t n)
 {
-    for (size_t i = 0; i < n; i++) json_decref(cells[i].params);
+    for (size_t i = 0; i < n; i++) { json_decref(cells[i].params); free(cells[i].canon); }
     free(cells);
 }
 
@@ -374,7 +384,8 @@ int plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, c
     static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
     static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
     const char *scaling = json_string_value(json_object_get(p, "scaling"));
-    hash_json(p, c->key);
+    c->canon = json_dumps(p, JSON_SORT_KEYS | JSON_COMPACT);
+    plan_hash(c->canon ? c->canon : "", c->key);
     hash_without(p, no_seed, c->group_key);
     hash_without(p, scaling && strcmp(scaling, "strong") == 0 ? strong_drop : weak_drop, c->scaling_key);
     c->model = json_string_value(json_object_get(p, "model"));
@@ -426,12 +437,11 @@ int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char 
     }
     for (size_t i = 0; i < n; i++) {
         PlanCell *c = &cells[i];
-        char *params = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
         double gpuh = (double)c->gpus * (double)s->time_s / 3600.0;
         const char *opt = json_string_value(json_object_get(c->params, "optimizer"));
         sqlite3_bind_int64(ins, 1, eid);
         sqlite3_bind_text(ins, 2, c->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 3, params, -1, free);
+        sqlite3_bind_text(ins, 3, c->canon, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 4, c->group_key, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 5, c->scaling_key, -1, SQLITE_STATIC);
         if (c->model) sqlite3_bind_text(ins, 6, c->model, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 6);
@@ -450,8 +460,12 @@ int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char 
         if (sqlite3_step(ins) != SQLITE_DONE) { sql_fail(db, "insert cell", err, errlen); goto out; }
         sqlite3_reset(ins);
         c->is_new = sqlite3_changes(db) > 0;
-        if (c->is_new) (*added)++;
-        else {
+        if (c->is_new) {
+            (*added)++;
+            c->cell_id = sqlite3_last_insert_rowid(db);
+            c->next_attempt = 1;
+            continue;
+        } else {
             sqlite3_bind_int64(upd, 1, s->time_s);
             sqlite3_bind_double(upd, 2, gpuh);
             sqlite3_bind_int64(upd, 3, eid);

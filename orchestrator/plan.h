@@ -26,6 +26,7 @@
 
 typedef struct {
     json_t *params;            // owned
+    char *canon;               // owned: params as canonical JSON (sorted keys, compact); key = hash of it
     char key[PLAN_KEY_HEX + 1], group_key[PLAN_KEY_HEX + 1], scaling_key[PLAN_KEY_HEX + 1];
     const char *model, *gpu_type;   // borrowed from params; NULL when absent
     int gpus, nodes, batch_per_gpu, global_batch;
@@ -41,6 +42,8 @@ typedef struct {
 // 0, or -1 with err naming the spec and the offending cell.
 int  plan_expand(const Spec *s, PlanCell **cells, size_t *n, char *err, size_t errlen);
 void plan_cells_free(PlanCell *cells, size_t n);
+// Frees what one cell owns (for a PlanCell filled by plan_cell_from_params).
+void plan_cell_clear(PlanCell *c);
 // Rebuilds a cell from its stored params (submit renders later attempts with it).
 int  plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, char *err, size_t errlen);
 

@@ -170,7 +170,7 @@ static void test_lr_scaling(void **state)
             assert_string_equal(back.scaling_key, c[i].scaling_key);
             assert_true(fabs(back.lr - c[i].lr) < 1e-15);
             assert_int_equal(back.gpus, c[i].gpus);
-            json_decref(back.params);
+            plan_cell_clear(&back);
             spec_free(other);
             free(stored);
         }
