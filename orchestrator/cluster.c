@@ -416,6 +416,7 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
     if (run_dir) {
         buf_printf(&b, "#SBATCH --output=%s/slurm-%%j.out\n", run_dir);
         buf_printf(&b, "#SBATCH --error=%s/slurm-%%j.err\n", run_dir);
+        buf_printf(&b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
     }
     if (p->signal_grace_s > 0) buf_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
     buf_printf(&b, "#SBATCH --requeue\n");

@@ -14,6 +14,7 @@ typedef struct {
     long mem_mb;             // 0 = unset
     int requeue;             // -1 unset, 0 --no-requeue, 1 --requeue
     int hold;                // --hold: submitted held (priority 0) until released
+    int open_append;         // --open-mode: -1 unset, 0 truncate, 1 append (a requeued run keeps the log)
     int signal_num, signal_time, signal_batch_only;      // --signal=[B:]SIG[@TIME]; signal_num 0 = unset
 } SlurmOpts;
 

@@ -138,6 +138,12 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
     if (!strcmp(key, "requeue")) { o->requeue = 1; return 0; }
     if (!strcmp(key, "no-requeue")) { o->requeue = 0; return 0; }
     if (!strcmp(key, "hold")) { o->hold = 1; return 0; }
+    if (!strcmp(key, "open-mode")) {
+        if (!strcmp(v, "append")) o->open_append = 1;
+        else if (!strcmp(v, "truncate")) o->open_append = 0;
+        else { snprintf(err, errlen, "%s: --open-mode '%s' must be append or truncate", where, v); return -1; }
+        return 0;
+    }
     if (!strcmp(key, "signal")) return parse_signal(o, v, where, err, errlen);
     snprintf(err, errlen, "%s: #SBATCH option --%s is not supported by segx's Slurm backends", where, key);
     return -1;
@@ -180,6 +186,7 @@ int slurm_script_parse(const char *path, SlurmOpts *o, char **text, char *err, s
 {
     memset(o, 0, sizeof *o);
     o->requeue = -1;
+    o->open_append = -1;
     *text = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "cannot read job script %s: %s", path, strerror(errno)); return -1; }

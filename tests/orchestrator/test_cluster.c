@@ -51,6 +51,7 @@ static void test_local_profile_a100(void **state)
     has_line(d, "#SBATCH --time=00:05:00");
     has_line(d, "#SBATCH --mem=512M");                 // 256M per GPU x 2 GPUs per node
     has_line(d, "#SBATCH --output=/r/run/slurm-%j.out");
+    has_line(d, "#SBATCH --open-mode=append");
     has_line(d, "#SBATCH --requeue");
     has_line(d, "#SBATCH --signal=B:USR1@10");
     has_line(d, "export OMP_NUM_THREADS=1");

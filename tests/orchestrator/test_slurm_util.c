@@ -80,6 +80,7 @@ static void test_script_directives(void **state)
         "#SBATCH --constraint=\"a100_80gb&ib\"\n"
         "#SBATCH --signal=B:USR1@90\n"
         "#SBATCH --requeue\n"
+        "#SBATCH --open-mode=append\n"
         "\n"
         "echo hi\n"
         "#SBATCH --partition=ignored-after-the-first-command\n");
@@ -99,6 +100,7 @@ static void test_script_directives(void **state)
     assert_int_equal(o.signal_time, 90);
     assert_int_equal(o.signal_batch_only, 1);
     assert_int_equal(o.requeue, 1);
+    assert_int_equal(o.open_append, 1);
     assert_non_null(strstr(text, "echo hi"));
     free(text);
     // the JobSpec: name/partition/time override, the rest only fills gaps
