@@ -333,7 +333,6 @@ int slurm_locate_conf(const char *options_json, char *path, size_t pathlen, char
     if (n == 0) {
         snprintf(cands[n++], sizeof cands[0], "/etc/slurm/slurm.conf");
         if ((e = getenv("SEGX_SLURM_DIR")) && *e) snprintf(cands[n++], sizeof cands[0], "%s/etc/slurm.conf", e);
-        if ((e = getenv("SEGX_ROOT")) && *e) snprintf(cands[n++], sizeof cands[0], "%s/slurm/state/etc/slurm.conf", e);
         snprintf(cands[n++], sizeof cands[0], "slurm/state/etc/slurm.conf");
     }
     for (int i = 0; i < n; i++) {

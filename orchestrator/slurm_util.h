@@ -27,8 +27,8 @@ int slurm_time_minutes(const char *s, int *unlimited);
 // ...) -> JobState. Unknown names map to JOB_UNKNOWN.
 JobState slurm_state_from_name(const char *name);
 // The slurm.conf to use: options {"slurm_conf": ...}, else $SLURM_CONF, else /etc/slurm/slurm.conf,
-// else $SEGX_SLURM_DIR/etc/slurm.conf, else $SEGX_ROOT/slurm/state/etc/slurm.conf, else
-// ./slurm/state/etc/slurm.conf. Sets SLURM_CONF to it (libslurm and sbatch read it from there).
+// else $SEGX_SLURM_DIR/etc/slurm.conf, else ./slurm/state/etc/slurm.conf (the local cluster, when
+// segx runs in the source tree). Sets SLURM_CONF to it (libslurm and sbatch read it from there).
 // 0, or -1 with err when none exists.
 int slurm_locate_conf(const char *options_json, char *path, size_t pathlen, char *err, size_t errlen);
 // The controller's address and port from slurm.conf (SlurmctldHost / ControlMachine / ControlAddr,
