@@ -14,6 +14,7 @@
 struct ClusterProfile {
     char name[64], path[1024], account[64], qos[64], slurm_conf[1024];
     char gres_style[16];              // "gres" (--gres=gpu:TYPE:N) or "gpus-per-node"
+    char srun_mpi[32];                // srun --mpi=X ("" = the cluster's MpiDefault)
     char runtime[32], image[1024];    // container (may be empty)
     char *binds[MAX_LINES]; size_t nbinds;
     char *setup[MAX_LINES]; size_t nsetup;
@@ -212,7 +213,7 @@ static int apply_container(ClusterProfile *p, const json_t *c, const char *where
 static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, char *err, size_t errlen)
 {
     static const char *known[] = {"name", "description", "account", "qos", "setup", "modules", "gpus",
-                                  "container", "gres_style", "sbatch", "signal_grace_s", "slurm_conf",
+                                  "container", "gres_style", "sbatch", "signal_grace_s", "slurm_conf", "srun_mpi",
                                   "base", "comment", NULL};
     const char *k; json_t *v;
     json_object_foreach((json_t *)o, k, v) {
@@ -225,6 +226,7 @@ static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, 
         copy_str(o, "qos", p->qos, sizeof p->qos, where, err, errlen) ||
         copy_str(o, "slurm_conf", p->slurm_conf, sizeof p->slurm_conf, where, err, errlen) ||
         copy_str(o, "gres_style", p->gres_style, sizeof p->gres_style, where, err, errlen) ||
+        copy_str(o, "srun_mpi", p->srun_mpi, sizeof p->srun_mpi, where, err, errlen) ||
         copy_int(o, "signal_grace_s", &p->signal_grace_s, 0, 65535, where, err, errlen) ||
         copy_list(o, "setup", p->setup, &p->nsetup, where, err, errlen) ||
         copy_list(o, "modules", p->modules, &p->nmodules, where, err, errlen) ||
@@ -235,8 +237,8 @@ static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, 
         snprintf(err, errlen, "%s: \"gres_style\" '%s' must be \"gres\" or \"gpus-per-node\"", where, p->gres_style);
         return -1;
     }
-    if (!safe_word(p->account) || !safe_word(p->qos)) {
-        snprintf(err, errlen, "%s: account/qos contain characters not allowed in an #SBATCH value", where);
+    if (!safe_word(p->account) || !safe_word(p->qos) || !safe_word(p->srun_mpi)) {
+        snprintf(err, errlen, "%s: account/qos/srun_mpi contain characters not allowed in an #SBATCH value", where);
         return -1;
     }
     for (size_t i = 0; i < p->nextra; i++)
@@ -423,6 +425,13 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
     for (size_t i = 0; i < p->nextra; i++) buf_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
     for (size_t i = 0; i < p->nmodules; i++) buf_printf(&b, "module load %s\n", p->modules[i]);
     for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
+    // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
+    // by its address (emulated nodes share localhost), and a port derived from the job id
+    buf_printf(&b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
+                   "  segx_first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n1)\n"
+                   "  MASTER_ADDR=$(scontrol -o show node \"$segx_first\" 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
+                   "  export MASTER_ADDR=${MASTER_ADDR:-$segx_first} MASTER_PORT=$((20000 + SLURM_JOB_ID %% 20000))\n"
+                   "fi\n");
     if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
     *out = b.s ? b.s : strdup("");
     return 0;
@@ -493,6 +502,7 @@ int cluster_render_launch(const ClusterProfile *p, const json_t *container, int 
     if (cluster_render_container(p, container, &wrap)) { *out = wrap; return -1; }
     Buf b = {0};
     buf_printf(&b, "srun --ntasks=%d --ntasks-per-node=%d --kill-on-bad-exit=1", gpus, gpus / nodes);
+    if (p && p->srun_mpi[0]) buf_printf(&b, " --mpi=%s", p->srun_mpi);
     if (*wrap) buf_printf(&b, " %s", wrap);
     free(wrap);
     if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }

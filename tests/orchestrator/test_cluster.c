@@ -55,6 +55,11 @@ static void test_local_profile_a100(void **state)
     has_line(d, "#SBATCH --requeue");
     has_line(d, "#SBATCH --signal=B:USR1@10");
     has_line(d, "export OMP_NUM_THREADS=1");
+    assert_non_null(strstr(d, "export MASTER_ADDR=${MASTER_ADDR:-$segx_first} MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))"));
+    char *l = NULL;
+    assert_int_equal(cluster_render_launch(p, NULL, 2, 1, &l), 0);
+    assert_string_equal(l, "srun --ntasks=2 --ntasks-per-node=2 --kill-on-bad-exit=1 --mpi=pmix_v4");
+    free(l);
     // every #SBATCH line comes before the first setup line (sbatch stops reading at a command)
     const char *last = strstr(d, "#SBATCH --requeue"), *setup = strstr(d, "export ");
     assert_true(last < setup);
