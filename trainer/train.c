@@ -577,7 +577,7 @@ static int print_params(Trainer *t) {
     for (int i = 0; i < n; i++) {
         printf("%-40s %10zu  (", ts[i].name, ts[i].numel);
         for (int d = 0; d < ts[i].ndim; d++) printf("%s%d", d ? ", " : "", ts[i].shape[d]);
-        printf(")\n");
+        printf(")  @%zu\n", ts[i].offset);
     }
     for (int i = 0; i < nb; i++) printf("%-40s %10zu  buffer\n", bs[i].name, bs[i].numel);
     printf("total parameters: %zu\nbuffers: %zu\n", model_num_params(t->model), model_num_buffers(t->model));
