@@ -257,19 +257,22 @@ FROM (SELECT g.*, COUNT(CASE WHEN g.gpus = 1 AND g.n > 0 THEN 1 END) OVER w AS b
       FROM g WINDOW w AS (PARTITION BY g.experiment_id, g.scaling_key));
 
 -- time_to_target: per cell and target (targets table), the first stitched wall-clock second
---   (cell_wall_s) at which the metric reached the target, and the epoch of that line; NULL
---   when it never did. segx report --target METRIC=VALUE runs the same query with its own target.
+--   (cell_wall_s) at which the metric reached the target: the earliest over the cell's attempts
+--   of offset_s + the attempt's first wall_s that reached it. NULL when it never did. segx report
+--   --target METRIC=VALUE runs the same query with its own target.
 CREATE VIEW time_to_target AS
-SELECT c.experiment_id, c.id AS cell_id, c.key, c.group_key, t.metric, t.value AS target,
-       MIN(CASE WHEN CASE t.metric WHEN 'miou' THEN cc.miou >= t.value
-                                   WHEN 'pixel_acc' THEN cc.pixel_acc >= t.value
-                                   WHEN 'top1' THEN cc.top1 >= t.value
-                                   WHEN 'val_loss' THEN cc.val_loss <= t.value
-                                   WHEN 'train_loss' THEN cc.train_loss <= t.value END
-                THEN cc.cell_wall_s END) AS wall_s
-FROM targets t JOIN cells c ON c.experiment_id = t.experiment_id
-LEFT JOIN cell_curve cc ON cc.cell_id = c.id
-GROUP BY c.experiment_id, c.id, t.metric;
+WITH at AS MATERIALIZED (SELECT attempt_id, cell_id, offset_s FROM attempt_times),
+r AS (SELECT c.experiment_id, c.id AS cell_id, c.key, c.group_key, t.metric, t.value AS target,
+             at.offset_s + (SELECT MIN(e.wall_s) FROM epochs e WHERE e.attempt_id = at.attempt_id
+               AND CASE t.metric WHEN 'miou' THEN e.miou >= t.value
+                                 WHEN 'pixel_acc' THEN e.pixel_acc >= t.value
+                                 WHEN 'top1' THEN e.top1 >= t.value
+                                 WHEN 'val_loss' THEN e.val_loss <= t.value
+                                 WHEN 'train_loss' THEN e.train_loss <= t.value END) AS wall_s
+      FROM targets t JOIN cells c ON c.experiment_id = t.experiment_id LEFT JOIN at ON at.cell_id = c.id)
+SELECT experiment_id, cell_id, MIN(key) AS key, MIN(group_key) AS group_key, metric, MIN(target) AS target,
+       MIN(wall_s) AS wall_s
+FROM r GROUP BY experiment_id, cell_id, metric;
 
 -- group_time_to_target: per cell group and target: cells with data (n), how many reached the
 --   target, and mean / std (sample) of the time over the cells that reached it.

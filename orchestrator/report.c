@@ -242,6 +242,11 @@ static const Col ttt_cols[] = {
 #define TTT_SELECT                                                                                    \
     "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, t.metric, t.target," \
     " t.cells, t.reached, t.wall_s_mean, t.wall_s_std, t.wall_s_min"
+// The groups' parameters, straight from cells (group_metrics would compute every metric too).
+#define TTT_GROUPS                                                                                        \
+    " JOIN (SELECT experiment_id, group_key, MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus," \
+    " MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch FROM cells"                    \
+    " GROUP BY experiment_id, group_key) g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key"
 #define TTT_ORDER " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, t.metric, g.group_key"
 
 static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
@@ -262,7 +267,7 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
         }
         static const char sql[] =
             TTT_SELECT " FROM group_time_to_target t JOIN experiments x ON x.id = t.experiment_id"
-            " JOIN group_metrics g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key"
+            TTT_GROUPS
             " WHERE" EXP_FILTER TTT_ORDER;
         return render(db, sql, o->experiment, NULL, NULL, 0, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
                       NULL, 0, o->format, out, err, errlen);
@@ -274,11 +279,12 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
     const char *op = strcmp(metric, "val_loss") == 0 || strcmp(metric, "train_loss") == 0 ? "<=" : ">=";
     char sql[4096];
     snprintf(sql, sizeof sql,
-             "WITH tt AS MATERIALIZED ("
+             "WITH at AS MATERIALIZED (SELECT attempt_id, cell_id, offset_s FROM attempt_times),"
+             " tt AS MATERIALIZED (SELECT experiment_id, cell_id, group_key, metric, target, MIN(w) AS wall_s FROM ("
              " SELECT c.experiment_id, c.id AS cell_id, c.group_key, ?2 AS metric, ?3 AS target,"
-             " MIN(CASE WHEN cc.%s %s ?3 THEN cc.cell_wall_s END) AS wall_s"
-             " FROM cells c JOIN experiments x ON x.id = c.experiment_id LEFT JOIN cell_curve cc ON cc.cell_id = c.id"
-             " WHERE" EXP_FILTER " GROUP BY c.id),"
+             " at.offset_s + (SELECT MIN(e.wall_s) FROM epochs e WHERE e.attempt_id = at.attempt_id AND e.%s %s ?3) AS w"
+             " FROM cells c JOIN experiments x ON x.id = c.experiment_id LEFT JOIN at ON at.cell_id = c.id"
+             " WHERE" EXP_FILTER ") GROUP BY cell_id),"
              " m AS (SELECT experiment_id, group_key, AVG(wall_s) AS mean_s FROM tt GROUP BY 1, 2),"
              " t AS (SELECT tt.experiment_id, tt.group_key, MIN(tt.metric) AS metric, MIN(tt.target) AS target,"
              " COUNT(*) AS cells, COUNT(tt.wall_s) AS reached, m.mean_s AS wall_s_mean,"
@@ -286,7 +292,7 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
              " MIN(tt.wall_s) AS wall_s_min FROM tt JOIN m ON m.experiment_id = tt.experiment_id"
              " AND m.group_key = tt.group_key GROUP BY tt.experiment_id, tt.group_key)"
              TTT_SELECT " FROM t JOIN experiments x ON x.id = t.experiment_id"
-             " JOIN group_metrics g ON g.experiment_id = t.experiment_id AND g.group_key = t.group_key" TTT_ORDER,
+             TTT_GROUPS TTT_ORDER,
              metric, op);
     const char *texts[] = {metric, NULL};
     return render(db, sql, o->experiment, texts, &value, 1, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
