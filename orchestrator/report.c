@@ -216,9 +216,17 @@ static int report_speedup(sqlite3 *db, const ReportOptions *o, FILE *out, char *
 static int report_cost(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
 {
     static const char sql[] =
+        // Same numbers as group_metrics (cells, completed, attempts, gpu_hours, est_gpu_hours) without
+        // computing every metric: attempt_times per cell, then cells grouped.
+        "WITH cc AS (SELECT cell_id, COUNT(*) AS attempts, SUM(gpu_hours) AS gpu_hours FROM attempt_times GROUP BY cell_id),"
+        " g AS (SELECT c.experiment_id, c.group_key, MIN(c.model) AS model, MIN(c.gpu_type) AS gpu_type,"
+        " MIN(c.gpus) AS gpus, MIN(c.batch_per_gpu) AS batch_per_gpu, MIN(c.global_batch) AS global_batch,"
+        " COUNT(*) AS cells, COUNT(CASE WHEN c.state = 'completed' THEN 1 END) AS completed,"
+        " SUM(COALESCE(cc.attempts, 0)) AS attempts, SUM(cc.gpu_hours) AS gpu_hours, SUM(c.est_gpu_hours) AS est_gpu_hours"
+        " FROM cells c LEFT JOIN cc ON cc.cell_id = c.id GROUP BY c.experiment_id, c.group_key)"
         "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.cells, g.completed,"
         " g.attempts, g.gpu_hours, g.est_gpu_hours"
-        " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
+        " FROM g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
         " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.group_key";
     static const Col cols[] = {
         {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
