@@ -200,7 +200,8 @@ static int report_speedup(sqlite3 *db, const ReportOptions *o, FILE *out, char *
         "SELECT x.name, s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes, s.n,"
         " s.images_per_s, s.speedup_throughput, s.efficiency_throughput, s.epoch_s, s.speedup_time, s.efficiency_time"
         " FROM scaling s JOIN experiments x ON x.id = s.experiment_id WHERE" EXP_FILTER
-        " ORDER BY x.name, s.model, s.gpu_type, s.scaling, s.scaling_key, s.gpus, s.nodes, s.group_key";
+        " ORDER BY x.name, s.model, s.gpu_type, s.scaling,"
+        " CASE WHEN s.scaling = 'strong' THEN s.global_batch ELSE s.batch_per_gpu END, s.scaling_key, s.gpus, s.nodes, s.group_key";
     static const Col cols[] = {
         {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
         {"scaling", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
