@@ -1,6 +1,7 @@
 // trainer/models/cnn.c — a small classifier for 28x28 (any size >= 4):
 //   features: conv3x3(32)-BN-ReLU-maxpool2, conv3x3(64)-BN-ReLU-maxpool2, conv3x3(128)-BN-ReLU,
-//   global average pool, fc(128 -> classes).
+//   flatten, fc(128*(H/4)*(W/4) -> classes). Flatten, not global average pooling: in PyTorch the same
+//   net with GAP reached only 0.75 Fashion-MNIST test accuracy after one epoch (adam 1e-3, batch 64).
 // state_dict names are those of the equivalent nn.Sequential (tools/fixtures/gen_fixtures.py, class Cnn):
 // with BN features.{0,4,8} are convs and features.{1,5,9} BNs; without BN features.{0,3,6} are convs.
 #include <stdio.h>
@@ -11,7 +12,6 @@
 typedef struct {
     ConvBn c[3];
     float *pool[2];      // after the first two blocks
-    float *gap;          // (B, 128)
     int fc_w, fc_b;
     int h[3], w[3];      // input size of each conv block
 } Cnn;
@@ -35,9 +35,9 @@ static int cnn_build(Model *m, char *err, size_t errlen) {
         if (convbn_make(m, &n->c[i], cn, bnn, ch[i], ch[i + 1], h, w, 3, 1, 1, 1, NULL)) goto oom;
         if (i < 2) { h /= 2; w /= 2; n->pool[i] = model_act(m, (size_t)ch[i + 1] * h * w); }
     }
-    n->gap = model_act(m, 128);
-    n->fc_w = model_add_param(m, "fc.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, 128}, 128);
-    n->fc_b = model_add_param(m, "fc.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, 128);
+    int flat = 128 * h * w;
+    n->fc_w = model_add_param(m, "fc.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, flat}, flat);
+    n->fc_b = model_add_param(m, "fc.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, flat);
     m->logits = model_act(m, cfg->classes);
     m->logits_per_sample = cfg->classes;
     m->seg = 0;
@@ -58,17 +58,16 @@ static void cnn_forward(Model *m, int B, int training) {
             x = n->pool[i];
         }
     }
-    m->ops->avgpool_forward(B, 128, n->h[2] * n->w[2], n->gap, n->c[2].z);
-    m->ops->linear_forward(B, 128, m->cfg.classes, m->logits, n->gap, P(m, n->fc_w), P(m, n->fc_b));
+    m->ops->linear_forward(B, 128 * n->h[2] * n->w[2], m->cfg.classes, m->logits, n->c[2].z, P(m, n->fc_w),
+                           P(m, n->fc_b));
 }
 
 static void cnn_backward(Model *m, int B) {
     Cnn *n = m->net;
     float *a = m->gbuf[0], *b = m->gbuf[1];
-    m->ops->linear_backward(B, 128, m->cfg.classes, b, G(m, n->fc_w), G(m, n->fc_b), m->dlogits, n->gap,
-                            P(m, n->fc_w));
+    m->ops->linear_backward(B, 128 * n->h[2] * n->w[2], m->cfg.classes, a, G(m, n->fc_w), G(m, n->fc_b),
+                            m->dlogits, n->c[2].z, P(m, n->fc_w));   // a = dz of block 2 (flattened)
     model_grads_done(m, n->fc_w);
-    m->ops->avgpool_backward(B, 128, n->h[2] * n->w[2], a, b);   // a = dz of block 2
     for (int i = 2; i >= 0; i--) {
         const float *x = i ? n->pool[i - 1] : m->input;
         convbn_bw(m, &n->c[i], B, i ? a : NULL, a, b, x, 0);      // a = d(pool[i-1])
