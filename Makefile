@@ -4,6 +4,7 @@
 #   make test          build and run every test (unit + integration); SAN=1 builds them with ASan/UBSan
 #   make bench         run the benchmarks in bench/ (by hand; figures go to bench/RESULTS.md)
 # Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1.
+.DEFAULT_GOAL := all
 SAN  ?= 0
 CUDA ?= auto
 ifeq ($(SAN),1)
