@@ -14,6 +14,7 @@ cat >where.sh <<'SH'
 #!/bin/bash
 # where.sh RUN_DIR FAIL SLEEP: says where each rank ran; FAIL=1 exits 3
 echo "rank=${SLURM_PROCID:-x} node=${SLURMD_NODENAME:-x} cvd=${CUDA_VISIBLE_DEVICES:-none} part=${SLURM_JOB_PARTITION:-x}" >>"$1/where.txt"
+echo "${MASTER_ADDR:-unset}:${MASTER_PORT:-unset}" >"$1/master.txt"
 [ -n "${APPTAINER_CONTAINER:-}" ] && echo "rank=${SLURM_PROCID:-x} in $APPTAINER_CONTAINER" >>"$1/container.txt"
 if [ "$2" = 1 ]; then echo "failing on purpose" >&2; exit 3; fi
 sleep "$3"
@@ -58,6 +59,8 @@ for be in slurm slurm-cli; do
   two=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND c.gpus=2 AND c.gpu_type='a100'")
   check_eq "$be: a100 x2 cell: ranks 0 and 1, CUDA_VISIBLE_DEVICES=0,1" "rank=0 cvd=0,1 part=a100
 rank=1 cvd=0,1 part=a100" "$(sed -E 's/ node=[^ ]+//' "$two/where.txt" | sort)"
+  two_job=$(q "SELECT a.job_id FROM attempts a WHERE a.run_dir='$two'")
+  check_eq "$be: MASTER_ADDR is the first node's address, MASTER_PORT from the job id" "127.0.0.1:$((20000 + two_job % 20000))" "$(cat "$two/master.txt")"
   check_eq "$be: failed attempt: exit 3 with the reason" "3|1" "$(q "SELECT a.exit_code, a.reason LIKE '%exit code 3%' FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.state='failed'")"
   check_eq "$be: times ordered" 7 "$(q "SELECT count(*) FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp' AND a.submit_time <= a.start_time + 1 AND a.start_time <= a.end_time")"
 
@@ -108,10 +111,52 @@ check "container: no --containall" bash -c "! grep -q containall '$script'"
 wait_settled sx-container
 out=$("$SEGX" status sx-container 2>&1)
 case $out in *"1 cells: 1 completed"*|*"1 cell: 1 completed"*) pass "container: the cell completed";; *) fail "container: the cell completed" "$out";; esac
+check_eq "container: env.json records the image's sha256" "sha256:$(sha256sum segx.sif | cut -d' ' -f1)" \
+  "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["container_digest"])' "$(dirname "$script")/env.json" 2>&1)"
 check_eq "container: the stand-in ran once per rank" 2 "$(grep -c "exec --nv --bind $TEST_TMP,/tmp:/scratch $TEST_TMP/segx.sif bash where.sh" apptainer.log)"
 rd=$(dirname "$script")
 check_eq "container: both ranks ran inside the image" "rank=0 in $TEST_TMP/segx.sif
 rank=1 in $TEST_TMP/segx.sif" "$(sort "$rd/container.txt" 2>/dev/null)"
+
+# checkpoint + requeue: SIGUSR1 to the batch script (what --signal=B:USR1@GRACE sends before the
+# time limit) reaches the trainer through srun; it checkpoints and exits 99; the job requeues itself
+# (scontrol requeue) and its next run, in the same run dir, resumes and completes.
+cat >ckpt.sh <<'SH'
+#!/bin/bash
+# ckpt.sh RUN_DIR: counts to 25 in 0.2 s steps, keeping its place in RUN_DIR/ckpt; SIGUSR1: save, exit 99
+d=$1; i=0
+[ -f "$d/ckpt" ] && { i=$(cat "$d/ckpt"); echo "resumed at $i restart ${SLURM_RESTART_COUNT:-0}" >>"$d/trainer.log"; }
+trap 'echo $i >"$d/ckpt"; echo "checkpoint at $i" >>"$d/trainer.log"; exit 99' USR1
+echo "started" >>"$d/trainer.log"
+while [ $i -lt 25 ]; do i=$((i + 1)); sleep 0.2; done
+echo "done at $i" >>"$d/trainer.log"
+SH
+cat >sx-requeue.json <<JSON
+{"name": "sx-requeue",
+ "trainer": {"command": "bash ckpt.sh {{run_dir}}", "launch": "per-rank"},
+ "matrix": {"model": ["m"], "gpu_type": ["cpu"], "gpus": [1], "batch_per_gpu": [8]},
+ "resources": {"time": "00:05:00", "cpus_per_gpu": 1},
+ "cluster": "local"}
+JSON
+"$SEGX" plan sx-requeue.json >/dev/null 2>&1
+"$SEGX" submit sx-requeue --backend slurm >/dev/null 2>&1
+rq_dir=$(ls -d runs/sx-requeue/*/attempt-1)
+rq_job=$(q "SELECT job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'")
+for _ in $(seq 1 60); do grep -q started "$rq_dir/trainer.log" 2>/dev/null && break; sleep 0.25; done
+sleep 1
+check "requeue: USR1 sent to the batch script" scancel --signal=USR1 --batch "$rq_job"
+wait_settled sx-requeue
+sleep 0.5; wait_settled sx-requeue
+check_eq "requeue: the cell completed in one attempt" "completed|1" "$(q "SELECT c.state, count(a.id) FROM cells c JOIN attempts a ON a.cell_id=c.id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'")"
+log=$(cat "$rq_dir/trainer.log" 2>/dev/null)
+case $log in "started"*"checkpoint at "*"resumed at "*" restart 1"*"done at 25") pass "requeue: checkpoint, then resume in the second run, then done";;
+  *) fail "requeue: checkpoint, then resume in the second run, then done" "$log" "$(cat "$rq_dir"/slurm-*.out 2>/dev/null | tail -5)";; esac
+ck=$(sed -n 's/^checkpoint at //p' "$rq_dir/trainer.log"); rs=$(sed -n 's/^resumed at \([0-9]*\).*/\1/p' "$rq_dir/trainer.log")
+check_eq "requeue: resumed where it checkpointed" "$ck" "$rs"
+check_eq "requeue: exit_code 0 after the second run" 0 "$(cat "$rq_dir/exit_code" 2>/dev/null)"
+case $(q "SELECT reason FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'") in
+  *"requeued 1 time"*) pass "requeue: the DB reason says requeued 1 time";; *) fail "requeue: the DB reason says requeued 1 time";; esac
+check "requeue: the job log shows the forwarded signal and the requeue" grep -q "requeueing job $rq_job" "$rq_dir"/slurm-"$rq_job".out
 
 # usage errors
 out=$("$SEGX" resubmit sx-slurm 2>&1); rc=$?
