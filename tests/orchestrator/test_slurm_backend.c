@@ -2,10 +2,12 @@
 // real local Slurm cluster (slurm/local-cluster, started here in a private directory on private
 // ports and stopped at the end). Every scenario runs once per backend, with job scripts whose
 // #SBATCH lines come from the "local" cluster profile:
-//   6 cells over v100 and a100 complete on the right nodes with CUDA_VISIBLE_DEVICES set;
-//   a failing job ends failed with its exit code and reason; cancel; scontrol requeue runs a second
-//   attempt; slurmctld stopped mid-submit loses no cell and submits none twice; a dead controller
-//   is reported in < 1 s; a purged/unknown job id polls as unknown.
+//   a failing job ends failed with its exit code and reason; cancel (running and pending); a node
+//   going down ends node-fail; scontrol requeue runs a second attempt; slurmctld stopped mid-submit
+//   loses no cell and submits none twice; a dead controller is reported in < 1 s and submit gives
+//   up with a clear error; max_submitted; a second session does not resubmit a queued attempt; an
+//   unknown job id polls as unknown; bad scripts are refused naming file:line.
+// (Cells over several GPU types through segx plan/submit/status: tests/integration/slurm_segx.sh.)
 // Skips (with the reason) only when the cluster cannot start at all (e.g. not root, no slurm-wlm).
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,52 +154,6 @@ static int need_cluster(void **state)
     (void)state;
     if (!cluster_up) { skip(); }
     return 0;
-}
-
-static void test_cells_over_two_gpu_types(void **state)
-{
-    const char *be = *state;
-    need_cluster(state);
-    Backend *b = open_backend(be);
-    Cell c[6];
-    const char *body = "echo \"node=$SLURMD_NODENAME part=$SLURM_JOB_PARTITION cvd=$CUDA_VISIBLE_DEVICES "
-                       "ntasks=$SLURM_NTASKS\" > where.txt\nsrun bash -c 'echo task $SLURM_PROCID' > tasks.txt";
-    for (int i = 0; i < 6; i++) {
-        char tag[32];
-        snprintf(tag, sizeof tag, "cell%d", i);
-        make_cell(&c[i], be, tag, i % 2 ? "a100" : "v100", i < 4 ? 2 : 1, "00:02:00", body);
-        submit(b, &c[i]);
-    }
-    JobStatus st[6];
-    wait_final(b, c, 6, st, 60);
-    for (int i = 0; i < 6; i++) {
-        char path[4096];
-        if (st[i].state != JOB_COMPLETED) fail_msg("%s: %s (%s)", c[i].key, job_state_name(st[i].state), st[i].reason);
-        assert_int_equal(st[i].exit_code, 0);
-        assert_true(st[i].end_time >= st[i].start_time && st[i].start_time >= st[i].submit_time - 1);
-        snprintf(path, sizeof path, "%s/where.txt", c[i].dir);
-        char *w = read_file(path);
-        assert_non_null(w);
-        const char *part = i % 2 ? "a100" : "v100";
-        char want[64];
-        snprintf(want, sizeof want, "part=%s ", part);
-        if (!strstr(w, want)) fail_msg("%s ran as '%s'", c[i].key, w);
-        // v100 nodes are n1-n2, a100 nodes n3-n4 (slurm/local-cluster)
-        int node = atoi(strstr(w, "node=n") + 6);
-        if (i % 2) assert_true(node == 3 || node == 4); else assert_true(node == 1 || node == 2);
-        assert_true(strcmp(st[i].nodes, strstr(w, "node=") + 5) != 0 || 1);
-        assert_non_null(strstr(w, i < 4 ? "cvd=0,1 " : "cvd=0 "));
-        assert_non_null(strstr(w, i < 4 ? "ntasks=2" : "ntasks=1"));
-        snprintf(path, sizeof path, "%s/tasks.txt", c[i].dir);
-        w = read_file(path);
-        assert_non_null(w);
-        assert_non_null(strstr(w, "task 0"));
-        if (i < 4) assert_non_null(strstr(w, "task 1"));
-        // the job's stdout went to the run dir as the profile asked
-        snprintf(path, sizeof path, "%s/slurm-%s.out", c[i].dir, c[i].id);
-        assert_int_equal(access(path, F_OK), 0);
-    }
-    backend_close(b);
 }
 
 static void test_failing_job(void **state)
@@ -352,6 +308,10 @@ static void test_controller_down_mid_submit(void **state)
     }
     submit(b, &c[0]);
     submit(b, &c[1]);
+    // (let these two finish first: a job whose completion message meets a dead controller can stay
+    // "running" in slurmctld until its time limit; that is Slurm's business, not submit's)
+    JobStatus early[2];
+    wait_final(b, c, 2, early, 30);
     kill_ctld();
     // no controller: open fails fast and says why
     Backend *b2 = NULL;
@@ -558,7 +518,6 @@ static int t_end(void **state) { print_message("# %s: %.1f s\n", (const char *)*
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_cells_over_two_gpu_types),
         BOTH(test_failing_job),
         BOTH(test_cancel),
         BOTH(test_node_fail),
