@@ -49,10 +49,13 @@ train accum1 1 --batch-size $h --no-batch-norm --accum-steps 2 --comm none && {
   check "repeated 2-rank run is bit-identical" cmp "$TEST_TMP/ddp2.params" "$TEST_TMP/ddp2-again.params"
   check "parameters moved from the initialisation" bash -c "! cmp -s '$TEST_TMP/ddp2.params' <('$SEGX_TRAIN' ${common[*]} --steps 0 --batch-size $h --no-batch-norm --out '$TEST_TMP/init' --save-params /dev/stdout 2>/dev/null)"
 }
+# Sync BN sums the batch statistics in another order than one process does; at lr 0.1 on random
+# labels such rounding differences grow ~10x per step (cnn, measured: max |diff| 1.5e-8 after 1 step,
+# 1.2e-7 after 2, 1.1e-6 after 4), so this comparison uses 2 steps.
 if grep -q -- --sync-bn <<<"$help"; then
-  train syncbn2 2 --batch-size $h --sync-bn --comm auto &&
-  train full1 1 --batch-size $B --comm none &&
-  compare "sync BN: 2 ranks x B/2 == 1 rank x B (K=$K)" "$TEST_TMP/syncbn2.params" "$TEST_TMP/full1.params"
+  train syncbn2 2 --batch-size $h --sync-bn --comm auto --steps 2 &&
+  train full1 1 --batch-size $B --comm none --steps 2 &&
+  compare "sync BN: 2 ranks x B/2 == 1 rank x B (K=2)" "$TEST_TMP/syncbn2.params" "$TEST_TMP/full1.params"
 else
   skip "segx-train has no --sync-bn"
 fi
