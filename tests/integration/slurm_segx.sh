@@ -157,6 +157,7 @@ check_eq "requeue: exit_code 0 after the second run" 0 "$(cat "$rq_dir/exit_code
 case $(q "SELECT reason FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'") in
   *"requeued 1 time"*) pass "requeue: the DB reason says requeued 1 time";; *) fail "requeue: the DB reason says requeued 1 time";; esac
 check "requeue: the job log shows the forwarded signal and the requeue" grep -q "requeueing job $rq_job" "$rq_dir"/slurm-"$rq_job".out
+check "requeue: the first run did not claim the requeue failed" bash -c "! grep -q 'requeue failed' '$rq_dir'/slurm-$rq_job.err"
 
 # usage errors
 out=$("$SEGX" resubmit sx-slurm 2>&1); rc=$?
