@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Launch paths of trainer/dist/README.md on the local Slurm cluster (slurm/local-cluster, started
-# by whoever runs the Slurm tests; skipped when it is not up): a 2-node job running mpirun inside the
+# Launch paths of trainer/dist/README.md on the local Slurm cluster (a private slurm/local-cluster
+# started for this script, like the slurm_*.sh tests): a 2-node job running mpirun inside the
 # allocation, a 1-node job with srun --mpi=pmix_v4 (both must train the same parameters), and
 # srun --mpi=none, which segx-train must refuse with advice instead of training two separate models.
 . "$(dirname "$0")/lib.sh"
 if [ ! -x "$SEGX_TRAIN" ]; then skip "segx-train not built ($SEGX_TRAIN)"; done_testing; exit; fi
-if ! "$SEGX_ROOT/slurm/local-cluster" status >/dev/null 2>&1; then skip "local Slurm cluster not running (slurm/local-cluster start)"; done_testing; exit; fi
-eval "$("$SEGX_ROOT/slurm/local-cluster" env)"
+. "$(dirname "$0")/slurm_cluster.bash"
+slurm_cluster_start || skip_all "local Slurm cluster did not start: $(tail -1 "$SLURM_CLUSTER_LOG")"
 A="--model cnn --dataset synthetic --steps 4 --optimizer sgd --lr 0.1 --seed 3 --threads 1 --batch-size 8 --no-batch-norm --eval-limit 0 --workers 0 --comm auto"
 cat >"$TEST_TMP/multi.sh" <<JOB
 #!/bin/bash
