@@ -257,6 +257,25 @@ static void test_cifar_truncated(void **state) {
     assert_int_equal(dataset_open(spec, SPLIT_TEST, &o, &ds, err, sizeof err), -1);
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "truncated"));
+    // a complete test batch in the documented record layout reads back record by record
+    FILE *f = fopen(path, "wb");
+    uint8_t r[3073];
+    for (int i = 0; i < 10000; i++) {
+        r[0] = (uint8_t)(i % 10);
+        for (int p = 0; p < 3072; p++) r[1 + p] = (uint8_t)(i * 7 + p);
+        fwrite(r, 1, sizeof r, f);
+    }
+    fclose(f);
+    assert_int_equal(dataset_open(spec, SPLIT_TEST, &o, &ds, err, sizeof err), 0);
+    assert_int_equal(ds->n, 10000);
+    assert_int_equal(ds->channels, 3);
+    uint8_t img[3072];
+    int32_t lab;
+    assert_int_equal(ds->get(ds, 1234, img, &lab, err, sizeof err), 0);
+    assert_int_equal(lab, 4);
+    assert_int_equal(img[0], (uint8_t)(1234 * 7));
+    assert_int_equal(img[1024 + 5], (uint8_t)(1234 * 7 + 1029));  // G plane, pixel 5
+    dataset_free(ds);
 }
 
 // Loader: per epoch every sample exactly once across ranks, ranks disjoint, same batches for
