@@ -405,8 +405,9 @@ static int train_loop(Trainer *t) {
             start_epoch = (int)h.epoch;
             start_batch = h.next_batch;
             global_step = h.global_step;
-            loss_sum = h.loss_sum;
-            loss_count = h.loss_count;
+            // global partial sums; the epoch-end allreduce adds them up again over the ranks
+            loss_sum = h.loss_sum / t->world;
+            loss_count = h.loss_count / t->world;
         }
     }
     log_rank0(t, "%s on %s: %ld train / %ld eval samples, %d rank(s) x batch %d x accum %d, %ld steps/epoch, "
@@ -484,8 +485,10 @@ static int train_loop(Trainer *t) {
             double sig = signals_pending();
             if (allreduce(t, &sig, 1)) return TRAIN_EXIT_ERROR;
             int ckpt_now = c->checkpoint_every > 0 && c->checkpoint_in_steps && global_step % c->checkpoint_every == 0;
-            if (sig != 0 || ckpt_now) {
-                if (save_checkpoint(t, epoch, mb + 1, global_step, loss_sum, loss_count)) return TRAIN_EXIT_ERROR;
+            if (sig != 0 || ckpt_now) {  // the partial loss sums of all ranks go into rank 0's file
+                double part[2] = { loss_sum, loss_count };
+                if (allreduce(t, part, 2)) return TRAIN_EXIT_ERROR;
+                if (save_checkpoint(t, epoch, mb + 1, global_step, part[0], part[1])) return TRAIN_EXIT_ERROR;
             }
             if (sig != 0) {
                 progress_bar_done();

@@ -52,6 +52,31 @@ else
   check "SIGTERM + resume == uninterrupted, bytewise" cmp "$TEST_TMP/full.params" "$TEST_TMP/sig.params"
   check "result.json after the resumed run" test -s "$TEST_TMP/sig/result.json"
 fi
+# (c) 2 MPI ranks: mpirun forwards SIGUSR1; every rank stops at the same step, exit 99, resume -> same bytes
+if [ "${SEGX_SAN:-0}" = 1 ] || ! command -v mpirun >/dev/null; then
+  skip "2-rank SIGUSR1 requeue (needs mpirun; skipped under sanitizers)"
+else
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  d=(--model cnn --dataset synthetic --in-channels 1 --image-size 16 --classes 4 --batch-size 8 --steps 300
+     --threads 1 --eval-limit 0 --seed 5)
+  mpirun -np 2 --bind-to none "$SEGX_TRAIN" "${d[@]}" --out "$TEST_TMP/dfull" --save-params "$TEST_TMP/dfull.params" >"$TEST_TMP/dfull.log" 2>&1
+  check_eq "2-rank uninterrupted run exits 0" 0 "$?"
+  mpirun -np 2 --bind-to none "$SEGX_TRAIN" "${d[@]}" --out "$TEST_TMP/dsig" --save-params "$TEST_TMP/dsig.params" >"$TEST_TMP/dsig.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 300); do [ -s "$TEST_TMP/dsig/progress.json" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+  kill -USR1 $pid 2>/dev/null
+  wait $pid; rc=$?
+  if [ "$rc" = 0 ]; then skip "2-rank run finished before SIGUSR1 arrived"; else
+    check_eq "2 ranks, SIGUSR1 to mpirun: exit 99" 99 "$rc"
+    mpirun -np 2 --bind-to none "$SEGX_TRAIN" "${d[@]}" --resume --out "$TEST_TMP/dsig" --save-params "$TEST_TMP/dsig.params" >"$TEST_TMP/dsig2.log" 2>&1
+    check_eq "2-rank resume exits 0" 0 "$?"
+    check "2 ranks: SIGUSR1 + resume == uninterrupted, bytewise" cmp "$TEST_TMP/dfull.params" "$TEST_TMP/dsig.params"
+    check "2 ranks: resumed train_loss equals the uninterrupted one (partial sums of both ranks kept)" python3 -c "
+import json, sys
+a, b = (json.loads(open(p).readlines()[-1])['train_loss'] for p in sys.argv[1:3])
+assert abs(a - b) <= 1e-6 * abs(a), (a, b)" "$TEST_TMP/dfull/metrics.jsonl" "$TEST_TMP/dsig/metrics.jsonl"
+  fi
+fi
 # a checkpoint from another configuration is refused, naming the file
 run wrong --epochs 2 --batch-size 4 --resume --out "$TEST_TMP/half"
 if [ "$rc" = 1 ] && grep -q "$TEST_TMP/half/checkpoint.bin: checkpoint is for" "$TEST_TMP/wrong.log"; then
