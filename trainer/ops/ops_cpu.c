@@ -40,6 +40,8 @@ int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int str
 #define CONV_TARGET_COLS 1024          // aim for at least this many GEMM columns per chunk
 #define CONV_MAX_COL_FLOATS (8u << 20) // cap on the im2col buffer (32 MiB)
 
+static int direct_data(const ConvDesc *d);
+
 static int conv_chunk(const ConvDesc *d, int B) {
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw;
     long nb = (CONV_TARGET_COLS + ohw - 1) / ohw;
@@ -150,7 +152,7 @@ static void bias_planes(void *vctx, long p0, long p1) {
 
 static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
                                const float *b, float *ws) {
-    if (conv3x3_direct_ok(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
+    if (direct_data(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
     int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
@@ -184,13 +186,19 @@ static void row_sums_acc(float *db, const float *a, int rows, long cols) {
     }
 }
 
-static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
-                                const float *x, const float *w, float *ws, int accumulate) {
-    if (conv3x3_direct_ok(d)) {
-        conv3x3_direct_backward_weights(d, B, dw, db, dy, x, ws);
-        if (dx) conv3x3_direct_backward_data(d, B, dx, dy, w, ws, accumulate);
-        return;
-    }
+// Which convolutions take the direct kernels (see conv3x3_direct.c). Measured per layer shape
+// (1 thread, batch 16): direct wins at >= 32 px wide or <= 64 channels for forward and input gradient,
+// and at >= 32 px or <= 32 channels for the weight gradient; im2col + sgemm wins at 16 px x 128 channels.
+static int direct_data(const ConvDesc *d) {
+    return conv3x3_direct_ok(d) && (d->w >= 32 || (d->cin <= 64 && d->cout <= 64));
+}
+static int direct_weights(const ConvDesc *d) {
+    return conv3x3_direct_ok(d) && (d->w >= 32 || (d->cin <= 32 && d->cout <= 32));
+}
+
+// im2col backward; dw == NULL skips the weight gradient (and db), dx == NULL the input gradient.
+static void conv2d_backward_im2col(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
+                                   const float *x, const float *w, float *ws, int accumulate) {
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
     int direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
@@ -204,15 +212,17 @@ static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, 
             ops_parallel_for(d->cout, 1, shuffle_channels, &s);
             g = ws + K * N;
         }
-        const float *xs = x + (long)n0 * d->cin * hw;
-        const float *col = xs;
-        if (!(direct && cur == 1)) {
-            Im2colCtx c = {d, cur, ws, xs, NULL};
-            ops_parallel_for(K, 1, im2col_rows, &c);
-            col = ws;
+        if (dw) {
+            const float *xs = x + (long)n0 * d->cin * hw;
+            const float *col = xs;
+            if (!(direct && cur == 1)) {
+                Im2colCtx c = {d, cur, ws, xs, NULL};
+                ops_parallel_for(K, 1, im2col_rows, &c);
+                col = ws;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->cout, K, N, 1.f, g, N, col, N, 1.f, dw, K);
+            if (db) row_sums_acc(db, g, d->cout, N);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->cout, K, N, 1.f, g, N, col, N, 1.f, dw, K);
-        if (db) row_sums_acc(db, g, d->cout, N);
         if (!dx) continue;
         float *dxs = dx + (long)n0 * d->cin * hw;
         if (direct && cur == 1) {
@@ -223,6 +233,16 @@ static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, 
         Im2colCtx c = {d, cur, ws, NULL, dxs};
         ops_parallel_for(d->cin, 1, col2im_channels, &c);
     }
+}
+
+static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, float *ws, int accumulate) {
+    int dd = dx && direct_data(d), dwk = direct_weights(d);
+    if (!dd && !dwk) { conv2d_backward_im2col(d, B, dx, dw, db, dy, x, w, ws, accumulate); return; }
+    if (dwk) conv3x3_direct_backward_weights(d, B, dw, db, dy, x, ws);
+    else conv2d_backward_im2col(d, B, NULL, dw, db, dy, x, w, ws, 0);
+    if (dd) conv3x3_direct_backward_data(d, B, dx, dy, w, ws, accumulate);
+    else if (dx) conv2d_backward_im2col(d, B, dx, NULL, NULL, dy, x, w, ws, accumulate);
 }
 
 // ----------------------------------------------------------------------------------------------
