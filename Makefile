@@ -3,6 +3,8 @@
 #   make config        re-detect optional parts (MPI, libslurm, CUDA/cuDNN/NCCL, ...) and print them
 #   make test          build and run every test (unit + integration); SAN=1 builds them with ASan/UBSan
 #   make bench         run the benchmarks in bench/ (by hand; figures go to bench/RESULTS.md)
+#   make valgrind      orchestrator unit tests + a short CLI flow under valgrind: any invalid
+#                      access or definite leak fails (tests/valgrind; suppressions: tests/valgrind.supp)
 # Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1.
 .DEFAULT_GOAL := all
 SAN  ?= 0
@@ -28,7 +30,7 @@ $(BUILD)/config.mk $(BUILD)/config.h: scripts/configure
 	@CC=$(CC) scripts/configure $(BUILD) $(CUDA)
 -include $(BUILD)/config.mk
 
-.PHONY: all config test tests bench clean install-deps
+.PHONY: all config test tests bench valgrind clean install-deps
 all: $(BINDIR)/segx $(if $(wildcard trainer/main.c),$(BINDIR)/segx-train)
 
 config:
@@ -104,6 +106,10 @@ test: tests
 
 bench: all
 	bench/run
+
+valgrind: all $(ORCH_TESTS)
+	@[ "$(SAN)" != 1 ] || { echo "make valgrind: ASan and valgrind do not mix; run it without SAN=1"; exit 2; }
+	tests/valgrind $(BUILD) $(BINDIR)
 
 install-deps:
 	scripts/install-deps
