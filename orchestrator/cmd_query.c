@@ -6,6 +6,7 @@
 #include "orchestrator/table.h"
 #include "db/db.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int is_blank(const char *s)
@@ -24,7 +25,8 @@ int cmd_query(int argc, char **argv)
         {0}};
     const CliCommand cmd = {
         "segx query \"SQL\" [options]",
-        "Runs read-only SQL (one or more statements) against the results DB and prints each result.\n"
+        "Runs read-only SQL (one or more statements) against the results DB and prints each result\n"
+        "(--format json: one array of row objects, or with several statements an array of those).\n"
         "Writes (INSERT, UPDATE, DELETE, CREATE, ...) are refused. Tables and views: db/README.md.",
         opts, 1, 1,
         "examples:\n"
@@ -45,8 +47,12 @@ int cmd_query(int argc, char **argv)
         fprintf(stderr, "segx query: %s\n", err);
         return 1;
     }
+    // Every statement is prepared (and checked read-only) before any runs: a refused write in
+    // statement 3 prints nothing, and the JSON shape is known before the first row.
     const char *sql = a.pos[0];
-    int status = 0, nstmt = 0;
+    sqlite3_stmt **stmts = NULL;
+    size_t nstmt = 0, cap = 0;
+    int status = 0;
     while (sql && !is_blank(sql)) {
         sqlite3_stmt *st = NULL;
         const char *tail = NULL;
@@ -56,28 +62,41 @@ int cmd_query(int argc, char **argv)
             break;
         }
         if (!st) { sql = tail; continue; }  // a comment or empty statement
-        nstmt++;
         if (!sqlite3_stmt_readonly(st)) {
             int n = (int)(tail ? tail - sql : (long)strlen(sql));
             while (n > 0 && (sql[n - 1] == ';' || sql[n - 1] == ' ' || sql[n - 1] == '\n')) n--;
             while (*sql == ' ' || *sql == '\n' || *sql == '\t') { sql++; n--; }
-            fprintf(stderr, "segx query: refusing statement %d, it would write to the database: %.*s\n"
+            fprintf(stderr, "segx query: refusing statement %zu, it would write to the database: %.*s\n"
                             "  segx query is read-only; use the sqlite3 shell on a copy to change data\n",
-                    nstmt, n > 200 ? 200 : n, sql);
+                    nstmt + 1, n > 200 ? 200 : n, sql);
             sqlite3_finalize(st);
             status = 2;
             break;
         }
-        if (nstmt > 1 && fmt != TABLE_JSON && fmt != TABLE_CSV) fputc('\n', stdout);
-        if (table_print_stmt(st, fmt, stdout, err, sizeof err) < 0) {
-            fprintf(stderr, "segx query: %s\n", err);
-            sqlite3_finalize(st);
-            status = 1;
-            break;
+        if (nstmt == cap) {
+            cap = cap ? 2 * cap : 8;
+            sqlite3_stmt **ns = realloc(stmts, cap * sizeof *ns);
+            if (!ns) { sqlite3_finalize(st); fprintf(stderr, "segx query: out of memory\n"); status = 1; break; }
+            stmts = ns;
         }
-        sqlite3_finalize(st);
+        stmts[nstmt++] = st;
         sql = tail;
     }
+    // JSON: one statement prints its array of row objects; several print one array holding each
+    // statement's array, so the output is always one JSON document.
+    int json_outer = fmt == TABLE_JSON && nstmt > 1;
+    if (status == 0 && json_outer) fputs("[\n", stdout);
+    for (size_t i = 0; status == 0 && i < nstmt; i++) {
+        if (i > 0 && json_outer) fputs(",\n", stdout);
+        else if (i > 0 && fmt != TABLE_JSON && fmt != TABLE_CSV) fputc('\n', stdout);
+        if (table_print_stmt(stmts[i], fmt, stdout, err, sizeof err) < 0) {
+            fprintf(stderr, "segx query: %s\n", err);
+            status = 1;
+        }
+    }
+    if (status == 0 && json_outer) fputs("]\n", stdout);
+    for (size_t i = 0; i < nstmt; i++) sqlite3_finalize(stmts[i]);
+    free(stmts);
     db_close(db);
     if (status == 0 && nstmt == 0) {
         fprintf(stderr, "segx query: no SQL statement given\n");

@@ -94,6 +94,14 @@ check_eq "a write after a read is refused too" 2 "$rc"
 check_eq "no table created" 0 "$(sqlite3 "$db" "SELECT count(*) FROM sqlite_master WHERE name = 't'")"
 check_eq "query csv quotes commas and quotes" '"a,""b"""' "$("$SEGX" query --db "$db" --format csv "SELECT 'a,\"b\"' AS v" | tail -1)"
 check "query json is valid JSON" sh -c "'$SEGX' query --db '$db' --format json 'SELECT key, gpus, state FROM cells' | python3 -m json.tool"
+# several statements with --format json: one document, an array holding each statement's rows
+got=$("$SEGX" query --db "$db" --format json "SELECT key FROM cells ORDER BY key LIMIT 2; SELECT 1 AS one; SELECT 2 WHERE 0" |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d), [r["key"] for r in d[0]], d[1], d[2])' 2>&1)
+check_eq "query json, 3 statements: one JSON array of 3 result arrays" "3 ['a1', 'a2'] [{'one': 1}] []" "$got"
+check_eq "query json, 1 statement: the rows' array itself" "[{'one': 1}]" \
+  "$("$SEGX" query --db "$db" --format json "SELECT 1 AS one;" | python3 -c 'import json,sys; print(json.load(sys.stdin))' 2>&1)"
+out=$("$SEGX" query --db "$db" --format json "SELECT 1 AS one; DELETE FROM cells" 2>/dev/null); rc=$?
+check_eq "a refused write in statement 2 prints nothing (exit 2)" "2:" "$rc:$out"
 out=$("$SEGX" query --db "$db" "SELEC 1" 2>&1); rc=$?
 check_eq "bad SQL exits 2" 2 "$rc"
 SEGX_DB=$db check "SEGX_DB is the default DB" "$SEGX" query "SELECT count(*) FROM scaling"
