@@ -134,11 +134,21 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
     char run_root[2 * PATH_MAX], spec_abs[PATH_MAX], buf[PATH_MAX];
     absolute(spec_path, spec_abs, sizeof spec_abs);
     const char *dbp = db_path_default(o->db_path);
-    if (!o->dry_run && db_open(dbp, 0, &db, err, sizeof err) < 0) { fprintf(stderr, "segx plan: %s\n", err); goto out; }
+    // Every input error (spec, expansion, rendering: a cell that does not fit the cluster profile)
+    // comes before the DB is opened read-write, so bad input never creates or changes the file.
+    // An experiment planned before keeps its run root: read it through a read-only open (which
+    // fails, harmlessly, when there is no DB yet).
+    int have_root = 0;
     if (o->runs_dir) {
         absolute(o->runs_dir, buf, sizeof buf);
         snprintf(run_root, sizeof run_root, "%s/%s", buf, s->name);
-    } else if (!(db && stored_run_root(db, s->name, run_root, sizeof run_root))) {
+        have_root = 1;
+    } else if (db_open(dbp, DB_READONLY, &db, err, sizeof err) == 0) {
+        have_root = stored_run_root(db, s->name, run_root, sizeof run_root) != NULL;
+        db_close(db);
+        db = NULL;
+    }
+    if (!have_root) {
         absolute("runs", buf, sizeof buf);
         snprintf(run_root, sizeof run_root, "%s/%s", buf, s->name);
     }
@@ -175,6 +185,7 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
             }
         }
         if (!scripts) { fprintf(stderr, "segx plan: out of memory\n"); goto out; }
+        if (db_open(dbp, DB_CREATE, &db, err, sizeof err) < 0) { fprintf(stderr, "segx plan: %s\n", err); goto out; }
         if (plan_store(db, s, spec_abs, run_root, cells, n, &added, err, sizeof err) < 0) {
             fprintf(stderr, "segx plan: %s\n", err);
             goto out;

@@ -31,6 +31,14 @@ check_eq "misspelt key exits 2" 2 "$rc"
 case $out in *"typo.json:5:2: matirx: unknown key 'matirx' (did you mean 'matrix'?)"*) pass "misspelt key: file:line:col and suggestion";;
   *) fail "misspelt key: file:line:col and suggestion" "$out";; esac
 check_eq "a bad spec writes no DB" "no" "$([ -e "$SEGX_DB" ] && echo yes || echo no)"
+# An error found only when rendering (a cell that does not fit the cluster profile: the local
+# profile's cpu nodes have 4 ranks) is bad input too: no DB file, no run dirs.
+sed 's/"gpu_type": \["cpu"\],/"gpu_type": ["cpu"], "gpus": [64],/' spec.json >toobig.json
+out=$("$SEGX" plan toobig.json 2>&1); rc=$?
+check_eq "a cell too big for the profile exits 2" 2 "$rc"
+case $out in *"64 cpu GPUs per node requested but its nodes have 4"*) pass "render error names the cell and the profile";;
+  *) fail "render error names the cell and the profile" "$out";; esac
+check_eq "a render-time error creates no DB and no run dir" "no:no" "$([ -e "$SEGX_DB" ] && echo yes || echo no):$([ -e runs ] && echo yes || echo no)"
 
 # --- plan (twice: the second adds nothing)
 out=$("$SEGX" plan spec.json --dry-run 2>&1)
@@ -42,6 +50,12 @@ check_eq "5 cells in the DB" 5 "$(q 'SELECT count(*) FROM cells')"
 check_eq "5 job scripts" 5 "$(ls runs/orch-local/*/attempt-1/job.sh | wc -l)"
 out=$("$SEGX" plan spec.json 2>&1)
 case $out in *"5 cells (0 new)"*) pass "re-plan adds 0 cells";; *) fail "re-plan adds 0 cells" "$out";; esac
+# ... and with a DB already there, it changes nothing stored (the file and its content, WAL included)
+cp "$SEGX_DB" before.db; sqlite3 "$SEGX_DB" .dump >before.sql
+out=$("$SEGX" plan toobig.json 2>&1); rc=$?
+check_eq "render error with an existing DB exits 2" 2 "$rc"
+check "render error: DB file byte-identical" cmp "$SEGX_DB" before.db
+check "render error: DB content unchanged" cmp <(sqlite3 "$SEGX_DB" .dump) before.sql
 check_eq "still 5 cells" 5 "$(q 'SELECT count(*) FROM cells')"
 out=$("$SEGX" status --json)
 check_eq "status before submit: 5 planned" 5 "$(echo "$out" | python3 -c 'import json,sys; print(sum(r["state"]=="planned" for r in json.load(sys.stdin)))')"
