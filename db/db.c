@@ -132,10 +132,11 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
     return exec(db, "COMMIT", e, el);
 }
 
-int db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t errlen)
+int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
 {
     *out = NULL;
     sqlite3 *db = NULL;
+    int readonly = mode == DB_READONLY;
     int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open database: %s%s", path, db ? sqlite3_errmsg(db) : "out of memory",
@@ -143,7 +144,7 @@ int db_open(const char *path, int readonly, sqlite3 **out, char *err, size_t err
         sqlite3_close(db);
         return -1;
     }
-    sqlite3_busy_timeout(db, 10000);
+    sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
     char e[512];
     if (exec(db, "PRAGMA foreign_keys = ON", e, sizeof e) < 0) goto fail;
     int v = user_version(db);

@@ -41,6 +41,12 @@ static int read_exit_code(const char *run_dir, int *code)
 
 int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, size_t errlen)
 {
+    return status_refresh_wait(db, eid, -1, counts, err, errlen);
+}
+
+int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCounts *counts, char *err, size_t errlen)
+{
+    int busy = 0;
     if (counts) memset(counts, 0, sizeof *counts);
     sqlite3_stmt *st = NULL, *upd = NULL, *cupd = NULL;
     Unsettled *u = NULL;
@@ -85,8 +91,8 @@ int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, 
         JobStatus *js = calloc(n, sizeof *js);
         const char **ids = calloc(n, sizeof *ids);
         if (!js || !ids) { free(js); free(ids); snprintf(err, errlen, "out of memory"); goto out; }
-        if (db_begin(db, err, errlen) < 0) { free(js); free(ids); goto out; }
-        // one poll per backend for all of its jobs
+        // one poll per backend for all of its jobs, before taking the write lock (a slow
+        // scheduler must not hold up other writers)
         for (size_t i = 0; i < n;) {
             size_t j = i;
             while (j < n && strcmp(u[j].backend, u[i].backend) == 0) { ids[j] = u[j].job_id; j++; }
@@ -102,6 +108,16 @@ int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, 
                 for (size_t k = i; k < j; k++) js[k].state = JOB_SUBMITTED, js[k].exit_code = -2;
             }
             i = j;
+        }
+        if (write_wait_ms >= 0) sqlite3_busy_timeout(db, write_wait_ms);
+        int begun = db_begin(db, err, errlen);
+        if (write_wait_ms >= 0) sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
+        if (begun < 0) {
+            free(js);
+            free(ids);
+            if (write_wait_ms < 0 || sqlite3_errcode(db) != SQLITE_BUSY) goto out;
+            busy = 1;   // another writer holds the lock: keep the stored states this time
+            n = 0;
         }
         for (size_t i = 0; i < n; i++) {
             JobStatus *s = &js[i];
@@ -131,9 +147,11 @@ int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, 
             }
             if (bad) { free(js); free(ids); db_rollback(db); goto sqlfail; }
         }
-        free(js);
-        free(ids);
-        if (db_commit(db, err, errlen) < 0) { db_rollback(db); goto out; }
+        if (!busy) {
+            free(js);
+            free(ids);
+            if (db_commit(db, err, errlen) < 0) { db_rollback(db); goto out; }
+        }
     }
     if (counts) {
         if (sqlite3_prepare_v2(db, "SELECT state, count(*) FROM cells WHERE experiment_id = ?1 GROUP BY state", -1, &st, NULL) != SQLITE_OK)
@@ -146,7 +164,7 @@ int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, 
             counts->total += sqlite3_column_int(st, 1);
         }
     }
-    rc = 0;
+    rc = busy;
     goto out;
 sqlfail:
     snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
@@ -328,6 +346,10 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
     return 0;
 }
 
+// segx status is interactive: it waits this long for a writer (a big collect) before it shows
+// the stored states without the freshly polled ones.
+#define STATUS_WRITE_WAIT_MS 2000
+
 static int all_settled(const StatusCounts *c)
 {
     return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] == 0;
@@ -365,7 +387,9 @@ int cmd_status(int argc, char **argv)
     int tty = cli_is_tty(stdout);
     for (;;) {
         StatusCounts c;
-        if (!no_poll && status_refresh(db, eid, &c, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); rc = 1; break; }
+        int r = no_poll ? 0 : status_refresh_wait(db, eid, STATUS_WRITE_WAIT_MS, &c, err, sizeof err);
+        if (r < 0) { fprintf(stderr, "segx status: %s\n", err); rc = 1; break; }
+        if (r == 1) fprintf(stderr, "segx status: the database is busy with another writer (a collect?): showing the stored states\n");
         if (no_poll) { memset(&c, 0, sizeof c); c.by_state[JOB_COMPLETED] = 1; }
         if (watch && tty) printf("\033[H\033[2J%s (every %ds, Ctrl-C stops)\n", name, interval);
         int prc = status_print(db, eid, format, stdout, err, sizeof err);

@@ -41,6 +41,11 @@ typedef struct {
 // Polls the backend(s) once for every unsettled attempt of the experiment, writes the new
 // states (exit_code in the run dir settles jobs the scheduler forgot) and counts cells.
 int status_refresh(sqlite3 *db, long long experiment_id, StatusCounts *counts, char *err, size_t errlen);
+// Same, but waits at most write_wait_ms for the write lock (a long `segx collect` holds it):
+// returns 1 when the lock stayed busy and the polled states were not stored (counts are the
+// stored ones), so an interactive `segx status` shows the last stored states instead of hanging.
+int status_refresh_wait(sqlite3 *db, long long experiment_id, int write_wait_ms, StatusCounts *counts,
+                        char *err, size_t errlen);
 // Prints the status table (format: table|csv|json|markdown) and the summary line.
 int status_print(sqlite3 *db, long long experiment_id, const char *format, FILE *out, char *err, size_t errlen);
 // "12 cells: 3 completed, 1 running, 8 planned"
