@@ -243,6 +243,48 @@ static void test_bad_png_and_mismatch(void **state) {
     assert_non_null(strstr(err, path));
 }
 
+// Cityscapes layout: leftImg8bit/<split>/<city>/X_leftImg8bit.png + gtFine/.../X_gtFine_labelTrainIds.png
+static void test_cityscapes_layout(void **state) {
+    (void)state;
+    char root[512], p[900], err[1024], spec[600];
+    snprintf(root, sizeof root, "%s/cs", tmpdir);
+    const char *dirs[] = { "leftImg8bit/val/bonn", "gtFine/val/bonn" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        char cmd[1000];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", p);
+        assert_int_equal(system(cmd), 0);
+    }
+    uint8_t rgb[8 * 4 * 3], mask[8 * 4];
+    for (int i = 0; i < 8 * 4 * 3; i++) rgb[i] = (uint8_t)i;
+    for (int i = 0; i < 8 * 4; i++) mask[i] = i == 3 ? 255 : (uint8_t)(i % 19);
+    snprintf(p, sizeof p, "%s/leftImg8bit/val/bonn/bonn_000001_000019_leftImg8bit.png", root);
+    assert_int_equal(png_write_u8(p, rgb, 8, 4, 3, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/gtFine/val/bonn/bonn_000001_000019_gtFine_labelTrainIds.png", root);
+    assert_int_equal(png_write_u8(p, mask, 8, 4, 1, err, sizeof err), 0);
+    snprintf(spec, sizeof spec, "segfolder:%s", root);
+    DataOptions o = { 0 };
+    Dataset *ds;
+    int rc = dataset_open(spec, SPLIT_TEST, &o, &ds, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(ds->n, 1);
+    assert_int_equal(ds->classes, 19);
+    assert_int_equal(ds->channels, 3);
+    assert_int_equal(ds->width, 8);
+    uint8_t img[8 * 4 * 3];
+    int32_t lab[8 * 4];
+    assert_int_equal(ds->get(ds, 0, img, lab, err, sizeof err), 0);
+    assert_int_equal(img[0], 0);           // R of pixel 0
+    assert_int_equal(img[32 + 1], 4);      // G of pixel 1 (HWC index 1*3+1)
+    assert_int_equal(lab[3], 255);         // ignore label kept
+    assert_int_equal(lab[20], 20 % 19);
+    dataset_free(ds);
+    // the train split has no images: a clear error naming the directory
+    assert_int_equal(dataset_open(spec, SPLIT_TRAIN, &o, &ds, err, sizeof err), -1);
+    assert_non_null(strstr(err, "leftImg8bit/train"));
+}
+
 static void test_cifar_truncated(void **state) {
     (void)state;
     char dir[512], path[700], err[1024], spec[600];
@@ -398,6 +440,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_idx),
         cmocka_unit_test(test_export_roundtrip),
         cmocka_unit_test(test_bad_png_and_mismatch),
+        cmocka_unit_test(test_cityscapes_layout),
         cmocka_unit_test(test_cifar_truncated),
         cmocka_unit_test(test_loader),
         cmocka_unit_test(test_loader_values_and_flip),
