@@ -19,6 +19,7 @@
 #include "trainer/ops/ops.h"
 #include "trainer/ops/ops_cuda.h"
 #include "trainer/optim/optim.h"
+#include "trainer/models/model.h"
 
 // ----------------------------------------------------------------------------------------------
 // tolerance table: |got - ref| <= atol + rtol * |ref|
@@ -538,6 +539,82 @@ static void test_arena(void **state) {
     assert_null(ops_cuda_error());
 }
 
+// Whole models: the same initial weights on both backends, K SGD steps (momentum 0.9) on the same
+// batches; the losses of every step and the final parameters are compared. Without a GPU the CPU run
+// still happens (so the test's wiring is exercised) and the test skips.
+typedef struct { const char *name; ModelConfig cfg; int steps; double atol, rtol; } ModelTwin;
+
+static int model_steps(const ModelTwin *t, const Ops *o, float *losses, float **params_out, char *err, size_t n) {
+    Model *m;
+    if (model_create_on(&t->cfg, o, &m, err, n)) return -1;
+    model_init(m, 42);
+    size_t np = model_num_params(m);
+    Optimizer *opt;
+    if (optim_create(OPT_SGD, np, 0.9f, 0.f, &opt, err, n)) { model_free(m); return -1; }
+    float *state = o == ops_cpu() ? NULL : o->alloc(sizeof(float) * np);
+    int B = t->cfg.max_batch, seg = model_is_segmentation(m);
+    size_t xn = (size_t)B * t->cfg.in_channels * t->cfg.height * t->cfg.width;
+    size_t ln = (size_t)B * (seg ? (size_t)t->cfg.height * t->cfg.width : 1);
+    float *x = malloc(sizeof(float) * xn);
+    int32_t *lab = malloc(sizeof(int32_t) * ln);
+    for (int s = 0; s < t->steps; s++) {
+        // the same batch every step: the loss falls smoothly, so small backend differences stay small
+        for (size_t i = 0; i < xn; i++) x[i] = (float)((double)(mix(1000 + i) >> 11) * 0x1p-53 * 2 - 1);
+        for (size_t i = 0; i < ln; i++) lab[i] = (int32_t)(mix(777 + i) % (uint64_t)t->cfg.classes);
+        model_zero_grad(m);
+        if (!model_forward(m, x, B, 1)) { snprintf(err, n, "forward failed"); break; }
+        losses[s] = model_loss(m, lab, 1.f, NULL);
+        model_backward(m);
+        if (state) ops_cuda_optim_step(opt, state, model_params(m), model_grads(m), 0.01f);
+        else optim_step(opt, model_params(m), model_grads(m), 0.01f);
+    }
+    *params_out = malloc(sizeof(float) * np);
+    o->download(*params_out, model_params(m), sizeof(float) * np);
+    if (state) o->free(state);
+    free(x); free(lab); optim_free(opt); model_free(m);
+    return (int)np;
+}
+
+static void test_model_twin(void **state) {
+    const ModelTwin *t = *state;
+    float lc[8], lg[8], *pc = NULL, *pg = NULL;
+    char err[256];
+    int np = model_steps(t, ops_cpu(), lc, &pc, err, sizeof err);
+    if (np < 0) fail_msg("%s on the CPU: %s", t->name, err);
+    printf("# %s: CPU losses %.5f .. %.5f over %d steps\n", t->name, lc[0], lc[t->steps - 1], t->steps);
+    assert_true(isfinite(lc[t->steps - 1]) && lc[t->steps - 1] < lc[0]);   // it trains
+    if (!gpu) { free(pc); printf("# %s: no GPU: %s\n", t->name, no_gpu); skip(); }
+    int ng = model_steps(t, gpu, lg, &pg, err, sizeof err);
+    if (ng < 0) fail_msg("%s on the GPU: %s", t->name, err);
+    if (ops_cuda_error()) fail_msg("CUDA backend failed: %s", ops_cuda_error());
+    assert_int_equal(ng, np);
+    char what[96];
+    Tol tol = {"model", t->atol, t->rtol};
+    long bad = 0;
+    snprintf(what, sizeof what, "%s losses", t->name);
+    bad += twin_compare(what, lg, lc, (size_t)t->steps, tol);
+    snprintf(what, sizeof what, "%s params after %d steps", t->name, t->steps);
+    bad += twin_compare(what, pg, pc, (size_t)np, tol);
+    free(pc); free(pg);
+    assert_int_equal(bad, 0);
+}
+
+static ModelTwin MODEL_TWINS[] = {
+    {"model cnn 28x28", {.name = "cnn", .in_channels = 1, .classes = 10, .height = 28, .width = 28, .batch_norm = 1, .max_batch = 8}, 4, 1e-4, 1e-3},
+    {"model resnet18 32x32", {.name = "resnet18", .in_channels = 3, .classes = 10, .height = 32, .width = 32, .batch_norm = 1, .max_batch = 4}, 3, 1e-4, 2e-3},
+    {"model unet w8 32x32", {.name = "unet", .in_channels = 1, .classes = 4, .height = 32, .width = 32, .base_width = 8, .batch_norm = 1, .max_batch = 2}, 3, 1e-4, 2e-3},
+};
+
+static void test_model_null_ops(void **state) {
+    (void)state;
+    ModelConfig cfg = MODEL_TWINS[0].cfg;
+    Model *m = (Model *)1;
+    char err[256];
+    assert_int_equal(model_create_on(&cfg, NULL, &m, err, sizeof err), -1);   // ops_cuda() before ops_cuda_init
+    assert_null(m);
+    assert_non_null(strstr(err, "no op table"));
+}
+
 static void test_unscale_check(void **state) {
     (void)state;
     if (!gpu) { printf("# no GPU: %s\n", no_gpu); skip(); }
@@ -579,6 +656,9 @@ int main(void) {
         tests[k++] = (struct CMUnitTest){names[i], test_twin, NULL, NULL, &cs[i]};
     }
     tests[k++] = (struct CMUnitTest){"twin optimizers (all kinds, 3 steps)", test_optim_twins, NULL, NULL, NULL};
+    for (size_t i = 0; i < sizeof MODEL_TWINS / sizeof MODEL_TWINS[0]; i++)
+        tests[k++] = (struct CMUnitTest){MODEL_TWINS[i].name, test_model_twin, NULL, NULL, &MODEL_TWINS[i]};
+    tests[k++] = (struct CMUnitTest){"model_create_on refuses a NULL op table", test_model_null_ops, NULL, NULL, NULL};
     tests[k++] = (struct CMUnitTest){"fp16 unscale and inf/nan check", test_unscale_check, NULL, NULL, NULL};
     tests[k++] = (struct CMUnitTest){"device arena: zero fill and reuse", test_arena, NULL, NULL, NULL};
     return _cmocka_run_group_tests("cuda_twins", tests, (size_t)k, setup, teardown);

@@ -72,7 +72,12 @@ void model_grads_done(Model *m, int i) {
 // create / free
 
 int model_create(const ModelConfig *cfg, Model **out, char *err, size_t errlen) {
+    return model_create_on(cfg, ops_cpu(), out, err, errlen);
+}
+
+int model_create_on(const ModelConfig *cfg, const Ops *ops, Model **out, char *err, size_t errlen) {
     *out = NULL;
+    if (!ops) { snprintf(err, errlen, "model %s: no op table (is the backend initialised?)", cfg->name ? cfg->name : "(null)"); return -1; }
     const ModelArch *arch = NULL;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (cfg->name && strcmp(cfg->name, archs[i]->name) == 0) arch = archs[i];
@@ -96,7 +101,7 @@ int model_create(const ModelConfig *cfg, Model **out, char *err, size_t errlen) 
     m->cfg = *cfg;
     m->cfg.name = arch->name;
     m->arch = arch;
-    m->ops = ops_cpu();
+    m->ops = ops;
     if (arch->build(m, err, errlen)) { model_free(m); return -1; }
     // reverse registration order: the last registered tensor (the head) sits at offset 0
     size_t off = 0;
@@ -112,6 +117,7 @@ int model_create(const ModelConfig *cfg, Model **out, char *err, size_t errlen) 
     m->input = model_small(m, sizeof(float) * B * cfg->in_channels * cfg->height * cfg->width);
     m->labels = model_small(m, sizeof(int32_t) * B * (m->seg ? (size_t)cfg->height * cfg->width : 1));
     m->dlogits = model_small(m, sizeof(float) * B * m->logits_per_sample);
+    if (ops != ops_cpu() && !(m->logits_host = malloc(sizeof(float) * B * m->logits_per_sample))) m->failed = 1;
     if (m->failed) {
         snprintf(err, errlen, "model %s: out of memory (max_batch=%d, %dx%d)", cfg->name, cfg->max_batch,
                  cfg->height, cfg->width);
@@ -128,7 +134,7 @@ void model_free(Model *m) {
     for (int i = 0; i < m->nalloc; i++) m->ops->free(m->allocs[i]);
     for (int i = 0; i < m->nt; i++) free((char *)m->t[i].name);
     for (int i = 0; i < m->nbt; i++) free((char *)m->bt[i].name);
-    free(m->allocs); free(m->t); free(m->fan_in); free(m->bt); free(m->net);
+    free(m->allocs); free(m->t); free(m->fan_in); free(m->bt); free(m->net); free(m->logits_host);
     free(m);
 }
 
@@ -199,8 +205,13 @@ const float *model_forward(Model *m, const float *x, int batch, int training) {
     m->ops->upload(m->input, x, sizeof(float) * batch * m->cfg.in_channels * m->cfg.height * m->cfg.width);
     m->arch->forward(m, batch, training ? 1 : 0);
     m->last_batch = batch; m->last_training = training ? 1 : 0; m->have_dlogits = 0;
-    return m->logits;
+    if (!m->logits_host) return m->logits;
+    if (m->no_logits_download) return m->logits;
+    m->ops->download(m->logits_host, m->logits, sizeof(float) * batch * m->logits_per_sample);
+    return m->logits_host;
 }
+
+void model_set_download_logits(Model *m, int on) { m->no_logits_download = !on; }
 
 float model_loss(Model *m, const int32_t *labels, float grad_scale, long *counted) {
     int B = m->last_batch, C = m->cfg.classes, HW = m->seg ? m->cfg.height * m->cfg.width : 1;

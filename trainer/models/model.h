@@ -12,6 +12,7 @@
 #define SEGX_MODEL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "trainer/ops/ops.h"   // defines: Ops (model_create_on)
 
 #define MODEL_IGNORE_LABEL 255
 
@@ -39,6 +40,14 @@ typedef struct Model Model;
 
 // Returns 0, or -1 with a message in err (unknown model name, bad shape for the model, no memory).
 int  model_create(const ModelConfig *cfg, Model **out, char *err, size_t errlen);
+// The same on another op table, e.g. ops_cuda() after ops_cuda_init (trainer/ops/ops_cuda.h).
+// Parameters, gradients, buffers and activations then live in that backend's memory: model_params,
+// model_grads and model_buffers return DEVICE pointers (optimizer: ops_cuda_optim_step; checkpoint:
+// ops->download). model_forward still takes host x and returns HOST logits (downloaded after each
+// forward unless model_set_download_logits(m, 0)); model_loss takes host labels.
+int  model_create_on(const ModelConfig *cfg, const Ops *ops, Model **out, char *err, size_t errlen);
+// Off: model_forward on a non-CPU backend returns the DEVICE logits, not downloaded (benchmarks).
+void model_set_download_logits(Model *m, int on);
 void model_free(Model *m);
 
 // Deterministic PyTorch-default initialisation (kaiming-uniform a=sqrt(5) for conv/linear weights,

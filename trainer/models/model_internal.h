@@ -34,6 +34,8 @@ struct Model {
     BnSync sync;
     void *net;                 // the architecture's own struct (freed by model_free)
     int failed;                // set when an allocation in build failed
+    float *logits_host;        // non-CPU backends: host copy returned by model_forward (malloc)
+    int no_logits_download;    // model_set_download_logits(m, 0)
 };
 
 extern const ModelArch model_arch_cnn, model_arch_resnet18, model_arch_unet;
