@@ -590,7 +590,7 @@ static void str_flag(Str *b, const char *name, const json_t *v)
 }
 
 // segx-train's command line: fixed keys, args and axes as flags (see README "Spec").
-static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir)
+static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir, int threads)
 {
     Str b = {0};
     char num[64];
@@ -624,7 +624,7 @@ static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const 
         str_flag(&b, name, v);
     }
     str_word(&b, "--threads");
-    snprintf(num, sizeof num, "%d", r->s->cpus_per_gpu);
+    snprintf(num, sizeof num, "%d", threads);
     str_word(&b, num);
     str_word(&b, "--out");
     str_word(&b, run_dir);
@@ -642,12 +642,17 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     char label[512], job_name[160];
     plan_cell_label(c, label, sizeof label);
     const char *gt = c->gpu_type ? c->gpu_type : "cpu";
-    const ClusterGpu *g = cluster_find_gpu(r->prof, gt);
-    if (!g) {
+    const ClusterGpu *pg = cluster_find_gpu(r->prof, gt);
+    if (!pg) {
         snprintf(err, errlen, "%s: cell {%s}: gpu_type '%s' is not in cluster profile '%s' (templates/clusters/)",
                  s->path, label, gt, cluster_name(r->prof));
         return -1;
     }
+    // resources.cpus_per_gpu overrides the profile's, so --cpus-per-task and the trainer's
+    // --threads always agree (before, a profile's 12 CPUs per GPU ran with --threads 1).
+    ClusterGpu gpu = *pg;
+    const ClusterGpu *g = &gpu;
+    if (s->cpus_per_gpu_set) gpu.cpus_per_gpu = s->cpus_per_gpu;
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, c->key);
     char *directives = NULL, *srun = NULL, *container = NULL, *bad = NULL;
     if (cluster_render_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &directives) < 0)
@@ -671,7 +676,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     json_object_set_new(ctx, "job_name", json_string(job_name));
     json_object_set_new(ctx, "gpus", json_integer(c->gpus));
     json_object_set_new(ctx, "nodes", json_integer(c->nodes));
-    json_object_set_new(ctx, "cpus_per_gpu", json_integer(s->cpus_per_gpu));
+    json_object_set_new(ctx, "cpus_per_gpu", json_integer(g->cpus_per_gpu));
     json_object_set_new(ctx, "time_limit", json_string(s->time));
     json_object_set_new(ctx, "sbatch", json_string(directives));
     json_object_set_new(ctx, "srun", json_string(srun));
@@ -695,7 +700,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
         json_object_set_new(vars, "experiment", json_string(s->name));
         json_object_set_new(vars, "cell_key", json_string(c->key));
         json_object_set_new(vars, "attempt", json_integer(attempt));
-        json_object_set_new(vars, "cpus_per_gpu", json_integer(s->cpus_per_gpu));
+        json_object_set_new(vars, "cpus_per_gpu", json_integer(g->cpus_per_gpu));
         json_object_set_new(vars, "spec_dir", json_string(r->spec_dir));
         if (c->lr > 0) json_object_set_new(vars, "lr", json_real(c->lr));
         if (!json_object_get(vars, "seed")) json_object_set_new(vars, "seed", json_integer(0));
@@ -705,7 +710,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
         if (rc < 0) snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
                              "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
     } else {
-        command = segx_train_command(r, c, run_dir);
+        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu);
     }
     if (rc == 0) {
         json_object_set_new(ctx, "command", json_string(command));

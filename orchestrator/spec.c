@@ -532,6 +532,7 @@ static int check_spec(const Chk *c, Spec *s)
             if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
                 return fail(c, "resources.cpus_per_gpu", 0, "expected a positive integer, got %s", type_name(x));
             s->cpus_per_gpu = (int)json_integer_value(x);
+            s->cpus_per_gpu_set = 1;
         }
         if ((x = json_object_get(v, "mem_per_gpu"))) {
             const char *m = json_string_value(x);

@@ -42,7 +42,8 @@ typedef struct {
     LrScaling lr_scaling;
     const char *time;       // normalised "HH:MM:SS" or "D-HH:MM:SS"
     long time_s;
-    int cpus_per_gpu;
+    int cpus_per_gpu;       // 1 when unset
+    int cpus_per_gpu_set;   // resources.cpus_per_gpu given: it overrides the cluster profile's
     const char *mem_per_gpu; // NULL when unset
     json_t *cluster;        // string or object (default: "local")
     json_t *container;      // NULL when unset
