@@ -4,7 +4,7 @@
 # 32 fashion-mnist-seg canvases with Adam lr 1e-3, and after 5 steps the losses and the parameter
 # updates must agree (data, model, loss and optimizer all in the loop).
 . "$(dirname "$0")/lib.sh"
-PEER=${SEGX_TORCH_PEER_DIR:-/work/shared/bench}
+PEER=${SEGX_TORCH_PEER_DIR:-$(cd "$SEGX_ROOT/../shared/bench" 2>/dev/null && pwd)}
 if [ ! -x "$SEGX_TRAIN" ]; then skip "segx-train not built ($SEGX_TRAIN)"; done_testing; exit; fi
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null || [ ! -f "$PEER/torch_peer.py" ] || [ ! -f "$PEER/fmseg_torch.py" ]; then
   skip "needs /usr/bin/python3 with torch and $PEER/{torch_peer,fmseg_torch}.py"; done_testing; exit
