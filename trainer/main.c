@@ -47,7 +47,7 @@ static const char usage[] =
 "  --lr X                        base learning rate (default 0.01)\n"
 "  --momentum M                  sgd family (default 0.9)\n"
 "  --weight-decay W              (default 0)\n"
-"  --lr-schedule S               constant | step (x0.1 at 50%% and 75%% of the post-warmup steps) |\n"
+"  --lr-schedule S               constant | step (x0.1 at 50% and 75% of the post-warmup steps) |\n"
 "                                poly (power 0.9) | cosine (default constant); updated every step\n"
 "  --warmup-epochs E             linear warmup (may be fractional; default 0)\n"
 "  --seed S                      initialisation, data order and augmentation (default 0)\n"
