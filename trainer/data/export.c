@@ -1,6 +1,7 @@
 // trainer/data/export.c — writes a segmentation dataset as a segfolder (images/ + masks/ PNGs),
 // so any other trainer can read exactly the samples segx-train sees.
 #include "trainer/data/data.h"
+#include "trainer/run/run.h"
 // defines: data_export
 
 #include <errno.h>
@@ -8,22 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int mkdir_p(const char *path, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) && errno != EEXIST) goto bad;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) && errno != EEXIST) goto bad;
-    return 0;
-bad:
-    snprintf(err, errlen, "%s: cannot create directory: %s", tmp, strerror(errno));
-    return -1;
-}
 
 long data_export(Dataset *ds, const char *dir, long limit, char *err, size_t errlen) {
     if (!ds->segmentation) {
@@ -37,9 +22,9 @@ long data_export(Dataset *ds, const char *dir, long limit, char *err, size_t err
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/images", dir);
-    if (mkdir_p(path, err, errlen)) return -1;
+    if (run_mkdir_p(path, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/masks", dir);
-    if (mkdir_p(path, err, errlen)) return -1;
+    if (run_mkdir_p(path, err, errlen)) return -1;
     size_t hw = (size_t)ds->height * ds->width;
     long n = limit > 0 && limit < ds->n ? limit : ds->n;
     uint8_t *img = malloc(hw * ds->channels), *hwc = malloc(hw * ds->channels), *mask = malloc(hw);

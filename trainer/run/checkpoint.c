@@ -50,10 +50,7 @@ int ckpt_save(const char *path, const CkptHeader *h, const float *params, const 
         unlink(tmp);
         return -1;
     }
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
+    run_fsync_parent_dir(path);
     return 0;
 }
 

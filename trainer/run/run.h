@@ -33,6 +33,8 @@ int  rundir_append_metrics(RunDir *rd, json_t *obj, char *err, size_t errlen);
 // Writes RUN_DIR/name atomically (name.tmp, fsync, rename, fsync dir).
 int  rundir_write_json(RunDir *rd, const char *name, json_t *obj, char *err, size_t errlen);
 int  run_write_json_atomic(const char *path, json_t *obj, char *err, size_t errlen);
+// fsyncs the directory holding path, so a rename into it survives a crash (best effort).
+void run_fsync_parent_dir(const char *path);
 // Host, CPU model, threads, ranks, OpenBLAS/jansson/MPI versions, git commit (SEGX_GIT_COMMIT
 // or `git -C <dir of the binary> rev-parse HEAD`); `extra` keys are merged in.
 json_t *run_env_json(const char *argv0, int threads, int world, const char *comm_kind, json_t *extra);

@@ -82,6 +82,13 @@ int rundir_append_metrics(RunDir *rd, json_t *obj, char *err, size_t errlen) {
     return 0;
 }
 
+void run_fsync_parent_dir(const char *path) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
 int run_write_json_atomic(const char *path, json_t *obj, char *err, size_t errlen) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -95,11 +102,7 @@ int run_write_json_atomic(const char *path, json_t *obj, char *err, size_t errle
         unlink(tmp);
         return -1;
     }
-    // make the rename itself durable
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
+    run_fsync_parent_dir(path);
     return 0;
 }
 
