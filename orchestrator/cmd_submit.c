@@ -124,6 +124,16 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         goto out;
     }
     submit_backend_options(run_root, o->max_parallel > 0 ? o->max_parallel : SUBMIT_SLOTS_CORES, opts, sizeof opts);
+    if (o->max_submitted > 0) {   // the Slurm backends hold further submissions until one of ours leaves the queue
+        json_t *bo = json_loads(opts, 0, NULL);
+        if (bo) {
+            json_object_set_new(bo, "max_submitted", json_integer(o->max_submitted));
+            char *js = json_dumps(bo, JSON_COMPACT);
+            if (js) snprintf(opts, sizeof opts, "%s", js);
+            free(js);
+            json_decref(bo);
+        }
+    }
     if (!o->dry_run && backend_open(o->backend ? o->backend : "auto", opts, &b, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);
         rc = strstr(err, "unknown backend") ? 2 : 1;
@@ -268,6 +278,7 @@ int cmd_submit(int argc, char **argv)
         {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"backend", 'b', CLI_STRING, &o.backend, "NAME", "auto (default: slurm if reachable, else local), local, slurm, slurm-cli"},
         {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores, each taking gpus x cpus_per_gpu)"},
+        {"max-submitted", 0, CLI_INT, &o.max_submitted, "N", "Slurm backends: keep at most N of the jobs this submit sends queued or running, waiting for one to leave before sending the next (QOS MaxSubmitJobs)"},
         {"rerun-failed", 0, CLI_FLAG, &o.rerun_failed, NULL, "submit failed/cancelled/timed-out cells again (new attempt)"},
         {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "list what would be submitted"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "only the summary line"},
@@ -282,6 +293,7 @@ int cmd_submit(int argc, char **argv)
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     if (o.max_parallel < 0) { fprintf(stderr, "segx submit: --max-parallel must be >= 1\n"); return 2; }
+    if (o.max_submitted < 0) { fprintf(stderr, "segx submit: --max-submitted must be >= 1\n"); return 2; }
     o.experiment = a.npos ? a.pos[0] : NULL;
     return submit_experiment(&o, NULL);
 }

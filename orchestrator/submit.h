@@ -15,6 +15,8 @@ typedef struct {
     const char *experiment;   // NULL: the only experiment in the DB
     const char *backend;      // NULL: "auto"
     int max_parallel;         // local backend: jobs at once; 0: as many as fit the cores
+    int max_submitted;        // Slurm backends: at most this many of our jobs queued or running
+                              // (QOS MaxSubmitJobs); 0: no limit ($SEGX_MAX_SUBMITTED still applies)
     int rerun_failed;
     int dry_run;              // say what would be submitted
     int quiet;

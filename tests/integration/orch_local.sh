@@ -133,4 +133,6 @@ for _ in $(seq 1 80); do [ -e runs/agent-kill/*/attempt-1/exit_code ] && break; 
 check_eq "killed agent: job settled from exit_code" "completed|0" "$(q "SELECT a.state, a.exit_code FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")"
 
 check_eq "unknown experiment exits 2" 2 "$("$SEGX" status nope >/dev/null 2>&1; echo $?)"
+check_eq "submit --max-submitted -1 is bad input (exit 2)" 2 "$("$SEGX" submit --max-submitted -1 >/dev/null 2>&1; echo $?)"
+check "submit --help documents --max-submitted" sh -c "'$SEGX' submit --help | grep -q -- '--max-submitted N'"
 done_testing
