@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "db/db.h"
+#include "tests/orchestrator/sql_helpers.h"
 #include "orchestrator/collect.h"
 #include <jansson.h>
 
@@ -20,32 +21,6 @@ typedef struct {
     char runs[300];
     sqlite3 *db;
 } Fixture;
-
-static void execf(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("SQL failed: %s\n%s", msg, sql);
-    sqlite3_free(sql);
-}
-
-static double qd(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("prepare: %s\n%s", sqlite3_errmsg(db), sql);
-    double v = NAN;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_free(sql);
-    return v;
-}
 
 // Text of one value (caller frees); NULL for NULL.
 static char *qs(sqlite3 *db, const char *fmt, ...)

@@ -12,20 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "db/db.h"
+#include "tests/orchestrator/sql_helpers.h"
 #include "orchestrator/report.h"
 
 static char dbpath[256];
-
-static void execf(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("SQL failed: %s\n%s", msg, sql);
-    sqlite3_free(sql);
-}
 
 // Two experiments. "scale": model m, 1 GPU (seeds 1, 2) and 4 GPUs (seeds 1, 2); each cell has
 // 3 lines: images_per_s 50 (warm-up), then X, X; miou 0.1, 0.3, F at wall_s 10, 20, 30.

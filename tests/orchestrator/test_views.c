@@ -10,35 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "db/db.h"
+#include "tests/orchestrator/sql_helpers.h"
 
 static char dbpath[256];
-
-static void execf(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("SQL failed: %s\n%s", msg, sql);
-    sqlite3_free(sql);
-}
-
-// One double from a query (NAN for NULL or no row).
-static double qd(sqlite3 *db, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("prepare: %s\n%s", sqlite3_errmsg(db), sql);
-    double v = NAN;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_double(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_free(sql);
-    return v;
-}
 
 #define assert_close(a, b) do { double _a = (a), _b = (b); \
     if (!(fabs(_a - _b) <= 1e-9 + 1e-9 * fabs(_b))) fail_msg("%s = %.17g, expected %.17g", #a, _a, _b); } while (0)
