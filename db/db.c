@@ -137,10 +137,11 @@ int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
     *out = NULL;
     sqlite3 *db = NULL;
     int readonly = mode == DB_READONLY;
-    int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int flags = readonly ? SQLITE_OPEN_READONLY
+                : mode == DB_EXISTING ? SQLITE_OPEN_READWRITE : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: cannot open database: %s%s", path, db ? sqlite3_errmsg(db) : "out of memory",
-                 readonly ? " (run `segx plan` first, or pass --db FILE)" : "");
+                 mode != DB_CREATE ? " (run `segx plan` first, or pass --db FILE)" : "");
         sqlite3_close(db);
         return -1;
     }
@@ -152,6 +153,10 @@ int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
     if (v > SEGX_DB_VERSION) {
         snprintf(e, sizeof e, "schema version %d is newer than this segx understands (%d): upgrade segx",
                  v, SEGX_DB_VERSION);
+        goto fail;
+    }
+    if (mode == DB_EXISTING && v == 0) {
+        snprintf(e, sizeof e, "not a segx database (no schema); run `segx plan` first, or pass --db FILE");
         goto fail;
     }
     if (!readonly) {

@@ -19,6 +19,8 @@
 enum {
     DB_CREATE = 0,     // read-write, created (with the schema) if missing
     DB_READONLY = 1,   // read-only, must exist (query, report; plan's look-up before it writes)
+    DB_EXISTING = 2,   // read-write, must exist: submit/status/collect/cancel/resubmit/run, so a
+                       // mistyped --db is an error instead of a new empty database
 };
 // path: the DB file; mode: one of the above.
 int  db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen);

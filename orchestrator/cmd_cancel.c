@@ -59,7 +59,7 @@ int cmd_cancel(int argc, char **argv)
 
     char err[2048], name[256], run_root[PATH_MAX];
     sqlite3 *db;
-    if (db_open(db_path_default(db_path), 0, &db, err, sizeof err) < 0) {
+    if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) {
         fprintf(stderr, "segx cancel: %s\n", err);
         return 1;
     }

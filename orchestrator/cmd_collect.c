@@ -27,7 +27,7 @@ int cmd_collect(int argc, char **argv)
     const char *path = db_path_default(dbflag);
     sqlite3 *db;
     char err[1024];
-    if (db_open(path, 0, &db, err, sizeof err) < 0) {
+    if (db_open(path, DB_EXISTING, &db, err, sizeof err) < 0) {
         fprintf(stderr, "segx collect: %s\n", err);
         return 1;
     }

@@ -43,7 +43,7 @@ int cmd_query(int argc, char **argv)
     const char *path = db_path_default(dbflag);
     sqlite3 *db;
     char err[1024];
-    if (db_open(path, 1, &db, err, sizeof err) < 0) {
+    if (db_open(path, DB_READONLY, &db, err, sizeof err) < 0) {
         fprintf(stderr, "segx query: %s\n", err);
         return 1;
     }

@@ -50,7 +50,7 @@ int cmd_report(int argc, char **argv)
     }
     const char *path = db_path_default(dbflag);
     sqlite3 *db;
-    if (db_open(path, 1, &db, err, sizeof err) < 0) {
+    if (db_open(path, DB_READONLY, &db, err, sizeof err) < 0) {
         fprintf(stderr, "segx report: %s\n", err);
         return 1;
     }

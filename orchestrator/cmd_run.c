@@ -64,7 +64,7 @@ int cmd_run(int argc, char **argv)
     // 3. wait
     char err[2048], run_root[PATH_MAX], ename[256];
     sqlite3 *db;
-    if (db_open(db_path_default(db_path), 0, &db, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
+    if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
     long long eid;
     if (submit_find_experiment(db, name, &eid, ename, sizeof ename, run_root, sizeof run_root, err, sizeof err) < 0) {
         fprintf(stderr, "segx run: %s\n", err);

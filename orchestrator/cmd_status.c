@@ -380,7 +380,7 @@ int cmd_status(int argc, char **argv)
     if (interval < 1) interval = 1;
     char err[1024], name[256], run_root[PATH_MAX];
     sqlite3 *db;
-    if (db_open(db_path_default(db_path), 0, &db, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); return 1; }
+    if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); return 1; }
     long long eid;
     int frc = submit_find_experiment(db, a.npos ? a.pos[0] : NULL, &eid, name, sizeof name, run_root, sizeof run_root, err, sizeof err);
     if (frc < 0) { fprintf(stderr, "segx status: %s\n", err); db_close(db); return frc == -2 ? 2 : 1; }

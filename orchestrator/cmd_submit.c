@@ -100,7 +100,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     size_t nsub = 0, nskip_done = 0, nskip_active = 0, nskip_failed = 0;
     if (submitted) *submitted = 0;
     sqlite3 *db;
-    if (db_open(db_path_default(o->db_path), 0, &db, err, sizeof err) < 0) {
+    if (db_open(db_path_default(o->db_path), DB_EXISTING, &db, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);
         return 1;
     }

@@ -6,11 +6,19 @@
 cd "$TEST_TMP"
 db=$TEST_TMP/r.db
 
-# An empty file becomes a segx DB on the first writing command; query refuses a missing one.
+# Commands other than plan refuse a missing DB and create nothing (a mistyped --db is an error).
 out=$("$SEGX" query --db "$TEST_TMP/missing.db" "SELECT 1" 2>&1); rc=$?
 check_eq "query on a missing DB exits 1" 1 "$rc"
 case $out in *missing.db*) pass "query names the missing DB";; *) fail "query names the missing DB" "$out";; esac
-check "collect creates the schema" "$SEGX" collect --db "$db" -q
+for c in collect status submit cancel; do
+  out=$("$SEGX" $c --db "$TEST_TMP/typo.db" 2>&1); rc=$?
+  check_eq "$c on a missing DB exits 1" 1 "$rc"
+  case $out in *typo.db*"segx plan"*) pass "$c names the missing DB and says to plan first";;
+    *) fail "$c names the missing DB and says to plan first" "$out";; esac
+done
+check "no database was created by those commands" test ! -e "$TEST_TMP/typo.db"
+sqlite3 "$db" <"$SEGX_ROOT/db/schema.sql"
+check "collect opens a DB with the schema" "$SEGX" collect --db "$db" -q
 
 # Experiment 'exp': weak scaling of model m on 1 and 2 GPUs, two seeds each; cell f2 fails.
 runs=$TEST_TMP/runs/exp

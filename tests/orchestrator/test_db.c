@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "db/db.h"
 
@@ -154,6 +155,27 @@ static void test_refusals_and_paths(void **state)
     // Read-only on a missing file fails and names it.
     assert_int_equal(db_open(path, 1, &db, err, sizeof err), -1);
     assert_non_null(strstr(err, path));
+    // DB_EXISTING (submit, status, collect, ...) on a missing file fails, names it and creates nothing:
+    // a mistyped --db must not leave an empty database behind.
+    assert_int_equal(db_open(path, DB_EXISTING, &db, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "segx plan"));
+    assert_int_equal(access(path, F_OK), -1);
+    // ... and on an existing empty file it refuses without writing the schema into it.
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(db_open(path, DB_EXISTING, &db, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a segx database"));
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    cleanup();
+    // A planned database opens read-write with DB_EXISTING.
+    db = open_rw();
+    db_close(db);
+    assert_int_equal(db_open(path, DB_EXISTING, &db, err, sizeof err), 0);
+    db_close(db);
     // A newer schema is refused.
     db = open_rw();
     exec_ok(db, "PRAGMA user_version = 99");
