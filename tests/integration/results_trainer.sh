@@ -9,7 +9,7 @@ if [ ! -x "$SEGX_TRAIN" ]; then skip "segx-train not built"; done_testing; exit;
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then skip "no fashion-mnist"; done_testing; exit; fi
 db=$TEST_TMP/t.db
 runs=$TEST_TMP/runs/tr
-"$SEGX" collect --db "$db" -q
+sqlite3 "$db" <"$SEGX_ROOT/db/schema.sql"   # the schema segx plan would create
 sqlite3 "$db" <<SQL
 INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES (1, 'tr', '{}', '$runs', 0, 0);
 INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, model, gpu_type, gpus, batch_per_gpu, global_batch, seed, created_at)
