@@ -1,10 +1,15 @@
 // orchestrator/backend_local.c — the embedded backend: cells run as child processes of a
 // detached local agent on this machine (orchestrator/local_jobs.h has the design).
 // Options (JSON): {"state_dir": "RUNS/.local", "max_parallel": N, "cpus": C}; state_dir defaults
-// to $SEGX_LOCAL_DIR, else ./runs/.local; max_parallel/cpus (0 = no limit), when given, replace
-// the agent's slots (local_jobs.h).
+// to $SEGX_LOCAL_DIR, else ./runs/.local. When either of max_parallel/cpus is given, the agent's
+// slots are replaced (local_jobs.h): jobs share C cores ($SEGX_LOCAL_CPUS when set, else C, else
+// when C is 0 or absent this machine's online cores), and max_parallel (0 = none) caps the jobs
+// at once on top of that. Each job claims ranks x cpus-per-task cores as its script asks Slurm
+// for them (#SBATCH --nodes x --ntasks-per-node x --cpus-per-task, the same CPUs the rendered
+// trainer gets as --threads), else gpus x cpus_per_task from the JobSpec.
 #include "orchestrator/backends.h"
 #include "orchestrator/local_jobs.h"
+#include "orchestrator/slurm_util.h"
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -18,6 +23,46 @@ typedef struct {
     int agent_checked;
 } Local;
 
+// Cores a job takes: what its script asks Slurm for, so the claim follows the trainer's --threads
+// (the profile's cpus_per_gpu unless the spec overrides it); the JobSpec where the script says nothing.
+static int local_job_claim(const JobSpec *job)
+{
+    int ranks = job->gpus > 0 ? job->gpus : 1, per_rank = job->cpus_per_task > 0 ? job->cpus_per_task : 1;
+    SlurmOpts o;
+    char *text = NULL, e[512];
+    if (job->script_path && slurm_script_parse(job->script_path, &o, &text, e, sizeof e) == 0) {
+        if (o.ntasks > 0) ranks = o.ntasks;
+        else if (o.ntasks_per_node > 0) ranks = o.ntasks_per_node * (o.nodes > 0 ? o.nodes : 1);
+        if (o.cpus_per_task > 0) per_rank = o.cpus_per_task;
+    }
+    free(text);
+    long claim = (long)ranks * per_rank;
+    return claim > 4096 ? 4096 : (int)claim;
+}
+
+// $SEGX_LOCAL_CPUS: the cores local jobs may share (e.g. to keep some for other work). 1 set
+// (*n), 0 unset, -1 not a positive number.
+static int env_cores(int *n)
+{
+    const char *env = getenv("SEGX_LOCAL_CPUS");
+    if (!env || !*env) return 0;
+    char *end;
+    long v = strtol(env, &end, 10);
+    if (*end || v < 1 || v > 65536) return -1;
+    *n = (int)v;
+    return 1;
+}
+
+// The cores jobs share: $SEGX_LOCAL_CPUS, else the caller's count, else this machine's.
+static int local_cores(int given)
+{
+    int n;
+    if (env_cores(&n) == 1) return n;
+    if (given > 0) return given;
+    long m = sysconf(_SC_NPROCESSORS_ONLN);
+    return m > 0 ? (int)m : 1;
+}
+
 static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen, char *err, size_t errlen)
 {
     Local *l = b->impl;
@@ -25,7 +70,7 @@ static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idl
     snprintf(j.script, sizeof j.script, "%s", job->script_path);
     snprintf(j.run_dir, sizeof j.run_dir, "%s", job->run_dir);
     snprintf(j.name, sizeof j.name, "%s", job->job_name ? job->job_name : "");
-    j.cpus = (job->gpus > 0 ? job->gpus : 1) * (job->cpus_per_task > 0 ? job->cpus_per_task : 1);
+    j.cpus = local_job_claim(job);
     if (job->time_limit && *job->time_limit) {
         // "[D-]HH:MM:SS" as rendered by the planner
         int d = 0, h = 0, m = 0, s = 0;
@@ -194,7 +239,15 @@ int backend_local_open(const char *options_json, Backend **out, char *err, size_
         slots = json_object_get(o, "max_parallel") || json_object_get(o, "cpus");
         json_decref(o);
     }
-    if (local_state_init(l->dir, err, errlen) < 0 || (slots && local_set_slots(l->dir, maxp, cpus, err, errlen) < 0)) {
+    int ncores;
+    if (env_cores(&ncores) < 0) {
+        snprintf(err, errlen, "SEGX_LOCAL_CPUS='%s': expected the number of cores local jobs may share "
+                 "(a whole number, 1 or more), or unset it to share all of this machine's", getenv("SEGX_LOCAL_CPUS"));
+        free(l); free(b);
+        return -1;
+    }
+    if (local_state_init(l->dir, err, errlen) < 0 ||
+        (slots && local_set_slots(l->dir, maxp, local_cores(cpus), err, errlen) < 0)) {
         free(l); free(b);
         return -1;
     }

@@ -162,9 +162,12 @@ static void read_slots(const char *dir, int *max_parallel, int *cpus)
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/config.json", dir);
     json_t *o = json_load_file(p, 0, NULL);
-    *max_parallel = o ? (int)json_integer_value(json_object_get(o, "max_parallel")) : 1;
+    *max_parallel = o ? (int)json_integer_value(json_object_get(o, "max_parallel")) : 0;
     *cpus = o ? (int)json_integer_value(json_object_get(o, "cpus")) : 0;
-    if (!o) { *max_parallel = 1; *cpus = 0; }
+    if (!o) {   // no submit wrote slots (a state dir of an older segx): share this machine's cores
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        *cpus = n > 0 ? (int)n : 1;
+    }
     json_decref(o);
 }
 
@@ -260,6 +263,16 @@ static size_t scan_jobs(const char *dir, long **ids, size_t *cap)
     closedir(d);
     qsort(*ids, n, sizeof **ids, cmp_long);
     return n;
+}
+
+// Admission: a job claiming `need` cores starts when fewer than max_parallel jobs run (0: no
+// cap) and its claim fits in the cores still free (cpus 0: no core accounting). A job larger
+// than the machine starts only when nothing else runs, so it runs alone instead of never.
+static int job_fits(int need, size_t nrun, int used, int max_parallel, int cpus)
+{
+    if (max_parallel > 0 && nrun >= (size_t)max_parallel) return 0;
+    if (cpus > 0 && nrun > 0 && used + need > cpus) return 0;
+    return 1;
 }
 
 static int cancel_requested(const char *dir, long id, int consume)
@@ -421,10 +434,7 @@ int local_agent_run(const char *dir)
             int need = j.cpus > 0 ? j.cpus : 1;
             // first come, first served: a job that does not fit blocks the ones behind it (and
             // they need not be read this round: a long queue costs nothing per tick)
-            if ((maxp > 0 && (int)nrun >= maxp) || nrun == sizeof run / sizeof run[0] ||
-                (maxcpus > 0 && nrun > 0 && used + need > maxcpus)) {
-                break;
-            }
+            if (nrun == sizeof run / sizeof run[0] || !job_fits(need, nrun, used, maxp, maxcpus)) break;
             if (start_job(dir, &j) == 0) {
                 run[nrun++] = (Running){.id = j.id, .pid = j.pid, .cpus = need};
                 used += need;

@@ -10,9 +10,11 @@
 //   cancel/<id>      cancel request marker (written by cancel, consumed by the agent)
 //   next_id, ids.lock  job id allocation (flock)
 //   agent.lock       flock held by the running agent; agent.pid, agent.log
-//   config.json      {"max_parallel": N, "cpus": C} (0 = no limit; latest submit wins): jobs
-//                    start in id order while fewer than N run and their cpus fit in C (a job
-//                    larger than C still runs alone)
+//   config.json      {"max_parallel": N, "cpus": C} (0 = no limit; latest submit wins; no file:
+//                    this machine's cores, no job cap): jobs start in id order while fewer than
+//                    N run and their cpus fit in the C not taken by running jobs (a job larger
+//                    than C still runs, alone); the first job that does not fit waits, and so
+//                    do the ones behind it
 // Job states: pending running completed failed cancelled timeout. A job runs `bash job.sh` in its
 // run dir in a new session (its pid is its process group), stdout+stderr to RUN_DIR/job.out.
 #ifndef SEGX_LOCAL_JOBS_H

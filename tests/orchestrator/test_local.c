@@ -22,6 +22,7 @@ static char tmpdir[256];
 static int setup(void **state)
 {
     (void)state;
+    unsetenv("SEGX_LOCAL_CPUS");   // the tests set the cores they share themselves
     snprintf(tmpdir, sizeof tmpdir, "/tmp/segx-test-local-XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
@@ -43,16 +44,22 @@ static void sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
-// Writes RUN_DIR/job.sh with body and returns the run dir.
-static void make_job(const char *name, const char *body, char *run_dir, size_t rlen, char *script, size_t slen)
+// Writes RUN_DIR/job.sh (#SBATCH header lines, then body) and returns the run dir.
+static void make_job_h(const char *name, const char *header, const char *body, char *run_dir, size_t rlen,
+                       char *script, size_t slen)
 {
     snprintf(run_dir, rlen, "%s/%s", tmpdir, name);
     mkdir(run_dir, 0755);
     snprintf(script, slen, "%s/job.sh", run_dir);
     FILE *f = fopen(script, "w");
     assert_non_null(f);
-    fprintf(f, "#!/bin/bash\ncd \"$(dirname \"$0\")\"\n%s\n", body);
+    fprintf(f, "#!/bin/bash\n%scd \"$(dirname \"$0\")\"\n%s\n", header, body);
     fclose(f);
+}
+
+static void make_job(const char *name, const char *body, char *run_dir, size_t rlen, char *script, size_t slen)
+{
+    make_job_h(name, "", body, run_dir, rlen, script, slen);
 }
 
 static Backend *open_local_slots(int max_parallel, int cpus)
@@ -66,7 +73,8 @@ static Backend *open_local_slots(int max_parallel, int cpus)
     return b;
 }
 
-static Backend *open_local(int max_parallel) { return open_local_slots(max_parallel, 0); }
+// Cores aplenty: only max_parallel limits.
+static Backend *open_local(int max_parallel) { return open_local_slots(max_parallel, 64); }
 
 static void submit_g(Backend *b, const char *name, const char *body, int gpus, char *id, size_t idlen)
 {
@@ -181,6 +189,65 @@ static void test_cpu_accounting(void **state)
     backend_close(b);
 }
 
+// The claim is what the script asks Slurm for (ranks x --cpus-per-task), which is what the rendered
+// trainer runs with (--threads), not the JobSpec's cpus_per_task.
+static void test_claim_from_script(void **state)
+{
+    (void)state;
+    Backend *b = open_local_slots(0, 4);
+    char rd[512], sc[600], err[512], ids[2][64];
+    const char *body = "date +%s.%N > start; sleep 0.4; date +%s.%N > end";
+    make_job_h("wide", "#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=2\n#SBATCH --cpus-per-task=2\n", body, rd,
+               sizeof rd, sc, sizeof sc);
+    JobSpec js = {.experiment = "t", .cell_key = "wide", .run_dir = rd, .script_path = sc, .job_name = "wide",
+                  .attempt = 1, .gpus = 1, .nodes = 1, .cpus_per_task = 1, .gpu_type = "cpu"};
+    if (b->ops->submit(b, &js, ids[0], sizeof ids[0], err, sizeof err) < 0) fail_msg("%s", err);
+    submit_g(b, "narrow", body, 1, ids[1], sizeof ids[1]);   // 1 more core than the 4 that are left: waits
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/state", tmpdir);
+    LocalJob j;
+    assert_int_equal(local_job_read(dir, atol(ids[0]), &j, err, sizeof err), 0);
+    assert_int_equal(j.cpus, 4);
+    assert_int_equal(local_job_read(dir, atol(ids[1]), &j, err, sizeof err), 0);
+    assert_int_equal(j.cpus, 1);
+    const char *idv[2] = {ids[0], ids[1]};
+    JobStatus st[2];
+    wait_final(b, idv, 2, st, 20);
+    assert_true(read_num("narrow", "start") >= read_num("wide", "end"));
+    backend_close(b);
+}
+
+// cpus 0 means this machine's cores; $SEGX_LOCAL_CPUS replaces them, and a bad value is an error.
+static void test_cores_shared(void **state)
+{
+    (void)state;
+    char dir[512], path[600], err[512];
+    snprintf(dir, sizeof dir, "%s/state", tmpdir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *want[] = {NULL, "3"};
+    for (int k = 0; k < 2; k++) {
+        if (want[k]) setenv("SEGX_LOCAL_CPUS", want[k], 1);
+        Backend *b = open_local_slots(1, 0);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char buf[256] = "";
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        char expect[64];
+        snprintf(expect, sizeof expect, "\"cpus\": %ld", want[k] ? 3L : ncpu);
+        if (!strstr(buf, expect)) fail_msg("config.json: %s, expected %s", buf, expect);
+        assert_non_null(strstr(buf, "\"max_parallel\": 1"));
+        backend_close(b);
+    }
+    setenv("SEGX_LOCAL_CPUS", "two", 1);
+    Backend *b = NULL;
+    assert_int_equal(backend_open("local", "{\"max_parallel\": 1}", &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "SEGX_LOCAL_CPUS='two'"));
+    unsetenv("SEGX_LOCAL_CPUS");
+}
+
 static void test_failure_reason_has_stderr_tail(void **state)
 {
     (void)state;
@@ -292,6 +359,8 @@ int main(void)
         cmocka_unit_test(test_max_parallel_and_exit_codes),
         cmocka_unit_test(test_parallel_slots_overlap),
         cmocka_unit_test(test_cpu_accounting),
+        cmocka_unit_test(test_claim_from_script),
+        cmocka_unit_test(test_cores_shared),
         cmocka_unit_test(test_failure_reason_has_stderr_tail),
         cmocka_unit_test(test_cancel_kills_process_group),
         cmocka_unit_test(test_time_limit),
