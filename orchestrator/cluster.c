@@ -117,13 +117,13 @@ static int copy_list(const json_t *o, const char *key, char **dst, size_t *n, co
     return 0;
 }
 
-// A memory size like "4G", "512M", "4096" (MB). Returns MB, or -1.
-static long parse_mem_mb(const char *s)
+long cluster_mem_mb(const char *s)
 {
+    if (!s || !(isdigit((unsigned char)*s) || *s == '.')) return -1;   // no sign, blank, "inf" or "nan"
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v <= 0) return -1;
+    if (errno || end == s || !(v > 0) || v > 1e12) return -1;
     double mb;
     switch (toupper((unsigned char)*end)) {
     case '\0': case 'M': mb = v; break;
@@ -171,7 +171,7 @@ static int parse_gpu(const json_t *e, size_t i, ClusterGpu *g, const char *where
     if (!g->gpu_type[0]) { snprintf(err, errlen, "%s: \"gpu_type\" is required", w); return -1; }
     if (strcasecmp(g->gpu_type, "cpu") != 0 && !g->gres_type[0])
         snprintf(g->gres_type, sizeof g->gres_type, "%s", g->gpu_type);
-    if (g->mem_per_gpu[0] && parse_mem_mb(g->mem_per_gpu) < 0) {
+    if (g->mem_per_gpu[0] && cluster_mem_mb(g->mem_per_gpu) < 0) {
         snprintf(err, errlen, "%s: \"mem_per_gpu\" '%s' is not a size like 16G or 4096M", w, g->mem_per_gpu);
         return -1;
     }
@@ -414,7 +414,7 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
             buf_printf(&b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
     }
     if (g->constraint[0]) buf_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
-    if (g->mem_per_gpu[0]) buf_printf(&b, "#SBATCH --mem=%ldM\n", parse_mem_mb(g->mem_per_gpu) * per_node);
+    if (g->mem_per_gpu[0]) buf_printf(&b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
     if (run_dir) {
         buf_printf(&b, "#SBATCH --output=%s/slurm-%%j.out\n", run_dir);
         buf_printf(&b, "#SBATCH --error=%s/slurm-%%j.err\n", run_dir);

@@ -36,6 +36,9 @@ int  cluster_render_launch(const ClusterProfile *p, const json_t *container, int
 // Only the container part ("" when none), e.g. for the local backend which has no srun.
 int  cluster_render_container(const ClusterProfile *p, const json_t *container, char **out /*malloc*/);
 void cluster_free(ClusterProfile *p);
+// A memory size as profiles and specs write it ("16G", "4096M", "1.5T", "512" = MB, "16GB") in MB;
+// -1 when malformed or not positive.
+long cluster_mem_mb(const char *s);
 
 // Read accessors (doctor, status).
 const char *cluster_name(const ClusterProfile *p);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -505,6 +506,41 @@ struct PlanRenderer {
     char *rules;      // trainer.metrics as compact JSON, or NULL
 };
 
+// resources.mem_per_gpu {gpu_type: size}: every GPU type it names must be one of the profile's.
+static int check_mem_types(const Spec *s, const ClusterProfile *prof, char *err, size_t errlen)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->mem_per_gpu_by_type, k, v) {
+        if (cluster_find_gpu(prof, k)) continue;
+        char kp[300], types[512] = "";
+        size_t n = 0;
+        for (size_t i = 0; i < cluster_gpu_count(prof) && n < sizeof types - 40; i++)
+            n += (size_t)snprintf(types + n, sizeof types - n, "%s%s", i ? ", " : "", cluster_gpu_at(prof, i)->gpu_type);
+        snprintf(kp, sizeof kp, "resources.mem_per_gpu.%s", k);
+        int line, col;
+        if (spec_locate(s->text, kp, &line, &col) == 0)
+            snprintf(err, errlen, "%s:%d:%d: %s: gpu_type '%s' is not in cluster profile '%s' (its GPU types: %s)",
+                     s->path, line, col, kp, k, cluster_name(prof), types);
+        else
+            snprintf(err, errlen, "%s: %s: gpu_type '%s' is not in cluster profile '%s' (its GPU types: %s)",
+                     s->path, kp, k, cluster_name(prof), types);
+        return -1;
+    }
+    return 0;
+}
+
+// The spec's memory per GPU for this GPU type, or NULL (the profile's applies).
+static const char *mem_override(const Spec *s, const char *gpu_type)
+{
+    if (s->mem_per_gpu) return s->mem_per_gpu;
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->mem_per_gpu_by_type, k, v)
+        if (strcasecmp(k, gpu_type) == 0) return json_string_value(v);
+    return NULL;
+}
+
 int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run_root,
                        PlanRenderer **out, char *err, size_t errlen)
 {
@@ -541,6 +577,7 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
     if (!r->tmpl || got != (size_t)len) { free(r->tmpl); free(r); snprintf(err, errlen, "%s: read failed", r->tmpl_path); return -1; }
     r->tmpl[len] = 0;
     if (cluster_load(s->cluster, templates_dir, &r->prof, err, errlen) < 0) { free(r->tmpl); free(r); return -1; }
+    if (check_mem_types(s, r->prof, err, errlen) < 0) { plan_renderer_close(r); return -1; }
     if (s->metrics) r->rules = json_dumps(s->metrics, JSON_COMPACT | JSON_SORT_KEYS);
     if (!s->external && r->trainer[0] != '/')
         fprintf(stderr, "segx: warning: no segx-train beside %s (build it with `make`, or set SEGX_TRAIN); "
@@ -653,6 +690,9 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     ClusterGpu gpu = *pg;
     const ClusterGpu *g = &gpu;
     if (s->cpus_per_gpu_set) gpu.cpus_per_gpu = s->cpus_per_gpu;
+    // resources.mem_per_gpu overrides the profile's per GPU type (--mem = it x GPUs per node)
+    const char *mem = mem_override(s, gt);
+    if (mem) snprintf(gpu.mem_per_gpu, sizeof gpu.mem_per_gpu, "%s", mem);
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, c->key);
     char *directives = NULL, *srun = NULL, *container = NULL, *bad = NULL;
     if (cluster_render_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &directives) < 0)

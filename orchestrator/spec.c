@@ -1,6 +1,7 @@
 // orchestrator/spec.c — reading and checking experiment specs (see spec.h).
 #include "orchestrator/spec.h"
 #include "orchestrator/cli.h"
+#include "orchestrator/cluster.h"
 #include <ctype.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -484,6 +485,42 @@ static int check_name(const Chk *c, const json_t *v)
     return 0;
 }
 
+// One memory size ("16G", "4096M", "512" = MB), as a cluster profile writes it.
+static int check_mem_size(const Chk *c, const char *keypath, const json_t *v)
+{
+    const char *m = json_string_value(v);
+    char d[128];
+    if (!m || cluster_mem_mb(m) < 0 || strlen(m) >= sizeof ((ClusterGpu *)0)->mem_per_gpu)
+        return fail(c, keypath, 0, "expected a memory size per GPU such as \"16G\" or \"4096M\" (digits alone are MB), got %s",
+                    describe(v, d, sizeof d));
+    return 0;
+}
+
+// resources.mem_per_gpu: one size for every GPU type, or {gpu_type: size} for some of them (the
+// others keep the cluster profile's). plan.c checks the GPU types against the profile.
+static int check_mem_per_gpu(const Chk *c, Spec *s, const json_t *x)
+{
+    if (json_is_object(x)) {
+        if (json_object_size(x) == 0)
+            return fail(c, "resources.mem_per_gpu", 0, "expected a size or {\"gpu_type\": size, ...}, got {}");
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)x, k, v) {
+            char kp[256];
+            snprintf(kp, sizeof kp, "resources.mem_per_gpu.%s", k);
+            if (check_mem_size(c, kp, v) < 0) return -1;
+        }
+        s->mem_per_gpu_by_type = (json_t *)x;
+        return 0;
+    }
+    if (!json_is_string(x))
+        return fail(c, "resources.mem_per_gpu", 0, "expected a size such as \"16G\" or an object {\"a100\": \"64G\", ...}, got %s",
+                    type_name(x));
+    if (check_mem_size(c, "resources.mem_per_gpu", x) < 0) return -1;
+    s->mem_per_gpu = json_string_value(x);
+    return 0;
+}
+
 static int check_spec(const Chk *c, Spec *s)
 {
     json_t *r = s->root;
@@ -534,13 +571,7 @@ static int check_spec(const Chk *c, Spec *s)
             s->cpus_per_gpu = (int)json_integer_value(x);
             s->cpus_per_gpu_set = 1;
         }
-        if ((x = json_object_get(v, "mem_per_gpu"))) {
-            const char *m = json_string_value(x);
-            size_t n = m ? strspn(m, "0123456789") : 0;
-            if (!m || n == 0 || (m[n] && (!strchr("KMGTkmgt", m[n]) || m[n + 1])))
-                return fail(c, "resources.mem_per_gpu", 0, "expected a size such as \"2G\" or \"512M\"");
-            s->mem_per_gpu = m;
-        }
+        if ((x = json_object_get(v, "mem_per_gpu")) && check_mem_per_gpu(c, s, x) < 0) return -1;
     }
     if ((v = json_object_get(r, "cluster"))) {
         if (!json_is_string(v) && !json_is_object(v))

@@ -14,7 +14,8 @@
 //   exclude / include   lists of partial cells (a value may be a list: any of)
 //   scaling     "weak" (matrix.batch_per_gpu) | "strong" (matrix.global_batch, split over gpus)
 //   lr_scaling  "none" | "linear" | "sqrt" (relative to the smallest global batch)
-//   resources   {time "HH:MM:SS" | "D-HH:MM:SS" | minutes, cpus_per_gpu, mem_per_gpu}
+//   resources   {time "HH:MM:SS" | "D-HH:MM:SS" | minutes, cpus_per_gpu, mem_per_gpu: "16G" or
+//                {gpu_type: "16G"} (overrides the cluster profile's; --mem = it x GPUs per node)}
 //   cluster     profile name or inline object (orchestrator/cluster.h); default "local"
 //   container   image path or {runtime, image, bind} (passed to the cluster profile)
 //   eval        {every, limit, ...}: trainer flags --eval-<key>; eval.targets {metric: value}
@@ -44,7 +45,8 @@ typedef struct {
     long time_s;
     int cpus_per_gpu;       // 1 when unset
     int cpus_per_gpu_set;   // resources.cpus_per_gpu given: it overrides the cluster profile's
-    const char *mem_per_gpu; // NULL when unset
+    const char *mem_per_gpu; // resources.mem_per_gpu as one size for every GPU type; NULL when unset
+    json_t *mem_per_gpu_by_type; // resources.mem_per_gpu as {gpu_type: size} (borrowed); NULL when unset
     json_t *cluster;        // string or object (default: "local")
     json_t *container;      // NULL when unset
     json_t *eval;           // NULL when unset

@@ -362,6 +362,60 @@ static void test_multi_rank_and_bad_gpu_type(void **state)
     spec_free(s);
 }
 
+// Renders one cell of spec text and returns its script (malloc'd); -1 tests get err instead.
+static int render_cell(const char *text, size_t cell, char **script, char *err, size_t errlen)
+{
+    Spec *s = spec_ok(text);
+    PlanCell *c;
+    size_t n;
+    PlanRenderer *r;
+    *script = NULL;
+    if (plan_expand(s, &c, &n, err, errlen) < 0) fail_msg("%s", err);
+    assert_true(cell < n);
+    int rc = plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, errlen);
+    if (rc == 0) rc = plan_render_text(r, &c[cell], 1, "/tmp/none/m/k/attempt-1", script, err, errlen);
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+    return rc;
+}
+
+// resources.mem_per_gpu overrides the cluster profile's --mem: one size for every GPU type, or
+// per GPU type (the others keep the profile's); --mem = the size x GPUs per node of the cell.
+static void test_mem_per_gpu_overrides_profile(void **state)
+{
+    (void)state;
+    char err[1024], *t;
+    // local profile: 256M per GPU; a100 x2 on one node, v100 x4 over 2 nodes (2 per node)
+    const char *fmt = "{\"name\": \"m\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"a100\", \"v100\"], "
+                      "\"gpus\": [%d], \"nodes\": [%d], \"batch_per_gpu\": [8]}%s}";
+    char text[1024];
+    snprintf(text, sizeof text, fmt, 2, 1, "");
+    assert_int_equal(render_cell(text, 0, &t, err, sizeof err), 0);
+    assert_non_null(strstr(t, "\n#SBATCH --mem=512M\n"));            // the profile's 256M x 2
+    free(t);
+    snprintf(text, sizeof text, fmt, 2, 1, ", \"resources\": {\"mem_per_gpu\": \"3G\"}");
+    assert_int_equal(render_cell(text, 0, &t, err, sizeof err), 0);
+    assert_non_null(strstr(t, "\n#SBATCH --mem=6144M\n"));           // 3G x 2 GPUs per node
+    assert_null(strstr(t, "--mem=512M"));
+    free(t);
+    snprintf(text, sizeof text, fmt, 4, 2, ", \"resources\": {\"mem_per_gpu\": {\"V100\": \"1500M\"}}");
+    assert_int_equal(render_cell(text, 1, &t, err, sizeof err), 0);   // v100: the spec's, per node
+    assert_non_null(strstr(t, "\n#SBATCH --nodes=2\n"));
+    assert_non_null(strstr(t, "\n#SBATCH --mem=3000M\n"));
+    free(t);
+    assert_int_equal(render_cell(text, 0, &t, err, sizeof err), 0);   // a100 is not named: the profile's
+    assert_non_null(strstr(t, "\n#SBATCH --mem=512M\n"));
+    free(t);
+    // a GPU type the profile does not have is an input error naming the key path, line and column (of its value)
+    snprintf(text, sizeof text, fmt, 2, 1, ",\n \"resources\": {\"mem_per_gpu\": {\"h100\": \"80G\"}}");
+    assert_int_equal(render_cell(text, 0, &t, err, sizeof err), -1);
+    assert_null(t);
+    if (!strstr(err, "t.json:2:40: resources.mem_per_gpu.h100: gpu_type 'h100' is not in cluster profile 'local' "
+                     "(its GPU types: v100, a100, rtx8000, cpu)"))
+        fail_msg("%s", err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_keys_stable_across_replans),
         cmocka_unit_test(test_job_script_executes_with_flags),
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
+        cmocka_unit_test(test_mem_per_gpu_overrides_profile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -157,6 +157,47 @@ static void test_value_checks(void **state)
     assert_non_null(strstr(err, "lr_scaling: scaling the learning rate needs trainer.lr or matrix.lr"));
 }
 
+static void test_mem_per_gpu(void **state)
+{
+    (void)state;
+    char err[1024];
+    Spec *s;
+    const char *by_type = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
+                          " \"resources\": {\"mem_per_gpu\": {\"a100\": \"64G\", \"v100\": \"1.5T\"}}}";
+    if (spec_parse(by_type, "t.json", &s, err, sizeof err)) fail_msg("%s", err);
+    assert_null(s->mem_per_gpu);
+    assert_string_equal(json_string_value(json_object_get(s->mem_per_gpu_by_type, "a100")), "64G");
+    spec_free(s);
+    // each bad form names its key path, line and column and shows what is wanted
+    const char *text = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
+                       " \"resources\": {\"mem_per_gpu\": \"lots\"}}";
+    char *e = expect_error(text);
+    int line, col;
+    char want[256];
+    pos_of(text, "\"lots\"", &line, &col);
+    snprintf(want, sizeof want, "t.json:%d:%d: resources.mem_per_gpu: expected a memory size per GPU such as \"16G\" "
+             "or \"4096M\" (digits alone are MB), got \"lots\"", line, col);
+    assert_string_equal(e, want);
+    text = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
+           " \"resources\": {\"mem_per_gpu\": {\"a100\": \"0G\"}}}";
+    e = expect_error(text);
+    pos_of(text, "\"0G\"", &line, &col);
+    snprintf(want, sizeof want, "t.json:%d:%d: resources.mem_per_gpu.a100: expected a memory size", line, col);
+    if (!strstr(e, want)) fail_msg("%s", e);
+    const char *bad[] = {"-4G", "16Q", "inf", "nan", " 4G", "4GBB", "123456789012345678M"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char t[512];
+        snprintf(t, sizeof t, "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},"
+                 " \"resources\": {\"mem_per_gpu\": \"%s\"}}", bad[i]);
+        e = expect_error(t);
+        if (!strstr(e, "resources.mem_per_gpu: expected a memory size")) fail_msg("'%s': %s", bad[i], e);
+    }
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"mem_per_gpu\": 16}}");
+    assert_non_null(strstr(e, "resources.mem_per_gpu: expected a size such as \"16G\" or an object"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"mem_per_gpu\": {}}}");
+    assert_non_null(strstr(e, "resources.mem_per_gpu: expected a size or {\"gpu_type\": size, ...}, got {}"));
+}
+
 static void test_time_formats(void **state)
 {
     (void)state;
@@ -257,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_misspelt_resource_and_axis),
         cmocka_unit_test(test_scaling_batch_rules),
         cmocka_unit_test(test_value_checks),
+        cmocka_unit_test(test_mem_per_gpu),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_metric_regex_translation),
         cmocka_unit_test(test_locate),
