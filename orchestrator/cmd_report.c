@@ -21,7 +21,9 @@ int cmd_report(int argc, char **argv)
         "  cells           every cell: state, attempts, final metrics, wall-clock, GPU-hours\n"
         "  accuracy        mean ± std over seeds (n) of the final miou, pixel_acc, top1, val_loss\n"
         "  speedup         speedup and efficiency vs the 1-GPU cell of each scaling group (weak/strong),\n"
-        "                  from images/s and from time per epoch\n"
+        "                  from images/s and from time per epoch; warns on stderr when measured\n"
+        "                  attempts ran at the same time as other local-backend jobs on one host\n"
+        "                  (their throughput was measured on shared cores: use --max-parallel 1)\n"
         "  cost            GPU-hours used (sum over attempts of (end-start) x gpus) and planned\n"
         "  time-to-target  first wall-clock second a metric reached --target (or the spec's eval.targets)\n"
         "With --target and no KIND, prints time-to-target.",

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const kinds[] = {"cells", "accuracy", "speedup", "cost", "time-to-target", NULL};
 
@@ -153,91 +154,86 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
 // Every report filters with ?1 = experiment name (NULL = all).
 #define EXP_FILTER " (?1 IS NULL OR x.name = ?1) "
 
-static int report_cells(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
-{
-    static const char sql[] =
-        "SELECT x.name, m.key, m.model, m.gpu_type, m.gpus, m.nodes, m.batch_per_gpu, m.global_batch, m.seed,"
-        " m.state, m.attempts, m.epoch, m.miou, m.pixel_acc, m.top1, m.val_loss, m.images_per_s, m.wall_s,"
-        " m.gpu_hours, (SELECT a.reason FROM attempts a WHERE a.cell_id = m.cell_id ORDER BY a.attempt DESC LIMIT 1)"
-        " FROM cell_metrics m JOIN experiments x ON x.id = m.experiment_id WHERE" EXP_FILTER
-        " ORDER BY x.name, m.model, m.gpu_type, m.gpus, m.batch_per_gpu, m.global_batch, m.seed, m.key";
-    static const Col cols[] = {
-        {"experiment", 0, C_PLAIN, 0}, {"cell", 1, C_KEY, 0}, {"model", 2, C_PLAIN, 0},
-        {"gpu_type", 3, C_PLAIN, 0}, {"gpus", 4, C_PLAIN, 0}, {"nodes", 5, C_PLAIN, 0},
-        {"batch_per_gpu", 6, C_PLAIN, 0}, {"global_batch", 7, C_PLAIN, 0}, {"seed", 8, C_PLAIN, 0},
-        {"state", 9, C_PLAIN, 0}, {"attempts", 10, C_PLAIN, 0}, {"epoch", 11, C_PLAIN, 0},
-        {"miou", 12, C_PLAIN, 4}, {"pixel_acc", 13, C_PLAIN, 4}, {"top1", 14, C_PLAIN, 4},
-        {"val_loss", 15, C_PLAIN, 4}, {"images_per_s", 16, C_PLAIN, 1}, {"wall_s", 17, C_PLAIN, 1},
-        {"gpu_hours", 18, C_PLAIN, 3}, {"reason", 19, C_FIRSTLINE, 0},
-    };
-    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
-                  out, err, errlen);
-}
+// cells, accuracy, speedup and cost are one query each, rendered column by column.
+static const char cells_sql[] =
+    "SELECT x.name, m.key, m.model, m.gpu_type, m.gpus, m.nodes, m.batch_per_gpu, m.global_batch, m.seed,"
+    " m.state, m.attempts, m.epoch, m.miou, m.pixel_acc, m.top1, m.val_loss, m.images_per_s, m.wall_s,"
+    " m.gpu_hours, (SELECT a.reason FROM attempts a WHERE a.cell_id = m.cell_id ORDER BY a.attempt DESC LIMIT 1)"
+    " FROM cell_metrics m JOIN experiments x ON x.id = m.experiment_id WHERE" EXP_FILTER
+    " ORDER BY x.name, m.model, m.gpu_type, m.gpus, m.batch_per_gpu, m.global_batch, m.seed, m.key";
+static const Col cells_cols[] = {
+    {"experiment", 0, C_PLAIN, 0}, {"cell", 1, C_KEY, 0}, {"model", 2, C_PLAIN, 0},
+    {"gpu_type", 3, C_PLAIN, 0}, {"gpus", 4, C_PLAIN, 0}, {"nodes", 5, C_PLAIN, 0},
+    {"batch_per_gpu", 6, C_PLAIN, 0}, {"global_batch", 7, C_PLAIN, 0}, {"seed", 8, C_PLAIN, 0},
+    {"state", 9, C_PLAIN, 0}, {"attempts", 10, C_PLAIN, 0}, {"epoch", 11, C_PLAIN, 0},
+    {"miou", 12, C_PLAIN, 4}, {"pixel_acc", 13, C_PLAIN, 4}, {"top1", 14, C_PLAIN, 4},
+    {"val_loss", 15, C_PLAIN, 4}, {"images_per_s", 16, C_PLAIN, 1}, {"wall_s", 17, C_PLAIN, 1},
+    {"gpu_hours", 18, C_PLAIN, 3}, {"reason", 19, C_FIRSTLINE, 0},
+};
 
-static int report_accuracy(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
-{
-    static const char sql[] =
-        "SELECT x.name, g.model, g.gpu_type, g.gpus, g.nodes, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr,"
-        " g.cells, g.n,"
-        " g.miou_mean, g.miou_std, g.miou_n, g.pixel_acc_mean, g.pixel_acc_std, g.pixel_acc_n,"
-        " g.top1_mean, g.top1_std, g.top1_n, g.val_loss_mean, g.val_loss_std, g.val_loss_n"
-        " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
-        " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr, g.group_key";
-    static const Col cols[] = {
-        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-        {"gpus", 3, C_PLAIN, 0}, {"nodes", 4, C_PLAIN, 0}, {"batch_per_gpu", 5, C_PLAIN, 0},
-        {"global_batch", 6, C_PLAIN, 0}, {"optimizer", 7, C_PLAIN, 0}, {"lr", 8, C_PLAIN, 5},
-        {"cells", 9, C_PLAIN, 0}, {"n", 10, C_PLAIN, 0}, {"miou", 11, C_PM, 4}, {"pixel_acc", 14, C_PM, 4},
-        {"top1", 17, C_PM, 4}, {"val_loss", 20, C_PM, 4},
-    };
-    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
-                  out, err, errlen);
-}
+static const char accuracy_sql[] =
+    "SELECT x.name, g.model, g.gpu_type, g.gpus, g.nodes, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr,"
+    " g.cells, g.n,"
+    " g.miou_mean, g.miou_std, g.miou_n, g.pixel_acc_mean, g.pixel_acc_std, g.pixel_acc_n,"
+    " g.top1_mean, g.top1_std, g.top1_n, g.val_loss_mean, g.val_loss_std, g.val_loss_n"
+    " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
+    " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr, g.group_key";
+static const Col accuracy_cols[] = {
+    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+    {"gpus", 3, C_PLAIN, 0}, {"nodes", 4, C_PLAIN, 0}, {"batch_per_gpu", 5, C_PLAIN, 0},
+    {"global_batch", 6, C_PLAIN, 0}, {"optimizer", 7, C_PLAIN, 0}, {"lr", 8, C_PLAIN, 5},
+    {"cells", 9, C_PLAIN, 0}, {"n", 10, C_PLAIN, 0}, {"miou", 11, C_PM, 4}, {"pixel_acc", 14, C_PM, 4},
+    {"top1", 17, C_PM, 4}, {"val_loss", 20, C_PM, 4},
+};
 
-static int report_speedup(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
-{
-    static const char sql[] =
-        "SELECT x.name, s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes, s.n,"
-        " s.images_per_s, s.speedup_throughput, s.efficiency_throughput, s.epoch_s, s.speedup_time, s.efficiency_time"
-        " FROM scaling s JOIN experiments x ON x.id = s.experiment_id WHERE" EXP_FILTER
-        " ORDER BY x.name, s.model, s.gpu_type, s.scaling,"
-        " CASE WHEN s.scaling = 'strong' THEN s.global_batch ELSE s.batch_per_gpu END, s.scaling_key, s.gpus, s.nodes, s.group_key";
-    static const Col cols[] = {
-        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-        {"scaling", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
-        {"gpus", 6, C_PLAIN, 0}, {"nodes", 7, C_PLAIN, 0}, {"n", 8, C_PLAIN, 0},
-        {"images_per_s", 9, C_PLAIN, 1}, {"speedup_throughput", 10, C_PLAIN, 2},
-        {"efficiency_throughput", 11, C_PLAIN, 3}, {"epoch_s", 12, C_PLAIN, 2},
-        {"speedup_time", 13, C_PLAIN, 2}, {"efficiency_time", 14, C_PLAIN, 3},
-    };
-    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], NULL, 0, o->format,
-                  out, err, errlen);
-}
+static const char speedup_sql[] =
+    "SELECT x.name, s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes, s.n,"
+    " s.images_per_s, s.speedup_throughput, s.efficiency_throughput, s.epoch_s, s.speedup_time, s.efficiency_time"
+    " FROM scaling s JOIN experiments x ON x.id = s.experiment_id WHERE" EXP_FILTER
+    " ORDER BY x.name, s.model, s.gpu_type, s.scaling,"
+    " CASE WHEN s.scaling = 'strong' THEN s.global_batch ELSE s.batch_per_gpu END, s.scaling_key, s.gpus, s.nodes, s.group_key";
+static const Col speedup_cols[] = {
+    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+    {"scaling", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
+    {"gpus", 6, C_PLAIN, 0}, {"nodes", 7, C_PLAIN, 0}, {"n", 8, C_PLAIN, 0},
+    {"images_per_s", 9, C_PLAIN, 1}, {"speedup_throughput", 10, C_PLAIN, 2},
+    {"efficiency_throughput", 11, C_PLAIN, 3}, {"epoch_s", 12, C_PLAIN, 2},
+    {"speedup_time", 13, C_PLAIN, 2}, {"efficiency_time", 14, C_PLAIN, 3},
+};
 
-static int report_cost(sqlite3 *db, const ReportOptions *o, FILE *out, char *err, size_t errlen)
-{
-    static const char sql[] =
-        // Same numbers as group_metrics (cells, completed, attempts, gpu_hours, est_gpu_hours) without
-        // computing every metric: attempt_times per cell, then cells grouped.
-        "WITH cc AS (SELECT cell_id, COUNT(*) AS attempts, SUM(gpu_hours) AS gpu_hours FROM attempt_times GROUP BY cell_id),"
-        " g AS (SELECT c.experiment_id, c.group_key, MIN(c.model) AS model, MIN(c.gpu_type) AS gpu_type,"
-        " MIN(c.gpus) AS gpus, MIN(c.batch_per_gpu) AS batch_per_gpu, MIN(c.global_batch) AS global_batch,"
-        " COUNT(*) AS cells, COUNT(CASE WHEN c.state = 'completed' THEN 1 END) AS completed,"
-        " SUM(COALESCE(cc.attempts, 0)) AS attempts, SUM(cc.gpu_hours) AS gpu_hours, SUM(c.est_gpu_hours) AS est_gpu_hours"
-        " FROM cells c LEFT JOIN cc ON cc.cell_id = c.id GROUP BY c.experiment_id, c.group_key)"
-        "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.cells, g.completed,"
-        " g.attempts, g.gpu_hours, g.est_gpu_hours"
-        " FROM g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
-        " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.group_key";
-    static const Col cols[] = {
-        {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-        {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
-        {"cells", 6, C_PLAIN, 0}, {"completed", 7, C_PLAIN, 0}, {"attempts", 8, C_PLAIN, 0},
-        {"gpu_hours", 9, C_PLAIN, 3}, {"est_gpu_hours", 10, C_PLAIN, 3},
-    };
-    return render(db, sql, o->experiment, NULL, NULL, 0, cols, sizeof cols / sizeof cols[0], "total", 9,
-                  o->format, out, err, errlen);
-}
+// Same numbers as group_metrics (cells, completed, attempts, gpu_hours, est_gpu_hours) without
+// computing every metric: attempt_times per cell, then cells grouped.
+static const char cost_sql[] =
+    "WITH cc AS (SELECT cell_id, COUNT(*) AS attempts, SUM(gpu_hours) AS gpu_hours FROM attempt_times GROUP BY cell_id),"
+    " g AS (SELECT c.experiment_id, c.group_key, MIN(c.model) AS model, MIN(c.gpu_type) AS gpu_type,"
+    " MIN(c.gpus) AS gpus, MIN(c.batch_per_gpu) AS batch_per_gpu, MIN(c.global_batch) AS global_batch,"
+    " COUNT(*) AS cells, COUNT(CASE WHEN c.state = 'completed' THEN 1 END) AS completed,"
+    " SUM(COALESCE(cc.attempts, 0)) AS attempts, SUM(cc.gpu_hours) AS gpu_hours, SUM(c.est_gpu_hours) AS est_gpu_hours"
+    " FROM cells c LEFT JOIN cc ON cc.cell_id = c.id GROUP BY c.experiment_id, c.group_key)"
+    "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.cells, g.completed,"
+    " g.attempts, g.gpu_hours, g.est_gpu_hours"
+    " FROM g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
+    " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.group_key";
+static const Col cost_cols[] = {
+    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
+    {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
+    {"cells", 6, C_PLAIN, 0}, {"completed", 7, C_PLAIN, 0}, {"attempts", 8, C_PLAIN, 0},
+    {"gpu_hours", 9, C_PLAIN, 3}, {"est_gpu_hours", 10, C_PLAIN, 3},
+};
+
+#define COLS(a) a, sizeof a / sizeof a[0]
+static const struct {
+    const char *kind, *sql;
+    const Col *cols;
+    size_t ncols;
+    const char *total_label;   // human formats: a last row with the sum of column total_col
+    int total_col;
+} simple_reports[] = {
+    {"cells", cells_sql, COLS(cells_cols), NULL, 0},
+    {"accuracy", accuracy_sql, COLS(accuracy_cols), NULL, 0},
+    {"speedup", speedup_sql, COLS(speedup_cols), NULL, 0},
+    {"cost", cost_sql, COLS(cost_cols), "total", 9},
+};
 
 // The group-level time-to-target query over a targets relation named tt_targets; the view
 // group_time_to_target is the same query over the targets table.
@@ -308,6 +304,143 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
                   NULL, 0, o->format, out, err, errlen);
 }
 
+// ---- speedup: throughput measured on shared cores ------------------------------------------
+// The local backend runs jobs side by side when their core claims fit (local_jobs.h), and other
+// local jobs' processes (loader threads, memory bandwidth, the agent itself) then slow a cell
+// down: its images/s, and every speedup computed from it, are contended. The DB keeps each
+// attempt's backend, host (attempts.nodes) and start/end time, so such overlaps can be found.
+
+#define CONTENTION_MIN_S 1.0   // shorter overlaps are start/end jitter, not a measurement effect
+
+typedef struct {
+    char host[256], key[16];
+    double t0, t1;
+    int gpus;
+    int group;          // its scaling group (index), -1: not measured or not in the report
+    double overlap;     // longest time it ran beside another local job on its host
+    int partner;        // that job
+} LocalRun;
+
+typedef struct {
+    char exp[128], scaling_key[96], label[256];
+    int measured, contended, worst;   // worst: the run with the longest overlap
+} ScalingGroup;
+
+static int group_index(ScalingGroup **g, size_t *n, size_t *cap, sqlite3_stmt *st)
+{
+    const char *exp = (const char *)sqlite3_column_text(st, 5), *sk = (const char *)sqlite3_column_text(st, 6);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*g)[i].exp, exp ? exp : "") == 0 && strcmp((*g)[i].scaling_key, sk ? sk : "") == 0) return (int)i;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        ScalingGroup *ng = realloc(*g, nc * sizeof *ng);
+        if (!ng) return -1;
+        *g = ng;
+        *cap = nc;
+    }
+    ScalingGroup *x = &(*g)[*n];
+    memset(x, 0, sizeof *x);
+    snprintf(x->exp, sizeof x->exp, "%s", exp ? exp : "");
+    snprintf(x->scaling_key, sizeof x->scaling_key, "%s", sk ? sk : "");
+    const char *scaling = (const char *)sqlite3_column_text(st, 9);
+    int strong = scaling && strcmp(scaling, "strong") == 0;
+    snprintf(x->label, sizeof x->label, "%s: %s on %s (%s, %s %d)", x->exp,
+             sqlite3_column_text(st, 7) ? (const char *)sqlite3_column_text(st, 7) : "?",
+             sqlite3_column_text(st, 8) ? (const char *)sqlite3_column_text(st, 8) : "?", scaling ? scaling : "weak",
+             strong ? "global_batch" : "batch_per_gpu", sqlite3_column_int(st, strong ? 11 : 10));
+    return (int)(*n)++;
+}
+
+// Writes one warning per scaling group of the report whose measured attempts (those with
+// images/s or epoch_s) ran at the same time as another local job on the same host.
+static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT a.nodes, a.start_time, COALESCE(NULLIF(a.end_time, 0), CASE WHEN a.state = 'running' THEN ?2 END),"
+        " c.key, c.gpus, x.name, c.scaling_key, c.model, c.gpu_type, c.scaling, c.batch_per_gpu, c.global_batch,"
+        " (?1 IS NULL OR x.name = ?1) AND EXISTS (SELECT 1 FROM epochs e WHERE e.attempt_id = a.id"
+        "  AND (e.images_per_s IS NOT NULL OR e.epoch_s IS NOT NULL))"
+        " FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id"
+        " WHERE a.backend = 'local' AND a.start_time > 0 AND COALESCE(a.nodes, '') <> ''"
+        " ORDER BY a.nodes, a.start_time";
+    FILE *w = o->warn ? o->warn : stderr;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (o->experiment) sqlite3_bind_text(st, 1, o->experiment, -1, SQLITE_STATIC);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sqlite3_bind_double(st, 2, (double)now.tv_sec);
+    LocalRun *r = NULL;
+    ScalingGroup *g = NULL;
+    size_t n = 0, cap = 0, ng = 0, gcap = 0;
+    int rc, status = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 2) == SQLITE_NULL) continue;   // ended, end unknown
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            LocalRun *nr = realloc(r, nc * sizeof *nr);
+            if (!nr) { status = -1; break; }
+            r = nr;
+            cap = nc;
+        }
+        LocalRun *x = &r[n];
+        memset(x, 0, sizeof *x);
+        snprintf(x->host, sizeof x->host, "%s", (const char *)sqlite3_column_text(st, 0));
+        x->t0 = sqlite3_column_double(st, 1);
+        x->t1 = sqlite3_column_double(st, 2);
+        snprintf(x->key, sizeof x->key, "%.8s", sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "?");
+        x->gpus = sqlite3_column_int(st, 4);
+        x->group = sqlite3_column_int(st, 12) ? group_index(&g, &ng, &gcap, st) : -1;
+        x->partner = -1;
+        if (sqlite3_column_int(st, 12) && x->group < 0) { status = -1; break; }
+        n++;
+    }
+    if (status == 0 && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
+        status = -1;
+    } else if (status < 0) {
+        snprintf(err, errlen, "out of memory");
+    }
+    sqlite3_finalize(st);
+    // Sorted by host, then start: the jobs that overlap run i are the ones right after it that
+    // started before it ended.
+    for (size_t i = 0; status == 0 && i < n; i++) {
+        for (size_t j = i + 1; j < n && strcmp(r[j].host, r[i].host) == 0 && r[j].t0 < r[i].t1; j++) {
+            double ov = (r[j].t1 < r[i].t1 ? r[j].t1 : r[i].t1) - r[j].t0;
+            if (ov < CONTENTION_MIN_S) continue;
+            if (ov > r[i].overlap) { r[i].overlap = ov; r[i].partner = (int)j; }
+            if (ov > r[j].overlap) { r[j].overlap = ov; r[j].partner = (int)i; }
+        }
+    }
+    for (size_t i = 0; status == 0 && i < n; i++) {
+        if (r[i].group < 0) continue;
+        ScalingGroup *x = &g[r[i].group];
+        x->measured++;
+        if (r[i].partner < 0) continue;
+        if (x->contended++ == 0 || r[i].overlap > r[x->worst].overlap) x->worst = (int)i;
+    }
+    int warned = 0;
+    for (size_t k = 0; status == 0 && k < ng; k++) {
+        const ScalingGroup *x = &g[k];
+        if (!x->contended) continue;
+        const LocalRun *a = &r[x->worst], *b = &r[a->partner];
+        fprintf(w, "warning: %s: %d of %d measured attempts ran beside other local jobs on %s (longest: cell %s, "
+                   "%d GPU%s, beside cell %s, %d GPU%s, for %.1f s): their images/s and epoch_s were measured on "
+                   "shared cores\n", x->label, x->contended, x->measured, a->host, a->key, a->gpus, a->gpus == 1 ? "" : "s",
+                b->key, b->gpus, b->gpus == 1 ? "" : "s", a->overlap);
+        warned = 1;
+    }
+    if (warned)
+        fprintf(w, "  speedup and efficiency from contended attempts are skewed; for clean timings run the study "
+                   "with --max-parallel 1 (one job at a time)\n");
+    free(r);
+    free(g);
+    return status;
+}
+
 int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE *out, char *err, size_t errlen)
 {
     ReportOptions o = opts ? *opts : (ReportOptions){0};
@@ -333,9 +466,13 @@ int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE 
         }
     }
     o.format = table_format_resolve(o.format, out);
-    if (strcmp(kind, "cells") == 0) return report_cells(db, &o, out, err, errlen);
-    if (strcmp(kind, "accuracy") == 0) return report_accuracy(db, &o, out, err, errlen);
-    if (strcmp(kind, "speedup") == 0) return report_speedup(db, &o, out, err, errlen);
-    if (strcmp(kind, "cost") == 0) return report_cost(db, &o, out, err, errlen);
+    for (size_t i = 0; i < sizeof simple_reports / sizeof simple_reports[0]; i++) {
+        if (strcmp(kind, simple_reports[i].kind) != 0) continue;
+        int rc = render(db, simple_reports[i].sql, o.experiment, NULL, NULL, 0, simple_reports[i].cols,
+                        simple_reports[i].ncols, simple_reports[i].total_label, simple_reports[i].total_col, o.format,
+                        out, err, errlen);
+        if (rc == 0 && strcmp(kind, "speedup") == 0) rc = warn_contention(db, &o, err, errlen);
+        return rc;
+    }
     return report_time_to_target(db, &o, out, err, errlen);
 }

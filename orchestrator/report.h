@@ -6,7 +6,9 @@
 //                  final miou, pixel_acc, top1, val_loss
 //  speedup         per scaling group: gpus, images/s, speedup and efficiency against the 1-GPU
 //                  group of the same scaling_key, from throughput and from time per epoch;
-//                  the scaling rule (weak / strong) is a column
+//                  the scaling rule (weak / strong) is a column; warns (ReportOptions.warn)
+//                  where measured attempts ran at the same time as other local-backend jobs
+//                  on the same host, so their throughput was measured on shared cores
 //  cost            GPU-hours per cell group (sum over attempts of (end-start)*gpus) and planned
 //  time-to-target  per cell group: first stitched wall-clock second at which the metric reached
 //                  the target (--target METRIC=VALUE, else the spec's eval.targets)
@@ -22,6 +24,8 @@ typedef struct {
     const char *experiment;  // NULL = every experiment
     const char *target;      // "miou=0.5" (time-to-target), NULL = the targets table
     TableFormat format;
+    FILE *warn;              // speedup: warnings about attempts that ran beside other local
+                             // jobs on one host (contended throughput); NULL: stderr
 } ReportOptions;
 
 int report_kind_valid(const char *kind);

@@ -242,6 +242,58 @@ static void test_bad_input(void **state)
     assert_int_equal(report_parse_target("miou", metric, sizeof metric, &v, err, sizeof err), -1);
 }
 
+// The warnings `segx report speedup` writes for experiment exp (the table goes elsewhere).
+static char *speedup_warnings(sqlite3 *db, const char *exp)
+{
+    char *out = NULL, *warn = NULL, err[512];
+    size_t len = 0, wlen = 0;
+    FILE *m = open_memstream(&out, &len), *w = open_memstream(&warn, &wlen);
+    ReportOptions o = {.experiment = exp, .format = TABLE_CSV, .warn = w};
+    int rc = report_print(db, "speedup", &o, m, err, sizeof err);
+    fclose(m);
+    fclose(w);
+    if (rc != 0) fail_msg("report speedup: %s", err);
+    if (!strstr(out, "speedup_throughput")) fail_msg("no speedup table:\n%s", out);
+    free(out);
+    return warn;
+}
+
+static void expect_warning(sqlite3 *db, const char *exp, const char *what, const char *want)
+{
+    char *w = speedup_warnings(db, exp);
+    if (want ? !strstr(w, want) : *w != 0) fail_msg("%s: expected %s%s%s, got:\n%s", what, want ? "'" : "no warning",
+                                                    want ? want : "", want ? "'" : "", w);
+    free(w);
+}
+
+// Attempts of a scaling group that ran at the same time as other local jobs on one host get a
+// warning; back to back, on other hosts, under Slurm, or overlapping by < 1 s they do not.
+static void test_speedup_contention(void **state)
+{
+    sqlite3 *db = *state;
+    execf(db, "UPDATE attempts SET nodes = 'h1', start_time = 100 + 36 * (id - 1), end_time = 136 + 36 * (id - 1)");
+    expect_warning(db, "scale", "back to back", NULL);
+    execf(db, "UPDATE attempts SET start_time = 120, end_time = 156 WHERE id = 2");   // 16 s beside attempt 1
+    expect_warning(db, "scale", "overlap", "warning: scale: m on a100 (weak, batch_per_gpu 32): 2 of 4 measured attempts "
+                   "ran beside other local jobs on h1 (longest: cell key0-wit, 1 GPU, beside cell key1-wit, 1 GPU, for 16.0 s)");
+    expect_warning(db, "scale", "advice", "--max-parallel 1");
+    expect_warning(db, "other", "another experiment's report", NULL);
+    execf(db, "UPDATE attempts SET nodes = 'h2' WHERE id = 2");
+    expect_warning(db, "scale", "other host", NULL);
+    execf(db, "UPDATE attempts SET nodes = 'h1', backend = 'slurm' WHERE id = 2");
+    expect_warning(db, "scale", "slurm backend", NULL);
+    execf(db, "UPDATE attempts SET backend = 'local', start_time = 135.5, end_time = 171.5 WHERE id = 2");
+    expect_warning(db, "scale", "0.5 s jitter", NULL);
+    // a job of another experiment (no metrics of its own) that ran across all four
+    execf(db, "UPDATE attempts SET start_time = 172, end_time = 208 WHERE id = 2");
+    execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, start_time, end_time, nodes, run_dir)"
+              " VALUES (9, 9, 1, 'local', 'completed', 90, 300, 'h1', '/y')");
+    expect_warning(db, NULL, "overlap with another experiment", "4 of 4 measured attempts ran beside other local jobs on h1");
+    execf(db, "DELETE FROM attempts WHERE id = 9");
+    execf(db, "UPDATE attempts SET nodes = NULL, start_time = 0, end_time = 36");
+    expect_warning(db, NULL, "restored", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_cells_and_cost),
         cmocka_unit_test(test_time_to_target),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_speedup_contention),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
