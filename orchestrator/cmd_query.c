@@ -25,8 +25,10 @@ int cmd_query(int argc, char **argv)
         {0}};
     const CliCommand cmd = {
         "segx query \"SQL\" [options]",
-        "Runs read-only SQL (one or more statements) against the results DB and prints each result\n"
-        "(--format json: one array of row objects, or with several statements an array of those).\n"
+        "Runs read-only SQL (one or more statements) against the results DB and prints each result.\n"
+        "--format json prints one JSON document: the array of row objects of a single statement, or\n"
+        "with several statements an array holding one such array per statement. --format csv takes\n"
+        "one statement (one header line, then rows); table and markdown print each result in turn.\n"
         "Writes (INSERT, UPDATE, DELETE, CREATE, ...) are refused. Tables and views: db/README.md.",
         opts, 1, 1,
         "examples:\n"
@@ -81,6 +83,12 @@ int cmd_query(int argc, char **argv)
         }
         stmts[nstmt++] = st;
         sql = tail;
+    }
+    // CSV has no way to say where one table ends and the next begins: one statement only.
+    if (status == 0 && fmt == TABLE_CSV && nstmt > 1) {
+        fprintf(stderr, "segx query: --format csv prints one table, but the SQL has %zu statements: pass one "
+                        "statement per call (or --format json, which prints one result per statement)\n", nstmt);
+        status = 2;
     }
     // JSON: one statement prints its array of row objects; several print one array holding each
     // statement's array, so the output is always one JSON document.

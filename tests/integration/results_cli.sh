@@ -108,6 +108,13 @@ got=$("$SEGX" query --db "$db" --format json "SELECT key FROM cells ORDER BY key
 check_eq "query json, 3 statements: one JSON array of 3 result arrays" "3 ['a1', 'a2'] [{'one': 1}] []" "$got"
 check_eq "query json, 1 statement: the rows' array itself" "[{'one': 1}]" \
   "$("$SEGX" query --db "$db" --format json "SELECT 1 AS one;" | python3 -c 'import json,sys; print(json.load(sys.stdin))' 2>&1)"
+# several statements with --format csv: an error naming the flag, and no output at all
+out=$("$SEGX" query --db "$db" --format csv "SELECT 1 AS one; SELECT 2 AS two" 2>err.txt); rc=$?
+check_eq "query csv, 2 statements: exit 2 and nothing on stdout" "2:" "$rc:$out"
+case $(cat err.txt) in *"--format csv prints one table, but the SQL has 2 statements: pass one statement"*) pass "the csv error names the flag and says to pass one statement";;
+  *) fail "the csv error names the flag and says to pass one statement" "$(cat err.txt)";; esac
+check_eq "query csv, 1 statement and a trailing ';': fine" "one
+1" "$("$SEGX" query --db "$db" --format csv "SELECT 1 AS one; -- done" 2>&1)"
 out=$("$SEGX" query --db "$db" --format json "SELECT 1 AS one; DELETE FROM cells" 2>/dev/null); rc=$?
 check_eq "a refused write in statement 2 prints nothing (exit 2)" "2:" "$rc:$out"
 out=$("$SEGX" query --db "$db" "SELEC 1" 2>&1); rc=$?
