@@ -3,6 +3,7 @@
 // that submitted each (one backend_open per backend), and records them cancelled.
 #include "orchestrator/cli.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/experiment_lookup.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
 #include <limits.h>
@@ -57,20 +58,12 @@ int cmd_cancel(int argc, char **argv)
         if (nsel == 0) { fprintf(stderr, "segx cancel: --cell '%s' names no cell\n", cells_csv); return 2; }
     }
 
-    char err[2048], name[256], run_root[PATH_MAX];
+    char err[2048];
     sqlite3 *db;
-    if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) {
-        fprintf(stderr, "segx cancel: %s\n", err);
-        return 1;
-    }
-    long long eid;
-    int frc = submit_find_experiment(db, a.npos ? a.pos[0] : NULL, &eid, name, sizeof name, run_root,
-                                     sizeof run_root, err, sizeof err);
-    if (frc < 0) {
-        fprintf(stderr, "segx cancel: %s\n", err);
-        db_close(db);
-        return frc == -2 ? 2 : 1;
-    }
+    ExperimentRef ex;
+    if ((rc = experiment_open("cancel", db_path, a.npos ? a.pos[0] : NULL, &db, &ex)) != 0) return rc;
+    const long long eid = ex.id;
+    const char *name = ex.name, *run_root = ex.run_root;
     sqlite3_stmt *st = NULL, *upd = NULL, *cupd = NULL;
     Active *v = NULL;
     size_t n = 0, cap = 0;

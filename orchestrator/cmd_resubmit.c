@@ -5,9 +5,9 @@
 // in-flight cells are never submitted again (submit_experiment's invariant).
 #include "orchestrator/cli.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/experiment_lookup.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,20 +37,11 @@ int cmd_resubmit(int argc, char **argv)
     }
     if (max_parallel < 0) { fprintf(stderr, "segx resubmit: --max-parallel must be >= 1\n"); return 2; }
 
-    char err[2048], name[256], run_root[PATH_MAX], last_backend[32] = "";
+    char err[2048], last_backend[32] = "";
     sqlite3 *db;
-    if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) {
-        fprintf(stderr, "segx resubmit: %s\n", err);
-        return 1;
-    }
-    long long eid;
-    int frc = submit_find_experiment(db, a.npos ? a.pos[0] : NULL, &eid, name, sizeof name, run_root,
-                                     sizeof run_root, err, sizeof err);
-    if (frc < 0) {
-        fprintf(stderr, "segx resubmit: %s\n", err);
-        db_close(db);
-        return frc == -2 ? 2 : 1;
-    }
+    ExperimentRef ex;
+    if ((rc = experiment_open("resubmit", db_path, a.npos ? a.pos[0] : NULL, &db, &ex)) != 0) return rc;
+    const long long eid = ex.id;
     StatusCounts counts;
     if (status_refresh(db, eid, &counts, err, sizeof err) < 0)
         fprintf(stderr, "segx resubmit: states not refreshed: %s\n", err);
@@ -66,7 +57,7 @@ int cmd_resubmit(int argc, char **argv)
     db_close(db);   // submit_experiment opens its own connection and transaction
 
     SubmitOptions o = {
-        .db_path = db_path, .experiment = name, .backend = backend ? backend : (last_backend[0] ? last_backend : NULL),
+        .db_path = db_path, .experiment = ex.name, .backend = backend ? backend : (last_backend[0] ? last_backend : NULL),
         .max_parallel = max_parallel, .rerun_failed = 1, .dry_run = dry_run, .quiet = quiet,
     };
     return submit_experiment(&o, NULL);

@@ -133,6 +133,34 @@ for _ in $(seq 1 80); do [ -e runs/agent-kill/*/attempt-1/exit_code ] && break; 
 check_eq "killed agent: job settled from exit_code" "completed|0" "$(q "SELECT a.state, a.exit_code FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")"
 
 check_eq "unknown experiment exits 2" 2 "$("$SEGX" status nope >/dev/null 2>&1; echo $?)"
+
+# --- cancel and resubmit on the local backend: a running job cancelled, then submitted again
+cat >cancel.json <<'EOF2'
+{"name": "cancel-me", "trainer": {"command": "python3 fake_mmseg_train.py cfg.py --bs {{batch_per_gpu}} --epochs 1 --sleep 30 --work-dir {{run_dir}}"},
+ "matrix": {"batch_per_gpu": [8]}, "resources": {"time": "00:05:00"}}
+EOF2
+cq() { q "SELECT a.attempt || ':' || a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='cancel-me' ORDER BY a.attempt"; }
+"$SEGX" plan cancel.json >/dev/null && "$SEGX" submit cancel-me --backend local >/dev/null
+for _ in $(seq 1 50); do "$SEGX" status cancel-me >/dev/null; [ "$(cq)" = 1:running ] && break; sleep 0.1; done
+out=$("$SEGX" cancel cancel-me 2>&1); rc=$?
+check_eq "cancel exits 0" 0 "$rc"
+case $out in *"cancel-me: 1 cancelled"*) pass "cancel reports 1 cancelled";; *) fail "cancel reports 1 cancelled" "$out";; esac
+check_eq "cancelled attempt recorded" "1:cancelled" "$(cq)"
+out=$("$SEGX" resubmit cancel-me --failed --dry-run 2>&1); rc=$?
+check_eq "resubmit --dry-run exits 0 and submits nothing" "0:1:cancelled" "$rc:$(cq)"
+out=$("$SEGX" resubmit cancel-me --failed 2>&1); rc=$?
+check_eq "resubmit exits 0" 0 "$rc"
+check_eq "resubmit: attempt 2 via the local backend" "2|local" "$(q "SELECT max(a.attempt), a.backend FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='cancel-me'")"
+"$SEGX" cancel cancel-me >/dev/null 2>&1
+for c in cancel resubmit; do
+  extra=; [ $c = resubmit ] && extra=--failed
+  out=$("$SEGX" $c nope $extra 2>&1); rc=$?
+  check_eq "$c: unknown experiment exits 2" 2 "$rc"
+  case $out in *"segx $c: no experiment named 'nope'"*) pass "$c names the unknown experiment";; *) fail "$c names the unknown experiment" "$out";; esac
+  out=$("$SEGX" $c --db "$TEST_TMP/missing.db" $extra 2>&1); rc=$?
+  check_eq "$c: a missing DB exits 1" 1 "$rc"
+  case $out in *"segx $c: "*missing.db*) pass "$c names the missing DB";; *) fail "$c names the missing DB" "$out";; esac
+done
 check_eq "submit --max-submitted -1 is bad input (exit 2)" 2 "$("$SEGX" submit --max-submitted -1 >/dev/null 2>&1; echo $?)"
 check "submit --help documents --max-submitted" sh -c "'$SEGX' submit --help | grep -q -- '--max-submitted N'"
 done_testing

@@ -1,0 +1,20 @@
+// orchestrator/experiment_lookup.h — what commands that act on one planned experiment do first:
+// open the results DB (it must exist: a mistyped --db is an error, not a new empty file) and find
+// the experiment by name, or the only one when none is named. defines: experiment_open.
+#ifndef SEGX_EXPERIMENT_LOOKUP_H
+#define SEGX_EXPERIMENT_LOOKUP_H
+#include <sqlite3.h>
+#include <stddef.h>
+
+typedef struct {
+    long long id;
+    char name[256];
+    char run_root[4096];   // runs/<experiment> (absolute)
+} ExperimentRef;
+
+// db_path NULL: db_path_default; name NULL: the only experiment. 0 with *db open (the caller
+// closes it); else prints "segx CMD: <why>" to stderr, leaves *db NULL and returns the exit code:
+// 1 the DB cannot be opened or read, 2 no such experiment / several and none named.
+int experiment_open(const char *cmd, const char *db_path, const char *name, sqlite3 **db, ExperimentRef *x);
+
+#endif
