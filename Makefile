@@ -46,7 +46,7 @@ CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)
 CFLAGS_TRAIN := $(BASE) $(TRAIN_OPT) $(SANFLAGS) $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CUDA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS)
 LIBS_ORCH  := -ljansson -lsqlite3 -lcrypto $(SLURM_LIBS) $(MHD_LIBS) $(CURL_LIBS) -lpng -lz -lm
-LIBS_TRAIN := -ljansson -lcrypto -lpng -lz $(BLAS_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
+LIBS_TRAIN := -ljansson -lcrypto -lpng -lz $(BLAS_LIBS) $(DNNL_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
 
 # --- sources: every .c in a module folder belongs to its library; main.c is the program --
 ORCH_SRCS  := $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
+#include "trainer/ops/conv_dnnl.h"
 // defines: ops_cpu, ops_conv2d_desc
 
 // ----------------------------------------------------------------------------------------------
@@ -22,6 +23,7 @@ static void cpu_set_threads(int n) {
     if (n < 1) n = 1;
     openblas_set_num_threads(n);
     ops_parallel_set_threads(n);
+    conv_dnnl_set_threads(n);
 }
 
 int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil) {
@@ -41,6 +43,8 @@ int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int str
 #define CONV_MAX_COL_FLOATS (8u << 20) // cap on the im2col buffer (32 MiB)
 
 static int direct_data(const ConvDesc *d);
+enum { PASS_FW, PASS_DATA, PASS_WEIGHTS };
+static int dnnl_pass(const ConvDesc *d, int pass);
 
 static int conv_chunk(const ConvDesc *d, int B) {
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw;
@@ -57,6 +61,10 @@ static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
     if (conv3x3_direct_ok(d)) {
         size_t dw = conv3x3_direct_workspace(d, max_batch);
         if (dw > ws) ws = dw;
+    }
+    if (dnnl_pass(d, PASS_FW) || dnnl_pass(d, PASS_DATA) || dnnl_pass(d, PASS_WEIGHTS)) {
+        size_t dn = conv_dnnl_workspace(d, max_batch);
+        if (dn > ws) ws = dn;
     }
     return ws;
 }
@@ -152,6 +160,7 @@ static void bias_planes(void *vctx, long p0, long p1) {
 
 static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
                                const float *b, float *ws) {
+    if (dnnl_pass(d, PASS_FW) && conv_dnnl_forward(d, B, y, x, w, b, ws) == 0) return;
     if (direct_data(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
@@ -196,6 +205,12 @@ static int direct_weights(const ConvDesc *d) {
     return conv3x3_direct_ok(d) && (d->w >= 32 || (d->cin <= 32 && d->cout <= 32));
 }
 
+// Which passes take oneDNN (conv_dnnl.c).
+static int dnnl_pass(const ConvDesc *d, int pass) {
+    (void)pass;
+    return conv_dnnl_ok(d);
+}
+
 // im2col backward; dw == NULL skips the weight gradient (and db), dx == NULL the input gradient.
 static void conv2d_backward_im2col(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
                                    const float *x, const float *w, float *ws, int accumulate) {
@@ -237,10 +252,13 @@ static void conv2d_backward_im2col(const ConvDesc *d, int B, float *dx, float *d
 
 static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, float *ws, int accumulate) {
-    int dd = dx && direct_data(d), dwk = direct_weights(d);
+    if (dnnl_pass(d, PASS_WEIGHTS) && conv_dnnl_backward_weights(d, B, dw, db, dy, x, ws) == 0) dw = NULL;
+    if (dx && dnnl_pass(d, PASS_DATA) && conv_dnnl_backward_data(d, B, dx, dy, w, ws, accumulate) == 0) dx = NULL;
+    if (!dw && !dx) return;
+    int dd = dx && direct_data(d), dwk = dw && direct_weights(d);
     if (!dd && !dwk) { conv2d_backward_im2col(d, B, dx, dw, db, dy, x, w, ws, accumulate); return; }
     if (dwk) conv3x3_direct_backward_weights(d, B, dw, db, dy, x, ws);
-    else conv2d_backward_im2col(d, B, NULL, dw, db, dy, x, w, ws, 0);
+    else if (dw) conv2d_backward_im2col(d, B, NULL, dw, db, dy, x, w, ws, 0);
     if (dd) conv3x3_direct_backward_data(d, B, dx, dy, w, ws, accumulate);
     else if (dx) conv2d_backward_im2col(d, B, dx, NULL, NULL, dy, x, w, ws, accumulate);
 }
