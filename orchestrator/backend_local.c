@@ -63,6 +63,21 @@ static int local_cores(int given)
     return m > 0 ? (int)m : 1;
 }
 
+// "afterok:ID" -> *after_ok (0 for none); other dependency forms are not supported here.
+static int local_dependency(const char *dep, long *after_ok, char *err, size_t errlen)
+{
+    *after_ok = 0;
+    if (!dep || !*dep) return 0;
+    char *end = NULL;
+    long id = strncmp(dep, "afterok:", 8) == 0 ? strtol(dep + 8, &end, 10) : 0;
+    if (id <= 0 || !end || *end) {
+        snprintf(err, errlen, "dependency '%s': the local backend knows only afterok:JOBID", dep);
+        return -1;
+    }
+    *after_ok = id;
+    return 0;
+}
+
 static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen, char *err, size_t errlen)
 {
     Local *l = b->impl;
@@ -71,6 +86,7 @@ static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idl
     snprintf(j.run_dir, sizeof j.run_dir, "%s", job->run_dir);
     snprintf(j.name, sizeof j.name, "%s", job->job_name ? job->job_name : "");
     j.cpus = local_job_claim(job);
+    if (local_dependency(job->dependency, &j.after_ok, err, errlen) < 0) return -1;
     if (job->time_limit && *job->time_limit) {
         // "[D-]HH:MM:SS" as rendered by the planner
         int d = 0, h = 0, m = 0, s = 0;
@@ -181,6 +197,7 @@ static int local_poll(Backend *b, const char *const *job_ids, size_t n, JobStatu
         if (s->state == JOB_RUNNING && !agent && (j.pid <= 0 || process_gone(j.pid) || has_exit_code(j.run_dir)))
             s->state = JOB_UNKNOWN;   // its agent died; the caller resolves it from exit_code
         if (s->state == JOB_PENDING) pending++;
+        if (s->state == JOB_CANCELLED && j.reason[0]) snprintf(s->reason, sizeof s->reason, "%s", j.reason);
         if (s->state == JOB_FAILED || s->state == JOB_TIMEOUT) {
             failure_reason(j.run_dir, j.exit_code, s->reason, sizeof s->reason);
             if (s->state == JOB_TIMEOUT) {

@@ -61,6 +61,8 @@ int local_job_write(const char *dir, const LocalJob *j, char *err, size_t errlen
                           "start_time", j->start_time, "end_time", j->end_time);
     if (!o) { snprintf(err, errlen, "job %ld: cannot encode", j->id); return -1; }
     json_object_set_new(o, "exit_code", j->exit_code >= 0 ? json_integer(j->exit_code) : json_null());
+    if (j->after_ok > 0) json_object_set_new(o, "after_ok", json_integer(j->after_ok));
+    if (j->reason[0]) json_object_set_new(o, "reason", json_string(j->reason));
     char path[PATH_MAX + 64], tmp[PATH_MAX + 96];
     job_path(dir, j->id, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s/jobs/.%ld.json.%d.tmp", dir, j->id, (int)getpid());
@@ -95,6 +97,8 @@ int local_job_read(const char *dir, long id, LocalJob *j, char *err, size_t errl
     j->end_time = json_number_value(json_object_get(o, "end_time"));
     json_t *ec = json_object_get(o, "exit_code");
     j->exit_code = json_is_integer(ec) ? (int)json_integer_value(ec) : -1;
+    j->after_ok = (long)json_integer_value(json_object_get(o, "after_ok"));
+    snprintf(j->reason, sizeof j->reason, "%s", json_string_value(json_object_get(o, "reason")) ?: "");
     json_decref(o);
     return 0;
 }
@@ -308,6 +312,22 @@ static void cancel_queued(const char *dir, const Running *run, size_t nrun)
     closedir(d);
 }
 
+// A job's afterok dependency: 1 it may start (the job it waits for completed), 0 it waits (that
+// job is pending or running), -1 never (that job ended another way, or does not exist; why says it).
+static int dependency_ready(const char *dir, const LocalJob *j, char *why, size_t len)
+{
+    LocalJob dep;
+    char err[512];
+    if (local_job_read(dir, j->after_ok, &dep, err, sizeof err) < 0) {
+        snprintf(why, len, "dependency failed: job %ld is unknown", j->after_ok);
+        return -1;
+    }
+    if (strcmp(dep.state, "completed") == 0) return 1;
+    if (strcmp(dep.state, "pending") == 0 || strcmp(dep.state, "running") == 0) return 0;
+    snprintf(why, len, "dependency failed: job %ld ended %s (exit %d)", dep.id, dep.state, dep.exit_code);
+    return -1;
+}
+
 static int start_job(const char *dir, LocalJob *j)
 {
     char err[512];
@@ -430,6 +450,16 @@ int local_agent_run(const char *dir)
                 local_job_write(dir, &j, err, sizeof err);
                 continue;
             }
+            int dep = j.after_ok > 0 ? dependency_ready(dir, &j, j.reason, sizeof j.reason) : 1;
+            if (dep < 0) {   // its dependency can never be met: cancelled, as Slurm does
+                snprintf(j.state, sizeof j.state, "cancelled");
+                j.end_time = now_s();
+                local_job_write(dir, &j, err, sizeof err);
+                fprintf(stdout, "job %ld cancelled: %s\n", j.id, j.reason);
+                fflush(stdout);
+                continue;
+            }
+            if (dep == 0) { pending++; continue; }   // waiting; the jobs behind it may start
             pending++;
             int need = j.cpus > 0 ? j.cpus : 1;
             // first come, first served: a job that does not fit blocks the ones behind it (and

@@ -15,7 +15,9 @@
 //                    N run and their cpus fit in the C not taken by running jobs (a job larger
 //                    than C still runs, alone); the first job that does not fit waits, and so
 //                    do the ones behind it
-// Job states: pending running completed failed cancelled timeout. A job runs `bash job.sh` in its
+// Job states: pending running completed failed cancelled timeout. A job with after_ok waits
+// (without holding up the jobs behind it) until that job completed, and is cancelled with reason
+// "dependency failed: ..." when it ended any other way (as Slurm's afterok + kill_invalid_depend). A job runs `bash job.sh` in its
 // run dir in a new session (its pid is its process group), stdout+stderr to RUN_DIR/job.out.
 #ifndef SEGX_LOCAL_JOBS_H
 #define SEGX_LOCAL_JOBS_H
@@ -34,6 +36,8 @@ typedef struct {
     long time_limit_s;      // 0: none
     double submit_time, start_time, end_time;
     int exit_code;          // -1 until known; 128+N after signal N
+    long after_ok;          // dependency: start only once job <after_ok> completed (exit 0); 0: none
+    char reason[128];       // why it ended without running ("dependency failed: ...")
 } LocalJob;
 
 // Allocates an id, writes jobs/<id>.json as pending. 0 or -1 with err.
