@@ -114,7 +114,7 @@ int model_create_on(const ModelConfig *cfg, const Ops *ops, Model **out, char *e
     m->buffers = model_small(m, sizeof(float) * (m->nbuffers ? m->nbuffers : 1));
     m->ws = model_small(m, sizeof(float) * (m->ws_floats ? m->ws_floats : 1));
     for (int i = 0; i < 3; i++) m->gbuf[i] = model_small(m, sizeof(float) * m->max_act * B);
-    m->input = model_small(m, sizeof(float) * B * cfg->in_channels * cfg->height * cfg->width);
+    m->input = m->input_own = model_small(m, sizeof(float) * B * cfg->in_channels * cfg->height * cfg->width);
     m->labels = model_small(m, sizeof(int32_t) * B * (m->seg ? (size_t)cfg->height * cfg->width : 1));
     m->dlogits = model_small(m, sizeof(float) * B * m->logits_per_sample);
     if (ops != ops_cpu() && !(m->logits_host = malloc(sizeof(float) * B * m->logits_per_sample))) m->failed = 1;
@@ -197,14 +197,30 @@ void model_set_threads(int n) { ops_cpu()->set_threads(n); }
 // ----------------------------------------------------------------------------------------------
 // forward / loss / backward
 
+// Runs the architecture on `x` (backend memory); the archs read m->input in forward and backward,
+// so it points at x until the next forward.
+static int forward_on(Model *m, const float *x, int batch, int training, const char *fn) {
+    if (batch < 1 || batch > m->cfg.max_batch) {
+        fprintf(stderr, "%s: batch %d outside 1..max_batch=%d\n", fn, batch, m->cfg.max_batch);
+        return -1;
+    }
+    m->input = (float *)x;
+    m->arch->forward(m, batch, training ? 1 : 0);
+    m->last_batch = batch; m->last_training = training ? 1 : 0; m->have_dlogits = 0;
+    return 0;
+}
+
+const float *model_forward_dev(Model *m, const float *x, int batch, int training) {
+    return forward_on(m, x, batch, training, "model_forward_dev") ? NULL : m->logits;
+}
+
 const float *model_forward(Model *m, const float *x, int batch, int training) {
     if (batch < 1 || batch > m->cfg.max_batch) {
         fprintf(stderr, "model_forward: batch %d outside 1..max_batch=%d\n", batch, m->cfg.max_batch);
         return NULL;
     }
-    m->ops->upload(m->input, x, sizeof(float) * batch * m->cfg.in_channels * m->cfg.height * m->cfg.width);
-    m->arch->forward(m, batch, training ? 1 : 0);
-    m->last_batch = batch; m->last_training = training ? 1 : 0; m->have_dlogits = 0;
+    m->ops->upload(m->input_own, x, sizeof(float) * batch * m->cfg.in_channels * m->cfg.height * m->cfg.width);
+    forward_on(m, m->input_own, batch, training, "model_forward");
     if (!m->logits_host) return m->logits;
     if (m->no_logits_download) return m->logits;
     m->ops->download(m->logits_host, m->logits, sizeof(float) * batch * m->logits_per_sample);
@@ -213,19 +229,33 @@ const float *model_forward(Model *m, const float *x, int batch, int training) {
 
 void model_set_download_logits(Model *m, int on) { m->no_logits_download = !on; }
 
-float model_loss(Model *m, const int32_t *labels, float grad_scale, long *counted) {
+// labels: backend memory
+static float loss_on(Model *m, const int32_t *labels, float grad_scale, long *counted) {
     int B = m->last_batch, C = m->cfg.classes, HW = m->seg ? m->cfg.height * m->cfg.width : 1;
-    if (B < 1) { if (counted) *counted = 0; return NAN; }
-    m->ops->upload(m->labels, labels, sizeof(int32_t) * B * HW);
     long cnt = 0;
-    double loss = m->ops->softmax_xent(B, C, HW, m->dlogits, m->logits, m->labels, MODEL_IGNORE_LABEL,
+    double loss = m->ops->softmax_xent(B, C, HW, m->dlogits, m->logits, labels, MODEL_IGNORE_LABEL,
                                        grad_scale, &cnt);
-    if (cnt < 0)
+    if (cnt < 0) {
+        int32_t bad = 0;
+        m->ops->download(&bad, labels + (-1 - cnt), sizeof bad);
         fprintf(stderr, "model_loss: label %d at index %ld is outside 0..%d (and not the ignore label %d)\n",
-                labels[-1 - cnt], -1 - cnt, C - 1, MODEL_IGNORE_LABEL);
+                bad, -1 - cnt, C - 1, MODEL_IGNORE_LABEL);
+    }
     if (counted) *counted = cnt;
     m->have_dlogits = cnt >= 0;
     return (float)loss;
+}
+
+float model_loss(Model *m, const int32_t *labels, float grad_scale, long *counted) {
+    int B = m->last_batch, HW = m->seg ? m->cfg.height * m->cfg.width : 1;
+    if (B < 1) { if (counted) *counted = 0; return NAN; }
+    m->ops->upload(m->labels, labels, sizeof(int32_t) * B * HW);
+    return loss_on(m, m->labels, grad_scale, counted);
+}
+
+float model_loss_dev(Model *m, const int32_t *labels, float grad_scale, long *counted) {
+    if (m->last_batch < 1) { if (counted) *counted = 0; return NAN; }
+    return loss_on(m, labels, grad_scale, counted);
 }
 
 void model_backward(Model *m) {

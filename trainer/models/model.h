@@ -70,10 +70,18 @@ int model_is_segmentation(const Model *m);  // logits (B,classes,H,W) vs (B,clas
 // Returns the logits, owned by the model, valid until the next forward.
 const float *model_forward(Model *m, const float *x, int batch, int training);
 
+// The same with x already in the backend's memory (ops->alloc'ed: a batch uploaded ahead by the
+// training loop). Nothing is uploaded and nothing downloaded: returns the logits in backend memory.
+// x must stay unchanged until model_backward of this step has been queued and run.
+const float *model_forward_dev(Model *m, const float *x, int batch, int training);
+
 // Softmax cross-entropy of the last forward's logits against labels (int32, one per sample or per
 // pixel; MODEL_IGNORE_LABEL pixels are not counted). Returns the mean loss over counted elements,
 // stores d(mean loss)/d(logits) * grad_scale for model_backward, and sets *counted if non-NULL.
 float model_loss(Model *m, const int32_t *labels, float grad_scale, long *counted);
+
+// The same with labels already in the backend's memory (must stay unchanged until model_backward).
+float model_loss_dev(Model *m, const int32_t *labels, float grad_scale, long *counted);
 
 // Backward of the last forward (training=1) using the stored d(logits); accumulates into grads.
 void model_backward(Model *m);

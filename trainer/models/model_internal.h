@@ -25,7 +25,8 @@ struct Model {
     size_t max_act;            // largest activation, floats per sample (sizes the gradient scratch)
     size_t ws_floats; float *ws;
     float *gbuf[3];            // gradient scratch, max_act * max_batch floats each
-    float *input, *logits, *dlogits;
+    float *input, *logits, *dlogits;   // input: the current forward's x (input_own or the caller's)
+    float *input_own;                  // where model_forward uploads x
     int32_t *labels;
     size_t logits_per_sample;  // classes * (H*W for segmentation)
     int seg;                   // 1: logits (B, classes, H, W)

@@ -17,8 +17,12 @@ int optim_parse(const char *name, OptKind *kind) {
 }
 const char *optim_name(OptKind kind) { return opt_names[kind]; }
 
-int optim_create(OptKind kind, size_t n, float momentum, float weight_decay, Optimizer **out,
-                 char *err, size_t errlen) {
+int optim_slots(OptKind kind) { return opt_slots[kind]; }
+
+int optim_create_on(OptKind kind, size_t n, float momentum, float weight_decay, float *state, Optimizer **out,
+                    char *err, size_t errlen) {
+    *out = NULL;
+    if (!state) { snprintf(err, errlen, "optimizer %s: no state buffer", opt_names[kind]); return -1; }
     Optimizer *o = calloc(1, sizeof *o);
     if (!o) { snprintf(err, errlen, "out of memory"); return -1; }
     o->kind = kind;
@@ -26,14 +30,25 @@ int optim_create(OptKind kind, size_t n, float momentum, float weight_decay, Opt
     o->weight_decay = weight_decay;
     o->n = n;
     o->nslots = opt_slots[kind];
-    o->state = calloc((size_t)o->nslots * (n ? n : 1), sizeof(float));
-    if (!o->state) { free(o); snprintf(err, errlen, "out of memory for optimizer state (%zu floats)", n); return -1; }
+    o->state = state;
     *out = o;
     return 0;
 }
 
+int optim_create(OptKind kind, size_t n, float momentum, float weight_decay, Optimizer **out,
+                 char *err, size_t errlen) {
+    *out = NULL;
+    float *state = calloc((size_t)opt_slots[kind] * (n ? n : 1), sizeof(float));
+    if (!state) { snprintf(err, errlen, "out of memory for optimizer state (%zu floats)", n); return -1; }
+    if (optim_create_on(kind, n, momentum, weight_decay, state, out, err, errlen)) { free(state); return -1; }
+    (*out)->state_owned = 1;
+    return 0;
+}
+
 void optim_free(Optimizer *o) {
-    if (o) { free(o->state); free(o); }
+    if (!o) return;
+    if (o->state_owned) free(o->state);
+    free(o);
 }
 
 // SGD (torch.optim.SGD, dampening 0): g = grad + wd*p; buf = g on the first step, else

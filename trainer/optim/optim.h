@@ -22,6 +22,7 @@ typedef struct {
     int nslots;       // state buffers of n floats
     float *state;     // nslots * n
     long steps;       // steps taken (Adam's t, SGD's "momentum buffer exists")
+    int state_owned;  // optim_free frees state (optim_create) or leaves it to its owner (optim_create_on)
 } Optimizer;
 
 // name: sgd | sgd-nesterov | sgdw | adam | adamw | adagrad | adadelta. Returns 0 or -1 with err.
@@ -29,6 +30,12 @@ int  optim_parse(const char *name, OptKind *kind);
 const char *optim_name(OptKind kind);
 int  optim_create(OptKind kind, size_t n, float momentum, float weight_decay, Optimizer **out,
                   char *err, size_t errlen);
+// The same with the state in memory the caller owns and keeps alive: optim_slots(kind) * n floats,
+// zero-filled (e.g. from ops->alloc). optim_step needs host memory there; on the GPU the training loop
+// passes o->state (device memory) to ops_cuda_optim_step instead. optim_free leaves it alone.
+int  optim_create_on(OptKind kind, size_t n, float momentum, float weight_decay, float *state, Optimizer **out,
+                     char *err, size_t errlen);
+int  optim_slots(OptKind kind);   // state buffers of n floats the kind keeps
 void optim_free(Optimizer *o);
 // One step: params -= update(grads) with learning rate lr. grads are not modified.
 void optim_step(Optimizer *o, float *params, const float *grads, float lr);
