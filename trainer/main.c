@@ -54,7 +54,12 @@ static const char usage[] =
 "\n"
 "system\n"
 "  --threads T                   CPU threads (default SLURM_CPUS_PER_TASK, else cores / ranks per node)\n"
-"  --device cpu|cuda|auto        (default cpu; cuda is refused while the CUDA backend is not wired in)\n"
+"  --device cpu|cuda|auto        (default cpu). cuda: local rank r uses visible GPU r % count; exits 2\n"
+"                                saying why when no GPU is usable. auto: cuda when a GPU is usable,\n"
+"                                else the CPU (and says so). With cuda, --comm auto means nccl\n"
+"  --precision fp32|bf16|fp16    compute type of convolutions and linear layers on the GPU (default\n"
+"                                fp32); fp32 master weights and metrics; fp16 with dynamic loss\n"
+"                                scaling; bf16 needs compute capability 8.0. The CPU runs fp32 only\n"
 "  --comm auto|none|mpi|nccl     data parallel communicator (default auto: mpi under mpirun/srun)\n"
 "  --bucket-mb MB                DDP gradient bucket size (default 25)\n"
 "  --sync-bn                     BatchNorm statistics over all ranks\n"
@@ -79,7 +84,7 @@ enum {
     O_MODEL = 256, O_DATASET, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_WD, O_SCHED, O_WARMUP, O_SEED,
     O_WIDTH, O_NOBN, O_THREADS, O_WORKERS, O_TRAIN_LIMIT, O_EVAL_LIMIT, O_AUGMENT, O_DATA_DIR, O_INC,
     O_CLASSES, O_IMSIZE, O_STEPS, O_PRINT, O_EXPORT, O_EXPORT_LIMIT, O_EXPORT_SPLIT, O_CKPT, O_RESUME,
-    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP
+    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION
 };
 
 static const struct option longopts[] = {
@@ -94,7 +99,7 @@ static const struct option longopts[] = {
     { "export-dataset", 1, 0, O_EXPORT }, { "export-limit", 1, 0, O_EXPORT_LIMIT },
     { "export-split", 1, 0, O_EXPORT_SPLIT }, { "checkpoint-every", 1, 0, O_CKPT }, { "resume", 0, 0, O_RESUME },
     { "profile", 1, 0, O_PROFILE }, { "comm", 1, 0, O_COMM }, { "sync-bn", 0, 0, O_SYNCBN },
-    { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE },
+    { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE }, { "precision", 1, 0, O_PRECISION },
     { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
 };
 
@@ -162,6 +167,7 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
     static const char *const models[] = { "cnn", "resnet18", "unet", NULL };
     static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
     static const char *const devices[] = { "cpu", "cuda", "auto", NULL };
+    static const char *const precisions[] = { "fp32", "bf16", "fp16", NULL };
     static const char *const splits[] = { "train", "test", NULL };
     train_config_defaults(c);
     c->argv0 = argv[0];
@@ -232,6 +238,7 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
         case O_ACCUM: r = parse_int(name, optarg, 1, 65536, &c->accum_steps); break;
         case O_BUCKET: r = parse_double(name, optarg, 0.001, 65536, &c->bucket_mb); break;
         case O_DEVICE: c->device = optarg; r = one_of(name, optarg, devices); break;
+        case O_PRECISION: c->precision = optarg; r = one_of(name, optarg, precisions); break;
         case O_OUT: c->out = optarg; break;
         case O_SAVE: c->save_params = optarg; break;
         case 'h': case O_HELP: fputs(usage, stdout); exit(0);
@@ -260,22 +267,27 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
     return 0;
 }
 
-// The CPU backend is the only one wired into the training loop for now.
+// Resolves --device to "cpu" or "cuda". cuda needs a usable GPU now (else exit 2 with gpu_probe's
+// reason); which one (local rank % devices) is decided in train_run, once the launcher's ranks are known.
 static int pick_device(TrainConfig *c) {
-    if (strcmp(c->device, "cpu") == 0) return 0;
-    char why[512] = "";
-    int n = gpu_probe(why, sizeof why);
-    if (strcmp(c->device, "cuda") == 0) {
-        if (n <= 0)
+    if (strcmp(c->device, "cpu") != 0) {
+        char why[512] = "";
+        int n = gpu_probe(why, sizeof why);
+        if (strcmp(c->device, "cuda") == 0 && n <= 0) {
             fprintf(stderr, "segx-train: --device cuda: no usable CUDA device: %s\n", why[0] ? why : "none found");
-        else
-            fprintf(stderr, "segx-train: --device cuda: %d CUDA device(s) present, but the CUDA training backend "
-                    "is not built into segx-train yet; use --device cpu\n", n);
+            return -1;
+        }
+        if (strcmp(c->device, "auto") == 0) {
+            if (n > 0) fprintf(stderr, "segx-train: --device auto: using CUDA (%d device(s) visible)\n", n);
+            else fprintf(stderr, "segx-train: --device auto: using the CPU (%s)\n", why[0] ? why : "no CUDA device");
+        }
+        c->device = n > 0 ? "cuda" : "cpu";
+    }
+    if (strcmp(c->device, "cpu") == 0 && strcmp(c->precision, "fp32") != 0) {
+        fprintf(stderr, "segx-train: --precision %s needs --device cuda: the CPU backend computes in fp32 only "
+                "(drop --precision or run on a GPU)\n", c->precision);
         return -1;
     }
-    fprintf(stderr, "segx-train: --device auto: using the CPU (%s)\n",
-            n > 0 ? "the CUDA training backend is not built into segx-train yet" : why[0] ? why : "no CUDA device");
-    c->device = "cpu";
     return 0;
 }
 

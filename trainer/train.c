@@ -10,8 +10,11 @@
 #include "config.h"
 #include "trainer/data/data.h"       // defines: Dataset, Loader
 #include "trainer/dist/comm.h"       // defines: Comm, DdpReducer
+#include "trainer/gpu/gpu.h"         // defines: gpu_probe, gpu_env, GpuTelemetry, LossScaler
+#include "trainer/gpu/stage.h"       // defines: BatchStage
 #include "trainer/metrics/metrics.h" // defines: ConfMat
 #include "trainer/models/model.h"    // defines: Model
+#include "trainer/ops/ops_cuda.h"    // defines: ops_cuda_init, ops_cuda_optim_step, ops_cuda_error
 #include "trainer/optim/optim.h"     // defines: Optimizer, LrSchedule
 #include "trainer/run/run.h"         // defines: RunDir, checkpoints, Trace
 
@@ -31,6 +34,7 @@ void train_config_defaults(TrainConfig *c) {
     c->lr_schedule = "constant";
     c->comm = "auto";
     c->device = "cpu";
+    c->precision = "fp32";
     c->export_split = "train";
     c->epochs = 1;
     c->batch = 32;
@@ -56,6 +60,14 @@ typedef struct {
     Loader *train_ld, *eval_ld;
     Model *model;
     Optimizer *opt;
+    const Ops *ops;              // ops_cpu() or ops_cuda(): params, grads, optimizer state live there
+    int gpu, device;             // on the CUDA table, and which visible device
+    GpuPrecision prec;
+    LossScaler scaler;           // --precision fp16
+    BatchStage *stage;           // training batches, uploaded one step ahead
+    float *host_params, *host_buffers, *host_state, *host_grads;   // host copies (checkpoints, broadcasts)
+    GpuTelemetry *tel;           // rank 0 on the GPU, when NVML is there
+    DdpStats gpu_ddp;            // GPU data parallel: one allreduce after backward (no DdpReducer)
     DdpReducer *ddp;
     RunDir *rd;
     Trace *trace;
@@ -90,6 +102,112 @@ static int sync_bn_allreduce(void *ctx, double *buf, size_t n) {
 
 static double wall(const Trainer *t) { return t->wall_offset + run_now_s() - t->t_start; }
 
+// ---------------------------------------------------------------------------------------------
+// backend memory. Parameters, BN buffers, gradients and optimizer state live in t->ops's memory.
+// Checkpoints, broadcasts and --save-params go through host copies on EVERY backend (on the CPU,
+// download/upload are memcpy), so the CPU runs, and its tests check, the code the GPU path uses.
+
+enum { HOST_PARAMS = 1, HOST_BUFFERS = 2, HOST_STATE = 4 };
+
+static size_t n_state(const Trainer *t) { return (size_t)t->opt->nslots * t->opt->n; }
+
+static int host_alloc(Trainer *t) {
+    size_t np = model_num_params(t->model), nb = model_num_buffers(t->model), ns = n_state(t);
+    t->host_params = malloc(sizeof(float) * (np ? np : 1));
+    t->host_buffers = malloc(sizeof(float) * (nb ? nb : 1));
+    t->host_state = malloc(sizeof(float) * (ns ? ns : 1));
+    if (!t->host_params || !t->host_buffers || !t->host_state) {
+        snprintf(t->err, sizeof t->err, "out of host memory for a copy of the parameters (%zu floats)", np);
+        return -1;
+    }
+    return 0;
+}
+
+static void to_host(Trainer *t, int what) {
+    if (what & HOST_PARAMS) t->ops->download(t->host_params, model_params(t->model), sizeof(float) * model_num_params(t->model));
+    if (what & HOST_BUFFERS) t->ops->download(t->host_buffers, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model));
+    if (what & HOST_STATE) t->ops->download(t->host_state, t->opt->state, sizeof(float) * n_state(t));
+}
+
+static void from_host(Trainer *t, int what) {
+    if (what & HOST_PARAMS) t->ops->upload(model_params(t->model), t->host_params, sizeof(float) * model_num_params(t->model));
+    if (what & HOST_BUFFERS) t->ops->upload(model_buffers(t->model), t->host_buffers, sizeof(float) * model_num_buffers(t->model));
+    if (what & HOST_STATE) t->ops->upload(t->opt->state, t->host_state, sizeof(float) * n_state(t));
+}
+
+// Every rank takes rank 0's values of `what` (HOST_* bits).
+static int broadcast_from_rank0(Trainer *t, int what, const char *why) {
+    to_host(t, what);
+    if (((what & HOST_PARAMS) && comm_broadcast(t->comm, t->host_params, sizeof(float) * model_num_params(t->model), 0)) ||
+        ((what & HOST_BUFFERS) && comm_broadcast(t->comm, t->host_buffers, sizeof(float) * model_num_buffers(t->model), 0)) ||
+        ((what & HOST_STATE) && comm_broadcast(t->comm, t->host_state, sizeof(float) * n_state(t), 0))) {
+        snprintf(t->err, sizeof t->err, "broadcast of %s: %s", why, comm_error(t->comm));
+        return -1;
+    }
+    from_host(t, what);
+    return 0;
+}
+
+static void optimizer_step(Trainer *t, float lr) {
+    if (t->gpu) ops_cuda_optim_step(t->opt, t->opt->state, model_params(t->model), model_grads(t->model), lr);
+    else optim_step(t->opt, model_params(t->model), model_grads(t->model), lr);
+}
+
+// The first CUDA error since ops_cuda_init ends the run (exit 1) with its message.
+static int cuda_failed(Trainer *t, const char *when, int epoch, long step) {
+    const char *e = t->gpu ? ops_cuda_error() : NULL;
+    if (!e) return 0;
+    snprintf(t->err, sizeof t->err, "CUDA error %s (epoch %d, step %ld): %s", when, epoch + 1, step, e);
+    return 1;
+}
+
+// GPU data parallel: sum the gradients over the ranks, then scale them by 1/world (and by 1/loss
+// scale with fp16) in one pass that also finds inf/nan. NCCL reduces the device buffer in place
+// (comm_nccl orders itself after the compute stream); MPI gets a host copy. Returns 0, 1 when a
+// gradient is not finite (fp16: skip the step), -1 on a communication error.
+static int gpu_finish_grads(Trainer *t) {
+    size_t n = model_num_params(t->model);
+    float *g = model_grads(t->model);
+    if (t->world > 1) {
+        double c0 = run_now_s();
+        int rc;
+        if (strcmp(comm_kind(t->comm), "nccl") == 0) rc = comm_allreduce_sum_f32(t->comm, g, n);
+        else {
+            if (!t->host_grads && !(t->host_grads = malloc(sizeof(float) * (n ? n : 1)))) {
+                snprintf(t->err, sizeof t->err, "out of host memory for the gradients");
+                return -1;
+            }
+            t->ops->download(t->host_grads, g, sizeof(float) * n);
+            rc = comm_allreduce_sum_f32(t->comm, t->host_grads, n);
+            if (!rc) t->ops->upload(g, t->host_grads, sizeof(float) * n);
+        }
+        if (rc) { snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm)); return -1; }
+        double c1 = run_now_s();
+        t->gpu_ddp.exposed_s += c1 - c0; t->gpu_ddp.comm_s += c1 - c0;
+        t->gpu_ddp.bytes += (double)n * sizeof(float); t->gpu_ddp.steps++;
+    }
+    float inv = t->world > 1 ? 1.0f / (float)t->world : 1.0f;
+    if (t->prec == GPU_FP16) inv /= t->scaler.scale;
+    if (inv == 1.0f) return 0;
+    int bad = ops_cuda_unscale_check(g, n, inv);
+    return t->prec == GPU_FP16 ? bad : 0;
+}
+
+// Next training batch, staged into the backend's memory; NULL with t->err on a loader error.
+static const Batch *next_batch(Trainer *t, double *wait) {
+    double w = 0;
+    const Batch *b = loader_next(t->train_ld, &w);
+    *wait += w;
+    if (!b) {
+        snprintf(t->err, sizeof t->err, "%s", loader_error(t->train_ld)[0] ? loader_error(t->train_ld)
+                                                                          : "train loader ended early");
+        return NULL;
+    }
+    const Batch *s = stage_put(t->stage, b);
+    if (!s) snprintf(t->err, sizeof t->err, "batch of %d samples does not fit the staging buffers", b->n);
+    return s;
+}
+
 static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_step, double loss_sum,
                            double loss_count) {
     if (t->rank != 0 || !t->rd) return 0;
@@ -97,7 +215,7 @@ static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_s
     memset(&h, 0, sizeof h);
     h.n_params = model_num_params(t->model);
     h.n_buffers = model_num_buffers(t->model);
-    h.n_opt_state = (uint64_t)t->opt->nslots * t->opt->n;
+    h.n_opt_state = n_state(t);
     h.seed = t->cfg->seed;
     h.epoch = epoch;
     h.next_batch = next_batch;
@@ -109,8 +227,8 @@ static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_s
     h.best_metric = t->best;
     h.wall_s = wall(t);
     snprintf(h.tag, sizeof h.tag, "%s", t->tag);
-    if (ckpt_save(t->ckpt_path, &h, model_params(t->model), model_buffers(t->model), t->opt->state,
-                  t->err, sizeof t->err))
+    to_host(t, HOST_PARAMS | HOST_BUFFERS | HOST_STATE);
+    if (ckpt_save(t->ckpt_path, &h, t->host_params, t->host_buffers, t->host_state, t->err, sizeof t->err))
         return -1;
     return 0;
 }
@@ -133,11 +251,8 @@ static int evaluate(Trainer *t, int epoch, double sums[2]) {
     if (!t->eval_ld) return 0;
     // Ranks' BN running statistics drift apart (each sees its own batches); evaluate rank 0's, as
     // PyTorch DDP does by broadcasting buffers.
-    if (t->world > 1 && model_num_buffers(t->model) > 0 &&
-        comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0)) {
-        snprintf(t->err, sizeof t->err, "broadcast of BN buffers: %s", comm_error(t->comm));
+    if (t->world > 1 && model_num_buffers(t->model) > 0 && broadcast_from_rank0(t, HOST_BUFFERS, "BN buffers"))
         return -1;
-    }
     if (loader_begin(t->eval_ld, epoch, 0, t->err, sizeof t->err)) return -1;
     const Batch *b;
     size_t hw = t->eval_ds->segmentation ? (size_t)t->eval_ds->height * t->eval_ds->width : 1;
@@ -154,6 +269,7 @@ static int evaluate(Trainer *t, int epoch, double sums[2]) {
         snprintf(t->err, sizeof t->err, "%s", loader_error(t->eval_ld));
         return -1;
     }
+    if (cuda_failed(t, "during evaluation", epoch, 0)) return -1;
     loader_end(t->eval_ld);
     return 0;
 }
@@ -170,9 +286,10 @@ static int allreduce(Trainer *t, double *buf, size_t n) {
 static int save_params_file(Trainer *t) {
     const char *path = t->cfg->save_params;
     if (!path || t->rank != 0) return 0;
-    FILE *f = fopen(path, "wb");
     size_t n = model_num_params(t->model);
-    if (!f || fwrite(model_params(t->model), sizeof(float), n, f) != n || fclose(f) != 0) {
+    to_host(t, HOST_PARAMS);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(t->host_params, sizeof(float), n, f) != n || fclose(f) != 0) {
         snprintf(t->err, sizeof t->err, "--save-params %s: cannot write the parameters", path);
         return -1;
     }
@@ -181,13 +298,63 @@ static int save_params_file(Trainer *t) {
 
 // ---------------------------------------------------------------------------------------------
 
+// How many ranks a launcher started (mpirun, srun), 1 without one.
+static int launched_world(void) {
+    const char *w = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!w) w = getenv("SLURM_STEP_NUM_TASKS");
+    return w && atoi(w) > 1 ? atoi(w) : 1;
+}
+
+// --device cuda: local rank r opens visible device r % count, with the --precision compute type.
+// A GPU that cannot be opened is an unavailable device (exit 2).
+static int setup_cuda(Trainer *t) {
+    const TrainConfig *c = t->cfg;
+    char why[512] = "";
+    int n = gpu_probe(why, sizeof why);
+    if (n <= 0) {
+        snprintf(t->err, sizeof t->err, "--device cuda: no usable CUDA device: %s", why[0] ? why : "none found");
+        return TRAIN_EXIT_USAGE;
+    }
+    t->device = comm_local_rank(t->comm) % n;
+    if (ops_cuda_init(t->device, why, sizeof why)) {
+        snprintf(t->err, sizeof t->err, "--device cuda: %s", why);
+        return TRAIN_EXIT_USAGE;
+    }
+    t->gpu = 1;
+    if (gpu_precision_parse(c->precision ? c->precision : "fp32", &t->prec) ||
+        ops_cuda_set_precision(t->prec, why, sizeof why)) {
+        snprintf(t->err, sizeof t->err, "--precision %s: %s", c->precision, why);
+        return TRAIN_EXIT_USAGE;
+    }
+    if (t->prec == GPU_FP16) loss_scaler_init(&t->scaler, 0);
+    return TRAIN_EXIT_OK;
+}
+
+static json_t *gpu_env_object(const Trainer *t) {
+    GpuEnv e;
+    gpu_env(&e, t->device);
+    char buf[2048];
+    json_t *o = gpu_env_json(&e, buf, sizeof buf) < 0 ? NULL : json_loads(buf, 0, NULL);
+    if (!o) return json_null();
+    json_object_set_new(o, "device_index", json_integer(t->device));
+    return o;
+}
+
 static int setup(Trainer *t) {
     const TrainConfig *c = t->cfg;
     char *err = t->err;
     size_t el = sizeof t->err;
-    if (comm_create(c->comm, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
+    int cuda = c->device && strcmp(c->device, "cuda") == 0;
+    // on GPUs data parallel means NCCL, bootstrapped through MPI or MASTER_ADDR/PORT
+    const char *comm = cuda && strcmp(c->comm, "auto") == 0 && launched_world() > 1 ? "nccl" : c->comm;
+    if (comm_create(comm, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
     t->rank = comm_rank(t->comm);
     t->world = comm_world(t->comm);
+    if (cuda) {
+        int rc = setup_cuda(t);
+        if (rc) return rc;
+    }
+    t->ops = t->gpu ? ops_cuda() : ops_cpu();
     model_set_threads(c->threads);
     int seg_model = strcmp(c->model, "unet") == 0;
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
@@ -202,7 +369,7 @@ static int setup(Trainer *t) {
     ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
                        .height = t->train_ds->height, .width = t->train_ds->width, .base_width = c->width,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
-    if (model_create(&mc, &t->model, err, el)) return TRAIN_EXIT_USAGE;
+    if (model_create_on(&mc, t->ops, &t->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(t->model) != t->train_ds->segmentation) {
         snprintf(err, el, "--model %s is a %s model but --dataset %s has %s labels", c->model,
                  model_is_segmentation(t->model) ? "segmentation" : "classification", c->dataset,
@@ -210,25 +377,38 @@ static int setup(Trainer *t) {
         return TRAIN_EXIT_USAGE;
     }
     model_init(t->model, c->seed);
+    // optimizer state in the backend's memory, zero-filled by ops->alloc
+    OptKind ok;
+    optim_parse(c->optimizer, &ok);
+    size_t np = model_num_params(t->model);
+    float *state = t->ops->alloc(sizeof(float) * optim_slots(ok) * (np ? np : 1));
+    if (!state) {
+        snprintf(err, el, "out of %s memory for the %s state (%d x %zu floats)", t->ops->name, c->optimizer,
+                 optim_slots(ok), np);
+        return TRAIN_EXIT_ERROR;
+    }
+    if (optim_create_on(ok, np, (float)c->momentum, (float)c->weight_decay, state, &t->opt, err, el)) {
+        t->ops->free(state);
+        return TRAIN_EXIT_ERROR;
+    }
+    if (host_alloc(t)) return TRAIN_EXIT_ERROR;
     if (t->world > 1) {  // every rank starts from rank 0's parameters and BN buffers
-        if (comm_broadcast(t->comm, model_params(t->model), sizeof(float) * model_num_params(t->model), 0) ||
-            comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0)) {
-            snprintf(err, el, "broadcast of initial parameters: %s", comm_error(t->comm));
-            return TRAIN_EXIT_ERROR;
-        }
-        if (ddp_create(t->comm, model_grads(t->model), model_num_params(t->model), c->bucket_mb, &t->ddp, err, el))
+        if (broadcast_from_rank0(t, HOST_PARAMS | HOST_BUFFERS, "initial parameters")) return TRAIN_EXIT_ERROR;
+        // the CPU overlaps bucket allreduces with backward; on the GPU ddp_finish's host-side
+        // averaging cannot touch device gradients, so gpu_finish_grads reduces after backward
+        if (!t->gpu && ddp_create(t->comm, model_grads(t->model), np, c->bucket_mb, &t->ddp, err, el))
             return TRAIN_EXIT_ERROR;
         if (c->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
     }
-    OptKind ok;
-    optim_parse(c->optimizer, &ok);
-    if (optim_create(ok, model_num_params(t->model), (float)c->momentum, (float)c->weight_decay, &t->opt, err, el))
-        return TRAIN_EXIT_ERROR;
 
     LoaderConfig lc = { .batch = c->batch, .workers = c->workers, .rank = t->rank, .world = t->world,
                         .seed = c->seed, .shuffle = 1, .augment = c->augment, .drop_last = 1,
                         .limit = c->train_limit };
     if (loader_create(t->train_ds, &lc, &t->train_ld, err, el)) return TRAIN_EXIT_ERROR;
+    size_t pix = (size_t)t->train_ds->height * t->train_ds->width;
+    if (stage_create(t->ops, c->batch, (size_t)t->train_ds->channels * pix, t->train_ds->segmentation ? pix : 1,
+                     &t->stage, err, el))
+        return TRAIN_EXIT_ERROR;
     if (t->eval_ds) {
         LoaderConfig ec = lc;
         ec.shuffle = 0; ec.augment = 0; ec.drop_last = 0;
@@ -267,11 +447,22 @@ static int setup(Trainer *t) {
         json_t *extra = json_pack("{s:s, s:s, s:i, s:i, s:I}", "model", c->model, "dataset", c->dataset,
                                   "batch_size", c->batch, "workers", c->workers, "params",
                                   (json_int_t)model_num_params(t->model));
+        if (t->gpu) {
+            json_object_set_new(extra, "device", json_string("cuda"));
+            json_object_set_new(extra, "precision", json_string(gpu_precision_name(t->prec)));
+            json_object_set_new(extra, "gpu", gpu_env_object(t));
+        }
         json_t *env = run_env_json(c->argv0, c->threads, t->world, comm_kind(t->comm), extra);
         json_decref(extra);
         int rc = rundir_write_json(t->rd, "env.json", env, err, el);
         json_decref(env);
         if (rc) return TRAIN_EXIT_ERROR;
+        if (t->gpu) {   // NVML about once a second; without it the run goes on, saying why
+            char path[4200], why[512];
+            snprintf(path, sizeof path, "%s/gpu_telemetry.jsonl", c->out);
+            if (!(t->tel = gpu_telemetry_start(path, t->device, why, sizeof why)))
+                fprintf(stderr, "segx-train: warning: %s\n", why);
+        }
     }
     if (c->profile) {  // rank r > 0 writes PATH.rank<r> beside rank 0's PATH
         char path[4200];
@@ -290,6 +481,7 @@ static int setup(Trainer *t) {
 }
 
 static void teardown(Trainer *t) {
+    gpu_telemetry_stop(t->tel);
     trace_close(t->trace);
     rundir_close(t->rd);
     loader_free(t->train_ld);
@@ -298,10 +490,14 @@ static void teardown(Trainer *t) {
     dataset_free(t->eval_ds);
     confmat_free(&t->cm);
     free(t->pred);
+    stage_free(t->stage);
+    if (t->opt) t->ops->free(t->opt->state);
     optim_free(t->opt);
+    free(t->host_params); free(t->host_buffers); free(t->host_state); free(t->host_grads);
     ddp_free(t->ddp);  // before its communicator
     model_free(t->model);
     comm_free(t->comm);
+    if (t->gpu) ops_cuda_shutdown();
 }
 
 // Rank 0 reads checkpoint.bin and broadcasts it, so every rank resumes from the same bytes.
@@ -315,10 +511,10 @@ static int resume(Trainer *t, CkptHeader *h) {
             memset(&want, 0, sizeof want);
             want.n_params = model_num_params(t->model);
             want.n_buffers = model_num_buffers(t->model);
-            want.n_opt_state = (uint64_t)t->opt->nslots * t->opt->n;
+            want.n_opt_state = n_state(t);
             snprintf(want.tag, sizeof want.tag, "%s", t->tag);
-            if (ckpt_load(t->ckpt_path, &want, h, model_params(t->model), model_buffers(t->model), t->opt->state,
-                          t->err, sizeof t->err))
+            if (ckpt_load(t->ckpt_path, &want, h, t->host_params, t->host_buffers, t->host_state, t->err,
+                          sizeof t->err))
                 have = -1;
         }
     }
@@ -328,11 +524,12 @@ static int resume(Trainer *t, CkptHeader *h) {
         have = (int)flag;
         if (have == 1 &&
             (comm_broadcast(t->comm, h, sizeof *h, 0) ||
-             comm_broadcast(t->comm, model_params(t->model), sizeof(float) * model_num_params(t->model), 0) ||
-             comm_broadcast(t->comm, model_buffers(t->model), sizeof(float) * model_num_buffers(t->model), 0) ||
-             comm_broadcast(t->comm, t->opt->state, sizeof(float) * t->opt->nslots * t->opt->n, 0)))
+             comm_broadcast(t->comm, t->host_params, sizeof(float) * model_num_params(t->model), 0) ||
+             comm_broadcast(t->comm, t->host_buffers, sizeof(float) * model_num_buffers(t->model), 0) ||
+             comm_broadcast(t->comm, t->host_state, sizeof(float) * n_state(t), 0)))
             goto comm_fail;
     }
+    if (have == 1) from_host(t, HOST_PARAMS | HOST_BUFFERS | HOST_STATE);   // the same bytes on every backend
     if (have < 0) {
         if (t->rank != 0) snprintf(t->err, sizeof t->err, "rank 0 could not load the checkpoint");
         return -1;
@@ -350,6 +547,28 @@ static int resume(Trainer *t, CkptHeader *h) {
 comm_fail:
     snprintf(t->err, sizeof t->err, "broadcast of the checkpoint: %s", comm_error(t->comm));
     return -1;
+}
+
+// GPU keys of an epoch's metrics line: NVML averages over the epoch (rank 0's device), the arena,
+// and the fp16 loss scale.
+static void gpu_epoch_metrics(Trainer *t, json_t *o) {
+    json_object_set_new(o, "precision", json_string(gpu_precision_name(t->prec)));
+    OpsCudaStats st;
+    ops_cuda_stats(&st);
+    json_object_set_new(o, "gpu_arena_mib", json_real((double)st.arena_bytes / 1048576.0));
+    if (t->prec == GPU_FP16) {
+        json_object_set_new(o, "loss_scale", json_real(t->scaler.scale));
+        json_object_set_new(o, "skipped_steps", json_integer(t->scaler.skipped));
+    }
+    GpuSample avg;
+    int n = gpu_telemetry_epoch_avg(t->tel, &avg);
+    char buf[512] = "{";
+    if (n <= 0 || gpu_sample_json(&avg, buf + 1, sizeof buf - 2) < 0) return;
+    strcat(buf, "}");
+    json_t *g = json_loads(buf, 0, NULL);
+    if (g) json_object_update(o, g);
+    json_decref(g);
+    json_object_set_new(o, "gpu_samples", json_integer(n));
 }
 
 static json_t *epoch_metrics(Trainer *t, int epoch, long global_step, double train_loss, double lr,
@@ -382,7 +601,8 @@ static json_t *epoch_metrics(Trainer *t, int epoch, long global_step, double tra
     json_object_set_new(o, "compute_s", json_real(compute_s));
     json_object_set_new(o, "comm_s", json_real(comm_s));
     json_object_set_new(o, "eval_s", json_real(eval_s));
-    if (t->ddp) {
+    if (t->gpu) gpu_epoch_metrics(t, o);
+    if (t->ddp || (t->gpu && t->world > 1)) {
         json_object_set_new(o, "comm_exposed_s", json_real(ds.exposed_s));
         json_object_set_new(o, "comm_total_s", json_real(ds.comm_s));
         json_object_set_new(o, "allreduce_bytes", json_real(ds.bytes));
@@ -421,25 +641,29 @@ static int train_loop(Trainer *t) {
     for (int epoch = start_epoch; epoch < t->epochs && !stopped; epoch++) {
         double te0 = run_now_s(), data_s = 0, compute_s = 0, comm_s = 0, images = 0;
         if (t->ddp) ddp_stats_reset(t->ddp);
+        t->gpu_ddp = (DdpStats){ 0 };
         long first = epoch == start_epoch ? start_batch : 0;
         if (epoch != start_epoch) loss_sum = loss_count = 0;
         if (loader_begin(t->train_ld, epoch, first, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
+        const Batch *ahead = NULL;   // the next micro-batch, already staged
         for (long mb = first; mb < t->micro_per_epoch && global_step < t->total_steps; mb++) {
-            double ts = run_now_s(), wait;
-            const Batch *b = loader_next(t->train_ld, &wait);
-            if (!b) {
-                snprintf(t->err, sizeof t->err, "%s", loader_error(t->train_ld)[0] ? loader_error(t->train_ld)
-                                                                                  : "train loader ended early");
-                return TRAIN_EXIT_ERROR;
-            }
+            double ts = run_now_s(), wait = 0;
+            const Batch *b = ahead ? ahead : next_batch(t, &wait);
+            if (!b) return TRAIN_EXIT_ERROR;
+            // stage the next batch now: on the GPU its upload overlaps this step's compute
+            ahead = mb + 1 < t->micro_per_epoch ? next_batch(t, &wait) : NULL;
+            if (!ahead && mb + 1 < t->micro_per_epoch) return TRAIN_EXIT_ERROR;
             double t1 = run_now_s();
             data_s += wait;
             trace_event(t->trace, "data_wait", "data", ts, t1, 1, global_step);
             int last = mb % K == K - 1;
             if (mb % K == 0) model_zero_grad(t->model);
             if (t->ddp) model_set_grads_ready_hook(t->model, last ? ddp_grads_ready : NULL, last ? t->ddp : NULL);
-            model_forward(t->model, b->x, b->n, 1);
-            float loss = model_loss(t->model, b->y, 1.0f / K, NULL);
+            stage_wait(t->stage, b);
+            model_forward_dev(t->model, b->x, b->n, 1);
+            float gscale = t->prec == GPU_FP16 ? t->scaler.scale / K : 1.0f / K;
+            float loss = model_loss_dev(t->model, b->y, gscale, NULL);
+            if (cuda_failed(t, "in forward", epoch, global_step)) return TRAIN_EXIT_ERROR;
             double t2 = run_now_s();
             trace_event(t->trace, "forward", "compute", t1, t2, 1, global_step);
             model_backward(t->model);
@@ -465,9 +689,21 @@ static int train_loop(Trainer *t) {
                 comm_s += c1 - c0;
                 trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
             }
+            int skip = 0;
+            if (t->gpu) {
+                double c0 = run_now_s();
+                int r = gpu_finish_grads(t);
+                if (r < 0) return TRAIN_EXIT_ERROR;
+                // fp16: a step with inf/nan gradients is skipped and the loss scale halved
+                if (t->prec == GPU_FP16) skip = loss_scaler_update(&t->scaler, r);
+                double c1 = run_now_s();
+                comm_s += c1 - c0;
+                if (t->world > 1) trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
+            }
             double o0 = run_now_s();
             lr = lr_at(&t->sched, global_step);
-            optim_step(t->opt, model_params(t->model), model_grads(t->model), (float)lr);
+            if (!skip) optimizer_step(t, (float)lr);
+            if (cuda_failed(t, "in backward or the optimizer step", epoch, global_step)) return TRAIN_EXIT_ERROR;
             double o1 = run_now_s();
             trace_event(t->trace, "optimizer", "compute", o0, o1, 1, global_step);
             compute_s += o1 - o0;
@@ -514,6 +750,7 @@ static int train_loop(Trainer *t) {
         final_train_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
         DdpStats ds = { 0 };
         if (t->ddp) ds = ddp_stats(t->ddp);
+        else if (t->gpu) ds = t->gpu_ddp;
         json_decref(last_metrics);
         last_metrics = epoch_metrics(t, epoch, global_step, final_train_loss, lr, ev, images, te1 - te0, data_s,
                                      compute_s, comm_s, te2 - te1, ds);
@@ -553,6 +790,12 @@ static int train_loop(Trainer *t) {
         json_object_set_new(r, "wall_s", json_real(wall(t)));
         json_object_set_new(r, "images_per_s",
                             t->time_after_first > 0 ? json_real(t->images_after_first / t->time_after_first) : json_null());
+        if (t->gpu) {
+            json_object_set_new(r, "device", json_string("cuda"));
+            json_object_set_new(r, "precision", json_string(gpu_precision_name(t->prec)));
+            if (t->tel) json_object_set_new(r, "gpu_peak_mem_mib", json_real(gpu_telemetry_peak_mem_mib(t->tel)));
+            if (t->prec == GPU_FP16) json_object_set_new(r, "skipped_steps", json_integer(t->scaler.skipped));
+        }
         if (last_metrics) {
             const char *keys[] = { "train_loss", "val_loss", "miou", "pixel_acc", "top1", "per_class_iou" };
             for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {

@@ -17,6 +17,7 @@ typedef struct {
     const char *model, *dataset, *data_dir, *out;
     const char *optimizer, *lr_schedule, *comm, *device;
     const char *profile, *save_params;
+    const char *precision;                       // fp32 | bf16 | fp16 (bf16/fp16: --device cuda only)
     const char *export_dir, *export_split;
     int epochs, batch, width, batch_norm, threads, workers;
     int in_channels, classes, image_size;

@@ -4,6 +4,10 @@
 // are staged through a device scratch buffer (the CPU trainer's grads, sync BN statistics).
 // The communicator is non-blocking (config.blocking = 0) so every wait is bounded by c->timeout_s
 // and a lost peer ends in ncclCommAbort and an error, not a hang.
+// Device buffers come from segx-train's compute stream (trainer/ops/ops_cuda.h), which runs ahead of
+// the host: each collective on one first makes its own stream wait for the work queued there so far
+// (ops_cuda_order_before), and a collective returns (a request completes) only once NCCL is done, so
+// compute queued after it sees the result.
 #include "config.h"
 #include "trainer/dist/comm_impl.h"   // defines: Comm internals, CommOps, comm_fail, comm_now
 
@@ -17,6 +21,7 @@
 #include <time.h>
 
 #include "trainer/dist/rendezvous.h"   // defines: rendezvous_tcp_bcast, rendezvous_env
+#include "trainer/ops/ops_cuda.h"      // defines: ops_cuda_order_before
 
 typedef struct {
     ncclComm_t nc;
@@ -131,6 +136,8 @@ static int run_collective(Comm *c, void *buf, size_t bytes, size_t count, ncclDa
     NcclComm *m = c->impl;
     void *d = buf;
     int host = !on_device(buf);
+    // device buffers are written by kernels on the compute stream that may still run: wait for them
+    if (!host) ops_cuda_order_before(m->stream);
     if (host) {
         if (scratch(c, bytes, &d)) return -1;
         if (cudaMemcpyAsync(d, buf, bytes, cudaMemcpyHostToDevice, m->stream) != cudaSuccess) return comm_fail(c, "copy to GPU failed");
@@ -159,6 +166,7 @@ static int nccl_iallreduce_f32(Comm *c, float *buf, size_t n, void **req) {
     NcclComm *m = c->impl;
     *req = NULL;
     if (!on_device(buf)) return nccl_allreduce_sum(c, buf, n, COMM_F32);   // staged: completes now
+    ops_cuda_order_before(m->stream);   // the bucket's gradients come from backward kernels in flight
     if (nccl_settle(c, ncclAllReduce(buf, buf, n, ncclFloat32, ncclSum, m->nc, m->stream), "gradient allreduce")) return -1;
     cudaEvent_t ev;
     if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(ev, m->stream) != cudaSuccess)
