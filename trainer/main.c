@@ -1,6 +1,7 @@
 // trainer/main.c — the segx-train command line: flags -> TrainConfig -> train_run.
 #include "config.h"
 #include "trainer/train.h"       // defines: TrainConfig, train_run, TRAIN_EXIT_*
+#include "trainer/evaluate.h"    // defines: evaluate_run (--evaluate)
 #include "trainer/gpu/gpu.h"     // defines: gpu_probe
 #include "trainer/optim/optim.h" // defines: optim_parse, lr_parse
 
@@ -71,6 +72,8 @@ static const char usage[] =
 "run dir and restarts\n"
 "  --out RUN_DIR                 where the run's files go (only rank 0 writes)\n"
 "  --checkpoint-every N[e|s]     write RUN_DIR/checkpoint.bin every N epochs (or N steps with 's')\n"
+"  --evaluate                    no training: evaluate RUN_DIR/checkpoint.bin on the test split (with\n"
+"                                the train run's model/data flags; --eval-limit N) into RUN_DIR/eval.json\n"
 "  --resume                      continue from RUN_DIR/checkpoint.bin if it exists; bit-exact on CPU\n"
 "                                with the same flags and --threads\n"
 "\n"
@@ -84,7 +87,7 @@ enum {
     O_MODEL = 256, O_DATASET, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_WD, O_SCHED, O_WARMUP, O_SEED,
     O_WIDTH, O_NOBN, O_THREADS, O_WORKERS, O_TRAIN_LIMIT, O_EVAL_LIMIT, O_AUGMENT, O_DATA_DIR, O_INC,
     O_CLASSES, O_IMSIZE, O_STEPS, O_PRINT, O_EXPORT, O_EXPORT_LIMIT, O_EXPORT_SPLIT, O_CKPT, O_RESUME,
-    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION
+    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION, O_EVALUATE
 };
 
 static const struct option longopts[] = {
@@ -100,7 +103,8 @@ static const struct option longopts[] = {
     { "export-split", 1, 0, O_EXPORT_SPLIT }, { "checkpoint-every", 1, 0, O_CKPT }, { "resume", 0, 0, O_RESUME },
     { "profile", 1, 0, O_PROFILE }, { "comm", 1, 0, O_COMM }, { "sync-bn", 0, 0, O_SYNCBN },
     { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE }, { "precision", 1, 0, O_PRECISION },
-    { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+    { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP },
+    { "evaluate", 0, 0, O_EVALUATE }, { 0, 0, 0, 0 }
 };
 
 static int bad(const char *flag, const char *value, const char *why) {
@@ -162,6 +166,8 @@ static int default_threads(void) {
     long t = cores / local;
     return t > 0 ? (int)t : 1;
 }
+
+static int evaluate_only;   // --evaluate: evaluate_run instead of train_run
 
 static int parse_args(int argc, char **argv, TrainConfig *c) {
     static const char *const models[] = { "cnn", "resnet18", "unet", NULL };
@@ -242,6 +248,7 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
         case O_OUT: c->out = optarg; break;
         case O_SAVE: c->save_params = optarg; break;
         case 'h': case O_HELP: fputs(usage, stdout); exit(0);
+        case O_EVALUATE: evaluate_only = 1; break;
         case ':':
             fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
             return -1;
@@ -295,5 +302,6 @@ int main(int argc, char **argv) {
     TrainConfig c;
     if (parse_args(argc, argv, &c)) return TRAIN_EXIT_USAGE;
     if (pick_device(&c)) return TRAIN_EXIT_USAGE;
+    if (evaluate_only) return evaluate_run(&c);
     return train_run(&c);
 }
