@@ -19,7 +19,7 @@ int cmd_resubmit(int argc, char **argv)
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"failed", 0, CLI_FLAG, &failed, NULL, "resubmit cells that ended failed/timeout/out-of-memory/node-fail/preempted/cancelled"},
         {"backend", 'b', CLI_STRING, &backend, "NAME", "backend (default: the one the experiment used last)"},
-        {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once"},
+        {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: at most N jobs at once (jobs also share the cores)"},
         {"dry-run", 'n', CLI_FLAG, &dry_run, NULL, "list what would be submitted"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "only the summary line"},
         {0}};
