@@ -20,7 +20,7 @@ expect2() { # DESC PATTERN ENV-ASSIGNMENTS... -- ARGS...: exit 2 and stderr matc
   if [ "$rc" = 2 ] && grep -qE -- "$pat" <<<"$out"; then pass "$d"; else fail "$d" "args: $*" "rc=$rc" "stderr: $out"; fi
 }
 
-gpu_why=$("$T" --device cuda --print-params 2>&1 >/dev/null); have_gpu=$?
+gpu_why=$("$T" --device cuda --dataset synthetic --eval-limit 0 --print-params 2>&1 >/dev/null); have_gpu=$?
 if [ "$have_gpu" = 0 ]; then
   pass "--device cuda opens a GPU here"
 else
