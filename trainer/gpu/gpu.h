@@ -5,7 +5,8 @@
 // - precision: fp32 / bf16 / fp16 names and the dynamic loss scaler used with fp16.
 // Nothing here needs a driver to link or to start: libcuda.so.1 and libnvidia-ml.so.1 are dlopen'ed,
 // and without a CUDA build (SEGX_HAVE_CUDA unset) the CUDA runtime is never referenced.
-// The CUDA op table itself is trainer/ops/ops_cuda.h; the error-check macros are gpu_check.h.
+// The CUDA op table itself is trainer/ops/ops_cuda.h; the error-check macros are gpu_check.h; the
+// training loop's double-buffered batch uploads are stage.h.
 #ifndef SEGX_GPU_H
 #define SEGX_GPU_H
 #include <stddef.h>

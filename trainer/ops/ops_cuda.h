@@ -7,6 +7,8 @@
 //   of it), except where ops.h says host: upload's source, download's destination. softmax_xent's
 //   labels are device int32.
 // - All work runs on one stream; download (and softmax_xent, which returns the loss) synchronise it.
+//   Other streams order themselves against it with ops_cuda_order_before: the training loop's batch
+//   uploads (trainer/gpu/stage.h) and comm_nccl's collectives.
 // - conv2d_workspace/convt2x2_workspace return 0: cuDNN's workspace is kept inside the backend,
 //   capped by SEGX_CUDNN_WORKSPACE_MB (default 512), and algorithms are chosen once per shape.
 // - Errors: the op functions return void, so a failing CUDA/cuDNN/cuBLAS call records its first
