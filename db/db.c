@@ -112,12 +112,21 @@ static int count_stale_view(sqlite3 *db, const char *name, const char *sql, int 
     return 0;
 }
 
+// eval_jobs as in db/schema.sql, for files created before it existed.
+static const char EVAL_JOBS_SQL[] =
+    "CREATE TABLE IF NOT EXISTS eval_jobs ( attempt_id INTEGER PRIMARY KEY REFERENCES attempts(id) ON DELETE CASCADE, "
+    "backend TEXT NOT NULL, job_id TEXT, state TEXT NOT NULL, reason TEXT, exit_code INTEGER, "
+    "submit_time REAL, start_time REAL, end_time REAL, nodes TEXT, miou REAL, pixel_acc REAL, "
+    "top1 REAL, loss REAL, images INTEGER, seconds REAL, images_per_s REAL, json TEXT, "
+    "collected_at REAL )";
+
 static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
 {
     int stale = 0;
     if (each_view(count_stale_view, db, &stale, e, el) < 0) return -1;
     int need_sig = !has_column(db, "attempts", "ingest_sig"), need_targets = !has_column(db, "targets", "metric");
-    if (!stale && !need_sig && !need_targets) return 0;
+    int need_eval = !has_column(db, "eval_jobs", "attempt_id");
+    if (!stale && !need_sig && !need_targets && !need_eval) return 0;
     if (exec(db, "BEGIN IMMEDIATE", e, el) < 0) return -1;
     int changed = 0;
     if ((need_sig && exec(db, "ALTER TABLE attempts ADD COLUMN ingest_sig TEXT", e, el) < 0) ||
@@ -125,6 +134,7 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
                                   " experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,"
                                   " metric TEXT NOT NULL CHECK (metric IN ('miou','pixel_acc','top1','val_loss','train_loss')),"
                                   " value REAL NOT NULL, PRIMARY KEY (experiment_id, metric))", e, el) < 0) ||
+        (need_eval && exec(db, EVAL_JOBS_SQL, e, el) < 0) ||
         each_view(replace_view_if_stale, db, &changed, e, el) < 0) {
         db_rollback(db);
         return -1;

@@ -4,7 +4,7 @@
 // whose PRAGMA user_version is older is migrated in one transaction; a newer one is refused (the
 // user must upgrade segx), so nothing stored is ever rewritten by an older binary. A read-write
 // open also replaces views whose SQL differs from db/schema.sql (views hold no data) and adds
-// the objects added to version 1 before its release (attempts.ingest_sig, targets).
+// the objects added to version 1 before its release (attempts.ingest_sig, targets, eval_jobs).
 #ifndef SEGX_DB_H
 #define SEGX_DB_H
 #include <sqlite3.h>

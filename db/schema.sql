@@ -110,6 +110,26 @@ CREATE TABLE targets (
   PRIMARY KEY (experiment_id, metric)
 );
 
+-- The eval job of an attempt (spec eval.job): submitted by segx submit right after the train
+-- job with dependency afterok:<train job>, polled by segx status, cancelled with the train job
+-- by segx cancel; segx collect settles its state from RUN_DIR/eval_exit_code and stores
+-- RUN_DIR/eval.json (the evaluation of the final checkpoint on the test split).
+CREATE TABLE eval_jobs (
+  attempt_id   INTEGER PRIMARY KEY REFERENCES attempts(id) ON DELETE CASCADE,
+  backend      TEXT NOT NULL,
+  job_id       TEXT,
+  state        TEXT NOT NULL,       -- as attempts.state; cancelled with reason 'dependency failed ...'
+                                    -- when the train job did not end with exit 0
+  reason       TEXT,
+  exit_code    INTEGER,
+  submit_time  REAL, start_time REAL, end_time REAL,
+  nodes        TEXT,
+  miou REAL, pixel_acc REAL, top1 REAL, loss REAL,   -- eval.json (segx collect)
+  images INTEGER, seconds REAL, images_per_s REAL,
+  json         TEXT,                -- eval.json whole; NULL until collected
+  collected_at REAL
+);
+
 -- ---- views (the science) ------------------------------------------------------------------
 -- VIEWS-BEGIN (owned by the collect/report module; documented in README.md)
 -- Conventions: one row per attempt / cell / cell group / scaling group; NULL where there is no

@@ -26,7 +26,8 @@ typedef struct {
     const char *gpu_type;      // e.g. "a100"; "cpu" for no GPU
     const char *partition;     // from the cluster profile (NULL: default)
     const char *time_limit;    // "HH:MM:SS"
-    const char *dependency;    // e.g. "afterok:123" (NULL: none)
+    const char *dependency;    // e.g. "afterok:123" (NULL: none); the local backend knows afterok:ID
+    const char *kind;          // NULL: the cell's train job; "eval": its eval job (Slurm comment suffix)
 } JobSpec;
 
 typedef struct {

@@ -213,6 +213,7 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
     if (o.requeue == 0) arg(&a, "%s", "--no-requeue");
     if (o.hold) arg(&a, "%s", "--hold");
     if (o.open_append >= 0) arg(&a, "--open-mode=%s", o.open_append ? "append" : "truncate");
+    if (o.kill_invalid_dep >= 0) arg(&a, "--kill-on-invalid-dep=%s", o.kill_invalid_dep ? "yes" : "no");
     if (o.signal_num) {
         char sg[64];
         snprintf(sg, sizeof sg, "%s%d@%d", o.signal_batch_only ? "B:" : "", o.signal_num, o.signal_time);

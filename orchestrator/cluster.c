@@ -373,6 +373,14 @@ static int is_cpu(const ClusterGpu *g) { return strcasecmp(g->gpu_type, "cpu") =
 int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                               const char *time_limit, const char *job_name, const char *run_dir, char **out)
 {
+    const ClusterJobOpts train = {.log_prefix = "slurm", .requeue = 1};
+    return cluster_render_job_directives(p, g, gpus, nodes, time_limit, job_name, run_dir, &train, out);
+}
+
+int cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
+                                  const char *time_limit, const char *job_name, const char *run_dir,
+                                  const ClusterJobOpts *jo, char **out)
+{
     *out = NULL;
     if (!p || !g) { *out = fail_msg("no cluster profile or GPU type given"); return -1; }
     if (nodes < 1 || gpus < 1) { *out = fail_msg("gpus (%d) and nodes (%d) must be at least 1", gpus, nodes); return -1; }
@@ -405,8 +413,9 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
     if (p->qos[0]) buf_printf(&b, "#SBATCH --qos=%s\n", p->qos);
     if (time_limit) buf_printf(&b, "#SBATCH --time=%s\n", time_limit);
     buf_printf(&b, "#SBATCH --nodes=%d\n", nodes);
-    buf_printf(&b, "#SBATCH --ntasks-per-node=%d\n", per_node);
-    buf_printf(&b, "#SBATCH --cpus-per-task=%d\n", g->cpus_per_gpu);
+    int tasks = jo->tasks_per_node > 0 ? jo->tasks_per_node : per_node;
+    buf_printf(&b, "#SBATCH --ntasks-per-node=%d\n", tasks);
+    buf_printf(&b, "#SBATCH --cpus-per-task=%d\n", jo->cpus_per_task > 0 ? jo->cpus_per_task : g->cpus_per_gpu);
     if (!is_cpu(g)) {
         if (strcmp(p->gres_style, "gpus-per-node") == 0)
             buf_printf(&b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
@@ -415,13 +424,20 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
     }
     if (g->constraint[0]) buf_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
     if (g->mem_per_gpu[0]) buf_printf(&b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
+    const char *logs = jo->log_prefix && *jo->log_prefix ? jo->log_prefix : "slurm";
     if (run_dir) {
-        buf_printf(&b, "#SBATCH --output=%s/slurm-%%j.out\n", run_dir);
-        buf_printf(&b, "#SBATCH --error=%s/slurm-%%j.err\n", run_dir);
+        buf_printf(&b, "#SBATCH --output=%s/%s-%%j.out\n", run_dir, logs);
+        buf_printf(&b, "#SBATCH --error=%s/%s-%%j.err\n", run_dir, logs);
         buf_printf(&b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
     }
-    if (p->signal_grace_s > 0) buf_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
-    buf_printf(&b, "#SBATCH --requeue\n");
+    if (jo->requeue) {
+        if (p->signal_grace_s > 0) buf_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
+        buf_printf(&b, "#SBATCH --requeue\n");
+    } else {
+        buf_printf(&b, "#SBATCH --no-requeue\n");
+    }
+    // without it, a job whose afterok dependency failed stays pending forever (DependencyNeverSatisfied)
+    if (jo->kill_on_invalid_dep) buf_printf(&b, "#SBATCH --kill-on-invalid-dep=yes\n");
     for (size_t i = 0; i < p->nextra; i++) buf_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
     for (size_t i = 0; i < p->nmodules; i++) buf_printf(&b, "module load %s\n", p->modules[i]);
     for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);

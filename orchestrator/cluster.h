@@ -27,6 +27,18 @@ const ClusterGpu *cluster_find_gpu(const ClusterProfile *p, const char *gpu_type
 // the cell does not fit the profile (then *out is a malloc'd one-line error message).
 int  cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                   const char *time_limit, const char *job_name, const char *run_dir, char **out /*malloc*/);
+// The same for any job: cluster_render_directives is the train job's form
+// ({"slurm", 0, 0, requeue 1, 0}).
+typedef struct {
+    const char *log_prefix;   // Slurm's logs: RUN_DIR/<prefix>-%j.out and .err (NULL: "slurm")
+    int tasks_per_node;       // 0: one task per GPU
+    int cpus_per_task;        // 0: the GPU type's cpus_per_gpu
+    int requeue;              // --requeue and --signal=B:USR1@grace (else --no-requeue)
+    int kill_on_invalid_dep;  // --kill-on-invalid-dep=yes: a job whose afterok dependency failed is cancelled
+} ClusterJobOpts;
+int  cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
+                  const char *time_limit, const char *job_name, const char *run_dir, const ClusterJobOpts *o,
+                  char **out /*malloc*/);
 // The launch prefix for the trainer: "srun --ntasks=G --ntasks-per-node=K --cpus-per-task=C
 // --kill-on-bad-exit=1" followed, when the profile (or `container`, which overrides it; may be
 // NULL) names one, by "RUNTIME exec --nv --bind A,B IMAGE". The caller appends "segx-train ...".

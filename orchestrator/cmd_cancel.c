@@ -26,6 +26,56 @@ static int key_selected(const char *key, char **sel, int nsel)
     return 0;
 }
 
+// The eval jobs in flight of the selected cells (spec eval.job), whether their train job still
+// runs or has ended: cancelled through their backend and recorded. Returns how many, -1 on a DB error.
+static long cancel_eval_jobs(sqlite3 *db, long long eid, const char *run_root, char **sel, int nsel, int dry_run)
+{
+    sqlite3_stmt *st, *upd = NULL;
+    if (sqlite3_prepare_v2(db,
+            "SELECT e.attempt_id, c.key, e.backend, COALESCE(e.job_id, '') FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id "
+            "JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = ?1 AND e.state IN ('submitted', 'pending', 'running', 'unknown') "
+            "ORDER BY e.backend, c.id", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "UPDATE eval_jobs SET state = 'cancelled', reason = 'cancelled by segx cancel', "
+                           "end_time = COALESCE(end_time, ?2) WHERE attempt_id = ?1", -1, &upd, NULL) != SQLITE_OK) {
+        fprintf(stderr, "segx cancel: database: %s\n", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, eid);
+    long n = 0;
+    Backend *b = NULL;
+    char open_name[32] = "", err[1024];
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 1), *be = (const char *)sqlite3_column_text(st, 2);
+        const char *job = (const char *)sqlite3_column_text(st, 3);
+        if (!key_selected(key, sel, nsel)) continue;
+        if (dry_run) { printf("would cancel %s eval job (%s job %s)\n", key, be, job); n++; continue; }
+        if (strcmp(open_name, be) != 0) {
+            char bopts[PATH_MAX + 128];
+            backend_close(b);
+            b = NULL;
+            snprintf(open_name, sizeof open_name, "%s", be);
+            submit_backend_options(run_root, 0, bopts, sizeof bopts);
+            if (backend_open(be, bopts, &b, err, sizeof err) < 0) { b = NULL; fprintf(stderr, "segx cancel: %s backend: %s\n", be, err); }
+        }
+        if (!b || !*job || b->ops->cancel(b, job, err, sizeof err) < 0) {
+            if (b) fprintf(stderr, "segx cancel: cell %s: eval job: %s\n", key, *job ? err : "no job id recorded");
+            continue;
+        }
+        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(st, 0));
+        sqlite3_bind_double(upd, 2, (double)time(NULL));
+        int bad = sqlite3_step(upd) != SQLITE_DONE;
+        sqlite3_reset(upd);
+        if (bad) { fprintf(stderr, "segx cancel: database: %s (eval job %s was cancelled)\n", sqlite3_errmsg(db), job); continue; }
+        printf("cancelled %s eval job (%s job %s)\n", key, be, job);
+        n++;
+    }
+    backend_close(b);
+    sqlite3_finalize(st);
+    sqlite3_finalize(upd);
+    return n;
+}
+
 int cmd_cancel(int argc, char **argv)
 {
     const char *db_path = NULL, *cells_csv = NULL;
@@ -97,9 +147,11 @@ int cmd_cancel(int argc, char **argv)
     st = NULL;
     for (int i = 0; i < nsel; i++)
         if (!matched[i]) fprintf(stderr, "segx cancel: no submitted, pending or running cell of '%s' matches '%s'\n", name, sel[i]);
+    long nev = cancel_eval_jobs(db, eid, run_root, sel, nsel, dry_run);   // eval jobs go with their cells
+    if (nev < 0) goto out;
     if (n == 0) {
-        printf("%s: nothing to cancel\n", name);
-        rc = nsel ? 2 : 0;
+        if (nev == 0) printf("%s: nothing to cancel\n", name);
+        rc = nsel && nev == 0 ? 2 : 0;
         goto out;
     }
     if (dry_run) {

@@ -38,7 +38,7 @@ static void absolute(const char *p, char *out, size_t len)
 
 typedef struct {
     const PlanCell *cells;
-    char **scripts;
+    char **scripts, **evals;   // evals: eval.sh per cell, or NULL without eval.job
     const char *run_root;
     size_t first, n, stride;
     int failed;
@@ -54,6 +54,7 @@ static void *write_jobs(void *arg)
         char path[3 * PATH_MAX], rd[3 * PATH_MAX];
         snprintf(rd, sizeof rd, "%s/%s/attempt-1", w->run_root, w->cells[i].key);
         if (plan_write_job(rd, w->scripts[i], path, sizeof path, w->err, sizeof w->err) < 0) w->failed = 1;
+        else if (w->evals && plan_write_eval(rd, w->evals[i], path, sizeof path, w->err, sizeof w->err) < 0) w->failed = 1;
     }
     return NULL;
 }
@@ -130,7 +131,7 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
     sqlite3 *db = NULL;
     PlanRenderer *r = NULL;
     size_t added = 0;
-    char **scripts = NULL;
+    char **scripts = NULL, **evals = NULL;
     char run_root[2 * PATH_MAX], spec_abs[PATH_MAX], buf[PATH_MAX];
     absolute(spec_path, spec_abs, sizeof spec_abs);
     const char *dbp = db_path_default(o->db_path);
@@ -169,22 +170,30 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
                 goto out;
             }
             free(script);
+            if (plan_has_eval(r) && plan_render_eval_text(r, &cells[i], 1, rd, &script, err, sizeof err) < 0) {
+                fprintf(stderr, "segx plan: %s\n", err);
+                rc = 2;
+                goto out;
+            }
+            if (plan_has_eval(r)) free(script);
             cells[i].is_new = 1;
         }
     } else {
         // Render first (bad cells are input errors and must leave the DB untouched), then store,
         // then write the scripts of cells never submitted (submit renders later attempts).
         scripts = calloc(n ? n : 1, sizeof *scripts);
-        for (size_t i = 0; scripts && i < n; i++) {
+        if (plan_has_eval(r)) evals = calloc(n ? n : 1, sizeof *evals);
+        for (size_t i = 0; scripts && (evals || !plan_has_eval(r)) && i < n; i++) {
             char rd[3 * PATH_MAX];
             snprintf(rd, sizeof rd, "%s/%s/attempt-1", run_root, cells[i].key);
-            if (plan_render_text(r, &cells[i], 1, rd, &scripts[i], err, sizeof err) < 0) {
+            if (plan_render_text(r, &cells[i], 1, rd, &scripts[i], err, sizeof err) < 0 ||
+                (evals && plan_render_eval_text(r, &cells[i], 1, rd, &evals[i], err, sizeof err) < 0)) {
                 fprintf(stderr, "segx plan: %s\n", err);
                 rc = 2;
                 goto out;
             }
         }
-        if (!scripts) { fprintf(stderr, "segx plan: out of memory\n"); goto out; }
+        if (!scripts || (plan_has_eval(r) && !evals)) { fprintf(stderr, "segx plan: out of memory\n"); goto out; }
         if (db_open(dbp, DB_CREATE, &db, err, sizeof err) < 0) { fprintf(stderr, "segx plan: %s\n", err); goto out; }
         if (plan_store(db, s, spec_abs, run_root, cells, n, &added, err, sizeof err) < 0) {
             fprintf(stderr, "segx plan: %s\n", err);
@@ -192,7 +201,7 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
         }
         // File creation dominates a big plan (ext4: ~50-250 us per mkdir/create), and those
         // syscalls run in parallel on different directories: two writers.
-        WriteJobs w[2] = {{cells, scripts, run_root, 0, n, 2, 0, ""}, {cells, scripts, run_root, 1, n, 2, 0, ""}};
+        WriteJobs w[2] = {{cells, scripts, evals, run_root, 0, n, 2, 0, ""}, {cells, scripts, evals, run_root, 1, n, 2, 0, ""}};
         pthread_t th;
         int threaded = n >= 256 && pthread_create(&th, NULL, write_jobs, &w[1]) == 0;
         if (!threaded) w[0].stride = 1;
@@ -213,6 +222,8 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
 out:
     for (size_t i = 0; scripts && i < n; i++) free(scripts[i]);
     free(scripts);
+    for (size_t i = 0; evals && i < n; i++) free(evals[i]);
+    free(evals);
     plan_renderer_close(r);
     db_close(db);
     plan_cells_free(cells, n);

@@ -19,6 +19,7 @@ typedef struct {
     long long id, cell_id;
     char backend[32], job_id[64], run_dir[PATH_MAX];
     int latest;
+    int eval;          // an eval job (eval_jobs row of attempt `id`), not a train job
 } Unsettled;
 
 static double now_s(void)
@@ -28,15 +29,32 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int read_exit_code(const char *run_dir, int *code)
+static int read_code_file(const char *run_dir, const char *name, int *code)
 {
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/exit_code", run_dir);
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/%s", run_dir, name);
     FILE *f = fopen(p, "r");
     if (!f) return -1;
     int ok = fscanf(f, "%d", code) == 1;
     fclose(f);
     return ok ? 0 : -1;
+}
+
+static int read_exit_code(const char *run_dir, int *code) { return read_code_file(run_dir, "exit_code", code); }
+
+// An eval job the scheduler no longer knows: its eval_exit_code, else cancelled when the train
+// job ended with another exit code than 0 (the dependency can never be met), else still unknown.
+static void settle_eval_from_files(const char *run_dir, JobStatus *s)
+{
+    int code;
+    if (read_code_file(run_dir, "eval_exit_code", &code) == 0) {
+        s->exit_code = code;
+        s->state = code == 0 ? JOB_COMPLETED : JOB_FAILED;
+        if (code != 0 && !s->reason[0]) snprintf(s->reason, sizeof s->reason, "exit code %d", code);
+    } else if (read_exit_code(run_dir, &code) == 0 && code != 0) {
+        s->state = JOB_CANCELLED;
+        snprintf(s->reason, sizeof s->reason, "dependency failed: the train job ended with exit code %d", code);
+    }
 }
 
 int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, size_t errlen)
@@ -48,7 +66,7 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
 {
     int busy = 0;
     if (counts) memset(counts, 0, sizeof *counts);
-    sqlite3_stmt *st = NULL, *upd = NULL, *cupd = NULL;
+    sqlite3_stmt *st = NULL, *upd = NULL, *cupd = NULL, *eupd = NULL;
     Unsettled *u = NULL;
     size_t n = 0, cap = 0;
     int rc = -1;
@@ -59,9 +77,13 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
     sqlite3_finalize(st);
     if (sqlite3_prepare_v2(db,
             "SELECT a.id, a.cell_id, a.backend, COALESCE(a.job_id, ''), a.run_dir, "
-            "a.attempt = (SELECT max(attempt) FROM attempts WHERE cell_id = a.cell_id) "
+            "a.attempt = (SELECT max(attempt) FROM attempts WHERE cell_id = a.cell_id), 0 "
             "FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = ?1 "
-            "AND a.state IN ('submitted', 'pending', 'running', 'unknown') ORDER BY a.backend", -1, &st, NULL) != SQLITE_OK)
+            "AND a.state IN ('submitted', 'pending', 'running', 'unknown') "
+            "UNION ALL SELECT e.attempt_id, a.cell_id, e.backend, COALESCE(e.job_id, ''), a.run_dir, 0, 1 "
+            "FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id "
+            "WHERE c.experiment_id = ?1 AND e.state IN ('submitted', 'pending', 'running', 'unknown') "
+            "ORDER BY 3", -1, &st, NULL) != SQLITE_OK)
         goto sqlfail;
     sqlite3_bind_int64(st, 1, eid);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -78,6 +100,7 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
         snprintf(x->job_id, sizeof x->job_id, "%s", (const char *)sqlite3_column_text(st, 3));
         snprintf(x->run_dir, sizeof x->run_dir, "%s", (const char *)sqlite3_column_text(st, 4));
         x->latest = sqlite3_column_int(st, 5);
+        x->eval = sqlite3_column_int(st, 6);
     }
     sqlite3_finalize(st);
     st = NULL;
@@ -86,7 +109,11 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
                 "UPDATE attempts SET state = ?2, exit_code = COALESCE(?3, exit_code), reason = COALESCE(?4, reason), "
                 "start_time = COALESCE(?5, start_time), end_time = COALESCE(?6, end_time), nodes = COALESCE(?7, nodes) "
                 "WHERE id = ?1", -1, &upd, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(db, "UPDATE cells SET state = ?2 WHERE id = ?1", -1, &cupd, NULL) != SQLITE_OK)
+            sqlite3_prepare_v2(db, "UPDATE cells SET state = ?2 WHERE id = ?1", -1, &cupd, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(db,
+                "UPDATE eval_jobs SET state = ?2, exit_code = COALESCE(?3, exit_code), reason = COALESCE(?4, reason), "
+                "start_time = COALESCE(?5, start_time), end_time = COALESCE(?6, end_time), nodes = COALESCE(?7, nodes) "
+                "WHERE attempt_id = ?1", -1, &eupd, NULL) != SQLITE_OK)
             goto sqlfail;
         JobStatus *js = calloc(n, sizeof *js);
         const char **ids = calloc(n, sizeof *ids);
@@ -122,7 +149,8 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
         for (size_t i = 0; i < n; i++) {
             JobStatus *s = &js[i];
             if (s->exit_code == -2) continue;
-            if (s->state == JOB_UNKNOWN) {
+            if (s->state == JOB_UNKNOWN && u[i].eval) settle_eval_from_files(u[i].run_dir, s);
+            else if (s->state == JOB_UNKNOWN) {
                 int code;
                 if (read_exit_code(u[i].run_dir, &code) == 0) {
                     s->exit_code = code;
@@ -130,16 +158,17 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
                     if (code != 0 && !s->reason[0]) snprintf(s->reason, sizeof s->reason, "exit code %d", code);
                 }
             }
-            sqlite3_bind_int64(upd, 1, u[i].id);
-            sqlite3_bind_text(upd, 2, job_state_name(s->state), -1, SQLITE_STATIC);
-            if (s->exit_code >= 0) sqlite3_bind_int(upd, 3, s->exit_code); else sqlite3_bind_null(upd, 3);
-            if (s->reason[0]) sqlite3_bind_text(upd, 4, s->reason, -1, SQLITE_STATIC); else sqlite3_bind_null(upd, 4);
-            if (s->start_time > 0) sqlite3_bind_double(upd, 5, s->start_time); else sqlite3_bind_null(upd, 5);
-            if (s->end_time > 0) sqlite3_bind_double(upd, 6, s->end_time); else sqlite3_bind_null(upd, 6);
-            if (s->nodes[0]) sqlite3_bind_text(upd, 7, s->nodes, -1, SQLITE_STATIC); else sqlite3_bind_null(upd, 7);
-            int bad = sqlite3_step(upd) != SQLITE_DONE;
-            sqlite3_reset(upd);
-            if (!bad && u[i].latest) {
+            sqlite3_stmt *w = u[i].eval ? eupd : upd;   // same columns in eval_jobs
+            sqlite3_bind_int64(w, 1, u[i].id);
+            sqlite3_bind_text(w, 2, job_state_name(s->state), -1, SQLITE_STATIC);
+            if (s->exit_code >= 0) sqlite3_bind_int(w, 3, s->exit_code); else sqlite3_bind_null(w, 3);
+            if (s->reason[0]) sqlite3_bind_text(w, 4, s->reason, -1, SQLITE_STATIC); else sqlite3_bind_null(w, 4);
+            if (s->start_time > 0) sqlite3_bind_double(w, 5, s->start_time); else sqlite3_bind_null(w, 5);
+            if (s->end_time > 0) sqlite3_bind_double(w, 6, s->end_time); else sqlite3_bind_null(w, 6);
+            if (s->nodes[0]) sqlite3_bind_text(w, 7, s->nodes, -1, SQLITE_STATIC); else sqlite3_bind_null(w, 7);
+            int bad = sqlite3_step(w) != SQLITE_DONE;
+            sqlite3_reset(w);
+            if (!bad && u[i].latest && !u[i].eval) {
                 sqlite3_bind_int64(cupd, 1, u[i].cell_id);
                 sqlite3_bind_text(cupd, 2, job_state_name(s->state), -1, SQLITE_STATIC);
                 bad = sqlite3_step(cupd) != SQLITE_DONE;
@@ -154,6 +183,13 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
         }
     }
     if (counts) {
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c "
+                               "ON c.id = a.cell_id WHERE c.experiment_id = ?1 AND e.state IN ('submitted', 'pending', 'running')",
+                               -1, &st, NULL) != SQLITE_OK)
+            goto sqlfail;
+        sqlite3_bind_int64(st, 1, eid);
+        if (sqlite3_step(st) == SQLITE_ROW) counts->evals_in_flight = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
         if (sqlite3_prepare_v2(db, "SELECT state, count(*) FROM cells WHERE experiment_id = ?1 GROUP BY state", -1, &st, NULL) != SQLITE_OK)
             goto sqlfail;
         sqlite3_bind_int64(st, 1, eid);
@@ -172,6 +208,7 @@ out:
     sqlite3_finalize(st);
     sqlite3_finalize(upd);
     sqlite3_finalize(cupd);
+    sqlite3_finalize(eupd);
     free(u);
     return rc;
 }
@@ -251,18 +288,20 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
     f = table_format_resolve(f, out);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
-            "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason "
+            "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason, ev.state "
             "FROM cells c LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = "
-            "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) WHERE c.experiment_id = ?1 ORDER BY c.id",
+            "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) LEFT JOIN eval_jobs ev ON ev.attempt_id = a.id "
+            "WHERE c.experiment_id = ?1 ORDER BY c.id",
             -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
         return -1;
     }
     sqlite3_bind_int64(st, 1, eid);
-    typedef struct { char key[16], state[24], job[64], run_dir[PATH_MAX], reason[160]; double start, end; int attempt; } Row;
+    typedef struct { char key[16], state[24], job[64], run_dir[PATH_MAX], reason[160], eval[24]; double start, end; int attempt; } Row;
     Row *rows = NULL;
     json_t **params = NULL;
     size_t n = 0, cap = 0;
+    int any_eval = 0;   // the experiment has eval jobs: one more column, their state
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -284,6 +323,7 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
             snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 8));
             for (char *c = r->reason; *c; c++) if (*c == '\n') *c = ' ';
         }
+        if (sqlite3_column_text(st, 9)) { snprintf(r->eval, sizeof r->eval, "%s", (const char *)sqlite3_column_text(st, 9)); any_eval = 1; }
         n++;
     }
     sqlite3_finalize(st);
@@ -295,6 +335,7 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
     for (size_t i = 0; i < nv; i++) headers[nh++] = vary[i];
     const char *tail[] = {"state", "attempt", "progress", "eta", "elapsed", "job", "reason"};
     for (size_t i = 0; i < 7; i++) headers[nh++] = tail[i];
+    if (any_eval) headers[nh++] = "eval";
     Table *t = table_new(nh, headers);
     double now = now_s();
     StatusCounts counts = {0};
@@ -331,6 +372,8 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         if (el[0]) table_text(t, el); else table_null(t);
         if (r->job[0]) table_text(t, r->job); else table_null(t);
         if (r->reason[0] && js != JOB_COMPLETED) table_text(t, r->reason); else table_null(t);
+        if (any_eval && r->eval[0]) table_text(t, r->eval);
+        else if (any_eval) table_null(t);
     }
     int rc = table_print(t, f, out);
     table_free(t);
@@ -352,7 +395,7 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
 
 static int all_settled(const StatusCounts *c)
 {
-    return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] == 0;
+    return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] + c->evals_in_flight == 0;
 }
 
 int cmd_status(int argc, char **argv)

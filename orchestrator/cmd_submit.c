@@ -94,6 +94,45 @@ static int is_rerunnable(const char *state)
     return 0;
 }
 
+// The eval job of a cell attempt, right after its train job: afterok:<train job id>, so it starts
+// only when that job ended with exit 0 (Slurm cancels it otherwise: --kill-on-invalid-dep=yes in
+// eval.sh; the local backend does the same). Recorded in eval_jobs; a failed submission is
+// recorded too (state failed, reason "not submitted: ..."), and returns -1 with err.
+static int submit_eval(Backend *b, const Spec *s, sqlite3_stmt *eins, long long attempt_id, const char *key,
+                       int attempt, const char *run_dir, const char *script, const char *cell_gpu_type,
+                       const char *train_job, int quiet, char *err, size_t errlen)
+{
+    char job_name[160], dep[128], job_id[64] = "", reason[600] = "";
+    snprintf(job_name, sizeof job_name, "segx-%s-%.8s-eval", s->name, key);
+    snprintf(dep, sizeof dep, "afterok:%s", train_job);
+    JobSpec js = {
+        .experiment = s->name, .cell_key = key, .run_dir = run_dir, .script_path = script, .job_name = job_name,
+        .attempt = attempt, .gpus = s->eval_gpus, .nodes = 1,
+        .cpus_per_task = s->eval_gpus * (s->eval_cpus_per_gpu ? s->eval_cpus_per_gpu : s->cpus_per_gpu),
+        .gpu_type = s->eval_gpu_type ? s->eval_gpu_type : cell_gpu_type, .time_limit = s->eval_time,
+        .dependency = dep, .kind = "eval",
+    };
+    int src = b->ops->submit(b, &js, job_id, sizeof job_id, err, errlen);
+    if (src < 0) snprintf(reason, sizeof reason, "not submitted: %.500s", err);
+    sqlite3_bind_int64(eins, 1, attempt_id);
+    sqlite3_bind_text(eins, 2, b->ops->name, -1, SQLITE_STATIC);
+    if (src == 0) sqlite3_bind_text(eins, 3, job_id, -1, SQLITE_STATIC); else sqlite3_bind_null(eins, 3);
+    sqlite3_bind_text(eins, 4, src == 0 ? "submitted" : "failed", -1, SQLITE_STATIC);
+    if (reason[0]) sqlite3_bind_text(eins, 5, reason, -1, SQLITE_STATIC); else sqlite3_bind_null(eins, 5);
+    sqlite3_bind_double(eins, 6, (double)time(NULL));
+    int ok = sqlite3_step(eins) == SQLITE_DONE;
+    sqlite3_reset(eins);
+    if (!ok) {
+        snprintf(err, errlen, "database: %s%s%s", sqlite3_errmsg(sqlite3_db_handle(eins)), src == 0 ? " (submitted as job " : "",
+                 src == 0 ? job_id : "");
+        if (src == 0) snprintf(err + strlen(err), errlen - strlen(err), ")");
+        return -1;
+    }
+    if (src < 0) return -1;
+    if (!quiet) printf("submitted %s attempt %d: eval job %s (after job %s succeeds)\n", key, attempt, job_id, train_job);
+    return 0;
+}
+
 int submit_experiment(const SubmitOptions *o, size_t *submitted)
 {
     char err[2048], name[256], run_root[PATH_MAX], opts[PATH_MAX + 128];
@@ -114,7 +153,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     Spec *s = NULL;
     Backend *b = NULL;
     PlanRenderer *r = NULL;
-    sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL;
+    sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL, *eins = NULL;
+    size_t neval = 0;
     int rc = 1, in_tx = 0;
     typedef struct { long long cid; char key[32]; char *params; int last; char state[32]; } Todo;
     Todo *todo = NULL;
@@ -146,7 +186,10 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         sqlite3_prepare_v2(db,
             "INSERT INTO attempts(cell_id, attempt, backend, job_id, state, submit_time, run_dir) "
             "VALUES(?1, ?2, ?3, ?4, 'submitted', ?5, ?6)", -1, &ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "UPDATE cells SET state = 'submitted' WHERE id = ?1", -1, &upd, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(db, "UPDATE cells SET state = 'submitted' WHERE id = ?1", -1, &upd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+            "INSERT OR REPLACE INTO eval_jobs(attempt_id, backend, job_id, state, reason, submit_time) "
+            "VALUES(?1, ?2, ?3, ?4, ?5, ?6)", -1, &eins, NULL) != SQLITE_OK) {
         fprintf(stderr, "segx submit: database: %s\n", sqlite3_errmsg(db));
         goto out;
     }
@@ -189,7 +232,23 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         char run_dir[PATH_MAX + 64], script[PATH_MAX + 96];
         snprintf(run_dir, sizeof run_dir, "%s/%s/attempt-%d", run_root, key, attempt);
         snprintf(script, sizeof script, "%s/job.sh", run_dir);
+        char eval_script[PATH_MAX + 96];
+        snprintf(eval_script, sizeof eval_script, "%s/eval.sh", run_dir);
         struct stat sb;
+        if (s->eval_job && stat(eval_script, &sb) != 0 && !o->dry_run) {
+            // an eval job added to the spec after plan, or a later attempt: render it now
+            char *text = NULL;
+            if ((!r && plan_renderer_open(s, cli_templates_dir(), run_root, &r, err, sizeof err) < 0) ||
+                plan_render_eval_text(r, &c, attempt, run_dir, &text, err, sizeof err) < 0 ||
+                plan_write_eval(run_dir, text, eval_script, sizeof eval_script, err, sizeof err) < 0) {
+                fprintf(stderr, "segx submit: %s\n", err);
+                free(text);
+                plan_cell_clear(&c);
+                rc = 1;
+                break;
+            }
+            free(text);
+        }
         if (stat(script, &sb) != 0 && !o->dry_run) {
             // attempts after the first (or a removed run dir) are rendered now
             if (!r && plan_renderer_open(s, cli_templates_dir(), run_root, &r, err, sizeof err) < 0) {
@@ -206,7 +265,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             }
         }
         if (o->dry_run) {
-            if (!o->quiet) printf("would submit %s attempt %d: %s\n", key, attempt, script);
+            if (!o->quiet) printf("would submit %s attempt %d: %s%s%s\n", key, attempt, script,
+                                  s->eval_job ? ", then its eval job after it: " : "", s->eval_job ? eval_script : "");
             nsub++;
             plan_cell_clear(&c);
             continue;
@@ -219,6 +279,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             .cpus_per_task = s->cpus_per_gpu, .gpu_type = c.gpu_type ? c.gpu_type : "cpu",
             .time_limit = s->time,
         };
+        char gpu_type[64];
+        snprintf(gpu_type, sizeof gpu_type, "%s", c.gpu_type ? c.gpu_type : "cpu");
         int src = b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err);
         plan_cell_clear(&c);
         if (src < 0) {
@@ -242,8 +304,16 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         }
         sqlite3_reset(ins);
         sqlite3_reset(upd);
+        long long attempt_id = sqlite3_last_insert_rowid(db);
         nsub++;
         if (!o->quiet) printf("submitted %s attempt %d: job %s\n", key, attempt, job_id);
+        if (s->eval_job && submit_eval(b, s, eins, attempt_id, key, attempt, run_dir, eval_script, gpu_type, job_id,
+                                       o->quiet, err, sizeof err) < 0) {
+            fprintf(stderr, "segx submit: cell %s: eval job: %s\n", key, err);
+            rc = 1;
+        } else if (s->eval_job) {
+            neval++;
+        }
     }
     // What was submitted is recorded even when a later cell failed.
     if (in_tx && db_commit(db, err, sizeof err) < 0) {
@@ -254,6 +324,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     in_tx = 0;
     printf("%s: %zu submitted%s, %zu completed (skipped), %zu in flight (skipped)", name, nsub,
            o->dry_run ? " (dry run)" : "", nskip_done, nskip_active);
+    if (neval) printf(", %zu eval jobs (afterok)", neval);
     if (nskip_failed) printf(", %zu failed (skipped: --rerun-failed reruns them)", nskip_failed);
     printf("%s%s\n", b ? " via " : "", b ? b->ops->name : "");
     if (submitted) *submitted = nsub;
@@ -264,6 +335,7 @@ out:
     sqlite3_finalize(sel);
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
+    sqlite3_finalize(eins);
     plan_renderer_close(r);
     backend_close(b);
     spec_free(s);

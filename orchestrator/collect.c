@@ -756,6 +756,7 @@ static int find_stderr(const char *dir, char *path, size_t len, int only_err_fil
     while ((de = readdir(d))) {
         size_t n = strlen(de->d_name);
         if (n < 5 || strcmp(de->d_name + n - 4, ".err") != 0 || n >= sizeof name) continue;
+        if (strncmp(de->d_name, "eval-", 5) == 0) continue;   // the eval job's Slurm log, not the train job's
         snprintf(path, len, "%s/%s", dir, de->d_name);
         if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
         double t = (double)sb.st_mtim.tv_sec + sb.st_mtim.tv_nsec * 1e-9;
@@ -817,11 +818,11 @@ static char *tail_lines(const char *path, int want)
     return out.p;
 }
 
-// 0 with *code, 1 absent, -1 unreadable/garbled (warned).
-static int read_exit_code(Ctx *c, const char *dir, int *code)
+// 0 with *code, 1 absent, -1 unreadable/garbled (warned). name: exit_code or eval_exit_code.
+static int read_code_file(Ctx *c, const char *dir, const char *name, int *code)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/exit_code", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text;
     size_t len;
     int rr = read_whole(path, &text, &len);
@@ -841,6 +842,8 @@ static int read_exit_code(Ctx *c, const char *dir, int *code)
     *code = (int)v;
     return 0;
 }
+
+static int read_exit_code(Ctx *c, const char *dir, int *code) { return read_code_file(c, dir, "exit_code", code); }
 
 // Fingerprint of the files collect reads: name, size, mtime. Caller frees.
 static char *dir_signature(const char *dir)
@@ -1097,6 +1100,127 @@ static char *dup_col(sqlite3_stmt *s, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
+// ---- eval jobs (spec eval.job) ----------------------------------------------------------------
+
+typedef struct { sqlite3_int64 attempt_id; char *run_dir, *state, *json; } EvalRow;
+
+// The state of an eval job the backend has not settled, from its run dir: eval_exit_code, else
+// cancelled when the train job ended with another code than 0 (its afterok can never be met).
+// 0 with state/code/reason set, 1 nothing to say yet.
+static int eval_state_from_files(Ctx *c, const char *dir, const char **state, int *code, char **reason)
+{
+    int ec;
+    *reason = NULL;
+    if (read_code_file(c, dir, "eval_exit_code", &ec) == 0) {
+        *state = ec == 0 ? "completed" : "failed";
+        *code = ec;
+        if (ec != 0) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/eval.stderr.log", dir);
+            char *tail = tail_lines(path, c->stderr_lines);
+            Buf b = {0};
+            buf_printf(&b, "exit code %d%s%s", ec, tail ? ": " : "", tail ? tail : "");
+            free(tail);
+            *reason = b.p;
+        }
+        return 0;
+    }
+    if (read_exit_code(c, dir, &ec) == 0 && ec != 0) {
+        Buf b = {0};
+        buf_printf(&b, "dependency failed: the train job ended with exit code %d", ec);
+        *state = "cancelled";
+        *code = -1;
+        *reason = b.p;
+        return 0;
+    }
+    return 1;
+}
+
+// eval.json of one eval job, stored whole and in columns when it differs from what is stored.
+static int ingest_eval_json(Ctx *c, sqlite3_stmt *put, const EvalRow *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/eval.json", e->run_dir);
+    char *text;
+    size_t len;
+    int rr = read_whole(path, &text, &len);
+    if (rr == 1) return 0;
+    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return 0; }
+    if (!c->force && e->json && strcmp(e->json, text) == 0) { free(text); return 0; }
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!json_is_object(o)) {
+        warnf(c, "%s:%d: not a JSON object (%s); not stored", path, je.line, je.text);
+        json_decref(o);
+        free(text);
+        return 0;
+    }
+    sqlite3_bind_int64(put, 1, e->attempt_id);
+    static const char *const cols[] = {"miou", "pixel_acc", "top1", "loss", "images", "seconds", "images_per_s"};
+    for (int i = 0; i < 7; i++) bind_number(put, i + 2, o, cols[i]);
+    sqlite3_bind_text(put, 9, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(put, 10, c->now);
+    int rc = sqlite3_step(put) == SQLITE_DONE ? 0 : sql_fail(c, "storing eval.json");
+    sqlite3_reset(put);
+    json_decref(o);
+    free(text);
+    return rc;
+}
+
+static int collect_evals(Ctx *c, sqlite3_int64 exp_id)
+{
+    sqlite3_stmt *q = NULL, *put = NULL, *set = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT e.attempt_id, a.run_dir, e.state, e.json FROM eval_jobs e"
+                           " JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id"
+                           " WHERE ?1 IS NULL OR c.experiment_id = ?1 ORDER BY e.attempt_id", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "UPDATE eval_jobs SET miou = ?2, pixel_acc = ?3, top1 = ?4, loss = ?5, images = ?6,"
+                           " seconds = ?7, images_per_s = ?8, json = ?9, collected_at = ?10 WHERE attempt_id = ?1",
+                           -1, &put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "UPDATE eval_jobs SET state = ?2, exit_code = ?3, reason = COALESCE(reason, ?4)"
+                           " WHERE attempt_id = ?1", -1, &set, NULL) != SQLITE_OK) {
+        sqlite3_finalize(q);
+        sqlite3_finalize(put);
+        return sql_fail(c, "reading eval jobs");
+    }
+    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+    EvalRow *rows = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            EvalRow *p = realloc(rows, cap * sizeof *p);
+            if (!p) { rc = sql_fail(c, "out of memory"); break; }
+            rows = p;
+        }
+        rows[n] = (EvalRow){sqlite3_column_int64(q, 0), dup_col(q, 1), dup_col(q, 2), dup_col(q, 3)};
+        n++;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        EvalRow *e = &rows[i];
+        if (!e->run_dir) continue;
+        const char *state;
+        int code;
+        char *reason;
+        if (state_is_open(e->state) && eval_state_from_files(c, e->run_dir, &state, &code, &reason) == 0) {
+            sqlite3_bind_int64(set, 1, e->attempt_id);
+            sqlite3_bind_text(set, 2, state, -1, SQLITE_STATIC);
+            if (code >= 0) sqlite3_bind_int(set, 3, code); else sqlite3_bind_null(set, 3);
+            if (reason) sqlite3_bind_text(set, 4, reason, -1, SQLITE_TRANSIENT); else sqlite3_bind_null(set, 4);
+            if (sqlite3_step(set) != SQLITE_DONE) rc = sql_fail(c, "storing an eval job's state");
+            sqlite3_reset(set);
+            free(reason);
+        }
+        if (rc == 0) rc = ingest_eval_json(c, put, e);
+    }
+    for (size_t i = 0; i < n; i++) { free(rows[i].run_dir); free(rows[i].state); free(rows[i].json); }
+    free(rows);
+    sqlite3_finalize(q);
+    sqlite3_finalize(put);
+    sqlite3_finalize(set);
+    return rc;
+}
+
 static int collect_all(Ctx *c, sqlite3_int64 exp_id)
 {
     // Targets from each experiment's spec.
@@ -1148,7 +1272,7 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
         free(rows[i].sig);
     }
     free(rows);
-    if (rc < 0) return -1;
+    if (rc < 0 || collect_evals(c, exp_id) < 0) return -1;
 
     // cells.state = state of the latest attempt.
     if (sqlite3_prepare_v2(c->db,

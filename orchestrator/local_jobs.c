@@ -336,7 +336,10 @@ static int start_job(const char *dir, LocalJob *j)
     if (pid == 0) {
         setsid();   // own process group: cancel and timeouts signal the whole tree
         char out[PATH_MAX + 16], idbuf[32];
-        snprintf(out, sizeof out, "%s/job.out", j->run_dir);
+        // job.sh logs to job.out; an eval job (eval.sh) to eval.out beside it
+        const char *base = strrchr(j->script, '/');
+        base = base ? base + 1 : j->script;
+        snprintf(out, sizeof out, "%s/%s", j->run_dir, strcmp(base, "eval.sh") == 0 ? "eval.out" : "job.out");
         int in = open("/dev/null", O_RDONLY), fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (in >= 0) dup2(in, 0);
         if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); }

@@ -87,6 +87,7 @@ static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *er
     if (s->eval) {   // eval settings change results; eval.targets (report thresholds) do not
         json_t *ev = json_copy(s->eval);
         json_object_del(ev, "targets");
+        json_object_del(ev, "job");
         if (json_object_size(ev)) json_object_set(p, "eval", ev);
         json_decref(ev);
     }
@@ -504,7 +505,24 @@ struct PlanRenderer {
     char segx[PATH_MAX], trainer[PATH_MAX];
     char spec_dir[PATH_MAX];   // jobs run their command from here (relative paths in commands)
     char *rules;      // trainer.metrics as compact JSON, or NULL
+    char *eval_tmpl;  // templates/eval.sbatch.tmpl when the spec has eval.job, else NULL
+    char eval_tmpl_path[PATH_MAX];
 };
+
+// The whole file as a NUL-terminated string (malloc'd), or NULL with errno set.
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *t = NULL;
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (t = malloc((size_t)len + 1))) {
+        if (fread(t, 1, (size_t)len, f) != (size_t)len) { free(t); t = NULL; errno = EIO; }
+        else t[len] = 0;
+    }
+    fclose(f);
+    return t;
+}
 
 // resources.mem_per_gpu {gpu_type: size}: every GPU type it names must be one of the profile's.
 static int check_mem_types(const Spec *s, const ClusterProfile *prof, char *err, size_t errlen)
@@ -578,6 +596,15 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
     r->tmpl[len] = 0;
     if (cluster_load(s->cluster, templates_dir, &r->prof, err, errlen) < 0) { free(r->tmpl); free(r); return -1; }
     if (check_mem_types(s, r->prof, err, errlen) < 0) { plan_renderer_close(r); return -1; }
+    if (s->eval_job) {
+        snprintf(r->eval_tmpl_path, sizeof r->eval_tmpl_path, "%s/eval.sbatch.tmpl", templates_dir);
+        if (!(r->eval_tmpl = read_text(r->eval_tmpl_path))) {
+            snprintf(err, errlen, "%s: cannot read the eval job template: %s (set SEGX_TEMPLATES to the templates/ folder)",
+                     r->eval_tmpl_path, strerror(errno));
+            plan_renderer_close(r);
+            return -1;
+        }
+    }
     if (s->metrics) r->rules = json_dumps(s->metrics, JSON_COMPACT | JSON_SORT_KEYS);
     if (!s->external && r->trainer[0] != '/')
         fprintf(stderr, "segx: warning: no segx-train beside %s (build it with `make`, or set SEGX_TRAIN); "
@@ -592,6 +619,7 @@ void plan_renderer_close(PlanRenderer *r)
     cluster_free(r->prof);
     free(r->tmpl);
     free(r->rules);
+    free(r->eval_tmpl);
     free(r);
 }
 
@@ -626,8 +654,11 @@ static void str_flag(Str *b, const char *name, const json_t *v)
     str_word(b, render_scalar(v, val, sizeof val));
 }
 
-// segx-train's command line: fixed keys, args and axes as flags (see README "Spec").
-static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir, int threads)
+// segx-train's command line: fixed keys, args and axes as flags (see README "Spec"). evaluate:
+// the eval job's (--evaluate: the same model and data flags, so it rebuilds the model the
+// checkpoint holds and the same test split).
+static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir, int threads,
+                                int evaluate)
 {
     Str b = {0};
     char num[64];
@@ -665,9 +696,19 @@ static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const 
     str_word(&b, num);
     str_word(&b, "--out");
     str_word(&b, run_dir);
+    if (evaluate) {   // loads RUN_DIR/checkpoint.bin, writes RUN_DIR/eval.json
+        str_word(&b, "--evaluate");
+        return b.p;
+    }
     // A requeued job (Slurm preemption, exit 99) runs this script again in the same run dir:
     // it continues from checkpoint.bin; a fresh run dir has none and starts from scratch.
     str_word(&b, "--resume");
+    // The eval job loads the trained parameters from checkpoint.bin: a checkpoint after every
+    // epoch leaves the final one there (unless the spec chose its own --checkpoint-every).
+    if (r->s->eval_job && !json_object_get(c->params, "checkpoint_every") && !json_object_get(c->params, "checkpoint-every")) {
+        str_word(&b, "--checkpoint-every");
+        str_word(&b, "1");
+    }
     return b.p;
 }
 
@@ -750,7 +791,7 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
         if (rc < 0) snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
                              "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
     } else {
-        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu);
+        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu, 0);
     }
     if (rc == 0) {
         json_object_set_new(ctx, "command", json_string(command));
@@ -758,6 +799,116 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     }
     free(command);
     json_decref(ctx);
+    return rc;
+}
+
+// Variables of an external command template (trainer.command, eval.job.command).
+static json_t *command_vars(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir, int cpus_per_gpu)
+{
+    const Spec *s = r->s;
+    json_t *vars = json_copy(c->params);
+    json_object_set_new(vars, "run_dir", json_string(run_dir));
+    json_object_set_new(vars, "experiment", json_string(s->name));
+    json_object_set_new(vars, "cell_key", json_string(c->key));
+    json_object_set_new(vars, "attempt", json_integer(attempt));
+    json_object_set_new(vars, "cpus_per_gpu", json_integer(cpus_per_gpu));
+    json_object_set_new(vars, "spec_dir", json_string(r->spec_dir));
+    if (c->lr > 0) json_object_set_new(vars, "lr", json_real(c->lr));
+    if (!json_object_get(vars, "seed")) json_object_set_new(vars, "seed", json_integer(0));
+    return vars;
+}
+
+// "FILE:LINE:COL: KEYPATH: " (or "FILE: KEYPATH: ") for an error about a spec key.
+static void spec_where(const Spec *s, const char *keypath, char *out, size_t len)
+{
+    int line, col;
+    if (spec_locate(s->text, keypath, &line, &col) == 0) snprintf(out, len, "%s:%d:%d: %s: ", s->path, line, col, keypath);
+    else snprintf(out, len, "%s: %s: ", s->path, keypath);
+}
+
+int plan_has_eval(const PlanRenderer *r) { return r->s->eval_job != NULL; }
+
+int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                          char **script, char *err, size_t errlen)
+{
+    *script = NULL;
+    const Spec *s = r->s;
+    if (!s->eval_job || !r->eval_tmpl) { snprintf(err, errlen, "%s: the spec has no eval.job", s->path); return -1; }
+    char label[512], job_name[160], where[1200];
+    plan_cell_label(c, label, sizeof label);
+    const char *gt = s->eval_gpu_type ? s->eval_gpu_type : c->gpu_type ? c->gpu_type : "cpu";
+    const ClusterGpu *pg = cluster_find_gpu(r->prof, gt);
+    if (!pg) {
+        if (s->eval_gpu_type) {
+            spec_where(s, "eval.job.gpu_type", where, sizeof where);
+            snprintf(err, errlen, "%sgpu_type '%s' is not in cluster profile '%s' (templates/clusters/)", where, gt,
+                     cluster_name(r->prof));
+        } else {
+            snprintf(err, errlen, "%s: cell {%s}: gpu_type '%s' is not in cluster profile '%s' (templates/clusters/)",
+                     s->path, label, gt, cluster_name(r->prof));
+        }
+        return -1;
+    }
+    if (s->eval_gpus > pg->gpus_per_node) {
+        spec_where(s, "eval.job.gpus", where, sizeof where);
+        snprintf(err, errlen, "%s%d GPUs: the eval job runs on one node, and %s nodes of cluster '%s' have %d",
+                 where, s->eval_gpus, pg->gpu_type, cluster_name(r->prof), pg->gpus_per_node);
+        return -1;
+    }
+    ClusterGpu gpu = *pg;
+    gpu.cpus_per_gpu = s->eval_cpus_per_gpu ? s->eval_cpus_per_gpu : s->cpus_per_gpu_set ? s->cpus_per_gpu : pg->cpus_per_gpu;
+    const char *mem = s->eval_mem_per_gpu ? s->eval_mem_per_gpu : mem_override(s, gt);
+    if (mem) snprintf(gpu.mem_per_gpu, sizeof gpu.mem_per_gpu, "%s", mem);
+    int threads = gpu.cpus_per_gpu * s->eval_gpus;
+    snprintf(job_name, sizeof job_name, "segx-%s-%.8s-eval", s->name, c->key);
+    // one process with every CPU of the allocation (the evaluator is not launched per GPU)
+    const ClusterJobOpts jo = {.log_prefix = "eval", .tasks_per_node = 1, .cpus_per_task = threads,
+                               .requeue = 0, .kill_on_invalid_dep = 1};
+    char *directives = NULL, *container = NULL, *bad = NULL;
+    if (cluster_render_job_directives(r->prof, &gpu, s->eval_gpus, 1, s->eval_time, job_name, run_dir, &jo, &directives) < 0)
+        bad = directives;
+    else if (cluster_render_container(r->prof, s->container, &container) < 0)
+        bad = container;
+    if (bad) {
+        snprintf(err, errlen, "%s: cell {%s}: eval job: %s", s->path, label, bad);
+        free(directives);
+        free(container);
+        return -1;
+    }
+    char *command = NULL;
+    int rc = 0;
+    if (s->eval_command) {
+        json_t *vars = command_vars(r, c, attempt, run_dir, gpu.cpus_per_gpu);
+        json_object_set_new(vars, "eval_gpus", json_integer(s->eval_gpus));
+        char e[512];
+        rc = render_template(s->eval_command, "eval.job.command", vars, &command, e, sizeof e);
+        json_decref(vars);
+        if (rc < 0) {
+            spec_where(s, "eval.job.command", where, sizeof where);
+            snprintf(err, errlen, "%s%s (variables: every matrix axis, gpus, nodes, batch_per_gpu, global_batch, lr, "
+                     "seed, run_dir, cell_key, attempt, cpus_per_gpu, eval_gpus)", where, e);
+        }
+    } else {
+        command = segx_train_command(r, c, run_dir, threads, 1);
+    }
+    if (rc == 0) {
+        json_t *ctx = json_object();
+        json_object_set_new(ctx, "experiment", json_string(s->name));
+        json_object_set_new(ctx, "cell_key", json_string(c->key));
+        json_object_set_new(ctx, "attempt", json_integer(attempt));
+        json_object_set_new(ctx, "run_dir", json_string(run_dir));
+        json_object_set_new(ctx, "job_name", json_string(job_name));
+        json_object_set_new(ctx, "gpus", json_integer(s->eval_gpus));
+        json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
+        json_object_set_new(ctx, "sbatch", json_string(directives));
+        json_object_set_new(ctx, "container", json_string(container));
+        json_object_set_new(ctx, "command", json_string(command));
+        rc = render_template(r->eval_tmpl, r->eval_tmpl_path, ctx, script, err, errlen);
+        json_decref(ctx);
+    }
+    free(command);
+    free(directives);
+    free(container);
     return rc;
 }
 
@@ -786,7 +937,21 @@ static int make_run_dir(char *dir)
     return mkdir_p(dir);
 }
 
+static int write_script(const char *run_dir, const char *name, const char *script, char *path, size_t pathlen,
+                        char *err, size_t errlen);
+
 int plan_write_job(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen)
+{
+    return write_script(run_dir, "job.sh", script, path, pathlen, err, errlen);
+}
+
+int plan_write_eval(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen)
+{
+    return write_script(run_dir, "eval.sh", script, path, pathlen, err, errlen);
+}
+
+static int write_script(const char *run_dir, const char *name, const char *script, char *path, size_t pathlen,
+                        char *err, size_t errlen)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", run_dir);
@@ -795,7 +960,7 @@ int plan_write_job(const char *run_dir, const char *script, char *path, size_t p
         return -1;
     }
     // Written in place: a job script is only rendered for an attempt that was never submitted.
-    snprintf(path, pathlen, "%s/job.sh", run_dir);
+    snprintf(path, pathlen, "%s/%s", run_dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
     size_t len = strlen(script);
     int ok = fd >= 0 && write(fd, script, len) == (ssize_t)len;

@@ -65,6 +65,15 @@ int  plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path
 int  plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
                       char **script, char *err, size_t errlen);
 void plan_renderer_close(PlanRenderer *r);
+// The eval job (spec with eval.job; templates/eval.sbatch.tmpl): 1 when the spec asks for one.
+int  plan_has_eval(const PlanRenderer *r);
+// Renders the cell attempt's eval.sh (one process: segx-train --evaluate, or eval.job.command;
+// #SBATCH from the profile with the eval job's GPUs, time, --no-requeue and
+// --kill-on-invalid-dep=yes; Slurm logs eval-<id>.out/.err). *script is malloc'd.
+int  plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                           char **script, char *err, size_t errlen);
+// Writes script as run_dir/eval.sh (mode 0755; run_dir must exist or is created).
+int  plan_write_eval(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen);
 // Creates run_dir and writes script as run_dir/job.sh (mode 0755); path gets the file name.
 int  plan_write_job(const char *run_dir, const char *script, char *path, size_t pathlen, char *err, size_t errlen);
 

@@ -150,6 +150,8 @@ int slurm_lib_submit(const SlurmOpts *o, const char *script_text, const char *sc
     }
     if (c.requeue >= 0) d.requeue = (uint16_t)c.requeue;
     if (c.hold) d.priority = 0;   // as sbatch --hold
+    if (c.kill_invalid_dep == 1) d.bitflags |= KILL_INV_DEP;
+    else if (c.kill_invalid_dep == 0) d.bitflags |= NO_KILL_INV_DEP;
     if (c.open_append >= 0) d.open_mode = c.open_append ? OPEN_MODE_APPEND : OPEN_MODE_TRUNCATE;
     if (c.signal_num) {
         d.warn_signal = (uint16_t)c.signal_num;

@@ -16,6 +16,7 @@ typedef struct {
     int hold;                // --hold: submitted held (priority 0) until released
     int open_append;         // --open-mode: -1 unset, 0 truncate, 1 append (a requeued run keeps the log)
     int signal_num, signal_time, signal_batch_only;      // --signal=[B:]SIG[@TIME]; signal_num 0 = unset
+    int kill_invalid_dep;    // --kill-on-invalid-dep: -1 unset, 0 no, 1 yes (cancel when a dependency failed)
 } SlurmOpts;
 
 typedef struct {

@@ -145,6 +145,12 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
         return 0;
     }
     if (!strcmp(key, "signal")) return parse_signal(o, v, where, err, errlen);
+    if (!strcmp(key, "kill-on-invalid-dep")) {
+        if (!strcmp(v, "yes")) o->kill_invalid_dep = 1;
+        else if (!strcmp(v, "no")) o->kill_invalid_dep = 0;
+        else { snprintf(err, errlen, "%s: --kill-on-invalid-dep '%s' must be yes or no", where, v); return -1; }
+        return 0;
+    }
     snprintf(err, errlen, "%s: #SBATCH option --%s is not supported by segx's Slurm backends", where, key);
     return -1;
 }
@@ -187,6 +193,7 @@ int slurm_script_parse(const char *path, SlurmOpts *o, char **text, char *err, s
     memset(o, 0, sizeof *o);
     o->requeue = -1;
     o->open_append = -1;
+    o->kill_invalid_dep = -1;
     *text = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "cannot read job script %s: %s", path, strerror(errno)); return -1; }
@@ -247,8 +254,8 @@ void slurm_opts_apply_job(SlurmOpts *o, const JobSpec *j)
         if (!o->error[0]) snprintf(o->error, sizeof o->error, "%s/slurm-%%j.err", j->run_dir);
     }
     if (!o->comment[0])
-        snprintf(o->comment, sizeof o->comment, "segx:%s/%s/%d", j->experiment ? j->experiment : "",
-                 j->cell_key ? j->cell_key : "", j->attempt);
+        snprintf(o->comment, sizeof o->comment, "segx:%s/%s/%d%s%s", j->experiment ? j->experiment : "",
+                 j->cell_key ? j->cell_key : "", j->attempt, j->kind && *j->kind ? "/" : "", j->kind ? j->kind : "");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@
 int slurm_script_parse(const char *path, SlurmOpts *o, char **text, char *err, size_t errlen);
 // Adds the JobSpec's fields: job name, partition, time limit and dependency override the script;
 // nodes/tasks/gres/cpus only fill what the script leaves unset; output/error default into run_dir.
-// comment gets "segx:<experiment>/<cell>/<attempt>" (used to find a job after a lost reply).
+// comment gets "segx:<experiment>/<cell>/<attempt>[/<kind>]" (used to find a job after a lost reply).
 void slurm_opts_apply_job(SlurmOpts *o, const JobSpec *j);
 // "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS", "UNLIMITED" -> minutes
 // (rounded up; -1 on bad input; 0 for UNLIMITED means "no limit" to the caller via *unlimited).

@@ -235,21 +235,28 @@ long spec_parse_time(const char *s)
     return (f[0] * 60 + f[1]) * 60 + f[2];           // H:M:S
 }
 
-static int check_time(const Chk *c, Spec *s, const json_t *v)
+// A time limit at keypath -> seconds and "HH:MM:SS" / "D-HH:MM:SS" in out (32 bytes).
+static int norm_time(const Chk *c, const char *keypath, const json_t *v, long *secs, char *out)
 {
     long t = -1;
     char buf[64];
     if (json_is_integer(v)) t = json_integer_value(v) * 60;
     else if (json_is_string(v)) t = spec_parse_time(json_string_value(v));
     if (t <= 0)
-        return fail(c, "resources.time", 0, "expected a time limit \"HH:MM:SS\", \"D-HH:MM:SS\" or minutes, got %s",
+        return fail(c, keypath, 0, "expected a time limit \"HH:MM:SS\", \"D-HH:MM:SS\" or minutes, got %s",
                     json_is_string(v) ? json_string_value(v) : type_name(v));
-    s->time_s = t;
+    *secs = t;
     long d = t / 86400, h = t % 86400 / 3600, m = t % 3600 / 60, sec = t % 60;
     if (d) snprintf(buf, sizeof buf, "%ld-%02ld:%02ld:%02ld", d, h, m, sec);
     else snprintf(buf, sizeof buf, "%02ld:%02ld:%02ld", h, m, sec);
-    memcpy(s->time_buf, buf, sizeof s->time_buf - 1);
-    s->time_buf[sizeof s->time_buf - 1] = 0;
+    memcpy(out, buf, 31);
+    out[31] = 0;
+    return 0;
+}
+
+static int check_time(const Chk *c, Spec *s, const json_t *v)
+{
+    if (norm_time(c, "resources.time", v, &s->time_s, s->time_buf) < 0) return -1;
     s->time = s->time_buf;
     return 0;
 }
@@ -521,6 +528,50 @@ static int check_mem_per_gpu(const Chk *c, Spec *s, const json_t *x)
     return 0;
 }
 
+// eval.job: {time, gpus, gpu_type, cpus_per_gpu, mem_per_gpu, command}; every key optional
+// except command with an external trainer. Defaults: the train job's time limit, 1 GPU of the
+// cell's type, the train job's CPUs and memory per GPU.
+static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
+{
+    static const char *const keys[] = {"time", "gpus", "gpu_type", "cpus_per_gpu", "mem_per_gpu", "command", NULL};
+    if (!json_is_object(j))
+        return fail(c, "eval.job", 0, "expected an object such as {\"time\": \"00:20:00\", \"gpus\": 1}, got %s", type_name(j));
+    if (check_keys(c, j, "eval.job", keys) < 0) return -1;
+    json_t *x;
+    s->eval_job = (json_t *)j;
+    s->eval_gpus = 1;
+    s->eval_time_s = s->time_s;
+    memcpy(s->eval_time_buf, s->time_buf, sizeof s->eval_time_buf);
+    if ((x = json_object_get(j, "time")) && norm_time(c, "eval.job.time", x, &s->eval_time_s, s->eval_time_buf) < 0) return -1;
+    s->eval_time = s->eval_time_buf;
+    if ((x = json_object_get(j, "gpus"))) {
+        if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
+            return fail(c, "eval.job.gpus", 0, "expected a positive integer (GPUs of the eval job, on one node), got %s", type_name(x));
+        s->eval_gpus = (int)json_integer_value(x);
+    }
+    if ((x = json_object_get(j, "gpu_type"))) {
+        if (!json_is_string(x) || !json_string_length(x))
+            return fail(c, "eval.job.gpu_type", 0, "expected a GPU type of the cluster profile (default: the cell's), got %s", type_name(x));
+        s->eval_gpu_type = json_string_value(x);
+    }
+    if ((x = json_object_get(j, "cpus_per_gpu"))) {
+        if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
+            return fail(c, "eval.job.cpus_per_gpu", 0, "expected a positive integer, got %s", type_name(x));
+        s->eval_cpus_per_gpu = (int)json_integer_value(x);
+    }
+    if ((x = json_object_get(j, "mem_per_gpu"))) {
+        if (check_mem_size(c, "eval.job.mem_per_gpu", x) < 0) return -1;
+        s->eval_mem_per_gpu = json_string_value(x);
+    }
+    if ((x = json_object_get(j, "command"))) {
+        if (!json_is_string(x) || !json_string_length(x))
+            return fail(c, "eval.job.command", 0, "expected a command template such as \"python eval.py --run {{run_dir}}\", got %s",
+                        type_name(x));
+        s->eval_command = json_string_value(x);
+    }
+    return 0;
+}
+
 static int check_spec(const Chk *c, Spec *s)
 {
     json_t *r = s->root;
@@ -592,6 +643,10 @@ static int check_spec(const Chk *c, Spec *s)
         json_object_foreach(v, k, x) {
             char kp[256];
             snprintf(kp, sizeof kp, "eval.%s", k);
+            if (strcmp(k, "job") == 0) {   // the eval job per cell (not a trainer flag, not in keys)
+                if (check_eval_job(c, s, x) < 0) return -1;
+                continue;
+            }
             if (strcmp(k, "targets") == 0) {   // {metric: value} for time-to-target (segx report)
                 if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", type_name(x));
                 const char *tk;
@@ -605,6 +660,9 @@ static int check_spec(const Chk *c, Spec *s)
             if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", type_name(x));
         }
         s->eval = v;
+        if (s->eval_job && s->external && !s->eval_command)
+            return fail(c, "eval.job", 0, "an external trainer needs eval.job.command, the evaluator's command template "
+                        "(e.g. \"python eval.py --checkpoint {{run_dir}}/model.pt --out {{run_dir}}/eval.json\")");
     }
     return 0;
 }

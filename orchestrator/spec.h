@@ -19,7 +19,9 @@
 //   cluster     profile name or inline object (orchestrator/cluster.h); default "local"
 //   container   image path or {runtime, image, bind} (passed to the cluster profile)
 //   eval        {every, limit, ...}: trainer flags --eval-<key>; eval.targets {metric: value}
-//               are thresholds for `segx report` time-to-target (not trainer flags, not in keys)
+//               are thresholds for `segx report` time-to-target (not trainer flags, not in keys);
+//               eval.job {time, gpus, gpu_type, cpus_per_gpu, mem_per_gpu, command} asks for an eval
+//               job per cell, run after the train job succeeded (not a trainer flag, not in keys)
 #ifndef SEGX_SPEC_H
 #define SEGX_SPEC_H
 #include <jansson.h>
@@ -51,7 +53,16 @@ typedef struct {
     json_t *container;      // NULL when unset
     json_t *eval;           // NULL when unset
     json_t *metrics;        // trainer.metrics, NULL when unset
-    char time_buf[32];
+    // eval.job: one eval job per cell attempt, submitted with dependency afterok:<train job>
+    json_t *eval_job;       // the eval.job object (borrowed); NULL: no eval jobs
+    const char *eval_time;  // eval.job.time normalised (default: resources.time)
+    long eval_time_s;
+    int eval_gpus;          // eval.job.gpus (default 1; one node)
+    const char *eval_gpu_type;    // NULL: the cell's
+    int eval_cpus_per_gpu;        // 0: the train job's
+    const char *eval_mem_per_gpu; // NULL: the train job's
+    const char *eval_command;     // evaluator command template; NULL: segx-train --evaluate
+    char time_buf[32], eval_time_buf[32];
 } Spec;
 
 // Reads and checks path. 0, or -1 with err "FILE:LINE:COL: KEY.PATH: message".

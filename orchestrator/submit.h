@@ -9,6 +9,7 @@
 #include "orchestrator/backend.h"
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     const char *db_path;      // NULL: db_path_default
@@ -38,6 +39,7 @@ void submit_backend_options(const char *run_root, int max_parallel, char *out, s
 typedef struct {
     long total;
     long by_state[JOB_UNKNOWN + 1];   // cells by the state of their latest attempt
+    long evals_in_flight;             // eval jobs submitted, pending or running
 } StatusCounts;
 
 // Polls the backend(s) once for every unsettled attempt of the experiment, writes the new

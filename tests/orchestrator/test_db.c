@@ -119,6 +119,10 @@ static void test_old_v1_file_brought_up_to_date(void **state)
     sqlite3 *db = open_rw();
     assert_int_equal(q_int(db, "SELECT count(*) FROM pragma_table_info('attempts') WHERE name = 'ingest_sig'"), 1);
     assert_int_equal(q_int(db, "SELECT count(*) FROM targets"), 0);
+    // eval_jobs came with the eval jobs (spec eval.job): same columns as db/schema.sql's
+    assert_int_equal(q_int(db, "SELECT count(*) FROM pragma_table_info('eval_jobs')"), 19);
+    exec_ok(db, "INSERT INTO eval_jobs (attempt_id, backend, job_id, state) VALUES (1, 'local', '9', 'submitted')");
+    assert_int_equal(q_int(db, "SELECT count(*) FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id"), 1);
     assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 9);
     // The rows are intact and the views work on them.
     assert_int_equal(q_int(db, "SELECT round(miou * 100) FROM cell_metrics WHERE key = 'k'"), 25);

@@ -416,6 +416,124 @@ static void test_mem_per_gpu_overrides_profile(void **state)
         fail_msg("%s", err);
 }
 
+// eval.job: plan renders eval.sh beside job.sh: the profile's #SBATCH lines with the eval job's own
+// name, time and GPUs, one task, no requeue, --kill-on-invalid-dep; the train command keeps a
+// checkpoint; executed, eval.sh refuses to evaluate before the train job ended with exit 0, then
+// runs `segx-train --evaluate` with the cell's model and data flags.
+static void test_eval_job_script(void **state)
+{
+    (void)state;
+    char fake[512], args[600];
+    snprintf(fake, sizeof fake, "%s/fake-eval.sh", tmpdir);
+    snprintf(args, sizeof args, "%s/eval-args.txt", tmpdir);
+    FILE *f = fopen(fake, "w");
+    fprintf(f, "#!/bin/bash\nfor a in \"$@\"; do printf '%%s\\n' \"$a\"; done > '%s'\necho evaluated\nexit 0\n", args);
+    fclose(f);
+    chmod(fake, 0755);
+    setenv("SEGX_TRAIN", fake, 1);
+    const char *text =
+        "{\"name\": \"e\", \"trainer\": {\"dataset\": \"fashion-mnist-seg\", \"epochs\": 2},"
+        " \"matrix\": {\"model\": [\"unet\"], \"gpu_type\": [\"a100\"], \"gpus\": [2], \"batch_per_gpu\": [8], \"seed\": [3]},"
+        " \"resources\": {\"time\": \"01:00:00\", \"cpus_per_gpu\": 2, \"mem_per_gpu\": \"1G\"},"
+        " \"eval\": {\"limit\": 64, \"job\": {\"time\": \"00:20:00\", \"gpus\": 1}}}";
+    Spec *s = spec_ok(text);
+    PlanCell *c;
+    size_t n;
+    char err[1024], run_root[512], path[1024], rd[1024], *ev;
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    snprintf(run_root, sizeof run_root, "%s/runs/e", tmpdir);
+    PlanRenderer *r;
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), run_root, &r, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_true(plan_has_eval(r));
+    if (plan_render_job(r, &c[0], 1, path, sizeof path, rd, sizeof rd, err, sizeof err) < 0) fail_msg("%s", err);
+    char *job = strdup(slurp(path));
+    assert_non_null(strstr(job, "'--checkpoint-every' '1'"));
+    assert_non_null(strstr(job, "#SBATCH --gres=gpu:a100:2\n"));
+    if (plan_render_eval_text(r, &c[0], 1, rd, &ev, err, sizeof err) < 0) fail_msg("%s", err);
+    char want[1400];
+    const char *lines[] = {"#SBATCH --job-name=segx-e-%.8s-eval\n", "#SBATCH --partition=a100\n", "#SBATCH --time=00:20:00\n",
+                           "#SBATCH --nodes=1\n", "#SBATCH --ntasks-per-node=1\n", "#SBATCH --cpus-per-task=2\n",
+                           "#SBATCH --gres=gpu:a100:1\n", "#SBATCH --mem=1024M\n", "#SBATCH --output=%s/eval-%%j.out\n",
+                           "#SBATCH --error=%s/eval-%%j.err\n", "#SBATCH --no-requeue\n", "#SBATCH --kill-on-invalid-dep=yes\n"};
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        snprintf(want, sizeof want, lines[i], i == 0 ? c[0].key : rd);
+        if (!strstr(ev, want)) fail_msg("eval.sh lacks '%s':\n%s", want, ev);
+    }
+    assert_null(strstr(ev, "--requeue\n#"));
+    assert_null(strstr(ev, "--signal"));
+    char epath[1100];
+    assert_int_equal(plan_write_eval(rd, ev, epath, sizeof epath, err, sizeof err), 0);
+    free(ev);
+    // no exit_code from the train job yet: nothing is evaluated, eval_exit_code says 3
+    unlink(args);
+    assert_int_equal(run_script(epath), 3);
+    assert_int_equal(access(args, F_OK), -1);
+    char p2[1200];
+    snprintf(p2, sizeof p2, "%s/eval_exit_code", rd);
+    assert_string_equal(slurp(p2), "3\n");
+    // after a successful train job it runs the evaluator with the cell's flags
+    snprintf(p2, sizeof p2, "%s/exit_code", rd);
+    f = fopen(p2, "w");
+    fputs("0\n", f);
+    fclose(f);
+    assert_int_equal(run_script(epath), 0);
+    snprintf(p2, sizeof p2, "%s/eval_exit_code", rd);
+    assert_string_equal(slurp(p2), "0\n");
+    snprintf(p2, sizeof p2, "%s/eval.stdout.log", rd);
+    assert_string_equal(slurp(p2), "evaluated\n");
+    char *got = slurp(args);
+    const char *pairs[][2] = {{"--model", "unet"}, {"--dataset", "fashion-mnist-seg"}, {"--batch-size", "8"},
+                              {"--seed", "3"}, {"--eval-limit", "64"}, {"--threads", "2"}, {"--out", rd}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        snprintf(want, sizeof want, "%s\n%s\n", pairs[i][0], pairs[i][1]);
+        if (!strstr(got, want)) fail_msg("evaluator argv lacks '%s %s':\n%s", pairs[i][0], pairs[i][1], got);
+    }
+    assert_non_null(strstr(got, "--evaluate\n"));
+    assert_null(strstr(got, "--resume"));
+    assert_null(strstr(got, "--eval-job"));
+    // eval.job is not a cell parameter: the same cells with or without it
+    Spec *s2 = spec_ok("{\"name\": \"e\", \"trainer\": {\"dataset\": \"fashion-mnist-seg\", \"epochs\": 2},"
+        " \"matrix\": {\"model\": [\"unet\"], \"gpu_type\": [\"a100\"], \"gpus\": [2], \"batch_per_gpu\": [8], \"seed\": [3]},"
+        " \"eval\": {\"limit\": 64}}");
+    PlanCell *c2;
+    size_t n2;
+    assert_int_equal(plan_expand(s2, &c2, &n2, err, sizeof err), 0);
+    assert_string_equal(c2[0].key, c[0].key);
+    plan_cells_free(c2, n2);
+    spec_free(s2);
+    free(job);
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+    unsetenv("SEGX_TRAIN");
+    // an eval job larger than a node, and an external evaluator's command template
+    char *t;
+    assert_int_equal(render_cell("{\"name\": \"m\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"v100\"], \"batch_per_gpu\": [8]},\n"
+                                 " \"eval\": {\"job\": {\"gpus\": 3}}}", 0, &t, err, sizeof err), 0);
+    free(t);
+    s = spec_ok("{\"name\": \"m\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"v100\"], \"batch_per_gpu\": [8]},\n"
+                " \"eval\": {\"job\": {\"gpus\": 3}}}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_int_equal(plan_render_eval_text(r, &c[0], 1, "/tmp/none/m/k/attempt-1", &ev, err, sizeof err), -1);
+    if (!strstr(err, "t.json:2:27: eval.job.gpus: 3 GPUs: the eval job runs on one node, and v100 nodes of cluster 'local' have 2"))
+        fail_msg("%s", err);
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+    s = spec_ok("{\"name\": \"m\", \"trainer\": {\"command\": \"t.sh {{run_dir}}\"}, \"matrix\": {\"gpu_type\": [\"cpu\"], "
+                "\"batch_per_gpu\": [8]}, \"eval\": {\"job\": {\"command\": \"ev.sh --run {{run_dir}} --gpus {{eval_gpus}}\"}}}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_int_equal(plan_render_eval_text(r, &c[0], 1, "/tmp/none/m/k/attempt-1", &ev, err, sizeof err), 0);
+    assert_non_null(strstr(ev, "ev.sh --run '/tmp/none/m/k/attempt-1' --gpus '1' >\"$RUN_DIR/eval.stdout.log\""));
+    assert_null(strstr(ev, "--gres"));
+    free(ev);
+    plan_renderer_close(r);
+    plan_cells_free(c, n);
+    spec_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_job_script_executes_with_flags),
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
         cmocka_unit_test(test_mem_per_gpu_overrides_profile),
+        cmocka_unit_test(test_eval_job_script),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -198,6 +198,39 @@ static void test_mem_per_gpu(void **state)
     assert_non_null(strstr(e, "resources.mem_per_gpu: expected a size or {\"gpu_type\": size, ...}, got {}"));
 }
 
+static void test_eval_job(void **state)
+{
+    (void)state;
+    char err[1024];
+    Spec *s;
+    const char *ok = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},"
+                     " \"resources\": {\"time\": \"02:00:00\"}, \"eval\": {\"limit\": 50, \"job\": {\"gpus\": 2}}}";
+    if (spec_parse(ok, "t.json", &s, err, sizeof err)) fail_msg("%s", err);
+    assert_non_null(s->eval_job);
+    assert_string_equal(s->eval_time, "02:00:00");   // default: the train job's limit
+    assert_int_equal(s->eval_gpus, 2);
+    assert_null(s->eval_command);
+    spec_free(s);
+    const char *text = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
+                       " \"eval\": {\"job\": {\"tiem\": \"00:10:00\"}}}";
+    char *e = expect_error(text);
+    int line, col;
+    char want[256];
+    pos_of(text, "\"tiem\"", &line, &col);
+    snprintf(want, sizeof want, "t.json:%d:%d: eval.job.tiem: unknown key 'tiem' (did you mean 'time'?)", line, col);
+    assert_string_equal(e, want);
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": {\"time\": \"soon\"}}}");
+    assert_non_null(strstr(e, "eval.job.time: expected a time limit"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": {\"gpus\": 0}}}");
+    assert_non_null(strstr(e, "eval.job.gpus: expected a positive integer"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": true}}");
+    assert_non_null(strstr(e, "eval.job: expected an object"));
+    // an external trainer's eval job needs its own command
+    e = expect_error("{\"name\": \"x\", \"trainer\": {\"command\": \"t.sh {{run_dir}}\"}, \"matrix\": {\"batch_per_gpu\": [8]},"
+                     " \"eval\": {\"job\": {}}}");
+    assert_non_null(strstr(e, "eval.job: an external trainer needs eval.job.command"));
+}
+
 static void test_time_formats(void **state)
 {
     (void)state;
@@ -299,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_scaling_batch_rules),
         cmocka_unit_test(test_value_checks),
         cmocka_unit_test(test_mem_per_gpu),
+        cmocka_unit_test(test_eval_job),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_metric_regex_translation),
         cmocka_unit_test(test_locate),
