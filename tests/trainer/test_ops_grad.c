@@ -14,6 +14,7 @@
 #include "test_ops_common.h"
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
+#include "trainer/ops/conv_dnnl.h"
 
 #define FD_H 1e-5
 #define GRAD_ATOL 1e-4
@@ -297,6 +298,53 @@ static void test_conv_direct_matches_im2col(void **s) {
     free(x); free(w); free(b); free(dy); free(ws);
 }
 
+// oneDNN (conv_dnnl.c, when built in) forced for every pass: the same finite-difference checks, on
+// strides, dilation, 1x1, bias, accumulate=1 and channel counts that are not multiples of its 16-blocks.
+static void test_conv_dnnl_shapes(void **s) {
+    (void)s;
+    ConvDesc d;
+    assert_int_equal(ops_conv2d_desc(&d, 3, 4, 6, 5, 3, 1, 1, 1), 0);
+    conv_dnnl_enable(2);
+    if (!conv_dnnl_ok(&d)) { printf("# built without oneDNN: nothing to check\n"); conv_dnnl_enable(1); return; }
+    conv_case(2, 3, 4, 6, 5, 3, 1, 1, 1, 1, 0);
+    conv_case(3, 20, 24, 7, 8, 3, 2, 1, 1, 0, 0);
+    conv_case(2, 2, 3, 7, 7, 3, 1, 2, 2, 1, 0);
+    conv_case(4, 5, 3, 3, 4, 1, 1, 0, 1, 1, 0);
+    conv_case(3, 4, 6, 6, 5, 1, 2, 0, 1, 0, 0);
+    conv_case(2, 17, 18, 5, 5, 3, 1, 1, 1, 0, 1);
+    conv_dnnl_enable(1);
+}
+
+// ops_cpu's own choice (oneDNN for the wide layers) against oneDNN switched off, on a ResNet-like shape
+// with dx accumulated and a bias; then a smaller batch than the workspace was sized for.
+static void test_conv_dnnl_matches_own_paths(void **s) {
+    (void)s;
+    ConvDesc d;
+    assert_int_equal(ops_conv2d_desc(&d, 64, 80, 8, 8, 3, 1, 1, 1), 0);
+    conv_dnnl_enable(1);
+    if (!conv_dnnl_ok(&d)) { printf("# built without oneDNN: nothing to compare\n"); return; }
+    int B = 3; size_t nx = (size_t)B * 64 * 64, nw = 80 * 64 * 9, ny = (size_t)B * 80 * 64;
+    float *x = rand_f(nx, 1, 0), *w = rand_f(nw, 0.1f, 0), *b = rand_f(80, 0.3f, 0), *dy = rand_f(ny, 1, 0);
+    float *ws = fill_f(O->conv2d_workspace(&d, B), 0), *y[2], *dx[2], *dw[2], *db[2];
+    for (int bs = B; bs >= 1; bs -= 2)
+        for (int k = 0; k < 2; k++) {
+            conv_dnnl_enable(k == 0);
+            y[k] = fill_f(ny, 0); dx[k] = fill_f(nx, 0.5f); dw[k] = fill_f(nw, 0.25f); db[k] = fill_f(80, 1);
+            O->conv2d_forward(&d, bs, y[k], x, w, b, ws);
+            O->conv2d_backward(&d, bs, dx[k], dw[k], db[k], dy, x, w, ws, 1);
+            if (k == 0) continue;
+            double *ry = to_d(y[1], ny), *rdx = to_d(dx[1], nx), *rdw = to_d(dw[1], nw), *rdb = to_d(db[1], 80);
+            assert_int_equal(check_close("oneDNN y vs own", y[0], ry, ny, 1e-4, 1e-4), 0);
+            assert_int_equal(check_close("oneDNN dx vs own", dx[0], rdx, nx, 1e-4, 1e-4), 0);
+            assert_int_equal(check_close("oneDNN dw vs own", dw[0], rdw, nw, 1e-4, 1e-4), 0);
+            assert_int_equal(check_close("oneDNN db vs own", db[0], rdb, 80, 1e-4, 1e-4), 0);
+            free(ry); free(rdx); free(rdw); free(rdb);
+            for (int j = 0; j < 2; j++) { free(y[j]); free(dx[j]); free(dw[j]); free(db[j]); }
+        }
+    conv_dnnl_enable(1);
+    free(x); free(w); free(b); free(dy); free(ws);
+}
+
 static void test_convt2x2(void **s) {
     (void)s;
     int B = 2, cin = 3, cout = 4, h = 3, w = 5;
@@ -538,7 +586,8 @@ int main(void) {
         cmocka_unit_test(test_conv_dilation2), cmocka_unit_test(test_conv_1x1),
         cmocka_unit_test(test_conv_1x1_stride2), cmocka_unit_test(test_conv_accumulate_dx),
         cmocka_unit_test(test_conv_large_map), cmocka_unit_test(test_conv_direct_shapes),
-        cmocka_unit_test(test_conv_direct_matches_im2col), cmocka_unit_test(test_convt2x2),
+        cmocka_unit_test(test_conv_direct_matches_im2col), cmocka_unit_test(test_conv_dnnl_shapes),
+        cmocka_unit_test(test_conv_dnnl_matches_own_paths), cmocka_unit_test(test_convt2x2),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_batchnorm_relu),
         cmocka_unit_test(test_batchnorm_sync_hook), cmocka_unit_test(test_batchnorm_eval),
         cmocka_unit_test(test_relu_add), cmocka_unit_test(test_maxpool), cmocka_unit_test(test_avgpool),

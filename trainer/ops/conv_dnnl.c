@@ -37,7 +37,10 @@ static int engine_ready(void) {   // called with mu held
 }
 
 int conv_dnnl_ok(const ConvDesc *d) {
-    if (enabled < 0) { const char *e = getenv("SEGX_CONV_DNNL"); enabled = !(e && strcmp(e, "0") == 0); }
+    if (enabled < 0) {
+        const char *e = getenv("SEGX_CONV_DNNL");
+        enabled = e && strcmp(e, "0") == 0 ? 0 : e && strcmp(e, "all") == 0 ? 2 : 1;
+    }
     return enabled && d->cin >= 1 && d->cout >= 1;
 }
 

@@ -2,12 +2,13 @@
 // CPU convolutions use), when scripts/configure found it (SEGX_HAVE_DNNL). Each pass reorders NCHW/OIHW
 // into the layouts oneDNN's kernels prefer and back, inside the caller's workspace; primitives are
 // cached per (shape, batch). Without the library every call reports "not taken" and ops_cpu keeps its
-// own paths. Switched off by SEGX_CONV_DNNL=0 (and by tests, to compare paths).
+// own paths. Switched off by SEGX_CONV_DNNL=0 (and by tests, to compare paths); SEGX_CONV_DNNL=all makes
+// conv_dnnl_ok return 2, which ops_cpu reads as "every shape and pass" (for measuring its choice).
 #ifndef SEGX_CONV_DNNL_H
 #define SEGX_CONV_DNNL_H
 #include "trainer/ops/ops.h"
 
-void   conv_dnnl_enable(int on);
+void   conv_dnnl_enable(int on);                               // 0 off, 1 on, 2 on for every pass
 int    conv_dnnl_ok(const ConvDesc *d);                          // built in, enabled, shape supported
 size_t conv_dnnl_workspace(const ConvDesc *d, int max_batch);    // floats; 0 when not ok
 void   conv_dnnl_set_threads(int n);
