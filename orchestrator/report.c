@@ -316,6 +316,7 @@ typedef struct {
     char host[256], key[16];
     double t0, t1;
     int gpus;
+    int eval;           // an eval job of that cell, not its training
     int group;          // its scaling group (index), -1: not measured or not in the report
     double overlap;     // longest time it ran beside another local job on its host
     int partner;        // that job
@@ -355,16 +356,30 @@ static int group_index(ScalingGroup **g, size_t *n, size_t *cap, sqlite3_stmt *s
 // images/s or epoch_s) ran at the same time as another local job on the same host.
 static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_t errlen)
 {
-    static const char sql[] =
+    // Train attempts, then (where the DB has them) eval jobs: they take cores too, but measure nothing.
+    static const char train_sql[] =
         "SELECT a.nodes, a.start_time, COALESCE(NULLIF(a.end_time, 0), CASE WHEN a.state = 'running' THEN ?2 END),"
         " c.key, c.gpus, x.name, c.scaling_key, c.model, c.gpu_type, c.scaling, c.batch_per_gpu, c.global_batch,"
         " (?1 IS NULL OR x.name = ?1) AND EXISTS (SELECT 1 FROM epochs e WHERE e.attempt_id = a.id"
-        "  AND (e.images_per_s IS NOT NULL OR e.epoch_s IS NOT NULL))"
+        "  AND (e.images_per_s IS NOT NULL OR e.epoch_s IS NOT NULL)), 0"
         " FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id"
-        " WHERE a.backend = 'local' AND a.start_time > 0 AND COALESCE(a.nodes, '') <> ''"
-        " ORDER BY a.nodes, a.start_time";
-    FILE *w = o->warn ? o->warn : stderr;
+        " WHERE a.backend = 'local' AND a.start_time > 0 AND COALESCE(a.nodes, '') <> ''";
+    static const char eval_sql[] =
+        " UNION ALL SELECT v.nodes, v.start_time, COALESCE(NULLIF(v.end_time, 0), CASE WHEN v.state = 'running' THEN ?2 END),"
+        " c.key, c.gpus, x.name, c.scaling_key, c.model, c.gpu_type, c.scaling, c.batch_per_gpu, c.global_batch, 0, 1"
+        " FROM eval_jobs v JOIN attempts a ON a.id = v.attempt_id JOIN cells c ON c.id = a.cell_id"
+        " JOIN experiments x ON x.id = c.experiment_id"
+        " WHERE v.backend = 'local' AND v.start_time > 0 AND COALESCE(v.nodes, '') <> ''";
+    int has_eval = 0;
     sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'eval_jobs'", -1, &st,
+                           NULL) == SQLITE_OK) {
+        has_eval = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    char sql[sizeof train_sql + sizeof eval_sql + 32];
+    snprintf(sql, sizeof sql, "%s%s ORDER BY 1, 2", train_sql, has_eval ? eval_sql : "");
+    FILE *w = o->warn ? o->warn : stderr;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
         return -1;
@@ -393,6 +408,7 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
         x->t1 = sqlite3_column_double(st, 2);
         snprintf(x->key, sizeof x->key, "%.8s", sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "?");
         x->gpus = sqlite3_column_int(st, 4);
+        x->eval = sqlite3_column_int(st, 13);
         x->group = sqlite3_column_int(st, 12) ? group_index(&g, &ng, &gcap, st) : -1;
         x->partner = -1;
         if (sqlite3_column_int(st, 12) && x->group < 0) { status = -1; break; }
@@ -427,10 +443,13 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
         const ScalingGroup *x = &g[k];
         if (!x->contended) continue;
         const LocalRun *a = &r[x->worst], *b = &r[a->partner];
+        char beside[96];
+        if (b->eval) snprintf(beside, sizeof beside, "the eval job of cell %s", b->key);
+        else snprintf(beside, sizeof beside, "cell %s, %d GPU%s", b->key, b->gpus, b->gpus == 1 ? "" : "s");
         fprintf(w, "warning: %s: %d of %d measured attempts ran beside other local jobs on %s (longest: cell %s, "
-                   "%d GPU%s, beside cell %s, %d GPU%s, for %.1f s): their images/s and epoch_s were measured on "
-                   "shared cores\n", x->label, x->contended, x->measured, a->host, a->key, a->gpus, a->gpus == 1 ? "" : "s",
-                b->key, b->gpus, b->gpus == 1 ? "" : "s", a->overlap);
+                   "%d GPU%s, beside %s, for %.1f s): their images/s and epoch_s were measured on shared cores\n",
+                x->label, x->contended, x->measured, a->host, a->key, a->gpus, a->gpus == 1 ? "" : "s", beside,
+                a->overlap);
         warned = 1;
     }
     if (warned)

@@ -285,11 +285,17 @@ static void test_speedup_contention(void **state)
     execf(db, "UPDATE attempts SET backend = 'local', start_time = 135.5, end_time = 171.5 WHERE id = 2");
     expect_warning(db, "scale", "0.5 s jitter", NULL);
     // a job of another experiment (no metrics of its own) that ran across all four
-    execf(db, "UPDATE attempts SET start_time = 172, end_time = 208 WHERE id = 2");
+    execf(db, "UPDATE attempts SET start_time = 136, end_time = 172 WHERE id = 2");   // back to back again
     execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, start_time, end_time, nodes, run_dir)"
               " VALUES (9, 9, 1, 'local', 'completed', 90, 300, 'h1', '/y')");
     expect_warning(db, NULL, "overlap with another experiment", "4 of 4 measured attempts ran beside other local jobs on h1");
     execf(db, "DELETE FROM attempts WHERE id = 9");
+    // an eval job (of cell 1) that ran beside cell 2's training
+    execf(db, "INSERT INTO eval_jobs (attempt_id, backend, job_id, state, start_time, end_time, nodes)"
+              " VALUES (1, 'local', '7', 'completed', 180, 190, 'h1')");
+    expect_warning(db, "scale", "beside an eval job", "1 of 4 measured attempts ran beside other local jobs on h1 "
+                   "(longest: cell key2-wit, 4 GPUs, beside the eval job of cell key0-wit, for 10.0 s)");
+    execf(db, "DELETE FROM eval_jobs");
     execf(db, "UPDATE attempts SET nodes = NULL, start_time = 0, end_time = 36");
     expect_warning(db, NULL, "restored", NULL);
 }
