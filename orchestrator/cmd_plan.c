@@ -248,7 +248,8 @@ int cmd_plan(int argc, char **argv)
         "segx plan SPEC.json [options]",
         "Expands the spec's matrix (minus exclude, plus include) into cells, stores new cells in the\n"
         "DB (planning again adds only cells that are new) and renders each new cell's job script into\n"
-        "RUNS/<experiment>/<cell-key>/attempt-1/job.sh. Prints the cells with their estimated GPU-hours.",
+        "RUNS/<experiment>/<cell-key>/attempt-1/job.sh (and eval.sh when the spec has eval.job). Prints the\n"
+        "cells with their estimated GPU-hours.",
         opts, 1, 1,
         "examples:\n  segx plan examples/quickstart.json\n  segx plan spec.json --dry-run --format json"};
     CliArgs a;

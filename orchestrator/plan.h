@@ -14,7 +14,8 @@
 // Layout on disk (the job's run dir): RUN_ROOT/<key>/attempt-<n>/job.sh, rendered by `segx plan`
 // for attempt 1 of a never-submitted cell and by `segx submit` for later attempts. The job writes
 // job.out (local backend; slurm-<id>.out/err under Slurm), stdout.log/stderr.log (the trainer),
-// metrics.jsonl, progress.json, result.json, env.json and, last, exit_code.
+// metrics.jsonl, progress.json, result.json, env.json and, last, exit_code. With eval.job, eval.sh
+// beside job.sh: the eval job (afterok on the train job) writes eval.json and, last, eval_exit_code.
 #ifndef SEGX_PLAN_H
 #define SEGX_PLAN_H
 #include "orchestrator/spec.h"
