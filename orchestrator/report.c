@@ -41,12 +41,14 @@ int report_parse_target(const char *s, char *metric, size_t mlen, double *value,
 // ---- a generic renderer: SQL rows -> table, column by column --------------------------------
 
 enum { C_PLAIN, C_KEY, C_PM, C_FIRSTLINE };
+// Columns in the order of the query's result columns: one each, C_PM three (mean, std, n).
 typedef struct {
     const char *name;  // header (C_PM: base name; machine formats get NAME_mean, NAME_std, NAME_n)
-    int col;           // result column (C_PM: mean at col, std at col+1, n at col+2)
     int kind;
     int decimals;      // human formats
 } Col;
+
+static int col_width(const Col *c) { return c->kind == C_PM ? 3 : 1; }
 
 static int is_human(TableFormat f) { return f == TABLE_TEXT || f == TABLE_MARKDOWN; }
 
@@ -81,6 +83,13 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
     if (experiment) sqlite3_bind_text(st, 1, experiment, -1, SQLITE_STATIC);
     for (int i = 0; extra_text && extra_text[i]; i++) sqlite3_bind_text(st, 2 + i, extra_text[i], -1, SQLITE_STATIC);
     for (int i = 0; i < nextra_real; i++) sqlite3_bind_double(st, 3 + i, extra_real[i]);
+    int width = 0;
+    for (size_t i = 0; i < ncols; i++) width += col_width(&cols[i]);
+    if (sqlite3_column_count(st) != width) {   // a query and its column list out of step
+        snprintf(err, errlen, "report query: %d result columns for %d listed", sqlite3_column_count(st), width);
+        sqlite3_finalize(st);
+        return -1;
+    }
     Table *t = table_new(nh, headers);
     if (!t) { sqlite3_finalize(st); snprintf(err, errlen, "out of memory"); return -1; }
     for (size_t i = 0; i < nh; i++) table_set_decimals(t, i, decimals[i]);
@@ -88,29 +97,30 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
     int any_total = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         table_row(t);
-        for (size_t i = 0; i < ncols; i++) {
+        int col = 0;
+        for (size_t i = 0; i < ncols; col += col_width(&cols[i]), i++) {
             const Col *c = &cols[i];
-            int ty = sqlite3_column_type(st, c->col);
+            int ty = sqlite3_column_type(st, col);
             if (c->kind == C_PM) {
                 if (!human) {
-                    for (int k = 0; k < 3; k++) table_sqlite(t, st, c->col + k);
+                    for (int k = 0; k < 3; k++) table_sqlite(t, st, col + k);
                     continue;
                 }
                 if (ty == SQLITE_NULL) { table_null(t); continue; }
                 char buf[96];
-                double mean = sqlite3_column_double(st, c->col);
-                if (sqlite3_column_type(st, c->col + 1) == SQLITE_NULL)
+                double mean = sqlite3_column_double(st, col);
+                if (sqlite3_column_type(st, col + 1) == SQLITE_NULL)
                     snprintf(buf, sizeof buf, "%.*f", c->decimals, mean);
                 else
                     snprintf(buf, sizeof buf, "%.*f ± %.*f", c->decimals, mean, c->decimals,
-                             sqlite3_column_double(st, c->col + 1));
+                             sqlite3_column_double(st, col + 1));
                 table_text(t, buf);
             } else if (c->kind == C_KEY && human && ty == SQLITE_TEXT) {
                 char buf[16];
-                snprintf(buf, sizeof buf, "%.12s", (const char *)sqlite3_column_text(st, c->col));
+                snprintf(buf, sizeof buf, "%.12s", (const char *)sqlite3_column_text(st, col));
                 table_text(t, buf);
             } else if (c->kind == C_FIRSTLINE && human && ty == SQLITE_TEXT) {
-                const char *s = (const char *)sqlite3_column_text(st, c->col);
+                const char *s = (const char *)sqlite3_column_text(st, col);
                 // The last line of the reason says the most (the error); keep it short.
                 const char *last = strrchr(s, '\n');
                 char buf[80];
@@ -121,7 +131,7 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
                     snprintf(buf, sizeof buf, "%.70s", last ? last + 1 : s);
                 table_text(t, buf);
             } else {
-                table_sqlite(t, st, c->col);
+                table_sqlite(t, st, col);
             }
         }
         if (total_label && sqlite3_column_type(st, total_col) != SQLITE_NULL) {
@@ -139,9 +149,10 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
     // A total row only for people: machine formats stay one row per group.
     if (total_label && human && table_nrows(t) > 0) {
         table_row(t);
-        for (size_t i = 0; i < ncols; i++) {
+        int col = 0;
+        for (size_t i = 0; i < ncols; col += col_width(&cols[i]), i++) {
             if (i == 0) table_text(t, total_label);
-            else if (cols[i].col == total_col && any_total) table_real(t, total);
+            else if (col == total_col && any_total) table_real(t, total);
             else table_null(t);
         }
     }
@@ -162,13 +173,13 @@ static const char cells_sql[] =
     " FROM cell_metrics m JOIN experiments x ON x.id = m.experiment_id WHERE" EXP_FILTER
     " ORDER BY x.name, m.model, m.gpu_type, m.gpus, m.batch_per_gpu, m.global_batch, m.seed, m.key";
 static const Col cells_cols[] = {
-    {"experiment", 0, C_PLAIN, 0}, {"cell", 1, C_KEY, 0}, {"model", 2, C_PLAIN, 0},
-    {"gpu_type", 3, C_PLAIN, 0}, {"gpus", 4, C_PLAIN, 0}, {"nodes", 5, C_PLAIN, 0},
-    {"batch_per_gpu", 6, C_PLAIN, 0}, {"global_batch", 7, C_PLAIN, 0}, {"seed", 8, C_PLAIN, 0},
-    {"state", 9, C_PLAIN, 0}, {"attempts", 10, C_PLAIN, 0}, {"epoch", 11, C_PLAIN, 0},
-    {"miou", 12, C_PLAIN, 4}, {"pixel_acc", 13, C_PLAIN, 4}, {"top1", 14, C_PLAIN, 4},
-    {"val_loss", 15, C_PLAIN, 4}, {"images_per_s", 16, C_PLAIN, 1}, {"wall_s", 17, C_PLAIN, 1},
-    {"gpu_hours", 18, C_PLAIN, 3}, {"reason", 19, C_FIRSTLINE, 0},
+    {"experiment", C_PLAIN, 0}, {"cell", C_KEY, 0}, {"model", C_PLAIN, 0},
+    {"gpu_type", C_PLAIN, 0}, {"gpus", C_PLAIN, 0}, {"nodes", C_PLAIN, 0},
+    {"batch_per_gpu", C_PLAIN, 0}, {"global_batch", C_PLAIN, 0}, {"seed", C_PLAIN, 0},
+    {"state", C_PLAIN, 0}, {"attempts", C_PLAIN, 0}, {"epoch", C_PLAIN, 0},
+    {"miou", C_PLAIN, 4}, {"pixel_acc", C_PLAIN, 4}, {"top1", C_PLAIN, 4},
+    {"val_loss", C_PLAIN, 4}, {"images_per_s", C_PLAIN, 1}, {"wall_s", C_PLAIN, 1},
+    {"gpu_hours", C_PLAIN, 3}, {"reason", C_FIRSTLINE, 0},
 };
 
 static const char accuracy_sql[] =
@@ -179,11 +190,11 @@ static const char accuracy_sql[] =
     " FROM group_metrics g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
     " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.optimizer, g.lr, g.group_key";
 static const Col accuracy_cols[] = {
-    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-    {"gpus", 3, C_PLAIN, 0}, {"nodes", 4, C_PLAIN, 0}, {"batch_per_gpu", 5, C_PLAIN, 0},
-    {"global_batch", 6, C_PLAIN, 0}, {"optimizer", 7, C_PLAIN, 0}, {"lr", 8, C_PLAIN, 5},
-    {"cells", 9, C_PLAIN, 0}, {"n", 10, C_PLAIN, 0}, {"miou", 11, C_PM, 4}, {"pixel_acc", 14, C_PM, 4},
-    {"top1", 17, C_PM, 4}, {"val_loss", 20, C_PM, 4},
+    {"experiment", C_PLAIN, 0}, {"model", C_PLAIN, 0}, {"gpu_type", C_PLAIN, 0},
+    {"gpus", C_PLAIN, 0}, {"nodes", C_PLAIN, 0}, {"batch_per_gpu", C_PLAIN, 0},
+    {"global_batch", C_PLAIN, 0}, {"optimizer", C_PLAIN, 0}, {"lr", C_PLAIN, 5},
+    {"cells", C_PLAIN, 0}, {"n", C_PLAIN, 0}, {"miou", C_PM, 4}, {"pixel_acc", C_PM, 4},
+    {"top1", C_PM, 4}, {"val_loss", C_PM, 4},
 };
 
 static const char speedup_sql[] =
@@ -193,12 +204,12 @@ static const char speedup_sql[] =
     " ORDER BY x.name, s.model, s.gpu_type, s.scaling,"
     " CASE WHEN s.scaling = 'strong' THEN s.global_batch ELSE s.batch_per_gpu END, s.scaling_key, s.gpus, s.nodes, s.group_key";
 static const Col speedup_cols[] = {
-    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-    {"scaling", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
-    {"gpus", 6, C_PLAIN, 0}, {"nodes", 7, C_PLAIN, 0}, {"n", 8, C_PLAIN, 0},
-    {"images_per_s", 9, C_PLAIN, 1}, {"speedup_throughput", 10, C_PLAIN, 2},
-    {"efficiency_throughput", 11, C_PLAIN, 3}, {"epoch_s", 12, C_PLAIN, 2},
-    {"speedup_time", 13, C_PLAIN, 2}, {"efficiency_time", 14, C_PLAIN, 3},
+    {"experiment", C_PLAIN, 0}, {"model", C_PLAIN, 0}, {"gpu_type", C_PLAIN, 0},
+    {"scaling", C_PLAIN, 0}, {"batch_per_gpu", C_PLAIN, 0}, {"global_batch", C_PLAIN, 0},
+    {"gpus", C_PLAIN, 0}, {"nodes", C_PLAIN, 0}, {"n", C_PLAIN, 0},
+    {"images_per_s", C_PLAIN, 1}, {"speedup_throughput", C_PLAIN, 2},
+    {"efficiency_throughput", C_PLAIN, 3}, {"epoch_s", C_PLAIN, 2},
+    {"speedup_time", C_PLAIN, 2}, {"efficiency_time", C_PLAIN, 3},
 };
 
 // Same numbers as group_metrics (cells, completed, attempts, gpu_hours, est_gpu_hours) without
@@ -215,10 +226,10 @@ static const char cost_sql[] =
     " FROM g JOIN experiments x ON x.id = g.experiment_id WHERE" EXP_FILTER
     " ORDER BY x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, g.group_key";
 static const Col cost_cols[] = {
-    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-    {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
-    {"cells", 6, C_PLAIN, 0}, {"completed", 7, C_PLAIN, 0}, {"attempts", 8, C_PLAIN, 0},
-    {"gpu_hours", 9, C_PLAIN, 3}, {"est_gpu_hours", 10, C_PLAIN, 3},
+    {"experiment", C_PLAIN, 0}, {"model", C_PLAIN, 0}, {"gpu_type", C_PLAIN, 0},
+    {"gpus", C_PLAIN, 0}, {"batch_per_gpu", C_PLAIN, 0}, {"global_batch", C_PLAIN, 0},
+    {"cells", C_PLAIN, 0}, {"completed", C_PLAIN, 0}, {"attempts", C_PLAIN, 0},
+    {"gpu_hours", C_PLAIN, 3}, {"est_gpu_hours", C_PLAIN, 3},
 };
 
 #define COLS(a) a, sizeof a / sizeof a[0]
@@ -238,11 +249,11 @@ static const struct {
 // The group-level time-to-target query over a targets relation named tt_targets; the view
 // group_time_to_target is the same query over the targets table.
 static const Col ttt_cols[] = {
-    {"experiment", 0, C_PLAIN, 0}, {"model", 1, C_PLAIN, 0}, {"gpu_type", 2, C_PLAIN, 0},
-    {"gpus", 3, C_PLAIN, 0}, {"batch_per_gpu", 4, C_PLAIN, 0}, {"global_batch", 5, C_PLAIN, 0},
-    {"metric", 6, C_PLAIN, 0}, {"target", 7, C_PLAIN, 4}, {"cells", 8, C_PLAIN, 0},
-    {"reached", 9, C_PLAIN, 0}, {"wall_s_mean", 10, C_PLAIN, 1}, {"wall_s_std", 11, C_PLAIN, 1},
-    {"wall_s_min", 12, C_PLAIN, 1},
+    {"experiment", C_PLAIN, 0}, {"model", C_PLAIN, 0}, {"gpu_type", C_PLAIN, 0},
+    {"gpus", C_PLAIN, 0}, {"batch_per_gpu", C_PLAIN, 0}, {"global_batch", C_PLAIN, 0},
+    {"metric", C_PLAIN, 0}, {"target", C_PLAIN, 4}, {"cells", C_PLAIN, 0},
+    {"reached", C_PLAIN, 0}, {"wall_s_mean", C_PLAIN, 1}, {"wall_s_std", C_PLAIN, 1},
+    {"wall_s_min", C_PLAIN, 1},
 };
 #define TTT_SELECT                                                                                    \
     "SELECT x.name, g.model, g.gpu_type, g.gpus, g.batch_per_gpu, g.global_batch, t.metric, t.target," \
