@@ -16,6 +16,9 @@ export SEGX_DB=$TEST_TMP/segx.db
   skip_all "fashion-mnist is not installed in /usr/share/datasets/fashion-mnist"
 slurm_cluster_start || skip_all "local Slurm cluster did not start: $(tail -1 "$SLURM_CLUSTER_LOG")"
 q() { sqlite3 "$SEGX_DB" "$1"; }
+cell_q() { # EXPERIMENT SQL_COLUMNS: one row of the experiment's single cell and attempt
+  q "SELECT $2 FROM cells c JOIN attempts a ON a.cell_id=c.id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$1'"
+}
 T0=$SECONDS
 say() { echo "# [$((SECONDS - T0)) s] $*"; }
 # The run is long enough (4 epochs of ~6 s on an idle core) to be interrupted twice mid-training.
@@ -44,13 +47,14 @@ check_eq "A and B have the same cell key (identical parameters)" \
 rdA=$(ls -d "$TEST_TMP"/runs/rq-A/*/attempt-1); rdB=$(ls -d "$TEST_TMP"/runs/rq-B/*/attempt-1)
 check "the job script runs segx-train with --checkpoint-every and --resume" grep -q -- "'--checkpoint-every' '25s'.*'--out' '$rdB' '--resume'" "$rdB/job.sh"
 
-for e in A B; do
-  out=$("$SEGX" submit "rq-$e" --backend slurm 2>&1)
-  case $out in *"1 submitted"*) ;; *) fail "submit rq-$e" "$out";; esac
+# A through the sbatch/squeue backend, B through libslurm (the backend does not touch training)
+for e in A:slurm-cli B:slurm; do
+  out=$("$SEGX" submit "rq-${e%%:*}" --backend "${e#*:}" 2>&1)
+  case $out in *"1 submitted"*"via ${e#*:}"*) ;; *) fail "submit rq-${e%%:*} via ${e#*:}" "$out";; esac
 done
 jobA=$(q "SELECT a.job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='rq-A'")
 jobB=$(q "SELECT a.job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='rq-B'")
-check "both jobs are in Slurm" test -n "$jobA" -a -n "$jobB"
+check_eq "both jobs are in Slurm, A via slurm-cli, B via slurm" "slurm-cli slurm" "$(cell_q rq-A a.backend) $(cell_q rq-B a.backend)"
 say "A is job $jobA, B is job $jobB"
 
 # job_field ID KEY: a field of `scontrol -o show job` (JobState, Restarts, ...)
@@ -70,9 +74,6 @@ past_step() { [ "$(progress_step "$rdB")" -ge "$1" ]; }
 spe=$(( (limit + 31) / 32 ))   # steps per epoch
 wait_s=120; [ "$SEGX_SAN" = 1 ] && wait_s=400
 
-cell_q() { # EXPERIMENT SQL_COLUMNS: one row of the experiment's single cell and attempt
-  q "SELECT $2 FROM cells c JOIN attempts a ON a.cell_id=c.id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$1'"
-}
 # PENDING again: the requeued run's processes have all ended (COMPLETING until then)
 requeued_pending() { [ "$(job_field "$jobB" JobState)" = PENDING ] && [ "$(job_field "$jobB" Restarts)" = "$1" ]; }
 
