@@ -4,10 +4,12 @@
 #      the job script forwards USR1, the trainer checkpoints and exits 99, the script requeues;
 #   2. `scontrol requeue JOB` (preemption): slurmd sends SIGTERM to every process of the job, the
 #      trainer checkpoints and exits 99 within KillWait, Slurm requeues the job itself.
-# Each run resumes from checkpoint.bin in the same run dir. The same cell run uninterrupted in a
-# second experiment must end with byte-identical parameters (--save-params) and the same metrics;
-# segx stitches B's runs into one logical run: one curve with each epoch once, the restarts in the
-# DB, GPU-hours summed over the runs.
+# Each run resumes from checkpoint.bin in the same run dir; between runs the run dir has no
+# exit_code, so segx collect/status keep B open. The same cell run uninterrupted (experiment A)
+# must end with byte-identical parameters (--save-params) and the same metrics; segx stitches B's
+# runs into one logical run: one curve with each epoch once, the restarts in the DB, each run's
+# time in runs.tsv, GPU-hours summed over the runs (skipped while collect does not read runs.tsv).
+# A is then requeued after it finished: its script must not train again.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
