@@ -12,7 +12,7 @@
 #include <zlib.h>
 
 #define CKPT_MAGIC "SEGXCKPT"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u   // 2: + loss scaler fields; 1 still loads
 
 typedef struct { char magic[8]; uint32_t version; uint32_t header_bytes; } CkptPrefix;
 
@@ -63,20 +63,23 @@ static FILE *open_checked(const char *path, CkptHeader *h, uLong *crc, char *err
         fclose(f);
         return NULL;
     }
-    if (pre.version != CKPT_VERSION || pre.header_bytes != sizeof *h) {
-        snprintf(err, errlen, "%s: checkpoint version %u (header %u bytes); this segx-train reads version %u",
+    // each version has exactly one header size; a version-1 header is a prefix of today's
+    size_t want = pre.version == 1 ? CKPT_V1_HEADER_BYTES : sizeof *h;
+    if (pre.version < 1 || pre.version > CKPT_VERSION || pre.header_bytes != want) {
+        snprintf(err, errlen, "%s: checkpoint version %u (header %u bytes); this segx-train reads versions 1 to %u",
                  path, pre.version, pre.header_bytes, CKPT_VERSION);
         fclose(f);
         return NULL;
     }
-    if (fread(h, sizeof *h, 1, f) != 1) {
+    memset(h, 0, sizeof *h);   // fields a version-1 file does not have read as 0
+    if (fread(h, want, 1, f) != 1) {
         snprintf(err, errlen, "%s: truncated checkpoint header", path);
         fclose(f);
         return NULL;
     }
     h->tag[sizeof h->tag - 1] = 0;
     *crc = crc32(crc32(0, Z_NULL, 0), (const Bytef *)&pre, sizeof pre);
-    *crc = crc32(*crc, (const Bytef *)h, sizeof *h);
+    *crc = crc32(*crc, (const Bytef *)h, (uInt)want);
     return f;
 }
 

@@ -7,7 +7,8 @@
 //   checkpoint.bin see below; trace.json with --profile (Chrome trace format)
 // - checkpoint.bin: header (magic "SEGXCKPT", version, sizes, epoch/step, data position, seed,
 //   optimizer kind/steps, partial epoch sums, run tag), then params, BN buffers and optimizer
-//   state as raw floats, then a CRC-32 of everything before it. Written to checkpoint.bin.tmp,
+//   state as raw floats, then a CRC-32 of everything before it. Version 2 appends the fp16 loss
+//   scaler to the header; version-1 files still load (their scaler fields read as 0: "not stored"). Written to checkpoint.bin.tmp,
 //   fsynced, renamed. The data position plus the seed is the whole RNG state: the loader derives
 //   every epoch's order from (seed, epoch), so nothing else needs saving.
 // - Signals: SIGTERM and SIGUSR1 only set a flag; the training loop checkpoints at the next step
@@ -52,7 +53,15 @@ typedef struct {
     double images_done;
     double wall_s;          // wall seconds of the run so far (wall_s keeps counting across resumes)
     char tag[256];          // model/dataset/batch/world: a resume must match it
+    // version 2: --precision fp16's dynamic loss scaler (trainer/gpu/gpu.h LossScaler), so a resumed
+    // run goes on at the scale it had instead of restarting at 65536. loss_scale 0: not stored (fp32,
+    // bf16, the CPU, or a version-1 file).
+    double loss_scale;
+    int64_t loss_scale_good_steps;   // clean steps since the last growth or backoff
+    int64_t skipped_steps;           // steps skipped for inf/nan gradients so far
 } CkptHeader;
+// Header bytes of a version-1 file: everything before loss_scale.
+#define CKPT_V1_HEADER_BYTES offsetof(CkptHeader, loss_scale)
 
 int ckpt_save(const char *path, const CkptHeader *h, const float *params, const float *buffers,
               const float *opt_state, char *err, size_t errlen);
