@@ -1,14 +1,16 @@
 // tests/trainer/test_comm.c — the communicator dispatcher, launch-environment detection and the
-// DDP reducer on one rank. Multi-rank behaviour: test_comm_mpi.c under tests/integration/dist_mpi.sh.
+// DDP reducer on one rank (buckets; averaging through a backend's scale function). Multi-rank behaviour: test_comm_mpi.c under tests/integration/dist_mpi.sh.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "config.h"
 #include "trainer/dist/comm.h"   // defines: Comm, DdpReducer
@@ -169,6 +171,73 @@ static void test_ddp_buckets_one_rank(void **state) {
     comm_free(c);
 }
 
+// A scale function standing in for a backend whose memory the host cannot touch (the CUDA table's
+// device arena): the gradients are mapped PROT_NONE, and only this function (the "kernel") opens
+// them. The reducer must do all its averaging and unscaling through it, in one call.
+typedef struct { int calls; float a; } FakeDevice;
+
+static int fake_device_scale(void *ctx, float *g, size_t n, float a) {
+    FakeDevice *d = ctx;
+    d->calls++;
+    d->a = a;
+    size_t bytes = (n * sizeof *g + 4095) & ~(size_t)4095;
+    assert_int_equal(mprotect(g, bytes, PROT_READ | PROT_WRITE), 0);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        g[i] *= a;
+        bad |= !isfinite(g[i]);
+    }
+    assert_int_equal(mprotect(g, bytes, PROT_NONE), 0);
+    return bad;
+}
+
+static void test_ddp_scales_through_the_backend(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    assert_int_equal(comm_create("none", &c, err, sizeof err), 0);
+    const size_t n = 3000, bytes = 4 * 4096;
+    float *g = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(g != MAP_FAILED);
+    for (size_t i = 0; i < n; i++) g[i] = (float)i;
+    assert_int_equal(mprotect(g, bytes, PROT_NONE), 0);   // from here on a host access is a SIGSEGV
+    DdpReducer *r;
+    assert_int_equal(ddp_create(c, g, n, 1000.0 * sizeof(float) / (1024.0 * 1024.0), &r, err, sizeof err), 0);
+    FakeDevice dev = { 0 };
+    ddp_set_scale_fn(r, fake_device_scale, &dev);
+    // one rank, no loss scale: nothing to scale, the backend is not called
+    ddp_grads_ready(r, 2000);
+    int nonfinite = -1;
+    assert_int_equal(ddp_finish_unscale(r, 1.0f, &nonfinite), 0);
+    assert_int_equal(dev.calls, 0);
+    assert_int_equal(nonfinite, 0);
+    // fp16: the loss scale is divided out in one backend call
+    ddp_grads_ready(r, 1000);
+    assert_int_equal(ddp_finish_unscale(r, 1024.0f, &nonfinite), 0);
+    assert_int_equal(dev.calls, 1);
+    assert_true(dev.a == 1.0f / 1024.0f);
+    assert_int_equal(nonfinite, 0);
+    assert_int_equal(ddp_stats(r).steps, 2);
+    assert_int_equal(mprotect(g, bytes, PROT_READ | PROT_WRITE), 0);
+    for (size_t i = 0; i < n; i++) assert_true(g[i] == (float)i / 1024.0f);
+    // an inf gradient is reported by the backend's pass, for the loss scaler to skip the step
+    g[1234] = INFINITY;
+    assert_int_equal(mprotect(g, bytes, PROT_NONE), 0);
+    assert_int_equal(ddp_finish_unscale(r, 2.0f, &nonfinite), 0);
+    assert_int_equal(nonfinite, 1);
+    assert_int_equal(dev.calls, 2);
+    // back to the default host loop
+    assert_int_equal(mprotect(g, bytes, PROT_READ | PROT_WRITE), 0);
+    g[1234] = 8.0f;
+    ddp_set_scale_fn(r, NULL, NULL);
+    assert_int_equal(ddp_finish_unscale(r, 4.0f, NULL), 0);
+    assert_true(g[1234] == 2.0f);
+    assert_int_equal(dev.calls, 2);
+    ddp_free(r);
+    munmap(g, bytes);
+    comm_free(c);
+}
+
 // NCCL without a usable GPU fails at creation with a message saying what is missing; with one
 // (a GPU machine), world 1 works on host buffers.
 static void test_nccl_needs_a_gpu(void **state) {
@@ -207,6 +276,7 @@ int main(void) {
         cmocka_unit_test_setup(test_srun_without_mpi_plugin_is_refused, clear_launch_env),
         cmocka_unit_test_setup(test_bad_launch_env_is_named, clear_launch_env),
         cmocka_unit_test_setup(test_ddp_buckets_one_rank, clear_launch_env),
+        cmocka_unit_test_setup(test_ddp_scales_through_the_backend, clear_launch_env),
         cmocka_unit_test_setup(test_nccl_needs_a_gpu, clear_launch_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

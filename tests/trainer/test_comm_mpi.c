@@ -129,6 +129,73 @@ static void test_ddp_mean_order_and_stats(void **state) {
     free(g);
 }
 
+// The reducer scales through the backend's function (on the GPU the unscale kernel; here a host
+// twin that counts its calls): with no loss scale the result is bitwise the default host loop's,
+// the fp16 loss scale is divided out in the same single pass, and an inf on one rank is reported on
+// every rank (the sum carries it), so all ranks skip the same fp16 step.
+typedef struct { int calls; } ScaleTwin;
+static int scale_twin(void *ctx, float *g, size_t n, float a) {
+    ((ScaleTwin *)ctx)->calls++;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        g[i] *= a;
+        bad |= !isfinite(g[i]);
+    }
+    return bad;
+}
+
+static void fill_grads(float *g, size_t n, int r) {
+    for (size_t i = 0; i < n; i++) g[i] = (float)(r + 1) * 0.1f + (float)(i % 977) * 0.37f;
+}
+
+static void backward_hooks(DdpReducer *red, size_t n) {
+    for (size_t done = 0; done < n;) {
+        done = done + 50000 < n ? done + 50000 : n;
+        ddp_grads_ready(red, done);
+    }
+}
+
+static void test_ddp_backend_scale_across_ranks(void **state) {
+    (void)state;
+    int r = comm_rank(C), w = comm_world(C);
+    const size_t n = 2 * 65536 + 77;
+    float *g = malloc(n * sizeof *g), *host = malloc(n * sizeof *g);
+    DdpReducer *red;
+    char err[512] = "";
+    assert_int_equal(ddp_create(C, g, n, 0.25, &red, err, sizeof err), 0);
+    fill_grads(g, n, r);   // the default host loop: the reference
+    backward_hooks(red, n);
+    assert_int_equal(ddp_finish(red), 0);
+    memcpy(host, g, n * sizeof *g);
+
+    ScaleTwin twin = { 0 };
+    ddp_set_scale_fn(red, scale_twin, &twin);
+    int nonfinite = -1;
+    fill_grads(g, n, r);
+    backward_hooks(red, n);
+    assert_int_equal(ddp_finish_unscale(red, 1.0f, &nonfinite), 0);
+    assert_memory_equal(g, host, n * sizeof *g);   // the same averaging, bit for bit
+    assert_int_equal(nonfinite, 0);
+    assert_int_equal(twin.calls, w > 1);
+
+    fill_grads(g, n, r);
+    backward_hooks(red, n);
+    assert_int_equal(ddp_finish_unscale(red, 8.0f, &nonfinite), 0);   // powers of two: exact
+    for (size_t i = 0; i < n; i++)
+        if (g[i] != host[i] / 8.0f) fail_msg("element %zu: %g, want %g", i, g[i], host[i] / 8.0f);
+    assert_int_equal(twin.calls, (w > 1) + 1);
+
+    fill_grads(g, n, r);
+    if (r == w - 1) g[n - 5] = INFINITY;   // one rank overflows in fp16
+    backward_hooks(red, n);
+    assert_int_equal(ddp_finish_unscale(red, 8.0f, &nonfinite), 0);
+    assert_int_equal(nonfinite, 1);
+    assert_int_equal(twin.calls, (w > 1) + 2);
+    ddp_free(red);
+    free(g);
+    free(host);
+}
+
 // Bandwidth of one large blocking allreduce, for the report (and a check that it is finite).
 static void test_allreduce_bandwidth(void **state) {
     (void)state;
@@ -301,6 +368,7 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_allreduce_sums_ranks),
             cmocka_unit_test(test_broadcast_from_last_rank),
             cmocka_unit_test(test_ddp_mean_order_and_stats),
+            cmocka_unit_test(test_ddp_backend_scale_across_ranks),
             cmocka_unit_test(test_allreduce_bandwidth),
             cmocka_unit_test(test_ddp_equals_accumulation),
             cmocka_unit_test(test_ddp_sync_bn_equals_full_batch),

@@ -209,7 +209,21 @@ struct DdpReducer {
     DdpStats stats;
     int *order;          // launch order of the last step (bucket indices), for tests
     int norder;
+    DdpScaleFn scale;    // averages the sums where the gradients live
+    void *scale_ctx;
 };
+
+// The default scale function: gradients in host memory (the CPU table).
+static int host_scale(void *ctx, float *g, size_t n, float a) {
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) g[i] *= a;
+    return 0;
+}
+
+void ddp_set_scale_fn(DdpReducer *r, DdpScaleFn fn, void *ctx) {
+    r->scale = fn ? fn : host_scale;
+    r->scale_ctx = fn ? ctx : NULL;
+}
 
 int ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **out, char *err, size_t errlen) {
     *out = NULL;
@@ -234,7 +248,7 @@ int ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **o
         b[i].off = i * bucket_elems;
         b[i].n = i + 1 == nb ? n - b[i].off : bucket_elems;
     }
-    *r = (DdpReducer){ .c = c, .grads = grads, .n = n, .b = b, .nb = (int)nb, .order = order };
+    *r = (DdpReducer){ .c = c, .grads = grads, .n = n, .b = b, .nb = (int)nb, .order = order, .scale = host_scale };
     *out = r;
     return 0;
 }
@@ -281,8 +295,11 @@ void ddp_grads_ready(void *reducer, size_t n_ready) {
     poll_inflight(r);
 }
 
-int ddp_finish(DdpReducer *r) {
+int ddp_finish(DdpReducer *r) { return ddp_finish_unscale(r, 1.0f, NULL); }
+
+int ddp_finish_unscale(DdpReducer *r, float loss_scale, int *nonfinite) {
     Comm *c = r->c;
+    if (nonfinite) *nonfinite = 0;
     double t0 = comm_now();
     while (r->next < r->nb) launch(r, r->next);
     int rc = 0;
@@ -300,9 +317,11 @@ int ddp_finish(DdpReducer *r) {
         if (!c->err[0]) comm_fail(c, "gradient allreduce failed");
     }
     double t1 = comm_now();
-    if (c->world > 1 && !rc) {
-        float inv = 1.0f / (float)c->world;
-        for (size_t i = 0; i < r->n; i++) r->grads[i] *= inv;
+    if (!rc) {   // one pass over the gradients, on their backend: 1/world, then 1/loss scale
+        float inv = c->world > 1 ? 1.0f / (float)c->world : 1.0f;
+        if (loss_scale != 1.0f) inv /= loss_scale;
+        int bad = inv != 1.0f ? r->scale(r->scale_ctx, r->grads, r->n, inv) : 0;
+        if (nonfinite) *nonfinite = bad;
     }
     r->next = 0;
     r->stats.exposed_s += t1 - t0;

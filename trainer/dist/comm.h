@@ -47,6 +47,16 @@ void ddp_grads_ready(void *reducer, size_t n_ready);
 // Waits for all buckets (starting any not yet started) and divides by the world size, so grads hold
 // the mean over ranks. Returns 0 or -1 (peer lost, timeout) with comm_error() set.
 int  ddp_finish(DdpReducer *r);
+// The gradients may live in backend memory (the CUDA table's device arena: NCCL reduces them in
+// place). The reducer never touches them on the host itself: it scales them through this function,
+// which multiplies grads[0..n) by a in place on the backend that holds them and returns 1 when it saw
+// an inf or nan, else 0. Default: a host loop (the CPU table's memory).
+typedef int (*DdpScaleFn)(void *ctx, float *grads, size_t n, float a);
+void ddp_set_scale_fn(DdpReducer *r, DdpScaleFn fn, void *ctx);
+// ddp_finish that also divides by loss_scale (fp16; 1 for none) in the same pass: grads end as
+// sum / world / loss_scale. *nonfinite (may be NULL) is the scale function's answer, 0 when no
+// scaling was needed (world 1, loss_scale 1). ddp_finish(r) == ddp_finish_unscale(r, 1, NULL).
+int  ddp_finish_unscale(DdpReducer *r, float loss_scale, int *nonfinite);
 // Seconds spent inside ddp_finish waiting for communication (exposed), total bytes reduced, and the
 // achieved bandwidth over the last step; reset by ddp_stats_reset.
 typedef struct { double exposed_s, comm_s; double bytes; long steps; } DdpStats;
