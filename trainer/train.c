@@ -1,9 +1,10 @@
 // trainer/train.c — the training loop of segx-train.
 // One optimizer step = accum_steps micro-batches: zero grads, then per micro-batch forward
 // (training), loss with grad_scale 1/accum_steps, backward (the DDP hook is installed only on the
-// last micro-batch, so gradients are communicated once per step), ddp_finish, optimizer step with
-// the scheduled lr. Per epoch: evaluation on the test split, metrics all-reduced as sums and a
-// confusion matrix, one metrics.jsonl line. Only rank 0 writes the run dir.
+// last micro-batch, so gradients are communicated once per step), ddp_finish (the same bucketed
+// reducer on the CPU with MPI and on the GPU with NCCL), optimizer step with the scheduled lr.
+// Per epoch: evaluation on the test split, metrics all-reduced as sums and a confusion matrix,
+// one metrics.jsonl line. Only rank 0 writes the run dir.
 #include "trainer/train.h"
 // defines: train_config_defaults, train_run
 
@@ -67,7 +68,7 @@ typedef struct {
     BatchStage *stage;           // training batches, uploaded one step ahead
     float *host_params, *host_buffers, *host_state, *host_grads;   // host copies (checkpoints, broadcasts)
     GpuTelemetry *tel;           // rank 0 on the GPU, when NVML is there
-    DdpStats gpu_ddp;            // GPU data parallel: one allreduce after backward (no DdpReducer)
+    DdpStats gpu_ddp;            // --device cuda --comm mpi: one host-staged allreduce (no DdpReducer)
     DdpReducer *ddp;
     RunDir *rd;
     Trace *trace;
@@ -161,26 +162,28 @@ static int cuda_failed(Trainer *t, const char *when, int epoch, long step) {
     return 1;
 }
 
-// GPU data parallel: sum the gradients over the ranks, then scale them by 1/world (and by 1/loss
-// scale with fp16) in one pass that also finds inf/nan. NCCL reduces the device buffer in place
-// (comm_nccl orders itself after the compute stream); MPI gets a host copy. Returns 0, 1 when a
-// gradient is not finite (fp16: skip the step), -1 on a communication error.
+// The reducer's DdpScaleFn on the GPU: the averaging (and fp16 unscaling) kernel, on device memory.
+static int gpu_scale_grads(void *ctx, float *g, size_t n, float a) {
+    (void)ctx;
+    return ops_cuda_unscale_check(g, n, a);
+}
+
+// GPU gradients without the bucketed reducer (one rank, or --comm mpi): sum them over the ranks
+// through a host copy (MPI cannot read device memory), then scale them by 1/world (and by 1/loss
+// scale with fp16) in one pass that also finds inf/nan. With NCCL the DdpReducer does all this.
+// Returns 0, 1 when a gradient is not finite (fp16: skip the step), -1 on a communication error.
 static int gpu_finish_grads(Trainer *t) {
     size_t n = model_num_params(t->model);
     float *g = model_grads(t->model);
     if (t->world > 1) {
         double c0 = run_now_s();
-        int rc;
-        if (strcmp(comm_kind(t->comm), "nccl") == 0) rc = comm_allreduce_sum_f32(t->comm, g, n);
-        else {
-            if (!t->host_grads && !(t->host_grads = malloc(sizeof(float) * (n ? n : 1)))) {
-                snprintf(t->err, sizeof t->err, "out of host memory for the gradients");
-                return -1;
-            }
-            t->ops->download(t->host_grads, g, sizeof(float) * n);
-            rc = comm_allreduce_sum_f32(t->comm, t->host_grads, n);
-            if (!rc) t->ops->upload(g, t->host_grads, sizeof(float) * n);
+        if (!t->host_grads && !(t->host_grads = malloc(sizeof(float) * (n ? n : 1)))) {
+            snprintf(t->err, sizeof t->err, "out of host memory for the gradients");
+            return -1;
         }
+        t->ops->download(t->host_grads, g, sizeof(float) * n);
+        int rc = comm_allreduce_sum_f32(t->comm, t->host_grads, n);
+        if (!rc) t->ops->upload(g, t->host_grads, sizeof(float) * n);
         if (rc) { snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm)); return -1; }
         double c1 = run_now_s();
         t->gpu_ddp.exposed_s += c1 - c0; t->gpu_ddp.comm_s += c1 - c0;
@@ -226,6 +229,11 @@ static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_s
     h.loss_count = loss_count;
     h.best_metric = t->best;
     h.wall_s = wall(t);
+    if (t->prec == GPU_FP16) {   // a resumed fp16 run goes on at this scale, not at 65536 again
+        h.loss_scale = t->scaler.scale;
+        h.loss_scale_good_steps = t->scaler.good_steps;
+        h.skipped_steps = t->scaler.skipped;
+    }
     snprintf(h.tag, sizeof h.tag, "%s", t->tag);
     to_host(t, HOST_PARAMS | HOST_BUFFERS | HOST_STATE);
     if (ckpt_save(t->ckpt_path, &h, t->host_params, t->host_buffers, t->host_state, t->err, sizeof t->err))
@@ -394,10 +402,13 @@ static int setup(Trainer *t) {
     if (host_alloc(t)) return TRAIN_EXIT_ERROR;
     if (t->world > 1) {  // every rank starts from rank 0's parameters and BN buffers
         if (broadcast_from_rank0(t, HOST_PARAMS | HOST_BUFFERS, "initial parameters")) return TRAIN_EXIT_ERROR;
-        // the CPU overlaps bucket allreduces with backward; on the GPU ddp_finish's host-side
-        // averaging cannot touch device gradients, so gpu_finish_grads reduces after backward
-        if (!t->gpu && ddp_create(t->comm, model_grads(t->model), np, c->bucket_mb, &t->ddp, err, el))
+        // bucket allreduces overlap backward on the CPU (MPI, host memory) and on the GPU (NCCL
+        // reduces device memory in place; the averaging runs as a kernel). MPI cannot read device
+        // memory, so --device cuda --comm mpi reduces a host copy after backward (gpu_finish_grads).
+        int nccl = strcmp(comm_kind(t->comm), "nccl") == 0;
+        if ((!t->gpu || nccl) && ddp_create(t->comm, model_grads(t->model), np, c->bucket_mb, &t->ddp, err, el))
             return TRAIN_EXIT_ERROR;
+        if (t->gpu && t->ddp) ddp_set_scale_fn(t->ddp, gpu_scale_grads, NULL);
         if (c->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
     }
 
@@ -538,6 +549,14 @@ static int resume(Trainer *t, CkptHeader *h) {
         t->opt->steps = h->opt_steps;
         t->best = h->best_metric;
         t->wall_offset = h->wall_s;
+        // 0: not stored (an fp32/bf16/CPU run, or a version-1 checkpoint): the scaler starts afresh
+        if (t->prec == GPU_FP16 && h->loss_scale > 0) {
+            t->scaler.scale = (float)h->loss_scale;
+            t->scaler.good_steps = (int)h->loss_scale_good_steps;
+            t->scaler.skipped = (long)h->skipped_steps;
+            log_rank0(t, "fp16 loss scale %g from the checkpoint (%lld steps skipped so far)", h->loss_scale,
+                      (long long)h->skipped_steps);
+        }
         log_rank0(t, "resuming from %s: epoch %lld, batch %lld, step %lld", t->ckpt_path, (long long)h->epoch + 1,
                   (long long)h->next_batch, (long long)h->global_step);
     } else {
@@ -679,9 +698,10 @@ static int train_loop(Trainer *t) {
                 return TRAIN_EXIT_ERROR;
             }
             if (!last) continue;
+            int nonfinite = 0;
             if (t->ddp) {
                 double c0 = run_now_s();
-                if (ddp_finish(t->ddp)) {
+                if (ddp_finish_unscale(t->ddp, t->prec == GPU_FP16 ? t->scaler.scale : 1.0f, &nonfinite)) {
                     snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm));
                     return TRAIN_EXIT_ERROR;
                 }
@@ -692,13 +712,13 @@ static int train_loop(Trainer *t) {
             int skip = 0;
             if (t->gpu) {
                 double c0 = run_now_s();
-                int r = gpu_finish_grads(t);
+                int r = t->ddp ? nonfinite : gpu_finish_grads(t);   // the reducer already unscaled
                 if (r < 0) return TRAIN_EXIT_ERROR;
                 // fp16: a step with inf/nan gradients is skipped and the loss scale halved
                 if (t->prec == GPU_FP16) skip = loss_scaler_update(&t->scaler, r);
                 double c1 = run_now_s();
                 comm_s += c1 - c0;
-                if (t->world > 1) trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
+                if (t->world > 1 && !t->ddp) trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
             }
             double o0 = run_now_s();
             lr = lr_at(&t->sched, global_step);
