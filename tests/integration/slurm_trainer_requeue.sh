@@ -63,10 +63,14 @@ say "A is job $jobA, B is job $jobB"
 job_field() { scontrol -o show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 # progress_step DIR: the step in the trainer's progress.json (written every 2 s), or 0
 progress_step() { sed -n 's/.*"step": *\([0-9]*\).*/\1/p' "$1/progress.json" 2>/dev/null | head -1 | grep . || echo 0; }
-# wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.25 s; on timeout records a failure
+# wait_for SECONDS DESCRIPTION CMD...: polls CMD every 0.25 s; on timeout records a failure. After
+# one timeout the run has gone wrong: later waits get 5 s, so the test ends soon with every failure.
+stuck=0
 wait_for() {
   local n=$(($1 * 4)) d=$2; shift 2
+  [ "$stuck" = 1 ] && n=20
   for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.25; done
+  stuck=1
   fail "$d (within $((n / 4)) s)" "job $jobB: $(scontrol -o show job "$jobB" 2>&1 | grep -oE 'JobState=[^ ]+|Restarts=[^ ]+|Reason=[^ ]+' | tr '\n' ' ')" \
     "progress: $(cat "$rdB/progress.json" 2>/dev/null)" "$(tail -3 "$rdB/stderr.log" 2>/dev/null)"
   return 1
