@@ -88,7 +88,7 @@ typedef struct {
 } Pass;
 
 typedef struct Entry {
-    ConvDesc d; int B, bias;
+    ConvDesc d; int B, bias, nthr;
     Pass fw, bd, bw;
     Arg f_src, f_wei, f_dst;                      // forward
     Arg d_ddst, d_wei, d_dsrc, d_dsrc_acc;        // input gradient (d_dsrc_acc: the accumulate variant)
@@ -118,11 +118,14 @@ static int pass_finish(Pass *p, dnnl_primitive_desc_t pd, size_t *off) {
     return dnnl_primitive_create(&p->prim, pd) == dnnl_success ? 0 : -1;
 }
 
-// Builds the three passes of (d, B, bias); NULL when oneDNN declines the shape.
-static Entry *entry_build(const ConvDesc *d, int B, int bias) {
+// Builds the three passes of (d, B, bias) for nthr threads; NULL when oneDNN declines the shape.
+// The thread count is part of the key: a primitive splits its work for the OpenMP team size current
+// when it is created, and keeps that split (and its scratchpad size) whatever the team at run time.
+static Entry *entry_build(const ConvDesc *d, int B, int bias, int nthr) {
     Entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
-    e->d = *d; e->B = B; e->bias = bias;
+    e->d = *d; e->B = B; e->bias = bias; e->nthr = nthr;
+    omp_set_num_threads(nthr);
     dnnl_memory_desc_t src_u, wei_u, dst_u, bias_u, src_a, wei_a, dst_a, bias_a;
     md4(&src_u, B, d->cin, d->h, d->w, dnnl_nchw);
     md4(&wei_u, d->cout, d->cin, d->kh, d->kw, dnnl_oihw);
@@ -198,11 +201,11 @@ static size_t entry_need(const Entry *e) {
 }
 
 // Returns the cached entry (built on first use), or NULL. Called with mu held.
-static Entry *entry_get(const ConvDesc *d, int B, int bias) {
+static Entry *entry_get(const ConvDesc *d, int B, int bias, int nthr) {
     if (!engine_ready()) return NULL;
     for (Entry *e = cache; e; e = e->next)
-        if (e->B == B && e->bias == bias && same_desc(&e->d, d)) return e;
-    Entry *e = entry_build(d, B, bias);
+        if (e->B == B && e->bias == bias && e->nthr == nthr && same_desc(&e->d, d)) return e;
+    Entry *e = entry_build(d, B, bias, nthr);
     if (e) { e->next = cache; cache = e; }
     return e;
 }
@@ -211,10 +214,13 @@ size_t conv_dnnl_workspace(const ConvDesc *d, int max_batch) {
     if (!conv_dnnl_ok(d) || max_batch < 1) return 0;
     pthread_mutex_lock(&mu);
     size_t bytes = 0;
-    for (int bias = 0; bias < 2; bias++) {
-        Entry *e = entry_get(d, max_batch, bias);
-        if (e && entry_need(e) > bytes) bytes = entry_need(e);
-    }
+    // the current thread count and the machine's (a model may be created before its threads are set)
+    int procs = omp_get_num_procs(), counts[2] = {nthreads, procs > nthreads ? procs : nthreads};
+    for (int t = 0; t < (counts[1] != counts[0] ? 2 : 1); t++)
+        for (int bias = 0; bias < 2; bias++) {
+            Entry *e = entry_get(d, max_batch, bias, counts[t]);
+            if (e && entry_need(e) > bytes) bytes = entry_need(e);
+        }
     if (bytes) {
         Grant *g = malloc(sizeof *g);
         if (g) { *g = (Grant){*d, max_batch, bytes, grants}; grants = g; }
@@ -231,7 +237,7 @@ static Entry *entry_for_call(const ConvDesc *d, int B, int bias) {
     size_t have = SIZE_MAX;
     for (Grant *g = grants; g; g = g->next)
         if (g->mb >= B && same_desc(&g->d, d) && g->bytes < have) have = g->bytes;
-    Entry *e = have == SIZE_MAX ? NULL : entry_get(d, B, bias);
+    Entry *e = have == SIZE_MAX ? NULL : entry_get(d, B, bias, nthreads);
     if (e && entry_need(e) > have) e = NULL;
     pthread_mutex_unlock(&mu);
     return e;

@@ -206,22 +206,26 @@ static int direct_weights(const ConvDesc *d) {
 }
 
 // Which passes take oneDNN (conv_dnnl.c). Measured in place (unet w16 batch 16, resnet18 batch 128,
-// 1 thread, steps alternating oneDNN on/off in one process, thread CPU time): oneDNN wins up to 3x on
-// 3x3 layers with >= 64 input channels, and from 32 input channels when the layer does not widen; the
-// input gradient (a conv from cout to cin channels) wins when both sides have >= 64. Its weight gradient
-// loses at 4x4 outputs (0.5-0.6x: that kernel parallelises over pixels). The top UNet levels (1-32
-// channels at 32-64 px) stay on the direct kernel, 1x1 layers on im2col + sgemm.
+// 1 thread, steps alternating between choices in one process, thread CPU time per op): oneDNN wins
+// 1.5-2.5x on 3x3 layers with >= 64 input channels, and from 32 input channels when the layer does not
+// widen (forward only up to 32 px: UNet's 64 px 32->16 layer is faster on the direct kernel); the input
+// gradient (a conv from cout to cin channels) wins when both sides have >= 64; 1x1 layers win from 64
+// input channels (ResNet's shortcuts, ~1.2x). UNet's top levels (1-32 channels at 32-64 px), the first
+// layers and its 1x1 head stay on the direct kernel / im2col + sgemm (ties or losses for oneDNN).
 static int dnnl_pass(const ConvDesc *d, int pass) {
     int ok = conv_dnnl_ok(d);
     if (ok == 2) return 1;
-    if (!ok || d->kh != 3 || d->kw != 3) return 0;
+    if (!ok) return 0;
+    if (d->kh == 1 && d->kw == 1) return d->cin >= 64;
+    if (d->kh != 3 || d->kw != 3) return 0;
     int wide = d->cin >= 64 || (d->cin >= 32 && d->cout <= d->cin);
     switch (pass) {
-    case PASS_FW: return wide;
+    case PASS_FW: return wide && d->oh <= 32;
     case PASS_DATA: return d->cin >= 64 && d->cout >= 64;
-    default: return wide && (long)d->oh * d->ow >= 64;
+    default: return wide;
     }
 }
+
 
 
 // im2col backward; dw == NULL skips the weight gradient (and db), dx == NULL the input gradient.
