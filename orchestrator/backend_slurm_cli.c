@@ -244,10 +244,12 @@ static int cli_submit(Backend *b, const JobSpec *job, char *job_id, size_t idlen
 static int cli_load_jobs(const char *user, SlurmJobInfo **jobs_out, size_t *n_out, char *err, size_t errlen)
 {
     *jobs_out = NULL; *n_out = 0;
-    char *argv[] = {"squeue", "-h", "-t", "all", "-u", (char *)user, "-O",
-                    "JobID:|,State:|,Reason:|,exit_code:|,SubmitTime:|,StartTime:|,EndTime:|,NodeList:|,RestartCnt:|,Comment:|",
+    // -r: one line per array task (segx records a task as ARRAYID_TASK), pending ones included
+    char *argv[] = {"squeue", "-h", "-r", "-t", "all", "-u", (char *)user, "-O",
+                    "JobID:|,State:|,Reason:|,exit_code:|,SubmitTime:|,StartTime:|,EndTime:|,NodeList:|,RestartCnt:|,Comment:|,"
+                    "ArrayJobID:|,ArrayTaskID:|",
                     NULL};
-    enum { NF = 10 };
+    enum { NF = 12 };
     char *sout, *serr;
     int rc = run_capture(argv, 60, &sout, &serr);
     if (rc != 0) {
@@ -282,7 +284,10 @@ static int cli_load_jobs(const char *user, SlurmJobInfo **jobs_out, size_t *n_ou
         }
         SlurmJobInfo *j = &jobs[nj++];
         memset(j, 0, sizeof *j);
-        snprintf(j->job_id, sizeof j->job_id, "%s", f[0]);
+        char *e1, *e2;
+        long aj = strtol(f[10], &e1, 10), at = strtol(f[11], &e2, 10);
+        if (aj > 0 && !*e1 && e2 != f[11] && !*e2) snprintf(j->job_id, sizeof j->job_id, "%ld_%ld", aj, at);
+        else snprintf(j->job_id, sizeof j->job_id, "%s", f[0]);
         snprintf(j->state, sizeof j->state, "%s", f[1]);
         snprintf(j->reason, sizeof j->reason, "%s", f[2]);
         j->exit_status = f[3][0] ? atoi(f[3]) : -1;

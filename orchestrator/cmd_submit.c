@@ -5,6 +5,8 @@
 #include "orchestrator/plan.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
+#include "orchestrator/render.h"
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,158 @@ static int submit_eval(Backend *b, const Spec *s, sqlite3_stmt *eins, long long 
     return 0;
 }
 
+// What one submission leaves in the DB: the attempts row, the cell's state, and the eval job
+// submitted after it (spec eval.job).
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *ins, *upd, *eins;
+    Backend *b;
+    const Spec *s;
+    int quiet;
+    size_t nsub, neval;
+} Recorder;
+
+// 0 recorded; 1 recorded but its eval job could not be submitted (said on stderr); -1 DB error.
+static int record_submission(Recorder *R, long long cid, const char *key, int attempt, const char *run_dir,
+                             const char *eval_script, const char *gpu_type, const char *job_id)
+{
+    char err[2048];
+    sqlite3_bind_int64(R->ins, 1, cid);
+    sqlite3_bind_int(R->ins, 2, attempt);
+    sqlite3_bind_text(R->ins, 3, R->b->ops->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(R->ins, 4, job_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(R->ins, 5, (double)time(NULL));
+    sqlite3_bind_text(R->ins, 6, run_dir, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(R->upd, 1, cid);
+    int bad = sqlite3_step(R->ins) != SQLITE_DONE || sqlite3_step(R->upd) != SQLITE_DONE;
+    sqlite3_reset(R->ins);
+    sqlite3_reset(R->upd);
+    if (bad) {
+        fprintf(stderr, "segx submit: database: %s (job %s was submitted)\n", sqlite3_errmsg(R->db), job_id);
+        return -1;
+    }
+    long long attempt_id = sqlite3_last_insert_rowid(R->db);
+    R->nsub++;
+    if (!R->quiet) printf("submitted %s attempt %d: job %s\n", key, attempt, job_id);
+    if (!R->s->eval_job) return 0;
+    if (submit_eval(R->b, R->s, R->eins, attempt_id, key, attempt, run_dir, eval_script, gpu_type, job_id, R->quiet,
+                    err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: cell %s: eval job: %s\n", key, err);
+        return 1;
+    }
+    R->neval++;
+    return 0;
+}
+
+// ---- job arrays (--array) ---------------------------------------------------------------------
+// Cells whose job scripts share the same #SBATCH lines (all but --job-name/--output/--error) go
+// into one `sbatch --array=0-K[%N]` job: RUN_ROOT/.arrays/array-XXXXXX/ holds array.sh (those
+// lines, --array, logs task-<i>.out/.err there) and index (line i+1 = the job.sh task i runs).
+// Each cell's attempt records job id ARRAYID_i; the Slurm backends poll and cancel tasks by it.
+
+typedef struct {
+    long long cid;
+    char key[32], gpu_type[64];
+    int attempt, gpus, nodes;
+    char run_dir[PATH_MAX + 64], script[PATH_MAX + 96], eval_script[PATH_MAX + 96];
+    char *header;      // the script's #SBATCH lines that decide where and how it runs
+    int group;         // array it goes into (index of the first cell with the same header)
+} Queued;
+
+// The #SBATCH lines at the top of a job script, minus the per-cell ones. malloc'd, or NULL.
+static char *sbatch_header(const char *script)
+{
+    FILE *f = fopen(script, "r");
+    if (!f) return NULL;
+    char line[4096];
+    size_t cap = 1024, len = 0;
+    char *h = malloc(cap);
+    int first = 1;
+    while (h && fgets(line, sizeof line, f)) {
+        if (first) { first = 0; continue; }   // #!
+        if (strncmp(line, "#SBATCH", 7) != 0) {
+            if (line[0] == '#' || line[0] == '\n') continue;
+            break;                             // sbatch stops at the first command
+        }
+        if (strstr(line, "--job-name=") || strstr(line, "--output=") || strstr(line, "--error=")) continue;
+        size_t n = strlen(line);
+        if (len + n + 1 > cap) {
+            char *nh = realloc(h, cap = 2 * (len + n + 1));
+            if (!nh) { free(h); h = NULL; break; }
+            h = nh;
+        }
+        memcpy(h + len, line, n);
+        len += n;
+    }
+    fclose(f);
+    if (h) h[len] = 0;
+    return h;
+}
+
+// Writes one array's folder and submits it; records every task. Returns 0, or -1 (err said).
+static int submit_array(Recorder *R, const char *run_root, Queued *q, size_t n, int group, int throttle, int *rc)
+{
+    const Spec *s = R->s;
+    char dir[PATH_MAX + 128], path[PATH_MAX + 160], err[2048];
+    snprintf(dir, sizeof dir, "%s/.arrays", run_root);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "segx submit: %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/.arrays/array-XXXXXX", run_root);
+    if (!mkdtemp(dir)) { fprintf(stderr, "segx submit: %s: %s\n", dir, strerror(errno)); return -1; }
+    chmod(dir, 0755);
+    size_t ntasks = 0, first = 0;
+    snprintf(path, sizeof path, "%s/index", dir);
+    FILE *f = fopen(path, "w");
+    for (size_t i = 0; f && i < n; i++)
+        if (q[i].group == group) {
+            if (!ntasks) first = i;
+            fprintf(f, "%s\n", q[i].script);
+            ntasks++;
+        }
+    if (!f || fclose(f) != 0) { fprintf(stderr, "segx submit: %s: cannot write\n", path); return -1; }
+    char *qdir = render_shell_quote(dir);
+    snprintf(path, sizeof path, "%s/array.sh", dir);
+    f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "#!/usr/bin/env bash\n%s", q[first].header);
+        fprintf(f, "#SBATCH --job-name=segx-%s-array\n#SBATCH --output=%s/task-%%a.out\n#SBATCH --error=%s/task-%%a.err\n",
+                s->name, dir, dir);
+        fprintf(f, "#SBATCH --array=0-%zu", ntasks - 1);
+        if (throttle > 0) fprintf(f, "%%%d", throttle);
+        fprintf(f, "\n# segx job array of experiment %s: task i runs the job script on line i+1 of index\n", s->name);
+        fprintf(f, "script=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" %s/index)\n", qdir);
+        fprintf(f, "[ -n \"$script\" ] || { echo \"segx array: no line $((SLURM_ARRAY_TASK_ID + 1)) in %s/index\" >&2; exit 1; }\n", dir);
+        fprintf(f, "exec bash \"$script\"\n");
+    }
+    free(qdir);
+    if (!f || fclose(f) != 0) { fprintf(stderr, "segx submit: %s: cannot write\n", path); return -1; }
+    char job_name[160], array_id[64];
+    snprintf(job_name, sizeof job_name, "segx-%s-array", s->name);
+    const char *base = strrchr(dir, '/') + 1;
+    JobSpec js = {
+        .experiment = s->name, .cell_key = base, .run_dir = dir, .script_path = path, .job_name = job_name,
+        .attempt = 0, .gpus = q[first].gpus, .nodes = q[first].nodes, .cpus_per_task = s->cpus_per_gpu,
+        .gpu_type = q[first].gpu_type, .time_limit = s->time, .kind = "array",
+    };
+    if (R->b->ops->submit(R->b, &js, array_id, sizeof array_id, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: job array of %zu cells (%s): %s\n", ntasks, dir, err);
+        return -1;
+    }
+    if (!R->quiet) printf("submitted job array %s: %zu cells%s (%s)\n", array_id, ntasks, throttle > 0 ? ", throttled" : "", dir);
+    size_t task = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (q[i].group != group) continue;
+        char job_id[96];
+        snprintf(job_id, sizeof job_id, "%s_%zu", array_id, task++);
+        int r = record_submission(R, q[i].cid, q[i].key, q[i].attempt, q[i].run_dir, q[i].eval_script, q[i].gpu_type, job_id);
+        if (r < 0) return -1;
+        if (r > 0) *rc = 1;
+    }
+    return 0;
+}
+
 int submit_experiment(const SubmitOptions *o, size_t *submitted)
 {
     char err[2048], name[256], run_root[PATH_MAX], opts[PATH_MAX + 128];
@@ -159,6 +313,9 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     typedef struct { long long cid; char key[32]; char *params; int last; char state[32]; } Todo;
     Todo *todo = NULL;
     size_t ncells = 0, capcells = 0;
+    Recorder R = {0};
+    Queued *queued = NULL;
+    size_t nq = 0, capq = 0;
     if (load_spec(db, eid, &s, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
         goto out;
@@ -194,6 +351,13 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         goto out;
     }
     sqlite3_bind_int64(sel, 1, eid);
+    R = (Recorder){.db = db, .ins = ins, .upd = upd, .eins = eins, .b = b, .s = s, .quiet = o->quiet};
+    if (o->array && !o->dry_run && strcmp(b->ops->name, "slurm") && strcmp(b->ops->name, "slurm-cli")) {
+        fprintf(stderr, "segx submit: --array: job arrays are a Slurm feature; backend %s runs each cell as its own job "
+                "(drop --array, or use --backend slurm or slurm-cli)\n", b->ops->name);
+        rc = 2;
+        goto out;
+    }
     if (!o->dry_run) {
         if (db_begin(db, err, sizeof err) < 0) { fprintf(stderr, "segx submit: %s\n", err); goto out; }
         in_tx = 1;
@@ -271,6 +435,35 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             plan_cell_clear(&c);
             continue;
         }
+        char gpu_type[64];
+        snprintf(gpu_type, sizeof gpu_type, "%s", c.gpu_type ? c.gpu_type : "cpu");
+        if (o->array) {   // submitted below, grouped into job arrays
+            if (nq == capq) {
+                capq = capq ? 2 * capq : 64;
+                Queued *nqv = realloc(queued, capq * sizeof *queued);
+                if (!nqv) { fprintf(stderr, "segx submit: out of memory\n"); plan_cell_clear(&c); rc = 1; break; }
+                queued = nqv;
+            }
+            Queued *x = &queued[nq];
+            memset(x, 0, sizeof *x);
+            x->cid = cid;
+            snprintf(x->key, sizeof x->key, "%s", key);
+            snprintf(x->gpu_type, sizeof x->gpu_type, "%s", gpu_type);
+            x->attempt = attempt;
+            x->gpus = c.gpus;
+            x->nodes = c.nodes;
+            snprintf(x->run_dir, sizeof x->run_dir, "%s", run_dir);
+            snprintf(x->script, sizeof x->script, "%s", script);
+            snprintf(x->eval_script, sizeof x->eval_script, "%s", eval_script);
+            plan_cell_clear(&c);
+            if (!(x->header = sbatch_header(script))) {
+                fprintf(stderr, "segx submit: cell %s: cannot read %s\n", key, script);
+                rc = 1;
+                break;
+            }
+            nq++;
+            continue;
+        }
         char job_name[160], job_id[64];
         snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, key);
         JobSpec js = {
@@ -279,8 +472,6 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             .cpus_per_task = s->cpus_per_gpu, .gpu_type = c.gpu_type ? c.gpu_type : "cpu",
             .time_limit = s->time,
         };
-        char gpu_type[64];
-        snprintf(gpu_type, sizeof gpu_type, "%s", c.gpu_type ? c.gpu_type : "cpu");
         int src = b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err);
         plan_cell_clear(&c);
         if (src < 0) {
@@ -288,33 +479,20 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
             rc = 1;
             break;
         }
-        sqlite3_bind_int64(ins, 1, cid);
-        sqlite3_bind_int(ins, 2, attempt);
-        sqlite3_bind_text(ins, 3, b->ops->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, job_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_double(ins, 5, (double)time(NULL));
-        sqlite3_bind_text(ins, 6, run_dir, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(upd, 1, cid);
-        if (sqlite3_step(ins) != SQLITE_DONE || sqlite3_step(upd) != SQLITE_DONE) {
-            fprintf(stderr, "segx submit: database: %s (job %s was submitted)\n", sqlite3_errmsg(db), job_id);
-            sqlite3_reset(ins);
-            sqlite3_reset(upd);
-            rc = 1;
-            break;
-        }
-        sqlite3_reset(ins);
-        sqlite3_reset(upd);
-        long long attempt_id = sqlite3_last_insert_rowid(db);
-        nsub++;
-        if (!o->quiet) printf("submitted %s attempt %d: job %s\n", key, attempt, job_id);
-        if (s->eval_job && submit_eval(b, s, eins, attempt_id, key, attempt, run_dir, eval_script, gpu_type, job_id,
-                                       o->quiet, err, sizeof err) < 0) {
-            fprintf(stderr, "segx submit: cell %s: eval job: %s\n", key, err);
-            rc = 1;
-        } else if (s->eval_job) {
-            neval++;
-        }
+        int rec = record_submission(&R, cid, key, attempt, run_dir, eval_script, gpu_type, job_id);
+        if (rec < 0) { rc = 1; break; }
+        if (rec > 0) rc = 1;
     }
+    // --array: one job array per distinct #SBATCH header, in the order the cells came
+    for (size_t i = 0; i < nq; i++) {
+        queued[i].group = (int)i;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(queued[j].header, queued[i].header) == 0) { queued[i].group = queued[j].group; break; }
+    }
+    for (size_t i = 0; rc == 0 && i < nq; i++)
+        if (queued[i].group == (int)i && submit_array(&R, run_root, queued, nq, (int)i, o->array_throttle, &rc) < 0) rc = 1;
+    nsub = R.nsub;
+    neval = R.neval;
     // What was submitted is recorded even when a later cell failed.
     if (in_tx && db_commit(db, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);
@@ -329,6 +507,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     printf("%s%s\n", b ? " via " : "", b ? b->ops->name : "");
     if (submitted) *submitted = nsub;
 out:
+    for (size_t i = 0; i < nq; i++) free(queued[i].header);
+    free(queued);
     for (size_t i = 0; i < ncells; i++) free(todo[i].params);
     free(todo);
     if (in_tx) db_rollback(db);
@@ -352,6 +532,8 @@ int cmd_submit(int argc, char **argv)
         {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores, each taking gpus x cpus_per_gpu)"},
         {"max-submitted", 0, CLI_INT, &o.max_submitted, "N", "Slurm backends: keep at most N of the jobs this submit sends queued or running, waiting for one to leave before sending the next (QOS MaxSubmitJobs)"},
         {"rerun-failed", 0, CLI_FLAG, &o.rerun_failed, NULL, "submit failed/cancelled/timed-out cells again (new attempt)"},
+        {"array", 0, CLI_FLAG, &o.array, NULL, "Slurm: cells whose job scripts share their #SBATCH lines go into one job array"},
+        {"array-throttle", 0, CLI_INT, &o.array_throttle, "N", "with --array: at most N tasks of an array run at once (--array=0-K%N)"},
         {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "list what would be submitted"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "only the summary line"},
         {0}};
@@ -366,6 +548,8 @@ int cmd_submit(int argc, char **argv)
     if (rc != CLI_CONTINUE) return rc;
     if (o.max_parallel < 0) { fprintf(stderr, "segx submit: --max-parallel must be >= 1\n"); return 2; }
     if (o.max_submitted < 0) { fprintf(stderr, "segx submit: --max-submitted must be >= 1\n"); return 2; }
+    if (o.array_throttle < 0) { fprintf(stderr, "segx submit: --array-throttle must be >= 1\n"); return 2; }
+    if (o.array_throttle > 0 && !o.array) { fprintf(stderr, "segx submit: --array-throttle N needs --array\n"); return 2; }
     o.experiment = a.npos ? a.pos[0] : NULL;
     return submit_experiment(&o, NULL);
 }

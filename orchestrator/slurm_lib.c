@@ -243,6 +243,8 @@ int slurm_lib_load(SlurmJobInfo **jobs, size_t *n, char *err, size_t errlen)
         SlurmJobInfo *o = &v[i];
         if (j->array_task_id != NO_VAL && j->array_job_id)
             snprintf(o->job_id, sizeof o->job_id, "%u_%u", j->array_job_id, j->array_task_id);
+        else if (j->array_job_id && j->array_task_str)   // the array's tasks still pending, as squeue names them
+            snprintf(o->job_id, sizeof o->job_id, "%u_[%s]", j->array_job_id, j->array_task_str);
         else
             snprintf(o->job_id, sizeof o->job_id, "%u", j->job_id);
         snprintf(o->state, sizeof o->state, "%s", state_name(j->job_state));

@@ -484,6 +484,33 @@ void slurm_fill_status(const SlurmJobInfo *j, JobStatus *st)
 typedef struct { const char *id; size_t idx; } IdIdx;
 static int cmp_ididx(const void *a, const void *b) { return strcmp(((const IdIdx *)a)->id, ((const IdIdx *)b)->id); }
 
+// 1 when task (of "A_T") is in the pending record "A_[0-3,7,9-11%2]" of the same array A.
+static int array_record_has(const char *record, const char *id)
+{
+    const char *us = strchr(id, '_');
+    if (!us || strchr(id, '[')) return 0;
+    size_t alen = (size_t)(us - id);
+    if (strncmp(record, id, alen) != 0 || strncmp(record + alen, "_[", 2) != 0) return 0;
+    char *end;
+    long task = strtol(us + 1, &end, 10);
+    if (end == us + 1 || *end) return 0;
+    const char *p = record + alen + 2;
+    while (*p && *p != ']' && *p != '%') {
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p) return 0;
+        p = end;
+        if (*p == '-') {
+            hi = strtol(p + 1, &end, 10);
+            if (end == p + 1) return 0;
+            p = end;
+        }
+        if (*p == ':') { while (*p && *p != ',' && *p != ']' && *p != '%') p++; }   // a step: treat as the range
+        if (task >= lo && task <= hi) return 1;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 int slurm_match_jobs(const SlurmJobInfo *jobs, size_t njobs, const char *const *ids, size_t n,
                      JobStatus *out, char *err, size_t errlen)
 {
@@ -507,6 +534,15 @@ int slurm_match_jobs(const SlurmJobInfo *jobs, size_t njobs, const char *const *
         for (; hit < idx + n && strcmp(hit->id, key.id) == 0; hit++) slurm_fill_status(&jobs[r], &out[hit->idx]);
     }
     free(idx);
+    // array tasks that have not started are listed only inside their array's pending record
+    for (size_t r = 0; r < njobs; r++) {
+        if (!strstr(jobs[r].job_id, "_[")) continue;
+        for (size_t i = 0; i < n; i++)
+            if (out[i].state == JOB_UNKNOWN && array_record_has(jobs[r].job_id, ids[i])) {
+                slurm_fill_status(&jobs[r], &out[i]);
+                snprintf(out[i].job_id, sizeof out[i].job_id, "%s", ids[i]);
+            }
+    }
     return 0;
 }
 

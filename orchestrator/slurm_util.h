@@ -40,7 +40,8 @@ int slurm_probe_controller(const char *host, int port, int timeout_ms, char *err
 double slurm_backoff_sleep(int attempt);
 // One job as slurmctld reports it -> JobStatus (shared by both backends, so both say the same).
 void slurm_fill_status(const SlurmJobInfo *j, JobStatus *st);
-// Fills out[i] for ids[i] from the jobs slurmctld listed; ids it did not list get JOB_UNKNOWN.
+// Fills out[i] for ids[i] from the jobs slurmctld listed; ids it did not list get JOB_UNKNOWN. An
+// array task "A_T" that has not started takes the state of its array's pending record "A_[0-3%2]".
 int  slurm_match_jobs(const SlurmJobInfo *jobs, size_t njobs, const char *const *ids, size_t n,
                       JobStatus *out, char *err, size_t errlen);
 // The job among jobs whose comment is `comment` ("segx:<experiment>/<cell>/<attempt>"); with

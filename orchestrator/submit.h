@@ -19,6 +19,8 @@ typedef struct {
     int max_submitted;        // Slurm backends: at most this many of our jobs queued or running
                               // (QOS MaxSubmitJobs); 0: no limit ($SEGX_MAX_SUBMITTED still applies)
     int rerun_failed;
+    int array;                // Slurm backends: cells with the same #SBATCH lines go into one job array
+    int array_throttle;       // with array: at most this many tasks running (--array=0-K%N); 0: no limit
     int dry_run;              // say what would be submitted
     int quiet;
 } SubmitOptions;
