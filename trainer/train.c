@@ -191,7 +191,7 @@ static int gpu_finish_grads(Trainer *t) {
     }
     float inv = t->world > 1 ? 1.0f / (float)t->world : 1.0f;
     if (t->prec == GPU_FP16) inv /= t->scaler.scale;
-    if (inv == 1.0f) return 0;
+    if (inv == 1.0f && t->prec != GPU_FP16) return 0;   // fp16 at scale 1 still needs the inf/nan check
     int bad = ops_cuda_unscale_check(g, n, inv);
     return t->prec == GPU_FP16 ? bad : 0;
 }

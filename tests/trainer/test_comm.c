@@ -205,19 +205,23 @@ static void test_ddp_scales_through_the_backend(void **state) {
     assert_int_equal(ddp_create(c, g, n, 1000.0 * sizeof(float) / (1024.0 * 1024.0), &r, err, sizeof err), 0);
     FakeDevice dev = { 0 };
     ddp_set_scale_fn(r, fake_device_scale, &dev);
-    // one rank, no loss scale: nothing to scale, the backend is not called
+    // one rank, no loss scale, no inf/nan check asked for: nothing to do, the backend is not called
     ddp_grads_ready(r, 2000);
+    assert_int_equal(ddp_finish_unscale(r, 1.0f, NULL), 0);
+    assert_int_equal(dev.calls, 0);
+    // asked for the check (fp16 at loss scale 1): the pass runs with a factor of 1
     int nonfinite = -1;
     assert_int_equal(ddp_finish_unscale(r, 1.0f, &nonfinite), 0);
-    assert_int_equal(dev.calls, 0);
+    assert_int_equal(dev.calls, 1);
+    assert_true(dev.a == 1.0f);
     assert_int_equal(nonfinite, 0);
     // fp16: the loss scale is divided out in one backend call
     ddp_grads_ready(r, 1000);
     assert_int_equal(ddp_finish_unscale(r, 1024.0f, &nonfinite), 0);
-    assert_int_equal(dev.calls, 1);
+    assert_int_equal(dev.calls, 2);
     assert_true(dev.a == 1.0f / 1024.0f);
     assert_int_equal(nonfinite, 0);
-    assert_int_equal(ddp_stats(r).steps, 2);
+    assert_int_equal(ddp_stats(r).steps, 3);
     assert_int_equal(mprotect(g, bytes, PROT_READ | PROT_WRITE), 0);
     for (size_t i = 0; i < n; i++) assert_true(g[i] == (float)i / 1024.0f);
     // an inf gradient is reported by the backend's pass, for the loss scaler to skip the step
@@ -225,14 +229,14 @@ static void test_ddp_scales_through_the_backend(void **state) {
     assert_int_equal(mprotect(g, bytes, PROT_NONE), 0);
     assert_int_equal(ddp_finish_unscale(r, 2.0f, &nonfinite), 0);
     assert_int_equal(nonfinite, 1);
-    assert_int_equal(dev.calls, 2);
+    assert_int_equal(dev.calls, 3);
     // back to the default host loop
     assert_int_equal(mprotect(g, bytes, PROT_READ | PROT_WRITE), 0);
     g[1234] = 8.0f;
     ddp_set_scale_fn(r, NULL, NULL);
     assert_int_equal(ddp_finish_unscale(r, 4.0f, NULL), 0);
     assert_true(g[1234] == 2.0f);
-    assert_int_equal(dev.calls, 2);
+    assert_int_equal(dev.calls, 3);
     ddp_free(r);
     munmap(g, bytes);
     comm_free(c);

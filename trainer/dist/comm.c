@@ -320,7 +320,9 @@ int ddp_finish_unscale(DdpReducer *r, float loss_scale, int *nonfinite) {
     if (!rc) {   // one pass over the gradients, on their backend: 1/world, then 1/loss scale
         float inv = c->world > 1 ? 1.0f / (float)c->world : 1.0f;
         if (loss_scale != 1.0f) inv /= loss_scale;
-        int bad = inv != 1.0f ? r->scale(r->scale_ctx, r->grads, r->n, inv) : 0;
+        // a caller asking about inf/nan gets the pass even for a factor of 1 (fp16 scale 1, or
+        // world 2 at scale 0.5), so an overflow is never missed
+        int bad = inv != 1.0f || nonfinite ? r->scale(r->scale_ctx, r->grads, r->n, inv) : 0;
         if (nonfinite) *nonfinite = bad;
     }
     r->next = 0;

@@ -54,8 +54,9 @@ int  ddp_finish(DdpReducer *r);
 typedef int (*DdpScaleFn)(void *ctx, float *grads, size_t n, float a);
 void ddp_set_scale_fn(DdpReducer *r, DdpScaleFn fn, void *ctx);
 // ddp_finish that also divides by loss_scale (fp16; 1 for none) in the same pass: grads end as
-// sum / world / loss_scale. *nonfinite (may be NULL) is the scale function's answer, 0 when no
-// scaling was needed (world 1, loss_scale 1). ddp_finish(r) == ddp_finish_unscale(r, 1, NULL).
+// sum / world / loss_scale. With nonfinite non-NULL the scale function always runs (even for a
+// factor of 1) and *nonfinite is its answer; with NULL a factor of 1 skips the pass. The default
+// host loop does not look (answers 0). ddp_finish(r) == ddp_finish_unscale(r, 1, NULL).
 int  ddp_finish_unscale(DdpReducer *r, float loss_scale, int *nonfinite);
 // Seconds spent inside ddp_finish waiting for communication (exposed), total bytes reduced, and the
 // achieved bandwidth over the last step; reset by ddp_stats_reset.
