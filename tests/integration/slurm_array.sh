@@ -62,6 +62,19 @@ for be in slurm slurm-cli; do
   check_eq "$be: every cell ran as its recorded array task, in its own run dir, exit 0" 0 "$bad"
   check_eq "$be: the a100 cell ran in partition a100" a100 "$(cut -d' ' -f2 "$(exp_rows "$exp" "a.run_dir" "AND c.gpu_type = 'a100'")/task.txt")"
 done
+# cancel: a running task and the tasks still waiting behind the throttle, through libslurm
+sed -e 's/"nap": \[4\]/"nap": [300]/' -e 's/"seed": 9, "nap": 1/"seed": 9, "nap": 300/' sa-slurm.json | sed 's/"sa-slurm"/"sa-cancel"/' >sa-cancel.json
+"$SEGX" plan sa-cancel.json >/dev/null 2>&1
+"$SEGX" submit sa-cancel --backend slurm --array --array-throttle 1 >/dev/null 2>&1
+arr=$(exp_rows sa-cancel "a.job_id" "AND c.gpu_type = 'cpu' LIMIT 1" | cut -d_ -f1)
+for _ in $(seq 1 60); do [ "$(squeue -h -r -j "$arr" -t RUNNING -o %i | wc -l)" -ge 1 ] && break; sleep 0.5; done
+out=$("$SEGX" cancel sa-cancel 2>&1); rc=$?
+check_eq "cancel of array tasks exits 0" 0 "$rc"
+check_eq "cancel names all 6 cells" 6 "$(echo "$out" | grep -c '^cancelled ')"
+sleep 1
+check_eq "Slurm has no task of the arrays left running or pending" 0 \
+  "$(for id in $(exp_rows sa-cancel "DISTINCT substr(a.job_id, 1, instr(a.job_id, '_') - 1)"); do squeue -h -r -j "$id" -t PENDING,RUNNING -o %i; done | wc -l)"
+check_eq "DB: all 6 cells cancelled" "6" "$(exp_rows sa-cancel "count(*)" "AND a.state = 'cancelled'")"
 out=$("$SEGX" submit sa-slurm --backend local --array --rerun-failed 2>&1); rc=$?
 check_eq "--array with the local backend is a usage error" 2 "$rc"
 case $out in *"--array: job arrays are a Slurm feature"*) pass "it says arrays are a Slurm feature";; *) fail "it says arrays are a Slurm feature" "$out";; esac
