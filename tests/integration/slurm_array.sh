@@ -21,6 +21,7 @@ spec() { # NAME
  "trainer": {"command": "bash nap.sh {{run_dir}} {{nap}}", "launch": "once"},
  "matrix": {"model": ["m"], "gpu_type": ["cpu"], "batch_per_gpu": [8], "seed": [1, 2, 3, 4, 5], "nap": [4]},
  "include": [{"model": "m", "gpu_type": "a100", "batch_per_gpu": 8, "seed": 9, "nap": 1}],
+ "eval": {"job": {"command": "touch {{run_dir}}/evaluated", "time": "00:02:00"}},
  "resources": {"time": "00:05:00", "cpus_per_gpu": 1},
  "cluster": "local"}
 JSON
@@ -60,6 +61,14 @@ for be in slurm slurm-cli; do
     [ "$got" = "$job" ] && [ "$(cat "$dir/exit_code" 2>/dev/null)" = 0 ] || { bad=$((bad + 1)); echo "# $dir: task $got, job $job"; }
   done < <(exp_rows "$exp" "a.job_id || '|' || a.run_dir")
   check_eq "$be: every cell ran as its recorded array task, in its own run dir, exit 0" 0 "$bad"
+  for _ in $(seq 1 60); do
+    [ "$(exp_rows "$exp" "count(*)" "AND EXISTS (SELECT 1 FROM eval_jobs e WHERE e.attempt_id = a.id AND e.state = 'completed')")" = 6 ] && break
+    "$SEGX" status "$exp" >/dev/null 2>&1; sleep 0.5
+  done
+  check_eq "$be: each cell's eval job ran after its array task ended (afterok:ARRAYID_i)" "6|6" \
+    "$(q "SELECT count(*), sum(e.start_time >= a.end_time) FROM attempts a JOIN eval_jobs e ON e.attempt_id = a.id
+          JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = '$exp' AND e.state = 'completed'")"
+  check_eq "$be: every cell's evaluator ran in its run dir" 6 "$(ls runs/$exp/*/attempt-1/evaluated 2>/dev/null | wc -l)"
   check_eq "$be: the a100 cell ran in partition a100" a100 "$(cut -d' ' -f2 "$(exp_rows "$exp" "a.run_dir" "AND c.gpu_type = 'a100'")/task.txt")"
 done
 # cancel: a running task and the tasks still waiting behind the throttle, through libslurm
@@ -70,7 +79,7 @@ arr=$(exp_rows sa-cancel "a.job_id" "AND c.gpu_type = 'cpu' LIMIT 1" | cut -d_ -
 for _ in $(seq 1 60); do [ "$(squeue -h -r -j "$arr" -t RUNNING -o %i | wc -l)" -ge 1 ] && break; sleep 0.5; done
 out=$("$SEGX" cancel sa-cancel 2>&1); rc=$?
 check_eq "cancel of array tasks exits 0" 0 "$rc"
-check_eq "cancel names all 6 cells" 6 "$(echo "$out" | grep -c '^cancelled ')"
+check_eq "cancel names all 6 cells and their 6 eval jobs" "6|6" "$(echo "$out" | grep '^cancelled ' | grep -vc 'eval job')|$(echo "$out" | grep -c '^cancelled .* eval job')"
 sleep 1
 check_eq "Slurm has no task of the arrays left running or pending" 0 \
   "$(for id in $(exp_rows sa-cancel "DISTINCT substr(a.job_id, 1, instr(a.job_id, '_') - 1)"); do squeue -h -r -j "$id" -t PENDING,RUNNING -o %i; done | wc -l)"
