@@ -142,7 +142,7 @@ case $(cell_q rq-B a.reason) in *"requeued 2 times"*) pass "the DB says B was re
   *) fail "the DB says B was requeued 2 times" "reason: $(cell_q rq-B a.reason)";; esac
 check_eq "B's job log: 3 starts, USR1 requeued by the script, TERM requeued by Slurm, one end" \
   "start|SIGUSR1|requeueing job $jobB (restart 0)|start|SIGTERM|Slurm requeues job $jobB (restart 2)|start|end exit 0" \
-  "$(echo "$logB" | sed -nE 's/^segx job: end .* (exit [0-9]+)$/end \1/p; s/^segx job: (start|SIGUSR1|SIGTERM) .*/\1/p; s/^segx job: checkpointed \(exit 99\): (.*)$/\1/p' | paste -sd'|' |
+  "$(echo "$logB" | sed -nE 's/^segx job: end .* (exit [0-9]+)$/end \1/p; s/^segx job: (start|SIGUSR1|SIGTERM) .*/\1/p; s/^segx job: (checkpointed \(exit 99\)|exit 99 after SIGTERM): (.*)$/\2/p' | paste -sd'|' |
      sed -E 's/(requeueing job [0-9]+ \(restart 0\))\|SIGTERM\|/\1|/')"   # the script's own requeue may TERM it too
 
 # The trainer's log (stderr.log, appended by each run): each stop checkpointed mid-epoch at step N,
