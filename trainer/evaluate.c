@@ -118,6 +118,7 @@ static int run(const TrainConfig *c, Eval *e, const char *ckpt, const CkptHeader
     json_object_set_new(o, "seconds", json_real(secs));
     json_object_set_new(o, "images_per_s", json_real(secs > 0 ? images / secs : 0));
     json_object_set_new(o, "threads", json_integer(c->threads));
+    json_object_set_new(o, "device", json_string("cpu"));
     char path[4200];
     snprintf(path, sizeof path, "%s/eval.json", c->out);
     int rc = run_write_json_atomic(path, o, err, el);
@@ -140,6 +141,10 @@ int evaluate_run(const TrainConfig *c) {
         fprintf(stderr, "segx-train: --evaluate with --eval-limit 0 has nothing to evaluate\n");
         return TRAIN_EXIT_USAGE;
     }
+    // The evaluation runs on the CPU op table (one process, no optimizer): say so when the run asked
+    // for a GPU, rather than let eval.json's images/s pass for a GPU figure.
+    if (c->device && strcmp(c->device, "cpu") != 0)
+        fprintf(stderr, "segx-train: --evaluate runs on the CPU (--device %s applies to training)\n", c->device);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", c->out);
     model_set_threads(c->threads);
     Eval e;

@@ -3,6 +3,7 @@
 // and batch-norm must match the flags), runs the model over the test split (--eval-limit N: the
 // first N samples) in one process and writes RUN_DIR/eval.json atomically:
 //   {status, model, dataset, checkpoint, epoch, step, images, loss, seconds, images_per_s, threads,
+//    device ("cpu": the evaluation runs on the CPU op table whatever --device says),
 //    miou, pixel_acc, per_class_iou (segmentation) | top1 (classification)}
 // defines: evaluate_run.
 #ifndef SEGX_EVALUATE_H
