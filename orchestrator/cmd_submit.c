@@ -491,8 +491,8 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     }
     for (size_t i = 0; rc == 0 && i < nq; i++)
         if (queued[i].group == (int)i && submit_array(&R, run_root, queued, nq, (int)i, o->array_throttle, &rc) < 0) rc = 1;
-    nsub = R.nsub;
-    neval = R.neval;
+    nsub += R.nsub;   // (a dry run counts in nsub itself)
+    neval += R.neval;
     // What was submitted is recorded even when a later cell failed.
     if (in_tx && db_commit(db, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: %s\n", err);

@@ -24,6 +24,10 @@ bad_dir=$(dirname "$(grep -l "'--width' '0'" runs/ev/*/attempt-1/job.sh)")
 check "the train job keeps a checkpoint for the eval job" grep -q "'--checkpoint-every' '1'" "$ok_dir/job.sh"
 check "eval.sh runs segx-train --evaluate" grep -q "'--evaluate'" "$ok_dir/eval.sh"
 
+out=$("$SEGX" submit ev --dry-run 2>&1)
+case $out in *"then its eval job after it: "*"eval.sh"*"2 submitted (dry run)"*) pass "submit --dry-run lists both cells with their eval jobs";;
+  *) fail "submit --dry-run lists both cells with their eval jobs" "$out";; esac
+check_eq "a dry run submits nothing" "0 0" "$(q "SELECT count(*) FROM attempts") $(q "SELECT count(*) FROM eval_jobs")"
 out=$("$SEGX" submit ev --backend local 2>&1); rc=$?
 check_eq "submit exits 0" 0 "$rc"
 case $out in *"2 submitted"*"2 eval jobs (afterok)"*"via local"*) pass "submit sends 2 train jobs and 2 eval jobs";;
