@@ -13,9 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+// Done when no train job and no eval job (eval.job in the spec) is still queued or running, so the
+// collect and report steps see the eval results too.
 static int settled(const StatusCounts *c)
 {
-    return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] == 0;
+    return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] + c->evals_in_flight == 0;
 }
 
 int cmd_run(int argc, char **argv)

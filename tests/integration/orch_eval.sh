@@ -117,4 +117,18 @@ check "the cancelled cell's evaluator never ran" test ! -e "$evc_dir/evaluated"
 eval_id=$(q "SELECT e.job_id FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'evc'")
 check_eq "the local scheduler has the eval job cancelled" cancelled \
   "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "runs/.local/jobs/$eval_id.json" 2>&1)"
+# segx run waits for the eval jobs too: when it returns, they have ended and eval.json is collected.
+cat >runev.json <<'EOF'
+{"name": "runev",
+ "trainer": {"command": "bash tr.sh {{run_dir}}"},
+ "matrix": {"model": ["m"], "gpu_type": ["cpu"], "batch_per_gpu": [8]},
+ "eval": {"job": {"command": "bash ev.sh {{run_dir}}"}},
+ "resources": {"time": "00:05:00", "cpus_per_gpu": 1}}
+EOF
+printf '%s\n' 'sleep 1' >tr.sh
+printf '%s\n' 'sleep 3' 'printf "{\"miou\": 0.625}\n" >"$1/eval.json"' >ev.sh
+out=$("$SEGX" run runev.json --backend local --no-report 2>&1); rc=$?
+check_eq "segx run with an eval job exits 0" 0 "$rc"
+check_eq "when segx run returns, the eval job has completed and its eval.json is in the DB" "completed|0.625" \
+  "$(q "SELECT e.state, e.miou FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'runev'")"
 done_testing
