@@ -125,8 +125,8 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
     int stale = 0;
     if (each_view(count_stale_view, db, &stale, e, el) < 0) return -1;
     int need_sig = !has_column(db, "attempts", "ingest_sig"), need_targets = !has_column(db, "targets", "metric");
-    int need_eval = !has_column(db, "eval_jobs", "attempt_id");
-    if (!stale && !need_sig && !need_targets && !need_eval) return 0;
+    int need_eval = !has_column(db, "eval_jobs", "attempt_id"), need_run_s = !has_column(db, "attempts", "run_s");
+    if (!stale && !need_sig && !need_targets && !need_eval && !need_run_s) return 0;
     if (exec(db, "BEGIN IMMEDIATE", e, el) < 0) return -1;
     int changed = 0;
     if ((need_sig && exec(db, "ALTER TABLE attempts ADD COLUMN ingest_sig TEXT", e, el) < 0) ||
@@ -135,6 +135,7 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
                                   " metric TEXT NOT NULL CHECK (metric IN ('miou','pixel_acc','top1','val_loss','train_loss')),"
                                   " value REAL NOT NULL, PRIMARY KEY (experiment_id, metric))", e, el) < 0) ||
         (need_eval && exec(db, EVAL_JOBS_SQL, e, el) < 0) ||
+        (need_run_s && exec(db, "ALTER TABLE attempts ADD COLUMN run_s REAL", e, el) < 0) ||
         each_view(replace_view_if_stale, db, &changed, e, el) < 0) {
         db_rollback(db);
         return -1;

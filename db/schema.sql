@@ -63,6 +63,9 @@ CREATE TABLE attempts (
   collected_at REAL,                -- last ingest that found changed files
   ingest_sig  TEXT,                 -- size+mtime of the run dir's files at that ingest (collect
                                     -- skips an attempt whose files still match)
+  run_s       REAL,                 -- seconds the job ran, summed over its runs (RUN_DIR/runs.tsv,
+                                    -- one line per run; a requeued Slurm job runs several times
+                                    -- and Slurm keeps only the last run's StartTime); NULL if absent
   UNIQUE (cell_id, attempt)
 );
 CREATE INDEX attempts_job ON attempts(backend, job_id);
@@ -136,7 +139,8 @@ CREATE TABLE eval_jobs (
 -- data (never 0). Standard deviations are sample std (n-1), NULL for n < 2.
 
 -- attempt_times: how long each attempt ran and where it starts on its cell's clock.
---   duration_s = end_time - start_time when the backend knew both, else result.json's wall_s,
+--   duration_s = run_s (the job's runs summed, from runs.tsv) once the attempt has ended,
+--   else end_time - start_time when the backend knew both, else result.json's wall_s,
 --   else the wall_s of the attempt's last metrics line. offset_s = summed duration_s of the
 --   cell's earlier attempts, so a resumed run continues its cell's curve. gpu_hours = duration_s
 --   * cells.gpus / 3600 (CPU ranks count as GPUs for the local backend).
@@ -147,7 +151,8 @@ SELECT d.*, d.duration_s * d.gpus / 3600.0 AS gpu_hours,
 FROM (SELECT a.id AS attempt_id, a.cell_id, a.attempt, a.state, c.gpus,
              (SELECT COUNT(*) FROM epochs e WHERE e.attempt_id = a.id) AS n_lines,
              (SELECT MAX(e.line) FROM epochs e WHERE e.attempt_id = a.id) AS last_line,
-             CASE WHEN a.end_time >= a.start_time THEN a.end_time - a.start_time
+             CASE WHEN a.run_s IS NOT NULL AND a.state NOT IN ('submitted', 'pending', 'running') THEN a.run_s
+                  WHEN a.end_time >= a.start_time THEN a.end_time - a.start_time
                   ELSE COALESCE(r.wall_s, (SELECT e.wall_s FROM epochs e WHERE e.attempt_id = a.id
                                            AND e.wall_s IS NOT NULL ORDER BY e.line DESC LIMIT 1))
              END AS duration_s

@@ -102,7 +102,7 @@ static int state_is_failure(const char *s)
 
 enum {
     S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
-    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
+    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -139,6 +139,7 @@ static const char *const stmt_sql[S_COUNT] = {
               " container_digest=excluded.container_digest, git_commit=excluded.git_commit, json=excluded.json",
     [S_DEL_ENV] = "DELETE FROM environments WHERE attempt_id = ?1",
     [S_ATTEMPT_FILES] = "UPDATE attempts SET ingest_sig = ?2, collected_at = ?3 WHERE id = ?1",
+    [S_RUN_S] = "UPDATE attempts SET run_s = ?2 WHERE id = ?1",
     [S_HAS_EPOCHS] = "SELECT 1 FROM epochs WHERE attempt_id = ?1 LIMIT 1",
     [S_ATTEMPT_STATE] = "UPDATE attempts SET state = ?2, exit_code = ?3, reason = ?4 WHERE id = ?1"
                         " AND (state IS NOT ?2 OR exit_code IS NOT ?3 OR reason IS NOT ?4)",
@@ -736,6 +737,38 @@ static int ingest_env(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
     return run_stmt(c, S_ENV);
 }
 
+// RUN_DIR/runs.tsv, written by the job script: one line per run of the job (restart, job id,
+// start, end, exit; unix seconds). A Slurm job requeued after a checkpoint runs several times;
+// its attempt's time is the sum of its runs. NULL when the file is absent or has no whole line.
+// A malformed line is reported (file:line) and left out of the sum.
+static int ingest_runs(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+{
+    char path[4096], line[512];
+    snprintf(path, sizeof path, "%s/runs.tsv", dir);
+    sqlite3_stmt *s = c->s[S_RUN_S];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    FILE *f = fopen(path, "r");
+    double sum = 0;
+    int n = 0, lineno = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        lineno++;
+        long long restart, start, end;
+        int exit_status, used = 0;
+        char job[128];
+        if (sscanf(line, "%lld\t%127s\t%lld\t%lld\t%d%n", &restart, job, &start, &end, &exit_status, &used) != 5 ||
+            end < start || restart < 0) {
+            warnf(c, "%s:%d: not a run line (restart, job id, start, end, exit); left out of the time", path, lineno);
+            continue;
+        }
+        sum += (double)(end - start);
+        n++;
+    }
+    if (f) fclose(f);
+    if (n) sqlite3_bind_double(s, 2, sum);
+    else sqlite3_bind_null(s, 2);
+    return run_stmt(c, S_RUN_S);
+}
+
 // ---- exit code, stderr, signature -----------------------------------------------------------
 
 // The job's stderr in DIR: a file named stderr / stderr.log / stderr.txt / job.err, else the
@@ -848,7 +881,7 @@ static int read_exit_code(Ctx *c, const char *dir, int *code) { return read_code
 // Fingerprint of the files collect reads: name, size, mtime. Caller frees.
 static char *dir_signature(const char *dir)
 {
-    static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", NULL};
+    static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", "runs.tsv", NULL};
     Buf b = {0};
     char path[4096];
     struct stat sb;
@@ -891,7 +924,7 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     if (changed || c->force) {
         c->st->attempts_ingested++;
         if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
-            ingest_env(c, a->id, a->run_dir) < 0) {
+            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir) < 0) {
             free(sig);
             return -1;
         }

@@ -324,6 +324,36 @@ static void test_changed_file_is_reingested(void **state)
     assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 0);
 }
 
+// A Slurm job requeued twice ran three times in one attempt: its time (and GPU-hours) is the sum of
+// the runs in runs.tsv, not the last run's Slurm start/end; a malformed line is named and left out.
+static void test_runs_tsv_sums_requeued_runs(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char path[600];
+    snprintf(path, sizeof path, "%s/c1/attempt-1/runs.tsv", fx->runs);
+    write_file(path, "0\t101\t1000\t1010\t99\n"
+                     "1\t101\t1030\t1050\t143\n"
+                     "garbage line\n"
+                     "2\t101\t1070\t1077\t0\n");
+    // Slurm knows only the last run: start 1070, end 1077.
+    execf(db, "UPDATE attempts SET start_time = 1070, end_time = 1077 WHERE cell_id = 1");
+    CollectStats cs;
+    char *warn = collect(fx, 0, &cs);
+    assert_non_null(strstr(warn, "runs.tsv:3: not a run line"));
+    free(warn);
+    assert_int_equal((int)qd(db, "SELECT run_s FROM attempts WHERE cell_id = 1"), 37);
+    assert_int_equal((int)qd(db, "SELECT duration_s FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1"), 37);
+    // gpus = 2: 37 s x 2 GPUs
+    assert_true(fabs(qd(db, "SELECT gpu_hours FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1") - 74.0 / 3600) < 1e-12);
+    // Without runs.tsv (a job script from before it existed) the Slurm times count again.
+    unlink(path);
+    free(collect(fx, 0, &cs));
+    assert_int_equal((int)qd(db, "SELECT run_s IS NULL FROM attempts WHERE cell_id = 1"), 1);
+    assert_int_equal((int)qd(db, "SELECT duration_s FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1"), 7);
+    execf(db, "UPDATE attempts SET start_time = NULL, end_time = NULL WHERE cell_id = 1");   // as the other tests expect
+}
+
 static void test_backend_state_kept(void **state)
 {
     Fixture *fx = *state;
@@ -511,6 +541,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ingest_and_malformed_lines),
+        cmocka_unit_test(test_runs_tsv_sums_requeued_runs),
         cmocka_unit_test(test_failed_cell_reason_from_stderr),
         cmocka_unit_test(test_requeued_attempt_found_on_disk),
         cmocka_unit_test(test_idempotent),
