@@ -59,7 +59,7 @@ void submit_backend_options(const char *run_root, int max_parallel, char *out, s
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) *slash = 0;
     json_t *o = json_pack("{s:s+}", "state_dir", dir, "/.local");
-    if (max_parallel > 0) {   // an explicit job count: no CPU accounting
+    if (max_parallel > 0) {   // an explicit job count: a cap on top of core sharing (cpus 0: all online cores)
         json_object_set_new(o, "max_parallel", json_integer(max_parallel));
         json_object_set_new(o, "cpus", json_integer(0));
     } else if (max_parallel == SUBMIT_SLOTS_CORES) {   // default: jobs share the cores (ranks x cpus_per_gpu each)

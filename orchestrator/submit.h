@@ -32,9 +32,10 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted);
 // 0, -1 runtime error, -2 bad input (unknown/ambiguous name), with err.
 int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *name_out, size_t namelen,
                            char *run_root, size_t rrlen, char *err, size_t errlen);
-// {"state_dir": "<dirname(run_root)>/.local", ...} for backend_open: max_parallel > 0 sets that
-// many local job slots, SUBMIT_SLOTS_CORES shares this machine's cores among jobs (each takes
-// ranks x cpus_per_gpu), 0 leaves the local agent's slots as they are (status, cancel).
+// {"state_dir": "<dirname(run_root)>/.local", ...} for backend_open: the local jobs always share
+// this machine's cores (each claims ranks x cpus-per-task, as its script asks Slurm);
+// max_parallel > 0 also caps the jobs at once, SUBMIT_SLOTS_CORES sets no cap, 0 leaves the
+// local agent's settings as they are (status, cancel).
 #define SUBMIT_SLOTS_CORES (-1)
 void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len);
 
