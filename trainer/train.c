@@ -17,6 +17,7 @@
 #include "trainer/models/model.h"    // defines: Model
 #include "trainer/ops/ops_cuda.h"    // defines: ops_cuda_init, ops_cuda_optim_step, ops_cuda_error
 #include "trainer/optim/optim.h"     // defines: Optimizer, LrSchedule
+#include "trainer/ops/ops_trace.h"
 #include "trainer/run/run.h"         // defines: RunDir, checkpoints, Trace
 
 #include <jansson.h>
@@ -364,6 +365,22 @@ static int setup(Trainer *t) {
     }
     t->ops = t->gpu ? ops_cuda() : ops_cpu();
     model_set_threads(c->threads);
+    if (c->profile) {  // rank r > 0 writes PATH.rank<r> beside rank 0's PATH
+        char path[4200];
+        if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
+        else snprintf(path, sizeof path, "%s", c->profile);
+        char dir[4200];  // ranks may get here before rank 0 has created the run dir
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            if (run_mkdir_p(dir, err, el)) return TRAIN_EXIT_USAGE;
+        }
+        if (trace_open(path, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
+        // On the CPU every op of the model is timed too (lane "ops"); GPU ops run asynchronously,
+        // so host timings of their calls would measure launches, not work: phases only there.
+        if (!t->gpu) t->ops = ops_traced(t->ops, t->trace);
+    }
     int seg_model = strcmp(c->model, "unet") == 0;
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                          .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed };
@@ -474,19 +491,6 @@ static int setup(Trainer *t) {
             if (!(t->tel = gpu_telemetry_start(path, t->device, why, sizeof why)))
                 fprintf(stderr, "segx-train: warning: %s\n", why);
         }
-    }
-    if (c->profile) {  // rank r > 0 writes PATH.rank<r> beside rank 0's PATH
-        char path[4200];
-        if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
-        else snprintf(path, sizeof path, "%s", c->profile);
-        char dir[4200];  // ranks may get here before rank 0 has created the run dir
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = 0;
-            if (run_mkdir_p(dir, err, el)) return TRAIN_EXIT_USAGE;
-        }
-        if (trace_open(path, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
     }
     return TRAIN_EXIT_OK;
 }
@@ -675,6 +679,7 @@ static int train_loop(Trainer *t) {
             double t1 = run_now_s();
             data_s += wait;
             trace_event(t->trace, "data_wait", "data", ts, t1, 1, global_step);
+            ops_trace_set_step(global_step);
             int last = mb % K == K - 1;
             if (mb % K == 0) model_zero_grad(t->model);
             if (t->ddp) model_set_grads_ready_hook(t->model, last ? ddp_grads_ready : NULL, last ? t->ddp : NULL);

@@ -45,6 +45,32 @@ names = {e["name"] for e in t if e.get("ph") == "X"}
 assert {"forward", "backward", "optimizer", "data_wait", "eval"} <= names, names
 assert sum(1 for e in t if e["name"] == "forward") == 64 and all(e["dur"] >= 0 for e in t if e.get("ph") == "X")
 ' "$TEST_TMP/trace.json"
+check "trace.json: every op of the model on the ops lane, with its shape, inside a forward/backward/eval phase" json '
+t = json.load(open(sys.argv[1]))["traceEvents"]
+ops = [e for e in t if e.get("ph") == "X" and e["cat"] == "op"]
+names = {e["name"] for e in ops}
+need = {"conv2d_forward", "conv2d_backward_weights", "conv2d_backward", "batchnorm_relu_forward", "batchnorm_relu_backward",
+        "maxpool2x2_forward", "maxpool2x2_backward", "linear_forward", "linear_backward", "softmax_xent"}
+assert need <= names, need - names
+assert all(e["tid"] == 2 and e["args"]["shape"] and e["dur"] >= 0 for e in ops)
+first = [e["args"]["shape"] for e in ops if e["name"] == "conv2d_forward"][0]
+assert first.startswith("B=32 1x28x28->"), first
+phases = sorted((e["ts"], e["ts"] + e["dur"]) for e in t if e.get("ph") == "X" and e["name"] in ("forward", "backward", "eval"))
+import bisect
+starts = [p[0] for p in phases]
+def inside(e):
+    i = bisect.bisect_right(starts, e["ts"] + 1e-3) - 1
+    return i >= 0 and e["ts"] + e["dur"] <= phases[i][1] + 1.0   # microseconds, rounding of %.3f
+bad = [e for e in ops if not inside(e)]
+assert not bad, bad[:3]
+# within the forward + backward phases of a step the ops take most, and never more, of the time
+step = 20
+fb = [(e["ts"], e["ts"] + e["dur"]) for e in t if e.get("ph") == "X" and e["name"] in ("forward", "backward") and e["args"]["step"] == step]
+assert len(fb) == 2, fb
+in_fb = sum(e["dur"] for e in ops if any(a <= e["ts"] + 1e-3 and e["ts"] + e["dur"] <= b + 1.0 for a, b in fb))
+total = sum(b - a for a, b in fb)
+assert 0.5 * total <= in_fb <= total + 1.0, (in_fb, total)
+' "$TEST_TMP/trace.json"
 
 # 2) export fashion-mnist-seg and train unet on the exported folder (segmentation metrics)
 if "$T" --dataset fashion-mnist-seg --export-dataset "$TEST_TMP/seg" --export-limit 24 --export-split test >"$TEST_TMP/exp.log" 2>&1; then

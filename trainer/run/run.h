@@ -80,6 +80,9 @@ typedef struct Trace Trace;
 int  trace_open(const char *path, int rank, Trace **out, char *err, size_t errlen);
 // One complete event ("ph":"X") from t0 to t1 (run_now_s() seconds) on thread lane `tid`.
 void trace_event(Trace *t, const char *name, const char *cat, double t0, double t1, int tid, long step);
+// The same with args.shape (e.g. "B=128 64x32x32->64 k3 s1"), for op events.
+void trace_event_shape(Trace *t, const char *name, const char *cat, double t0, double t1, int tid, long step,
+                       const char *shape);
 void trace_close(Trace *t);
 
 // --- progress bar on stderr (only when it is a TTY) -------------------------------------------

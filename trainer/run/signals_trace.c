@@ -48,6 +48,10 @@ int trace_open(const char *path, int rank, Trace **out, char *err, size_t errlen
     fprintf(t->f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
     fprintf(t->f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": 0, \"args\": {\"name\": \"segx-train rank %d\"}}",
             rank, rank);
+    // lanes: 1 = phases of a step (train.c), 2 = the ops inside them (ops_trace.c)
+    fprintf(t->f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": 1, \"args\": {\"name\": \"phases\"}}"
+            ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": 2, \"args\": {\"name\": \"ops\"}}",
+            rank, rank);
     *out = t;
     return 0;
 }
@@ -57,6 +61,15 @@ void trace_event(Trace *t, const char *name, const char *cat, double t0, double 
     fprintf(t->f, ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, "
             "\"pid\": %d, \"tid\": %d, \"args\": {\"step\": %ld}}",
             name, cat, (t0 - t->t0) * 1e6, (t1 - t0) * 1e6, t->rank, tid, step);
+    t->n++;
+}
+
+void trace_event_shape(Trace *t, const char *name, const char *cat, double t0, double t1, int tid, long step,
+                       const char *shape) {
+    if (!t) return;
+    fprintf(t->f, ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, "
+            "\"pid\": %d, \"tid\": %d, \"args\": {\"step\": %ld, \"shape\": \"%s\"}}",
+            name, cat, (t0 - t->t0) * 1e6, (t1 - t0) * 1e6, t->rank, tid, step, shape);
     t->n++;
 }
 
