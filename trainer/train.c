@@ -17,7 +17,7 @@
 #include "trainer/models/model.h"    // defines: Model
 #include "trainer/ops/ops_cuda.h"    // defines: ops_cuda_init, ops_cuda_optim_step, ops_cuda_error
 #include "trainer/optim/optim.h"     // defines: Optimizer, LrSchedule
-#include "trainer/ops/ops_trace.h"
+#include "trainer/run/ops_trace.h"
 #include "trainer/run/run.h"         // defines: RunDir, checkpoints, Trace
 
 #include <jansson.h>

@@ -1,5 +1,5 @@
 // ops_trace.c: the traced op table (see ops_trace.h).
-#include "trainer/ops/ops_trace.h"
+#include "trainer/run/ops_trace.h"
 
 #include <stdarg.h>
 #include <stdio.h>
