@@ -160,16 +160,24 @@ static void test_trace(void **state) {
     double t0 = run_now_s();
     trace_event(t, "forward", "compute", t0, t0 + 0.001, 1, 0);
     trace_event(t, "backward", "compute", t0 + 0.001, t0 + 0.003, 1, 0);
+    trace_event_shape(t, "conv2d_forward", "op", t0, t0 + 0.0005, 2, 7, "B=4 1x8x8->2x8x8 k3x3 s1 p1 d1");
     trace_close(t);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     if (!j) fprintf(stderr, "%s:%d: %s\n", path, je.line, je.text);
     assert_non_null(j);
     json_t *ev = json_object_get(j, "traceEvents");
-    assert_int_equal(json_array_size(ev), 3);
-    json_t *bw = json_array_get(ev, 2);
+    // process name, the two lane names (phases, ops), then the events
+    assert_int_equal(json_array_size(ev), 6);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(ev, 2), "args"), "name")), "ops");
+    json_t *bw = json_array_get(ev, 4);
     assert_string_equal(json_string_value(json_object_get(bw, "ph")), "X");
     assert_true(fabs(json_real_value(json_object_get(bw, "dur")) - 2000) < 1);
+    json_t *op = json_array_get(ev, 5);
+    assert_int_equal(json_integer_value(json_object_get(op, "tid")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(op, "args"), "step")), 7);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(op, "args"), "shape")), "B=4 1x8x8->2x8x8 k3x3 s1 p1 d1");
+    assert_true(fabs(json_real_value(json_object_get(op, "dur")) - 500) < 1);
     json_decref(j);
     snprintf(path, sizeof path, "%s/no/such/dir/trace.json", tmpdir);
     assert_int_equal(trace_open(path, 0, &t, err, sizeof err), -1);
