@@ -45,4 +45,28 @@ print(f"torch losses {[round(x, 4) for x in losses]}, segx step-5 loss {ours:.4f
 # so the comparison is on the whole update, not elementwise.
 assert abs(losses[-1] - ours) < 2e-3 * losses[-1] and cos > 0.99 and abs(np.linalg.norm(da) / np.linalg.norm(db) - 1) < 0.01
 PY
+# bench/fmseg_paired.py trains PyTorch in segx-train's sample order (its own copy of the loader's
+# shuffle): the first batch it picks for --seed 7 must give segx-train's first-step loss.
+o=(--model unet --width 8 --dataset fashion-mnist-seg --train-limit 640 --batch-size 32 --eval-limit 0
+   --optimizer adam --lr 0.001 --threads 1 --workers 0 --seed 7)
+mkdir -p "$TEST_TMP/o"
+"$SEGX_TRAIN" "${o[@]}" --print-params >"$TEST_TMP/o/tensors.txt" &&
+"$SEGX_TRAIN" "${o[@]}" --steps 0 --save-params "$TEST_TMP/o/p0.bin" 2>/dev/null &&
+"$SEGX_TRAIN" "${o[@]}" --steps 1 --out "$TEST_TMP/o/run" 2>/dev/null
+check_eq "segx-train runs (--seed 7, 1 step)" 0 "$?"
+check "bench/fmseg_paired.py: segx-train's sample order and initial parameters reproduce its first loss" \
+  env SEGX_TORCH_PEER_DIR="$PEER" /usr/bin/python3 - "$SEGX_ROOT/bench" "$TEST_TMP/o" <<'PY'
+import sys, json, torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[1]); import fmseg_paired as fp
+torch.set_num_threads(1)
+X, Y = fp.fm.make('train', 640); m = fp.UNet(1, 11, 8, 3); fp.load_segx_params(m, sys.argv[2]); m.train()
+ours = json.loads(open(sys.argv[2] + '/run/metrics.jsonl').readline())['train_loss']
+with torch.no_grad():
+    got = {n: F.cross_entropy(m(X[ix]), Y[ix]).item() for n, ix in
+           [('segx order', fp.segx_perm(640, 7, 0)[:32]), ('seed 8 order', fp.segx_perm(640, 8, 0)[:32]),
+            ('epoch 1 order', fp.segx_perm(640, 7, 1)[:32])]}
+print(f"segx {ours:.6f}, torch {got}")
+assert abs(got['segx order'] - ours) < 1e-5 * ours
+assert all(abs(v - ours) > 1e-4 for k, v in got.items() if k != 'segx order')
+PY
 done_testing
