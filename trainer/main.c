@@ -37,6 +37,26 @@ static const char usage[] =
 "  --export-dataset DIR          write DIR/images/000000.png + DIR/masks/000000.png and exit\n"
 "  --export-limit N              samples to export (default all)\n"
 "  --export-split train|test     (default train)\n"
+"  --make-dataset ade20k:DIR|cityscapes:DIR\n"
+"                                write a small deterministic set in that layout (JPEG/PNG of mixed sizes\n"
+"                                made from Fashion-MNIST pieces) and exit\n"
+"\n"
+"segmentation pipeline (mmseg's; on with --crop; for ade20k:DIR, cityscapes:DIR, segfolder:DIR)\n"
+"  --scale WxH                   random resize: scale WxH times a ratio from --ratio-range, keeping the\n"
+"                                aspect ratio (mmseg RandomResize, e.g. 2048x512; default: no resize)\n"
+"  --ratio-range LO,HI           (default 0.5,2.0)\n"
+"  --crop S|HxW                  random crop of the model's input size; a crop where one class covers\n"
+"                                more than --cat-max-ratio of the labelled pixels is redrawn (10 tries)\n"
+"  --cat-max-ratio R             (default 0.75; 1 = off)\n"
+"                                then a horizontal flip (p=0.5), padding to the crop with label 255\n"
+"  --photometric                 brightness, contrast, saturation and hue jitter (PhotoMetricDistortion)\n"
+"  --mean R,G,B --std R,G,B      normalisation in 0..255 units, x = (byte - mean) / std (default 0 and\n"
+"                                255, i.e. x = byte/255; mmseg's: 123.675,116.28,103.53 / 58.395,57.12,57.375)\n"
+"  --eval-every N                evaluate after every N-th epoch and after the last (default 1)\n"
+"  --eval-mode whole|slide       at each image's own resolution: whole = the image resized to fit the\n"
+"                                model's input, logits resized back; slide = windows of --eval-crop\n"
+"                                every --eval-stride pixels, logits averaged (default whole)\n"
+"  --eval-crop S --eval-stride S window and stride of slide (default: the crop; 2/3 of it)\n"
 "\n"
 "optimisation\n"
 "  --epochs N                    (default 1)\n"
@@ -91,7 +111,18 @@ enum {
     O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION, O_EVALUATE
 };
 
+// issue 15, data side (trainer/data/pipeline.h)
+enum {
+    O_EVAL_EVERY = 600, O_SCALE, O_RATIO, O_CROP, O_CATMAX, O_PHOTO, O_MEAN, O_STD, O_EVAL_MODE, O_EVAL_CROP,
+    O_EVAL_STRIDE, O_MAKE_DATASET
+};
+
 static const struct option longopts[] = {
+    { "eval-every", 1, 0, O_EVAL_EVERY }, { "scale", 1, 0, O_SCALE }, { "ratio-range", 1, 0, O_RATIO },
+    { "crop", 1, 0, O_CROP }, { "cat-max-ratio", 1, 0, O_CATMAX }, { "photometric", 0, 0, O_PHOTO },
+    { "mean", 1, 0, O_MEAN }, { "std", 1, 0, O_STD }, { "eval-mode", 1, 0, O_EVAL_MODE },
+    { "eval-crop", 1, 0, O_EVAL_CROP }, { "eval-stride", 1, 0, O_EVAL_STRIDE },
+    { "make-dataset", 1, 0, O_MAKE_DATASET },
     { "model", 1, 0, O_MODEL }, { "dataset", 1, 0, O_DATASET }, { "epochs", 1, 0, O_EPOCHS },
     { "batch-size", 1, 0, O_BATCH }, { "optimizer", 1, 0, O_OPT }, { "lr", 1, 0, O_LR },
     { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "lr-schedule", 1, 0, O_SCHED },
@@ -154,6 +185,61 @@ static int one_of(const char *flag, const char *s, const char *const *names) {
         strncat(why, names[i], sizeof why - strlen(why) - 1);
     }
     return bad(flag, s, why);
+}
+
+// "A,B,C" -> n doubles in [lo, hi]; "WxH" and "S" sizes.
+static int parse_list(const char *flag, const char *s, int n, double lo, double hi, double *out) {
+    const char *p = s;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        out[i] = strtod(p, &end);
+        if (errno || end == p || !isfinite(out[i]) || out[i] < lo || out[i] > hi || (i + 1 < n ? *end != ',' : *end != 0)) {
+            char why[128];
+            snprintf(why, sizeof why, "want %d comma-separated numbers between %g and %g", n, lo, hi);
+            return bad(flag, s, why);
+        }
+        p = end + 1;
+    }
+    return 0;
+}
+static int parse_size(const char *flag, const char *s, int *a, int *b) {
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10), y = x;
+    if (!errno && end != s && *end == 'x') { const char *q = end + 1; y = strtol(q, &end, 10); if (end == q) y = 0; }
+    if (errno || end == s || *end || x < 1 || y < 1 || x > 65536 || y > 65536)
+        return bad(flag, s, "want a size S or AxB of positive pixels");
+    *a = (int)x; *b = (int)y;
+    return 0;
+}
+
+// The pipeline and evaluation flags (see usage). 1: not one of them.
+static int parse_data_flag(int o, const char *name, TrainConfig *c) {
+    static const char *const modes[] = { "whole", "slide", NULL };
+    double r[2];
+    switch (o) {
+    case O_EVAL_EVERY: return parse_int(name, optarg, 1, 1000000, &c->eval_every);
+    case O_SCALE: return parse_size(name, optarg, &c->scale_w, &c->scale_h);
+    case O_RATIO:
+        if (parse_list(name, optarg, 2, 0.01, 100, r)) return -1;
+        if (r[0] > r[1]) return bad(name, optarg, "the low end is above the high end");
+        c->ratio_min = r[0]; c->ratio_max = r[1];
+        return 0;
+    case O_CROP: {   // S or HxW (mmseg's crop_size order)
+        if (parse_size(name, optarg, &c->crop_h, &c->crop_w)) return -1;
+        return 0;
+    }
+    case O_CATMAX: return parse_double(name, optarg, 0.01, 1, &c->cat_max_ratio);
+    case O_PHOTO: c->photometric = 1; return 0;
+    case O_MEAN: c->have_norm |= 1; return parse_list(name, optarg, 3, -1e4, 1e4, c->mean);
+    case O_STD: c->have_norm |= 2; return parse_list(name, optarg, 3, 1e-6, 1e6, c->std);
+    case O_EVAL_MODE: c->eval_mode = optarg; return one_of(name, optarg, modes);
+    case O_EVAL_CROP: return parse_int(name, optarg, 1, 65536, &c->eval_crop);
+    case O_EVAL_STRIDE: return parse_int(name, optarg, 1, 65536, &c->eval_stride);
+    case O_MAKE_DATASET: c->make_dataset = optarg; return 0;
+    default: return 1;
+    }
 }
 
 static int default_threads(void) {
@@ -254,6 +340,7 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
             fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
             return -1;
         default:
+            if ((r = parse_data_flag(o, name, c)) != 1) break;
             fprintf(stderr, "segx-train: unknown option '%s' (see segx-train --help)\n", argv[optind - 1]);
             return -1;
         }

@@ -51,6 +51,11 @@ void train_config_defaults(TrainConfig *c) {
     c->bucket_mb = 25;
     c->accum_steps = 1;
 }
+    c->eval_every = 1;
+    c->ratio_min = 0.5;
+    c->ratio_max = 2.0;
+    c->cat_max_ratio = 0.75;
+    c->eval_mode = "whole";
 
 // ---------------------------------------------------------------------------------------------
 
@@ -765,8 +770,11 @@ static int train_loop(Trainer *t) {
         progress_bar_done();
         double te1 = run_now_s();
         // epoch metrics: loss sums over ranks, evaluation as global sums and one confusion matrix
-        double ev[2];
-        if (evaluate(t, epoch, ev)) return TRAIN_EXIT_ERROR;
+        // --eval-every N: after every N-th epoch and after the last one (whose metrics go to result.json)
+        double ev[2] = { 0, 0 };
+        int eval_now = (epoch + 1) % (c->eval_every > 0 ? c->eval_every : 1) == 0 || epoch + 1 == t->epochs;
+        if (eval_now && evaluate(t, epoch, ev)) return TRAIN_EXIT_ERROR;
+        if (!eval_now) confmat_reset(&t->cm);
         double sums[4] = { loss_sum, loss_count, ev[0], ev[1] };
         if (allreduce(t, sums, 4) || allreduce(t, t->cm.m, (size_t)t->cm.k * t->cm.k)) return TRAIN_EXIT_ERROR;
         double te2 = run_now_s();

@@ -28,6 +28,17 @@ typedef struct {
     int augment, print_params, resume, sync_bn, accum_steps;
     long checkpoint_every;                       // 0: never
     int checkpoint_in_steps;                     // "Ns" suffix
+    // evaluation cadence and the segmentation pipeline (trainer/data/pipeline.h)
+    int eval_every;                              // evaluate after every N-th epoch and the last (default 1)
+    int scale_w, scale_h;                        // --scale WxH: base scale of the random resize (0: none)
+    double ratio_min, ratio_max;                 // --ratio-range LO,HI (default 0.5,2.0)
+    int crop_h, crop_w;                          // --crop S|HxW: training crop (0: pipeline off)
+    double cat_max_ratio;                        // --cat-max-ratio (default 0.75; 1 = off)
+    int photometric;                             // --photometric: mmseg's PhotoMetricDistortion
+    int have_norm; double mean[3], std[3];       // --mean/--std R,G,B in 0..255 units
+    const char *eval_mode;                       // --eval-mode whole|slide (default whole)
+    int eval_crop, eval_stride;                  // slide windows (default: the crop, 2/3 of it)
+    const char *make_dataset;                    // --make-dataset ade20k:DIR|cityscapes:DIR
 } TrainConfig;
 
 void train_config_defaults(TrainConfig *c);

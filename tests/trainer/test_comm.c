@@ -272,6 +272,105 @@ static void test_nccl_needs_a_gpu(void **state) {
     assert_non_null(strstr(err, "--comm mpi"));   // says what to do instead
 }
 
+// The three reducers' slices on one rank: per-tensor follows the tensor starts (given in any order,
+// duplicates once), fused packs whole tensors into buffers of at most --fusion-mb (a larger tensor
+// alone) and starts nothing during backward; bad names and sizes are errors naming the flag.
+static void test_reducer_kinds_plan(void **state) {
+    (void)state;
+    Comm *c;
+    char err[512] = "";
+    assert_int_equal(comm_create("none", &c, err, sizeof err), 0);
+    const size_t n = 1000;
+    float *g = malloc(n * sizeof *g);
+    for (size_t i = 0; i < n; i++) g[i] = (float)i;
+    // tensors start at 0, 100, 150, 400, 900 (sizes 100, 50, 250, 500, 100), listed out of order
+    size_t off[] = { 400, 0, 150, 900, 100, 150 };
+    DdpConfig cfg = { .kind = "per-tensor", .tensor_off = off, .ntensors = 6 };
+    DdpReducer *r;
+    assert_int_equal(ddp_create_cfg(c, g, n, &cfg, &r, err, sizeof err), 0);
+    assert_string_equal(ddp_kind(r), "per-tensor");
+    size_t want_off[] = { 0, 100, 150, 400, 900 }, want_n[] = { 100, 50, 250, 500, 100 };
+    assert_int_equal(ddp_num_buckets(r), 5);
+    for (int i = 0; i < 5; i++) {
+        size_t o, k;
+        ddp_bucket(r, i, &o, &k);
+        assert_int_equal(o, want_off[i]);
+        assert_int_equal(k, want_n[i]);
+    }
+    ddp_grads_ready(r, 399);   // tensors 0 and 1 are final, tensor 2 (150..400) is not
+    assert_int_equal(ddp_buckets_launched(r), 2);
+    assert_int_equal(ddp_finish(r), 0);
+    ddp_free(r);
+    // fused at 300 floats: {0,100,150}=400 > 300 -> [0..150) then [150..400), [400..900) alone (500 > 300),
+    // [900..1000)
+    cfg.kind = "fused";
+    cfg.fusion_mb = 300.0 * sizeof(float) / (1024.0 * 1024.0);
+    assert_int_equal(ddp_create_cfg(c, g, n, &cfg, &r, err, sizeof err), 0);
+    assert_string_equal(ddp_kind(r), "fused");
+    size_t f_off[] = { 0, 150, 400, 900 }, f_n[] = { 150, 250, 500, 100 };
+    assert_int_equal(ddp_num_buckets(r), 4);
+    for (int i = 0; i < 4; i++) {
+        size_t o, k;
+        ddp_bucket(r, i, &o, &k);
+        assert_int_equal(o, f_off[i]);
+        assert_int_equal(k, f_n[i]);
+    }
+    ddp_grads_ready(r, n);   // backward done: fused still waits for ddp_finish
+    assert_int_equal(ddp_buckets_launched(r), 0);
+    assert_int_equal(ddp_finish(r), 0);
+    int order[8];
+    assert_int_equal(ddp_launch_order(r, order, 8), 4);
+    ddp_free(r);
+    // the default fusion buffer (64 MB) holds everything: one allreduce
+    cfg.fusion_mb = 0;
+    assert_int_equal(ddp_create_cfg(c, g, n, &cfg, &r, err, sizeof err), 0);
+    assert_int_equal(ddp_num_buckets(r), 1);
+    ddp_free(r);
+    for (size_t i = 0; i < n; i++) assert_true(g[i] == (float)i);   // one rank: unchanged
+    // errors
+    cfg.kind = "horovod";
+    assert_int_equal(ddp_create_cfg(c, g, n, &cfg, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--reducer"));
+    assert_non_null(strstr(err, "per-tensor"));
+    cfg.kind = "fused";
+    cfg.fusion_mb = -1;
+    assert_int_equal(ddp_create_cfg(c, g, n, &cfg, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--fusion-mb"));
+    DdpConfig bare = { .kind = "per-tensor" };
+    assert_int_equal(ddp_create_cfg(c, g, n, &bare, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tensor boundaries"));
+    size_t outside[] = { 0, 1000 };
+    DdpConfig out = { .kind = "fused", .tensor_off = outside, .ntensors = 2 };
+    assert_int_equal(ddp_create_cfg(c, g, n, &out, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "outside"));
+    free(g);
+    comm_free(c);
+}
+
+// --allreduce-algo: names are checked on one rank too (a misspelt matrix value fails at once, not
+// only on the multi-rank cells); one rank has nothing to reduce and reports "auto" for any name. An
+// engine's wrong name is refused naming the ones it offers (MPI: tests/trainer/test_comm_mpi.c).
+static void test_allreduce_algo_names(void **state) {
+    (void)state;
+    Comm *c = NULL;
+    char err[512] = "";
+    assert_int_equal(comm_create_algo("none", "ring", &c, err, sizeof err), 0);
+    comm_free(c);
+    assert_int_equal(comm_create_algo("auto", "tree", &c, err, sizeof err), 0);
+    comm_free(c);
+    assert_int_equal(comm_create_algo("none", "butterfly", &c, err, sizeof err), -1);
+    assert_null(c);
+    assert_non_null(strstr(err, "--allreduce-algo"));
+    assert_non_null(strstr(err, "rabenseifner"));
+#ifdef SEGX_HAVE_MPI
+    // tree is NCCL's: refused for MPI before MPI starts
+    assert_int_equal(comm_create_algo("mpi", "tree", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "recursive-doubling"));
+#endif
+    assert_int_equal(comm_create_algo("nccl", "rabenseifner", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ring or tree"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_none_is_identity, clear_launch_env),
@@ -282,6 +381,8 @@ int main(void) {
         cmocka_unit_test_setup(test_ddp_buckets_one_rank, clear_launch_env),
         cmocka_unit_test_setup(test_ddp_scales_through_the_backend, clear_launch_env),
         cmocka_unit_test_setup(test_nccl_needs_a_gpu, clear_launch_env),
+        cmocka_unit_test_setup(test_reducer_kinds_plan, clear_launch_env),
+        cmocka_unit_test_setup(test_allreduce_algo_names, clear_launch_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

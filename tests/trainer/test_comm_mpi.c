@@ -1,4 +1,4 @@
-// tests/trainer/test_comm_mpi.c — the MPI communicator and the DDP reducer across ranks.
+// tests/trainer/test_comm_mpi.c — the MPI communicator and the DDP reducers across ranks.
 // Written for any world size: run alone (tests/run, world 1 via an MPI singleton) and under
 // `mpirun -np 2` by tests/integration/dist_mpi.sh, which also uses the failure modes below:
 //   test_comm_mpi crash-peer   rank 1 dies (SIGKILL) mid-run; the others must end, not hang
@@ -243,12 +243,21 @@ static void sgd(Model *m) {
 }
 
 // DDP run: rank r trains on samples [r*b, (r+1)*b). sync_bn: BN statistics over all ranks.
-static Model *eq_ddp_run(int bn, int sync_bn, int steps, const float *x, const int32_t *y) {
+// kind: the reducer (--reducer); each one's schedule is checked against what it promises.
+static Model *eq_ddp_run_kind(const char *kind, int bn, int sync_bn, int steps, const float *x, const int32_t *y) {
     int r = comm_rank(C);
     Model *m = eq_model(bn, EQ_B);
     DdpReducer *red;
     char err[256];
-    assert_int_equal(ddp_create(C, model_grads(m), model_num_params(m), 0.01, &red, err, sizeof err), 0);
+    int nt;
+    const ModelTensor *ts = model_tensors(m, &nt);
+    size_t off[256];
+    assert_true(nt <= 256);
+    for (int i = 0; i < nt; i++) off[i] = ts[i].offset;
+    // fused at 0.01 MB (2621 floats): the cnn's tensors pack into several buffers
+    DdpConfig cfg = { .kind = kind, .bucket_mb = 0.01, .fusion_mb = 0.01, .tensor_off = off, .ntensors = nt };
+    assert_int_equal(ddp_create_cfg(C, model_grads(m), model_num_params(m), &cfg, &red, err, sizeof err), 0);
+    assert_string_equal(ddp_kind(red), kind);
     model_set_grads_ready_hook(m, ddp_grads_ready, red);
     if (sync_bn) model_set_sync_bn(m, comm_allreduce_sum_f64_fn, C);
     size_t per = (size_t)EQ_HW * EQ_HW;
@@ -257,11 +266,19 @@ static Model *eq_ddp_run(int bn, int sync_bn, int steps, const float *x, const i
         model_forward(m, x + (size_t)r * EQ_B * per, EQ_B, 1);
         model_loss(m, y + r * EQ_B, 1.f, NULL);
         model_backward(m);
+        // bucket and per-tensor went out during backward; fused waits for its end
+        assert_int_equal(ddp_buckets_launched(red), strcmp(kind, "fused") ? ddp_num_buckets(red) : 0);
         assert_int_equal(ddp_finish(red), 0);
         sgd(m);
     }
+    if (!strcmp(kind, "per-tensor")) assert_int_equal(ddp_num_buckets(red), nt);
+    if (!strcmp(kind, "fused")) assert_true(ddp_num_buckets(red) > 1 && ddp_num_buckets(red) < nt);
     ddp_free(red);
     return m;
+}
+
+static Model *eq_ddp_run(int bn, int sync_bn, int steps, const float *x, const int32_t *y) {
+    return eq_ddp_run_kind("bucket", bn, sync_bn, steps, x, y);
 }
 
 static void eq_compare(const char *what, const float *a, const float *ref, size_t n) {
@@ -304,6 +321,46 @@ static void test_ddp_equals_accumulation(void **state) {
     model_free(init);
     model_free(d); model_free(d2); model_free(ref);
     free(x); free(y);
+}
+
+// Every reducer (--reducer bucket | fused | per-tensor) == one process accumulating W micro-batches,
+// whatever allreduce algorithm the engine runs (SEGX_TEST_ALLREDUCE_ALGO, see main).
+static void test_reducers_equal_accumulation(void **state) {
+    (void)state;
+    int w = comm_world(C);
+    float *x;
+    int32_t *y;
+    eq_data(w, &x, &y);
+    Model *ref = eq_model(0, EQ_B);
+    size_t per = (size_t)EQ_HW * EQ_HW;
+    for (int s = 0; s < EQ_STEPS; s++) {
+        model_zero_grad(ref);
+        for (int k = 0; k < w; k++) {
+            model_forward(ref, x + (size_t)k * EQ_B * per, EQ_B, 1);
+            model_loss(ref, y + k * EQ_B, 1.f / (float)w, NULL);
+            model_backward(ref);
+        }
+        sgd(ref);
+    }
+    const char *kinds[] = { "bucket", "fused", "per-tensor" };
+    for (int i = 0; i < 3; i++) {
+        Model *d = eq_ddp_run_kind(kinds[i], 0, 0, EQ_STEPS, x, y);
+        char what[96];
+        snprintf(what, sizeof what, "params (--reducer %s, allreduce %s, vs accumulation)", kinds[i], comm_allreduce_algo(C));
+        eq_compare(what, model_params(d), model_params(ref), model_num_params(d));
+        model_free(d);
+    }
+    model_free(ref);
+    free(x); free(y);
+}
+
+// The algorithm asked for is the one Open MPI reports in effect (MPI_T), for blocking and
+// non-blocking allreduce alike.
+static void test_allreduce_algo_in_effect(void **state) {
+    (void)state;
+    const char *want = getenv("SEGX_TEST_ALLREDUCE_ALGO");
+    assert_string_equal(comm_allreduce_algo(C), want && *want ? want : "auto");
+    if (comm_rank(C) == 0) printf("# allreduce algorithm in effect: %s\n", comm_allreduce_algo(C));
 }
 
 // BN with sync BN: DDP over W ranks == one process on the whole W*b batch (params and running stats).
@@ -351,7 +408,9 @@ static int failure_mode(const char *mode) {
 
 int main(int argc, char **argv) {
     char err[512] = "";
-    if (comm_create("mpi", &C, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
+    // SEGX_TEST_ALLREDUCE_ALGO=ring|recursive-doubling|rabenseifner: the engine runs that one
+    // (tests/integration/dist_reducers.sh); unset: Open MPI decides
+    if (comm_create_algo("mpi", getenv("SEGX_TEST_ALLREDUCE_ALGO"), &C, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
     const char *prefix = getenv("SEGX_TEST_RANK_OUT");
     if (prefix) {
         char path[4096];
@@ -372,6 +431,8 @@ int main(int argc, char **argv) {
             cmocka_unit_test(test_allreduce_bandwidth),
             cmocka_unit_test(test_ddp_equals_accumulation),
             cmocka_unit_test(test_ddp_sync_bn_equals_full_batch),
+            cmocka_unit_test(test_reducers_equal_accumulation),
+            cmocka_unit_test(test_allreduce_algo_in_effect),
         };
         rc = cmocka_run_group_tests(tests, NULL, NULL);
     }

@@ -70,7 +70,56 @@ int comm_launch_env(CommLaunch *l, char *err, size_t errlen) {
 // ----------------------------------------------------------------------------------------------
 // dispatcher
 
+// --allreduce-algo names -> the engines' own settings (Open MPI 4.1's enum values of
+// coll_tuned_allreduce_algorithm and coll_libnbc_iallreduce_algorithm; NCCL_ALGO's spelling).
+typedef struct { const char *name; int tuned, libnbc; const char *nccl; } AlgoName;
+static const AlgoName algos[] = {
+    { "ring", 4, 1, "Ring" },
+    { "recursive-doubling", 3, 4, NULL },
+    { "rabenseifner", 6, 3, NULL },
+    { "tree", 0, 0, "Tree" },
+};
+
+// Hands the algorithm to the engine `kind` (resolved) before it starts: 0, or -1 naming what the
+// engine offers.
+static int select_algo(const char *kind, const char *algo, char *err, size_t errlen) {
+    if (!algo || !*algo || !strcmp(algo, "auto")) return 0;
+    const AlgoName *a = NULL;
+    for (size_t i = 0; i < sizeof algos / sizeof *algos; i++)
+        if (!strcmp(algo, algos[i].name)) a = &algos[i];
+    if (!a) {
+        snprintf(err, errlen, "unknown allreduce algorithm \"%s\" (--allreduce-algo): expected auto, ring, "
+                 "recursive-doubling, rabenseifner (MPI) or tree (NCCL)", algo);
+        return -1;
+    }
+    if (!strcmp(kind, "none")) return 0;   // one rank: nothing is reduced
+    if (!strcmp(kind, "mpi")) {
+        if (!a->tuned) {
+            snprintf(err, errlen, "--allreduce-algo %s is an NCCL algorithm; with --comm mpi use ring, "
+                     "recursive-doubling or rabenseifner (Open MPI coll_tuned/coll_libnbc)", algo);
+            return -1;
+        }
+        char v[16];
+        setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 1);
+        snprintf(v, sizeof v, "%d", a->tuned);
+        setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", v, 1);
+        snprintf(v, sizeof v, "%d", a->libnbc);
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", v, 1);
+        return 0;
+    }
+    if (!a->nccl) {
+        snprintf(err, errlen, "--allreduce-algo %s is an MPI algorithm; with NCCL use ring or tree (NCCL_ALGO)", algo);
+        return -1;
+    }
+    setenv("NCCL_ALGO", a->nccl, 1);
+    return 0;
+}
+
 int comm_create(const char *kind, Comm **out, char *err, size_t errlen) {
+    return comm_create_algo(kind, NULL, out, err, errlen);
+}
+
+int comm_create_algo(const char *kind, const char *algo, Comm **out, char *err, size_t errlen) {
     *out = NULL;
     if (!kind || !*kind) kind = "auto";
     CommLaunch l;
@@ -109,17 +158,31 @@ int comm_create(const char *kind, Comm **out, char *err, size_t errlen) {
             return -1;
         }
         rc = comm_none_init(c, err, errlen);
-    } else if (!strcmp(kind, "mpi")) rc = comm_mpi_init(c, err, errlen);
-    else if (!strcmp(kind, "nccl")) rc = comm_nccl_init(c, err, errlen);
-    else {
+    } else if (!strcmp(kind, "mpi") || !strcmp(kind, "nccl")) {
+        if (select_algo(kind, algo, err, errlen)) { free(c); return -1; }
+        rc = !strcmp(kind, "mpi") ? comm_mpi_init(c, err, errlen) : comm_nccl_init(c, err, errlen);
+    } else {
         snprintf(err, errlen, "unknown communicator \"%s\" (--comm): expected auto, none, mpi or nccl", kind);
         free(c);
         return -1;
     }
+    if (!rc && select_algo("none", algo, err, errlen)) { comm_free(c); return -1; }   // a misspelt name, one rank
     if (rc) { free(c); return -1; }
+    snprintf(c->algo, sizeof c->algo, "%s", algo && *algo && rc == 0 ? algo : "auto");
+    if (!strcmp(c->kind, "mpi")) {   // what the engine took, not what was asked
+        if (comm_mpi_allreduce_algo(c->algo, sizeof c->algo, err, errlen)) { comm_free(c); return -1; }
+        if (algo && *algo && strcmp(c->algo, algo) && !(strcmp(algo, "auto") == 0)) {
+            snprintf(err, errlen, "--allreduce-algo %s: Open MPI reports \"%s\" in effect (MPI was initialised "
+                     "before the setting could reach it, or OMPI_MCA_coll_* settings override it)", algo, c->algo);
+            comm_free(c);
+            return -1;
+        }
+    }
     *out = c;
     return 0;
 }
+
+const char *comm_allreduce_algo(const Comm *c) { return c->algo[0] ? c->algo : "auto"; }
 
 void comm_free(Comm *c) {
     if (!c) return;
@@ -199,6 +262,8 @@ typedef struct {
 
 struct DdpReducer {
     Comm *c;
+    const char *kind;    // "bucket" | "fused" | "per-tensor"
+    int overlap;         // buckets start during backward (bucket, per-tensor) or after it (fused)
     float *grads;
     size_t n;
     Bucket *b;
@@ -226,32 +291,115 @@ void ddp_set_scale_fn(DdpReducer *r, DdpScaleFn fn, void *ctx) {
 }
 
 int ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **out, char *err, size_t errlen) {
-    *out = NULL;
+    DdpConfig cfg = { .kind = "bucket", .bucket_mb = bucket_mb };
     if (!(bucket_mb > 0) || !isfinite(bucket_mb)) {
         snprintf(err, errlen, "bucket size %g MB (--bucket-mb) must be a positive number", bucket_mb);
         return -1;
     }
-    if (n == 0 || !grads) { snprintf(err, errlen, "DDP reducer needs a non-empty gradient buffer"); return -1; }
-    double per = bucket_mb * 1024.0 * 1024.0 / sizeof(float);
-    size_t bucket_elems = per < 1 ? 1 : per > (double)n ? n : (size_t)per;
-    size_t nb = (n + bucket_elems - 1) / bucket_elems;
-    if (nb > 1 << 20) { snprintf(err, errlen, "bucket size %g MB gives %zu buckets; use a larger --bucket-mb", bucket_mb, nb); return -1; }
-    DdpReducer *r = calloc(1, sizeof *r);
-    Bucket *b = calloc(nb, sizeof *b);
-    int *order = calloc(nb, sizeof *order);
-    if (!r || !b || !order) {
-        free(r); free(b); free(order);
-        snprintf(err, errlen, "out of memory creating the DDP reducer (%zu buckets)", nb);
+    return ddp_create_cfg(c, grads, n, &cfg, out, err, errlen);
+}
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+// Slices [starts[i], starts[i+1]) (the last one to n): bucket_mb tiles, tensors, or fusion buffers of
+// whole tensors. Returns the count (starts malloc'd), or -1 with err.
+static long plan_slices(const DdpConfig *cfg, size_t n, size_t **starts_out, char *err, size_t errlen) {
+    const char *kind = cfg->kind;
+    size_t *st = NULL;
+    long k = 0;
+    if (!strcmp(kind, "bucket")) {
+        double mb = cfg->bucket_mb > 0 ? cfg->bucket_mb : 25;
+        double per = mb * 1024.0 * 1024.0 / sizeof(float);
+        size_t be = per < 1 ? 1 : per > (double)n ? n : (size_t)per;
+        size_t nb = (n + be - 1) / be;
+        if (nb > 1 << 20) { snprintf(err, errlen, "bucket size %g MB gives %zu buckets; use a larger --bucket-mb", mb, nb); return -1; }
+        if (!(st = malloc(nb * sizeof *st))) goto oom;
+        for (size_t i = 0; i < nb; i++) st[i] = i * be;
+        *starts_out = st;
+        return (long)nb;
+    }
+    if (cfg->ntensors <= 0 || !cfg->tensor_off) {
+        snprintf(err, errlen, "--reducer %s needs the model's tensor boundaries", kind);
         return -1;
     }
-    for (size_t i = 0; i < nb; i++) {
-        b[i].off = i * bucket_elems;
-        b[i].n = i + 1 == nb ? n - b[i].off : bucket_elems;
+    // tensors in buffer order; whatever precedes the first tensor joins it
+    size_t *t = malloc(((size_t)cfg->ntensors + 1) * sizeof *t);
+    if (!t) goto oom;
+    memcpy(t, cfg->tensor_off, (size_t)cfg->ntensors * sizeof *t);
+    qsort(t, (size_t)cfg->ntensors, sizeof *t, cmp_size);
+    int nt = 0;
+    for (int i = 0; i < cfg->ntensors; i++) {
+        if (t[i] >= n) {
+            snprintf(err, errlen, "tensor offset %zu lies outside the gradient buffer of %zu elements", t[i], n);
+            free(t);
+            return -1;
+        }
+        if (nt == 0 || t[i] != t[nt - 1]) t[nt++] = t[i];
     }
-    *r = (DdpReducer){ .c = c, .grads = grads, .n = n, .b = b, .nb = (int)nb, .order = order, .scale = host_scale };
+    t[0] = 0;
+    t[nt] = n;
+    if (!(st = malloc((size_t)nt * sizeof *st))) { free(t); goto oom; }
+    if (!strcmp(kind, "per-tensor")) {
+        memcpy(st, t, (size_t)nt * sizeof *st);
+        k = nt;
+    } else {   // fused: whole tensors into buffers of at most fusion_mb
+        double mb = cfg->fusion_mb > 0 ? cfg->fusion_mb : 64;
+        double cap = mb * 1024.0 * 1024.0 / sizeof(float);
+        for (int i = 0; i < nt; i++)
+            if (k == 0 || (double)(t[i + 1] - st[k - 1]) > cap) st[k++] = t[i];
+    }
+    free(t);
+    *starts_out = st;
+    return k;
+oom:
+    snprintf(err, errlen, "out of memory planning the gradient reducer");
+    return -1;
+}
+
+int ddp_create_cfg(Comm *c, float *grads, size_t n, const DdpConfig *cfg, DdpReducer **out, char *err, size_t errlen) {
+    *out = NULL;
+    const char *kind = cfg && cfg->kind ? cfg->kind : "bucket";
+    const char *canon = !strcmp(kind, "bucket") ? "bucket" : !strcmp(kind, "fused") ? "fused"
+                      : !strcmp(kind, "per-tensor") ? "per-tensor" : NULL;
+    if (!canon) {
+        snprintf(err, errlen, "unknown reducer \"%s\" (--reducer): expected bucket, fused or per-tensor", kind);
+        return -1;
+    }
+    double mb = !strcmp(canon, "fused") ? cfg->fusion_mb : cfg->bucket_mb;
+    if (mb < 0 || !isfinite(mb)) {
+        snprintf(err, errlen, "%s size %g MB (%s) must be a positive number", !strcmp(canon, "fused") ? "fusion buffer" : "bucket",
+                 mb, !strcmp(canon, "fused") ? "--fusion-mb" : "--bucket-mb");
+        return -1;
+    }
+    if (n == 0 || !grads) { snprintf(err, errlen, "DDP reducer needs a non-empty gradient buffer"); return -1; }
+    DdpConfig k = *cfg;
+    k.kind = canon;
+    size_t *st = NULL;
+    long nb = plan_slices(&k, n, &st, err, errlen);
+    if (nb < 0) return -1;
+    DdpReducer *r = calloc(1, sizeof *r);
+    Bucket *b = calloc((size_t)nb, sizeof *b);
+    int *order = calloc((size_t)nb, sizeof *order);
+    if (!r || !b || !order) {
+        free(r); free(b); free(order); free(st);
+        snprintf(err, errlen, "out of memory creating the DDP reducer (%ld buckets)", nb);
+        return -1;
+    }
+    for (long i = 0; i < nb; i++) {
+        b[i].off = st[i];
+        b[i].n = (i + 1 == nb ? n : st[i + 1]) - st[i];
+    }
+    free(st);
+    *r = (DdpReducer){ .c = c, .kind = canon, .overlap = strcmp(canon, "fused") != 0, .grads = grads, .n = n,
+                       .b = b, .nb = (int)nb, .order = order, .scale = host_scale };
     *out = r;
     return 0;
 }
+
+const char *ddp_kind(const DdpReducer *r) { return r->kind; }
 
 void ddp_free(DdpReducer *r) {
     if (!r) return;
@@ -291,6 +439,7 @@ static void poll_inflight(DdpReducer *r) {
 
 void ddp_grads_ready(void *reducer, size_t n_ready) {
     DdpReducer *r = reducer;
+    if (!r->overlap) return;   // fused: everything goes after backward
     while (r->next < r->nb && r->b[r->next].off + r->b[r->next].n <= n_ready) launch(r, r->next);
     poll_inflight(r);
 }

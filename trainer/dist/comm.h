@@ -36,10 +36,41 @@ int  comm_allreduce_sum_f64_fn(void *ctx, double *buf, size_t n);
 // runtime to abort through (then peers fail at their timeout).
 void comm_abort(Comm *c, int code);
 
+// --- which allreduce algorithm the engine runs (--allreduce-algo). No collective is written here:
+// the name is handed to the engine before it starts. "auto" (or NULL): the engine decides.
+// MPI (Open MPI): ring | recursive-doubling | rabenseifner, through the MCA parameters of coll_tuned
+// (blocking allreduce: coll_tuned_use_dynamic_rules + coll_tuned_allreduce_algorithm) and of
+// coll_libnbc (coll_libnbc_iallreduce_algorithm: the non-blocking MPI_Iallreduce every collective
+// here is issued as, so waits stay bounded), set in the environment before MPI_Init and read back
+// through MPI_T afterwards. NCCL: ring | tree (NCCL_ALGO before the communicator is created).
+// One rank ("none") accepts any name (nothing to reduce). A name the resolved engine does not
+// offer is an error naming the flag and the names it does.
+int  comm_create_algo(const char *kind, const char *algo, Comm **out, char *err, size_t errlen);
+// The algorithm in effect: what MPI_T reads back (MPI), what was requested (NCCL), else "auto".
+const char *comm_allreduce_algo(const Comm *c);
+
 // --- DDP gradient reducer: buckets are slices of the one gradient buffer (reverse forward order),
 // launched in the same order on every rank as soon as backward has finalised them.
 typedef struct DdpReducer DdpReducer;
 int  ddp_create(Comm *c, float *grads, size_t n, double bucket_mb, DdpReducer **out, char *err, size_t errlen);
+// Three strategies (--reducer), all over slices of the one buffer, so nothing is copied:
+//   bucket      PyTorch DDP: bucket_mb slices, each allreduced as soon as backward finalised it
+//               (overlaps backward); slices ignore tensor boundaries. ddp_create == this.
+//   fused       Horovod tensor fusion: whole tensors packed in order into fusion buffers of at most
+//               fusion_mb (a larger tensor is a buffer of its own), one allreduce per buffer, all
+//               started after backward (the buffer is a contiguous run of the gradient buffer:
+//               Horovod's copy into a fusion buffer is not needed).
+//   per-tensor  one allreduce per tensor, each started as soon as backward finalised it.
+// fused and per-tensor need the tensors' start offsets (model_tensors' offset), any order.
+typedef struct {
+    const char *kind;          // "bucket" (NULL too) | "fused" | "per-tensor"
+    double bucket_mb;          // bucket (default 25 when 0)
+    double fusion_mb;          // fused (default 64, Horovod's HOROVOD_FUSION_THRESHOLD, when 0)
+    const size_t *tensor_off;  // fused, per-tensor: where each tensor starts in grads
+    int ntensors;
+} DdpConfig;
+int  ddp_create_cfg(Comm *c, float *grads, size_t n, const DdpConfig *cfg, DdpReducer **out, char *err, size_t errlen);
+const char *ddp_kind(const DdpReducer *r);   // "bucket" | "fused" | "per-tensor"
 void ddp_free(DdpReducer *r);   // before comm_free of its Comm
 // Called from the model's grads-ready hook (see model_set_grads_ready_hook): starts every bucket
 // that lies entirely below n_ready. Matches ModelGradsReadyFn when ctx is the reducer.

@@ -26,6 +26,7 @@ struct Comm {
     double timeout_s;        // a collective waiting longer than this fails (peer lost)
     int failed;              // a collective failed: the backend must abort, not finalize, on free
     char err[512];
+    char algo[64];           // allreduce algorithm in effect (comm_allreduce_algo)
     void *impl;
 };
 
@@ -47,6 +48,10 @@ int comm_launch_env(CommLaunch *l, char *err, size_t errlen);
 int comm_mpi_bootstrap(void *buf, size_t bytes, double timeout_s, int *rank, int *world, int *local_rank,
                        char *err, size_t errlen);
 void comm_mpi_abort(int code);
+// After comm_mpi_init: the allreduce algorithm Open MPI's coll_libnbc (non-blocking) and coll_tuned
+// (blocking) will run, read back through MPI_T, as the --allreduce-algo name ("auto" when neither is
+// forced). Two different answers come back as "libnbc:<a>/tuned:<b>". -1 when MPI_T cannot say.
+int comm_mpi_allreduce_algo(char *name, size_t len, char *err, size_t errlen);
 // Is a GPU usable? 0 with *count, or -1 naming what is missing (empty CUDA_VISIBLE_DEVICES, no
 // device, no driver, built without CUDA).
 int comm_cuda_devices(int *count, char *err, size_t errlen);

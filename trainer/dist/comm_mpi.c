@@ -237,6 +237,51 @@ int comm_mpi_bootstrap(void *buf, size_t bytes, double timeout_s, int *rank, int
     return 0;
 }
 
+// One int- or bool-valued control variable through MPI_T (MPI 3.1's tool interface): 0, or -1 when
+// this MPI does not have it (component not built) or it is not a scalar int/bool.
+static int mpit_read_int(const char *name, int *val) {
+    int provided, idx, count, rc = -1;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return -1;
+    if (MPI_T_cvar_get_index(name, &idx) == MPI_SUCCESS) {
+        MPI_Datatype dt;
+        int nlen = 0, dlen = 0, verb, bind, scope;
+        if (MPI_T_cvar_get_info(idx, NULL, &nlen, &verb, &dt, NULL, NULL, &dlen, &bind, &scope) == MPI_SUCCESS &&
+            (dt == MPI_INT || dt == MPI_C_BOOL)) {
+            MPI_T_cvar_handle h;
+            if (MPI_T_cvar_handle_alloc(idx, NULL, &h, &count) == MPI_SUCCESS) {
+                _Bool b = 0;   // Open MPI's bool MCA parameters are MPI_C_BOOL (one byte)
+                if (count == 1 && MPI_T_cvar_read(h, dt == MPI_INT ? (void *)val : (void *)&b) == MPI_SUCCESS) {
+                    if (dt == MPI_C_BOOL) *val = b;
+                    rc = 0;
+                }
+                MPI_T_cvar_handle_free(&h);
+            }
+        }
+    }
+    MPI_T_finalize();
+    return rc;
+}
+
+int comm_mpi_allreduce_algo(char *name, size_t len, char *err, size_t errlen) {
+    // enum values of Open MPI 4.1 (ompi_info --param coll tuned|libnbc --level 9)
+    static const char *const tuned[] = { "auto", "basic-linear", "nonoverlapping", "recursive-doubling", "ring",
+                                         "segmented-ring", "rabenseifner" };
+    static const char *const libnbc[] = { "auto", "ring", "binomial", "rabenseifner", "recursive-doubling" };
+    int t = 0, l = 0, dyn = 0;
+    if (mpit_read_int("coll_tuned_allreduce_algorithm", &t) || mpit_read_int("coll_libnbc_iallreduce_algorithm", &l)) {
+        snprintf(err, errlen, "cannot read Open MPI's allreduce algorithm through MPI_T (coll_tuned or coll_libnbc "
+                 "missing from this MPI): --allreduce-algo needs Open MPI 4.x");
+        return -1;
+    }
+    if (mpit_read_int("coll_tuned_use_dynamic_rules", &dyn)) dyn = 0;
+    const char *a = t >= 0 && t < 7 ? tuned[t] : "?";
+    const char *b = l >= 0 && l < 5 ? libnbc[l] : "?";
+    if (t && !dyn) a = "auto";   // without dynamic rules coll_tuned ignores the forced algorithm
+    if (!strcmp(a, b)) snprintf(name, len, "%s", a);
+    else snprintf(name, len, "libnbc:%s/tuned:%s", b, a);
+    return 0;
+}
+
 void comm_mpi_abort(int code) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
@@ -261,5 +306,11 @@ int comm_mpi_bootstrap(void *buf, size_t bytes, double timeout_s, int *rank, int
 }
 
 void comm_mpi_abort(int code) { (void)code; }
+
+int comm_mpi_allreduce_algo(char *name, size_t len, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    snprintf(name, len, "auto");
+    return 0;
+}
 
 #endif
