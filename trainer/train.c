@@ -13,6 +13,7 @@
 #include "trainer/dist/comm.h"       // defines: Comm, DdpReducer
 #include "trainer/gpu/gpu.h"         // defines: gpu_probe, gpu_env, GpuTelemetry, LossScaler
 #include "trainer/gpu/stage.h"       // defines: BatchStage
+#include "trainer/io/weights.h"      // defines: weights_load, weights_save (--init, --save-weights)
 #include "trainer/metrics/metrics.h" // defines: ConfMat
 #include "trainer/models/model.h"    // defines: Model
 #include "trainer/ops/ops_cuda.h"    // defines: ops_cuda_init, ops_cuda_optim_step, ops_cuda_error
@@ -407,6 +408,9 @@ static int setup(Trainer *t) {
         return TRAIN_EXIT_USAGE;
     }
     model_init(t->model, c->seed);
+    if (c->init && weights_load(t->model, c->init, c->init_prefix, c->init_skip, t->rank == 0 ? stderr : NULL, NULL,
+                                err, el))
+        return TRAIN_EXIT_USAGE;
     // optimizer state in the backend's memory, zero-filled by ops->alloc
     OptKind ok;
     optim_parse(c->optimizer, &ok);
@@ -802,6 +806,10 @@ static int train_loop(Trainer *t) {
             if (save_checkpoint(t, epoch + 1, 0, global_step, 0, 0)) return TRAIN_EXIT_ERROR;
     }
     if (save_params_file(t)) { json_decref(last_metrics); return TRAIN_EXIT_ERROR; }
+    if (c->save_weights && t->rank == 0 && weights_save(t->model, c->save_weights, t->err, sizeof t->err)) {
+        json_decref(last_metrics);
+        return TRAIN_EXIT_ERROR;
+    }
     if (stopped) { json_decref(last_metrics); return TRAIN_EXIT_REQUEUE; }
     if (t->rank == 0 && t->rd) {
         json_t *r = json_object();
