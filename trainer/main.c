@@ -2,6 +2,7 @@
 #include "config.h"
 #include "trainer/train.h"       // defines: TrainConfig, train_run, TRAIN_EXIT_*
 #include "trainer/evaluate.h"    // defines: evaluate_run (--evaluate)
+#include "trainer/io/weights.h"  // defines: infer_run (--infer)
 #include "trainer/gpu/gpu.h"     // defines: gpu_probe
 #include "trainer/optim/optim.h" // defines: optim_parse, lr_parse
 
@@ -90,6 +91,16 @@ static const char usage[] =
 "  --print-params                print the parameter tensors and exit\n"
 "  --save-params FILE            write the final parameters as raw float32 (for comparisons)\n"
 "\n"
+"weights in and out (safetensors with PyTorch's state_dict names, parameters and BN buffers)\n"
+"  --init W.safetensors          start from these weights (after the seeded init); prints matched,\n"
+"                                missing and unexpected keys; a shape mismatch is an error\n"
+"  --init-prefix P               file key K loads into model tensor P+K (e.g. backbone.)\n"
+"  --init-skip REGEX             skip file keys matching REGEX (POSIX ERE), e.g. '^fc\\.'\n"
+"  --save-weights FILE           write the final weights (--steps 0: the initial ones) for PyTorch's\n"
+"                                load_state_dict\n"
+"  --infer IN --infer-out OUT    no training: eval-mode forward of IN's tensor 'input' (N,C,H,W) with\n"
+"                                --model and --init weights on the CPU; writes tensor 'logits' to OUT\n"
+"\n"
 "run dir and restarts\n"
 "  --out RUN_DIR                 where the run's files go (only rank 0 writes)\n"
 "  --checkpoint-every N[e|s]     write RUN_DIR/checkpoint.bin every N epochs (or N steps with 's')\n"
@@ -108,7 +119,8 @@ enum {
     O_MODEL = 256, O_DATASET, O_EPOCHS, O_BATCH, O_OPT, O_LR, O_MOM, O_WD, O_SCHED, O_WARMUP, O_SEED,
     O_WIDTH, O_NOBN, O_THREADS, O_WORKERS, O_TRAIN_LIMIT, O_EVAL_LIMIT, O_AUGMENT, O_DATA_DIR, O_INC,
     O_CLASSES, O_IMSIZE, O_STEPS, O_PRINT, O_EXPORT, O_EXPORT_LIMIT, O_EXPORT_SPLIT, O_CKPT, O_RESUME,
-    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION, O_EVALUATE
+    O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION, O_EVALUATE,
+    O_INIT, O_INIT_PREFIX, O_INIT_SKIP, O_SAVE_WEIGHTS, O_INFER, O_INFER_OUT
 };
 
 // issue 15, data side (trainer/data/pipeline.h)
@@ -136,7 +148,10 @@ static const struct option longopts[] = {
     { "profile", 1, 0, O_PROFILE }, { "comm", 1, 0, O_COMM }, { "sync-bn", 0, 0, O_SYNCBN },
     { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE }, { "precision", 1, 0, O_PRECISION },
     { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP },
-    { "evaluate", 0, 0, O_EVALUATE }, { 0, 0, 0, 0 }
+    { "evaluate", 0, 0, O_EVALUATE },
+    { "init", 1, 0, O_INIT }, { "init-prefix", 1, 0, O_INIT_PREFIX }, { "init-skip", 1, 0, O_INIT_SKIP },
+    { "save-weights", 1, 0, O_SAVE_WEIGHTS }, { "infer", 1, 0, O_INFER }, { "infer-out", 1, 0, O_INFER_OUT },
+    { 0, 0, 0, 0 }
 };
 
 static int bad(const char *flag, const char *value, const char *why) {
@@ -336,6 +351,12 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
         case O_SAVE: c->save_params = optarg; break;
         case 'h': case O_HELP: fputs(usage, stdout); exit(0);
         case O_EVALUATE: evaluate_only = 1; break;
+        case O_INIT: c->init = optarg; break;
+        case O_INIT_PREFIX: c->init_prefix = optarg; break;
+        case O_INIT_SKIP: c->init_skip = optarg; break;
+        case O_SAVE_WEIGHTS: c->save_weights = optarg; break;
+        case O_INFER: c->infer_in = optarg; break;
+        case O_INFER_OUT: c->infer_out = optarg; break;
         case ':':
             fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
             return -1;
@@ -391,5 +412,6 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &c)) return TRAIN_EXIT_USAGE;
     if (pick_device(&c)) return TRAIN_EXIT_USAGE;
     if (evaluate_only) return evaluate_run(&c);
+    if (c.infer_in) return infer_run(&c);
     return train_run(&c);
 }

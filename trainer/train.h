@@ -28,6 +28,12 @@ typedef struct {
     int augment, print_params, resume, sync_bn, accum_steps;
     long checkpoint_every;                       // 0: never
     int checkpoint_in_steps;                     // "Ns" suffix
+    const char *reducer, *allreduce_algo;        // --reducer bucket|fused|per-tensor, --allreduce-algo (trainer/dist)
+    double fusion_mb;                            // --fusion-mb: fused reducer's buffer (default 64)
+    int pad_to;                                  // --pad-to S: images zero-padded to SxS (0: as stored)
+    const char *init, *init_prefix, *init_skip;  // --init W.safetensors (trainer/io/weights.h)
+    const char *save_weights;                    // --save-weights FILE.safetensors (PyTorch names)
+    const char *infer_in, *infer_out;            // --infer IN --infer-out OUT: no training
     // evaluation cadence and the segmentation pipeline (trainer/data/pipeline.h)
     int eval_every;                              // evaluate after every N-th epoch and the last (default 1)
     int scale_w, scale_h;                        // --scale WxH: base scale of the random resize (0: none)

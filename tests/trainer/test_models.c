@@ -7,7 +7,9 @@
 //   ResNet-18's gradients are checked at 16 sampled indices + sum/abs-sum per tensor (fixture size);
 // - backward accumulation, the grads-ready hook, sync-BN plumbing, thread-count determinism, bad configs.
 #include "test_ops_common.h"
+#include "test_model_fill.h"
 #include "trainer/models/model.h"
+#include "trainer/io/safetensors.h"
 
 static Model *make(const char *name, int cin, int ncls, int h, int w, int width, int bn, int B) {
     ModelConfig cfg = {.name = name, .in_channels = cin, .classes = ncls, .height = h, .width = w,
@@ -67,32 +69,6 @@ static void test_layout_reverse_forward_order(void **s) {
 
 // ----------------------------------------------------------------------------------------------
 // PyTorch fixtures
-
-static void fill_from_names(Model *m) {
-    int nt; const ModelTensor *t = model_tensors(m, &nt);
-    float *p = model_params(m);
-    for (int i = 0; i < nt; i++) {
-        double sc = sqrt(6.0 / ((double)t[i].numel / (t[i].ndim ? t[i].shape[0] : 1)));
-        for (size_t k = 0; k < t[i].numel; k++) {
-            double u = fx_uniform(t[i].name, k), v;
-            switch (t[i].kind) {
-            case TENSOR_WEIGHT: v = t[i].ndim >= 2 ? u * sc : 0.1 * u; break;
-            case TENSOR_BIAS: v = 0.1 * u; break;
-            case TENSOR_BN_WEIGHT: v = 1.0 + 0.2 * u; break;
-            default: v = 0.2 * u;
-            }
-            p[t[i].offset + k] = (float)v;
-        }
-    }
-    t = model_buffer_tensors(m, &nt);
-    float *b = model_buffers(m);
-    for (int i = 0; i < nt; i++)
-        for (size_t k = 0; k < t[i].numel; k++) {
-            double u = fx_uniform(t[i].name, k);
-            b[t[i].offset + k] = strstr(t[i].name, "running_mean") ? (float)(0.1 * u)
-                               : strstr(t[i].name, "running_var") ? (float)(1.0 + 0.5 * fabs(u)) : 0.f;
-        }
-}
 
 // model gradients in float32 vs the float64 reference: the bound scales with the tensor's magnitude
 #define MODEL_LOGIT_ATOL 5e-5
@@ -176,6 +152,36 @@ static void test_fixture_cnn(void **s) { (void)s; model_fixture("model_cnn.bin",
 static void test_fixture_cnn_no_bn(void **s) { (void)s; model_fixture("model_cnn_nobn.bin", "cnn", 0, 0); }
 static void test_fixture_unet_w8(void **s) { (void)s; model_fixture("model_unet.bin", "unet", 8, 1); }
 static void test_fixture_resnet18(void **s) { (void)s; model_fixture("model_resnet18.bin", "resnet18", 0, 1); }
+
+// ----------------------------------------------------------------------------------------------
+// eval-mode logits against PyTorch (tests/fixtures/logits_MODEL.safetensors, tools/fixtures/gen_safetensors.py):
+// the state_dict filled by name as above, input and logits stored; max |diff| <= 1e-4 x max |logit|.
+
+static void logits_case(const char *name, int ncls) {
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/logits_%s.safetensors", fx_dir(), name);
+    StFile *f;
+    if (st_open(path, &f, err, sizeof err)) fail_msg("%s", err);
+    const StTensor *ti = st_find(f, "input"), *to = st_find(f, "logits");
+    assert_non_null(ti); assert_non_null(to);
+    float *x = malloc(4 * ti->numel), *ref = malloc(4 * to->numel);
+    assert_int_equal(st_read_f32(f, ti, x, err, sizeof err), 0);
+    assert_int_equal(st_read_f32(f, to, ref, err, sizeof err), 0);
+    int B = (int)ti->shape[0];
+    Model *m = make(name, (int)ti->shape[1], ncls, (int)ti->shape[2], (int)ti->shape[3], 0, 1, B);
+    fill_from_names(m);
+    const float *y = model_forward(m, x, B, 0);
+    assert_non_null(y);
+    double mx = 0, worst = 0;
+    for (size_t i = 0; i < to->numel; i++) mx = fmax(mx, fabs(ref[i]));
+    for (size_t i = 0; i < to->numel; i++) worst = fmax(worst, fabs((double)y[i] - ref[i]));
+    printf("# %s eval logits vs PyTorch: max |diff| %.3g, max |logit| %.3g (%.2g x)\n", name, worst, mx, worst / mx);
+    assert_true(mx > 0.1);
+    assert_true(worst <= 1e-4 * mx);
+    free(x); free(ref); st_close(f); model_free(m);
+}
+
+static void test_logits_resnet18(void **s) { (void)s; logits_case("resnet18", 10); }
 
 // ----------------------------------------------------------------------------------------------
 // contract behaviour
@@ -299,6 +305,7 @@ int main(void) {
         cmocka_unit_test(test_param_counts), cmocka_unit_test(test_layout_reverse_forward_order),
         cmocka_unit_test(test_fixture_cnn), cmocka_unit_test(test_fixture_cnn_no_bn),
         cmocka_unit_test(test_fixture_unet_w8), cmocka_unit_test(test_fixture_resnet18),
+        cmocka_unit_test(test_logits_resnet18),
         cmocka_unit_test(test_backward_accumulates_and_hook), cmocka_unit_test(test_sync_bn_and_threads),
         cmocka_unit_test(test_bad_configs),
     };

@@ -189,6 +189,8 @@ float *model_buffers(Model *m) { return m->buffers; }
 const ModelTensor *model_tensors(const Model *m, int *count) { *count = m->nt; return m->t; }
 const ModelTensor *model_buffer_tensors(const Model *m, int *count) { *count = m->nbt; return m->bt; }
 int model_is_segmentation(const Model *m) { return m->seg; }
+const Ops *model_ops(const Model *m) { return m->ops; }
+const ModelConfig *model_config(const Model *m) { return &m->cfg; }
 
 void model_set_grads_ready_hook(Model *m, ModelGradsReadyFn fn, void *ctx) { m->ready_fn = fn; m->ready_ctx = ctx; }
 void model_set_sync_bn(Model *m, ModelAllreduceFn fn, void *ctx) { m->sync.fn = fn; m->sync.ctx = ctx; }

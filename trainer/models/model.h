@@ -64,6 +64,8 @@ const ModelTensor *model_tensors(const Model *m, int *count);        // paramete
 const ModelTensor *model_buffer_tensors(const Model *m, int *count); // BN running stats
 
 int model_is_segmentation(const Model *m);  // logits (B,classes,H,W) vs (B,classes)
+const Ops *model_ops(const Model *m);       // the table its memory belongs to (upload/download)
+const ModelConfig *model_config(const Model *m);
 
 // Forward pass on x (batch, in_channels, height, width), NCHW float. training=1 uses batch
 // statistics and updates running stats (momentum 0.1); training=0 uses running stats.
