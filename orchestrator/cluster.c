@@ -209,6 +209,27 @@ static int apply_container(ClusterProfile *p, const json_t *c, const char *where
     return 0;
 }
 
+// Characters of a module name (Lmod/Environment Modules "cuda/12.2", Spack "gcc@12.2.0+cuda"):
+// nothing the shell reads as syntax, so `module load NAME` runs module and nothing else.
+static int module_char(char c) { return isalnum((unsigned char)c) || strchr("_-.+/@:,=%", c); }
+
+// A "modules" entry: one or more module names separated by spaces.
+static int check_module(const char *m, size_t i, const char *where, char *err, size_t errlen)
+{
+    int names = 0;
+    for (const char *q = m; *q; q++) {
+        if (*q == ' ') continue;
+        if (!module_char(*q)) {
+            snprintf(err, errlen, "%s: \"modules\"[%zu] '%s': character '%c' is not allowed in a module name (letters, "
+                     "digits and _-.+/@:,=%% only; shell commands go in \"setup\")", where, i, m, *q);
+            return -1;
+        }
+        if (q == m || q[-1] == ' ') names++;
+    }
+    if (!names) { snprintf(err, errlen, "%s: \"modules\"[%zu] is empty", where, i); return -1; }
+    return 0;
+}
+
 // Applies the keys of one profile object on top of p (so "base" profiles can be overridden).
 static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, char *err, size_t errlen)
 {
@@ -241,6 +262,8 @@ static int apply_profile(ClusterProfile *p, const json_t *o, const char *where, 
         snprintf(err, errlen, "%s: account/qos/srun_mpi contain characters not allowed in an #SBATCH value", where);
         return -1;
     }
+    for (size_t i = 0; i < p->nmodules; i++)
+        if (check_module(p->modules[i], i, where, err, errlen) < 0) return -1;
     for (size_t i = 0; i < p->nextra; i++)
         if (strncmp(p->extra_sbatch[i], "--", 2) != 0) {
             snprintf(err, errlen, "%s: \"sbatch\"[%zu] '%s' must start with --", where, i, p->extra_sbatch[i]);
@@ -370,6 +393,8 @@ const ClusterGpu *cluster_find_gpu(const ClusterProfile *p, const char *gpu_type
 
 static int is_cpu(const ClusterGpu *g) { return strcasecmp(g->gpu_type, "cpu") == 0; }
 
+static void buf_word(Buf *b, const char *s);
+
 int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                               const char *time_limit, const char *job_name, const char *run_dir, char **out)
 {
@@ -439,7 +464,17 @@ int cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, 
     // without it, a job whose afterok dependency failed stays pending forever (DependencyNeverSatisfied)
     if (jo->kill_on_invalid_dep) buf_printf(&b, "#SBATCH --kill-on-invalid-dep=yes\n");
     for (size_t i = 0; i < p->nextra; i++) buf_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
-    for (size_t i = 0; i < p->nmodules; i++) buf_printf(&b, "module load %s\n", p->modules[i]);
+    for (size_t i = 0; i < p->nmodules; i++) {   // checked when loaded; quoted anyway, one word per name
+        buf_printf(&b, "module load");
+        char *copy = strdup(p->modules[i]), *save = NULL;
+        for (char *w = copy ? strtok_r(copy, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save)) {
+            buf_printf(&b, " ");
+            buf_word(&b, w);
+        }
+        if (!copy) b.oom = 1;
+        free(copy);
+        buf_printf(&b, "\n");
+    }
     for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
     // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
     // by its address (emulated nodes share localhost), and a port derived from the job id

@@ -34,7 +34,7 @@ static int set_int(int *dst, const char *v, int lo, const char *where, const cha
     errno = 0;
     long n = strtol(v, &end, 10);
     if (errno || end == v || *end || n < lo || n > 1000000) {
-        snprintf(err, errlen, "%s: %s '%s' is not a whole number >= %d", where, opt, v, lo);
+        snprintf(err, errlen, "%s: %s '%s' is not a whole number from %d to 1000000", where, opt, v, lo);
         return -1;
     }
     *dst = (int)n;
@@ -55,6 +55,7 @@ static long mem_mb(const char *v)
     default: return -1;
     }
     if (*end && end[1]) return -1;
+    if (!(x <= 1e12)) return -1;   // "inf", "nan", 1e300: not a size, and not a long either
     return (long)(x + 0.999);
 }
 
@@ -109,7 +110,9 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
     if (!strcmp(key, "time")) {
         int unl;
         if (slurm_time_minutes(v, &unl) < 0) {
-            snprintf(err, errlen, "%s: --time '%s' is not a Slurm time (MM, HH:MM:SS, D-HH:MM:SS)", where, v);
+            snprintf(err, errlen, "%s: --time '%s' is not a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+                     "D-HH:MM:SS (minutes and seconds 0-59, hours 0-23 after a day count; at most 10 years), or UNLIMITED",
+                     where, v);
             return -1;
         }
         return set_str(o->time, sizeof o->time, v, where, key, err, errlen);
@@ -279,7 +282,7 @@ int slurm_time_minutes(const char *s, int *unlimited)
     int nf = 0;
     const char *p = s, *dash = strchr(s, '-');
     if (dash) {
-        if (!all_digits(s, (size_t)(dash - s))) return -1;
+        if (!all_digits(s, (size_t)(dash - s)) || dash - s > 6) return -1;
         days = strtol(s, NULL, 10);
         p = dash + 1;
     }
@@ -292,11 +295,19 @@ int slurm_time_minutes(const char *s, int *unlimited)
     }
     if (nf == 0) return -1;
     long secs;
+    // a field after the first is a clock field: minutes and seconds 0-59, hours 0-23 after days
+    // (the same rule as spec_parse_time, so a script and a spec agree on what a time is)
     if (dash) {   // D-HH, D-HH:MM, D-HH:MM:SS
+        if (f[0] > 23 || f[1] > 59 || f[2] > 59) return -1;
         secs = days * 86400 + f[0] * 3600 + (nf > 1 ? f[1] * 60 : 0) + (nf > 2 ? f[2] : 0);
     } else if (nf == 1) secs = f[0] * 60;                    // MM
-    else if (nf == 2) secs = f[0] * 60 + f[1];               // MM:SS
-    else secs = f[0] * 3600 + f[1] * 60 + f[2];              // HH:MM:SS
+    else if (nf == 2) {                                      // MM:SS
+        if (f[1] > 59) return -1;
+        secs = f[0] * 60 + f[1];
+    } else {                                                 // HH:MM:SS
+        if (f[1] > 59 || f[2] > 59) return -1;
+        secs = f[0] * 3600 + f[1] * 60 + f[2];
+    }
     long mins = (secs + 59) / 60;
     if (mins > 365L * 24 * 60 * 10) return -1;
     return (int)mins;

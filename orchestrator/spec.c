@@ -169,6 +169,44 @@ static const char *type_name(const json_t *v)
     }
 }
 
+// The value itself for messages: a scalar as JSON (a long string cut, with its length), else
+// its type. buf should hold 128 bytes.
+static const char *describe(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v) && json_string_length(v) > 60) {
+        snprintf(buf, len, "\"%.40s...\" (a string of %zu characters)", json_string_value(v), json_string_length(v));
+        return buf;
+    }
+    if (json_is_string(v) || json_is_number(v) || json_is_boolean(v)) {
+        char *s = json_dumps(v, JSON_ENCODE_ANY);
+        snprintf(buf, len, "%s", s ? s : "?");
+        free(s);
+        return buf;
+    }
+    return type_name(v);
+}
+
+// describe() into a per-thread buffer: one value per message.
+static const char *shown(const json_t *v)
+{
+    static _Thread_local char buf[160];
+    return describe(v, buf, sizeof buf);
+}
+
+// An integer in [lo, hi] at keypath (checked before any conversion, so 4294967297 is never read
+// as 1). 0 and *out, or -1 with "expected an integer from LO to HI (what), got VALUE".
+static int int_in(const Chk *c, const char *keypath, const json_t *v, json_int_t lo, json_int_t hi, const char *what,
+                  long long *out)
+{
+    char d[128];
+    if (json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    return fail(c, keypath, 0, "expected an integer from %" JSON_INTEGER_FORMAT " to %" JSON_INTEGER_FORMAT "%s%s%s, got %s",
+                lo, hi, what ? " (" : "", what ? what : "", what ? ")" : "", describe(v, d, sizeof d));
+}
+
 static int unknown_key(const Chk *c, const char *keypath, const char *key, const char *const *known)
 {
     const char *near = cli_closest(key, known);
@@ -204,6 +242,10 @@ static int is_scalar(const json_t *v)
 // ---------------------------------------------------------------------------------------------
 // value checks
 
+// Slurm's forms: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. A field after the first
+// is a clock field: minutes and seconds 0-59, hours 0-23 after a day count (99:99:99 is not a
+// time, and rewriting it as 100:40:39 would hide the typo). Fields have at most 7 digits, so
+// nothing overflows; the total is at most SPEC_MAX_TIME_S.
 long spec_parse_time(const char *s)
 {
     if (!s || !*s) return -1;
@@ -212,39 +254,51 @@ long spec_parse_time(const char *s)
     const char *p = s;
     const char *dash = strchr(s, '-');
     if (dash) {
-        char *e;
-        d = strtol(s, &e, 10);
-        if (e != dash || d < 0) return -1;
+        if (dash == s || dash - s > 5) return -1;
+        for (const char *q = s; q < dash; q++)
+            if (!isdigit((unsigned char)*q)) return -1;
+        d = strtol(s, NULL, 10);
         p = dash + 1;
     }
     while (*p) {
-        if (!isdigit((unsigned char)*p) || nf == 3) return -1;
-        char *e;
-        f[nf++] = strtol(p, &e, 10);
-        p = e;
+        size_t n = 0;
+        while (isdigit((unsigned char)p[n])) n++;
+        if (n == 0 || n > 7 || nf == 3) return -1;
+        f[nf++] = strtol(p, NULL, 10);
+        p += n;
         if (*p == ':') { p++; if (!*p) return -1; }
         else if (*p) return -1;
     }
     if (nf == 0) return -1;
+    long t;
     if (dash) {   // D-H, D-H:M, D-H:M:S
-        long h = f[0], m = nf > 1 ? f[1] : 0, sec = nf > 2 ? f[2] : 0;
-        return ((d * 24 + h) * 60 + m) * 60 + sec;
+        if (f[0] > 23 || f[1] > 59 || f[2] > 59) return -1;
+        t = ((d * 24 + f[0]) * 60 + f[1]) * 60 + f[2];
+    } else if (nf == 1) {
+        t = f[0] * 60;                                // minutes
+    } else if (nf == 2) {
+        if (f[1] > 59) return -1;
+        t = f[0] * 60 + f[1];                         // M:S
+    } else {
+        if (f[1] > 59 || f[2] > 59) return -1;
+        t = (f[0] * 60 + f[1]) * 60 + f[2];           // H:M:S
     }
-    if (nf == 1) return f[0] * 60;                   // minutes
-    if (nf == 2) return f[0] * 60 + f[1];            // M:S
-    return (f[0] * 60 + f[1]) * 60 + f[2];           // H:M:S
+    return t > SPEC_MAX_TIME_S ? -1 : t;
 }
 
 // A time limit at keypath -> seconds and "HH:MM:SS" / "D-HH:MM:SS" in out (32 bytes).
 static int norm_time(const Chk *c, const char *keypath, const json_t *v, long *secs, char *out)
 {
     long t = -1;
-    char buf[64];
-    if (json_is_integer(v)) t = json_integer_value(v) * 60;
+    char buf[64], shown_v[128];
+    if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= SPEC_MAX_TIME_S / 60)
+        t = (long)json_integer_value(v) * 60;
     else if (json_is_string(v)) t = spec_parse_time(json_string_value(v));
     if (t <= 0)
-        return fail(c, keypath, 0, "expected a time limit \"HH:MM:SS\", \"D-HH:MM:SS\" or minutes, got %s",
-                    json_is_string(v) ? json_string_value(v) : type_name(v));
+        return fail(c, keypath, 0, "expected a Slurm time limit: minutes (1 to %ld), \"MM:SS\", \"HH:MM:SS\", \"D-HH\", "
+                    "\"D-HH:MM\" or \"D-HH:MM:SS\" (minutes and seconds 0-59, hours 0-23 after a day count; at "
+                    "most %ld days), got %s", (long)(SPEC_MAX_TIME_S / 60), (long)(SPEC_MAX_TIME_S / 86400),
+                    describe(v, shown_v, sizeof shown_v));
     *secs = t;
     long d = t / 86400, h = t % 86400 / 3600, m = t % 3600 / 60, sec = t % 60;
     if (d) snprintf(buf, sizeof buf, "%ld-%02ld:%02ld:%02ld", d, h, m, sec);
@@ -306,6 +360,18 @@ int spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errl
     return 0;
 }
 
+static int axis_int_range(const char *axis, json_int_t *lo, json_int_t *hi);
+
+// A trainer key or trainer.args key that names an integer axis (gpus, seed, ...) fixes that axis
+// for every cell, so it gets the axis's range check.
+static int check_fixed_axis(const Chk *c, const char *keypath, const char *key, const json_t *v)
+{
+    json_int_t lo, hi;
+    long long x;
+    if (!axis_int_range(key, &lo, &hi)) return 0;
+    return int_in(c, keypath, v, lo, hi, NULL, &x);
+}
+
 static int check_trainer(const Chk *c, Spec *s)
 {
     json_t *t = s->trainer;
@@ -315,38 +381,40 @@ static int check_trainer(const Chk *c, Spec *s)
     json_object_foreach(t, k, v) {
         char kp[256];
         snprintf(kp, sizeof kp, "trainer.%s", k);
+        if (check_fixed_axis(c, kp, k, v) < 0) return -1;
         if (strcmp(k, "command") == 0) {
             if (!json_is_string(v) || !*json_string_value(v))
-                return fail(c, kp, 0, "expected a non-empty string (\"segx-train\" or a command template), got %s", type_name(v));
+                return fail(c, kp, 0, "expected a non-empty string (\"segx-train\" or a command template), got %s", shown(v));
             s->command = json_string_value(v);
         } else if (strcmp(k, "dataset") == 0 || strcmp(k, "optimizer") == 0) {
-            if (!json_is_string(v)) return fail(c, kp, 0, "expected a string, got %s", type_name(v));
+            if (!json_is_string(v)) return fail(c, kp, 0, "expected a string, got %s", shown(v));
         } else if (strcmp(k, "epochs") == 0) {
-            if (!json_is_integer(v) || json_integer_value(v) < 1)
-                return fail(c, kp, 0, "expected a positive integer, got %s", type_name(v));
+            long long e;
+            if (int_in(c, kp, v, 1, SPEC_MAX_EPOCHS, NULL, &e) < 0) return -1;
         } else if (strcmp(k, "lr") == 0) {
             if (!json_is_number(v) || json_number_value(v) <= 0)
-                return fail(c, kp, 0, "expected a positive number, got %s", type_name(v));
+                return fail(c, kp, 0, "expected a positive number, got %s", shown(v));
         } else if (strcmp(k, "launch") == 0) {
             const char *l = json_string_value(v);
             if (!l || (strcmp(l, "per-rank") && strcmp(l, "once")))
                 return fail(c, kp, 0, "expected \"per-rank\" or \"once\"");
             s->launch_once = strcmp(l, "once") == 0;
         } else if (strcmp(k, "args") == 0) {
-            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object of trainer flags, got %s", type_name(v));
+            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object of trainer flags, got %s", shown(v));
             const char *ak;
             json_t *av;
             json_object_foreach(v, ak, av) {
                 snprintf(kp, sizeof kp, "trainer.args.%s", ak);
-                if (!is_scalar(av)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", type_name(av));
+                if (check_fixed_axis(c, kp, ak, av) < 0) return -1;
+                if (!is_scalar(av)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", shown(av));
             }
         } else if (strcmp(k, "metrics") == 0) {
-            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object {name: regex}, got %s", type_name(v));
+            if (!json_is_object(v)) return fail(c, kp, 0, "expected an object {name: regex}, got %s", shown(v));
             const char *mk;
             json_t *mv;
             json_object_foreach(v, mk, mv) {
                 snprintf(kp, sizeof kp, "trainer.metrics.%s", mk);
-                if (!json_is_string(mv)) return fail(c, kp, 0, "expected a regular expression string, got %s", type_name(mv));
+                if (!json_is_string(mv)) return fail(c, kp, 0, "expected a regular expression string, got %s", shown(mv));
                 regex_t re;
                 char e[256];
                 if (spec_compile_metric(json_string_value(mv), &re, e, sizeof e) < 0)
@@ -357,7 +425,7 @@ static int check_trainer(const Chk *c, Spec *s)
         } else if (!is_scalar(v)) {
             const char *near = cli_closest(k, TRAINER_KEYS);
             if (near) return fail(c, kp, 1, "unknown key '%s' (did you mean '%s'?)", k, near);
-            return fail(c, kp, 0, "a trainer flag must be a string, number or boolean, got %s", type_name(v));
+            return fail(c, kp, 0, "a trainer flag must be a string, number or boolean, got %s", shown(v));
         }
     }
     s->external = strcmp(s->command, "segx-train") != 0;
@@ -376,28 +444,31 @@ static int is_known_axis(const char *k)
     return 0;
 }
 
-// Type rule of one axis value; NULL when fine, else what was expected.
-static const char *axis_value_problem(const char *axis, const json_t *v)
+// The range of an integer axis (segx converts these to int, so each is checked before any
+// conversion); 0 when axis is not an integer axis.
+static int axis_int_range(const char *axis, json_int_t *lo, json_int_t *hi)
 {
-    if (strcmp(axis, "gpus") == 0 || strcmp(axis, "nodes") == 0 || strcmp(axis, "batch_per_gpu") == 0 ||
-        strcmp(axis, "global_batch") == 0)
-        return json_is_integer(v) && json_integer_value(v) >= 1 ? NULL : "a positive integer";
-    if (strcmp(axis, "seed") == 0) return json_is_integer(v) && json_integer_value(v) >= 0 ? NULL : "a non-negative integer";
+    static const struct { const char *axis; json_int_t lo, hi; } r[] = {
+        {"gpus", 1, SPEC_MAX_GPUS}, {"nodes", 1, SPEC_MAX_NODES}, {"batch_per_gpu", 1, SPEC_MAX_BATCH},
+        {"global_batch", 1, SPEC_MAX_BATCH}, {"seed", 0, SPEC_MAX_SEED}};
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        if (strcmp(axis, r[i].axis) == 0) { *lo = r[i].lo; *hi = r[i].hi; return 1; }
+    return 0;
+}
+
+// Type rule of one axis value; NULL when fine, else what was expected (in buf when it says a range).
+static const char *axis_value_problem(const char *axis, const json_t *v, char *buf, size_t len)
+{
+    json_int_t lo, hi;
+    if (axis_int_range(axis, &lo, &hi)) {
+        if (json_is_integer(v) && json_integer_value(v) >= lo && json_integer_value(v) <= hi) return NULL;
+        snprintf(buf, len, "an integer from %" JSON_INTEGER_FORMAT " to %" JSON_INTEGER_FORMAT, lo, hi);
+        return buf;
+    }
     if (strcmp(axis, "lr") == 0) return json_is_number(v) && json_number_value(v) > 0 ? NULL : "a positive number";
     if (strcmp(axis, "model") == 0 || strcmp(axis, "gpu_type") == 0 || strcmp(axis, "optimizer") == 0)
         return json_is_string(v) && json_string_length(v) > 0 ? NULL : "a non-empty string";
     return is_scalar(v) ? NULL : "a string, number or boolean";
-}
-
-static const char *describe(const json_t *v, char *buf, size_t len)
-{
-    if (is_scalar(v)) {
-        char *s = json_dumps(v, JSON_ENCODE_ANY);
-        snprintf(buf, len, "%s", s ? s : "?");
-        free(s);
-        return buf;
-    }
-    return type_name(v);
 }
 
 static int check_matrix(const Chk *c, Spec *s)
@@ -418,11 +489,12 @@ static int check_matrix(const Chk *c, Spec *s)
             }
         }
         if (!json_is_array(v) || json_array_size(v) == 0)
-            return fail(c, kp, 0, "expected a non-empty list of values, got %s", json_is_array(v) ? "[]" : type_name(v));
+            return fail(c, kp, 0, "expected a non-empty list of values, got %s", json_is_array(v) ? "[]" : shown(v));
         for (size_t i = 0; i < json_array_size(v); i++) {
             json_t *e = json_array_get(v, i);
             snprintf(kp, sizeof kp, "matrix.%s[%zu]", k, i);
-            const char *want = axis_value_problem(k, e);
+            char range[96];
+            const char *want = axis_value_problem(k, e, range, sizeof range);
             if (want) return fail(c, kp, 0, "expected %s, got %s", want, describe(e, d, sizeof d));
             for (size_t j = 0; j < i; j++)
                 if (json_equal(json_array_get(v, j), e))
@@ -442,13 +514,13 @@ static int check_matrix(const Chk *c, Spec *s)
 
 static int check_partials(const Chk *c, Spec *s, const char *what, json_t *list)
 {
-    if (!json_is_array(list)) return fail(c, what, 0, "expected a list of partial cells, got %s", type_name(list));
+    if (!json_is_array(list)) return fail(c, what, 0, "expected a list of partial cells, got %s", shown(list));
     for (size_t i = 0; i < json_array_size(list); i++) {
         json_t *e = json_array_get(list, i);
         char kp[256], d[128];
         snprintf(kp, sizeof kp, "%s[%zu]", what, i);
         if (!json_is_object(e) || json_object_size(e) == 0)
-            return fail(c, kp, 0, "expected a non-empty object such as {\"model\": \"cnn\"}, got %s", type_name(e));
+            return fail(c, kp, 0, "expected a non-empty object such as {\"model\": \"cnn\"}, got %s", shown(e));
         const char *k;
         json_t *v;
         json_object_foreach(e, k, v) {
@@ -469,7 +541,8 @@ static int check_partials(const Chk *c, Spec *s, const char *what, json_t *list)
             if (json_is_array(v) && json_array_size(v) == 0) return fail(c, kp, 0, "expected a value or a non-empty list");
             for (size_t j = 0; j < (json_is_array(v) ? json_array_size(v) : 1); j++) {
                 json_t *x = json_is_array(v) ? json_array_get(vals, j) : v;
-                const char *want = axis_value_problem(k, x);
+                char range[96];
+                const char *want = axis_value_problem(k, x, range, sizeof range);
                 if (want) {
                     if (json_is_array(v)) snprintf(kp, sizeof kp, "%s[%zu].%s[%zu]", what, i, k, j);
                     return fail(c, kp, 0, "expected %s, got %s", want, describe(x, d, sizeof d));
@@ -482,8 +555,12 @@ static int check_partials(const Chk *c, Spec *s, const char *what, json_t *list)
 
 static int check_name(const Chk *c, const json_t *v)
 {
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 100)
-        return fail(c, "name", 0, "expected a non-empty string (it names runs/<name>/), got %s", type_name(v));
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return fail(c, "name", 0, "expected a non-empty string of at most %d characters (it names runs/<name>/), got %s",
+                    SPEC_MAX_NAME, shown(v));
+    if (json_string_length(v) > SPEC_MAX_NAME)
+        return fail(c, "name", 0, "is %zu characters long; at most %d are allowed (it names runs/<name>/ and Slurm job names)",
+                    json_string_length(v), SPEC_MAX_NAME);
     for (const char *p = json_string_value(v); *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
             return fail(c, "name", 0, "'%s' may only hold letters, digits, '.', '_' and '-' (it names a directory)",
@@ -522,7 +599,7 @@ static int check_mem_per_gpu(const Chk *c, Spec *s, const json_t *x)
     }
     if (!json_is_string(x))
         return fail(c, "resources.mem_per_gpu", 0, "expected a size such as \"16G\" or an object {\"a100\": \"64G\", ...}, got %s",
-                    type_name(x));
+                    shown(x));
     if (check_mem_size(c, "resources.mem_per_gpu", x) < 0) return -1;
     s->mem_per_gpu = json_string_value(x);
     return 0;
@@ -535,7 +612,7 @@ static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
 {
     static const char *const keys[] = {"time", "gpus", "gpu_type", "cpus_per_gpu", "mem_per_gpu", "command", NULL};
     if (!json_is_object(j))
-        return fail(c, "eval.job", 0, "expected an object such as {\"time\": \"00:20:00\", \"gpus\": 1}, got %s", type_name(j));
+        return fail(c, "eval.job", 0, "expected an object such as {\"time\": \"00:20:00\", \"gpus\": 1}, got %s", shown(j));
     if (check_keys(c, j, "eval.job", keys) < 0) return -1;
     json_t *x;
     s->eval_job = (json_t *)j;
@@ -545,19 +622,19 @@ static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
     if ((x = json_object_get(j, "time")) && norm_time(c, "eval.job.time", x, &s->eval_time_s, s->eval_time_buf) < 0) return -1;
     s->eval_time = s->eval_time_buf;
     if ((x = json_object_get(j, "gpus"))) {
-        if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
-            return fail(c, "eval.job.gpus", 0, "expected a positive integer (GPUs of the eval job, on one node), got %s", type_name(x));
-        s->eval_gpus = (int)json_integer_value(x);
+        long long g;
+        if (int_in(c, "eval.job.gpus", x, 1, SPEC_MAX_CPUS_PER_GPU, "GPUs of the eval job, on one node", &g) < 0) return -1;
+        s->eval_gpus = (int)g;
     }
     if ((x = json_object_get(j, "gpu_type"))) {
         if (!json_is_string(x) || !json_string_length(x))
-            return fail(c, "eval.job.gpu_type", 0, "expected a GPU type of the cluster profile (default: the cell's), got %s", type_name(x));
+            return fail(c, "eval.job.gpu_type", 0, "expected a GPU type of the cluster profile (default: the cell's), got %s", shown(x));
         s->eval_gpu_type = json_string_value(x);
     }
     if ((x = json_object_get(j, "cpus_per_gpu"))) {
-        if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
-            return fail(c, "eval.job.cpus_per_gpu", 0, "expected a positive integer, got %s", type_name(x));
-        s->eval_cpus_per_gpu = (int)json_integer_value(x);
+        long long n;
+        if (int_in(c, "eval.job.cpus_per_gpu", x, 1, SPEC_MAX_CPUS_PER_GPU, NULL, &n) < 0) return -1;
+        s->eval_cpus_per_gpu = (int)n;
     }
     if ((x = json_object_get(j, "mem_per_gpu"))) {
         if (check_mem_size(c, "eval.job.mem_per_gpu", x) < 0) return -1;
@@ -566,7 +643,7 @@ static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
     if ((x = json_object_get(j, "command"))) {
         if (!json_is_string(x) || !json_string_length(x))
             return fail(c, "eval.job.command", 0, "expected a command template such as \"python eval.py --run {{run_dir}}\", got %s",
-                        type_name(x));
+                        shown(x));
         s->eval_command = json_string_value(x);
     }
     return 0;
@@ -575,17 +652,17 @@ static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
 static int check_spec(const Chk *c, Spec *s)
 {
     json_t *r = s->root;
-    if (!json_is_object(r)) return fail(c, "", 0, "the spec must be a JSON object, got %s", type_name(r));
+    if (!json_is_object(r)) return fail(c, "", 0, "the spec must be a JSON object, got %s", shown(r));
     if (check_keys(c, r, "", TOP_KEYS) < 0) return -1;
     json_t *v;
     if (!(v = json_object_get(r, "name"))) return fail(c, "", 0, "missing key 'name'");
     if (check_name(c, v) < 0) return -1;
     s->name = json_string_value(v);
     if (!(v = json_object_get(r, "trainer"))) return fail(c, "", 0, "missing key 'trainer' (e.g. {\"command\": \"segx-train\", \"dataset\": ...})");
-    if (!json_is_object(v)) return fail(c, "trainer", 0, "expected an object, got %s", type_name(v));
+    if (!json_is_object(v)) return fail(c, "trainer", 0, "expected an object, got %s", shown(v));
     s->trainer = v;
     if (!(v = json_object_get(r, "matrix"))) return fail(c, "", 0, "missing key 'matrix'");
-    if (!json_is_object(v)) return fail(c, "matrix", 0, "expected an object of axes, got %s", type_name(v));
+    if (!json_is_object(v)) return fail(c, "matrix", 0, "expected an object of axes, got %s", shown(v));
     s->matrix = v;
     if ((v = json_object_get(r, "scaling"))) {
         const char *x = json_string_value(v);
@@ -612,32 +689,32 @@ static int check_spec(const Chk *c, Spec *s)
     json_decref(t60);
     if (rc < 0) return -1;
     if ((v = json_object_get(r, "resources"))) {
-        if (!json_is_object(v)) return fail(c, "resources", 0, "expected an object, got %s", type_name(v));
+        if (!json_is_object(v)) return fail(c, "resources", 0, "expected an object, got %s", shown(v));
         if (check_keys(c, v, "resources", RESOURCE_KEYS) < 0) return -1;
         json_t *x;
         if ((x = json_object_get(v, "time")) && check_time(c, s, x) < 0) return -1;
         if ((x = json_object_get(v, "cpus_per_gpu"))) {
-            if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1024)
-                return fail(c, "resources.cpus_per_gpu", 0, "expected a positive integer, got %s", type_name(x));
-            s->cpus_per_gpu = (int)json_integer_value(x);
+            long long n;
+            if (int_in(c, "resources.cpus_per_gpu", x, 1, SPEC_MAX_CPUS_PER_GPU, NULL, &n) < 0) return -1;
+            s->cpus_per_gpu = (int)n;
             s->cpus_per_gpu_set = 1;
         }
         if ((x = json_object_get(v, "mem_per_gpu")) && check_mem_per_gpu(c, s, x) < 0) return -1;
     }
     if ((v = json_object_get(r, "cluster"))) {
         if (!json_is_string(v) && !json_is_object(v))
-            return fail(c, "cluster", 0, "expected a profile name (templates/clusters/<name>.json) or an inline object, got %s", type_name(v));
+            return fail(c, "cluster", 0, "expected a profile name (templates/clusters/<name>.json) or an inline object, got %s", shown(v));
         s->cluster = json_incref(v);
     } else {
         s->cluster = json_string("local");
     }
     if ((v = json_object_get(r, "container"))) {
         if (!json_is_string(v) && !json_is_object(v) && !json_is_null(v))
-            return fail(c, "container", 0, "expected an image path or {\"runtime\", \"image\", \"bind\"}, got %s", type_name(v));
+            return fail(c, "container", 0, "expected an image path or {\"runtime\", \"image\", \"bind\"}, got %s", shown(v));
         if (!json_is_null(v)) s->container = v;
     }
     if ((v = json_object_get(r, "eval"))) {
-        if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", type_name(v));
+        if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", shown(v));
         const char *k;
         json_t *x;
         json_object_foreach(v, k, x) {
@@ -648,16 +725,16 @@ static int check_spec(const Chk *c, Spec *s)
                 continue;
             }
             if (strcmp(k, "targets") == 0) {   // {metric: value} for time-to-target (segx report)
-                if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", type_name(x));
+                if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", shown(x));
                 const char *tk;
                 json_t *tv;
                 json_object_foreach(x, tk, tv) {
                     snprintf(kp, sizeof kp, "eval.targets.%s", tk);
-                    if (!json_is_number(tv)) return fail(c, kp, 0, "expected a number, got %s", type_name(tv));
+                    if (!json_is_number(tv)) return fail(c, kp, 0, "expected a number, got %s", shown(tv));
                 }
                 continue;
             }
-            if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", type_name(x));
+            if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", shown(x));
         }
         s->eval = v;
         if (s->eval_job && s->external && !s->eval_command)

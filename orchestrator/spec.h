@@ -65,6 +65,17 @@ typedef struct {
     char time_buf[32], eval_time_buf[32];
 } Spec;
 
+// Limits of the spec's integers, checked before anything is converted (a JSON integer is 64-bit;
+// segx keeps GPUs, nodes and batches in int, the trainer takes seeds up to 2^31-1).
+#define SPEC_MAX_GPUS 1048576L          // matrix.gpus
+#define SPEC_MAX_NODES 65536L           // matrix.nodes
+#define SPEC_MAX_BATCH 1073741824L      // matrix.batch_per_gpu, matrix.global_batch (and their product)
+#define SPEC_MAX_SEED 2147483647L       // matrix.seed (segx-train --seed)
+#define SPEC_MAX_EPOCHS 1000000L        // trainer.epochs
+#define SPEC_MAX_CPUS_PER_GPU 1024L     // resources.cpus_per_gpu, eval.job.cpus_per_gpu, eval.job.gpus
+#define SPEC_MAX_TIME_S (3650L * 86400) // resources.time, eval.job.time: ten years
+#define SPEC_MAX_NAME 100               // name (characters)
+
 // Reads and checks path. 0, or -1 with err "FILE:LINE:COL: KEY.PATH: message".
 int  spec_load(const char *path, Spec **out, char *err, size_t errlen);
 // Same from text already in memory (path labels errors). text is copied.
@@ -77,7 +88,9 @@ int  spec_locate(const char *text, const char *keypath, int *line, int *col);
 
 // Axes segx itself interprets; other axes become trainer flags.
 extern const char *const SPEC_KNOWN_AXES[];
-// "HH:MM:SS", "D-HH:MM:SS", "MM:SS" or minutes -> seconds; -1 when malformed.
+// Slurm's time forms (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) -> seconds; -1 when
+// malformed, when a clock field is out of range (minutes/seconds 0-59, hours 0-23 after days)
+// or beyond SPEC_MAX_TIME_S.
 long spec_parse_time(const char *s);
 // Compiles a trainer.metrics pattern as POSIX ERE after translating \d \w \s (and \D \W \S);
 // it must have a capture group. 0, or -1 with err.

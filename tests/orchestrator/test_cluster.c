@@ -196,6 +196,37 @@ static void test_errors_name_the_problem(void **state)
     unlink(path);
 }
 
+// Issue 17: a "modules" entry with shell syntax ran a command in every job script; now only
+// module-name characters are accepted, and each name is a quoted-safe word of its own.
+static void test_modules_checked(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    static const char *const bad[] = {"cuda; touch /tmp/pwned", "cuda$(id)", "a`b`", "x|y", "gcc && rm", "cuda\\\\ 12",
+                                      "a>b", "'q'", "\\\"q\\\"", "a[1]", "~x", "*", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{\"base\": \"local\", \"modules\": [\"cuda/12.2\", \"%s\"]}", bad[i]);
+        ClusterProfile *p = load_text(json, err, sizeof err);
+        if (p) { cluster_free(p); fail_msg("module '%s' was accepted", bad[i]); }
+        if (!strstr(err, "\"modules\"[1]")) fail_msg("%s: %s", bad[i], err);
+    }
+    assert_non_null(strstr(err, "\"modules\"[1] is empty"));
+    ClusterProfile *p = load_text("{\"base\": \"local\", \"modules\": [\"cuda; touch x\"]}", err, sizeof err);
+    assert_null(p);
+    assert_non_null(strstr(err, "\"modules\"[0] 'cuda; touch x': character ';' is not allowed in a module name"));
+    p = load_text("{\"base\": \"local\", \"modules\": [\"cuda/12.2\", \"gcc@12.2.0+cuda  openmpi/4.1\", \"PrgEnv-gnu\"]}",
+                  err, sizeof err);
+    if (!p) fail_msg("%s", err);
+    char *d = NULL;
+    assert_int_equal(cluster_render_directives(p, cluster_find_gpu(p, "cpu"), 1, 1, "00:05:00", "j", "/r", &d), 0);
+    has_line(d, "module load cuda/12.2");
+    has_line(d, "module load gcc@12.2.0+cuda openmpi/4.1");
+    has_line(d, "module load PrgEnv-gnu");
+    free(d);
+    cluster_free(p);
+}
+
 int main(void)
 {
     const char *root = getenv("SEGX_ROOT");
@@ -207,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_university_example),
         cmocka_unit_test(test_inline_with_base_and_container),
         cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_modules_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,34 @@ static void test_expansion_counts(void **state)
     spec_free(s);
 }
 
+// Issue 17: a global batch beyond int (batch_per_gpu x gpus, each in range) is an error naming
+// the cell, not a wrapped-around int; gpus 2^32+1 never reaches plan (spec.c rejects it).
+static void test_global_batch_overflow(void **state)
+{
+    (void)state;
+    Spec *s = spec_ok("{\"name\": \"o\", \"trainer\": {}, \"matrix\": {\"model\": [\"unet\"], \"gpus\": [1, 4],"
+                      " \"batch_per_gpu\": [1073741824]}}");
+    PlanCell *c;
+    size_t n;
+    char err[1024];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), -1);
+    if (!strstr(err, "gpus=4 batch_per_gpu=1073741824}: global batch 1073741824 x 4 = 4294967296 is more than 1073741824"))
+        fail_msg("%s", err);
+    spec_free(s);
+    s = spec_ok("{\"name\": \"o\", \"trainer\": {}, \"matrix\": {\"model\": [\"unet\"], \"gpus\": [1, 4],"
+                " \"batch_per_gpu\": [1073741824]}, \"exclude\": [{\"gpus\": 4}]}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(c[0].global_batch, 1073741824);
+    plan_cells_free(c, n);
+    spec_free(s);
+    char e2[1024];
+    Spec *bad;
+    assert_int_equal(spec_parse("{\"name\": \"o\", \"trainer\": {}, \"matrix\": {\"gpus\": [4294967297], \"batch_per_gpu\": [8]}}",
+                                "t.json", &bad, e2, sizeof e2), -1);
+    assert_non_null(strstr(e2, "matrix.gpus[0]: expected an integer from 1 to 1048576, got 4294967297"));
+}
+
 static void test_strong_scaling(void **state)
 {
     (void)state;
@@ -539,6 +567,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expansion_counts),
         cmocka_unit_test(test_strong_scaling),
+        cmocka_unit_test(test_global_batch_overflow),
         cmocka_unit_test(test_lr_scaling),
         cmocka_unit_test(test_keys_stable_across_replans),
         cmocka_unit_test(test_job_script_executes_with_flags),

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include "orchestrator/cli.h"
 #include "orchestrator/spec.h"
+#include "orchestrator/slurm_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +93,7 @@ static void test_wrong_type_names_path_line_col(void **state)
     int line, col;
     pos_of(text, "\"two\"", &line, &col);
     char want[128];
-    snprintf(want, sizeof want, "t.json:%d:%d: matrix.gpus[2]: expected a positive integer, got \"two\"", line, col);
+    snprintf(want, sizeof want, "t.json:%d:%d: matrix.gpus[2]: expected an integer from 1 to 1048576, got \"two\"", line, col);
     assert_string_equal(err, want);
 }
 
@@ -142,13 +143,13 @@ static void test_value_checks(void **state)
     char *err = expect_error("{\"name\": \"a b\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}}");
     assert_non_null(strstr(err, "name: 'a b' may only hold"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {\"epochs\": 0}, \"matrix\": {\"batch_per_gpu\": [8]}}");
-    assert_non_null(strstr(err, "trainer.epochs: expected a positive integer"));
+    assert_non_null(strstr(err, "trainer.epochs: expected an integer from 1 to 1000000, got 0"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8, 8]}}");
     assert_non_null(strstr(err, "matrix.batch_per_gpu[1]: duplicate value 8"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": []}}");
     assert_non_null(strstr(err, "matrix.batch_per_gpu: expected a non-empty list"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"time\": \"1:xx\"}}");
-    assert_non_null(strstr(err, "resources.time: expected a time limit"));
+    assert_non_null(strstr(err, "resources.time: expected a Slurm time limit"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"exclude\": [{\"modle\": \"cnn\"}]}");
     assert_non_null(strstr(err, "exclude[0].modle: unknown axis 'modle' (did you mean 'model'?)"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {\"metrics\": {\"miou\": \"mIoU: [0-9.]+\"}}, \"matrix\": {\"batch_per_gpu\": [8]}}");
@@ -220,9 +221,9 @@ static void test_eval_job(void **state)
     snprintf(want, sizeof want, "t.json:%d:%d: eval.job.tiem: unknown key 'tiem' (did you mean 'time'?)", line, col);
     assert_string_equal(e, want);
     e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": {\"time\": \"soon\"}}}");
-    assert_non_null(strstr(e, "eval.job.time: expected a time limit"));
+    assert_non_null(strstr(e, "eval.job.time: expected a Slurm time limit"));
     e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": {\"gpus\": 0}}}");
-    assert_non_null(strstr(e, "eval.job.gpus: expected a positive integer"));
+    assert_non_null(strstr(e, "eval.job.gpus: expected an integer from 1 to 1024 (GPUs of the eval job, on one node), got 0"));
     e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"eval\": {\"job\": true}}");
     assert_non_null(strstr(e, "eval.job: expected an object"));
     // an external trainer's eval job needs its own command
@@ -242,6 +243,115 @@ static void test_time_formats(void **state)
     assert_true(spec_parse_time("1:2:3:4") < 0);
     assert_true(spec_parse_time("") < 0);
     assert_true(spec_parse_time("x") < 0);
+    // clock fields in range (issue 17: 99:99:99 was accepted and rewritten as 100:40:39)
+    assert_int_equal(spec_parse_time("100:00:00"), 360000);          // leading hours may exceed 23
+    assert_int_equal(spec_parse_time("1-23:59:59"), 86400 + 86399);
+    assert_int_equal(spec_parse_time("120:30"), 120 * 60 + 30);       // leading minutes may exceed 59
+    assert_true(spec_parse_time("99:99:99") < 0);
+    assert_true(spec_parse_time("1:60:00") < 0);
+    assert_true(spec_parse_time("1:00:60") < 0);
+    assert_true(spec_parse_time("10:60") < 0);
+    assert_true(spec_parse_time("1-24:00:00") < 0);
+    assert_true(spec_parse_time("1-2:60") < 0);
+    // no overflow: huge fields are malformed, not wrapped around
+    assert_true(spec_parse_time("99999999999999999999") < 0);
+    assert_true(spec_parse_time("99999999999999999999-1") < 0);
+    assert_true(spec_parse_time("3651-00:00:00") < 0);             // beyond SPEC_MAX_TIME_S
+    assert_int_equal(spec_parse_time("3650-00:00:00"), SPEC_MAX_TIME_S);
+    assert_true(spec_parse_time("-1") < 0);
+    assert_true(spec_parse_time("1-") < 0);
+}
+
+// Issue 17: 64-bit integers were cut to 32 bits (gpus 4294967297 planned as 1 GPU with gpus=1's
+// cell key; batch_per_gpu 4294967304 stored as 8; gpus 10^12 reported as -727379968). Every
+// integer is range-checked first, with FILE:LINE:COL and the allowed range.
+static void test_integer_ranges(void **state)
+{
+    (void)state;
+    static const struct { const char *axis, *value, *want; } cases[] = {
+        {"gpus", "4294967297", "matrix.gpus[0]: expected an integer from 1 to 1048576, got 4294967297"},
+        {"gpus", "1000000000000", "matrix.gpus[0]: expected an integer from 1 to 1048576, got 1000000000000"},
+        {"nodes", "4294967297", "matrix.nodes[0]: expected an integer from 1 to 65536, got 4294967297"},
+        {"batch_per_gpu", "4294967304", "matrix.batch_per_gpu[0]: expected an integer from 1 to 1073741824, got 4294967304"},
+        {"seed", "4294967296", "matrix.seed[0]: expected an integer from 0 to 2147483647, got 4294967296"},
+        {"seed", "-1", "matrix.seed[0]: expected an integer from 0 to 2147483647, got -1"},
+        {"gpus", "0", "matrix.gpus[0]: expected an integer from 1 to 1048576, got 0"},
+        {"gpus", "2.5", "matrix.gpus[0]: expected an integer from 1 to 1048576, got 2.5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512], want[256];
+        snprintf(text, sizeof text, "{\"name\": \"x\", \"trainer\": {},\n \"matrix\": {\"batch_per_gpu\": [8], \"%s\": [%s]}}",
+                 cases[i].axis, cases[i].value);
+        if (strcmp(cases[i].axis, "batch_per_gpu") == 0)
+            snprintf(text, sizeof text, "{\"name\": \"x\", \"trainer\": {},\n \"matrix\": {\"batch_per_gpu\": [%s]}}", cases[i].value);
+        char *err = expect_error(text);
+        int line, col;
+        char needle[64];
+        snprintf(needle, sizeof needle, "[%s]", cases[i].value);
+        pos_of(text, needle, &line, &col);
+        snprintf(want, sizeof want, "t.json:%d:%d: %s", line, col + 1, cases[i].want);
+        assert_string_equal(err, want);
+    }
+    // the limits themselves are accepted
+    char err[1024];
+    Spec *s;
+    if (spec_parse("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [1073741824], "
+                   "\"gpus\": [1048576], \"nodes\": [65536], \"seed\": [2147483647]}}", "t.json", &s, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    spec_free(s);
+    // include/exclude values and trainer keys that fix an integer axis get the same check
+    char *e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},"
+                           " \"include\": [{\"gpus\": 4294967297}]}");
+    assert_non_null(strstr(e, "include[0].gpus: expected an integer from 1 to 1048576, got 4294967297"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {\"gpus\": 4294967297}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(e, "t.json:1:35: trainer.gpus: expected an integer from 1 to 1048576, got 4294967297"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {\"args\": {\"nodes\": -2}}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(e, "trainer.args.nodes: expected an integer from 1 to 65536, got -2"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {\"epochs\": 4294967297}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(e, "trainer.epochs: expected an integer from 1 to 1000000, got 4294967297"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"time\": 9223372036854775807}}");
+    assert_non_null(strstr(e, "resources.time: expected a Slurm time limit"));
+    assert_non_null(strstr(e, "got 9223372036854775807"));
+}
+
+// The spec's time limit and an #SBATCH --time line accept the same forms (slurm_util.c parses
+// scripts; both reject clock fields out of range).
+static void test_time_agrees_with_sbatch_parser(void **state)
+{
+    (void)state;
+    static const char *const t[] = {"30", "10:30", "01:30:00", "100:00:00", "2-00:00:00", "1-12", "1-2:30", "0:0:1",
+                                    "99:99:99", "1:60:00", "10:60", "1-24", "1-2:60", "x", "1:2:3:4", "10:", "-1",
+                                    "99999999999999999999", "9999999-1", "1h", ""};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        long secs = spec_parse_time(t[i]);
+        int unl, mins = slurm_time_minutes(t[i], &unl);
+        if ((secs < 0) != (mins < 0)) fail_msg("'%s': spec %ld s, #SBATCH %d min", t[i], secs, mins);
+        if (secs >= 0) assert_int_equal(mins, (secs + 59) / 60);
+    }
+}
+
+// Issue 17: vague messages now say the value and the limit.
+static void test_messages_say_value_and_limit(void **state)
+{
+    (void)state;
+    char *e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"cpus_per_gpu\": -3}}");
+    assert_non_null(strstr(e, "resources.cpus_per_gpu: expected an integer from 1 to 1024, got -3"));
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}, \"resources\": {\"time\": \"99:99:99\"}}");
+    assert_non_null(strstr(e, "t.json:1:86: resources.time: expected a Slurm time limit: minutes (1 to 5256000), \"MM:SS\", "
+                              "\"HH:MM:SS\", \"D-HH\", \"D-HH:MM\" or \"D-HH:MM:SS\" (minutes and seconds 0-59"));
+    assert_non_null(strstr(e, "got \"99:99:99\""));
+    char *text = malloc(5200);
+    int n = snprintf(text, 5200, "{\"name\": \"");
+    for (int i = 0; i < 5000; i++) text[n++] = 'a';
+    snprintf(text + n, 5200 - (size_t)n, "\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    e = expect_error(text);
+    free(text);
+    assert_non_null(strstr(e, "t.json:1:10: name: is 5000 characters long; at most 100 are allowed"));
+    e = expect_error("{\"name\": 7, \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(e, "name: expected a non-empty string of at most 100 characters (it names runs/<name>/), got 7"));
+    // a long string value is cut in the message, with its length
+    e = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]}}");
+    assert_non_null(strstr(e, "(a string of 71 characters)"));
 }
 
 static void test_metric_regex_translation(void **state)
@@ -335,6 +445,9 @@ int main(void)
         cmocka_unit_test(test_eval_job),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_metric_regex_translation),
+        cmocka_unit_test(test_integer_ranges),
+        cmocka_unit_test(test_time_agrees_with_sbatch_parser),
+        cmocka_unit_test(test_messages_say_value_and_limit),
         cmocka_unit_test(test_locate),
         cmocka_unit_test(test_cli_parse),
     };
