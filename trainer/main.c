@@ -84,6 +84,14 @@ static const char usage[] =
 "                                scaling; bf16 needs compute capability 8.0. The CPU runs fp32 only\n"
 "  --comm auto|none|mpi|nccl     data parallel communicator (default auto: mpi under mpirun/srun)\n"
 "  --bucket-mb MB                DDP gradient bucket size (default 25)\n"
+"  --reducer bucket|fused|per-tensor\n"
+"                                gradient allreduce strategy (default bucket): bucket = PyTorch DDP\n"
+"                                (--bucket-mb slices allreduced during backward); fused = Horovod tensor\n"
+"                                fusion (whole tensors in --fusion-mb buffers, allreduced after\n"
+"                                backward); per-tensor = one allreduce per tensor during backward\n"
+"  --fusion-mb MB                fused reducer's fusion buffer (default 64, Horovod's threshold)\n"
+"  --allreduce-algo A            auto (default: the engine decides) | ring | recursive-doubling |\n"
+"                                rabenseifner (Open MPI coll_tuned/coll_libnbc) | ring | tree (NCCL_ALGO)\n"
 "  --sync-bn                     BatchNorm statistics over all ranks\n"
 "  --profile trace.json          Chrome trace (Perfetto) of data wait/forward/backward/comm/optimizer/eval,\n"
 "                                and on the CPU of every op inside them with its shape (lane \"ops\");\n"
@@ -123,6 +131,9 @@ enum {
     O_INIT, O_INIT_PREFIX, O_INIT_SKIP, O_SAVE_WEIGHTS, O_INFER, O_INFER_OUT
 };
 
+// issue 14: data-parallel strategies (trainer/dist) and CIFAR-shaped fashion-mnist
+enum { O_REDUCER = 700, O_FUSION, O_ALGO, O_PAD_TO };
+
 // issue 15, data side (trainer/data/pipeline.h)
 enum {
     O_EVAL_EVERY = 600, O_SCALE, O_RATIO, O_CROP, O_CATMAX, O_PHOTO, O_MEAN, O_STD, O_EVAL_MODE, O_EVAL_CROP,
@@ -146,6 +157,8 @@ static const struct option longopts[] = {
     { "export-dataset", 1, 0, O_EXPORT }, { "export-limit", 1, 0, O_EXPORT_LIMIT },
     { "export-split", 1, 0, O_EXPORT_SPLIT }, { "checkpoint-every", 1, 0, O_CKPT }, { "resume", 0, 0, O_RESUME },
     { "profile", 1, 0, O_PROFILE }, { "comm", 1, 0, O_COMM }, { "sync-bn", 0, 0, O_SYNCBN },
+    { "reducer", 1, 0, O_REDUCER }, { "fusion-mb", 1, 0, O_FUSION }, { "allreduce-algo", 1, 0, O_ALGO },
+    { "pad-to", 1, 0, O_PAD_TO },
     { "accum-steps", 1, 0, O_ACCUM }, { "bucket-mb", 1, 0, O_BUCKET }, { "device", 1, 0, O_DEVICE }, { "precision", 1, 0, O_PRECISION },
     { "out", 1, 0, O_OUT }, { "save-params", 1, 0, O_SAVE }, { "help", 0, 0, O_HELP },
     { "evaluate", 0, 0, O_EVALUATE },
@@ -274,6 +287,8 @@ static int evaluate_only;   // --evaluate: evaluate_run instead of train_run
 static int parse_args(int argc, char **argv, TrainConfig *c) {
     static const char *const models[] = { "cnn", "resnet18", "unet", NULL };
     static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
+    static const char *const reducers[] = { "bucket", "fused", "per-tensor", NULL };
+    static const char *const algos[] = { "auto", "ring", "recursive-doubling", "rabenseifner", "tree", NULL };
     static const char *const devices[] = { "cpu", "cuda", "auto", NULL };
     static const char *const precisions[] = { "fp32", "bf16", "fp16", NULL };
     static const char *const splits[] = { "train", "test", NULL };
@@ -345,6 +360,10 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
         case O_SYNCBN: c->sync_bn = 1; break;
         case O_ACCUM: r = parse_int(name, optarg, 1, 65536, &c->accum_steps); break;
         case O_BUCKET: r = parse_double(name, optarg, 0.001, 65536, &c->bucket_mb); break;
+        case O_REDUCER: c->reducer = optarg; r = one_of(name, optarg, reducers); break;
+        case O_FUSION: r = parse_double(name, optarg, 0.001, 65536, &c->fusion_mb); break;
+        case O_ALGO: c->allreduce_algo = optarg; r = one_of(name, optarg, algos); break;
+        case O_PAD_TO: r = parse_int(name, optarg, 1, 65536, &c->pad_to); break;
         case O_DEVICE: c->device = optarg; r = one_of(name, optarg, devices); break;
         case O_PRECISION: c->precision = optarg; r = one_of(name, optarg, precisions); break;
         case O_OUT: c->out = optarg; break;

@@ -51,12 +51,12 @@ void train_config_defaults(TrainConfig *c) {
     c->momentum = 0.9;
     c->bucket_mb = 25;
     c->accum_steps = 1;
-}
     c->eval_every = 1;
     c->ratio_min = 0.5;
     c->ratio_max = 2.0;
     c->cat_max_ratio = 0.75;
     c->eval_mode = "whole";
+}
 
 // ---------------------------------------------------------------------------------------------
 
