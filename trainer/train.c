@@ -50,6 +50,9 @@ void train_config_defaults(TrainConfig *c) {
     c->lr = 0.01;
     c->momentum = 0.9;
     c->bucket_mb = 25;
+    c->reducer = "bucket";
+    c->allreduce_algo = "auto";
+    c->fusion_mb = 64;
     c->accum_steps = 1;
     c->eval_every = 1;
     c->ratio_min = 0.5;
@@ -355,6 +358,23 @@ static json_t *gpu_env_object(const Trainer *t) {
     return o;
 }
 
+// --reducer bucket|fused|per-tensor over the model's one gradient buffer (trainer/dist/comm.h).
+static int create_reducer(Trainer *t, size_t np) {
+    const TrainConfig *c = t->cfg;
+    int nt;
+    const ModelTensor *ts = model_tensors(t->model, &nt);
+    size_t *off = malloc(sizeof(size_t) * (nt > 0 ? (size_t)nt : 1));
+    if (!off) { snprintf(t->err, sizeof t->err, "out of memory"); return -1; }
+    for (int i = 0; i < nt; i++) off[i] = ts[i].offset;
+    DdpConfig dc = { .kind = c->reducer, .bucket_mb = c->bucket_mb, .fusion_mb = c->fusion_mb, .tensor_off = off,
+                     .ntensors = nt };
+    int rc = ddp_create_cfg(t->comm, model_grads(t->model), np, &dc, &t->ddp, t->err, sizeof t->err);
+    free(off);
+    if (!rc) log_rank0(t, "reducer %s: %d allreduce(s) per step, allreduce algorithm %s", ddp_kind(t->ddp),
+                       ddp_num_buckets(t->ddp), comm_allreduce_algo(t->comm));
+    return rc;
+}
+
 static int setup(Trainer *t) {
     const TrainConfig *c = t->cfg;
     char *err = t->err;
@@ -362,7 +382,7 @@ static int setup(Trainer *t) {
     int cuda = c->device && strcmp(c->device, "cuda") == 0;
     // on GPUs data parallel means NCCL, bootstrapped through MPI or MASTER_ADDR/PORT
     const char *comm = cuda && strcmp(c->comm, "auto") == 0 && launched_world() > 1 ? "nccl" : c->comm;
-    if (comm_create(comm, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
+    if (comm_create_algo(comm, c->allreduce_algo, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
     t->rank = comm_rank(t->comm);
     t->world = comm_world(t->comm);
     if (cuda) {
@@ -432,8 +452,7 @@ static int setup(Trainer *t) {
         // reduces device memory in place; the averaging runs as a kernel). MPI cannot read device
         // memory, so --device cuda --comm mpi reduces a host copy after backward (gpu_finish_grads).
         int nccl = strcmp(comm_kind(t->comm), "nccl") == 0;
-        if ((!t->gpu || nccl) && ddp_create(t->comm, model_grads(t->model), np, c->bucket_mb, &t->ddp, err, el))
-            return TRAIN_EXIT_ERROR;
+        if ((!t->gpu || nccl) && create_reducer(t, np)) return TRAIN_EXIT_ERROR;
         if (t->gpu && t->ddp) ddp_set_scale_fn(t->ddp, gpu_scale_grads, NULL);
         if (c->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
     }
@@ -823,6 +842,8 @@ static int train_loop(Trainer *t) {
         json_object_set_new(r, "global_batch", json_integer((json_int_t)c->batch * t->world * K));
         json_object_set_new(r, "accum_steps", json_integer(K));
         json_object_set_new(r, "ranks", json_integer(t->world));
+        json_object_set_new(r, "reducer", json_string(t->ddp ? ddp_kind(t->ddp) : "none"));
+        json_object_set_new(r, "allreduce_algo", json_string(comm_allreduce_algo(t->comm)));
         json_object_set_new(r, "threads", json_integer(c->threads));
         json_object_set_new(r, "seed", json_integer((json_int_t)c->seed));
         json_object_set_new(r, "epochs", json_integer(t->epochs));
