@@ -90,6 +90,7 @@ typedef struct {
     char tag[256];
     char ckpt_path[4200];
     double t_start, wall_offset;
+    double ckpt_wall;  // the trainer clock stored in the last checkpoint written (logged at a stop)
     double images_after_first, time_after_first;  // throughput excluding the first step
     long steps_this_process;
     double best;  // best mIoU or top-1
@@ -239,6 +240,7 @@ static int save_checkpoint(Trainer *t, int epoch, long next_batch, long global_s
     h.loss_count = loss_count;
     h.best_metric = t->best;
     h.wall_s = wall(t);
+    t->ckpt_wall = h.wall_s;
     if (t->prec == GPU_FP16) {   // a resumed fp16 run goes on at this scale, not at 65536 again
         h.loss_scale = t->scaler.scale;
         h.loss_scale_good_steps = t->scaler.good_steps;
@@ -589,8 +591,8 @@ static int resume(Trainer *t, CkptHeader *h) {
             log_rank0(t, "fp16 loss scale %g from the checkpoint (%lld steps skipped so far)", h->loss_scale,
                       (long long)h->skipped_steps);
         }
-        log_rank0(t, "resuming from %s: epoch %lld, batch %lld, step %lld", t->ckpt_path, (long long)h->epoch + 1,
-                  (long long)h->next_batch, (long long)h->global_step);
+        log_rank0(t, "resuming from %s: epoch %lld, batch %lld, step %lld, trainer clock %.3f s", t->ckpt_path,
+                  (long long)h->epoch + 1, (long long)h->next_batch, (long long)h->global_step, h->wall_s);
     } else {
         log_rank0(t, "--resume: no checkpoint in %s yet; starting from scratch", t->cfg->out ? t->cfg->out : "(no --out)");
     }
@@ -782,8 +784,9 @@ static int train_loop(Trainer *t) {
             if (sig != 0) {
                 progress_bar_done();
                 write_progress(t, epoch + 1, global_step, step_time);
-                log_rank0(t, "stop requested by signal: checkpointed at step %ld in %s; exiting with %d (requeue with --resume)",
-                          global_step, t->ckpt_path[0] ? t->ckpt_path : "(no --out: nothing saved)", TRAIN_EXIT_REQUEUE);
+                // the clock is logged as stored, so a test can chain runs: the next run resumes at it
+                log_rank0(t, "stop requested by signal: checkpointed at step %ld (trainer clock %.3f s) in %s; exiting with %d (requeue with --resume)",
+                          global_step, t->ckpt_wall, t->ckpt_path[0] ? t->ckpt_path : "(no --out: nothing saved)", TRAIN_EXIT_REQUEUE);
                 stopped = 1;
                 break;
             }

@@ -101,15 +101,18 @@ cat >cancel.json <<'EOF'
 EOF
 "$SEGX" plan cancel.json >/dev/null 2>&1
 "$SEGX" submit evc --backend local >/dev/null 2>&1
-for _ in $(seq 1 60); do
+for _ in $(seq 1 600); do
   [ "$(q "SELECT a.state FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'evc'")" = running ] && break
   "$SEGX" status evc >/dev/null 2>&1; sleep 0.5
 done
 out=$("$SEGX" cancel evc 2>&1); rc=$?
 check_eq "cancel exits 0" 0 "$rc"
 case $out in *"eval job"*"cancelled "*) pass "cancel names the eval job and the train job";; *) fail "cancel names the eval job and the train job" "$out";; esac
-sleep 2
-"$SEGX" status evc >/dev/null 2>&1
+evc_states() { q "SELECT a.state, e.state, e.reason FROM attempts a JOIN eval_jobs e ON e.attempt_id = a.id JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'evc'"; }
+for _ in $(seq 1 600); do   # until status has stored both cancellations (at most 5 minutes)
+  "$SEGX" status evc >/dev/null 2>&1
+  [ "$(evc_states)" = "cancelled|cancelled|cancelled by segx cancel" ] && break; sleep 0.5
+done
 check_eq "DB: train job and eval job cancelled" "cancelled|cancelled|cancelled by segx cancel" \
   "$(q "SELECT a.state, e.state, e.reason FROM attempts a JOIN eval_jobs e ON e.attempt_id = a.id JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'evc'")"
 evc_dir=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'evc'")

@@ -66,7 +66,7 @@ check_eq "submit exits 0" 0 "$rc"
 case $out in *"5 submitted"*) pass "5 jobs submitted";; *) fail "5 jobs submitted" "$out";; esac
 out=$("$SEGX" submit --backend local 2>&1)
 case $out in *"0 submitted"*) pass "submit again submits nothing";; *) fail "submit again submits nothing" "$out";; esac
-for _ in $(seq 1 120); do
+for _ in $(seq 1 1200); do
   st=$("$SEGX" status --format csv | tail -n +2 | grep -cE ',(submitted|pending|running),')
   [ "$st" = 0 ] && break; sleep 0.5
 done
@@ -104,7 +104,7 @@ out=$("$SEGX" submit --backend local --rerun-failed 2>&1)
 case $out in *"1 submitted"*) pass "--rerun-failed submits the failed cell";; *) fail "--rerun-failed submits the failed cell" "$out";; esac
 check_eq "second attempt recorded" "2|submitted" "$(q "SELECT attempt, state FROM attempts WHERE attempt=2")"
 check_eq "attempt-2 job script rendered" yes "$(ls runs/orch-local/*/attempt-2/job.sh >/dev/null 2>&1 && echo yes || echo no)"
-for _ in $(seq 1 60); do
+for _ in $(seq 1 600); do
   "$SEGX" status >/dev/null   # polls the backend and stores the state
   [ "$(q "SELECT state FROM attempts WHERE attempt=2")" = failed ] && break; sleep 0.5
 done
@@ -117,7 +117,7 @@ check_eq "logparse: one record per matching line" "0.5/7;0.25/None" "$got"
 check_eq "logparse: a rule without a group exits 2" 2 "$(echo x | "$SEGX" logparse --rules '{"miou": "mIoU"}' >/dev/null 2>&1; echo $?)"
 
 # --- the agent does not outlive its work
-for _ in $(seq 1 50); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
+for _ in $(seq 1 600); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
 check_eq "local agent exited when idle" no "$([ -e runs/.local/agent.pid ] && echo yes || echo no)"
 # --- a job outlives a killed agent: status settles it from the run dir's exit_code
 cat >agentkill.json <<'EOF2'
@@ -125,10 +125,10 @@ cat >agentkill.json <<'EOF2'
  "matrix": {"batch_per_gpu": [8]}, "resources": {"time": "00:05:00"}}
 EOF2
 "$SEGX" plan agentkill.json >/dev/null && "$SEGX" submit agent-kill --backend local >/dev/null
-for _ in $(seq 1 50); do [ "$(q "SELECT a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")" = running ] && break; "$SEGX" status agent-kill >/dev/null; sleep 0.1; done
+for _ in $(seq 1 3000); do [ "$(q "SELECT a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")" = running ] && break; "$SEGX" status agent-kill >/dev/null; sleep 0.1; done
 apid=$(cat runs/.local/agent.pid 2>/dev/null)
 [ -n "$apid" ] && kill -9 "$apid"
-for _ in $(seq 1 80); do [ -e runs/agent-kill/*/attempt-1/exit_code ] && break; sleep 0.1; done
+for _ in $(seq 1 3000); do [ -e runs/agent-kill/*/attempt-1/exit_code ] && break; sleep 0.1; done
 "$SEGX" status agent-kill >/dev/null
 check_eq "killed agent: job settled from exit_code" "completed|0" "$(q "SELECT a.state, a.exit_code FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")"
 
@@ -141,7 +141,7 @@ cat >cancel.json <<'EOF2'
 EOF2
 cq() { q "SELECT a.attempt || ':' || a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='cancel-me' ORDER BY a.attempt"; }
 "$SEGX" plan cancel.json >/dev/null && "$SEGX" submit cancel-me --backend local >/dev/null
-for _ in $(seq 1 50); do "$SEGX" status cancel-me >/dev/null; [ "$(cq)" = 1:running ] && break; sleep 0.1; done
+for _ in $(seq 1 3000); do "$SEGX" status cancel-me >/dev/null; [ "$(cq)" = 1:running ] && break; sleep 0.1; done
 out=$("$SEGX" cancel cancel-me 2>&1); rc=$?
 check_eq "cancel exits 0" 0 "$rc"
 case $out in *"cancel-me: 1 cancelled"*) pass "cancel reports 1 cancelled";; *) fail "cancel reports 1 cancelled" "$out";; esac

@@ -12,17 +12,22 @@ q() { sqlite3 "$SEGX_DB" "$1"; }
 
 # gpus listed 2, 1, 4: cells are queued in that order, seeds 1 and 2 each.
 # images/s = 100 per rank, so the speedup report has numbers to show.
+# In "shared" the two 1-rank cells meet before they sleep (each waits, at most 5 minutes, until both
+# have started), so that when the scheduler runs them side by side their times overlap on any machine,
+# however slowly it starts processes; if it ran them one after the other they would not overlap.
 spec() { # NAME GPUS-LIST
+  local meet=""
+  [ "$1" = shared ] && meet="if [ {{gpus}} = 1 ]; then for i in \$(seq 3000); do [ -e $TEST_TMP/on.1.1 ] && [ -e $TEST_TMP/on.1.2 ] && break; sleep 0.1; done; fi; "
   cat >"$1.json" <<EOF
 {"name": "$1",
- "trainer": {"command": "sleep 1.5; echo 'Epoch [1] ips: {{gpus}}00'", "epochs": 1,
+ "trainer": {"command": "touch $TEST_TMP/on.{{gpus}}.{{seed}}; ${meet}sleep 1.5; echo 'Epoch [1] ips: {{gpus}}00'", "epochs": 1,
              "metrics": {"epoch": "Epoch \\\\[(\\\\d+)\\\\]", "images_per_s": "ips: ([0-9.]+)"}},
  "matrix": {"model": ["m"], "gpu_type": ["cpu"], "gpus": $2, "batch_per_gpu": [8], "seed": [1, 2]},
  "scaling": "weak", "resources": {"time": "00:05:00", "cpus_per_gpu": 1}, "cluster": "local"}
 EOF
 }
 wait_settled() { # EXPERIMENT
-  for _ in $(seq 1 240); do
+  for _ in $(seq 1 2400); do
     [ "$("$SEGX" status "$1" --format csv | tail -n +2 | grep -cE ',(submitted|pending|running),')" = 0 ] && return 0
     sleep 0.25
   done
@@ -85,6 +90,6 @@ case $(cat warn.txt) in
 check_eq "no warning for cells run one at a time" "" "$(cat warn2.txt)"
 
 # --- the agent does not outlive its work
-for _ in $(seq 1 50); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
+for _ in $(seq 1 600); do [ -e runs/.local/agent.pid ] || break; sleep 0.1; done
 check_eq "agent exited when idle" no "$([ -e runs/.local/agent.pid ] && echo yes || echo no)"
 done_testing

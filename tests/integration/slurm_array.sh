@@ -61,7 +61,7 @@ for be in slurm slurm-cli; do
     [ "$got" = "$job" ] && [ "$(cat "$dir/exit_code" 2>/dev/null)" = 0 ] || { bad=$((bad + 1)); echo "# $dir: task $got, job $job"; }
   done < <(exp_rows "$exp" "a.job_id || '|' || a.run_dir")
   check_eq "$be: every cell ran as its recorded array task, in its own run dir, exit 0" 0 "$bad"
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 600); do
     [ "$(exp_rows "$exp" "count(*)" "AND EXISTS (SELECT 1 FROM eval_jobs e WHERE e.attempt_id = a.id AND e.state = 'completed')")" = 6 ] && break
     "$SEGX" status "$exp" >/dev/null 2>&1; sleep 0.5
   done
@@ -76,13 +76,13 @@ sed -e 's/"nap": \[4\]/"nap": [300]/' -e 's/"seed": 9, "nap": 1/"seed": 9, "nap"
 "$SEGX" plan sa-cancel.json >/dev/null 2>&1
 "$SEGX" submit sa-cancel --backend slurm --array --array-throttle 1 >/dev/null 2>&1
 arr=$(exp_rows sa-cancel "a.job_id" "AND c.gpu_type = 'cpu' LIMIT 1" | cut -d_ -f1)
-for _ in $(seq 1 60); do [ "$(squeue -h -r -j "$arr" -t RUNNING -o %i | wc -l)" -ge 1 ] && break; sleep 0.5; done
+for _ in $(seq 1 600); do [ "$(squeue -h -r -j "$arr" -t RUNNING -o %i | wc -l)" -ge 1 ] && break; sleep 0.5; done
 out=$("$SEGX" cancel sa-cancel 2>&1); rc=$?
 check_eq "cancel of array tasks exits 0" 0 "$rc"
 check_eq "cancel names all 6 cells and their 6 eval jobs" "6|6" "$(echo "$out" | grep '^cancelled ' | grep -vc 'eval job')|$(echo "$out" | grep -c '^cancelled .* eval job')"
-sleep 1
-check_eq "Slurm has no task of the arrays left running or pending" 0 \
-  "$(for id in $(exp_rows sa-cancel "DISTINCT substr(a.job_id, 1, instr(a.job_id, '_') - 1)"); do squeue -h -r -j "$id" -t PENDING,RUNNING -o %i; done | wc -l)"
+left_tasks() { for id in $(exp_rows sa-cancel "DISTINCT substr(a.job_id, 1, instr(a.job_id, '_') - 1)"); do squeue -h -r -j "$id" -t PENDING,RUNNING -o %i; done | wc -l; }
+for _ in $(seq 1 240); do [ "$(left_tasks)" = 0 ] && break; sleep 0.5; done   # Slurm ends them (at most 2 minutes)
+check_eq "Slurm has no task of the arrays left running or pending" 0 "$(left_tasks)"
 check_eq "DB: all 6 cells cancelled" "6" "$(exp_rows sa-cancel "count(*)" "AND a.state = 'cancelled'")"
 out=$("$SEGX" submit sa-slurm --backend local --array --rerun-failed 2>&1); rc=$?
 check_eq "--array with the local backend is a usage error" 2 "$rc"

@@ -31,7 +31,7 @@ JSON
 }
 wait_settled() { # EXPERIMENT
   local n
-  for _ in $(seq 1 240); do
+  for _ in $(seq 1 1200); do
     n=$("$SEGX" status "$1" --format csv 2>/dev/null | tail -n +2 | grep -cE ',(submitted|pending|running|unknown),')
     [ "$n" = 0 ] && return 0; sleep 0.5
   done
@@ -75,7 +75,7 @@ rank=1 cvd=0,1 part=a100" "$(sed -E 's/ node=[^ ]+//' "$two/where.txt" | sort)"
   spec "$exp-cancel" '["cpu"]' 300
   "$SEGX" plan "$exp-cancel.json" >/dev/null 2>&1
   "$SEGX" submit "$exp-cancel" --backend "$be" >/dev/null 2>&1
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 600); do
     [ "$("$SEGX" status "$exp-cancel" --format csv | grep -c ',running,')" -ge 1 ] && break; sleep 0.5
   done
   ids=$(q "SELECT a.job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp-cancel'")
@@ -85,8 +85,9 @@ rank=1 cvd=0,1 part=a100" "$(sed -E 's/ node=[^ ]+//' "$two/where.txt" | sort)"
   check "$be: cancel names each cell it cancelled" test "$n" -ge 2
   # the 2 long cells are cancelled; the failing one is cancelled or failed, whichever came first
   check_eq "$be: DB: long cells cancelled, none left in flight" "2|0" "$(q "SELECT sum(c.state = 'cancelled' AND json_extract(c.params, '$.fail') = 0), sum(c.state NOT IN ('cancelled', 'failed')) FROM cells c JOIN experiments e ON e.id=c.experiment_id WHERE e.name='$exp-cancel'")"
-  sleep 1
-  alive=$(for id in $ids; do squeue -h -j "$id" -t all -o %T 2>/dev/null; done | grep -cE 'RUNNING|PENDING')
+  alive_jobs() { for id in $ids; do squeue -h -j "$id" -t all -o %T 2>/dev/null; done | grep -cE 'RUNNING|PENDING'; }
+  for _ in $(seq 1 240); do [ "$(alive_jobs)" = 0 ] && break; sleep 0.5; done   # Slurm ends them (at most 2 minutes)
+  alive=$(alive_jobs)
   check_eq "$be: Slurm has no running or pending job of the cancelled cells" 0 "$alive"
 done
 
@@ -123,12 +124,14 @@ rank=1 in $TEST_TMP/segx.sif" "$(sort "$rd/container.txt" 2>/dev/null)"
 # (scontrol requeue) and its next run, in the same run dir, resumes and completes.
 cat >ckpt.sh <<'SH'
 #!/bin/bash
-# ckpt.sh RUN_DIR: counts to 25 in 0.2 s steps, keeping its place in RUN_DIR/ckpt; SIGUSR1: save, exit 99
+# ckpt.sh RUN_DIR: counts to 25 in 0.2 s steps, keeping its place in RUN_DIR/ckpt; SIGUSR1: save, exit 99.
+# At 5 it waits for RUN_DIR/go (the test makes it once the checkpoint is seen), so the signal always
+# arrives mid-run, however fast or slow the machine.
 d=$1; i=0
 [ -f "$d/ckpt" ] && { i=$(cat "$d/ckpt"); echo "resumed at $i restart ${SLURM_RESTART_COUNT:-0}" >>"$d/trainer.log"; }
 trap 'echo $i >"$d/ckpt"; echo "checkpoint at $i" >>"$d/trainer.log"; exit 99' USR1
 echo "started" >>"$d/trainer.log"
-while [ $i -lt 25 ]; do i=$((i + 1)); sleep 0.2; done
+while [ $i -lt 25 ]; do [ $i -ge 5 ] && [ ! -e "$d/go" ] && { sleep 0.2; continue; }; i=$((i + 1)); sleep 0.2; done
 echo "done at $i" >>"$d/trainer.log"
 SH
 cat >sx-requeue.json <<JSON
@@ -142,9 +145,10 @@ JSON
 "$SEGX" submit sx-requeue --backend slurm >/dev/null 2>&1
 rq_dir=$(ls -d runs/sx-requeue/*/attempt-1)
 rq_job=$(q "SELECT job_id FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'")
-for _ in $(seq 1 60); do grep -q started "$rq_dir/trainer.log" 2>/dev/null && break; sleep 0.25; done
-sleep 1
+for _ in $(seq 1 1200); do grep -q started "$rq_dir/trainer.log" 2>/dev/null && break; sleep 0.25; done
 check "requeue: USR1 sent to the batch script" scancel --signal=USR1 --batch "$rq_job"
+for _ in $(seq 1 1200); do grep -q "checkpoint at" "$rq_dir/trainer.log" 2>/dev/null && break; sleep 0.25; done
+touch "$rq_dir/go"
 wait_settled sx-requeue
 sleep 0.5; wait_settled sx-requeue
 check_eq "requeue: the cell completed in one attempt" "completed|1" "$(q "SELECT c.state, count(a.id) FROM cells c JOIN attempts a ON a.cell_id=c.id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='sx-requeue'")"
