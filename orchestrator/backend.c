@@ -1,6 +1,7 @@
 // orchestrator/backend.c — job states and the backend dispatcher (see backend.h).
 #include "orchestrator/backend.h"
 #include "orchestrator/backends.h"
+#include "orchestrator/slurm_lib.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -36,14 +37,22 @@ int backend_open(const char *name, const char *options_json, Backend **out, char
     if (strcmp(name, "local") == 0) return backend_local_open(options_json, out, err, errlen);
     if (strcmp(name, "slurm") == 0) return backend_slurm_open(options_json, out, err, errlen);
     if (strcmp(name, "slurm-cli") == 0) return backend_slurm_cli_open(options_json, out, err, errlen);
+    if (strcmp(name, "slurm-rest") == 0) return backend_slurm_rest_open(options_json, out, err, errlen);
     if (strcmp(name, "auto") == 0) {
-        // slurm, then slurm-cli, then local: the first that reaches a controller wins.
-        char e1[256], e2[256];
-        if (backend_slurm_open(options_json, out, e1, sizeof e1) == 0) return 0;
-        if (backend_slurm_cli_open(options_json, out, e2, sizeof e2) == 0) return 0;
+        // slurm (only when libslurm is the controller's release: its ABI changes every release), then
+        // slurm-rest, then slurm-cli, then local: the first that reaches a controller wins.
+        char e1[256], e2[1024], e3[256];
+        if (backend_slurm_open(options_json, out, e1, sizeof e1) == 0) {
+            char cv[64];
+            if (slurm_lib_controller_version(cv, sizeof cv, e1, sizeof e1) == 0 && slurm_lib_same_release(cv)) return 0;
+            backend_close(*out);
+            *out = NULL;
+        }
+        if (backend_slurm_rest_open(options_json, out, e2, sizeof e2) == 0) return 0;
+        if (backend_slurm_cli_open(options_json, out, e3, sizeof e3) == 0) return 0;
         return backend_local_open(options_json, out, err, errlen);
     }
-    snprintf(err, errlen, "unknown backend '%s': use auto, local, slurm or slurm-cli", name);
+    snprintf(err, errlen, "unknown backend '%s': use auto, local, slurm, slurm-rest or slurm-cli", name);
     return -1;
 }
 

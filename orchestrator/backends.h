@@ -6,4 +6,8 @@
 int backend_local_open(const char *options_json, Backend **out, char *err, size_t errlen);
 int backend_slurm_open(const char *options_json, Backend **out, char *err, size_t errlen);
 int backend_slurm_cli_open(const char *options_json, Backend **out, char *err, size_t errlen);
+int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, size_t errlen);
+// slurm-rest only: "URL, API vX, user U, token SOURCE" and the token's expiry (0 unknown). 0, or -1
+// when b is not a slurm-rest backend.
+int backend_slurm_rest_describe(Backend *b, char *out, size_t cap, double *token_exp);
 #endif

@@ -26,7 +26,7 @@ int cmd_run(int argc, char **argv)
     int max_parallel = 0, rerun_failed = 0, interval = 1, timeout = 0, no_report = 0;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
-        {"backend", 'b', CLI_STRING, &backend, "NAME", "auto (default), local, slurm, slurm-cli"},
+        {"backend", 'b', CLI_STRING, &backend, "NAME", "auto (default), local, slurm, slurm-rest, slurm-cli"},
         {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores)"},
         {"rerun-failed", 0, CLI_FLAG, &rerun_failed, NULL, "submit failed cells again"},
         {"runs", 0, CLI_STRING, &runs, "DIR", "where run dirs go (default ./runs)"},

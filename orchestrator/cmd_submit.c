@@ -352,9 +352,10 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     }
     sqlite3_bind_int64(sel, 1, eid);
     R = (Recorder){.db = db, .ins = ins, .upd = upd, .eins = eins, .b = b, .s = s, .quiet = o->quiet};
-    if (o->array && !o->dry_run && strcmp(b->ops->name, "slurm") && strcmp(b->ops->name, "slurm-cli")) {
+    if (o->array && !o->dry_run && strcmp(b->ops->name, "slurm") && strcmp(b->ops->name, "slurm-cli") &&
+        strcmp(b->ops->name, "slurm-rest")) {
         fprintf(stderr, "segx submit: --array: job arrays are a Slurm feature; backend %s runs each cell as its own job "
-                "(drop --array, or use --backend slurm or slurm-cli)\n", b->ops->name);
+                "(drop --array, or use --backend slurm, slurm-rest or slurm-cli)\n", b->ops->name);
         rc = 2;
         goto out;
     }
@@ -528,7 +529,7 @@ int cmd_submit(int argc, char **argv)
     SubmitOptions o = {0};
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
-        {"backend", 'b', CLI_STRING, &o.backend, "NAME", "auto (default: slurm if reachable, else local), local, slurm, slurm-cli"},
+        {"backend", 'b', CLI_STRING, &o.backend, "NAME", "auto (default: slurm if reachable and of the controller's release, else slurm-rest, slurm-cli, local), local, slurm, slurm-rest, slurm-cli"},
         {"max-parallel", 'j', CLI_INT, &o.max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores, each taking gpus x cpus_per_gpu)"},
         {"max-submitted", 0, CLI_INT, &o.max_submitted, "N", "Slurm backends: keep at most N of the jobs this submit sends queued or running, waiting for one to leave before sending the next (QOS MaxSubmitJobs)"},
         {"rerun-failed", 0, CLI_FLAG, &o.rerun_failed, NULL, "submit failed/cancelled/timed-out cells again (new attempt)"},

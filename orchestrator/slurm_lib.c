@@ -30,6 +30,12 @@ int slurm_lib_load(SlurmJobInfo **jobs, size_t *n, char *err, size_t errlen)
 }
 int slurm_lib_cancel(const char *job_id, char *err, size_t errlen) { (void)job_id; return nolib(err, errlen); }
 const char *slurm_lib_version(void) { return ""; }
+int slurm_lib_controller_version(char *out, size_t cap, char *err, size_t errlen)
+{
+    if (cap) out[0] = '\0';
+    return nolib(err, errlen);
+}
+int slurm_lib_same_release(const char *version) { (void)version; return 0; }
 #else
 #include <signal.h>
 #include <slurm/slurm.h>
@@ -272,5 +278,25 @@ int slurm_lib_cancel(const char *job_id, char *err, size_t errlen)
     if (e == ESLURM_ALREADY_DONE) return 0;
     snprintf(err, errlen, "cannot cancel Slurm job %s: %s", job_id, slurm_strerror(e));
     return -1;
+}
+
+int slurm_lib_controller_version(char *out, size_t cap, char *err, size_t errlen)
+{
+    slurm_lib_init();
+    slurm_conf_t *c = NULL;
+    if (slurm_load_ctl_conf((time_t)0, &c) != SLURM_SUCCESS || !c) {
+        snprintf(err, errlen, "cannot read slurmctld's configuration: %s", slurm_strerror(slurm_get_errno()));
+        return -1;
+    }
+    snprintf(out, cap, "%s", c->version ? c->version : "");
+    slurm_free_ctl_conf(c);
+    return 0;
+}
+
+int slurm_lib_same_release(const char *version)
+{
+    int maj = 0, min = 0;
+    if (!version || sscanf(version, "%d.%d", &maj, &min) != 2) return 0;
+    return maj == SLURM_VERSION_MAJOR(SLURM_VERSION_NUMBER) && min == SLURM_VERSION_MINOR(SLURM_VERSION_NUMBER);
 }
 #endif

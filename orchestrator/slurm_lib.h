@@ -19,4 +19,8 @@ int  slurm_lib_load(SlurmJobInfo **jobs, size_t *n, char *err, size_t errlen);
 // SIGKILL to the whole job (pending or running); a job that already ended is not an error.
 int  slurm_lib_cancel(const char *job_id, char *err, size_t errlen);
 const char *slurm_lib_version(void);        // "22.05.8" (of the headers built against)
+// slurmctld's own version ("23.11.4"), from its configuration (one RPC). 0, or -1 with err.
+int  slurm_lib_controller_version(char *out, size_t cap, char *err, size_t errlen);
+// 1 when version ("23.11.4") is the release (major.minor) libslurm was built for.
+int  slurm_lib_same_release(const char *version);
 #endif
