@@ -1,6 +1,7 @@
 // orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
 #include "orchestrator/collect.h"
 #include "db/db.h"
+#include "orchestrator/runfile.h"
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 // ---- small helpers -----------------------------------------------------------------------
 
@@ -47,27 +49,6 @@ static int buf_printf(Buf *b, const char *fmt, ...)
     return buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-// Whole file into *out (NUL-terminated). 0, 1 when it does not exist, -1 on another error.
-static int read_whole(const char *path, char **out, size_t *len)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT || errno == ENOTDIR ? 1 : -1;
-    Buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_add(&b, chunk, n) < 0) { fclose(f); free(b.p); return -1; }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(b.p); return -1; }
-    if (!b.p && buf_add(&b, "", 0) < 0) return -1;
-    *out = b.p;
-    *len = b.len;
-    return 0;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -101,8 +82,8 @@ static int state_is_failure(const char *s)
 // ---- context -------------------------------------------------------------------------------
 
 enum {
-    S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_DEL_EPOCHS_AFTER, S_DEL_EPOCH_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_DEL_RESULT,
-    S_ENV, S_DEL_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
+    S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_MAX_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_HAS_RESULT,
+    S_ENV, S_HAS_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -122,8 +103,7 @@ static const char *const stmt_sql[S_COUNT] = {
         " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
     [S_EPOCH_ID] = "SELECT id FROM epochs WHERE attempt_id = ?1 AND line = ?2",
     [S_DEL_IOU_LINE] = "DELETE FROM class_iou WHERE epoch_id = (SELECT id FROM epochs WHERE attempt_id = ?1 AND line = ?2)",
-    [S_DEL_EPOCHS_AFTER] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line > ?2",
-    [S_DEL_EPOCH_LINE] = "DELETE FROM epochs WHERE attempt_id = ?1 AND line = ?2",
+    [S_MAX_LINE] = "SELECT max(line), count(*) FROM epochs WHERE attempt_id = ?1",
     [S_IOU] = "INSERT INTO class_iou (epoch_id, class, iou) VALUES (?1, ?2, ?3)"
               " ON CONFLICT (epoch_id, class) DO UPDATE SET iou = excluded.iou",
     [S_DEL_IOU_FROM] = "DELETE FROM class_iou WHERE epoch_id = ?1 AND class >= ?2",
@@ -131,15 +111,15 @@ static const char *const stmt_sql[S_COUNT] = {
                  " VALUES (?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT (attempt_id) DO UPDATE SET"
                  " images_per_s=excluded.images_per_s, wall_s=excluded.wall_s, miou=excluded.miou,"
                  " pixel_acc=excluded.pixel_acc, top1=excluded.top1, val_loss=excluded.val_loss, json=excluded.json",
-    [S_DEL_RESULT] = "DELETE FROM results WHERE attempt_id = ?1",
+    [S_HAS_RESULT] = "SELECT 1 FROM results WHERE attempt_id = ?1",
     [S_ENV] = "INSERT INTO environments (attempt_id, host, gpu_model, driver, cuda, cudnn, nccl,"
               " container_digest, git_commit, json) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
               " ON CONFLICT (attempt_id) DO UPDATE SET host=excluded.host, gpu_model=excluded.gpu_model,"
               " driver=excluded.driver, cuda=excluded.cuda, cudnn=excluded.cudnn, nccl=excluded.nccl,"
               " container_digest=excluded.container_digest, git_commit=excluded.git_commit, json=excluded.json",
-    [S_DEL_ENV] = "DELETE FROM environments WHERE attempt_id = ?1",
+    [S_HAS_ENV] = "SELECT 1 FROM environments WHERE attempt_id = ?1",
     [S_ATTEMPT_FILES] = "UPDATE attempts SET ingest_sig = ?2, collected_at = ?3 WHERE id = ?1",
-    [S_RUN_S] = "UPDATE attempts SET run_s = ?2 WHERE id = ?1",
+    [S_RUN_S] = "UPDATE attempts SET run_s = ?2 WHERE id = ?1 AND run_s IS NOT ?2",
     [S_HAS_EPOCHS] = "SELECT 1 FROM epochs WHERE attempt_id = ?1 LIMIT 1",
     [S_ATTEMPT_STATE] = "UPDATE attempts SET state = ?2, exit_code = ?3, reason = ?4 WHERE id = ?1"
                         " AND (state IS NOT ?2 OR exit_code IS NOT ?3 OR reason IS NOT ?4)",
@@ -151,6 +131,7 @@ typedef struct {
     int force, stderr_lines;
     double now;
     CollectStats *st;
+    int kept;            // this attempt: a source was gone or unreadable, its stored rows kept
     sqlite3_stmt *s[S_COUNT];
     char *err;
     size_t errlen;
@@ -182,6 +163,26 @@ static int run_stmt(Ctx *c, int which)
     sqlite3_clear_bindings(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sql_fail(c, "writing the database");
     return 0;
+}
+
+// A small run-dir file (JSON, exit code) whole: 0, 1 absent, -1 unreadable / not a regular file /
+// too large (warned, naming the path).
+static int read_small(Ctx *c, const char *path, char **text, size_t *len)
+{
+    char e[4400];
+    int rr = runfile_read(path, RUNFILE_MAX_JSON, text, len, e, sizeof e);
+    if (rr < 0) warnf(c, "%s", e);
+    return rr;
+}
+
+// 1 when the one-row query `which` (bound to attempt_id) finds a row.
+static int stmt_has(Ctx *c, int which, sqlite3_int64 attempt_id)
+{
+    sqlite3_stmt *s = c->s[which];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    int has = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return has;
 }
 
 // ---- metrics.jsonl -------------------------------------------------------------------------
@@ -229,13 +230,6 @@ static int store_class_iou(Ctx *c, sqlite3_int64 epoch_id, json_t *arr)
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 2, (sqlite3_int64)n);
     return run_stmt(c, S_DEL_IOU_FROM);
-}
-
-static int delete_line(Ctx *c, sqlite3_int64 attempt_id, long line)
-{
-    sqlite3_bind_int64(c->s[S_DEL_EPOCH_LINE], 1, attempt_id);
-    sqlite3_bind_int64(c->s[S_DEL_EPOCH_LINE], 2, line);
-    return run_stmt(c, S_DEL_EPOCH_LINE);
 }
 
 // One metrics line (an object). Returns 0 stored, 1 skipped (warned), -1 DB error.
@@ -588,58 +582,81 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     return run_stmt(c, S_DEL_IOU_FROM);
 }
 
-// fresh: the attempt has no rows yet, so there is nothing stale to delete.
+// Streams metrics.jsonl line by line (at most RUNFILE_MAX_LINE bytes held). Stored lines are only
+// ever replaced by complete newer lines: a gone or unreadable file, a malformed, blank or too long
+// line, and lines beyond the end of a file that shrank all keep what the DB holds (with a warning).
+// fresh: the attempt has no rows yet (plain inserts).
 static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int fresh)
 {
-    char path[4096];
+    char path[4096], e[4400];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    char *text;
-    size_t len;
-    int rr = read_whole(path, &text, &len);
-    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return 0; }
-    long line = 0;
-    Field fields[MAX_FIELDS];
-    if (rr == 0) {
-        const char *p = text, *end = text + len;
-        while (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            const char *eol = nl ? nl : end;
-            line++;
-            const char *q = p;
-            while (q < eol && isspace((unsigned char)*q)) q++;
-            int nf = 0, rc;
-            if (q == eol) {  // blank line: nothing to store
-                if (!fresh && delete_line(c, attempt_id, line) < 0) goto fail;
-            } else if (scan_line(p, eol, fields, &nf) == SCAN_OK) {
-                if (store_scanned_line(c, attempt_id, path, line, fields, nf, fresh) < 0) goto fail;
-            } else {
-                json_error_t je;
-                json_t *obj = json_loadb(p, (size_t)(eol - p), 0, &je);
-                if (!obj || !json_is_object(obj)) {
-                    if (!obj)
-                        warnf(c, "%s:%ld: %s at column %d%s; line skipped", path, line, je.text, je.column,
-                              nl ? "" : " (last line has no newline: still being written?)");
-                    else
-                        warnf(c, "%s:%ld: not a JSON object; line skipped", path, line);
-                    json_decref(obj);
-                    c->st->lines_skipped++;
-                    if (!fresh && delete_line(c, attempt_id, line) < 0) goto fail;
-                } else {
-                    rc = store_metrics_line(c, attempt_id, path, line, obj);
-                    json_decref(obj);
-                    if (rc < 0) goto fail;
-                }
-            }
-            p = eol + 1;
+    long stored_max = 0, stored_n = 0;
+    if (!fresh) {
+        sqlite3_stmt *q = c->s[S_MAX_LINE];
+        sqlite3_bind_int64(q, 1, attempt_id);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            stored_max = (long)sqlite3_column_int64(q, 0);
+            stored_n = (long)sqlite3_column_int64(q, 1);
         }
+        sqlite3_reset(q);
     }
-    free(text);
-    if (fresh) return 0;
-    sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 1, attempt_id);
-    sqlite3_bind_int64(c->s[S_DEL_EPOCHS_AFTER], 2, line);
-    return run_stmt(c, S_DEL_EPOCHS_AFTER);
+    RunLines *r;
+    int rr = runfile_lines_open(path, RUNFILE_MAX_LINE, &r, e, sizeof e);
+    if (rr != 0) {
+        if (rr < 0) warnf(c, "%s%s", e, stored_n ? "; the metric rows stored before are kept" : "");
+        else if (stored_n) warnf(c, "%s: gone (run dir moved or purged?); keeping the %ld metric row(s) stored before", path, stored_n);
+        if (rr < 0 || stored_n) c->kept = 1;
+        return 0;
+    }
+    Field fields[MAX_FIELDS];
+    const char *p;
+    size_t n;
+    int too_long, no_nl, got;
+    long line = 0;
+    while ((got = runfile_lines_next(r, &p, &n, &too_long, &no_nl, &line, e, sizeof e)) == 1) {
+        const char *eol = p + n, *q = p;
+        if (too_long) {
+            warnf(c, "%s:%ld: line longer than %u bytes; line skipped", path, line, RUNFILE_MAX_LINE);
+            c->st->lines_skipped++;
+            if (line <= stored_max) c->kept = 1;
+            continue;
+        }
+        while (q < eol && isspace((unsigned char)*q)) q++;
+        int nf = 0;
+        if (q == eol) continue;   // blank line: nothing to store
+        if (scan_line(p, eol, fields, &nf) == SCAN_OK) {
+            if (store_scanned_line(c, attempt_id, path, line, fields, nf, fresh) < 0) goto fail;
+            continue;
+        }
+        json_error_t je;
+        json_t *obj = json_loadb(p, n, 0, &je);
+        if (!obj || !json_is_object(obj)) {
+            if (!obj)
+                warnf(c, "%s:%ld: %s at column %d%s; line skipped", path, line, je.text, je.column,
+                      no_nl ? " (last line has no newline: still being written?)" : "");
+            else
+                warnf(c, "%s:%ld: not a JSON object; line skipped", path, line);
+            json_decref(obj);
+            c->st->lines_skipped++;
+            continue;
+        }
+        int rc = store_metrics_line(c, attempt_id, path, line, obj);
+        json_decref(obj);
+        if (rc < 0) goto fail;
+    }
+    runfile_lines_close(r);
+    if (got < 0) {
+        warnf(c, "%s; the lines after %ld are not read this time", e, line);
+        c->kept = 1;
+    }
+    if (got == 0 && stored_max > line) {
+        warnf(c, "%s: %ld line(s), but the DB holds rows up to line %ld for this attempt (file truncated or "
+              "rewritten?); the rows after line %ld are kept", path, line, stored_max, line);
+        c->kept = 1;
+    }
+    return 0;
 fail:
-    free(text);
+    runfile_lines_close(r);
     return -1;
 }
 
@@ -665,40 +682,41 @@ static void bind_text_any(sqlite3_stmt *s, int i, json_t *obj, const char *key, 
     free(t);
 }
 
-// Loads DIR/NAME as a JSON object: 0 with *out, 1 absent or invalid (warned), -1 never.
-static int load_json_file(Ctx *c, const char *dir, const char *name, json_t **out, char **text)
+// Loads DIR/NAME as a JSON object: 0 with *out; 1 absent; -1 unreadable or invalid (warned). A
+// stored row is only replaced by a complete new file: when the file is not loaded and the DB holds
+// a row for it (has_row), that row is kept and the attempt marked so it is looked at again.
+static int load_json_file(Ctx *c, const char *dir, const char *name, int has_row, json_t **out, char **text)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     size_t len;
     *out = NULL;
-    int rr = read_whole(path, text, &len);
-    if (rr != 0) {
-        if (rr < 0) warnf(c, "%s: cannot read: %s", path, strerror(errno));
-        return 1;
+    int rr = read_small(c, path, text, &len);
+    if (rr == 0) {
+        json_error_t je;
+        *out = json_loadb(*text, len, 0, &je);
+        if (!*out || !json_is_object(*out)) {
+            if (!*out) warnf(c, "%s:%d:%d: %s; file ignored%s", path, je.line, je.column, je.text,
+                             has_row ? ", the row stored before is kept" : "");
+            else warnf(c, "%s: not a JSON object; file ignored%s", path, has_row ? ", the row stored before is kept" : "");
+            json_decref(*out);
+            *out = NULL;
+            free(*text);
+            *text = NULL;
+            rr = -1;
+        }
+    } else if (rr == 1 && has_row) {
+        warnf(c, "%s: gone (run dir moved or purged?); keeping the row stored before", path);
     }
-    json_error_t je;
-    *out = json_loadb(*text, len, 0, &je);
-    if (!*out || !json_is_object(*out)) {
-        if (!*out) warnf(c, "%s:%d:%d: %s; file ignored", path, je.line, je.column, je.text);
-        else warnf(c, "%s: not a JSON object; file ignored", path);
-        json_decref(*out);
-        *out = NULL;
-        free(*text);
-        *text = NULL;
-        return 1;
-    }
-    return 0;
+    if (rr != 0 && (rr < 0 || has_row)) c->kept = 1;
+    return rr;
 }
 
 static int ingest_result(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
 {
     json_t *o;
     char *text;
-    if (load_json_file(c, dir, "result.json", &o, &text) != 0) {
-        sqlite3_bind_int64(c->s[S_DEL_RESULT], 1, attempt_id);
-        return run_stmt(c, S_DEL_RESULT);
-    }
+    if (load_json_file(c, dir, "result.json", stmt_has(c, S_HAS_RESULT, attempt_id), &o, &text) != 0) return 0;
     sqlite3_stmt *s = c->s[S_RESULT];
     sqlite3_bind_int64(s, 1, attempt_id);
     bind_number(s, 2, o, "images_per_s");
@@ -717,10 +735,7 @@ static int ingest_env(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
 {
     json_t *o;
     char *text;
-    if (load_json_file(c, dir, "env.json", &o, &text) != 0) {
-        sqlite3_bind_int64(c->s[S_DEL_ENV], 1, attempt_id);
-        return run_stmt(c, S_DEL_ENV);
-    }
+    if (load_json_file(c, dir, "env.json", stmt_has(c, S_HAS_ENV, attempt_id), &o, &text) != 0) return 0;
     sqlite3_stmt *s = c->s[S_ENV];
     sqlite3_bind_int64(s, 1, attempt_id);
     bind_text_any(s, 2, o, "host", "hostname");
@@ -739,33 +754,46 @@ static int ingest_env(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
 
 // RUN_DIR/runs.tsv, written by the job script: one line per run of the job (restart, job id,
 // start, end, exit; unix seconds). A Slurm job requeued after a checkpoint runs several times;
-// its attempt's time is the sum of its runs. NULL when the file is absent or has no whole line.
-// A malformed line is reported (file:line) and left out of the sum.
-static int ingest_runs(Ctx *c, sqlite3_int64 attempt_id, const char *dir)
+// its attempt's time is the sum of its runs. A malformed line is reported (file:line) and left out
+// of the sum. Without a whole line (absent, unreadable, still being written) the stored time stays.
+static int ingest_runs(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int has_run_s)
 {
-    char path[4096], line[512];
+    char path[4096], e[4400];
     snprintf(path, sizeof path, "%s/runs.tsv", dir);
-    sqlite3_stmt *s = c->s[S_RUN_S];
-    sqlite3_bind_int64(s, 1, attempt_id);
-    FILE *f = fopen(path, "r");
+    RunLines *r;
+    int rr = runfile_lines_open(path, 512, &r, e, sizeof e);
+    if (rr != 0) {
+        if (rr < 0) warnf(c, "%s%s", e, has_run_s ? "; the run time stored before is kept" : "");
+        else if (has_run_s) warnf(c, "%s: gone (run dir moved or purged?); keeping the run time stored before", path);
+        if (rr < 0 || has_run_s) c->kept = 1;
+        return 0;
+    }
     double sum = 0;
-    int n = 0, lineno = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        lineno++;
+    int n = 0, got, too_long, no_nl;
+    const char *p;
+    size_t len;
+    long lineno = 0;
+    while ((got = runfile_lines_next(r, &p, &len, &too_long, &no_nl, &lineno, e, sizeof e)) == 1) {
+        char line[520];
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
         long long restart, start, end;
         int exit_status, used = 0;
         char job[128];
-        if (sscanf(line, "%lld\t%127s\t%lld\t%lld\t%d%n", &restart, job, &start, &end, &exit_status, &used) != 5 ||
+        if (no_nl) continue;   // being written
+        if (too_long || sscanf(line, "%lld\t%127s\t%lld\t%lld\t%d%n", &restart, job, &start, &end, &exit_status, &used) != 5 ||
             end < start || restart < 0) {
-            warnf(c, "%s:%d: not a run line (restart, job id, start, end, exit); left out of the time", path, lineno);
+            warnf(c, "%s:%ld: not a run line (restart, job id, start, end, exit); left out of the time", path, lineno);
             continue;
         }
         sum += (double)(end - start);
         n++;
     }
-    if (f) fclose(f);
-    if (n) sqlite3_bind_double(s, 2, sum);
-    else sqlite3_bind_null(s, 2);
+    runfile_lines_close(r);
+    if (got < 0) { warnf(c, "%s; the run time stored before is kept", e); c->kept = 1; return 0; }
+    if (!n) return 0;
+    sqlite3_stmt *s = c->s[S_RUN_S];
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_double(s, 2, sum);
     return run_stmt(c, S_RUN_S);
 }
 
@@ -804,8 +832,11 @@ static int find_stderr(const char *dir, char *path, size_t len, int only_err_fil
 // The last `want` non-blank lines of a file (at most its last 8 KiB), joined by '\n'. NULL if none.
 static char *tail_lines(const char *path, int want)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    int fd;
+    char why[64];
+    if (runfile_open(path, &fd, why, sizeof why) != 0) return NULL;   // a regular file only
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { close(fd); return NULL; }
     char buf[8192];
     long off = 0;
     if (fseek(f, 0, SEEK_END) == 0) {
@@ -858,9 +889,8 @@ static int read_code_file(Ctx *c, const char *dir, const char *name, int *code)
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text;
     size_t len;
-    int rr = read_whole(path, &text, &len);
-    if (rr == 1) return 1;
-    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return -1; }
+    int rr = read_small(c, path, &text, &len);
+    if (rr != 0) return rr;
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
@@ -903,7 +933,7 @@ static char *dir_signature(const char *dir)
 typedef struct {
     sqlite3_int64 id;
     char *run_dir, *state, *reason, *sig;
-    int has_exit, exit_code;
+    int has_exit, exit_code, has_run_s;
 } AttemptRow;
 
 static int attempt_has_rows(Ctx *c, sqlite3_int64 id)
@@ -918,17 +948,29 @@ static int attempt_has_rows(Ctx *c, sqlite3_int64 id)
 static int collect_attempt(Ctx *c, const AttemptRow *a)
 {
     c->st->attempts_seen++;
+    struct stat sb;
+    int st_rc = stat(a->run_dir, &sb);
+    if (st_rc != 0 || !S_ISDIR(sb.st_mode)) {
+        // A scratch purge or an unmounted file system: nothing to read, and nothing stored goes.
+        const char *why = st_rc == 0 ? "is not a directory" : errno == ENOENT || errno == ENOTDIR ? "not found" : strerror(errno);
+        warnf(c, "%s: run dir %s (moved away or purged?); keeping what the DB holds for this attempt", a->run_dir, why);
+        c->st->attempts_missing++;
+        return 0;
+    }
     char *sig = dir_signature(a->run_dir);
     if (!sig) return sql_fail(c, "out of memory");
     int changed = !a->sig || strcmp(sig, a->sig) != 0;
     if (changed || c->force) {
         c->st->attempts_ingested++;
+        c->kept = 0;
         if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
-            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir) < 0) {
+            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0) {
             free(sig);
             return -1;
         }
-        if (changed) {
+        // A source that was gone or unreadable: its fingerprint is not stored, so the next collect
+        // looks again (and says so again) until the files are back or replaced.
+        if (changed && !c->kept) {
             sqlite3_bind_int64(c->s[S_ATTEMPT_FILES], 1, a->id);
             sqlite3_bind_text(c->s[S_ATTEMPT_FILES], 2, sig, -1, SQLITE_TRANSIENT);
             sqlite3_bind_double(c->s[S_ATTEMPT_FILES], 3, c->now);
@@ -1048,76 +1090,98 @@ static int parse_attempt_name(const char *name)
     return *end || n <= 0 || n > 1000000 ? 0 : (int)n;
 }
 
+static char *dup_col(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+// A dir that plan or submit rendered holds job.sh (and eval.sh); a job that ran leaves more.
+static int dir_has_run_output(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int any = 0;
+    while (!any && (de = readdir(d)))
+        any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "job.sh") &&
+              strcmp(de->d_name, "eval.sh");
+    closedir(d);
+    return any;
+}
+
+#define PAGE 256   // rows read at a time: memory does not grow with the number of cells
+#define PAGE_SQL "256"
+
+// Attempt dirs with output but no row (a job that requeued itself into attempt-<n+1>), for cells
+// submitted at least once; the new row takes the backend of the cell's latest attempt. A cell
+// never submitted is left alone: its attempt-1/ holds only what plan rendered, and its first
+// attempt is submit's to record (an 'unknown' row there would make submit skip the cell).
 static int discover_attempts(Ctx *c, sqlite3_int64 exp_id)
 {
     sqlite3_stmt *cells = NULL, *have = NULL, *ins = NULL;
     int rc = -1;
-    if (sqlite3_prepare_v2(c->db, "SELECT c.id, c.key, e.run_root FROM cells c JOIN experiments e ON e.id = c.experiment_id"
-                           " WHERE ?1 IS NULL OR e.id = ?1 ORDER BY c.id", -1, &cells, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(c->db, "SELECT c.id, c.key, e.run_root, (SELECT a.backend FROM attempts a WHERE a.cell_id = c.id"
+                           " ORDER BY a.attempt DESC LIMIT 1) FROM cells c JOIN experiments e ON e.id = c.experiment_id"
+                           " WHERE (?1 IS NULL OR e.id = ?1) AND c.id > ?2"
+                           " AND EXISTS (SELECT 1 FROM attempts a WHERE a.cell_id = c.id) ORDER BY c.id LIMIT " PAGE_SQL,
+                           -1, &cells, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db, "SELECT 1 FROM attempts WHERE cell_id = ?1 AND attempt = ?2", -1, &have, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(c->db,
-                           "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir) VALUES (?1, ?2,"
-                           " COALESCE((SELECT backend FROM attempts WHERE cell_id = ?1 ORDER BY attempt DESC LIMIT 1),"
-                           " (SELECT a.backend FROM attempts a JOIN cells x ON x.id = a.cell_id"
-                           "  WHERE x.experiment_id = (SELECT experiment_id FROM cells WHERE id = ?1) ORDER BY a.id DESC LIMIT 1),"
-                           " 'unknown'), 'unknown', ?3)", -1, &ins, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(c->db, "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir) VALUES (?1, ?2, ?3, 'unknown', ?4)",
+                           -1, &ins, NULL) != SQLITE_OK) {
         sql_fail(c, "finding attempt dirs");
         goto done;
     }
-    if (exp_id > 0) sqlite3_bind_int64(cells, 1, exp_id);
-    // Collect the new dirs first: inserting while the SELECT on cells runs is fine, but keep it simple.
-    typedef struct { sqlite3_int64 cell; int n; char *dir; } New;
-    New *found = NULL;
-    size_t nfound = 0, cap = 0;
-    int src;
-    while ((src = sqlite3_step(cells)) == SQLITE_ROW) {
-        sqlite3_int64 cell = sqlite3_column_int64(cells, 0);
-        const char *key = (const char *)sqlite3_column_text(cells, 1);
-        const char *root = (const char *)sqlite3_column_text(cells, 2);
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s/%s", root ? root : ".", key ? key : "");
-        DIR *d = opendir(dir);
-        if (!d) continue;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            int n = parse_attempt_name(de->d_name);
-            if (!n) continue;
-            sqlite3_bind_int64(have, 1, cell);
-            sqlite3_bind_int(have, 2, n);
-            int exists = sqlite3_step(have) == SQLITE_ROW;
-            sqlite3_reset(have);
-            if (exists) continue;
-            char path[4400];
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            struct stat sb;
-            if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) continue;
-            if (nfound == cap) {
-                cap = cap ? 2 * cap : 16;
-                New *p = realloc(found, cap * sizeof *p);
-                if (!p) { closedir(d); goto free_found; }
-                found = p;
-            }
-            found[nfound].cell = cell;
-            found[nfound].n = n;
-            found[nfound].dir = strdup(path);
-            nfound++;
+    struct { sqlite3_int64 id; char *key, *root, *backend; } page[PAGE];
+    sqlite3_int64 last = 0;
+    for (;;) {
+        if (exp_id > 0) sqlite3_bind_int64(cells, 1, exp_id);
+        sqlite3_bind_int64(cells, 2, last);
+        int n = 0, src = SQLITE_DONE;
+        while (n < PAGE && (src = sqlite3_step(cells)) == SQLITE_ROW) {
+            page[n].id = sqlite3_column_int64(cells, 0);
+            page[n].key = dup_col(cells, 1);
+            page[n].root = dup_col(cells, 2);
+            page[n].backend = dup_col(cells, 3);
+            n++;
         }
-        closedir(d);
-    }
-    if (src != SQLITE_DONE) { sql_fail(c, "listing cells"); goto free_found; }
-    for (size_t i = 0; i < nfound; i++) {
-        sqlite3_bind_int64(ins, 1, found[i].cell);
-        sqlite3_bind_int(ins, 2, found[i].n);
-        sqlite3_bind_text(ins, 3, found[i].dir, -1, SQLITE_STATIC);
-        int r = sqlite3_step(ins);
-        sqlite3_reset(ins);
-        if (r != SQLITE_DONE) { sql_fail(c, "recording a found attempt dir"); goto free_found; }
-        c->st->attempts_new++;
+        if (n < PAGE && src != SQLITE_DONE) sql_fail(c, "listing cells");
+        sqlite3_reset(cells);
+        int bad = n < PAGE && src != SQLITE_DONE;
+        for (int i = 0; i < n && !bad; i++) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", page[i].root ? page[i].root : ".", page[i].key ? page[i].key : "");
+            DIR *d = opendir(dir);
+            struct dirent *de;
+            while (d && !bad && (de = readdir(d))) {
+                int an = parse_attempt_name(de->d_name);
+                if (!an) continue;
+                sqlite3_bind_int64(have, 1, page[i].id);
+                sqlite3_bind_int(have, 2, an);
+                int exists = sqlite3_step(have) == SQLITE_ROW;
+                sqlite3_reset(have);
+                if (exists) continue;
+                char path[4400];
+                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+                struct stat sb;
+                if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !dir_has_run_output(path)) continue;
+                sqlite3_bind_int64(ins, 1, page[i].id);
+                sqlite3_bind_int(ins, 2, an);
+                sqlite3_bind_text(ins, 3, page[i].backend ? page[i].backend : "unknown", -1, SQLITE_TRANSIENT);
+                sqlite3_bind_text(ins, 4, path, -1, SQLITE_TRANSIENT);
+                int r = sqlite3_step(ins);
+                sqlite3_reset(ins);
+                if (r != SQLITE_DONE) { sql_fail(c, "recording a found attempt dir"); bad = 1; break; }
+                c->st->attempts_new++;
+            }
+            if (d) closedir(d);
+        }
+        for (int i = 0; i < n; i++) { free(page[i].key); free(page[i].root); free(page[i].backend); }
+        if (bad) goto done;
+        if (n < PAGE) break;
+        last = page[n - 1].id;
     }
     rc = 0;
-free_found:
-    for (size_t i = 0; i < nfound; i++) free(found[i].dir);
-    free(found);
 done:
     sqlite3_finalize(cells);
     sqlite3_finalize(have);
@@ -1127,11 +1191,6 @@ done:
 
 // ---- the whole ingest ------------------------------------------------------------------------
 
-static char *dup_col(sqlite3_stmt *s, int i)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-    return t ? strdup((const char *)t) : NULL;
-}
 
 // ---- eval jobs (spec eval.job) ----------------------------------------------------------------
 
@@ -1176,9 +1235,7 @@ static int ingest_eval_json(Ctx *c, sqlite3_stmt *put, const EvalRow *e)
     snprintf(path, sizeof path, "%s/eval.json", e->run_dir);
     char *text;
     size_t len;
-    int rr = read_whole(path, &text, &len);
-    if (rr == 1) return 0;
-    if (rr < 0) { warnf(c, "%s: cannot read: %s", path, strerror(errno)); return 0; }
+    if (read_small(c, path, &text, &len) != 0) return 0;
     if (!c->force && e->json && strcmp(e->json, text) == 0) { free(text); return 0; }
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
@@ -1205,7 +1262,8 @@ static int collect_evals(Ctx *c, sqlite3_int64 exp_id)
     sqlite3_stmt *q = NULL, *put = NULL, *set = NULL;
     if (sqlite3_prepare_v2(c->db, "SELECT e.attempt_id, a.run_dir, e.state, e.json FROM eval_jobs e"
                            " JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id"
-                           " WHERE ?1 IS NULL OR c.experiment_id = ?1 ORDER BY e.attempt_id", -1, &q, NULL) != SQLITE_OK ||
+                           " WHERE (?1 IS NULL OR c.experiment_id = ?1) AND e.attempt_id > ?2 ORDER BY e.attempt_id"
+                           " LIMIT " PAGE_SQL, -1, &q, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db, "UPDATE eval_jobs SET miou = ?2, pixel_acc = ?3, top1 = ?4, loss = ?5, images = ?6,"
                            " seconds = ?7, images_per_s = ?8, json = ?9, collected_at = ?10 WHERE attempt_id = ?1",
                            -1, &put, NULL) != SQLITE_OK ||
@@ -1215,43 +1273,94 @@ static int collect_evals(Ctx *c, sqlite3_int64 exp_id)
         sqlite3_finalize(put);
         return sql_fail(c, "reading eval jobs");
     }
-    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
-    EvalRow *rows = NULL;
-    size_t n = 0, cap = 0;
+    EvalRow rows[PAGE];
+    sqlite3_int64 last = 0;
     int rc = 0;
-    while (rc == 0 && sqlite3_step(q) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            EvalRow *p = realloc(rows, cap * sizeof *p);
-            if (!p) { rc = sql_fail(c, "out of memory"); break; }
-            rows = p;
+    for (size_t n = PAGE; rc == 0 && n == PAGE; ) {   // a page at a time: ingest writes eval_jobs
+        if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+        sqlite3_bind_int64(q, 2, last);
+        n = 0;
+        while (n < PAGE && sqlite3_step(q) == SQLITE_ROW) {
+            rows[n] = (EvalRow){sqlite3_column_int64(q, 0), dup_col(q, 1), dup_col(q, 2), dup_col(q, 3)};
+            n++;
         }
-        rows[n] = (EvalRow){sqlite3_column_int64(q, 0), dup_col(q, 1), dup_col(q, 2), dup_col(q, 3)};
-        n++;
-    }
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        EvalRow *e = &rows[i];
-        if (!e->run_dir) continue;
-        const char *state;
-        int code;
-        char *reason;
-        if (state_is_open(e->state) && eval_state_from_files(c, e->run_dir, &state, &code, &reason) == 0) {
-            sqlite3_bind_int64(set, 1, e->attempt_id);
-            sqlite3_bind_text(set, 2, state, -1, SQLITE_STATIC);
-            if (code >= 0) sqlite3_bind_int(set, 3, code); else sqlite3_bind_null(set, 3);
-            if (reason) sqlite3_bind_text(set, 4, reason, -1, SQLITE_TRANSIENT); else sqlite3_bind_null(set, 4);
-            if (sqlite3_step(set) != SQLITE_DONE) rc = sql_fail(c, "storing an eval job's state");
-            sqlite3_reset(set);
-            free(reason);
+        sqlite3_reset(q);
+        if (n) last = rows[n - 1].attempt_id;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            EvalRow *e = &rows[i];
+            if (!e->run_dir) continue;
+            const char *state;
+            int code;
+            char *reason;
+            if (state_is_open(e->state) && eval_state_from_files(c, e->run_dir, &state, &code, &reason) == 0) {
+                sqlite3_bind_int64(set, 1, e->attempt_id);
+                sqlite3_bind_text(set, 2, state, -1, SQLITE_STATIC);
+                if (code >= 0) sqlite3_bind_int(set, 3, code); else sqlite3_bind_null(set, 3);
+                if (reason) sqlite3_bind_text(set, 4, reason, -1, SQLITE_TRANSIENT); else sqlite3_bind_null(set, 4);
+                if (sqlite3_step(set) != SQLITE_DONE) rc = sql_fail(c, "storing an eval job's state");
+                sqlite3_reset(set);
+                free(reason);
+            }
+            if (rc == 0) rc = ingest_eval_json(c, put, e);
         }
-        if (rc == 0) rc = ingest_eval_json(c, put, e);
+        for (size_t i = 0; i < n; i++) { free(rows[i].run_dir); free(rows[i].state); free(rows[i].json); }
     }
-    for (size_t i = 0; i < n; i++) { free(rows[i].run_dir); free(rows[i].state); free(rows[i].json); }
-    free(rows);
     sqlite3_finalize(q);
     sqlite3_finalize(put);
     sqlite3_finalize(set);
     return rc;
+}
+
+// ---- attempts that an older collect invented for planned cells -----------------------------
+// Before discovery was limited to submitted cells, `segx collect` before `segx submit` recorded
+// each planned cell's attempt-1/ (holding only job.sh) as an attempt with backend and state
+// 'unknown'. Such a row is no submission and holds nothing: no job id, submit time, exit code,
+// metrics, result, environment or eval job, and no other attempt of its cell has a backend.
+
+#define INVENTED_WHERE \
+    " FROM attempts WHERE backend = 'unknown' AND state = 'unknown' AND job_id IS NULL AND submit_time IS NULL" \
+    " AND exit_code IS NULL AND cell_id IN (SELECT id FROM cells WHERE ?1 IS NULL OR experiment_id = ?1)" \
+    " AND NOT EXISTS (SELECT 1 FROM epochs e WHERE e.attempt_id = attempts.id)" \
+    " AND NOT EXISTS (SELECT 1 FROM results r WHERE r.attempt_id = attempts.id)" \
+    " AND NOT EXISTS (SELECT 1 FROM environments v WHERE v.attempt_id = attempts.id)" \
+    " AND NOT EXISTS (SELECT 1 FROM eval_jobs j WHERE j.attempt_id = attempts.id)" \
+    " AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.cell_id = attempts.cell_id AND b.backend <> 'unknown')"
+
+int collect_forget_invented(sqlite3 *db, long long experiment_id, int own_transaction, char *err, size_t errlen)
+{
+    sqlite3_stmt *q = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(db, "SELECT count(*)" INVENTED_WHERE, -1, &q, NULL) != SQLITE_OK) goto fail;
+    if (experiment_id > 0) sqlite3_bind_int64(q, 1, experiment_id);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (n == 0) return 0;   // (no write lock taken)
+    if (own_transaction && db_begin(db, err, errlen) < 0) return -1;
+    if (sqlite3_prepare_v2(db, "DELETE" INVENTED_WHERE, -1, &q, NULL) != SQLITE_OK) goto fail_tx;
+    if (experiment_id > 0) sqlite3_bind_int64(q, 1, experiment_id);
+    if (sqlite3_step(q) != SQLITE_DONE) goto fail_tx;
+    n = sqlite3_changes(db);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE cells SET state = 'planned' WHERE (?1 IS NULL OR experiment_id = ?1)"
+                           " AND state <> 'planned' AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.cell_id = cells.id)",
+                           -1, &q, NULL) != SQLITE_OK)
+        goto fail_tx;
+    if (experiment_id > 0) sqlite3_bind_int64(q, 1, experiment_id);
+    if (sqlite3_step(q) != SQLITE_DONE) goto fail_tx;
+    sqlite3_finalize(q);
+    if (own_transaction && db_commit(db, err, errlen) < 0) { db_rollback(db); return -1; }
+    return n;
+fail_tx:
+    snprintf(err, errlen, "forgetting invented attempts: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    if (own_transaction) db_rollback(db);
+    return -1;
+fail:
+    snprintf(err, errlen, "forgetting invented attempts: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    return -1;
 }
 
 static int collect_all(Ctx *c, sqlite3_int64 exp_id)
@@ -1267,44 +1376,49 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
                          (const char *)sqlite3_column_text(q, 2)) < 0) { sqlite3_finalize(q); return -1; }
     sqlite3_finalize(q);
 
+    int forgot = collect_forget_invented(c->db, exp_id, 0, c->err, c->errlen);
+    if (forgot < 0) return -1;
+    c->st->attempts_forgotten = forgot;
     if (discover_attempts(c, exp_id) < 0) return -1;
 
-    // The attempts, read into memory first: ingest writes the tables this SELECT reads.
-    if (sqlite3_prepare_v2(c->db, "SELECT a.id, a.run_dir, a.state, a.reason, a.ingest_sig, a.exit_code FROM attempts a"
-                           " JOIN cells c ON c.id = a.cell_id WHERE ?1 IS NULL OR c.experiment_id = ?1 ORDER BY a.id",
-                           -1, &q, NULL) != SQLITE_OK)
+    // The attempts, a page at a time (ingest writes the tables this SELECT reads; memory stays the
+    // same for 100 or 100,000 cells).
+    if (sqlite3_prepare_v2(c->db, "SELECT a.id, a.run_dir, a.state, a.reason, a.ingest_sig, a.exit_code, a.run_s"
+                           " FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 IS NULL OR c.experiment_id = ?1)"
+                           " AND a.id > ?2 ORDER BY a.id LIMIT " PAGE_SQL, -1, &q, NULL) != SQLITE_OK)
         return sql_fail(c, "reading attempts");
-    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
-    AttemptRow *rows = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0, src;
-    while ((src = sqlite3_step(q)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            AttemptRow *p = realloc(rows, cap * sizeof *p);
-            if (!p) { rc = sql_fail(c, "out of memory"); break; }
-            rows = p;
+    AttemptRow rows[PAGE];
+    sqlite3_int64 last = 0;
+    int rc = 0;
+    for (size_t n = PAGE; rc == 0 && n == PAGE;) {
+        if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+        sqlite3_bind_int64(q, 2, last);
+        int src = SQLITE_DONE;
+        n = 0;
+        while (n < PAGE && (src = sqlite3_step(q)) == SQLITE_ROW) {
+            AttemptRow *a = &rows[n++];
+            a->id = sqlite3_column_int64(q, 0);
+            a->run_dir = dup_col(q, 1);
+            a->state = dup_col(q, 2);
+            a->reason = dup_col(q, 3);
+            a->sig = dup_col(q, 4);
+            a->has_exit = sqlite3_column_type(q, 5) != SQLITE_NULL;
+            a->exit_code = sqlite3_column_int(q, 5);
+            a->has_run_s = sqlite3_column_type(q, 6) != SQLITE_NULL;
         }
-        AttemptRow *a = &rows[n++];
-        a->id = sqlite3_column_int64(q, 0);
-        a->run_dir = dup_col(q, 1);
-        a->state = dup_col(q, 2);
-        a->reason = dup_col(q, 3);
-        a->sig = dup_col(q, 4);
-        a->has_exit = sqlite3_column_type(q, 5) != SQLITE_NULL;
-        a->exit_code = sqlite3_column_int(q, 5);
+        if (n < PAGE && src != SQLITE_DONE) rc = sql_fail(c, "reading attempts");
+        sqlite3_reset(q);
+        if (n) last = rows[n - 1].id;
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (rows[i].run_dir) rc = collect_attempt(c, &rows[i]);
+        for (size_t i = 0; i < n; i++) {
+            free(rows[i].run_dir);
+            free(rows[i].state);
+            free(rows[i].reason);
+            free(rows[i].sig);
+        }
     }
-    if (rc == 0 && src != SQLITE_DONE) rc = sql_fail(c, "reading attempts");
     sqlite3_finalize(q);
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (rows[i].run_dir) rc = collect_attempt(c, &rows[i]);
-    for (size_t i = 0; i < n; i++) {
-        free(rows[i].run_dir);
-        free(rows[i].state);
-        free(rows[i].reason);
-        free(rows[i].sig);
-    }
-    free(rows);
     if (rc < 0 || collect_evals(c, exp_id) < 0) return -1;
 
     // cells.state = state of the latest attempt.

@@ -33,6 +33,8 @@ typedef struct {
     long epochs;             // metrics lines stored
     long lines_skipped;      // malformed metrics lines
     long warnings;
+    long attempts_missing;   // attempts whose run dir is gone (warned; their rows kept)
+    long attempts_forgotten; // rows an older collect invented for never-submitted cells, removed
 } CollectStats;
 
 // experiment: its name, or NULL for every experiment. opts/stats may be NULL.
@@ -40,6 +42,14 @@ typedef struct {
 // (no such experiment).
 int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts, CollectStats *stats,
                 char *err, size_t errlen);
+
+// Removes the attempts rows that older versions of collect invented for cells never
+// submitted (backend and state 'unknown', nothing stored under them; see collect.c), and sets such
+// cells back to 'planned', so submit sends them and status does not ask a backend 'unknown'.
+// experiment_id <= 0: all experiments. own_transaction: wrap the writes in BEGIN IMMEDIATE/COMMIT
+// (no write lock is taken when there is nothing to remove); else the caller's transaction.
+// Returns the number of rows removed, or -1 with err.
+int collect_forget_invented(sqlite3 *db, long long experiment_id, int own_transaction, char *err, size_t errlen);
 
 // The state for an exit code when the backend no longer knows the job.
 const char *collect_state_from_exit(int exit_code);

@@ -14,6 +14,7 @@
 #include "db/db.h"
 #include "tests/orchestrator/sql_helpers.h"
 #include "orchestrator/collect.h"
+#include "orchestrator/runfile.h"
 #include <jansson.h>
 
 typedef struct {
@@ -318,10 +319,22 @@ static void test_changed_file_is_reingested(void **state)
         assert_int_equal((int)qd(db, "SELECT count(*) FROM class_iou ci JOIN epochs e ON e.id = ci.epoch_id"
                                      " JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), nclass[k]);
     }
-    // Shrink to nothing: the stale rows go.
+    // Shrunk to nothing (truncated, or rewritten by a run that has not got as far yet): the stored
+    // rows are newer complete data than nothing, so they stay, with a warning naming the file.
     write_file(path, "");
+    char *warn = collect(fx, 0, &cs);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 2);
+    char want[700];
+    snprintf(want, sizeof want, "%s: 0 line(s), but the DB holds rows up to line 2", path);
+    if (!strstr(warn, want)) fail_msg("no warning '%s' in:\n%s", want, warn);
+    free(warn);
+    // Line 1 rewritten, line 2 now malformed (being written): line 1 replaced, line 2 kept as stored.
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 4.0}\n{\"epoch\": 2, \"wa");
     free(collect(fx, 0, &cs));
-    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2"), 0);
+    assert_true(qd(db, "SELECT wall_s FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2 AND line = 1") == 4.0);
+    assert_true(qd(db, "SELECT epoch FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2 AND line = 2") == 2);
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 3.0, \"train_loss\": 2.0}\n{\"epoch\": 2, \"wall_s\": 6.0, \"train_loss\": 1.5}\n");
+    free(collect(fx, 0, &cs));
 }
 
 // A Slurm job requeued twice ran three times in one attempt: its time (and GPU-hours) is the sum of
@@ -346,12 +359,28 @@ static void test_runs_tsv_sums_requeued_runs(void **state)
     assert_int_equal((int)qd(db, "SELECT duration_s FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1"), 37);
     // gpus = 2: 37 s x 2 GPUs
     assert_true(fabs(qd(db, "SELECT gpu_hours FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1") - 74.0 / 3600) < 1e-12);
-    // Without runs.tsv (a job script from before it existed) the Slurm times count again.
+    // runs.tsv gone (a scratch purge): the stored time stays, with a warning naming the file.
     unlink(path);
+    warn = collect(fx, 0, &cs);
+    char want[700];
+    snprintf(want, sizeof want, "%s: gone (run dir moved or purged?); keeping the run time stored before", path);
+    if (!strstr(warn, want)) fail_msg("no warning '%s' in:\n%s", want, warn);
+    free(warn);
+    assert_int_equal((int)qd(db, "SELECT run_s FROM attempts WHERE cell_id = 1"), 37);
+    // A job script from before runs.tsv existed never wrote one: the Slurm times count.
+    execf(db, "UPDATE attempts SET start_time = 1070, end_time = 1077 WHERE cell_id = 2");
     free(collect(fx, 0, &cs));
-    assert_int_equal((int)qd(db, "SELECT run_s IS NULL FROM attempts WHERE cell_id = 1"), 1);
-    assert_int_equal((int)qd(db, "SELECT duration_s FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 1"), 7);
-    execf(db, "UPDATE attempts SET start_time = NULL, end_time = NULL WHERE cell_id = 1");   // as the other tests expect
+    assert_int_equal((int)qd(db, "SELECT run_s IS NULL FROM attempts WHERE cell_id = 2"), 1);
+    assert_int_equal((int)qd(db, "SELECT duration_s FROM attempt_times t JOIN attempts a ON a.id = t.attempt_id WHERE a.cell_id = 2"), 7);
+    // Until runs.tsv is back, every collect looks at c1 again (and says so again).
+    warn = collect(fx, 0, &cs);
+    assert_int_equal(cs.attempts_ingested, 1);
+    assert_non_null(strstr(warn, "keeping the run time stored before"));
+    free(warn);
+    write_file(path, "0\t101\t1000\t1037\t0\n");
+    free(collect(fx, 0, &cs));
+    assert_int_equal((int)qd(db, "SELECT run_s FROM attempts WHERE cell_id = 1"), 37);
+    execf(db, "UPDATE attempts SET start_time = NULL, end_time = NULL WHERE cell_id IN (1, 2)");   // as the other tests expect
 }
 
 static void test_backend_state_kept(void **state)
@@ -537,6 +566,247 @@ static void test_reason_from_job_err_when_trainer_stderr_empty(void **state)
     free(r);
 }
 
+// ---- nothing stored is ever lost (issue 17) ---------------------------------------------------
+
+// Collects e1 and checks nothing in the DB changed; returns the warnings (caller frees).
+static char *collect_expect_unchanged(Fixture *fx, CollectStats *cs)
+{
+    char *before = dump_all(fx->db);
+    char *warn = collect(fx, 0, cs);
+    char *after = dump_all(fx->db);
+    if (strcmp(before, after) != 0) fail_msg("collect changed the DB:\n--- before\n%s\n--- after\n%s\nwarnings:\n%s", before, after, warn);
+    free(before);
+    free(after);
+    return warn;
+}
+
+static void expect_warning(const char *warn, const char *fmt, ...)
+{
+    char want[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof want, fmt, ap);
+    va_end(ap);
+    if (!strstr(warn, want)) fail_msg("no warning '%s' in:\n%s", want, warn);
+}
+
+// A scratch purge: runs/ moved away. collect keeps every row, says which run dirs are gone, and
+// when they are back finds nothing changed.
+static void test_purged_run_dirs_keep_everything(void **state)
+{
+    Fixture *fx = *state;
+    CollectStats cs;
+    free(collect(fx, 0, &cs));   // settled
+    char moved[400];
+    snprintf(moved, sizeof moved, "%s.bak", fx->runs);
+    assert_int_equal(rename(fx->runs, moved), 0);
+    assert_true(qd(fx->db, "SELECT count(*) FROM epochs") > 0 && qd(fx->db, "SELECT count(*) FROM results") > 0);
+    char *warn = collect_expect_unchanged(fx, &cs);
+    expect_warning(warn, "%s/c1/attempt-1: run dir not found (moved away or purged?); keeping what the DB holds", fx->runs);
+    expect_warning(warn, "%s/c3/attempt-2: run dir not found", fx->runs);
+    assert_int_equal(cs.attempts_missing, 4);
+    free(warn);
+    assert_int_equal(rename(moved, fx->runs), 0);
+    warn = collect_expect_unchanged(fx, &cs);
+    assert_int_equal(cs.attempts_ingested, 0);
+    assert_int_equal(cs.attempts_missing, 0);
+    free(warn);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot read %s", path);
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+// result.json empty, env.json a symlink loop, metrics.jsonl a FIFO, then a link to /dev/zero, then a
+// directory (and unreadable, when not root): each is a warning naming the path, nothing is waited
+// on, and every stored row stays. With the files back, nothing changed.
+static void test_unreadable_and_special_files_keep_rows(void **state)
+{
+    Fixture *fx = *state;
+    CollectStats cs;
+    free(collect(fx, 0, &cs));
+    char dir[400], res[500], env[500], met[500];
+    snprintf(dir, sizeof dir, "%s/c1/attempt-1", fx->runs);
+    snprintf(res, sizeof res, "%s/result.json", dir);
+    snprintf(env, sizeof env, "%s/env.json", dir);
+    snprintf(met, sizeof met, "%s/metrics.jsonl", dir);
+    char *res_text = slurp(res), *env_text = slurp(env), *met_text = slurp(met);
+    long rows = (long)qd(fx->db, "SELECT count(*) FROM epochs WHERE attempt_id = 1");
+    assert_true(rows > 0);
+
+    write_file(res, "");
+    unlink(env);
+    assert_int_equal(symlink("env.json", env), 0);   // ELOOP, even for root
+    unlink(met);
+    assert_int_equal(mkfifo(met, 0644), 0);          // no writer: a blocking open would hang
+    char *warn = collect_expect_unchanged(fx, &cs);
+    expect_warning(warn, "%s:1:0: ", res);
+    expect_warning(warn, "the row stored before is kept");
+    expect_warning(warn, "%s: cannot open: Too many levels of symbolic links", env);
+    expect_warning(warn, "%s: not a regular file (a fifo); not read; the metric rows stored before are kept", met);
+    free(warn);
+
+    unlink(met);
+    assert_int_equal(symlink("/dev/zero", met), 0);   // would grow a buffer without end
+    warn = collect_expect_unchanged(fx, &cs);
+    expect_warning(warn, "%s: not a regular file (a character device)", met);
+    free(warn);
+
+    unlink(met);
+    assert_int_equal(mkdir(met, 0755), 0);
+    warn = collect_expect_unchanged(fx, &cs);
+    expect_warning(warn, "%s: not a regular file (a directory)", met);
+    free(warn);
+    rmdir(met);
+
+    if (geteuid() != 0) {
+        write_file(met, met_text);
+        chmod(met, 0);
+        warn = collect_expect_unchanged(fx, &cs);
+        expect_warning(warn, "%s: cannot open: Permission denied", met);
+        free(warn);
+        unlink(met);
+    }
+    // Files back: the same rows as before (re-read, so the fingerprint is stored again).
+    write_file(met, met_text);
+    write_file(res, res_text);
+    unlink(env);
+    write_file(env, env_text);
+    free(collect(fx, 0, &cs));
+    assert_int_equal((long)qd(fx->db, "SELECT count(*) FROM epochs WHERE attempt_id = 1"), rows);
+    assert_true(qd(fx->db, "SELECT images_per_s FROM results WHERE attempt_id = 1") == 110);
+    free(res_text);
+    free(env_text);
+    free(met_text);
+}
+
+// A line longer than the per-line limit is skipped with FILE:LINE; the lines around it are kept.
+static void test_overlong_metrics_line_skipped(void **state)
+{
+    Fixture *fx = *state;
+    char path[500];
+    snprintf(path, sizeof path, "%s/c2/attempt-1/metrics.jsonl", fx->runs);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"epoch\": 1, \"wall_s\": 3.0, \"train_loss\": 2.0}\n{\"epoch\": 2, \"tag\": \"", f);
+    for (int i = 0; i < 3 << 20; i++) fputc('x', f);
+    fputs("\"}\n{\"epoch\": 3, \"wall_s\": 9.0, \"train_loss\": 1.0}\n", f);
+    fclose(f);
+    CollectStats cs;
+    char *warn = collect(fx, 0, &cs);
+    expect_warning(warn, "%s:2: line longer than %u bytes; line skipped", path, RUNFILE_MAX_LINE);
+    free(warn);
+    assert_true(qd(fx->db, "SELECT train_loss FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2 AND line = 3") == 1.0);
+    assert_true(qd(fx->db, "SELECT train_loss FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2 AND line = 1") == 2.0);
+    // The line stored before as line 2 is kept (newer data for it was not complete).
+    assert_true(qd(fx->db, "SELECT epoch FROM epochs e JOIN attempts a ON a.id = e.attempt_id WHERE a.cell_id = 2 AND line = 2") == 2);
+    write_file(path, "{\"epoch\": 1, \"wall_s\": 3.0, \"train_loss\": 2.0}\n{\"epoch\": 2, \"wall_s\": 6.0, \"train_loss\": 1.5}\n");
+    free(collect(fx, 0, &cs));
+}
+
+// An experiment e6 of n planned cells (each with attempt-1/job.sh, as plan renders it) and, with
+// invented = 1, the 'unknown' attempts an older collect recorded for them.
+static void add_planned_experiment(Fixture *fx, int id, int n, int invented)
+{
+    sqlite3 *db = fx->db;
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES (%d, 'e%d', '{}', '%q/runs/e%d', 1, 1)",
+          id, id, fx->root, id);
+    execf(db, "BEGIN");
+    for (int i = 0; i < n; i++) {
+        char dir[600], path[700];
+        snprintf(dir, sizeof dir, "%s/runs/e%d/k%d/attempt-1", fx->root, id, i);
+        mkdirs(dir);
+        snprintf(path, sizeof path, "%s/job.sh", dir);
+        write_file(path, "#!/bin/bash\n");
+        execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, created_at) VALUES (%d, %d, 'k%d', '{}', 'g', 's', 1)",
+              id * 100000 + i, id, i);
+        if (invented) {
+            execf(db, "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir, ingest_sig) VALUES (%d, 1, 'unknown', 'unknown', %Q, 'v1')",
+                  id * 100000 + i, dir);
+            execf(db, "UPDATE cells SET state = 'unknown' WHERE id = %d", id * 100000 + i);
+        }
+    }
+    execf(db, "COMMIT");
+}
+
+// collect before submit: planned cells get no attempts (submit would skip them as failed and
+// status would ask a backend 'unknown'); the rows an older collect invented are removed.
+static void test_collect_before_submit_invents_nothing(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    add_planned_experiment(fx, 6, 3, 0);
+    add_planned_experiment(fx, 7, 2, 1);
+    char err[512];
+    CollectStats cs;
+    CollectOptions o = {.warn = stderr};
+    assert_int_equal(collect_run(db, "e6", &o, &cs, err, sizeof err), 0);
+    assert_int_equal(cs.attempts_new, 0);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = 6"), 0);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM cells WHERE experiment_id = 6 AND state = 'planned'"), 3);
+    // An experiment broken by an older collect recovers.
+    assert_int_equal(collect_run(db, "e7", &o, &cs, err, sizeof err), 0);
+    assert_int_equal(cs.attempts_forgotten, 2);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = 7"), 0);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM cells WHERE experiment_id = 7 AND state = 'planned'"), 2);
+    // A row with anything under it (here an exit code) is a real attempt: kept.
+    execf(db, "INSERT INTO attempts (cell_id, attempt, backend, state, run_dir, exit_code) VALUES (700000, 1, 'unknown', 'unknown', '/nonexistent', 1)");
+    assert_int_equal(collect_forget_invented(db, 7, 1, err, sizeof err), 0);
+    execf(db, "DELETE FROM attempts WHERE cell_id = 700000");
+}
+
+static int count_steps(void *p) { (*(long *)p)++; return 0; }
+
+// SQLite VM steps of one collect of experiment `id` (deterministic, unlike time).
+static long collect_steps(Fixture *fx, const char *name)
+{
+    long steps = 0;
+    sqlite3_progress_handler(fx->db, 100, count_steps, &steps);
+    char err[512];
+    CollectOptions o = {.warn = stderr};
+    int rc = collect_run(fx->db, name, &o, NULL, err, sizeof err);
+    sqlite3_progress_handler(fx->db, 0, NULL, NULL);
+    if (rc != 0) fail_msg("collect_run: %s", err);
+    return steps;
+}
+
+// Work grows linearly with the cells found on disk: 4x the cells, at most ~6x the SQLite steps
+// (a quadratic look-up per found dir gave 16x).
+static void test_discovery_is_linear(void **state)
+{
+    Fixture *fx = *state;
+    add_planned_experiment(fx, 8, 100, 0);
+    add_planned_experiment(fx, 9, 400, 0);
+    // half of each also ran once and requeued itself into attempt-2 (no row yet)
+    for (int id = 8; id <= 9; id++) {
+        int n = id == 8 ? 100 : 400;
+        execf(fx->db, "BEGIN");
+        for (int i = 0; i < n; i += 2) {
+            char dir[600], path[700];
+            snprintf(dir, sizeof dir, "%s/runs/e%d/k%d/attempt-1", fx->root, id, i);
+            execf(fx->db, "INSERT INTO attempts (cell_id, attempt, backend, job_id, state, run_dir) VALUES (%d, 1, 'slurm', '1', 'preempted', %Q)",
+                  id * 100000 + i, dir);
+            snprintf(dir, sizeof dir, "%s/runs/e%d/k%d/attempt-2", fx->root, id, i);
+            mkdirs(dir);
+            snprintf(path, sizeof path, "%s/exit_code", dir);
+            write_file(path, "0\n");
+        }
+        execf(fx->db, "COMMIT");
+    }
+    long small = collect_steps(fx, "e8"), big = collect_steps(fx, "e9");
+    fprintf(stderr, "collect: 100 cells %ld x100 SQLite steps, 400 cells %ld\n", small, big);
+    if (big > 6 * small) fail_msg("collect of 400 cells took %ld x100 SQLite steps, of 100 cells %ld: not linear", big, small);
+    assert_int_equal((int)qd(fx->db, "SELECT count(*) FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = 9 AND a.attempt = 2 AND a.state = 'completed' AND a.backend = 'slurm'"), 200);
+    assert_int_equal((int)qd(fx->db, "SELECT count(*) FROM cells WHERE experiment_id = 9 AND state = 'planned'"), 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +820,11 @@ int main(void)
         cmocka_unit_test(test_unknown_experiment),
         cmocka_unit_test(test_scanner_matches_jansson),
         cmocka_unit_test(test_reason_from_job_err_when_trainer_stderr_empty),
+        cmocka_unit_test(test_purged_run_dirs_keep_everything),
+        cmocka_unit_test(test_unreadable_and_special_files_keep_rows),
+        cmocka_unit_test(test_overlong_metrics_line_skipped),
+        cmocka_unit_test(test_collect_before_submit_invents_nothing),
+        cmocka_unit_test(test_discovery_is_linear),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,198 @@
+// orchestrator/runfile.c — bounded, non-blocking reads of run-dir files (see runfile.h).
+#include "orchestrator/runfile.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *kind_of(mode_t m)
+{
+    return S_ISFIFO(m) ? "a fifo" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISSOCK(m) ? "a socket" : S_ISDIR(m) ? "a directory" : "not a plain file";
+}
+
+int runfile_open(const char *path, int *fd_out, char *err, size_t errlen)
+{
+    *fd_out = -1;
+    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return 1;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file (%s); not read", path, kind_of(sb.st_mode));
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);   // blocking reads again (a regular file never blocks anyway)
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return 0;
+}
+
+static ssize_t read_some(int fd, char *p, size_t n)
+{
+    for (;;) {
+        ssize_t r = read(fd, p, n);
+        if (r >= 0 || errno != EINTR) return r;
+    }
+}
+
+int runfile_read(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    int fd;
+    int rc = runfile_open(path, &fd, err, errlen);
+    if (rc) return rc;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { close(fd); snprintf(err, errlen, "%s: out of memory", path); return -1; }
+    for (;;) {
+        if (n == cap) {
+            if (cap > max) break;
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *p = realloc(buf, ncap + 1);
+            if (!p) { free(buf); close(fd); snprintf(err, errlen, "%s: out of memory", path); return -1; }
+            buf = p;
+            cap = ncap;
+        }
+        ssize_t r = read_some(fd, buf + n, cap - n);
+        if (r < 0) {
+            snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > max) {
+        snprintf(err, errlen, "%s: larger than %zu bytes; not read", path, max);
+        free(buf);
+        return -1;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+// ---- line reader ------------------------------------------------------------------------------
+
+struct RunLines {
+    int fd, eof, skipping;
+    char *buf;
+    size_t cap, start, end, max_line;
+    long lineno;
+    char path[4096];
+};
+
+int runfile_lines_open(const char *path, size_t max_line, RunLines **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int fd;
+    int rc = runfile_open(path, &fd, err, errlen);
+    if (rc) return rc;
+    RunLines *r = calloc(1, sizeof *r);
+    size_t cap = max_line + 65536;
+    char *buf = r ? malloc(cap) : NULL;
+    if (!buf) {
+        free(r);
+        close(fd);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    *r = (RunLines){.fd = fd, .buf = buf, .cap = cap, .max_line = max_line};
+    snprintf(r->path, sizeof r->path, "%s", path);
+    *out = r;
+    return 0;
+}
+
+// Reads more bytes after r->end (compacting first). 1 read some, 0 EOF, -1 error.
+static int fill(RunLines *r, char *err, size_t errlen)
+{
+    if (r->eof) return 0;
+    if (r->start > 0) {
+        memmove(r->buf, r->buf + r->start, r->end - r->start);
+        r->end -= r->start;
+        r->start = 0;
+    }
+    if (r->end == r->cap) return 1;   // full: the caller deals with a long line
+    ssize_t n = read_some(r->fd, r->buf + r->end, r->cap - r->end);
+    if (n < 0) {
+        snprintf(err, errlen, "%s: read error: %s", r->path, strerror(errno));
+        return -1;
+    }
+    if (n == 0) { r->eof = 1; return 0; }
+    r->end += (size_t)n;
+    return 1;
+}
+
+int runfile_lines_next(RunLines *r, const char **line, size_t *len, int *too_long, int *no_newline, long *lineno,
+                       char *err, size_t errlen)
+{
+    *too_long = *no_newline = 0;
+    // The rest of a line that was too long: discarded up to its '\n'.
+    while (r->skipping) {
+        char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+        if (nl) { r->start = (size_t)(nl - r->buf) + 1; r->skipping = 0; break; }
+        r->start = r->end;
+        int f = fill(r, err, errlen);
+        if (f < 0) return -1;
+        if (f == 0) return 0;
+    }
+    for (;;) {
+        char *p = r->buf + r->start;
+        size_t have = r->end - r->start;
+        char *nl = memchr(p, '\n', have < r->max_line + 1 ? have : r->max_line + 1);
+        if (nl) {
+            *line = p;
+            *len = (size_t)(nl - p);
+            r->start += *len + 1;
+            *lineno = ++r->lineno;
+            return 1;
+        }
+        if (have > r->max_line) {
+            *line = p;
+            *len = r->max_line;
+            *too_long = 1;
+            char *end = memchr(p + r->max_line, '\n', have - r->max_line);
+            if (end) r->start = (size_t)(end - r->buf) + 1;
+            else r->start = r->end, r->skipping = 1;   // its end is further on in the file
+            *lineno = ++r->lineno;
+            return 1;
+        }
+        int f = fill(r, err, errlen);
+        if (f < 0) return -1;
+        if (f == 0) {
+            if (r->end == r->start) return 0;
+            *line = r->buf + r->start;
+            *len = r->end - r->start;
+            *no_newline = 1;
+            r->start = r->end;
+            *lineno = ++r->lineno;
+            return 1;
+        }
+    }
+}
+
+void runfile_lines_close(RunLines *r)
+{
+    if (!r) return;
+    close(r->fd);
+    free(r->buf);
+    free(r);
+}

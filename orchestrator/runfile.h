@@ -1,0 +1,37 @@
+// orchestrator/runfile.h — reading the files jobs leave in run dirs (metrics.jsonl, result.json,
+// progress.json, exit_code, ...) without trusting them. defines: runfile_open, runfile_read,
+// RunLines, runfile_lines_open, runfile_lines_next, runfile_lines_close, RUNFILE_*.
+// Contract:
+//  * Only regular files are read. A FIFO, a device (a link to /dev/zero), a socket or a directory
+//    is refused with "PATH: not a regular file (a fifo)" and never waited on: files are opened
+//    with O_NONBLOCK and checked with fstat on the open descriptor (no stat/open race).
+//  * Memory is bounded: runfile_read refuses a file larger than its limit, and the line reader
+//    holds at most one line of RUNFILE_MAX_LINE bytes; a longer line is reported (and skipped to
+//    its end) instead of growing a buffer.
+//  * Return codes: 0 read, 1 the file does not exist (ENOENT/ENOTDIR: not an error for a job that
+//    has not written it yet), -1 any other failure with err ("PATH: why").
+#ifndef SEGX_RUNFILE_H
+#define SEGX_RUNFILE_H
+#include <stddef.h>
+
+#define RUNFILE_MAX_LINE (1u << 20)        // metrics lines: 1 MiB (per-class IoU of 20k classes fits)
+#define RUNFILE_MAX_JSON (16u << 20)       // result.json, env.json, eval.json, progress.json: 16 MiB
+
+// A read-only descriptor of a regular file (the caller closes it).
+int runfile_open(const char *path, int *fd, char *err, size_t errlen);
+
+// The whole file (NUL-terminated, *len bytes) if it is at most max bytes; the caller frees *out.
+int runfile_read(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
+
+typedef struct RunLines RunLines;
+
+int runfile_lines_open(const char *path, size_t max_line, RunLines **r, char *err, size_t errlen);
+// The next line without its '\n' (not NUL-terminated inside the file's bytes; *line is valid until
+// the next call). 1 a line, 0 end of file, -1 read error (err). *too_long: the line was longer than
+// max_line (*line then holds its first max_line bytes). *no_newline: the file ends without one.
+// *lineno: 1-based number of the returned line.
+int runfile_lines_next(RunLines *r, const char **line, size_t *len, int *too_long, int *no_newline, long *lineno,
+                       char *err, size_t errlen);
+void runfile_lines_close(RunLines *r);
+
+#endif
