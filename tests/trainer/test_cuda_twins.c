@@ -38,6 +38,8 @@ static const Tol TOLS[] = {
     {"xent", 1e-6, 1e-5},
     {"bf16", 3e-2, 3e-2},        // inputs rounded to 8 mantissa bits, fp32 accumulation
     {"fp16", 5e-3, 5e-3},        // inputs rounded to 11 mantissa bits
+    {"move", 0, 0},              // channel copy / shuffle / swap: exact
+    {"dropout", 1e-7, 1e-6},     // same mask (counter hash), one multiply
 };
 
 static Tol tol_of(const char *op) {
@@ -260,19 +262,56 @@ static void run_xent(const Ops *o, void **d, const Case *c, double *ret, long *c
     *ret = o->softmax_xent(c->p[0], c->p[1], c->p[4], d[2], d[0], d[1], c->p[2] >= 0 ? c->p[2] : -12345, 2.f, cnt);
 }
 
+// relu6 + dropout: x, dy, relu6 y, relu6 dx, dropout y, dropout dx   p[0]=n
+static void run_mobile_elementwise(const Ops *o, void **d, const Case *c, double *ret, long *cnt) {
+    (void)ret; (void)cnt;
+    size_t n = (size_t)c->p[0];
+    o->relu6_forward(n, d[2], d[0]);
+    o->relu6_backward(n, d[3], d[1], d[2]);
+    o->dropout_forward(n, 0.25f, 77, d[4], d[0]);
+    o->dropout_backward(n, 0.25f, 77, d[5], d[1]);
+}
+
+// channel moves: x (B,C,HW), slice (B,k,HW), acc (B,C,HW), shuffled, swapped   p: B C HW k off G
+static void run_moves(const Ops *o, void **d, const Case *c, double *ret, long *cnt) {
+    (void)ret; (void)cnt;
+    const int *p = c->p;
+    o->channel_copy(p[0], p[2], p[3], d[1], p[3], 0, d[0], p[1], p[4], 0);
+    o->channel_copy(p[0], p[2], p[3], d[2], p[1], p[4], d[1], p[3], 0, 1);
+    o->channel_shuffle(p[0], p[1], p[5], p[2], d[3], d[0]);
+    o->swap_dims01(p[0], p[1], p[2], d[4], d[0]);
+}
+
+// avgpool 2x2: x, y, dy, dx   p[0]=B p[1]=C p[2]=h p[3]=w
+static void run_avgpool2(const Ops *o, void **d, const Case *c, double *ret, long *cnt) {
+    (void)ret; (void)cnt;
+    o->avgpool2x2_forward(c->p[0], c->p[1], c->p[2], c->p[3], d[1], d[0]);
+    o->avgpool2x2_backward(c->p[0], c->p[1], c->p[2], c->p[3], d[3], d[2]);
+}
+
+// batchnorm_apply: x, mean, invstd, gamma, beta, y   p[0]=B p[1]=C p[2]=HW p[3]=relu
+static void run_bn_apply(const Ops *o, void **d, const Case *c, double *ret, long *cnt) {
+    (void)ret; (void)cnt;
+    o->batchnorm_apply(c->p[0], c->p[1], c->p[2], d[5], d[0], d[1], d[2], d[3], d[4], c->p[3]);
+}
+
 // ----------------------------------------------------------------------------------------------
 // the case list
 
-static Case conv_case(const char *name, const char *tol, int B, int cin, int cout, int h, int w, int k, int s, int pad,
-                      int dil, int bias, int acc, GpuPrecision prec) {
+static Case conv_case_g(const char *name, const char *tol, int B, int cin, int cout, int h, int w, int k, int s, int pad,
+                        int dil, int bias, int acc, GpuPrecision prec, int groups) {
     Case c = {.name = name, .tol = tol, .run = run_conv, .prec = prec, .p = {B, bias, acc}};
-    assert_int_equal(ops_conv2d_desc(&c.d, cin, cout, h, w, k, s, pad, dil), 0);
-    size_t xn = (size_t)B * cin * h * w, yn = (size_t)B * cout * c.d.oh * c.d.ow, wn = (size_t)cout * cin * k * k;
+    assert_int_equal(ops_conv2d_desc_grouped(&c.d, cin, cout, h, w, k, s, pad, dil, groups), 0);
+    size_t xn = (size_t)B * cin * h * w, yn = (size_t)B * cout * c.d.oh * c.d.ow, wn = (size_t)cout * (cin / groups) * k * k;
     Arg a[] = {{"x", IN, xn, 1, 0}, {"w", IN, wn, 0.3f, 0}, {"b", IN, cout, 0.5f, 0}, {"y", OUT, yn, 0, 0},
                {"dy", IN, yn, 1, 0}, {"dx", acc ? ACC : OUT, xn, 1, 0}, {"dw", ACC, wn, 0.5f, 0.5f},
                {"db", bias ? ACC : IN, cout, 0.5f, 0.5f}};
     memcpy(c.a, a, sizeof a); c.na = 8;
     return c;
+}
+static Case conv_case(const char *name, const char *tol, int B, int cin, int cout, int h, int w, int k, int s, int pad,
+                      int dil, int bias, int acc, GpuPrecision prec) {
+    return conv_case_g(name, tol, B, cin, cout, h, w, k, s, pad, dil, bias, acc, prec, 1);
 }
 
 static Case bn_case(const char *name, int B, int C, int HW, int training, int relu, int sync) {
@@ -288,7 +327,7 @@ static Case bn_case(const char *name, int B, int C, int HW, int training, int re
 }
 
 static Case *build_cases(int *count) {
-    static Case cs[40];
+    static Case cs[56];
     int n = 0;
     cs[n++] = conv_case("conv3x3 s1 p1 bias", "conv", 2, 3, 8, 9, 9, 3, 1, 1, 1, 1, 0, GPU_FP32);
     cs[n++] = conv_case("conv3x3 s2 p1 acc-dx", "conv", 3, 5, 6, 11, 10, 3, 2, 1, 1, 0, 1, GPU_FP32);
@@ -383,6 +422,47 @@ static Case *build_cases(int *count) {
     // reduced precision convolutions (CUDA side only; the CPU twin stays fp32)
     cs[n++] = conv_case("conv3x3 bf16", "bf16", 2, 8, 8, 8, 8, 3, 1, 1, 1, 1, 0, GPU_BF16);
     cs[n++] = conv_case("conv3x3 fp16", "fp16", 2, 8, 8, 8, 8, 3, 1, 1, 1, 1, 0, GPU_FP16);
+    // the mobile and dense nets' ops: cuDNN grouped convolution and own kernels against cpu_mobile.c
+    cs[n++] = conv_case_g("depthwise3x3 s1 bias", "conv", 2, 16, 16, 9, 9, 3, 1, 1, 1, 1, 0, GPU_FP32, 16);
+    cs[n++] = conv_case_g("depthwise3x3 s2 acc-dx", "conv", 3, 8, 8, 10, 11, 3, 2, 1, 1, 0, 1, GPU_FP32, 8);
+    cs[n++] = conv_case_g("depthwise3x3 dil2", "conv", 2, 6, 6, 12, 12, 3, 1, 2, 2, 0, 0, GPU_FP32, 6);
+    cs[n++] = conv_case_g("grouped3x3 g2", "conv", 2, 8, 6, 7, 7, 3, 1, 1, 1, 1, 0, GPU_FP32, 2);
+    cs[n++] = bn_case("batchnorm train relu6", 3, 5, 49, 1, 2, 0);
+    cs[n++] = bn_case("batchnorm eval relu6", 2, 6, 16, 0, 2, 0);
+    {
+        int N = 50021;
+        Case c = {.name = "relu6/dropout", .tol = "dropout", .run = run_mobile_elementwise, .p = {N}};
+        Arg a[] = {{"x", IN, N, 8, 2}, {"dy", IN, N, 1, 0}, {"relu6 y", OUT, N, 0, 0}, {"relu6 dx", OUT, N, 0, 0},
+                   {"dropout y", OUT, N, 0, 0}, {"dropout dx", OUT, N, 0, 0}};
+        memcpy(c.a, a, sizeof a); c.na = 6;
+        cs[n++] = c;
+    }
+    {
+        int B = 3, C = 12, HW = 10, k = 5, off = 4, G = 3;
+        size_t xn = (size_t)B * C * HW, sn = (size_t)B * k * HW;
+        Case c = {.name = "channel copy/shuffle/swap", .tol = "move", .run = run_moves, .p = {B, C, HW, k, off, G}};
+        Arg a[] = {{"x", IN, xn, 1, 0}, {"slice", OUT, sn, 0, 0}, {"accumulated", ACC, xn, 1, 0}, {"shuffled", OUT, xn, 0, 0},
+                   {"swapped", OUT, xn, 0, 0}};
+        memcpy(c.a, a, sizeof a); c.na = 5;
+        cs[n++] = c;
+    }
+    {
+        int B = 2, C = 3, h = 7, w = 9;
+        size_t xn = (size_t)B * C * h * w, yn = (size_t)B * C * (h / 2) * (w / 2);
+        Case c = {.name = "avgpool2x2 odd", .tol = "avgpool", .run = run_avgpool2, .p = {B, C, h, w}};
+        Arg a[] = {{"x", IN, xn, 1, 0}, {"y", OUT, yn, 0, 0}, {"dy", IN, yn, 1, 0}, {"dx", OUT, xn, 0, 0}};
+        memcpy(c.a, a, sizeof a); c.na = 4;
+        cs[n++] = c;
+    }
+    {
+        int B = 2, C = 5, HW = 30;
+        size_t xn = (size_t)B * C * HW;
+        Case c = {.name = "batchnorm apply relu6", .tol = "bn", .run = run_bn_apply, .p = {B, C, HW, 2}};
+        Arg a[] = {{"x", IN, xn, 3, 0}, {"mean", IN, C, 0.5f, 0}, {"invstd", IN, C, 0.5f, 2}, {"gamma", IN, C, 0.5f, 2},
+                   {"beta", IN, C, 1, 1}, {"y", OUT, xn, 0, 0}};
+        memcpy(c.a, a, sizeof a); c.na = 6;
+        cs[n++] = c;
+    }
     *count = n;
     return cs;
 }
@@ -646,12 +726,12 @@ static int teardown(void **state) { (void)state; ops_cuda_shutdown(); return 0; 
 int main(void) {
     int n;
     Case *cs = build_cases(&n);
-    struct CMUnitTest tests[64];
+    struct CMUnitTest tests[96];
     int k = 0;
     tests[k++] = (struct CMUnitTest){"comparator catches a mismatch", test_comparator_catches_a_mismatch, NULL, NULL, NULL};
     tests[k++] = (struct CMUnitTest){"every case on the CPU, 1 vs 2 threads", test_cases_on_cpu_thread_counts, NULL, NULL, NULL};
-    for (int i = 0; i < n && k < 62; i++) {
-        static char names[64][96];
+    for (int i = 0; i < n && k < 88; i++) {
+        static char names[88][96];
         snprintf(names[i], sizeof names[i], "twin %s", cs[i].name);
         tests[k++] = (struct CMUnitTest){names[i], test_twin, NULL, NULL, &cs[i]};
     }

@@ -146,8 +146,88 @@ static void xent_case(const char *name) {
 }
 static void test_softmax_xent(void **s) { (void)s; xent_case("xent_seg"); xent_case("xent_cls"); }
 
+// ---- ops_mobile.bin: the ops of MobileNetV2 / ShuffleNetV2 / DenseNet
+
+static void test_mobile_convs(void **s) {
+    (void)s;
+    const char *names[] = {"dw_s1", "dw_s2", "dw_dil2", "grouped"};
+    for (int t = 0; t < 4; t++) {
+        const char *name = names[t];
+        char k[64];
+        snprintf(k, sizeof k, "%s/cfg", name);
+        const int32_t *c = (const int32_t *)fx_get(fx, k)->data;
+        int B = c[0], cin = c[1], cout = c[2], h = c[3], w = c[4], ks = c[5], st = c[6], p = c[7], dil = c[8], bias = c[9], g = c[10];
+        ConvDesc d;
+        assert_int_equal(ops_conv2d_desc_grouped(&d, cin, cout, h, w, ks, st, p, dil, g), 0);
+        #define GET(field) (snprintf(k, sizeof k, "%s/" field, name), fx_f32(fx, k, NULL))
+        float *x = GET("x"), *wt = GET("w"), *dy = GET("dy"), *b = bias ? GET("b") : NULL;
+        size_t ny = (size_t)B * cout * d.oh * d.ow, nx = (size_t)B * cin * h * w, nw = (size_t)cout * (cin / g) * ks * ks;
+        float *y = zeros(ny), *dx = zeros(nx), *dw = zeros(nw), *db = zeros(cout), *ws = zeros(O->conv2d_workspace(&d, B));
+        O->conv2d_forward(&d, B, y, x, wt, b, ws);
+        snprintf(k, sizeof k, "%s/y", name); expect(k, y);
+        O->conv2d_backward(&d, B, dx, dw, bias ? db : NULL, dy, x, wt, ws, 0);
+        snprintf(k, sizeof k, "%s/dx", name); expect(k, dx);
+        snprintf(k, sizeof k, "%s/dw", name); expect(k, dw);
+        if (bias) { snprintf(k, sizeof k, "%s/db", name); expect(k, db); }
+        #undef GET
+        free(x); free(wt); free(dy); free(b); free(y); free(dx); free(dw); free(db); free(ws);
+    }
+}
+
+static void test_mobile_relu6(void **s) {
+    (void)s;
+    const FxRec *rx = fx_get(fx, "relu6/x");
+    float *x = fx_f32(fx, "relu6/x", NULL), *dy = fx_f32(fx, "relu6/dy", NULL), *y = zeros(rx->n), *dx = zeros(rx->n);
+    O->relu6_forward(rx->n, y, x); expect("relu6/y", y);
+    O->relu6_backward(rx->n, dx, dy, y); expect("relu6/dx", dx);
+    free(x); free(dy); free(y); free(dx);
+    rx = fx_get(fx, "bn_relu6/x");
+    int B = rx->dims[0], C = rx->dims[1], HW = rx->dims[2] * rx->dims[3];
+    x = fx_f32(fx, "bn_relu6/x", NULL); dy = fx_f32(fx, "bn_relu6/dy", NULL);
+    float *g = fx_f32(fx, "bn_relu6/gamma", NULL), *be = fx_f32(fx, "bn_relu6/beta", NULL);
+    float *rm = zeros(C), *rv = zeros(C), *mean = zeros(C), *is = zeros(C), *dg = zeros(C), *db = zeros(C), nb = 0;
+    y = zeros(rx->n); dx = zeros(rx->n);
+    O->batchnorm_forward(B, C, HW, y, mean, is, x, g, be, rm, rv, &nb, 1, 2, NULL); expect("bn_relu6/y", y);
+    O->batchnorm_backward(B, C, HW, dx, dg, db, dy, x, y, mean, is, g, 2, NULL);
+    expect("bn_relu6/dx", dx); expect("bn_relu6/dgamma", dg); expect("bn_relu6/dbeta", db);
+    free(x); free(dy); free(g); free(be); free(rm); free(rv); free(mean); free(is); free(dg); free(db); free(y); free(dx);
+}
+
+// ShuffleNetV2's unit: split (channel_copy), concat (channel_copy into one buffer), shuffle; and back
+static void test_mobile_shuffle_unit(void **s) {
+    (void)s;
+    const FxRec *rx = fx_get(fx, "shuffle_unit/x");
+    int B = rx->dims[0], C = rx->dims[1], HW = rx->dims[2] * rx->dims[3], h = C / 2;
+    float *x = fx_f32(fx, "shuffle_unit/x", NULL), *dy = fx_f32(fx, "shuffle_unit/dy", NULL);
+    float *x2 = zeros((size_t)B * h * HW), *cat = zeros(rx->n), *y = zeros(rx->n), *dcat = zeros(rx->n), *dx = zeros(rx->n);
+    O->channel_copy(B, HW, h, x2, h, 0, x, C, h, 0);               // x2 = second half
+    for (size_t i = 0; i < (size_t)B * h * HW; i++) x2[i] *= 3;    // the branch: f(x2) = 3 x2
+    O->channel_copy(B, HW, h, cat, C, 0, x, C, 0, 0);              // cat = [x1, f(x2)]
+    O->channel_copy(B, HW, h, cat, C, h, x2, h, 0, 0);
+    O->channel_shuffle(B, C, 2, HW, y, cat);
+    expect("shuffle_unit/y", y);
+    O->channel_shuffle(B, C, C / 2, HW, dcat, dy);                 // backward of the shuffle
+    O->channel_copy(B, HW, h, dx, C, 0, dcat, C, 0, 0);            // d x1
+    for (size_t n = 0; n < (size_t)B; n++)                          // d x2 = 3 * d f(x2)
+        for (size_t i = 0; i < (size_t)h * HW; i++) dx[(n * C + h) * HW + i] = 3 * dcat[(n * C + h) * HW + i];
+    expect("shuffle_unit/dx", dx);
+    free(x); free(dy); free(x2); free(cat); free(y); free(dcat); free(dx);
+}
+
+static void test_mobile_avgpool2x2(void **s) {
+    (void)s;
+    const FxRec *rx = fx_get(fx, "avgpool2x2/x");
+    int B = rx->dims[0], C = rx->dims[1], H = rx->dims[2], W = rx->dims[3];
+    float *x = fx_f32(fx, "avgpool2x2/x", NULL), *dy = fx_f32(fx, "avgpool2x2/dy", NULL);
+    float *y = zeros((size_t)B * C * (H / 2) * (W / 2)), *dx = zeros(rx->n);
+    O->avgpool2x2_forward(B, C, H, W, y, x); expect("avgpool2x2/y", y);
+    O->avgpool2x2_backward(B, C, H, W, dx, dy); expect("avgpool2x2/dx", dx);
+    free(x); free(dy); free(y); free(dx);
+}
+
 static int setup(void **s) { (void)s; fx = fx_load("ops.bin"); return 0; }
 static int teardown(void **s) { (void)s; fx_free(fx); return 0; }
+static int setup_mobile(void **s) { (void)s; fx = fx_load("ops_mobile.bin"); return 0; }
 
 int main(void) {
     O = ops_cpu();
@@ -158,6 +238,11 @@ int main(void) {
         cmocka_unit_test(test_linear), cmocka_unit_test(test_softmax_xent),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest mobile[] = {
+        cmocka_unit_test(test_mobile_convs), cmocka_unit_test(test_mobile_relu6),
+        cmocka_unit_test(test_mobile_shuffle_unit), cmocka_unit_test(test_mobile_avgpool2x2),
+    };
+    rc |= cmocka_run_group_tests_name("ops_mobile", mobile, setup_mobile, teardown);
     O->set_threads(1);
     return rc;
 }

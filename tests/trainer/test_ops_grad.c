@@ -85,19 +85,21 @@ static long fw_check(const char *what, RefOp *o, const float *got) {
     return check_close(what, got, o->out, o->nout, FW_ATOL, FW_RTOL);
 }
 
-static void ref_conv(RefOp *o) {
+static void ref_conv(RefOp *o) {   // grouped: output channel co sees input channels of its group only
     const ConvDesc *d = &o->d; const double *x = o->in[0], *w = o->in[1], *b = o->in[2];
+    int G = d->groups > 1 ? d->groups : 1, cig = d->cin / G, cog = d->cout / G;
     for (int n = 0; n < o->B; n++)
         for (int co = 0; co < d->cout; co++)
             for (int oy = 0; oy < d->oh; oy++)
                 for (int ox = 0; ox < d->ow; ox++) {
                     double s = b ? b[co] : 0;
-                    for (int ci = 0; ci < d->cin; ci++)
+                    for (int cg = 0; cg < cig; cg++)
                         for (int ky = 0; ky < d->kh; ky++)
                             for (int kx = 0; kx < d->kw; kx++) {
                                 int iy = oy * d->stride - d->pad + ky * d->dil, ix = ox * d->stride - d->pad + kx * d->dil;
                                 if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) continue;
-                                s += x[((n * d->cin + ci) * d->h + iy) * d->w + ix] * w[((co * d->cin + ci) * d->kh + ky) * d->kw + kx];
+                                int ci = co / cog * cig + cg;
+                                s += x[((n * d->cin + ci) * d->h + iy) * d->w + ix] * w[((co * cig + cg) * d->kh + ky) * d->kw + kx];
                             }
                     o->out[((n * d->cout + co) * d->oh + oy) * d->ow + ox] = s;
                 }
@@ -134,11 +136,14 @@ static void ref_bn(RefOp *o) {   // training statistics (biased variance), eps 1
             for (int i = 0; i < HW; i++) {
                 size_t k = (size_t)(n * o->C + c) * HW + i;
                 double v = g[c] * (x[k] - mean) / sqrt(var + 1e-5) + be[c];
-                o->out[k] = (o->relu && v < 0) ? 0 : v;
+                if (o->relu && v < 0) v = 0;
+                if (o->relu == 2 && v > 6) v = 6;
+                o->out[k] = v;
             }
     }
 }
 
+static void ref_relu6(RefOp *o) { for (size_t i = 0; i < o->nout; i++) o->out[i] = fmin(fmax(o->in[0][i], 0), 6); }
 static void ref_relu(RefOp *o) { for (size_t i = 0; i < o->nout; i++) o->out[i] = o->in[0][i] > 0 ? o->in[0][i] : 0; }
 static void ref_add(RefOp *o) { for (size_t i = 0; i < o->nout; i++) o->out[i] = o->in[0][i] + o->in[1][i]; }
 
@@ -221,11 +226,11 @@ static void ref_xent(RefOp *o) {   // in[0] logits (B, C, HW); out[0] = mean los
 // ----------------------------------------------------------------------------------------------
 // tests
 
-static void conv_case(int B, int cin, int cout, int h, int w, int k, int stride, int pad, int dil, int bias,
-                      int accumulate) {
+static void conv_case_g(int B, int cin, int cout, int h, int w, int k, int stride, int pad, int dil, int bias,
+                        int accumulate, int groups) {
     ConvDesc d;
-    assert_int_equal(ops_conv2d_desc(&d, cin, cout, h, w, k, stride, pad, dil), 0);
-    size_t nx = (size_t)B * cin * h * w, nw = (size_t)cout * cin * k * k, ny = (size_t)B * cout * d.oh * d.ow;
+    assert_int_equal(ops_conv2d_desc_grouped(&d, cin, cout, h, w, k, stride, pad, dil, groups), 0);
+    size_t nx = (size_t)B * cin * h * w, nw = (size_t)cout * (cin / groups) * k * k, ny = (size_t)B * cout * d.oh * d.ow;
     float *x = rand_f(nx, 1, 0), *wt = rand_f(nw, 0.5f, 0), *b = bias ? rand_f(cout, 0.5f, 0) : NULL;
     float *y = fill_f(ny, 99), *r = rand_f(ny, 1, 0);
     float *ws = fill_f(O->conv2d_workspace(&d, B) + 1, 77);
@@ -233,7 +238,7 @@ static void conv_case(int B, int cin, int cout, int h, int w, int k, int stride,
     RefOp o = {.fn = ref_conv, .in = {to_d(x, nx), to_d(wt, nw), bias ? to_d(b, cout) : NULL},
                .nin = {nx, nw, (size_t)cout}, .out = malloc(sizeof(double) * ny), .nout = ny, .d = d, .B = B};
     char what[128];
-    snprintf(what, sizeof what, "conv B%d %d->%d %dx%d k%d s%d p%d d%d fwd", B, cin, cout, h, w, k, stride, pad, dil);
+    snprintf(what, sizeof what, "conv B%d %d->%d %dx%d k%d s%d p%d d%d g%d fwd", B, cin, cout, h, w, k, stride, pad, dil, groups);
     assert_int_equal(fw_check(what, &o, y), 0);
     float *dx = fill_f(nx, accumulate ? 0.25f : 99), *dw = fill_f(nw, 0.5f), *db = bias ? fill_f(cout, 0.5f) : NULL;
     O->conv2d_backward(&d, B, dx, dw, db, r, x, wt, ws, accumulate);
@@ -253,6 +258,27 @@ static void conv_case(int B, int cin, int cout, int h, int w, int k, int stride,
     free(x); free(wt); free(b); free(y); free(r); free(ws); free(dx); free(dw); free(db); free(rd);
     for (int i = 0; i < 3; i++) free(o.in[i]);
     free(o.out);
+}
+static void conv_case(int B, int cin, int cout, int h, int w, int k, int stride, int pad, int dil, int bias,
+                      int accumulate) {
+    conv_case_g(B, cin, cout, h, w, k, stride, pad, dil, bias, accumulate, 1);
+}
+
+// depthwise (groups = channels: MobileNetV2, ShuffleNetV2) with strides, dilation, padding, bias and
+// accumulate=1; grouped with several channels per group and a channel multiplier (im2col per group)
+static void test_conv_depthwise(void **s) {
+    (void)s;
+    conv_case_g(2, 5, 5, 7, 6, 3, 1, 1, 1, 1, 0, 5);
+    conv_case_g(3, 4, 4, 9, 8, 3, 2, 1, 1, 0, 0, 4);
+    conv_case_g(2, 3, 3, 8, 9, 3, 1, 2, 2, 0, 1, 3);
+    conv_case_g(2, 2, 2, 6, 5, 5, 2, 2, 1, 1, 0, 2);
+    conv_case_g(1, 3, 3, 4, 4, 1, 1, 0, 1, 0, 0, 3);
+}
+static void test_conv_grouped(void **s) {
+    (void)s;
+    conv_case_g(2, 6, 4, 5, 6, 3, 1, 1, 1, 1, 0, 2);
+    conv_case_g(2, 4, 8, 6, 6, 3, 2, 1, 1, 0, 1, 4);    // 1 input channel, 2 outputs per group
+    conv_case_g(3, 6, 9, 4, 5, 1, 1, 0, 1, 0, 0, 3);
 }
 
 static void test_conv_3x3_same(void **s) { (void)s; conv_case(2, 3, 4, 6, 5, 3, 1, 1, 1, 1, 0); }
@@ -369,13 +395,18 @@ static void test_convt2x2(void **s) {
 
 static void bn_case(int relu) {
     int B = 3, C = 4, H = 3, W = 5; size_t n = (size_t)B * C * H * W;
-    float *x = rand_f(n, 2, 0.7f), *g = rand_f(C, 0.3f, 1), *be = rand_f(C, 0.3f, 0), *y = fill_f(n, 99);
+    float *x = rand_f(n, 2, 0.7f), *g = rand_f(C, 0.3f, relu == 2 ? 4.f : 1.f), *be = rand_f(C, 0.3f, 0), *y = fill_f(n, 99);
     float *rm = fill_f(C, 0.f), *rv = fill_f(C, 1.f), nb = 0, mean[4], invstd[4];
     float *r = rand_f(n, 1, 0);
     O->batchnorm_forward(B, C, H * W, y, mean, invstd, x, g, be, rm, rv, &nb, 1, relu, NULL);
     RefOp o = {.fn = ref_bn, .in = {to_d(x, n), to_d(g, C), to_d(be, C)}, .nin = {n, (size_t)C, (size_t)C},
                .out = malloc(sizeof(double) * n), .nout = n, .B = B, .C = C, .H = H, .W = W, .relu = relu};
-    assert_int_equal(fw_check(relu ? "bn+relu fwd" : "bn fwd", &o, y), 0);
+    assert_int_equal(fw_check(relu == 2 ? "bn+relu6 fwd" : relu ? "bn+relu fwd" : "bn fwd", &o, y), 0);
+    // batchnorm_apply with the saved statistics reproduces the training output
+    float *y2 = fill_f(n, 99);
+    O->batchnorm_apply(B, C, H * W, y2, x, mean, invstd, g, be, relu);
+    for (size_t i = 0; i < n; i++) assert_float_equal(y2[i], y[i], 1e-6);
+    free(y2);
     assert_float_equal(nb, 1.f, 0);
     float *dx = fill_f(n, 99), *dg = fill_f(C, 0.5f), *db = fill_f(C, 0.5f);
     O->batchnorm_backward(B, C, H * W, dx, dg, db, r, x, y, mean, invstd, g, relu, NULL);
@@ -389,6 +420,7 @@ static void bn_case(int relu) {
     free(o.out);
 }
 static void test_batchnorm(void **s) { (void)s; bn_case(0); }
+static void test_batchnorm_relu6(void **s) { (void)s; bn_case(2); }
 static void test_batchnorm_relu(void **s) { (void)s; bn_case(1); }
 
 // Sync BN with an allreduce that doubles every sum = two ranks holding the same data: the output and dx
@@ -568,6 +600,141 @@ static void test_softmax_xent(void **s) {
     free(lg); free(dl); free(o.in[0]); free(o.out);
 }
 
+// ---- the mobile/dense-net ops
+
+static void test_relu6(void **s) {
+    (void)s;
+    size_t n = 40000;
+    float *x = rand_f(n, 8, 1), *y = fill_f(n, 9), *r = rand_f(n, 1, 0), *dx = fill_f(n, 9);
+    O->relu6_forward(n, y, x);
+    RefOp o = {.fn = ref_relu6, .in = {to_d(x, n)}, .nin = {n}, .out = malloc(sizeof(double) * n), .nout = n};
+    assert_int_equal(fw_check("relu6 fwd", &o, y), 0);
+    O->relu6_backward(n, dx, r, y);
+    double *rd = to_d(r, n);
+    assert_int_equal(fd_check("relu6 dx", &o, 0, dx, rd), 0);
+    free(x); free(y); free(r); free(dx); free(rd); free(o.in[0]); free(o.out);
+}
+
+// out (B, C, HW): channel c of sample n = in[0] at (n, c) after a permutation given by ref fns below
+static void ref_slice(RefOp *o) {   // channels [ca, ca+cb) of x (B, C, HW), C = o->C
+    int HW = o->H * o->W;
+    for (int n = 0; n < o->B; n++)
+        for (int k = 0; k < o->cb; k++)
+            for (int i = 0; i < HW; i++) o->out[(n * o->cb + k) * HW + i] = o->in[0][(n * o->C + o->ca + k) * HW + i];
+}
+static void ref_shuffle(RefOp *o) {   // groups K
+    int HW = o->H * o->W, M = o->C / o->K;
+    for (int n = 0; n < o->B; n++)
+        for (int j = 0; j < M; j++)
+            for (int g = 0; g < o->K; g++)
+                for (int i = 0; i < HW; i++)
+                    o->out[((n * o->C) + j * o->K + g) * HW + i] = o->in[0][((n * o->C) + g * M + j) * HW + i];
+}
+static void ref_swap(RefOp *o) {   // x (B, C, HW) -> (C, B, HW)
+    int HW = o->H * o->W;
+    for (int n = 0; n < o->B; n++)
+        for (int c = 0; c < o->C; c++)
+            for (int i = 0; i < HW; i++) o->out[(c * o->B + n) * HW + i] = o->in[0][(n * o->C + c) * HW + i];
+}
+static void ref_avgpool2(RefOp *o) {
+    int oh = o->H / 2, ow = o->W / 2;
+    for (int p = 0; p < o->B * o->C; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                const double *x = o->in[0] + ((size_t)p * o->H + 2 * i) * o->W + 2 * j;
+                o->out[(p * oh + i) * ow + j] = 0.25 * (x[0] + x[1] + x[o->W] + x[o->W + 1]);
+            }
+}
+
+// channel_copy: slicing (split) forward = copy out; its gradient = copy back in with accumulate
+static void test_channel_copy(void **s) {
+    (void)s;
+    int B = 3, C = 7, H = 2, W = 5, HW = H * W, off = 2, k = 4;
+    size_t nx = (size_t)B * C * HW, ny = (size_t)B * k * HW;
+    float *x = rand_f(nx, 1, 0), *y = fill_f(ny, 9), *r = rand_f(ny, 1, 0), *dx = fill_f(nx, 0.5f);
+    O->channel_copy(B, HW, k, y, k, 0, x, C, off, 0);
+    RefOp o = {.fn = ref_slice, .in = {to_d(x, nx)}, .nin = {nx}, .out = malloc(sizeof(double) * ny), .nout = ny,
+               .B = B, .C = C, .H = H, .W = W, .ca = off, .cb = k};
+    assert_int_equal(fw_check("channel slice fwd", &o, y), 0);
+    O->channel_copy(B, HW, k, dx, C, off, r, k, 0, 1);   // gradient routed back, accumulated onto 0.5
+    sub_const(dx, nx, 0.5f);
+    double *rd = to_d(r, ny);
+    assert_int_equal(fd_check("channel slice dx (accumulated)", &o, 0, dx, rd), 0);
+    // concat of two slices equals the old concat op
+    float *a = rand_f((size_t)B * 3 * HW, 1, 0), *b = rand_f((size_t)B * 4 * HW, 1, 0);
+    float *c1 = fill_f(nx, 1), *c2 = fill_f(nx, 2);
+    O->concat_forward(B, 3, 4, HW, c1, a, b);
+    O->channel_copy(B, HW, 3, c2, C, 0, a, 3, 0, 0);
+    O->channel_copy(B, HW, 4, c2, C, 3, b, 4, 0, 0);
+    assert_memory_equal(c1, c2, sizeof(float) * nx);
+    free(a); free(b); free(c1); free(c2);
+    free(x); free(y); free(r); free(dx); free(rd); free(o.in[0]); free(o.out);
+}
+
+static void test_channel_shuffle_and_swap(void **s) {
+    (void)s;
+    int B = 2, C = 6, H = 3, W = 2, HW = H * W;
+    size_t n = (size_t)B * C * HW;
+    for (int G = 2; G <= 3; G++) {
+        float *x = rand_f(n, 1, 0), *y = fill_f(n, 9), *r = rand_f(n, 1, 0), *dx = fill_f(n, 9);
+        O->channel_shuffle(B, C, G, HW, y, x);
+        RefOp o = {.fn = ref_shuffle, .in = {to_d(x, n)}, .nin = {n}, .out = malloc(sizeof(double) * n), .nout = n,
+                   .B = B, .C = C, .H = H, .W = W, .K = G};
+        assert_int_equal(fw_check("shuffle fwd", &o, y), 0);
+        O->channel_shuffle(B, C, C / G, HW, dx, r);   // the gradient: the inverse shuffle
+        double *rd = to_d(r, n);
+        assert_int_equal(fd_check("shuffle dx", &o, 0, dx, rd), 0);
+        free(x); free(y); free(r); free(dx); free(rd); free(o.in[0]); free(o.out);
+    }
+    float *x = rand_f(n, 1, 0), *y = fill_f(n, 9), *r = rand_f(n, 1, 0), *dx = fill_f(n, 9);
+    O->swap_dims01(B, C, HW, y, x);
+    RefOp o = {.fn = ref_swap, .in = {to_d(x, n)}, .nin = {n}, .out = malloc(sizeof(double) * n), .nout = n,
+               .B = B, .C = C, .H = H, .W = W};
+    assert_int_equal(fw_check("swap (B,C)->(C,B) fwd", &o, y), 0);
+    O->swap_dims01(C, B, HW, dx, r);
+    double *rd = to_d(r, n);
+    assert_int_equal(fd_check("swap dx", &o, 0, dx, rd), 0);
+    free(x); free(y); free(r); free(dx); free(rd); free(o.in[0]); free(o.out);
+}
+
+static void test_avgpool2x2(void **s) {
+    (void)s;
+    int B = 2, C = 3, H = 7, W = 6; size_t n = (size_t)B * C * H * W, m = (size_t)B * C * (H / 2) * (W / 2);
+    float *x = rand_f(n, 1, 0), *y = fill_f(m, 9), *r = rand_f(m, 1, 0), *dx = fill_f(n, 9);
+    O->avgpool2x2_forward(B, C, H, W, y, x);
+    RefOp o = {.fn = ref_avgpool2, .in = {to_d(x, n)}, .nin = {n}, .out = malloc(sizeof(double) * m), .nout = m,
+               .B = B, .C = C, .H = H, .W = W};
+    assert_int_equal(fw_check("avgpool2x2 fwd", &o, y), 0);
+    O->avgpool2x2_backward(B, C, H, W, dx, r);
+    double *rd = to_d(r, m);
+    assert_int_equal(fd_check("avgpool2x2 dx", &o, 0, dx, rd), 0);
+    free(x); free(y); free(r); free(dx); free(rd); free(o.in[0]); free(o.out);
+}
+
+// dropout: the kept fraction is 1-p, kept values scaled by 1/(1-p), the gradient uses the same mask
+static void test_dropout(void **s) {
+    (void)s;
+    size_t n = 100000;
+    float p = 0.3f, *x = rand_f(n, 1, 2), *y = fill_f(n, 9), *dy = rand_f(n, 1, 0), *dx = fill_f(n, 9);
+    O->dropout_forward(n, p, 42, y, x);
+    O->dropout_backward(n, p, 42, dx, dy);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = ops_dropout_keep(42, i, p);
+        kept += k;
+        assert_float_equal(y[i], k ? x[i] / (1 - p) : 0.f, 1e-6);
+        assert_float_equal(dx[i], k ? dy[i] / (1 - p) : 0.f, 1e-6);
+    }
+    double frac = (double)kept / n;   // binomial: sd = sqrt(0.21 / 1e5) = 0.0014
+    printf("# dropout p=0.3: kept %.4f\n", frac);
+    assert_true(fabs(frac - 0.7) < 0.01);
+    O->dropout_forward(n, p, 43, dx, x);   // another seed, another mask
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += (dx[i] == 0.f) == (y[i] == 0.f);
+    assert_true(same < n * 0.7);
+    free(x); free(y); free(dy); free(dx);
+}
+
 static void test_conv_desc_rejects_empty_output(void **s) {
     (void)s;
     ConvDesc d;
@@ -576,6 +743,10 @@ static void test_conv_desc_rejects_empty_output(void **s) {
     assert_int_equal(ops_conv2d_desc(&d, 3, 4, 2, 2, 5, 1, 0, 1), -1);
     assert_int_equal(ops_conv2d_desc(&d, 3, 4, 7, 7, 3, 2, 1, 1), 0);
     assert_int_equal(d.oh, 4);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(ops_conv2d_desc_grouped(&d, 6, 4, 7, 7, 3, 1, 1, 1, 4), -1);   // 4 does not divide 6
+    assert_int_equal(ops_conv2d_desc_grouped(&d, 8, 8, 7, 7, 3, 2, 1, 1, 8), 0);
+    assert_int_equal(d.groups, 8);
 }
 
 int main(void) {
@@ -593,6 +764,10 @@ int main(void) {
         cmocka_unit_test(test_relu_add), cmocka_unit_test(test_maxpool), cmocka_unit_test(test_avgpool),
         cmocka_unit_test(test_bilinear), cmocka_unit_test(test_concat), cmocka_unit_test(test_linear),
         cmocka_unit_test(test_softmax_xent), cmocka_unit_test(test_conv_desc_rejects_empty_output),
+        cmocka_unit_test(test_conv_depthwise), cmocka_unit_test(test_conv_grouped),
+        cmocka_unit_test(test_batchnorm_relu6), cmocka_unit_test(test_relu6), cmocka_unit_test(test_channel_copy),
+        cmocka_unit_test(test_channel_shuffle_and_swap), cmocka_unit_test(test_avgpool2x2),
+        cmocka_unit_test(test_dropout),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     O->set_threads(1);

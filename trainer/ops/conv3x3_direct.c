@@ -25,7 +25,7 @@ void conv3x3_direct_enable(int on) {
 
 int conv3x3_direct_ok(const ConvDesc *d) {
     if (enabled < 0) { const char *e = getenv("SEGX_CONV_DIRECT"); conv3x3_direct_enable(!(e && strcmp(e, "0") == 0)); }
-    return enabled && d->kh == 3 && d->kw == 3 && d->stride == 1 && d->pad == 1 && d->dil == 1 &&
+    return enabled && d->groups <= 1 && d->kh == 3 && d->kw == 3 && d->stride == 1 && d->pad == 1 && d->dil == 1 &&
            d->w % 16 == 0 && d->w >= 16;
 }
 

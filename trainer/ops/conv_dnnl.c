@@ -41,7 +41,7 @@ int conv_dnnl_ok(const ConvDesc *d) {
         const char *e = getenv("SEGX_CONV_DNNL");
         enabled = e && strcmp(e, "0") == 0 ? 0 : e && strcmp(e, "all") == 0 ? 2 : 1;
     }
-    return enabled && d->cin >= 1 && d->cout >= 1;
+    return enabled && d->cin >= 1 && d->cout >= 1 && d->groups <= 1;   // grouped: cpu_mobile.c
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -16,12 +16,17 @@ typedef struct {
     int cin, cout;          // channels
     int h, w;               // input size
     int kh, kw;             // kernel size
-    int stride, pad, dil;   // same in both dimensions; groups = 1
+    int stride, pad, dil;   // same in both dimensions
     int oh, ow;             // output size (filled by ops_conv2d_desc)
+    int groups;             // cin and cout split into `groups` independent convolutions; weights
+                            // (cout, cin/groups, kh, kw); groups == cin == cout is depthwise
 } ConvDesc;
 
-// Fills the output size; returns 0, or -1 when the output would be empty.
+// Fills the output size (groups = 1); returns 0, or -1 when the output would be empty.
 int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil);
+// The same with groups; -1 also when groups does not divide cin and cout.
+int ops_conv2d_desc_grouped(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil,
+                            int groups);
 
 // Sync BatchNorm: sums a double buffer over all ranks in place (matches ModelAllreduceFn).
 typedef int (*OpsAllreduceFn)(void *ctx, double *buf, size_t n);
@@ -60,7 +65,8 @@ typedef struct {
     void (*convt2x2_backward)(int B, int cin, int cout, int h, int w, float *dx, float *dw, float *db,
                               const float *dy, const float *x, const float *wt, float *ws);
 
-    // batch norm over (B, HW) per channel, optionally followed by ReLU (relu=1).
+    // batch norm over (B, HW) per channel, optionally followed by ReLU (relu=1) or ReLU6 (relu=2:
+    // min(max(v, 0), 6); backward passes the gradient where 0 < y < 6).
     // training=1: batch (or synced global) statistics; saves mean and 1/sqrt(var+eps) per channel in
     // save_mean/save_invstd; updates running_mean/var (momentum 0.1, unbiased var) and *num_batches += 1.
     // training=0: running statistics (save_* still filled, from the running stats).
@@ -108,9 +114,43 @@ typedef struct {
     // `ignore` makes the result NAN (and *counted = -1 - index of the first bad label).
     double (*softmax_xent)(int B, int C, int HW, float *dlogits, const float *logits, const int32_t *labels,
                            int ignore, float grad_scale, long *counted);
+
+    // --- ops of the mobile and dense nets (MobileNetV2, ShuffleNetV2, DenseNet) ------------------
+    // ReLU6: y = min(max(x, 0), 6) (y may equal x); dx = dy where 0 < y < 6, else 0 (dx may equal dy)
+    void (*relu6_forward)(size_t n, float *y, const float *x);
+    void (*relu6_backward)(size_t n, float *dx, const float *dy, const float *y);
+    // The apply step of batch norm with given statistics (a training forward's save_mean/save_invstd):
+    // y = gamma*(x-mean)*invstd + beta, then ReLU (relu=1) or ReLU6 (2). Recomputes a discarded output.
+    void (*batchnorm_apply)(int B, int C, int HW, float *y, const float *x, const float *mean, const float *invstd,
+                            const float *gamma, const float *beta, int relu);
+    // Channel slice copy: channels [doff, doff+n) of dst (B, dC, HW) = (accumulate: +=) channels
+    // [soff, soff+n) of src (B, sC, HW). Concat, split and their gradients, without whole-tensor copies.
+    void (*channel_copy)(int B, int HW, int n, float *dst, int dC, int doff, const float *src, int sC, int soff,
+                         int accumulate);
+    // Channel shuffle: x (B, C, HW) viewed (B, groups, C/groups, HW), the two channel axes swapped.
+    // Its gradient is the same op with groups' = C/groups.
+    void (*channel_shuffle)(int B, int C, int groups, int HW, float *y, const float *x);
+    // y (B, A, HW) = x (A, B, HW) with the two leading axes swapped (NCHW <-> channel-major CNHW).
+    void (*swap_dims01)(int A, int B, int HW, float *y, const float *x);
+    // average pool 2x2 stride 2 (floor): x (B,C,h,w) -> y (B,C,h/2,w/2); backward overwrites dx.
+    void (*avgpool2x2_forward)(int B, int C, int h, int w, float *y, const float *x);
+    void (*avgpool2x2_backward)(int B, int C, int h, int w, float *dx, const float *dy);
+    // dropout: element i is kept when ops_dropout_keep(seed, i, p) (a counter-based hash, the same on
+    // every backend, so backward recomputes the mask); kept elements scaled by 1/(1-p).
+    void (*dropout_forward)(size_t n, float p, uint64_t seed, float *y, const float *x);
+    void (*dropout_backward)(size_t n, float p, uint64_t seed, float *dx, const float *dy);
 } Ops;
 
 const Ops *ops_cpu(void);
+
+// The dropout mask: 1 when element i is kept (probability 1-p) for this seed.
+static inline int ops_dropout_keep(uint64_t seed, uint64_t i, float p) {
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull + i + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53 >= (double)p;
+}
 
 // --- CPU thread pool used by ops_cpu (exposed for tests and the bench) ---------------------------
 typedef void (*ParallelFn)(void *ctx, long begin, long end);

@@ -9,7 +9,8 @@
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
 #include "trainer/ops/conv_dnnl.h"
-// defines: ops_cpu, ops_conv2d_desc
+#include "trainer/ops/cpu_mobile.h"
+// defines: ops_cpu, ops_conv2d_desc, ops_conv2d_desc_grouped
 
 // ----------------------------------------------------------------------------------------------
 // memory
@@ -28,11 +29,19 @@ static void cpu_set_threads(int n) {
 
 int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil) {
     *d = (ConvDesc){.cin = cin, .cout = cout, .h = h, .w = w, .kh = k, .kw = k,
-                    .stride = stride, .pad = pad, .dil = dil};
+                    .stride = stride, .pad = pad, .dil = dil, .groups = 1};
     if (cin < 1 || cout < 1 || k < 1 || stride < 1 || dil < 1 || pad < 0) return -1;
     d->oh = (h + 2 * pad - dil * (k - 1) - 1) / stride + 1;
     d->ow = (w + 2 * pad - dil * (k - 1) - 1) / stride + 1;
     return (d->oh >= 1 && d->ow >= 1 && h + 2 * pad >= dil * (k - 1) + 1) ? 0 : -1;
+}
+
+int ops_conv2d_desc_grouped(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil,
+                            int groups) {
+    int rc = ops_conv2d_desc(d, cin, cout, h, w, k, stride, pad, dil);
+    if (groups < 1 || cin % groups || cout % groups) return -1;
+    d->groups = groups;
+    return rc;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -55,6 +64,11 @@ static int conv_chunk(const ConvDesc *d, int B) {
 }
 
 static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
+    if (d->groups > 1) {   // depthwise needs none; other groups run one (sample, group) at a time
+        if (d->groups == d->cin && d->cout == d->cin) return 0;
+        ConvDesc g = cpu_group_desc(d);
+        return cpu_conv2d_workspace(&g, 1);
+    }
     int nb = conv_chunk(d, max_batch);
     size_t n = (size_t)nb * d->oh * d->ow, K = (size_t)d->cin * d->kh * d->kw;
     size_t ws = K * n + (nb > 1 ? (size_t)d->cout * n : 0);
@@ -160,6 +174,7 @@ static void bias_planes(void *vctx, long p0, long p1) {
 
 static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
                                const float *b, float *ws) {
+    if (d->groups > 1) { cpu_grouped_conv_forward(d, B, y, x, w, b, ws, cpu_conv2d_forward); return; }
     if (dnnl_pass(d, PASS_FW) && conv_dnnl_forward(d, B, y, x, w, b, ws) == 0) return;
     if (direct_data(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
     int nb = conv_chunk(d, B);
@@ -269,6 +284,10 @@ static void conv2d_backward_im2col(const ConvDesc *d, int B, float *dx, float *d
 
 static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
                                 const float *x, const float *w, float *ws, int accumulate) {
+    if (d->groups > 1) {
+        cpu_grouped_conv_backward(d, B, dx, dw, db, dy, x, w, ws, accumulate, cpu_conv2d_backward);
+        return;
+    }
     if (dnnl_pass(d, PASS_WEIGHTS) && conv_dnnl_backward_weights(d, B, dw, db, dy, x, ws) == 0) dw = NULL;
     if (dx && dnnl_pass(d, PASS_DATA) && conv_dnnl_backward_data(d, B, dx, dy, w, ws, accumulate) == 0) dx = NULL;
     if (!dw && !dx) return;
@@ -377,7 +396,9 @@ static void bn_apply(void *vctx, long c0, long c1) {
         for (int n = 0; n < b->B; n++) {
             const float *p = b->x + ((long)n * b->C + c) * b->HW;
             float *q = b->y + ((long)n * b->C + c) * b->HW;
-            if (b->relu) for (long i = 0; i < b->HW; i++) { float v = p[i] * sc + sh; q[i] = v > 0.f ? v : 0.f; }
+            if (b->relu == 2)
+                for (long i = 0; i < b->HW; i++) { float v = p[i] * sc + sh; v = v > 0.f ? v : 0.f; q[i] = v < 6.f ? v : 6.f; }
+            else if (b->relu) for (long i = 0; i < b->HW; i++) { float v = p[i] * sc + sh; q[i] = v > 0.f ? v : 0.f; }
             else for (long i = 0; i < b->HW; i++) q[i] = p[i] * sc + sh;
         }
     }
@@ -419,16 +440,19 @@ static void cpu_batchnorm_forward(int B, int C, int HW, float *y, float *save_me
 // sum(dy') and sum(dy' * (x - mean)) over one plane, dy' = dy masked by y > 0 when relu.
 static void plane_grad_sums(const float *g, const float *p, const float *yo, long n, float m, int relu,
                             double *s, double *sx) {
-    float a[LANES] = {0}, b[LANES] = {0};
+    float a[LANES] = {0}, b[LANES] = {0}, hi = relu == 2 ? 6.f : INFINITY;   // ReLU6 passes 0 < y < 6
     long i = 0;
     if (relu)
         for (; i + LANES <= n; i += LANES)
-            for (int l = 0; l < LANES; l++) { float gi = g[i + l] * (float)(yo[i + l] > 0.f); a[l] += gi; b[l] += gi * (p[i + l] - m); }
+            for (int l = 0; l < LANES; l++) {
+                float gi = g[i + l] * (float)(yo[i + l] > 0.f && yo[i + l] < hi);
+                a[l] += gi; b[l] += gi * (p[i + l] - m);
+            }
     else
         for (; i + LANES <= n; i += LANES)
             for (int l = 0; l < LANES; l++) { float gi = g[i + l]; a[l] += gi; b[l] += gi * (p[i + l] - m); }
     double sa = 0, sb = 0;
-    for (; i < n; i++) { float gi = (relu && yo[i] <= 0.f) ? 0.f : g[i]; sa += gi; sb += (double)gi * (p[i] - m); }
+    for (; i < n; i++) { float gi = (relu && !(yo[i] > 0.f && yo[i] < hi)) ? 0.f : g[i]; sa += gi; sb += (double)gi * (p[i] - m); }
     for (int l = 0; l < LANES; l++) { sa += a[l]; sb += b[l]; }
     *s += sa; *sx += sb;
 }
@@ -455,10 +479,18 @@ static void bn_grad_apply(void *vctx, long c0, long c1) {
             long o = ((long)n * b->C + c) * b->HW;
             const float *g = b->dy + o, *p = b->x + o, *yo = b->yout + o;
             float *q = b->y + o;
-            if (b->relu) for (long i = 0; i < b->HW; i++) q[i] = a * (g[i] * (float)(yo[i] > 0.f)) + cx * p[i] + e;
+            float hi = b->relu == 2 ? 6.f : INFINITY;
+            if (b->relu) for (long i = 0; i < b->HW; i++) q[i] = a * (g[i] * (float)(yo[i] > 0.f && yo[i] < hi)) + cx * p[i] + e;
             else for (long i = 0; i < b->HW; i++) q[i] = a * g[i] + cx * p[i] + e;
         }
     }
+}
+
+static void cpu_batchnorm_apply(int B, int C, int HW, float *y, const float *x, const float *mean,
+                                const float *invstd, const float *gamma, const float *beta, int relu) {
+    BnCtx ctx = {.B = B, .C = C, .HW = HW, .y = y, .x = x, .gamma = gamma, .beta = beta, .mean = mean,
+                 .invstd = invstd, .relu = relu};
+    ops_parallel_for(C, 1, bn_apply, &ctx);
 }
 
 static void cpu_batchnorm_backward(int B, int C, int HW, float *dx, float *dgamma, float *dbeta,
@@ -748,6 +780,11 @@ static const Ops cpu_ops = {
     .concat_forward = cpu_concat_forward, .concat_backward = cpu_concat_backward,
     .linear_forward = cpu_linear_forward, .linear_backward = cpu_linear_backward,
     .softmax_xent = cpu_softmax_xent,
+    .relu6_forward = cpu_relu6_forward, .relu6_backward = cpu_relu6_backward,
+    .batchnorm_apply = cpu_batchnorm_apply, .channel_copy = cpu_channel_copy,
+    .channel_shuffle = cpu_channel_shuffle, .swap_dims01 = cpu_swap_dims01,
+    .avgpool2x2_forward = cpu_avgpool2x2_forward, .avgpool2x2_backward = cpu_avgpool2x2_backward,
+    .dropout_forward = cpu_dropout_forward, .dropout_backward = cpu_dropout_backward,
 };
 
 const Ops *ops_cpu(void) { return &cpu_ops; }

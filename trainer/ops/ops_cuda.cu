@@ -212,9 +212,12 @@ static cudnnDataType_t dnn_type(GpuPrecision p) {
     return p == GPU_BF16 ? CUDNN_DATA_BFLOAT16 : p == GPU_FP16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
 }
 
+static int groups_of(const ConvDesc *d) { return d->groups > 1 ? d->groups : 1; }
+
 static int same_desc(const ConvDesc *a, const ConvDesc *b) {
     return a->cin == b->cin && a->cout == b->cout && a->h == b->h && a->w == b->w && a->kh == b->kh &&
-           a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->dil == b->dil;
+           a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->dil == b->dil &&
+           groups_of(a) == groups_of(b);
 }
 
 static int ensure_ws(size_t bytes) {
@@ -251,9 +254,10 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
         return NULL;
     if (cudnnCheck(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, t, B, d->cin, d->h, d->w)) ||
         cudnnCheck(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, t, B, d->cout, d->oh, d->ow)) ||
-        cudnnCheck(cudnnSetFilter4dDescriptor(p->w, t, CUDNN_TENSOR_NCHW, d->cout, d->cin, d->kh, d->kw)) ||
+        cudnnCheck(cudnnSetFilter4dDescriptor(p->w, t, CUDNN_TENSOR_NCHW, d->cout, d->cin / groups_of(d), d->kh, d->kw)) ||
         cudnnCheck(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride, d->dil, d->dil,
-                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)))
+                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
+        cudnnCheck(cudnnSetConvolutionGroupCount(p->conv, groups_of(d))))   // grouped / depthwise
         return NULL;
     // fp32: FMA kernels only (no TF32), so results match the CPU twin; bf16/fp16: tensor cores.
     if (cudnnCheck(cudnnSetConvolutionMathType(p->conv, G.prec == GPU_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH)))
@@ -311,7 +315,7 @@ static ConvPlan *conv_plan(const ConvDesc *d, int B) {
 
 static size_t x_numel(const ConvPlan *p) { return (size_t)p->B * p->d.cin * p->d.h * p->d.w; }
 static size_t y_numel(const ConvPlan *p) { return (size_t)p->B * p->d.cout * p->d.oh * p->d.ow; }
-static size_t w_numel(const ConvPlan *p) { return (size_t)p->d.cout * p->d.cin * p->d.kh * p->d.kw; }
+static size_t w_numel(const ConvPlan *p) { return (size_t)p->d.cout * (p->d.cin / groups_of(&p->d)) * p->d.kh * p->d.kw; }
 
 // y = conv(x, w) + beta*y. In bf16/fp16 the inputs are rounded copies and the output is converted back.
 static void conv_run_fwd(ConvPlan *p, float *y, const float *x, const float *w, float beta) {
@@ -522,7 +526,9 @@ __global__ void k_bn_apply(size_t n, int C, int HW, float *y, const float *x, co
         int c = (int)((i / HW) % C);
         float sc = gamma[c] * invstd[c], sh = beta[c] - mean[c] * sc;
         float v = x[i] * sc + sh;
-        y[i] = relu ? (v > 0.f ? v : 0.f) : v;
+        if (relu) v = v > 0.f ? v : 0.f;
+        if (relu == 2) v = v < 6.f ? v : 6.f;   // ReLU6
+        y[i] = v;
     }
 }
 
@@ -564,6 +570,9 @@ static void cuda_batchnorm_forward(int B, int C, int HW, float *y, float *save_m
     cudaCheckLaunch("k_bn_apply");
 }
 
+// Whether the gradient passes the activation at output y: ReLU y > 0, ReLU6 0 < y < 6.
+__device__ inline bool relu_pass(float y, int relu) { return !relu || (y > 0.f && (relu != 2 || y < 6.f)); }
+
 // Partial sums s = sum dy', sx = sum dy' (x - mean) with dy' = dy masked by y > 0 under ReLU.
 __global__ void k_bn_grad_sums(int B, int C, int HW, double *part, const float *dy, const float *x, const float *y,
                                const float *mean, int relu) {
@@ -574,7 +583,7 @@ __global__ void k_bn_grad_sums(int B, int C, int HW, double *part, const float *
     double s = 0, sx = 0;
     for (size_t j = (size_t)blockIdx.y * blockDim.x + threadIdx.x; j < total; j += (size_t)S * blockDim.x) {
         size_t o = bn_at(j, C, HW, c);
-        float g = (relu && y[o] <= 0.f) ? 0.f : dy[o];
+        float g = relu_pass(y[o], relu) ? dy[o] : 0.f;
         s += g; sx += (double)g * (x[o] - m);
     }
     s = block_sum(s, sh);
@@ -603,7 +612,7 @@ __global__ void k_bn_grad_apply(size_t n, int C, int HW, float *dx, const double
         int c = (int)((i / HW) % C);
         double N = buf[2 * C], is = invstd[c], k = gamma[c] * is, mdy = buf[c] / N, mdyx = buf[C + c] / N;
         float a = (float)k, cx = (float)(-k * is * mdyx), e = (float)(-k * mdy + k * is * mdyx * mean[c]);
-        float g = (relu && y[i] <= 0.f) ? 0.f : dy[i];
+        float g = relu_pass(y[i], relu) ? dy[i] : 0.f;
         dx[i] = a * g + cx * x[i] + e;
     }
 }
@@ -976,6 +985,125 @@ extern "C" void ops_cuda_optim_step(Optimizer *o, float *state, float *params, c
 }
 
 // ----------------------------------------------------------------------------------------------
+// ops of the mobile and dense nets (ops.h; CPU twins in cpu_mobile.c)
+
+static void cuda_batchnorm_apply(int B, int C, int HW, float *y, const float *x, const float *mean, const float *invstd,
+                                 const float *gamma, const float *beta, int relu) {
+    size_t n = (size_t)B * C * HW;
+    if (!n) return;
+    k_bn_apply<<<blocks_for(n), 256, 0, G.stream>>>(n, C, HW, y, x, mean, invstd, gamma, beta, relu);
+    cudaCheckLaunch("k_bn_apply");
+}
+
+__global__ void k_relu6(size_t n, float *y, const float *x) {
+    GRID_STRIDE(i, n) { float v = x[i] > 0.f ? x[i] : 0.f; y[i] = v < 6.f ? v : 6.f; }
+}
+__global__ void k_relu6_bw(size_t n, float *dx, const float *dy, const float *y) {
+    GRID_STRIDE(i, n) { float g = dy[i], v = y[i]; dx[i] = (v > 0.f && v < 6.f) ? g : 0.f; }
+}
+static void cuda_relu6_forward(size_t n, float *y, const float *x) {
+    if (!n) return;
+    k_relu6<<<blocks_for(n), 256, 0, G.stream>>>(n, y, x);
+    cudaCheckLaunch("k_relu6");
+}
+static void cuda_relu6_backward(size_t n, float *dx, const float *dy, const float *y) {
+    if (!n) return;
+    k_relu6_bw<<<blocks_for(n), 256, 0, G.stream>>>(n, dx, dy, y);
+    cudaCheckLaunch("k_relu6_bw");
+}
+
+// dst (B, dC, HW) channels [doff, doff+nc) += src (B, sC, HW) channels [soff, soff+nc)
+__global__ void k_channel_add(size_t total, int HW, int nc, float *dst, int dC, int doff, const float *src, int sC, int soff) {
+    GRID_STRIDE(i, total) {
+        size_t per = (size_t)nc * HW, s = i / per, r = i % per;
+        dst[(s * dC + doff) * HW + r] += src[(s * sC + soff) * HW + r];
+    }
+}
+static void cuda_channel_copy(int B, int HW, int nc, float *dst, int dC, int doff, const float *src, int sC, int soff,
+                              int accumulate) {
+    size_t total = (size_t)B * nc * HW;
+    if (!total) return;
+    if (accumulate) {
+        k_channel_add<<<blocks_for(total), 256, 0, G.stream>>>(total, HW, nc, dst, dC, doff, src, sC, soff);
+        cudaCheckLaunch("k_channel_add");
+        return;
+    }
+    size_t row = sizeof(float) * (size_t)nc * HW;
+    cudaCheck(cudaMemcpy2DAsync(dst + (size_t)doff * HW, sizeof(float) * (size_t)dC * HW, src + (size_t)soff * HW,
+                                sizeof(float) * (size_t)sC * HW, row, B, cudaMemcpyDeviceToDevice, G.stream));
+}
+
+// y plane (s, j*G + g) = x plane (s, g*M + j), M = C/G; A x B swap: y plane (b, a) = x plane (a, b)
+__global__ void k_shuffle(size_t total, int HW, int G_, int M, float *y, const float *x) {
+    GRID_STRIDE(i, total) {
+        size_t q = i / HW, r = i % HW, C = (size_t)G_ * M, s = q / C, o = q % C, j = o / G_, g = o % G_;
+        y[i] = x[(s * C + g * M + j) * HW + r];
+    }
+}
+static void cuda_channel_shuffle(int B, int C, int groups, int HW, float *y, const float *x) {
+    size_t total = (size_t)B * C * HW;
+    if (!total) return;
+    k_shuffle<<<blocks_for(total), 256, 0, G.stream>>>(total, HW, groups, C / groups, y, x);
+    cudaCheckLaunch("k_shuffle");
+}
+static void cuda_swap_dims01(int A, int B, int HW, float *y, const float *x) {
+    // x (A, B, HW) -> y (B, A, HW) is a shuffle of one sample of A*B channels with groups A
+    cuda_channel_shuffle(1, A * B, A, HW, y, x);
+}
+
+__global__ void k_avgpool2(size_t n, int h, int w, float *y, const float *x) {
+    int oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, n) {
+        size_t p = i / ((size_t)oh * ow);
+        int r = (int)(i % ((size_t)oh * ow)), oy = r / ow, ox = r % ow;
+        const float *a = x + p * h * w + (size_t)2 * oy * w + 2 * ox, *b = a + w;
+        y[i] = 0.25f * ((a[0] + a[1]) + (b[0] + b[1]));
+    }
+}
+__global__ void k_avgpool2_bw(size_t n, int h, int w, float *dx, const float *dy) {
+    int oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, n) {   // one thread per dx element; the odd last row/column gets 0
+        size_t p = i / ((size_t)h * w);
+        int r = (int)(i % ((size_t)h * w)), iy = r / w, ix = r % w;
+        dx[i] = (iy / 2 < oh && ix / 2 < ow) ? 0.25f * dy[p * oh * ow + (size_t)(iy / 2) * ow + ix / 2] : 0.f;
+    }
+}
+static void cuda_avgpool2x2_forward(int B, int C, int h, int w, float *y, const float *x) {
+    size_t n = (size_t)B * C * (h / 2) * (w / 2);
+    if (!n) return;
+    k_avgpool2<<<blocks_for(n), 256, 0, G.stream>>>(n, h, w, y, x);
+    cudaCheckLaunch("k_avgpool2");
+}
+static void cuda_avgpool2x2_backward(int B, int C, int h, int w, float *dx, const float *dy) {
+    size_t n = (size_t)B * C * h * w;
+    if (!n) return;
+    k_avgpool2_bw<<<blocks_for(n), 256, 0, G.stream>>>(n, h, w, dx, dy);
+    cudaCheckLaunch("k_avgpool2_bw");
+}
+
+// ops_dropout_keep (ops.h) on the device: the same hash, so both backends drop the same elements
+__device__ inline bool dropout_keep(uint64_t seed, uint64_t i, float p) {
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull + i + 0x632BE59BD9B4E019ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53 >= (double)p;
+}
+__global__ void k_dropout(size_t n, float p, uint64_t seed, float *y, const float *x) {
+    float scale = 1.f / (1.f - p);
+    GRID_STRIDE(i, n) y[i] = dropout_keep(seed, i, p) ? x[i] * scale : 0.f;
+}
+static void cuda_dropout_forward(size_t n, float p, uint64_t seed, float *y, const float *x) {
+    if (!n) return;
+    if (p <= 0.f) { if (y != x) cuda_copy(y, x, sizeof(float) * n); return; }
+    k_dropout<<<blocks_for(n), 256, 0, G.stream>>>(n, p, seed, y, x);
+    cudaCheckLaunch("k_dropout");
+}
+static void cuda_dropout_backward(size_t n, float p, uint64_t seed, float *dx, const float *dy) {
+    cuda_dropout_forward(n, p, seed, dx, dy);
+}
+
+// ----------------------------------------------------------------------------------------------
 // init / shutdown / the table
 
 static void fill_table(Ops *t) {
@@ -997,6 +1125,11 @@ static void fill_table(Ops *t) {
     t->concat_forward = cuda_concat_forward; t->concat_backward = cuda_concat_backward;
     t->linear_forward = cuda_linear_forward; t->linear_backward = cuda_linear_backward;
     t->softmax_xent = cuda_softmax_xent;
+    t->relu6_forward = cuda_relu6_forward; t->relu6_backward = cuda_relu6_backward;
+    t->batchnorm_apply = cuda_batchnorm_apply; t->channel_copy = cuda_channel_copy;
+    t->channel_shuffle = cuda_channel_shuffle; t->swap_dims01 = cuda_swap_dims01;
+    t->avgpool2x2_forward = cuda_avgpool2x2_forward; t->avgpool2x2_backward = cuda_avgpool2x2_backward;
+    t->dropout_forward = cuda_dropout_forward; t->dropout_backward = cuda_dropout_backward;
 }
 
 extern "C" int ops_cuda_init(int device, char *err, size_t n) {

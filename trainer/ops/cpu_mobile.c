@@ -1,0 +1,259 @@
+// trainer/ops/cpu_mobile.c — ops_cpu's kernels for the mobile and dense nets (see cpu_mobile.h).
+// Depthwise convolution has its own loops: a 3x3 filter per channel is ~9 multiply-adds per output,
+// too little work for im2col + GEMM or oneDNN's reorders to pay off. Work is split over planes or
+// channels (parallel.c); every reduction runs in a fixed order, independent of the thread count.
+#include "trainer/ops/cpu_mobile.h"
+// defines: cpu_grouped_conv_forward, cpu_grouped_conv_backward, cpu_relu6_*, cpu_channel_*, ...
+
+#include <string.h>
+
+// ----------------------------------------------------------------------------------------------
+// depthwise convolution: plane p = n*C + c of x convolved with filter c
+
+// output columns ox whose input column ox*s - pad + kx*dil lies in [0, w): [*lo, *hi)
+static void valid_cols(const ConvDesc *d, int kx, int *lo, int *hi) {
+    int off = kx * d->dil - d->pad;                      // ix = ox*s + off
+    int a = off >= 0 ? 0 : (-off + d->stride - 1) / d->stride;
+    int b = d->w - 1 - off < 0 ? 0 : (d->w - 1 - off) / d->stride + 1;
+    if (b > d->ow) b = d->ow;
+    *lo = a; *hi = b > a ? b : a;
+}
+
+typedef struct { const ConvDesc *d; float *y; const float *x, *w, *b; float *dw, *db; const float *dy; int acc, B; } DwCtx;
+
+static void dw_fw(void *v, long p0, long p1) {
+    DwCtx *c = v; const ConvDesc *d = c->d;
+    int C = d->cout, K = d->kh * d->kw, s = d->stride;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
+    for (long p = p0; p < p1; p++) {
+        int ch = (int)(p % C);
+        const float *x = c->x + p * hw, *wt = c->w + (long)ch * K;
+        float *y = c->y + p * ohw, bv = c->b ? c->b[ch] : 0.f;
+        for (long i = 0; i < ohw; i++) y[i] = bv;
+        for (int ky = 0; ky < d->kh; ky++)
+            for (int kx = 0; kx < d->kw; kx++) {
+                float wv = wt[ky * d->kw + kx];
+                int lo, hi; valid_cols(d, kx, &lo, &hi);
+                int off = kx * d->dil - d->pad;
+                for (int oy = 0; oy < d->oh; oy++) {
+                    int iy = oy * s - d->pad + ky * d->dil;
+                    if (iy < 0 || iy >= d->h) continue;
+                    const float *xr = x + (long)iy * d->w + off;
+                    float *yr = y + (long)oy * d->ow;
+                    if (s == 1) for (int ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox];
+                    else for (int ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox * s];
+                }
+            }
+    }
+}
+
+// dx (plane p): scatter of dy through the filter
+static void dw_bw_data(void *v, long p0, long p1) {
+    DwCtx *c = v; const ConvDesc *d = c->d;
+    int C = d->cout, K = d->kh * d->kw, s = d->stride;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
+    for (long p = p0; p < p1; p++) {
+        int ch = (int)(p % C);
+        const float *dy = c->dy + p * ohw, *wt = c->w + (long)ch * K;
+        float *dx = c->y + p * hw;
+        if (!c->acc) memset(dx, 0, sizeof(float) * hw);
+        for (int ky = 0; ky < d->kh; ky++)
+            for (int kx = 0; kx < d->kw; kx++) {
+                float wv = wt[ky * d->kw + kx];
+                int lo, hi; valid_cols(d, kx, &lo, &hi);
+                int off = kx * d->dil - d->pad;
+                for (int oy = 0; oy < d->oh; oy++) {
+                    int iy = oy * s - d->pad + ky * d->dil;
+                    if (iy < 0 || iy >= d->h) continue;
+                    float *xr = dx + (long)iy * d->w + off;
+                    const float *gr = dy + (long)oy * d->ow;
+                    if (s == 1) for (int ox = lo; ox < hi; ox++) xr[ox] += wv * gr[ox];
+                    else for (int ox = lo; ox < hi; ox++) xr[ox * s] += wv * gr[ox];
+                }
+            }
+    }
+}
+
+// dw, db (channel ch): sums over the batch, in double per (row, tap)
+static void dw_bw_weights(void *v, long c0, long c1) {
+    DwCtx *c = v; const ConvDesc *d = c->d;
+    int C = d->cout, K = d->kh * d->kw, s = d->stride;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
+    for (long ch = c0; ch < c1; ch++) {
+        double acc[64] = {0}, bacc = 0;   // K <= 64 (checked by the caller)
+        for (int n = 0; n < c->B; n++) {
+            long p = (long)n * C + ch;
+            const float *x = c->x + p * hw, *dy = c->dy + p * ohw;
+            if (c->db) for (long i = 0; i < ohw; i++) bacc += dy[i];
+            for (int ky = 0; ky < d->kh; ky++)
+                for (int kx = 0; kx < d->kw; kx++) {
+                    int lo, hi; valid_cols(d, kx, &lo, &hi);
+                    int off = kx * d->dil - d->pad;
+                    float sum = 0;
+                    for (int oy = 0; oy < d->oh; oy++) {
+                        int iy = oy * s - d->pad + ky * d->dil;
+                        if (iy < 0 || iy >= d->h) continue;
+                        const float *xr = x + (long)iy * d->w + off, *gr = dy + (long)oy * d->ow;
+                        if (s == 1) for (int ox = lo; ox < hi; ox++) sum += gr[ox] * xr[ox];
+                        else for (int ox = lo; ox < hi; ox++) sum += gr[ox] * xr[ox * s];
+                    }
+                    acc[ky * d->kw + kx] += sum;
+                }
+        }
+        for (int k = 0; k < K; k++) c->dw[ch * K + k] += (float)acc[k];
+        if (c->db) c->db[ch] += (float)bacc;
+    }
+}
+
+static int is_depthwise(const ConvDesc *d) {
+    return d->groups == d->cin && d->cout == d->cin && d->kh * d->kw <= 64;
+}
+
+ConvDesc cpu_group_desc(const ConvDesc *d) {
+    ConvDesc g = *d;
+    g.cin = d->cin / d->groups; g.cout = d->cout / d->groups; g.groups = 1;
+    return g;
+}
+
+void cpu_grouped_conv_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w, const float *b,
+                              float *ws, CpuConvFw conv1) {
+    if (is_depthwise(d)) {
+        DwCtx c = {.d = d, .y = y, .x = x, .w = w, .b = b};
+        ops_parallel_for((long)B * d->cout, 1, dw_fw, &c);
+        return;
+    }
+    ConvDesc g = cpu_group_desc(d);
+    long xs = (long)g.cin * d->h * d->w, ys = (long)g.cout * d->oh * d->ow, wsz = (long)g.cout * g.cin * d->kh * d->kw;
+    for (int n = 0; n < B; n++)
+        for (int k = 0; k < d->groups; k++) {
+            long gi = (long)n * d->groups + k;
+            conv1(&g, 1, y + gi * ys, x + gi * xs, w + k * wsz, b ? b + (long)k * g.cout : NULL, ws);
+        }
+}
+
+void cpu_grouped_conv_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
+                               const float *x, const float *w, float *ws, int accumulate, CpuConvBw conv1) {
+    if (is_depthwise(d)) {
+        DwCtx c = {.d = d, .x = x, .w = w, .dy = dy, .dw = dw, .db = db, .B = B, .y = dx, .acc = accumulate};
+        if (dw) ops_parallel_for(d->cout, 1, dw_bw_weights, &c);
+        if (dx) ops_parallel_for((long)B * d->cout, 1, dw_bw_data, &c);
+        return;
+    }
+    ConvDesc g = cpu_group_desc(d);
+    long xs = (long)g.cin * d->h * d->w, ys = (long)g.cout * d->oh * d->ow, wsz = (long)g.cout * g.cin * d->kh * d->kw;
+    for (int n = 0; n < B; n++)
+        for (int k = 0; k < d->groups; k++) {
+            long gi = (long)n * d->groups + k;
+            conv1(&g, 1, dx ? dx + gi * xs : NULL, dw + k * wsz, db ? db + (long)k * g.cout : NULL, dy + gi * ys,
+                  x + gi * xs, w + k * wsz, ws, accumulate);
+        }
+}
+
+// ----------------------------------------------------------------------------------------------
+// elementwise
+
+#define EW_GRAIN 16384
+typedef struct { float *y; const float *a, *b; float p; uint64_t seed; } Ew;
+
+static void relu6_fw(void *v, long i0, long i1) {
+    Ew *c = v;
+    for (long i = i0; i < i1; i++) { float t = c->a[i] > 0.f ? c->a[i] : 0.f; c->y[i] = t < 6.f ? t : 6.f; }
+}
+static void relu6_bw(void *v, long i0, long i1) {
+    Ew *c = v;
+    for (long i = i0; i < i1; i++) { float g = c->a[i], yv = c->b[i]; c->y[i] = (yv > 0.f && yv < 6.f) ? g : 0.f; }
+}
+void cpu_relu6_forward(size_t n, float *y, const float *x) { Ew c = {y, x, NULL, 0, 0}; ops_parallel_for((long)n, EW_GRAIN, relu6_fw, &c); }
+void cpu_relu6_backward(size_t n, float *dx, const float *dy, const float *y) {
+    Ew c = {dx, dy, y, 0, 0}; ops_parallel_for((long)n, EW_GRAIN, relu6_bw, &c);
+}
+
+static void dropout_run(void *v, long i0, long i1) {
+    Ew *c = v; float scale = 1.f / (1.f - c->p);
+    for (long i = i0; i < i1; i++) c->y[i] = ops_dropout_keep(c->seed, (uint64_t)i, c->p) ? c->a[i] * scale : 0.f;
+}
+void cpu_dropout_forward(size_t n, float p, uint64_t seed, float *y, const float *x) {
+    if (p <= 0.f) { if (y != x) memmove(y, x, sizeof(float) * n); return; }
+    Ew c = {y, x, NULL, p, seed}; ops_parallel_for((long)n, EW_GRAIN, dropout_run, &c);
+}
+void cpu_dropout_backward(size_t n, float p, uint64_t seed, float *dx, const float *dy) { cpu_dropout_forward(n, p, seed, dx, dy); }
+
+// ----------------------------------------------------------------------------------------------
+// channel moves: every plane is a contiguous run of HW floats
+
+typedef struct { int B, HW, n, dC, doff, sC, soff, acc, G, M; float *dst; const float *src; } Mv;
+
+static void copy_planes(void *v, long q0, long q1) {   // q = sample * n + channel
+    Mv *m = v;
+    for (long q = q0; q < q1; q++) {
+        long s = q / m->n, k = q % m->n;
+        float *d = m->dst + (s * m->dC + m->doff + k) * m->HW;
+        const float *x = m->src + (s * m->sC + m->soff + k) * m->HW;
+        if (m->acc) for (int i = 0; i < m->HW; i++) d[i] += x[i];
+        else memcpy(d, x, sizeof(float) * m->HW);
+    }
+}
+void cpu_channel_copy(int B, int HW, int n, float *dst, int dC, int doff, const float *src, int sC, int soff,
+                      int accumulate) {
+    Mv m = {.B = B, .HW = HW, .n = n, .dC = dC, .doff = doff, .sC = sC, .soff = soff, .acc = accumulate, .dst = dst, .src = src};
+    if (n > 0) ops_parallel_for((long)B * n, 4, copy_planes, &m);
+}
+
+static void shuffle_planes(void *v, long q0, long q1) {   // output plane q = s*C + (j*G + g) <- input s*C + (g*M + j)
+    Mv *m = v; long C = (long)m->G * m->M;
+    for (long q = q0; q < q1; q++) {
+        long s = q / C, o = q % C, j = o / m->G, g = o % m->G;
+        memcpy(m->dst + q * m->HW, m->src + (s * C + g * m->M + j) * m->HW, sizeof(float) * m->HW);
+    }
+}
+void cpu_channel_shuffle(int B, int C, int groups, int HW, float *y, const float *x) {
+    Mv m = {.HW = HW, .G = groups, .M = C / groups, .dst = y, .src = x};
+    ops_parallel_for((long)B * C, 4, shuffle_planes, &m);
+}
+
+static void swap_planes(void *v, long q0, long q1) {   // output plane q = b*A + a <- input a*B + b
+    Mv m = *(Mv *)v;
+    for (long q = q0; q < q1; q++) {
+        long b = q / m.G, a = q % m.G;
+        memcpy(m.dst + q * m.HW, m.src + (a * m.M + b) * m.HW, sizeof(float) * m.HW);
+    }
+}
+void cpu_swap_dims01(int A, int B, int HW, float *y, const float *x) {
+    Mv m = {.HW = HW, .G = A, .M = B, .dst = y, .src = x};
+    ops_parallel_for((long)A * B, HW >= 64 ? 4 : 256, swap_planes, &m);
+}
+
+// ----------------------------------------------------------------------------------------------
+// average pool 2x2
+
+typedef struct { int h, w; float *y; const float *x; } Ap;
+static void ap_fw(void *v, long p0, long p1) {
+    Ap *c = v; int oh = c->h / 2, ow = c->w / 2;
+    for (long p = p0; p < p1; p++) {
+        const float *x = c->x + p * c->h * c->w; float *y = c->y + p * oh * ow;
+        for (int i = 0; i < oh; i++) {
+            const float *r0 = x + 2 * i * c->w, *r1 = r0 + c->w;
+            for (int j = 0; j < ow; j++) y[i * ow + j] = 0.25f * ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]));
+        }
+    }
+}
+static void ap_bw(void *v, long p0, long p1) {   // y = dx (h, w), x = dy
+    Ap *c = v; int oh = c->h / 2, ow = c->w / 2;
+    for (long p = p0; p < p1; p++) {
+        const float *g = c->x + p * oh * ow; float *dx = c->y + p * c->h * c->w;
+        memset(dx, 0, sizeof(float) * c->h * c->w);
+        for (int i = 0; i < oh; i++) {
+            float *r0 = dx + 2 * i * c->w, *r1 = r0 + c->w;
+            for (int j = 0; j < ow; j++) {
+                float q = 0.25f * g[i * ow + j];
+                r0[2 * j] = q; r0[2 * j + 1] = q; r1[2 * j] = q; r1[2 * j + 1] = q;
+            }
+        }
+    }
+}
+void cpu_avgpool2x2_forward(int B, int C, int h, int w, float *y, const float *x) {
+    Ap c = {h, w, y, x}; ops_parallel_for((long)B * C, 4, ap_fw, &c);
+}
+void cpu_avgpool2x2_backward(int B, int C, int h, int w, float *dx, const float *dy) {
+    Ap c = {h, w, dx, dy}; ops_parallel_for((long)B * C, 4, ap_bw, &c);
+}
