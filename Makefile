@@ -46,13 +46,13 @@ CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)
 CFLAGS_TRAIN := $(BASE) $(TRAIN_OPT) $(SANFLAGS) $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CUDA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS)
 LIBS_ORCH  := -ljansson -lsqlite3 -lcrypto $(SLURM_LIBS) $(MHD_LIBS) $(CURL_LIBS) -lpng -lz -lm
-LIBS_TRAIN := -ljansson -lcrypto -lpng -lz $(BLAS_LIBS) $(DNNL_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
+LIBS_TRAIN := -ljansson -lcrypto -lpng -lturbojpeg -lz $(BLAS_LIBS) $(DNNL_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
 
 # --- sources: every .c in a module folder belongs to its library; main.c is the program --
 ORCH_SRCS  := $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))
 TRAIN_SRCS := $(filter-out trainer/main.c,$(wildcard trainer/*.c trainer/*/*.c))
 TRAIN_CU   := $(if $(filter 1,$(SEGX_HAVE_CUDA)),$(wildcard trainer/*.cu trainer/*/*.cu))
-ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
+ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o $(if $(wildcard web/static/*),$(BUILD)/gen/web_static.o)
 TRAIN_OBJS := $(TRAIN_SRCS:%.c=$(BUILD)/%.o) $(TRAIN_CU:%.cu=$(BUILD)/%.cu.o)
 
 # sm_70 (Volta) is gone: CUDA 13's nvcc rejects compute_70 ("Unsupported gpu architecture").
@@ -77,6 +77,12 @@ $(BUILD)/%.cu.o: %.cu $(BUILD)/config.h
 $(BUILD)/gen/schema_sql.c: db/schema.sql
 	@mkdir -p $(@D)
 	@{ echo 'const char db_schema_sql[] ='; sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } >$@
+# web/static/NAME.EXT compiled into the binary as the C string web_static_NAME_EXT (segx serve);
+# '?' escaped so that no trigraph forms.
+$(BUILD)/gen/web_static.c: $(wildcard web/static/*)
+	@mkdir -p $(@D)
+	@for f in $^; do n=$$(basename $$f | tr '.-' '__'); echo "const char web_static_$$n[] ="; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ';'; done >$@
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(if $(V),,@echo "  CC  $<";)$(CC) $(CFLAGS_ORCH) -c $< -o $@
 

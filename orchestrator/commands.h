@@ -14,4 +14,6 @@ int cmd_cancel(int argc, char **argv);    // cmd_cancel.c
 int cmd_resubmit(int argc, char **argv);  // cmd_resubmit.c
 int cmd_doctor(int argc, char **argv);    // cmd_doctor.c
 int cmd_logparse(int argc, char **argv);  // cmd_logparse.c  (external trainer log -> metrics.jsonl)
+int cmd_serve(int argc, char **argv);     // cmd_serve.c     (the dashboard, web/)
+int cmd_plot(int argc, char **argv);      // cmd_plot.c      (figures through gnuplot)
 #endif

@@ -17,6 +17,8 @@ static const Command commands[] = {
     {"collect", cmd_collect, "ingest run dirs (metrics, results, environment) into the DB"},
     {"report", cmd_report, "speedup, efficiency, accuracy and cost tables/HTML"},
     {"query", cmd_query, "run SQL against the results DB"},
+    {"serve", cmd_serve, "a dashboard of the results DB in the browser (read-only)"},
+    {"plot", cmd_plot, "figures for papers (svg, pdf, png) with their gnuplot source"},
     {"cancel", cmd_cancel, "cancel running or pending cells"},
     {"resubmit", cmd_resubmit, "submit failed cells again"},
     {"doctor", cmd_doctor, "check the cluster, profile and environment"},

@@ -506,3 +506,22 @@ int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE 
     }
     return report_time_to_target(db, &o, out, err, errlen);
 }
+
+int report_json(sqlite3 *db, const char *kind, const ReportOptions *opts, char **json, size_t *len, char *err,
+                size_t errlen)
+{
+    *json = NULL;
+    *len = 0;
+    ReportOptions o = opts ? *opts : (ReportOptions){0};
+    o.format = TABLE_JSON;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f) { snprintf(err, errlen, "out of memory"); return -1; }
+    int rc = report_print(db, kind, &o, f, err, errlen);
+    if (fclose(f) != 0 && rc == 0) { snprintf(err, errlen, "out of memory"); rc = -1; }
+    if (rc < 0) { free(buf); return rc; }
+    *json = buf;
+    *len = n;
+    return 0;
+}

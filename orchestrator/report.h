@@ -1,5 +1,5 @@
 // orchestrator/report.h — the standard result tables (segx report), read from the DB views.
-// defines: ReportOptions, report_print, report_kind_valid, report_parse_target.
+// defines: ReportOptions, report_print, report_json, report_kind_valid, report_parse_target.
 // Kinds:
 //  cells           every cell: parameters, state, attempts, final metrics, wall-clock, GPU-hours
 //  accuracy        per cell group (cells differing only by seed): n, mean ± std (sample) of the
@@ -34,5 +34,10 @@ int report_parse_target(const char *s, char *metric, size_t mlen, double *value,
 // 0 printed (an empty table is fine); -2 with err for bad input (kind, target, unknown
 // experiment); -1 with err for a runtime failure (SQL, output).
 int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE *out, char *err, size_t errlen);
+// The same report as `--format json` (opts->format is ignored), returned as a malloc'd string in
+// *json (the caller frees it; *len its length): the dashboard (web/) serves exactly these bytes.
+// Return codes as report_print.
+int report_json(sqlite3 *db, const char *kind, const ReportOptions *opts, char **json, size_t *len, char *err,
+                size_t errlen);
 
 #endif

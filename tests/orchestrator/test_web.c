@@ -1,0 +1,523 @@
+// tests/orchestrator/test_web.c — the dashboard's handlers (web/web.h) on hand-inserted data,
+// without a socket: /api/ reports byte-identical to `segx report --format json`, escaping of a
+// hostile model name and log text, 404/405/400 answers, the SQL box's refusals, row and time
+// limits, curve downsampling, the experiments list's GPU-hours against the cost report, and
+// the real libmicrohttpd server on a loopback port (token, 401, oversized request).
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "config.h"
+#include "db/db.h"
+#include "orchestrator/report.h"
+#include "tests/orchestrator/sql_helpers.h"
+#include "web/web.h"
+
+static char dbpath[256], rundir[256];
+static WebApp app;
+#define HOSTILE "<script>alert(1)</script>"
+
+static int setup(void **state)
+{
+    snprintf(dbpath, sizeof dbpath, "/tmp/segx-test-web-%d.db", (int)getpid());
+    snprintf(rundir, sizeof rundir, "/tmp/segx-test-web-%d-run", (int)getpid());
+    unlink(dbpath);
+    mkdir(rundir, 0755);
+    sqlite3 *db;
+    char err[512];
+    if (db_open(dbpath, DB_CREATE, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES"
+              " (1, 'scale', '{}', '/x', 0, 100), (2, 'other', '{}', '/y', 0, 50)");
+    // scale: models m and HOSTILE; 1 and 4 GPUs; seeds 1, 2. images/s: warm-up 50, then X, X.
+    static const double X[2][2] = {{100, 110}, {360, 370}};
+    int id = 1;
+    for (int m = 0; m < 2; m++)
+        for (int g = 0; g < 2; g++)
+            for (int s = 0; s < 2; s++, id++) {
+                int gpus = g ? 4 : 1;
+                execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, model, gpu_type,"
+                          " gpus, batch_per_gpu, global_batch, scaling, seed, state, est_gpu_hours, created_at)"
+                          " VALUES (%d, 1, 'c%02dkeyabcdef', '{\"epochs\": 3}', 'g%d%d', 's%d', %Q, 'a100', %d, 32, %d,"
+                          " 'weak', %d, 'completed', 1.5, 0)",
+                      id, id, m, g, m, m ? HOSTILE : "m", gpus, 32 * gpus, s + 1);
+                execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, start_time, end_time, run_dir)"
+                          " VALUES (%d, %d, 1, 'local', 'completed', 0, 36, %Q)", id, id, rundir);
+                execf(db, "INSERT INTO epochs (attempt_id, line, epoch, wall_s, images_per_s, miou) VALUES"
+                          " (%d, 1, 1, 10, 50, 0.1), (%d, 2, 2, 20, %.17g, 0.3), (%d, 3, 3, 30, %.17g, %.17g)",
+                      id, id, X[g][s], id, X[g][s], 0.5 + 0.01 * s + 0.02 * g);
+            }
+    // other: one cell with a 5000-epoch curve (downsampling).
+    execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, model, gpus, state, created_at)"
+              " VALUES (99, 2, 'long0000', '{}', 'L', 'L', 'big', 1, 'running', 0)");
+    execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, start_time, run_dir)"
+              " VALUES (99, 99, 1, 'local', 'running', 1, '/nonexistent')");
+    execf(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)"
+              " INSERT INTO epochs (attempt_id, line, epoch, wall_s, miou) SELECT 99, i, i, i * 2.0, i / 5000.0 FROM n");
+    db_close(db);
+    char p[400];
+    snprintf(p, sizeof p, "%s/stdout.log", rundir);
+    FILE *f = fopen(p, "w");
+    fputs("epoch 1\n<b>bold?</b> & " HOSTILE "\n", f);
+    fclose(f);
+    if (web_app_open(&app, dbpath, 4, err, sizeof err) < 0) fail_msg("%s", err);
+    *state = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    web_app_close(&app);
+    char p[400];
+    unlink(dbpath);
+    snprintf(p, sizeof p, "%s-wal", dbpath);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", dbpath);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/stdout.log", rundir);
+    unlink(p);
+    rmdir(rundir);
+    return 0;
+}
+
+// ---- requests without a server ----------------------------------------------------------------
+
+static const char *qarg(void *ctx, const char *key)
+{
+    static char bufs[8][4096];   // several arguments of one request stay valid, as with libmicrohttpd
+    static int next;
+    char *buf = bufs[next++ % 8];
+    return web_query_arg(ctx, key, buf, sizeof bufs[0]);
+}
+
+static WebResponse get(const char *method, const char *path, const char *query)
+{
+    WebRequest q = {.method = method, .path = path, .arg = qarg, .ctx = (void *)query};
+    WebResponse r;
+    web_handle(&app, &q, &r);
+    return r;
+}
+
+static char *body(WebResponse *r)
+{
+    char *s = malloc(r->len + 1);
+    memcpy(s, r->body, r->len);
+    s[r->len] = 0;
+    web_response_free(r);
+    return s;
+}
+
+static char *report_bytes(const char *kind, const char *exp)
+{
+    sqlite3 *db;
+    char err[512];
+    if (db_open(dbpath, DB_READONLY, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    FILE *null = fopen("/dev/null", "w");
+    ReportOptions o = {.experiment = exp, .format = TABLE_JSON, .warn = null};
+    if (report_print(db, kind, &o, f, err, sizeof err) < 0) fail_msg("%s", err);
+    fclose(f);
+    fclose(null);
+    db_close(db);
+    return buf;
+}
+
+static void test_api_reports_equal_segx_report(void **state)
+{
+    static const char *const kinds[] = {"cells", "accuracy", "speedup", "cost"};
+    for (int k = 0; k < 4; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/api/e/scale/%s", kinds[k]);
+        WebResponse r = get("GET", path, "");
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.type, "application/json");
+        char *got = body(&r), *want = report_bytes(kinds[k], "scale");
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+    }
+    // time-to-target with ?target=, as --target
+    WebResponse r = get("GET", "/api/e/scale/time-to-target", "target=miou%3D0.3");
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(j), 4);
+    assert_true(json_number_value(json_object_get(json_array_get(j, 0), "wall_s_mean")) == 20.0);
+    json_decref(j);
+    web_response_free(&r);
+}
+
+static void test_unknown_and_malformed(void **state)
+{
+    WebResponse r = get("GET", "/api/e/nosuch/speedup", "");
+    assert_int_equal(r.status, 404);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "error")), "no experiment named 'nosuch' in the database");
+    json_decref(j);
+    web_response_free(&r);
+    static const struct { const char *method, *path; int status; } cases[] = {
+        {"GET", "/e/nosuch", 404}, {"GET", "/e/../../etc/passwd", 404}, {"GET", "/static/../web.h", 404},
+        {"GET", "/static/", 404}, {"GET", "/e/scale/nonsense", 404}, {"GET", "/api/e/scale/nonsense", 404},
+        {"GET", "/api/e/scale/cell/zz", 404}, {"GET", "/api/e/scale/cell/nosuchkey", 404},
+        {"POST", "/api/sql", 405}, {"DELETE", "/", 405}, {"GET", "/nope", 404},
+        {"GET", "/e/scale/curves", 200}, {"GET", "/api/e/scale/curves", 200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        r = get(cases[i].method, cases[i].path, "");
+        if (r.status != cases[i].status) fail_msg("%s %s: %d, expected %d", cases[i].method, cases[i].path, r.status, cases[i].status);
+        web_response_free(&r);
+    }
+    r = get("GET", "/api/e/scale/curves", "metric=miou);drop");
+    assert_int_equal(r.status, 400);
+    web_response_free(&r);
+    r = get("GET", "/api/e/scale/time-to-target", "target=bogus");
+    assert_int_equal(r.status, 400);
+    web_response_free(&r);
+    r = get("GET", "/e/scale/cost", "target=abc");
+    assert_int_equal(r.status, 400);
+    web_response_free(&r);
+    char *longp = malloc(WEB_URL_MAX + 20);
+    memset(longp, 'a', WEB_URL_MAX + 10);
+    longp[0] = '/';
+    longp[WEB_URL_MAX + 10] = 0;
+    r = get("GET", longp, "");
+    assert_int_equal(r.status, 414);
+    web_response_free(&r);
+    free(longp);
+}
+
+static void test_pages_escape_db_values(void **state)
+{
+    static const char *const pages[] = {"/", "/e/scale", "/e/scale/scaling", "/e/scale/accuracy", "/e/scale/cost",
+                                        "/e/scale/curves", "/e/scale/cell/c05keyabcdef", "/sql"};
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+        WebResponse r = get("GET", pages[i], i == 7 ? "q=SELECT%20model%20FROM%20cells" : "");
+        assert_int_equal(r.status, 200);
+        char *s = body(&r);
+        if (strstr(s, "<script>alert")) fail_msg("%s: the model name reached the page unescaped", pages[i]);
+        if (i >= 1 && i != 5 && !strstr(s, "&lt;script&gt;alert(1)&lt;/script&gt;"))
+            fail_msg("%s: the model name is missing (escaped)", pages[i]);
+        if (i == 6 && !strstr(s, "&lt;b&gt;bold?&lt;/b&gt; &amp; &lt;script&gt;"))
+            fail_msg("cell page: the stdout tail is missing or unescaped");
+        free(s);
+    }
+}
+
+static void test_page_numbers_are_the_report(void **state)
+{
+    // The speedup page's table: data-v of each speedup_throughput equals the report's value.
+    WebResponse r = get("GET", "/e/scale/scaling", "");
+    char *s = body(&r);
+    char *want = report_bytes("speedup", "scale");
+    json_t *rows = json_loads(want, 0, NULL);
+    const char *p = s;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        p = strstr(p, "data-col=\"speedup_throughput\" data-v=\"");
+        assert_non_null(p);
+        p += strlen("data-col=\"speedup_throughput\" data-v=\"");
+        assert_true(strtod(p, NULL) == json_number_value(json_object_get(row, "speedup_throughput")));
+    }
+    assert_true(fabs(json_number_value(json_object_get(json_array_get(rows, 1), "speedup_throughput")) - 365.0 / 105.0) < 1e-12);
+    json_decref(rows);
+    free(want);
+    free(s);
+}
+
+static void test_experiments_list(void **state)
+{
+    WebResponse r = get("GET", "/api/experiments", "");
+    assert_int_equal(r.status, 200);
+    json_t *a = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_array_size(a), 2);
+    json_t *e = json_array_get(a, 1);   // by name: other, scale
+    assert_string_equal(json_string_value(json_object_get(e, "name")), "scale");
+    assert_int_equal(json_integer_value(json_object_get(e, "cells")), 8);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(e, "states"), "completed")), 8);
+    // GPU-hours: 8 attempts of 36 s on 1 or 4 GPUs = (4*1 + 4*4) * 36 / 3600 = 0.2; planned 8 * 1.5
+    assert_true(fabs(json_real_value(json_object_get(e, "gpu_hours")) - 0.2) < 1e-12);
+    assert_true(json_real_value(json_object_get(e, "est_gpu_hours")) == 12.0);
+    assert_true(json_real_value(json_object_get(e, "last_change")) == 100.0);
+    json_decref(a);
+    r = get("GET", "/api/e/other", "");
+    assert_int_equal(r.status, 200);
+    a = json_loadb(r.body, r.len, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "states"), "running")), 1);
+    json_decref(a);
+    web_response_free(&r);
+    // an active cell: the grid page refreshes itself
+    r = get("GET", "/e/other", "");
+    char *s = body(&r);
+    assert_non_null(strstr(s, "<meta http-equiv=refresh"));
+    free(s);
+    r = get("GET", "/e/scale", "");
+    s = body(&r);
+    assert_null(strstr(s, "http-equiv=refresh"));
+    free(s);
+}
+
+static void test_grid_filters(void **state)
+{
+    WebResponse r = get("GET", "/e/scale", "gpus=4&seed=2");
+    char *s = body(&r);
+    assert_non_null(strstr(s, "2 of 8 cells shown."));
+    assert_non_null(strstr(s, "c04keyabcdef"));   // m, 4 GPUs, seed 2
+    assert_non_null(strstr(s, "c08keyabcdef"));   // hostile, 4 GPUs, seed 2
+    assert_null(strstr(s, "c03keyabcdef"));
+    free(s);
+}
+
+static void test_curves_downsampled(void **state)
+{
+    WebResponse r = get("GET", "/api/e/other/curves", "metric=miou");
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    json_t *pts = json_object_get(j, "points");
+    size_t n = json_array_size(pts);
+    assert_true(n <= WEB_CURVE_POINTS && n >= WEB_CURVE_POINTS / 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, 0), "epoch")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, n - 1), "epoch")), 5000);
+    assert_true(json_real_value(json_object_get(json_array_get(pts, n - 1), "wall_s")) == 10000.0);
+    json_decref(j);
+    // scale: 2 seeds per group, mean/lo/hi over them
+    r = get("GET", "/api/e/scale/curves", "metric=miou&model=m");
+    j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    pts = json_object_get(j, "points");
+    assert_int_equal(json_array_size(pts), 6);   // 2 groups x 3 epochs
+    json_t *last = json_array_get(pts, 2);       // 1 GPU, epoch 3: 0.50 and 0.51
+    assert_true(fabs(json_real_value(json_object_get(last, "mean")) - 0.505) < 1e-12);
+    assert_true(json_real_value(json_object_get(last, "lo")) == 0.5);
+    assert_int_equal(json_integer_value(json_object_get(last, "n")), 2);
+    json_decref(j);
+}
+
+static void test_sql_box(void **state)
+{
+    static const struct { const char *q; int status; const char *msg; } cases[] = {
+        {"q=DELETE%20FROM%20cells", 403, "read-only"},
+        {"q=UPDATE%20cells%20SET%20state%3D'x'", 403, "read-only"},
+        {"q=ATTACH%20'%2Ftmp%2Fx.db'%20AS%20x", 400, "not allowed"},
+        {"q=PRAGMA%20query_only%3D0", 400, "not allowed"},
+        {"q=SELECT%201%3B%20DELETE%20FROM%20cells", 400, "one statement"},
+        {"q=SELEC%20nonsense", 400, "syntax error"},
+        {"", 400, "no SQL"},
+        {"q=SELECT%201&format=xml", 400, "expected json or csv"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        WebResponse r = get("GET", "/api/sql", cases[i].q);
+        char *s = body(&r);
+        if (r.status != cases[i].status || !strstr(s, cases[i].msg))
+            fail_msg("%s: %d %s (expected %d, '%s')", cases[i].q, r.status, s, cases[i].status, cases[i].msg);
+        free(s);
+    }
+    // rows past the limit are cut
+    WebResponse r = get("GET", "/api/sql", "q=WITH%20RECURSIVE%20n(i)%20AS%20(SELECT%201%20UNION%20ALL%20SELECT%20i%2B1"
+                                          "%20FROM%20n%20WHERE%20i%3C5000)%20SELECT%20i%20FROM%20n");
+    if (r.status != 200) fail_msg("%d %.*s", r.status, (int)r.len, r.body);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    assert_int_equal(json_array_size(j), WEB_SQL_ROWS);
+    json_decref(j);
+    web_response_free(&r);
+    // a query that would run for minutes is stopped by the time limit
+    r = get("GET", "/api/sql", "q=WITH%20RECURSIVE%20n(i)%20AS%20(SELECT%201%20UNION%20ALL%20SELECT%20i%2B1%20FROM%20n)"
+                               "%20SELECT%20count(*)%20FROM%20n");
+    char *s = body(&r);
+    if (r.status != 422 || !strstr(s, "stopped after 2000 ms")) fail_msg("endless query: %d %s", r.status, s);
+    free(s);
+    // CSV download, quoted per RFC 4180, the hostile name as data
+    r = get("GET", "/api/sql", "format=csv&q=SELECT%20DISTINCT%20model%20FROM%20cells%20WHERE%20gpus%3D4%20ORDER%20BY%201");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.disposition, "attachment"));
+    s = body(&r);
+    assert_string_equal(s, "model\n" HOSTILE "\nm\n");
+    free(s);
+    // the connection still answers after the interrupted query, and nothing was written
+    r = get("GET", "/api/sql", "q=SELECT%20count(*)%20AS%20n%20FROM%20cells");
+    s = body(&r);
+    assert_string_equal(s, "[\n {\"n\": 9}\n]\n");
+    free(s);
+}
+
+static void test_query_arg_and_escape(void **state)
+{
+    char buf[64];
+    assert_string_equal(web_query_arg("a=1&b=x%20y+z&c", "b", buf, sizeof buf), "x y z");
+    assert_string_equal(web_query_arg("a=1&b=x%20y+z&c", "c", buf, sizeof buf), "");
+    assert_null(web_query_arg("a=1&bb=2", "b", buf, sizeof buf));
+    assert_string_equal(web_query_arg("q=%3c%2", "q", buf, sizeof buf), "<%2");
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    web_html_escape(f, "<a href=\"x\">'&'</a>");
+    fputc('|', f);
+    web_json_for_script(f, "{\"s\":\"</script><!--\"}");
+    fclose(f);
+    assert_string_equal(out, "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;|{\"s\":\"\\u003c/script\\u003e\\u003c!--\"}");
+    free(out);
+}
+
+static void test_vega_bundle(void **state)
+{
+    char *js;
+    size_t n;
+    char err[512];
+    assert_int_equal(web_vega_bundle("/nonexistent-dir", &js, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "libjs-vega"));
+    if (access(WEB_VEGA_DIR "/vega-view.min.js", R_OK) != 0) { skip(); return; }
+    assert_int_equal(web_vega_bundle(WEB_VEGA_DIR, &js, &n, err, sizeof err), 0);
+    assert_non_null(strstr(js, "cur = 'vega-view';"));
+    assert_non_null(strstr(js, "window.vega = v;"));
+    free(js);
+    WebResponse r = get("GET", "/vendor/vega.js", "");
+    assert_int_equal(r.status, 200);
+    assert_true(r.len > 100000);
+    web_response_free(&r);
+}
+
+// ---- the real server ----------------------------------------------------------------------------
+
+static int http(int port, const char *req, char *resp, size_t len)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) { close(s); return -1; }
+    size_t off = 0, rl = strlen(req);
+    while (off < rl) {
+        ssize_t w = send(s, req + off, rl - off, MSG_NOSIGNAL);
+        if (w <= 0) break;   // the server may answer and close before reading it all
+        off += (size_t)w;
+    }
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < len && (k = recv(s, resp + got, len - 1 - got, 0)) > 0) got += (size_t)k;
+    resp[got] = 0;
+    close(s);
+    return (int)got;
+}
+
+static void test_server(void **state)
+{
+#ifndef SEGX_HAVE_MICROHTTPD
+    skip();
+#else
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        FILE *log = fdopen(fds[1], "w");
+        WebServeOptions o = {.db_path = dbpath, .bind = "127.0.0.1", .token = "s3cret", .port = 0, .threads = 2, .log = log};
+        _exit(web_serve(&o));
+    }
+    close(fds[1]);
+    FILE *log = fdopen(fds[0], "r");
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, log));
+    char *p = strstr(line, "127.0.0.1:");
+    assert_non_null(p);
+    int port = atoi(p + 10);
+    assert_true(port > 0);
+    static char resp[1 << 20];
+    // no token: 401 JSON on /api/
+    http(port, "GET /api/experiments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 401"));
+    assert_non_null(strstr(resp, "needs its token"));
+    // wrong token
+    http(port, "GET /api/experiments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 401"));
+    // bearer token: the answer, with the security headers
+    http(port, "GET /api/e/scale/speedup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    assert_non_null(strstr(resp, "X-Content-Type-Options: nosniff"));
+    char *want = report_bytes("speedup", "scale");
+    assert_non_null(strstr(resp, want));
+    free(want);
+    // ?token= sets the cookie
+    http(port, "GET /?token=s3cret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    assert_non_null(strstr(resp, "Set-Cookie: segx_token=s3cret;"));
+    http(port, "GET /e/scale HTTP/1.1\r\nHost: x\r\nCookie: segx_token=s3cret\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    // a request whose headers exceed the connection's memory: 4xx, and the server lives on
+    size_t big = 200 * 1024;
+    char *req = malloc(big + 200);
+    int n = snprintf(req, 200, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(req + n, 'a', big);
+    strcpy(req + n + big, "\r\nConnection: close\r\n\r\n");
+    http(port, req, resp, sizeof resp);
+    free(req);
+    assert_true(strncmp(resp, "HTTP/1.1 4", 10) == 0 || resp[0] == 0);
+    http(port, "garbage\r\n\r\n", resp, sizeof resp);
+    assert_true(strncmp(resp, "HTTP/1.1 4", 10) == 0 || resp[0] == 0);
+    http(port, "GET /api/e/scale/cost HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fclose(log);
+#endif
+}
+
+static void test_serve_refuses_open_bind_without_token(void **state)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    WebServeOptions o = {.db_path = dbpath, .bind = "0.0.0.0", .port = 0, .threads = 1, .log = f};
+    int rc = web_serve(&o);
+    fclose(f);
+#ifdef SEGX_HAVE_MICROHTTPD
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "without --token"));
+#else
+    assert_int_equal(rc, 1);
+#endif
+    free(out);
+    f = open_memstream(&out, &n);
+    o.bind = "not-an-address";
+    rc = web_serve(&o);
+    fclose(f);
+#ifdef SEGX_HAVE_MICROHTTPD
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "--bind 'not-an-address'"));
+#endif
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_reports_equal_segx_report),
+        cmocka_unit_test(test_unknown_and_malformed),
+        cmocka_unit_test(test_pages_escape_db_values),
+        cmocka_unit_test(test_page_numbers_are_the_report),
+        cmocka_unit_test(test_experiments_list),
+        cmocka_unit_test(test_grid_filters),
+        cmocka_unit_test(test_curves_downsampled),
+        cmocka_unit_test(test_sql_box),
+        cmocka_unit_test(test_query_arg_and_escape),
+        cmocka_unit_test(test_vega_bundle),
+        cmocka_unit_test(test_server),
+        cmocka_unit_test(test_serve_refuses_open_bind_without_token),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,465 @@
+// web/api.c — the dashboard's JSON: reports (report_json, byte for byte), the experiments list,
+// curves per cell group (downsampled), scaling error bars, one cell, and the SQL box.
+#include "web/web_impl.h"
+#include "orchestrator/report.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int web_metric_valid(const char *m)
+{
+    static const char *const metrics[] = {"miou", "pixel_acc", "top1", "val_loss", "train_loss", NULL};
+    for (int i = 0; metrics[i]; i++)
+        if (strcmp(m, metrics[i]) == 0) return 1;
+    return 0;
+}
+
+// One column of a stepped statement as JSON (NULL, integer, real, text; blobs as their size).
+static json_t *col_json(sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: return json_integer(sqlite3_column_int64(st, i));
+    case SQLITE_FLOAT: {
+        double v = sqlite3_column_double(st, i);
+        return isfinite(v) ? json_real(v) : json_null();
+    }
+    case SQLITE_TEXT: {
+        const char *s = (const char *)sqlite3_column_text(st, i);
+        json_t *j = json_stringn(s, (size_t)sqlite3_column_bytes(st, i));
+        if (j) return j;
+        char *c = strdup(s);   // not UTF-8: keep the ASCII, mark the rest
+        if (!c) return json_null();
+        for (char *p = c; *p; p++)
+            if ((unsigned char)*p >= 0x80) *p = '?';
+        j = json_string(c);
+        free(c);
+        return j ? j : json_null();
+    }
+    case SQLITE_BLOB: return json_sprintf("<blob, %d bytes>", sqlite3_column_bytes(st, i));
+    default: return json_null();
+    }
+}
+
+// Every row of st as an object keyed by column name.
+static json_t *rows_json(sqlite3 *db, sqlite3_stmt *st, char *err, size_t errlen)
+{
+    json_t *a = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *o = json_object();
+        for (int i = 0; i < sqlite3_column_count(st); i++) json_object_set_new(o, sqlite3_column_name(st, i), col_json(st, i));
+        json_array_append_new(a, o);
+    }
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+static json_t *query_json(sqlite3 *db, const char *sql, long long exp_id, const char *text2, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    sqlite3_bind_int64(st, 1, exp_id);
+    if (text2) sqlite3_bind_text(st, 2, text2, -1, SQLITE_STATIC);
+    json_t *a = rows_json(db, st, err, errlen);
+    sqlite3_finalize(st);
+    return a;
+}
+
+// ---- experiments ------------------------------------------------------------------------------
+
+json_t *web_experiments_json(sqlite3 *db, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT x.name, x.spec_path,"
+        " (SELECT COUNT(*) FROM cells c WHERE c.experiment_id = x.id) AS cells,"
+        " (SELECT json_group_object(state, n) FROM (SELECT c.state, COUNT(*) AS n FROM cells c"
+        "   WHERE c.experiment_id = x.id GROUP BY c.state)) AS states,"
+        " MAX(x.updated_at, COALESCE((SELECT MAX(MAX(COALESCE(a.submit_time, 0), COALESCE(a.start_time, 0),"
+        "   COALESCE(a.end_time, 0), COALESCE(a.collected_at, 0))) FROM attempts a JOIN cells c ON c.id = a.cell_id"
+        "   WHERE c.experiment_id = x.id), 0)) AS last_change"
+        " FROM experiments x ORDER BY x.name";
+    json_t *a = query_json(db, sql, 0, NULL, err, errlen);
+    if (!a) return NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e) {
+        json_t *st = json_loads(json_string_value(json_object_get(e, "states")) ? json_string_value(json_object_get(e, "states")) : "{}", 0, NULL);
+        json_object_set_new(e, "states", st ? st : json_object());
+        // GPU-hours as `segx report cost` counts them: its groups summed in its order (the
+        // total row of the table format).
+        json_t *cost = web_report(db, "cost", json_string_value(json_object_get(e, "name")), NULL, err, errlen);
+        if (!cost) { json_decref(a); return NULL; }
+        double used = 0, planned = 0;
+        int any_used = 0, any_planned = 0;
+        size_t k;
+        json_t *g;
+        json_array_foreach(cost, k, g) {
+            json_t *u = json_object_get(g, "gpu_hours"), *p = json_object_get(g, "est_gpu_hours");
+            if (json_is_number(u)) { used += json_number_value(u); any_used = 1; }
+            if (json_is_number(p)) { planned += json_number_value(p); any_planned = 1; }
+        }
+        json_decref(cost);
+        json_object_set_new(e, "gpu_hours", any_used ? json_real(used) : json_null());
+        json_object_set_new(e, "est_gpu_hours", any_planned ? json_real(planned) : json_null());
+    }
+    return a;
+}
+
+void api_experiments(sqlite3 *db, WebResponse *r)
+{
+    char err[1024];
+    json_t *a = web_experiments_json(db, err, sizeof err);
+    if (!a) { web_error(r, 1, 500, "%s", err); return; }
+    web_json_response(r, 200, a);
+}
+
+// ---- curves, scaling error bars ---------------------------------------------------------------
+
+json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const char *model, char *err,
+                        size_t errlen)
+{
+    if (!web_metric_valid(metric)) {
+        snprintf(err, errlen, "metric '%s': expected miou, pixel_acc, top1, val_loss or train_loss", metric);
+        return NULL;
+    }
+    // metric is one of a fixed list (checked above), so naming its column is not user text in SQL.
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "WITH k AS (SELECT id, group_key FROM cells WHERE experiment_id = ?1 AND (?2 IS NULL OR model = ?2)),"
+             " c AS (SELECT k.group_key, COALESCE(e.epoch, e.line) AS epoch, t.offset_s + e.wall_s AS cell_wall_s,"
+             "   e.%s AS v FROM k JOIN attempt_times t ON t.cell_id = k.id JOIN epochs e ON e.attempt_id = t.attempt_id"
+             "   WHERE e.%s IS NOT NULL),"
+             " g AS (SELECT group_key, epoch, AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, COUNT(*) AS n,"
+             "   AVG(cell_wall_s) AS wall_s FROM c GROUP BY group_key, epoch),"
+             " r AS (SELECT g.*, ROW_NUMBER() OVER (PARTITION BY group_key ORDER BY epoch) AS rn,"
+             "   COUNT(*) OVER (PARTITION BY group_key) AS cnt FROM g),"
+             " l AS (SELECT group_key, MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus,"
+             "   MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch, COUNT(*) AS seeds"
+             "   FROM cells WHERE experiment_id = ?1 GROUP BY group_key)"
+             " SELECT l.model, l.gpu_type, l.gpus, l.batch_per_gpu, l.global_batch, l.seeds, r.group_key,"
+             "   r.epoch, r.wall_s, r.mean, r.lo, r.hi, r.n FROM r JOIN l ON l.group_key = r.group_key"
+             " WHERE (r.rn - 1) %% ((r.cnt + %d) / %d) = 0 OR r.rn = r.cnt"
+             " ORDER BY l.model, l.gpu_type, l.gpus, l.batch_per_gpu, l.global_batch, r.group_key, r.epoch",
+             metric, metric, WEB_CURVE_POINTS - 2, WEB_CURVE_POINTS - 1);
+    json_t *pts = query_json(db, sql, exp_id, model, err, errlen);
+    if (!pts) return NULL;
+    json_t *target = NULL;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM targets WHERE experiment_id = ?1 AND metric = ?2", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, exp_id);
+        sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) target = json_real(sqlite3_column_double(st, 0));
+        sqlite3_finalize(st);
+    }
+    return json_pack("{s:s, s:o, s:o, s:i}", "metric", metric, "target", target ? target : json_null(), "points", pts,
+                     "max_points_per_series", WEB_CURVE_POINTS);
+}
+
+json_t *web_scaling_errors_json(sqlite3 *db, long long exp_id, char *err, size_t errlen)
+{
+    // The std over seeds of each group's images/s (cell_throughput), as speedup (over the same
+    // 1-GPU base the scaling view uses), for error bars.
+    static const char sql[] =
+        "SELECT s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes,"
+        " d.ips_std / s.base_images_per_s AS speedup_std, d.ips_std / s.base_images_per_s / s.gpus AS efficiency_std"
+        " FROM scaling s LEFT JOIN (SELECT c.group_key, sqrt(SUM((t.images_per_s - m.mean) * (t.images_per_s - m.mean))"
+        "   / (COUNT(t.images_per_s) - 1)) AS ips_std"
+        "   FROM cells c JOIN cell_throughput t ON t.cell_id = c.id"
+        "   JOIN (SELECT c2.group_key, AVG(t2.images_per_s) AS mean FROM cells c2 JOIN cell_throughput t2"
+        "     ON t2.cell_id = c2.id WHERE c2.experiment_id = ?1 GROUP BY c2.group_key) m ON m.group_key = c.group_key"
+        "   WHERE c.experiment_id = ?1 GROUP BY c.group_key) d ON d.group_key = s.group_key"
+        " WHERE s.experiment_id = ?1";
+    return query_json(db, sql, exp_id, NULL, err, errlen);
+}
+
+// ---- one cell ---------------------------------------------------------------------------------
+
+char *web_file_tail(const char *dir, const char *name, size_t max)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    long start = 0;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        if (size > (long)max) start = size - (long)max;
+    }
+    fseek(f, start, SEEK_SET);
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    fclose(f);
+    if (!buf) return NULL;
+    buf[n] = 0;
+    char *p = buf;
+    if (start > 0) {   // begin at a whole line
+        char *nl = strchr(buf, '\n');
+        if (nl) p = nl + 1;
+    }
+    memmove(buf, p, strlen(p) + 1);
+    return buf;
+}
+
+json_t *web_cell_json(sqlite3 *db, long long exp_id, const char *key, char *err, size_t errlen)
+{
+    static const char cell_sql[] =
+        "SELECT id, key, params, group_key, scaling_key, model, gpu_type, gpus, nodes, batch_per_gpu, global_batch,"
+        " scaling, optimizer, lr, seed, time_limit_s, est_gpu_hours, state FROM cells"
+        " WHERE experiment_id = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT 2";
+    if (strlen(key) < 4) { snprintf(err, errlen, "cell '%s': give at least 4 characters of its key", key); return NULL; }
+    json_t *cells = query_json(db, cell_sql, exp_id, key, err, errlen);
+    if (!cells) return NULL;
+    if (json_array_size(cells) != 1) {
+        snprintf(err, errlen, json_array_size(cells) ? "cell '%s' is ambiguous: give more of its key"
+                                                     : "no cell with key '%s' in this experiment", key);
+        json_decref(cells);
+        return NULL;
+    }
+    json_t *cell = json_incref(json_array_get(cells, 0));
+    json_decref(cells);
+    long long cell_id = json_integer_value(json_object_get(cell, "id"));
+    json_t *params = json_loads(json_string_value(json_object_get(cell, "params")), 0, NULL);
+    json_object_set_new(cell, "params", params ? params : json_null());
+    static const char att_sql[] =
+        "SELECT a.attempt, a.backend, a.job_id, a.state, a.reason, a.exit_code, a.submit_time, a.start_time,"
+        " a.end_time, a.run_s, a.nodes, a.run_dir, t.duration_s, t.gpu_hours, t.n_lines FROM attempts a"
+        " LEFT JOIN attempt_times t ON t.attempt_id = a.id WHERE a.cell_id = ?1 ORDER BY a.attempt";
+    static const char eval_sql[] =
+        "SELECT a.attempt, v.backend, v.job_id, v.state, v.reason, v.exit_code, v.start_time, v.end_time, v.miou,"
+        " v.pixel_acc, v.top1, v.loss, v.images, v.seconds FROM eval_jobs v JOIN attempts a ON a.id = v.attempt_id"
+        " WHERE a.cell_id = ?1 ORDER BY a.attempt";
+    static const char env_sql[] =
+        "SELECT a.attempt, n.host, n.gpu_model, n.driver, n.cuda, n.cudnn, n.nccl, n.container_digest, n.git_commit"
+        " FROM environments n JOIN attempts a ON a.id = n.attempt_id WHERE a.cell_id = ?1 ORDER BY a.attempt";
+    json_t *att = query_json(db, att_sql, cell_id, NULL, err, errlen);
+    json_t *ev = att ? query_json(db, eval_sql, cell_id, NULL, err, errlen) : NULL;
+    json_t *env = ev ? query_json(db, env_sql, cell_id, NULL, err, errlen) : NULL;
+    if (!env) { json_decref(att); json_decref(ev); json_decref(cell); return NULL; }
+    json_object_set_new(cell, "attempts", att);
+    json_object_set_new(cell, "eval_jobs", ev);
+    json_object_set_new(cell, "environments", env);
+    json_object_del(cell, "id");
+    // The latest attempt's logs, last 8 KiB each.
+    json_t *logs = json_object();
+    json_t *last = json_array_get(att, json_array_size(att) - 1);
+    const char *dir = last ? json_string_value(json_object_get(last, "run_dir")) : NULL;
+    static const char *const files[] = {"stdout.log", "stderr.log", "job.out", NULL};
+    for (int i = 0; dir && files[i]; i++) {
+        char *t = web_file_tail(dir, files[i], 8192);
+        if (!t) continue;
+        json_t *s = json_string(t);
+        if (!s) {   // not UTF-8
+            for (char *p = t; *p; p++)
+                if ((unsigned char)*p >= 0x80) *p = '?';
+            s = json_string(t);
+        }
+        json_object_set_new(logs, files[i], s ? s : json_null());
+        free(t);
+    }
+    json_object_set_new(cell, "logs", logs);
+    return cell;
+}
+
+// ---- the SQL box ------------------------------------------------------------------------------
+
+typedef struct {
+    struct timespec deadline;
+    int expired;
+} SqlClock;
+
+static int sql_progress(void *p)
+{
+    SqlClock *c = p;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > c->deadline.tv_sec || (now.tv_sec == c->deadline.tv_sec && now.tv_nsec >= c->deadline.tv_nsec))
+        c->expired = 1;
+    return c->expired;
+}
+
+// Refuses what reads beyond the results DB or changes the connection: ATTACH, DETACH, PRAGMA
+// (except the table-valued pragma functions' read-only ones), and functions that are not SQL's.
+static int sql_authorizer(void *p, int action, const char *a, const char *b, const char *c, const char *d)
+{
+    switch (action) {
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+    case SQLITE_PRAGMA:
+        return SQLITE_DENY;
+    case SQLITE_FUNCTION:
+        if (b && (strcmp(b, "load_extension") == 0 || strcmp(b, "readfile") == 0 || strcmp(b, "writefile") == 0))
+            return SQLITE_DENY;
+        return SQLITE_OK;
+    default:
+        return SQLITE_OK;
+    }
+}
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';') return 0;
+    return 1;
+}
+
+int web_sql_run(sqlite3 *db, const char *sql, Table **out, int *truncated, char *err, size_t errlen, int *status)
+{
+    *out = NULL;
+    *truncated = 0;
+    *status = 400;
+    if (!sql || is_blank(sql)) { snprintf(err, errlen, "no SQL given"); return -1; }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    sqlite3_set_authorizer(db, sql_authorizer, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
+    sqlite3_set_authorizer(db, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s%s", sqlite3_errmsg(db),
+                 rc == SQLITE_AUTH ? " (ATTACH, DETACH and PRAGMA are not allowed here)" : "");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    if (!st) { snprintf(err, errlen, "no SQL statement given"); return -1; }
+    if (tail && !is_blank(tail)) {
+        snprintf(err, errlen, "one statement at a time: found more after the first ('%.40s')", tail);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    if (!sqlite3_stmt_readonly(st)) {
+        snprintf(err, errlen, "refused: the dashboard's database connection is read-only (SELECT and WITH only)");
+        sqlite3_finalize(st);
+        *status = 403;
+        return -1;
+    }
+    int ncols = sqlite3_column_count(st);
+    const char *heads[256];
+    if (ncols == 0 || ncols > 256) {
+        snprintf(err, errlen, ncols ? "too many result columns (%d; at most 256)" : "the statement returns no rows",
+                 ncols);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    for (int i = 0; i < ncols; i++) heads[i] = sqlite3_column_name(st, i);
+    Table *t = table_new((size_t)ncols, heads);
+    if (!t) { sqlite3_finalize(st); snprintf(err, errlen, "out of memory"); *status = 500; return -1; }
+    SqlClock clk = {0};
+    clock_gettime(CLOCK_MONOTONIC, &clk.deadline);
+    clk.deadline.tv_sec += WEB_SQL_MS / 1000;
+    clk.deadline.tv_nsec += (WEB_SQL_MS % 1000) * 1000000L;
+    if (clk.deadline.tv_nsec >= 1000000000L) { clk.deadline.tv_sec++; clk.deadline.tv_nsec -= 1000000000L; }
+    sqlite3_progress_handler(db, 1000, sql_progress, &clk);
+    int n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == WEB_SQL_ROWS) { *truncated = 1; break; }
+        table_row(t);
+        for (int i = 0; i < ncols; i++) table_sqlite(t, st, i);
+        n++;
+    }
+    sqlite3_progress_handler(db, 0, NULL, NULL);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        if (clk.expired)
+            snprintf(err, errlen, "stopped after %d ms (the SQL box's limit): narrow the query or add a LIMIT",
+                     WEB_SQL_MS);
+        else
+            snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        *status = clk.expired ? 422 : 400;
+        sqlite3_finalize(st);
+        table_free(t);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    *out = t;
+    return 0;
+}
+
+void api_sql(sqlite3 *db, const WebRequest *q, WebResponse *r)
+{
+    const char *sql = q->arg(q->ctx, "q");
+    const char *fmt = q->arg(q->ctx, "format");
+    int csv = fmt && strcmp(fmt, "csv") == 0;
+    if (fmt && !csv && strcmp(fmt, "json") != 0) {
+        web_error(r, 1, 400, "format '%.20s': expected json or csv", fmt);
+        return;
+    }
+    Table *t;
+    int truncated, status;
+    char err[1024];
+    if (web_sql_run(db, sql, &t, &truncated, err, sizeof err, &status) < 0) {
+        web_error(r, 1, status, "%s", err);
+        return;
+    }
+    Out o;
+    if (out_open(&o) < 0) { table_free(t); web_error(r, 1, 500, "out of memory"); return; }
+    table_print(t, csv ? TABLE_CSV : TABLE_JSON, o.f);
+    table_free(t);
+    out_finish(&o, r, 200, csv ? "text/csv; charset=utf-8" : "application/json");
+    if (csv) snprintf(r->disposition, sizeof r->disposition, "attachment; filename=\"segx-query.csv\"");
+}
+
+// ---- /api/e/NAME/... --------------------------------------------------------------------------
+
+void api_experiment(sqlite3 *db, const char *name, const char *what, const char *rest, const WebRequest *q,
+                    WebResponse *r)
+{
+    char err[1024] = "";
+    long long id = web_experiment_id(db, name);
+    if (!*what) {   // the experiment as the list shows it
+        json_t *all = web_experiments_json(db, err, sizeof err);
+        if (!all) { web_error(r, 1, 500, "%s", err); return; }
+        size_t i;
+        json_t *e;
+        json_array_foreach(all, i, e) if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0) {
+            json_t *one = json_incref(e);
+            json_decref(all);
+            web_json_response(r, 200, one);
+            return;
+        }
+        json_decref(all);
+        web_error(r, 1, 404, "no experiment named '%s' in the database", name);
+        return;
+    }
+    if (*rest && strcmp(what, "cell") != 0) { web_error(r, 1, 404, "no such endpoint: %s/%s", what, rest); return; }
+    if (report_kind_valid(what)) {
+        const char *target = q->arg(q->ctx, "target");
+        ReportOptions ro = {.experiment = name, .target = target};
+        FILE *null = fopen("/dev/null", "w");
+        ro.warn = null;
+        char *s;
+        size_t n;
+        int rc = report_json(db, what, &ro, &s, &n, err, sizeof err);
+        if (null) fclose(null);
+        if (rc < 0) { web_error(r, 1, rc == -2 ? 400 : 500, "%s", err); return; }
+        r->status = 200;
+        r->type = "application/json";
+        r->body = s;
+        r->len = n;
+        return;
+    }
+    json_t *j = NULL;
+    int bad = 400;
+    if (strcmp(what, "curves") == 0) {
+        const char *m = q->arg(q->ctx, "metric");
+        j = web_curves_json(db, id, m ? m : "miou", q->arg(q->ctx, "model"), err, sizeof err);
+    } else if (strcmp(what, "scaling-errors") == 0) {
+        j = web_scaling_errors_json(db, id, err, sizeof err);
+        bad = 500;
+    } else if (strcmp(what, "cell") == 0) {
+        j = web_cell_json(db, id, rest, err, sizeof err);
+        bad = strstr(err, "database:") ? 500 : 404;
+    } else {
+        web_error(r, 1, 404, "no such endpoint: /api/e/%s/%s (expected cells, accuracy, speedup, cost, "
+                             "time-to-target, curves, scaling-errors or cell/KEY)", name, what);
+        return;
+    }
+    if (!j) { web_error(r, 1, bad, "%s", err); return; }
+    web_json_response(r, 200, j);
+}

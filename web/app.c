@@ -1,0 +1,399 @@
+// web/app.c — the dashboard's request router, its read-only connection pool, error responses,
+// escaping helpers and the chart library bundle (see web.h).
+#include "web/web_impl.h"
+#include "db/db.h"
+#include "orchestrator/report.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- response bodies --------------------------------------------------------------------------
+
+int out_open(Out *o)
+{
+    o->buf = NULL;
+    o->len = 0;
+    o->f = open_memstream(&o->buf, &o->len);
+    return o->f ? 0 : -1;
+}
+
+void out_finish(Out *o, WebResponse *r, int status, const char *type)
+{
+    fclose(o->f);
+    o->f = NULL;
+    r->status = status;
+    r->type = type;
+    r->body = o->buf;
+    r->len = o->len;
+    r->body_static = 0;
+    o->buf = NULL;
+}
+
+void out_discard(Out *o)
+{
+    if (o->f) fclose(o->f);
+    free(o->buf);
+    o->f = NULL;
+    o->buf = NULL;
+}
+
+static void set_static(WebResponse *r, int status, const char *type, const char *body, size_t len)
+{
+    r->status = status;
+    r->type = type;
+    r->body = (char *)body;
+    r->len = len;
+    r->body_static = 1;
+}
+
+void web_json_response(WebResponse *r, int status, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(j);
+    if (!s) { set_static(r, 500, "application/json", "{\"error\":\"out of memory\",\"status\":500}", 38); return; }
+    r->status = status;
+    r->type = "application/json";
+    r->body = s;
+    r->len = strlen(s);
+    r->body_static = 0;
+}
+
+void web_error(WebResponse *r, int api, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (api) {
+        web_json_response(r, status, json_pack("{s:s, s:i}", "error", msg, "status", status));
+        return;
+    }
+    Out o;
+    if (out_open(&o) < 0) { set_static(r, 500, "text/plain", "out of memory\n", 14); return; }
+    fprintf(o.f, "<!doctype html><html><head><meta charset=utf-8><title>segx: %d</title>"
+                 "<link rel=stylesheet href=\"/static/style.css\"></head><body><nav><a href=\"/\">segx</a></nav>"
+                 "<main><h1>%d</h1><p class=error>", status, status);
+    web_html_escape(o.f, msg);
+    fputs("</p></main></body></html>\n", o.f);
+    out_finish(&o, r, status, "text/html; charset=utf-8");
+}
+
+void web_response_free(WebResponse *r)
+{
+    if (!r->body_static) free(r->body);
+    r->body = NULL;
+}
+
+// ---- escaping and query strings ---------------------------------------------------------------
+
+void web_html_escape(FILE *f, const char *s)
+{
+    if (!s) return;
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+void web_json_for_script(FILE *f, const char *json)
+{
+    for (; *json; json++) {
+        if (*json == '<' || *json == '>' || *json == '&') fprintf(f, "\\u%04x", (unsigned char)*json);
+        else fputc(*json, f);
+    }
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+const char *web_query_arg(const char *query, const char *key, char *buf, size_t buflen)
+{
+    size_t klen = strlen(key);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        const char *kend = eq ? eq : end;
+        if ((size_t)(kend - p) == klen && strncmp(p, key, klen) == 0) {
+            size_t n = 0;
+            for (const char *v = eq ? eq + 1 : end; v < end && n + 1 < buflen; v++) {
+                if (*v == '+') buf[n++] = ' ';
+                else if (*v == '%' && v + 2 < end && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
+                    buf[n++] = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+                    v += 2;
+                } else buf[n++] = *v;
+            }
+            buf[n] = 0;
+            return buf;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+// ---- the connection pool ----------------------------------------------------------------------
+
+static int open_ro(const char *path, sqlite3 **db, char *err, size_t errlen)
+{
+    if (db_open(path, DB_READONLY, db, err, errlen) < 0) return -1;
+    char *e = NULL;
+    if (sqlite3_exec(*db, "PRAGMA query_only = 1", NULL, NULL, &e) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: PRAGMA query_only: %s", path, e ? e : "failed");
+        sqlite3_free(e);
+        db_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+sqlite3 *web_db_get(WebApp *app)
+{
+    pthread_mutex_lock(&app->mu);
+    while (app->nidle == 0 && app->nopen >= app->max) pthread_cond_wait(&app->cv, &app->mu);
+    sqlite3 *db = NULL;
+    if (app->nidle > 0) {
+        db = app->idle[--app->nidle];
+        pthread_mutex_unlock(&app->mu);
+        return db;
+    }
+    app->nopen++;
+    pthread_mutex_unlock(&app->mu);
+    char err[512];
+    if (open_ro(app->db_path, &db, err, sizeof err) < 0) {
+        pthread_mutex_lock(&app->mu);
+        app->nopen--;
+        pthread_cond_signal(&app->cv);
+        pthread_mutex_unlock(&app->mu);
+        return NULL;
+    }
+    return db;
+}
+
+void web_db_put(WebApp *app, sqlite3 *db)
+{
+    if (!db) return;
+    pthread_mutex_lock(&app->mu);
+    app->idle[app->nidle++] = db;
+    pthread_cond_signal(&app->cv);
+    pthread_mutex_unlock(&app->mu);
+}
+
+int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t errlen)
+{
+    memset(app, 0, sizeof *app);
+    if (snprintf(app->db_path, sizeof app->db_path, "%s", db_path) >= (int)sizeof app->db_path) {
+        snprintf(err, errlen, "%s: path too long", db_path);
+        return -1;
+    }
+    app->max = pool < 1 ? 1 : pool > WEB_POOL_MAX ? WEB_POOL_MAX : pool;
+    sqlite3 *db;
+    if (open_ro(db_path, &db, err, errlen) < 0) return -1;
+    pthread_mutex_init(&app->mu, NULL);
+    pthread_cond_init(&app->cv, NULL);
+    app->idle[app->nidle++] = db;
+    app->nopen = 1;
+    const char *dir = getenv("SEGX_VEGA_DIR");
+    if (web_vega_bundle(dir && *dir ? dir : WEB_VEGA_DIR, &app->vega, &app->vega_len, app->vega_err,
+                        sizeof app->vega_err) < 0)
+        app->vega = NULL;
+    return 0;
+}
+
+void web_app_close(WebApp *app)
+{
+    for (int i = 0; i < app->nidle; i++) db_close(app->idle[i]);
+    app->nidle = app->nopen = 0;
+    free(app->vega);
+    app->vega = NULL;
+    pthread_mutex_destroy(&app->mu);
+    pthread_cond_destroy(&app->cv);
+}
+
+long long web_experiment_id(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT id FROM experiments WHERE name = ?1", -1, &st, NULL) != SQLITE_OK) return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    long long id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return id;
+}
+
+json_t *web_report(sqlite3 *db, const char *kind, const char *experiment, const char *target, char *err,
+                   size_t errlen)
+{
+    ReportOptions ro = {.experiment = experiment, .target = target};
+    FILE *null = fopen("/dev/null", "w");   // speedup's contention warnings belong to the CLI
+    ro.warn = null;
+    char *s;
+    size_t n;
+    int rc = report_json(db, kind, &ro, &s, &n, err, errlen);
+    if (null) fclose(null);
+    if (rc < 0) return NULL;
+    json_error_t je;
+    json_t *j = json_loadb(s, n, 0, &je);
+    if (!j) snprintf(err, errlen, "report %s: unreadable JSON: %s", kind, je.text);
+    free(s);
+    return j;
+}
+
+// ---- the chart library ------------------------------------------------------------------------
+
+// Dependency order: each module after the ones its define() names.
+static const char *const vega_modules[] = {
+    "util", "event-selector", "expression", "time", "format", "loader", "dataflow", "statistics", "scale",
+    "canvas", "scenegraph", "selection", "functions", "runtime", "view", "parser", "transforms",
+    "view-transforms", "encode", NULL};
+
+int web_vega_bundle(const char *dir, char **out, size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    Out o;
+    if (out_open(&o) < 0) { snprintf(err, errlen, "out of memory"); return -1; }
+    fputs("/* vega from Debian's libjs-vega, bundled by segx serve (web/app.c) */\n(function () {\n"
+          "var mods = {}, cur = null;\n"
+          "function define(deps, factory) {\n"
+          "  var exp = {};\n"
+          "  factory.apply(null, deps.map(function (d) {\n"
+          "    if (d === 'exports') return exp;\n"
+          "    var m = mods[d === 'vega-selections' ? 'vega-selection' : d];\n"
+          "    if (!m) throw new Error('vega bundle: ' + cur + ' needs ' + d);\n"
+          "    return m;\n"
+          "  }));\n"
+          "  mods[cur] = exp;\n"
+          "}\n"
+          "define.amd = true;\n", o.f);
+    for (int i = 0; vega_modules[i]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/vega-%s.min.js", dir, vega_modules[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            snprintf(err, errlen, "%s: %s (install Debian's libjs-vega: scripts/install-deps)", path, strerror(errno));
+            out_discard(&o);
+            return -1;
+        }
+        fprintf(o.f, "cur = 'vega-%s';\n", vega_modules[i]);
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, n, o.f);
+        fclose(f);
+        fputs("\n", o.f);
+    }
+    fputs("var v = {};\n"
+          "Object.keys(mods).forEach(function (k) { Object.assign(v, mods[k]); });\n"
+          "v.extend(v.transforms, mods['vega-transforms'], mods['vega-view-transforms'], mods['vega-encode']);\n"
+          "window.vega = v;\n"
+          "})();\n", o.f);
+    fclose(o.f);
+    o.f = NULL;
+    *out = o.buf;
+    *len = o.len;
+    return 0;
+}
+
+// ---- routing ----------------------------------------------------------------------------------
+
+static int valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 255) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+// Splits "NAME[/WHAT[/REST]]" into parts (copied into the buffers). 0, or -1 if malformed.
+static int split_experiment_path(const char *p, char *name, size_t nlen, char *what, size_t wlen, char *rest,
+                                 size_t rlen)
+{
+    const char *s1 = strchr(p, '/');
+    size_t n = s1 ? (size_t)(s1 - p) : strlen(p);
+    if (n >= nlen) return -1;
+    memcpy(name, p, n);
+    name[n] = 0;
+    what[0] = rest[0] = 0;
+    if (!s1 || !s1[1]) return 0;
+    const char *s2 = strchr(s1 + 1, '/');
+    size_t w = s2 ? (size_t)(s2 - s1 - 1) : strlen(s1 + 1);
+    if (w >= wlen) return -1;
+    memcpy(what, s1 + 1, w);
+    what[w] = 0;
+    if (s2 && s2[1]) {
+        if (strchr(s2 + 1, '/') || strlen(s2 + 1) >= rlen) return -1;
+        snprintf(rest, rlen, "%s", s2 + 1);
+    }
+    return 0;
+}
+
+static const struct { const char *path, *type, *body; } static_files[] = {
+    {"/static/app.js", "text/javascript; charset=utf-8", web_static_app_js},
+    {"/static/style.css", "text/css; charset=utf-8", web_static_style_css},
+};
+
+void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *path = q->path ? q->path : "";
+    int api = strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0;
+    if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) {
+        web_error(r, api, 405, "method %.16s not allowed: the dashboard is read-only (GET)", q->method);
+        return;
+    }
+    if (strlen(path) > WEB_URL_MAX) { web_error(r, api, 414, "URL too long"); return; }
+    for (size_t i = 0; i < sizeof static_files / sizeof static_files[0]; i++)
+        if (strcmp(path, static_files[i].path) == 0) {
+            set_static(r, 200, static_files[i].type, static_files[i].body, strlen(static_files[i].body));
+            r->cacheable = 1;
+            return;
+        }
+    if (strcmp(path, "/vendor/vega.js") == 0) {
+        if (!app->vega) { web_error(r, 0, 404, "chart library missing: %s", app->vega_err); return; }
+        set_static(r, 200, "text/javascript; charset=utf-8", app->vega, app->vega_len);
+        r->cacheable = 1;
+        return;
+    }
+    if (strcmp(path, "/favicon.ico") == 0) { set_static(r, 204, "image/x-icon", "", 0); return; }
+    sqlite3 *db = web_db_get(app);
+    if (!db) { web_error(r, api, 503, "cannot open the database %s read-only", app->db_path); return; }
+    char name[256], what[64], rest[256];
+    if (strcmp(path, "/") == 0) {
+        page_experiments(db, r);
+    } else if (strcmp(path, "/sql") == 0) {
+        page_sql(db, q, r);
+    } else if (strcmp(path, "/api/experiments") == 0) {
+        api_experiments(db, r);
+    } else if (strcmp(path, "/api/sql") == 0) {
+        api_sql(db, q, r);
+    } else if (strncmp(path, "/api/e/", 7) == 0 || strncmp(path, "/e/", 3) == 0) {
+        const char *p = path + (api ? 7 : 3);
+        if (split_experiment_path(p, name, sizeof name, what, sizeof what, rest, sizeof rest) < 0 ||
+            !valid_name(name, strlen(name))) {
+            web_error(r, api, 404, "no such page: experiment names hold letters, digits, '.', '_' and '-'");
+        } else {
+            long long id = web_experiment_id(db, name);
+            if (id < 0) web_error(r, api, 500, "database: %s", sqlite3_errmsg(db));
+            else if (id == 0) web_error(r, api, 404, "no experiment named '%s' in the database", name);
+            else if (api) api_experiment(db, name, what, rest, q, r);
+            else page_experiment(db, name, what, rest, q, r);
+        }
+    } else {
+        web_error(r, api, 404, "no such page: %.200s", path);
+    }
+    web_db_put(app, db);
+}

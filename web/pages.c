@@ -1,0 +1,743 @@
+// web/pages.c — the dashboard's HTML pages. Tables are rendered here from the reports' JSON
+// (so a page shows exactly `segx report`'s numbers: rounded in the text, exact in data-v);
+// charts are drawn in the browser by web/static/app.js from the /api/ JSON. Every value from
+// the DB goes through web_html_escape.
+#include "web/web_impl.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const states[] = {"planned", "submitted", "pending", "running", "completed", "failed",
+                                     "cancelled", "timeout", "preempted", "out-of-memory", "node-fail",
+                                     "unknown", NULL};
+
+static int state_active(const char *s)
+{
+    return s && (strcmp(s, "submitted") == 0 || strcmp(s, "pending") == 0 || strcmp(s, "running") == 0);
+}
+
+// Percent-encodes s for a query value.
+static void url_escape(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+            c == '.' || c == '~')
+            fputc(c, f);
+        else
+            fprintf(f, "%%%02X", c);
+    }
+}
+
+static void page_head(FILE *f, const char *title, const char *exp, const char *tab, int refresh)
+{
+    fputs("<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+          "<meta name=viewport content=\"width=device-width, initial-scale=1\">", f);
+    if (refresh) fprintf(f, "<meta http-equiv=refresh content=\"%d\">", refresh);
+    fputs("<title>segx · ", f);
+    web_html_escape(f, title);
+    fputs("</title><link rel=stylesheet href=\"/static/style.css\"></head>\n<body><nav><a class=brand href=\"/\">segx</a>", f);
+    if (exp) {
+        static const char *const tabs[][2] = {{"", "cells"}, {"scaling", "scaling"}, {"accuracy", "accuracy"},
+                                              {"curves", "curves"}, {"cost", "cost"}};
+        fputs(" <span class=sep>›</span> <a href=\"/e/", f);
+        web_html_escape(f, exp);
+        fputs("\">", f);
+        web_html_escape(f, exp);
+        fputs("</a> <span class=tabs>", f);
+        for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++) {
+            fprintf(f, "<a%s href=\"/e/", strcmp(tab, tabs[i][0]) == 0 ? " class=on" : "");
+            web_html_escape(f, exp);
+            fprintf(f, "%s%s\">%s</a>", tabs[i][0][0] ? "/" : "", tabs[i][0], tabs[i][1]);
+        }
+        fputs("</span>", f);
+    }
+    fprintf(f, "<a class=\"sqllink%s\" href=\"/sql\">SQL</a></nav>\n<main>", strcmp(tab, "sql") == 0 ? " on" : "");
+}
+
+static void page_foot(FILE *f, int charts)
+{
+    fputs("</main>\n", f);
+    if (charts) fputs("<script src=\"/vendor/vega.js\"></script><script src=\"/static/app.js\"></script>\n", f);
+    fputs("</body></html>\n", f);
+}
+
+static void fmt_time(FILE *f, double t)
+{
+    if (!(t > 0)) { fputs("—", f); return; }
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char buf[64];
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    fputs(buf, f);
+}
+
+static void fmt_duration(FILE *f, double s)
+{
+    if (!isfinite(s) || s < 0) { fputs("—", f); return; }
+    long t = lround(s);
+    if (t >= 3600) fprintf(f, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) fprintf(f, "%ldm%02lds", t / 60, t % 60);
+    else fprintf(f, "%lds", t);
+}
+
+// One table cell from a JSON value: numbers rounded to decimals in the text, exact in data-v.
+static void json_td(FILE *f, const char *col, json_t *v, int decimals)
+{
+    if (json_is_integer(v) && decimals > 0) {   // a real column whose value printed as an integer ("1")
+        fprintf(f, "<td class=num data-col=\"%s\" data-v=\"%lld\">%.*f</td>", col, (long long)json_integer_value(v),
+                decimals, (double)json_integer_value(v));
+    } else if (json_is_integer(v)) {
+        fprintf(f, "<td class=num data-col=\"%s\" data-v=\"%lld\">%lld</td>", col, (long long)json_integer_value(v),
+                (long long)json_integer_value(v));
+    } else if (json_is_real(v)) {
+        char exact[64];
+        table_format_real(json_real_value(v), exact, sizeof exact);
+        fprintf(f, "<td class=num data-col=\"%s\" data-v=\"%s\">%.*f</td>", col, exact, decimals, json_real_value(v));
+    } else if (json_is_string(v)) {
+        fprintf(f, "<td data-col=\"%s\">", col);
+        web_html_escape(f, json_string_value(v));
+        fputs("</td>", f);
+    } else {
+        fprintf(f, "<td class=null data-col=\"%s\"></td>", col);
+    }
+}
+
+typedef struct {
+    const char *key;
+    int decimals;
+    int cell_link;   // the value is a cell key: link to its page, show 12 characters
+} TCol;
+
+// A report's rows as a table with the given columns (all of a row's keys when cols is NULL).
+static void report_table(FILE *f, const char *id, json_t *rows, const TCol *cols, const char *exp)
+{
+    fprintf(f, "<div class=scroll><table class=report id=\"%s\"><thead><tr>", id);
+    json_t *first = json_array_get(rows, 0);
+    if (cols) {
+        for (const TCol *c = cols; c->key; c++) fprintf(f, "<th>%s</th>", c->key);
+    } else if (first) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(first, k, v) {
+            fputs("<th>", f);
+            web_html_escape(f, k);
+            fputs("</th>", f);
+        }
+    }
+    fputs("</tr></thead><tbody>\n", f);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        fputs("<tr>", f);
+        if (!cols) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(row, k, v) {
+                fputs("<td>", f);
+                if (json_is_string(v)) web_html_escape(f, json_string_value(v));
+                else if (!json_is_null(v)) {
+                    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+                    web_html_escape(f, s);
+                    free(s);
+                }
+                fputs("</td>", f);
+            }
+        }
+        for (const TCol *c = cols; c && c->key; c++) {
+            json_t *v = json_object_get(row, c->key);
+            if (c->cell_link && json_is_string(v)) {
+                const char *key = json_string_value(v);
+                fprintf(f, "<td data-col=\"%s\" data-v=\"", c->key);
+                web_html_escape(f, key);
+                fputs("\"><a href=\"/e/", f);
+                web_html_escape(f, exp);
+                fputs("/cell/", f);
+                web_html_escape(f, key);
+                fprintf(f, "\">%.12s</a></td>", key);   // keys are hex
+            } else {
+                json_td(f, c->key, v, c->decimals);
+            }
+        }
+        fputs("</tr>\n", f);
+    }
+    fputs("</tbody></table></div>\n", f);
+    if (json_array_size(rows) == 0) fputs("<p class=empty>No rows yet.</p>\n", f);
+}
+
+static void state_bar(FILE *f, json_t *counts, long long total)
+{
+    fputs("<div class=bar>", f);
+    for (int i = 0; states[i]; i++) {
+        json_t *n = json_object_get(counts, states[i]);
+        if (!json_is_integer(n) || total <= 0) continue;
+        fprintf(f, "<span class=\"st-%s\" style=\"width:%.2f%%\" title=\"%s: %lld\"></span>", states[i],
+                100.0 * (double)json_integer_value(n) / (double)total, states[i], (long long)json_integer_value(n));
+    }
+    fputs("</div><div class=counts>", f);
+    int first = 1;
+    for (int i = 0; states[i]; i++) {
+        json_t *n = json_object_get(counts, states[i]);
+        if (!json_is_integer(n)) continue;
+        fprintf(f, "%s<span class=\"dot st-%s\"></span><span data-state=\"%s\">%lld</span> %s", first ? "" : " · ",
+                states[i], states[i], (long long)json_integer_value(n), states[i]);
+        first = 0;
+    }
+    fputs("</div>", f);
+}
+
+static void page_oom(WebResponse *r) { web_error(r, 0, 500, "out of memory"); }
+
+// ---- / ----------------------------------------------------------------------------------------
+
+void page_experiments(sqlite3 *db, WebResponse *r)
+{
+    char err[1024];
+    json_t *a = web_experiments_json(db, err, sizeof err);
+    if (!a) { web_error(r, 0, 500, "%s", err); return; }
+    Out o;
+    if (out_open(&o) < 0) { json_decref(a); page_oom(r); return; }
+    FILE *f = o.f;
+    page_head(f, "experiments", NULL, "", 0);
+    fputs("<h1>Experiments</h1>\n<div class=scroll><table class=report id=experiments><thead><tr><th>experiment</th>"
+          "<th>cells</th><th>by state</th><th>GPU-hours used</th><th>planned</th><th>last change</th></tr></thead><tbody>\n", f);
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        long long cells = json_integer_value(json_object_get(e, "cells"));
+        fputs("<tr><td data-col=experiment><a href=\"/e/", f);
+        web_html_escape(f, name);
+        fputs("\">", f);
+        web_html_escape(f, name);
+        fputs("</a></td>", f);
+        json_td(f, "cells", json_object_get(e, "cells"), 0);
+        fputs("<td class=states>", f);
+        state_bar(f, json_object_get(e, "states"), cells);
+        fputs("</td>", f);
+        json_td(f, "gpu_hours", json_object_get(e, "gpu_hours"), 3);
+        json_td(f, "est_gpu_hours", json_object_get(e, "est_gpu_hours"), 3);
+        fputs("<td>", f);
+        fmt_time(f, json_number_value(json_object_get(e, "last_change")));
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</tbody></table></div>\n", f);
+    if (json_array_size(a) == 0)
+        fputs("<p class=empty>No experiments in this database yet: <code>segx plan SPEC</code> adds one.</p>\n", f);
+    json_decref(a);
+    page_foot(f, 0);
+    out_finish(&o, r, 200, "text/html; charset=utf-8");
+}
+
+// ---- /e/NAME: the cell grid -------------------------------------------------------------------
+
+static const char *const axes[] = {"model", "gpu_type", "gpus", "batch_per_gpu", "global_batch", "seed", "state", NULL};
+
+// The value's text for comparing with a filter (numbers as integers or shortest reals).
+static void value_text(json_t *v, char *buf, size_t len)
+{
+    if (json_is_string(v)) snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v)) snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v)) table_format_real(json_real_value(v), buf, len);
+    else buf[0] = 0;
+}
+
+static int cmp_values(const void *a, const void *b)
+{
+    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    if (json_is_number(x) && json_is_number(y)) {
+        double d = json_number_value(x) - json_number_value(y);
+        return d < 0 ? -1 : d > 0;
+    }
+    char p[512], q[512];
+    value_text(x, p, sizeof p);
+    value_text(y, q, sizeof q);
+    return strcmp(p, q);
+}
+
+// Distinct values of key over rows, sorted (borrowed references).
+static size_t distinct(json_t *rows, const char *key, json_t **out, size_t max)
+{
+    size_t n = 0, i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        json_t *v = json_object_get(row, key);
+        if (!v || json_is_null(v)) continue;
+        size_t k;
+        for (k = 0; k < n; k++)
+            if (json_equal(out[k], v)) break;
+        if (k == n && n < max) out[n++] = v;
+    }
+    qsort(out, n, sizeof *out, cmp_values);
+    return n;
+}
+
+static int row_matches(json_t *row, const WebRequest *q)
+{
+    for (int a = 0; axes[a]; a++) {
+        const char *want = q->arg(q->ctx, axes[a]);
+        if (!want || !*want) continue;
+        char have[512];
+        value_text(json_object_get(row, axes[a]), have, sizeof have);
+        if (strcmp(have, want) != 0) return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    char key[80];
+    double frac, eta;   // progress 0..1 and seconds left, NAN if unknown
+} Progress;
+
+// Progress of the active cells: the latest attempt's progress.json (epoch/epochs, eta_s), else
+// the elapsed time over the fraction done.
+static size_t active_progress(sqlite3 *db, long long exp_id, Progress **out)
+{
+    *out = NULL;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT c.key, a.run_dir, a.start_time FROM cells c JOIN attempts a ON a.cell_id = c.id"
+                               " AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE cell_id = c.id)"
+                               " WHERE c.experiment_id = ?1 AND c.state IN ('submitted', 'pending', 'running')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, exp_id);
+    size_t n = 0, cap = 0;
+    Progress *p = NULL;
+    time_t now = time(NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            Progress *np = realloc(p, (cap = cap ? cap * 2 : 16) * sizeof *np);
+            if (!np) break;
+            p = np;
+        }
+        Progress *x = &p[n++];
+        snprintf(x->key, sizeof x->key, "%s", (const char *)sqlite3_column_text(st, 0));
+        x->frac = x->eta = NAN;
+        const char *dir = (const char *)sqlite3_column_text(st, 1);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/progress.json", dir ? dir : "");
+        json_t *j = dir ? json_load_file(path, 0, NULL) : NULL;
+        double ep = json_number_value(json_object_get(j, "epoch")), eps = json_number_value(json_object_get(j, "epochs"));
+        if (eps > 0) x->frac = ep / eps;
+        if (json_is_number(json_object_get(j, "eta_s"))) x->eta = json_number_value(json_object_get(j, "eta_s"));
+        double start = sqlite3_column_double(st, 2);
+        if (!isfinite(x->eta) && x->frac > 0 && start > 0) x->eta = ((double)now - start) * (1 - x->frac) / x->frac;
+        json_decref(j);
+    }
+    sqlite3_finalize(st);
+    *out = p;
+    return n;
+}
+
+static const Progress *find_progress(const Progress *p, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].key, key) == 0) return &p[i];
+    return NULL;
+}
+
+static void filters_form(FILE *f, const char *exp, json_t *rows, const WebRequest *q)
+{
+    fputs("<form class=filters method=get action=\"/e/", f);
+    web_html_escape(f, exp);
+    fputs("\">", f);
+    for (int a = 0; axes[a]; a++) {
+        json_t *vals[256];
+        size_t n = distinct(rows, axes[a], vals, 256);
+        const char *want = q->arg(q->ctx, axes[a]);
+        fprintf(f, "<label>%s <select name=\"%s\"><option value=\"\">all</option>", axes[a], axes[a]);
+        for (size_t i = 0; i < n; i++) {
+            char t[512];
+            value_text(vals[i], t, sizeof t);
+            fputs("<option value=\"", f);
+            web_html_escape(f, t);
+            fprintf(f, "\"%s>", want && strcmp(want, t) == 0 ? " selected" : "");
+            web_html_escape(f, t);
+            fputs("</option>", f);
+        }
+        fputs("</select></label> ", f);
+    }
+    fputs("<button>filter</button></form>\n", f);
+}
+
+static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *prog, size_t nprog)
+{
+    // Rows: (model, GPU type); columns: (GPUs, batch per GPU); boxes: the cells (seeds, ...).
+    json_t *models[256], *types[256], *gpus[256], *batches[256];
+    size_t nm = distinct(rows, "model", models, 256), nt = distinct(rows, "gpu_type", types, 256);
+    size_t ng = distinct(rows, "gpus", gpus, 256), nb = distinct(rows, "batch_per_gpu", batches, 256);
+    if (nb == 0) batches[nb++] = json_null();
+    fputs("<div class=scroll><table class=grid id=grid><thead><tr><th>model</th><th>GPU type</th>", f);
+    for (size_t g = 0; g < ng; g++)
+        for (size_t b = 0; b < nb; b++) {
+            fprintf(f, "<th>%lld GPU%s", (long long)json_integer_value(gpus[g]), json_integer_value(gpus[g]) == 1 ? "" : "s");
+            if (!json_is_null(batches[b])) fprintf(f, "<br><small>batch/GPU %lld</small>", (long long)json_integer_value(batches[b]));
+            fputs("</th>", f);
+        }
+    fputs("</tr></thead><tbody>\n", f);
+    for (size_t m = 0; m < nm; m++)
+        for (size_t t = 0; t < nt; t++) {
+            int any = 0;
+            size_t i;
+            json_t *row;
+            json_array_foreach(rows, i, row) if (json_equal(json_object_get(row, "model"), models[m]) &&
+                                                  json_equal(json_object_get(row, "gpu_type"), types[t])) any = 1;
+            if (!any) continue;
+            fputs("<tr><th>", f);
+            web_html_escape(f, json_string_value(models[m]));
+            fputs("</th><th>", f);
+            web_html_escape(f, json_string_value(types[t]));
+            fputs("</th>", f);
+            for (size_t g = 0; g < ng; g++)
+                for (size_t b = 0; b < nb; b++) {
+                    fputs("<td>", f);
+                    json_array_foreach(rows, i, row) {
+                        if (!json_equal(json_object_get(row, "model"), models[m]) ||
+                            !json_equal(json_object_get(row, "gpu_type"), types[t]) ||
+                            !json_equal(json_object_get(row, "gpus"), gpus[g]))
+                            continue;
+                        json_t *bv = json_object_get(row, "batch_per_gpu");
+                        if (!(json_is_null(batches[b]) ? (!bv || json_is_null(bv)) : json_equal(bv, batches[b]))) continue;
+                        const char *key = json_string_value(json_object_get(row, "cell"));
+                        const char *st = json_string_value(json_object_get(row, "state"));
+                        char seed[64];
+                        value_text(json_object_get(row, "seed"), seed, sizeof seed);
+                        const Progress *p = key ? find_progress(prog, nprog, key) : NULL;
+                        fputs("<a class=\"box st-", f);
+                        web_html_escape(f, st);
+                        fputs("\" href=\"/e/", f);
+                        web_html_escape(f, exp);
+                        fputs("/cell/", f);
+                        web_html_escape(f, key);
+                        fputs("\" title=\"", f);
+                        web_html_escape(f, key);
+                        fputs(" · seed ", f);
+                        web_html_escape(f, seed);
+                        fputs(" · ", f);
+                        web_html_escape(f, st);
+                        if (p && isfinite(p->frac)) fprintf(f, " · %.0f%%", 100 * p->frac);
+                        if (p && isfinite(p->eta)) { fputs(" · ETA ", f); fmt_duration(f, p->eta); }
+                        fputs("\">", f);
+                        web_html_escape(f, seed[0] ? seed : "·");
+                        if (p && isfinite(p->frac)) fprintf(f, "<i style=\"width:%.0f%%\"></i>", 100 * p->frac);
+                        fputs("</a>", f);
+                    }
+                    fputs("</td>", f);
+                }
+            fputs("</tr>\n", f);
+        }
+    fputs("</tbody></table></div>\n", f);
+}
+
+static const TCol cells_cols[] = {
+    {"cell", 0, 1}, {"model", 0, 0}, {"gpu_type", 0, 0}, {"gpus", 0, 0}, {"nodes", 0, 0}, {"batch_per_gpu", 0, 0},
+    {"global_batch", 0, 0}, {"seed", 0, 0}, {"state", 0, 0}, {"attempts", 0, 0}, {"epoch", 0, 0},
+    {"miou", 4, 0}, {"pixel_acc", 4, 0}, {"top1", 4, 0}, {"val_loss", 4, 0}, {"images_per_s", 1, 0},
+    {"wall_s", 1, 0}, {"gpu_hours", 3, 0}, {"reason", 0, 0}, {NULL, 0, 0}};
+
+static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *q, json_t *cells, int *refresh)
+{
+    long long id = web_experiment_id(db, exp);
+    Progress *prog;
+    size_t nprog = active_progress(db, id, &prog);
+    json_t *shown = json_array();
+    size_t i;
+    json_t *row;
+    long long total = (long long)json_array_size(cells), done = 0;
+    json_t *counts = json_object();
+    json_array_foreach(cells, i, row) {
+        const char *st = json_string_value(json_object_get(row, "state"));
+        if (st) {
+            json_t *c = json_object_get(counts, st);
+            json_object_set_new(counts, st, json_integer(c ? json_integer_value(c) + 1 : 1));
+            if (strcmp(st, "completed") == 0) done++;
+            if (state_active(st)) *refresh = 10;
+        }
+        if (row_matches(row, q)) json_array_append(shown, row);
+    }
+    double eta = NAN;
+    for (size_t k = 0; k < nprog; k++)
+        if (isfinite(prog[k].eta) && !(prog[k].eta <= eta)) eta = prog[k].eta;
+    fputs("<h1>", f);
+    web_html_escape(f, exp);
+    fprintf(f, "</h1>\n<div class=summary><div><b data-v=\"%lld\" id=ncells>%lld</b> cells</div><div class=states>", total, total);
+    state_bar(f, counts, total);
+    fprintf(f, "</div><div>progress <b id=progress>%.0f%%</b> completed", total ? 100.0 * (double)done / (double)total : 0.0);
+    if (isfinite(eta)) { fputs(" · ETA <b>", f); fmt_duration(f, eta); fputs("</b>", f); }
+    if (*refresh) fputs(" · <span class=live>refreshing every 10 s while cells run</span>", f);
+    fputs("</div></div>\n", f);
+    json_decref(counts);
+    filters_form(f, exp, cells, q);
+    fprintf(f, "<p class=note>%zu of %lld cells shown.</p>\n", json_array_size(shown), total);
+    cell_grid(f, exp, shown, prog, nprog);
+    fputs("<h2>Cells</h2>\n", f);
+    report_table(f, "report-cells", shown, cells_cols, exp);
+    json_decref(shown);
+    free(prog);
+}
+
+// ---- /e/NAME/{scaling,accuracy,curves,cost} ---------------------------------------------------
+
+static const TCol speedup_cols[] = {
+    {"model", 0, 0}, {"gpu_type", 0, 0}, {"scaling", 0, 0}, {"batch_per_gpu", 0, 0}, {"global_batch", 0, 0},
+    {"gpus", 0, 0}, {"nodes", 0, 0}, {"n", 0, 0}, {"images_per_s", 1, 0}, {"speedup_throughput", 2, 0},
+    {"efficiency_throughput", 3, 0}, {"epoch_s", 2, 0}, {"speedup_time", 2, 0}, {"efficiency_time", 3, 0},
+    {NULL, 0, 0}};
+static const TCol accuracy_cols[] = {
+    {"model", 0, 0}, {"gpu_type", 0, 0}, {"gpus", 0, 0}, {"nodes", 0, 0}, {"batch_per_gpu", 0, 0},
+    {"global_batch", 0, 0}, {"optimizer", 0, 0}, {"lr", 5, 0}, {"cells", 0, 0}, {"n", 0, 0},
+    {"miou_mean", 4, 0}, {"miou_std", 4, 0}, {"miou_n", 0, 0}, {"pixel_acc_mean", 4, 0}, {"pixel_acc_std", 4, 0},
+    {"pixel_acc_n", 0, 0}, {"top1_mean", 4, 0}, {"top1_std", 4, 0}, {"top1_n", 0, 0}, {"val_loss_mean", 4, 0},
+    {"val_loss_std", 4, 0}, {"val_loss_n", 0, 0}, {NULL, 0, 0}};
+static const TCol cost_cols[] = {
+    {"model", 0, 0}, {"gpu_type", 0, 0}, {"gpus", 0, 0}, {"batch_per_gpu", 0, 0}, {"global_batch", 0, 0},
+    {"cells", 0, 0}, {"completed", 0, 0}, {"attempts", 0, 0}, {"gpu_hours", 3, 0}, {"est_gpu_hours", 3, 0},
+    {NULL, 0, 0}};
+
+// The metric the charts show: ?metric= if valid, else the first of miou, top1, pixel_acc,
+// val_loss that has a value in the report rows (key suffix: "" for cells, "_mean" for groups).
+static const char *pick_metric(const WebRequest *q, json_t *rows, const char *suffix)
+{
+    const char *m = q->arg(q->ctx, "metric");
+    if (m && web_metric_valid(m)) return m;
+    static const char *const order[] = {"miou", "top1", "pixel_acc", "val_loss", NULL};
+    for (int k = 0; order[k]; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s%s", order[k], suffix);
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) if (json_is_number(json_object_get(row, key))) return order[k];
+    }
+    return "miou";
+}
+
+static void metric_links(FILE *f, const char *exp, const char *tab, const char *metric)
+{
+    static const char *const ms[] = {"miou", "top1", "pixel_acc", "val_loss", "train_loss", NULL};
+    fputs("<p class=metrics>metric:", f);
+    for (int k = 0; ms[k]; k++) {
+        if (strcmp(tab, "curves") != 0 && strcmp(ms[k], "train_loss") == 0) continue;
+        fprintf(f, " <a%s href=\"/e/", strcmp(ms[k], metric) == 0 ? " class=on" : "");
+        web_html_escape(f, exp);
+        fprintf(f, "/%s?metric=%s\">%s</a>", tab, ms[k], ms[k]);
+    }
+    fputs("</p>\n", f);
+}
+
+static void chart_div(FILE *f, const char *kind, const char *exp, const char *metric, const char *extra)
+{
+    fprintf(f, "<div class=chart id=\"chart-%s\" data-kind=\"%s\" data-experiment=\"", kind, kind);
+    web_html_escape(f, exp);
+    fputs("\"", f);
+    if (metric) fprintf(f, " data-metric=\"%s\"", metric);   // from a fixed list
+    if (extra) fputs(extra, f);
+    fputs("><p class=loading>drawing…</p></div>\n", f);
+}
+
+void page_experiment(sqlite3 *db, const char *exp, const char *what, const char *rest, const WebRequest *q,
+                     WebResponse *r)
+{
+    char err[1024];
+    long long id = web_experiment_id(db, exp);
+    const char *kind = !*what ? "cells" : strcmp(what, "scaling") == 0 ? "speedup"
+                       : strcmp(what, "accuracy") == 0 ? "accuracy" : strcmp(what, "cost") == 0 ? "cells"
+                       : strcmp(what, "curves") == 0 ? "accuracy" : NULL;
+    if (strcmp(what, "cell") == 0) {
+        json_t *c = web_cell_json(db, id, rest, err, sizeof err);
+        if (!c) { web_error(r, 0, strstr(err, "database:") ? 500 : 404, "%s", err); return; }
+        Out o;
+        if (out_open(&o) < 0) { json_decref(c); page_oom(r); return; }
+        FILE *f = o.f;
+        page_head(f, json_string_value(json_object_get(c, "key")), exp, "cell", 0);
+        fputs("<h1>cell <code>", f);
+        web_html_escape(f, json_string_value(json_object_get(c, "key")));
+        fputs("</code></h1>\n<h2>Parameters</h2><table class=kv id=params><tbody>", f);
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(c, "params"), k, v) {
+            fputs("<tr><th>", f);
+            web_html_escape(f, k);
+            fputs("</th>", f);
+            if (json_is_string(v) || json_is_number(v) || json_is_null(v)) json_td(f, "value", v, 6);
+            else {
+                char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                fputs("<td>", f);
+                web_html_escape(f, s);
+                fputs("</td>", f);
+                free(s);
+            }
+            fputs("</tr>", f);
+        }
+        fputs("<tr><th>state</th><td>", f);
+        web_html_escape(f, json_string_value(json_object_get(c, "state")));
+        fputs("</td></tr></tbody></table>\n<h2>Attempts</h2>\n", f);
+        report_table(f, "attempts", json_object_get(c, "attempts"), NULL, exp);
+        if (json_array_size(json_object_get(c, "eval_jobs"))) {
+            fputs("<h2>Eval job</h2>\n", f);
+            report_table(f, "eval-jobs", json_object_get(c, "eval_jobs"), NULL, exp);
+        }
+        fputs("<h2>Environment (env.json)</h2>\n", f);
+        report_table(f, "environments", json_object_get(c, "environments"), NULL, exp);
+        fputs("<h2>Logs of the latest attempt</h2>\n", f);
+        json_object_foreach(json_object_get(c, "logs"), k, v) {
+            fputs("<h3>", f);
+            web_html_escape(f, k);
+            fputs("</h3><pre class=log>", f);
+            web_html_escape(f, json_string_value(v));
+            fputs("</pre>\n", f);
+        }
+        json_decref(c);
+        page_foot(f, 0);
+        out_finish(&o, r, 200, "text/html; charset=utf-8");
+        return;
+    }
+    if (!kind || *rest) { web_error(r, 0, 404, "no such page: /e/%s/%s", exp, what); return; }
+    json_t *rows = web_report(db, kind, exp, NULL, err, sizeof err);
+    if (!rows) { web_error(r, 0, 500, "%s", err); return; }
+    Out o;
+    if (out_open(&o) < 0) { json_decref(rows); page_oom(r); return; }
+    FILE *f = o.f;
+    int refresh = 0, charts = 1;
+    if (!*what) {
+        // The refresh tag must be in <head>: render the body first, then the page around it.
+        Out body;
+        if (out_open(&body) < 0) { out_discard(&o); json_decref(rows); page_oom(r); return; }
+        page_cells(body.f, db, exp, q, rows, &refresh);
+        fclose(body.f);
+        body.f = NULL;
+        page_head(f, exp, exp, "", refresh);
+        fwrite(body.buf, 1, body.len, f);
+        out_discard(&body);
+        charts = 0;
+    } else if (strcmp(what, "scaling") == 0) {
+        page_head(f, "scaling", exp, "scaling", 0);
+        fputs("<h1>Scaling</h1><p class=note>Speedup and efficiency against the 1-GPU group of the same model, GPU "
+              "type and batch rule (weak: batch per GPU kept; strong: global batch kept); error bars: ± std over "
+              "seeds; dashed: ideal.</p>\n<div class=charts>", f);
+        chart_div(f, "speedup", exp, NULL, NULL);
+        chart_div(f, "efficiency", exp, NULL, NULL);
+        fputs("</div>\n<h2>segx report speedup</h2>\n", f);
+        report_table(f, "report-speedup", rows, speedup_cols, exp);
+    } else if (strcmp(what, "accuracy") == 0) {
+        const char *metric = pick_metric(q, rows, "_mean");
+        page_head(f, "accuracy", exp, "accuracy", 0);
+        fputs("<h1>Accuracy</h1>", f);
+        metric_links(f, exp, "accuracy", metric);
+        fputs("<p class=note>Final value, mean ± std over seeds per cell group, against the global batch.</p>\n", f);
+        chart_div(f, "accuracy", exp, metric, NULL);
+        fputs("<h2>segx report accuracy</h2>\n", f);
+        report_table(f, "report-accuracy", rows, accuracy_cols, exp);
+    } else if (strcmp(what, "curves") == 0) {
+        const char *metric = pick_metric(q, rows, "_mean");
+        if (q->arg(q->ctx, "metric") && !web_metric_valid(q->arg(q->ctx, "metric"))) {
+            out_discard(&o);
+            json_decref(rows);
+            web_error(r, 0, 400, "metric '%.40s': expected miou, pixel_acc, top1, val_loss or train_loss",
+                      q->arg(q->ctx, "metric"));
+            return;
+        }
+        page_head(f, "curves", exp, "curves", 0);
+        fputs("<h1>Curves</h1>", f);
+        metric_links(f, exp, "curves", metric);
+        fprintf(f, "<p class=note>Per cell group: the mean over seeds per epoch, the band from the lowest to the "
+                   "highest seed; requeued attempts stitched on one clock; at most %d points per line "
+                   "(downsampled by the server). A dotted line marks the spec's target.</p>\n<div class=charts>",
+                WEB_CURVE_POINTS);
+        chart_div(f, "curve-epoch", exp, metric, NULL);
+        chart_div(f, "curve-wall", exp, metric, NULL);
+        fputs("</div>\n", f);
+    } else {   // cost
+        const char *metric = pick_metric(q, rows, "");
+        json_t *cost = web_report(db, "cost", exp, NULL, err, sizeof err);
+        if (!cost) { out_discard(&o); json_decref(rows); web_error(r, 0, 500, "%s", err); return; }
+        char extra[160] = "";
+        const char *tv = q->arg(q->ctx, "target");
+        double target = NAN;
+        if (tv && *tv) {
+            char *end;
+            target = strtod(tv, &end);
+            if (end == tv || *end || !isfinite(target)) {
+                out_discard(&o); json_decref(rows); json_decref(cost);
+                web_error(r, 0, 400, "target '%.40s': expected a number, e.g. ?target=0.5", tv);
+                return;
+            }
+        } else {
+            sqlite3_stmt *st;
+            if (sqlite3_prepare_v2(db, "SELECT value FROM targets WHERE experiment_id = ?1 AND metric = ?2", -1, &st,
+                                   NULL) == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, id);
+                sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) == SQLITE_ROW) target = sqlite3_column_double(st, 0);
+                sqlite3_finalize(st);
+            }
+        }
+        if (isfinite(target)) {
+            char t[48];
+            table_format_real(target, t, sizeof t);
+            snprintf(extra, sizeof extra, " data-target=\"%s\"", t);
+        }
+        page_head(f, "cost", exp, "cost", 0);
+        fputs("<h1>Cost</h1>", f);
+        metric_links(f, exp, "cost", metric);
+        fprintf(f, "<p class=note>One point per cell: GPU-hours used against its final %s. ", metric);
+        if (extra[0]) fputs("The cheapest cell that reached the target is ringed.</p>\n", f);
+        else fputs("Add <code>?target=VALUE</code> (or eval.targets in the spec) to ring the cheapest cell that "
+                   "reaches it.</p>\n", f);
+        chart_div(f, "cost", exp, metric, extra);
+        fputs("<h2>segx report cost</h2>\n", f);
+        report_table(f, "report-cost", cost, cost_cols, exp);
+        json_decref(cost);
+    }
+    json_decref(rows);
+    page_foot(f, charts);
+    out_finish(&o, r, 200, "text/html; charset=utf-8");
+}
+
+// ---- /sql -------------------------------------------------------------------------------------
+
+void page_sql(sqlite3 *db, const WebRequest *q, WebResponse *r)
+{
+    const char *sql = q->arg(q->ctx, "q");
+    Out o;
+    if (out_open(&o) < 0) { page_oom(r); return; }
+    FILE *f = o.f;
+    int status = 200;
+    page_head(f, "SQL", NULL, "sql", 0);
+    fprintf(f, "<h1>SQL</h1><p class=note>One read-only statement over the results database (its schema: "
+               "<code>db/schema.sql</code>; the views cell_metrics, group_metrics, scaling, time_to_target do the "
+               "science). At most %d rows and %d s; writes, ATTACH and PRAGMA are refused.</p>\n"
+               "<form method=get action=\"/sql\"><textarea name=q rows=6 cols=100 spellcheck=false>",
+            WEB_SQL_ROWS, WEB_SQL_MS / 1000);
+    web_html_escape(f, sql ? sql : "SELECT model, gpus, state, miou, gpu_hours FROM cell_metrics LIMIT 20");
+    fputs("</textarea><br><button>run</button></form>\n", f);
+    if (sql && *sql) {
+        Table *t;
+        int truncated, st;
+        char err[1024];
+        if (web_sql_run(db, sql, &t, &truncated, err, sizeof err, &st) < 0) {
+            status = st;
+            fputs("<p class=error id=sql-error>", f);
+            web_html_escape(f, err);
+            fputs("</p>\n", f);
+        } else {
+            char *js = NULL;
+            size_t jn = 0;
+            FILE *jf = open_memstream(&js, &jn);
+            if (jf) { table_print(t, TABLE_JSON, jf); fclose(jf); }
+            json_t *rows = js ? json_loadb(js, jn, JSON_PRESERVE_ORDER, NULL) : NULL;
+            free(js);
+            fprintf(f, "<p class=note>%zu row%s%s · <a href=\"/api/sql?format=csv&amp;q=", table_nrows(t),
+                    table_nrows(t) == 1 ? "" : "s", truncated ? " (stopped at the row limit)" : "");
+            url_escape(f, sql);
+            fputs("\">download CSV</a></p>\n", f);
+            if (!rows) rows = json_array();
+            report_table(f, "sql-result", rows, NULL, NULL);
+            json_decref(rows);
+            table_free(t);
+        }
+    }
+    page_foot(f, 0);
+    out_finish(&o, r, status, "text/html; charset=utf-8");
+}

@@ -1,0 +1,216 @@
+// web/static/app.js — draws the dashboard's charts with vega (Debian libjs-vega, served as
+// /vendor/vega.js) from the /api/ JSON. Each <div class=chart data-kind=K data-experiment=E>
+// becomes an SVG chart; when drawn, the div gets data-points (the number of point marks, one
+// per data point) so tests can check it. Text reaches the page only through vega's SVG text
+// nodes (never innerHTML), so names from the database stay text.
+'use strict';
+
+function api(path) {
+  return fetch(path, {credentials: 'same-origin'}).then(function (r) {
+    if (!r.ok) return r.json().then(function (j) { throw new Error(j.error || r.statusText); });
+    return r.json();
+  });
+}
+
+function expPath(div, what) {
+  return '/api/e/' + encodeURIComponent(div.dataset.experiment) + '/' + what;
+}
+
+function num(v) { return typeof v === 'number' && isFinite(v); }
+
+function scalingLabel(r) {
+  return r.model + ' · ' + r.gpu_type + ' · ' + (r.scaling === 'strong'
+    ? 'strong, global batch ' + r.global_batch : 'weak, batch/GPU ' + r.batch_per_gpu);
+}
+
+function scalingKey(r) {
+  return [r.model, r.gpu_type, r.scaling, r.batch_per_gpu, r.global_batch, r.gpus, r.nodes].join('\u0001');
+}
+
+function distinctSorted(vals) {
+  return vals.filter(function (v, i) { return vals.indexOf(v) === i; }).sort(function (a, b) { return a - b; });
+}
+
+// One x/y chart: points {x, y, s[, lo, hi]}, optional ideal line, band {x, lo, hi, s},
+// highlighted points {x, y, label}, a horizontal target line.
+function xyChart(o) {
+  var pts = o.points, xs = distinctSorted(pts.map(function (p) { return p.x; }));
+  var bars = pts.filter(function (p) { return num(p.lo) && num(p.hi); });
+  var yFields = [{data: 'd_points', field: 'y'}];
+  if (bars.length) yFields.push({data: 'd_bars', field: 'lo'}, {data: 'd_bars', field: 'hi'});
+  if (o.band && o.band.length) yFields.push({data: 'd_band', field: 'lo'}, {data: 'd_band', field: 'hi'});
+  if (o.ideal) yFields.push({data: 'd_ideal', field: 'y'});
+  if (num(o.targetY)) yFields.push({data: 'd_target', field: 'y'});
+  var xAxis = {orient: 'bottom', scale: 'x', title: o.xTitle, grid: true, labelOverlap: true, tickCount: 6};
+  if (o.xLog2) { xAxis.values = xs; xAxis.format = ',d'; }
+  var spec = {
+    width: o.width || 520, height: o.height || 300, padding: 8, autosize: {type: 'pad'},
+    data: [
+      {name: 'd_points', values: pts},
+      {name: 'd_bars', values: bars},
+      {name: 'd_band', values: o.band || []},
+      {name: 'd_ideal', values: o.ideal || []},
+      {name: 'd_hl', values: o.highlight || []},
+      {name: 'd_target', values: num(o.targetY) ? [{y: o.targetY}] : []}
+    ],
+    scales: [
+      o.xLog2 ? {name: 'x', type: 'log', base: 2, domain: {data: 'd_points', field: 'x'}, range: 'width', nice: false, padding: 12}
+              : {name: 'x', type: 'linear', domain: {data: 'd_points', field: 'x'}, range: 'width', nice: true, zero: !!o.xZero},
+      {name: 'y', type: 'linear', domain: {fields: yFields}, range: 'height', nice: true, zero: !!o.yZero},
+      {name: 'color', type: 'ordinal', domain: {data: 'd_points', field: 's'}, range: 'category'}
+    ],
+    axes: [xAxis, {orient: 'left', scale: 'y', title: o.yTitle, grid: true}],
+    legends: [{stroke: 'color', fill: 'color', title: o.legendTitle || 'series', orient: 'bottom', direction: 'vertical',
+               symbolType: 'circle', labelLimit: 480, titleLimit: 480}],
+    marks: [
+      {type: 'group', from: {facet: {name: 'bandS', data: 'd_band', groupby: 's'}},
+       marks: [{type: 'area', name: 'band', from: {data: 'bandS'}, encode: {enter: {
+         x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'lo'}, y2: {scale: 'y', field: 'hi'},
+         fill: {scale: 'color', field: 's'}, fillOpacity: {value: 0.18}}}}]},
+      {type: 'line', name: 'ideal', from: {data: 'd_ideal'}, encode: {enter: {
+        x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, stroke: {value: '#777'},
+        strokeDash: {value: [5, 4]}, strokeWidth: {value: 1.5}}}},
+      {type: 'rule', name: 'target', from: {data: 'd_target'}, encode: {enter: {
+        x: {value: 0}, x2: {signal: 'width'}, y: {scale: 'y', field: 'y'}, stroke: {value: '#cf222e'},
+        strokeDash: {value: [2, 3]}}}},
+      {type: 'group', from: {facet: {name: 'lineS', data: 'd_points', groupby: 's'}},
+       marks: [{type: 'line', name: 'line', from: {data: 'lineS'}, sort: {field: 'datum.x'}, encode: {enter: {
+         x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, stroke: {scale: 'color', field: 's'},
+         strokeWidth: {value: o.noLines ? 0 : 2}}}}]},
+      {type: 'rule', name: 'errorbars', from: {data: 'd_bars'}, encode: {enter: {
+        x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'lo'}, y2: {scale: 'y', field: 'hi'},
+        stroke: {scale: 'color', field: 's'}, strokeWidth: {value: 1.5}}}},
+      {type: 'symbol', name: 'points', from: {data: 'd_points'}, encode: {enter: {
+        x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, size: {value: o.pointSize || 40},
+        fill: {scale: 'color', field: 's'}, stroke: {value: '#fff'}, strokeWidth: {value: 0.5},
+        tooltip: {signal: 'datum.tip'}}}},
+      {type: 'symbol', name: 'highlight', from: {data: 'd_hl'}, encode: {enter: {
+        x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, size: {value: 320}, shape: {value: 'circle'},
+        fill: {value: 'transparent'}, stroke: {value: '#cf222e'}, strokeWidth: {value: 2.5}, tooltip: {signal: 'datum.label'}}}},
+      {type: 'text', name: 'highlight-label', from: {data: 'd_hl'}, encode: {enter: {
+        x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, dx: {value: 12}, dy: {value: -10},
+        text: {field: 'label'}, fill: {value: '#cf222e'}, fontWeight: {value: 'bold'}}}}
+    ]
+  };
+  if (o.title) spec.title = {text: o.title, anchor: 'start'};
+  return spec;
+}
+
+function draw(div, spec, npoints) {
+  div.innerHTML = '';
+  if (!npoints) {
+    var p = document.createElement('p');
+    p.className = 'empty';
+    p.textContent = 'No data yet for this chart.';
+    div.appendChild(p);
+    div.dataset.points = '0';
+    return Promise.resolve();
+  }
+  var view = new vega.View(vega.parse(spec), {renderer: 'svg', container: div, hover: true});
+  return view.runAsync().then(function () { div.dataset.points = String(npoints); });
+}
+
+var charts = {
+  speedup: scaling('speedup'),
+  efficiency: scaling('efficiency'),
+  accuracy: function (div) {
+    var m = div.dataset.metric;
+    return api(expPath(div, 'accuracy')).then(function (rows) {
+      var pts = rows.filter(function (r) { return num(r[m + '_mean']) && num(r.global_batch); }).map(function (r) {
+        var sd = r[m + '_std'];
+        return {x: r.global_batch, y: r[m + '_mean'], lo: num(sd) ? r[m + '_mean'] - sd : null,
+                hi: num(sd) ? r[m + '_mean'] + sd : null, s: r.model + ' · ' + r.gpu_type,
+                tip: r.model + ' · ' + r.gpus + ' GPUs · global batch ' + r.global_batch + ': ' + m + ' ' +
+                     r[m + '_mean'].toFixed(4) + (num(sd) ? ' ± ' + sd.toFixed(4) : '') + ' (n=' + r[m + '_n'] + ')'};
+      });
+      return draw(div, xyChart({points: pts, xLog2: true, xTitle: 'global batch (log2)',
+                                yTitle: m + ' (mean ± std over seeds)', legendTitle: 'model · GPU type'}), pts.length);
+    });
+  },
+  'curve-epoch': curve('epoch'),
+  'curve-wall': curve('wall_s'),
+  cost: function (div) {
+    var m = div.dataset.metric, target = parseFloat(div.dataset.target), lower = /loss$/.test(m);
+    return api(expPath(div, 'cells')).then(function (rows) {
+      var pts = rows.filter(function (r) { return num(r[m]) && num(r.gpu_hours); }).map(function (r) {
+        return {x: r.gpu_hours, y: r[m], s: r.model + ' · ' + r.gpu_type, key: r.cell,
+                tip: r.cell.slice(0, 12) + ' · ' + r.model + ' · ' + r.gpus + ' GPUs · seed ' + r.seed + ': ' +
+                     r.gpu_hours.toFixed(4) + ' GPU-h, ' + m + ' ' + r[m].toFixed(4)};
+      });
+      var hl = [];
+      if (num(target)) {
+        var best = null;
+        pts.forEach(function (p) {
+          if ((lower ? p.y <= target : p.y >= target) && (!best || p.x < best.x)) best = p;
+        });
+        if (best) hl.push({x: best.x, y: best.y, label: 'cheapest reaching ' + m + (lower ? ' ≤ ' : ' ≥ ') + target});
+        div.dataset.cheapest = best ? best.key : '';
+      }
+      return draw(div, xyChart({points: pts, xTitle: 'GPU-hours', yTitle: 'final ' + m, xZero: true, noLines: true,
+                                legendTitle: 'model · GPU type', highlight: hl, targetY: target}), pts.length);
+    });
+  }
+};
+
+function scaling(which) {
+  return function (div) {
+    return Promise.all([api(expPath(div, 'speedup')), api(expPath(div, 'scaling-errors'))]).then(function (res) {
+      var rows = res[0], errs = {};
+      res[1].forEach(function (e) { errs[scalingKey(e)] = e; });
+      var pts = [];
+      rows.forEach(function (r) {
+        var tp = num(r.speedup_throughput);
+        var y = which === 'speedup' ? (tp ? r.speedup_throughput : r.speedup_time)
+                                    : (tp ? r.efficiency_throughput : r.efficiency_time);
+        if (!num(y)) return;
+        var e = errs[scalingKey(r)], sd = e && tp ? e[which + '_std'] : null;
+        pts.push({x: r.gpus, y: y, s: scalingLabel(r), lo: num(sd) ? y - sd : null, hi: num(sd) ? y + sd : null,
+                  tip: scalingLabel(r) + ' · ' + r.gpus + ' GPUs: ' + which + ' ' + y.toFixed(3) +
+                       (num(sd) ? ' ± ' + sd.toFixed(3) : '') + ' (n=' + r.n + ', from ' + (tp ? 'images/s' : 'epoch time') + ')'});
+      });
+      var xs = distinctSorted(pts.map(function (p) { return p.x; }));
+      var ideal = xs.map(function (x) { return {x: x, y: which === 'speedup' ? x : 1}; });
+      return draw(div, xyChart({points: pts, ideal: ideal, xLog2: true, yZero: true, xTitle: 'GPUs (log2)',
+                                yTitle: which === 'speedup' ? 'speedup vs 1 GPU' : 'efficiency (speedup / GPUs)',
+                                legendTitle: 'model · GPU type · scaling rule'}), pts.length);
+    });
+  };
+}
+
+function curve(xField) {
+  return function (div) {
+    var m = div.dataset.metric, lower = /loss$/.test(m);
+    return api(expPath(div, 'curves') + '?metric=' + encodeURIComponent(m)).then(function (c) {
+      var pts = [], band = [], hl = [], reached = {};
+      c.points.forEach(function (p) {
+        var s = p.model + ' · ' + p.gpu_type + ' · ' + p.gpus + ' GPUs · batch/GPU ' + p.batch_per_gpu;
+        var x = xField === 'epoch' ? p.epoch : p.wall_s;
+        if (!num(x) || !num(p.mean)) return;
+        pts.push({x: x, y: p.mean, s: s, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
+                  ': ' + m + ' ' + p.mean.toFixed(4) + ' (' + p.n + ' seed' + (p.n === 1 ? '' : 's') + ')'});
+        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s});
+        if (num(c.target) && !reached[s] && (lower ? p.mean <= c.target : p.mean >= c.target)) {
+          reached[s] = true;
+          hl.push({x: x, y: p.mean, label: ''});
+        }
+      });
+      return draw(div, xyChart({points: pts, band: band, highlight: hl, targetY: c.target, pointSize: 16,
+                                xTitle: xField === 'epoch' ? 'epoch' : 'wall-clock seconds (attempts stitched)',
+                                yTitle: m + ' (mean over seeds; band: min–max)', legendTitle: 'cell group'}), pts.length);
+    });
+  };
+}
+
+document.querySelectorAll('div.chart').forEach(function (div) {
+  var f = charts[div.dataset.kind];
+  if (!f) return;
+  if (typeof vega === 'undefined') {
+    div.textContent = 'Charts need the vega library (Debian package libjs-vega): it was not found by segx serve.';
+    div.dataset.error = 'no vega';
+    return;
+  }
+  f(div).catch(function (e) {
+    div.textContent = 'chart failed: ' + e.message;
+    div.dataset.error = e.message;
+  });
+});
