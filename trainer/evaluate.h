@@ -14,4 +14,40 @@
 // TRAIN_EXIT_ERROR (no checkpoint, data or I/O error).
 int evaluate_run(const TrainConfig *c);
 
+// ---------------------------------------------------------------------------------------------
+// Segmentation evaluation at each image's own resolution (trainer/seg_eval.c), for sets of any
+// image size (ade20k:, cityscapes:) and whenever the crop pipeline is on. The model's input is
+// crop_h x crop_w; logits end at the image's size and mIoU comes from the confusion matrix there.
+//   whole: the image resized (bilinear, keep ratio) to fit the crop, padded with 0 after
+//     normalisation, one forward; the valid logits resized back (bilinear, align_corners=False).
+//   slide: mmseg's slide_inference at the original resolution: windows of crop_h x crop_w every
+//     stride pixels (the last one flush with the edge; windows of a smaller image padded with 0),
+//     up to max_batch windows per forward, logits averaged where windows overlap.
+#include "trainer/data/pipeline.h"   // defines: Pipeline, Sample
+#include "trainer/metrics/metrics.h" // defines: ConfMat
+#include "trainer/models/model.h"    // defines: Model
+
+typedef struct {
+    int slide;
+    int crop_h, crop_w, stride_h, stride_w;
+    int classes, max_batch;
+    const Pipeline *norm;             // mean and std
+} SegEvalConfig;
+
+typedef struct { float *x, *batch, *acc, *small; int *cnt; size_t cap_x, cap_b, cap_acc, cap_small; } SegEvalWs;
+void seg_eval_ws_free(SegEvalWs *ws);
+
+// logits (classes, s->h, s->w) of sample s. 0, or -1 when out of memory.
+int seg_infer(Model *m, const SegEvalConfig *c, const Sample *s, float *logits, SegEvalWs *ws);
+
+// Samples rank, rank + world, ... of the first `limit` (0: all) of ds: adds to cm, and to sums
+// [0] loss * pixels and [1] labelled pixels. 0 or -1 with err (naming the file on a data error).
+int seg_eval_images(Model *m, Dataset *ds, const SegEvalConfig *c, int rank, int world, long limit, ConfMat *cm,
+                    double sums[2], char *err, size_t errlen);
+
+// From the flags: the pipeline (crop_h 0: off; then a set of mixed sizes is an error), the
+// evaluation, and the model's input size (the crop, or the dataset's one size). 0 or -1 with err.
+int seg_setup(const TrainConfig *c, const Dataset *ds, Pipeline *p, SegEvalConfig *e, int *in_h, int *in_w,
+              char *err, size_t errlen);
+
 #endif

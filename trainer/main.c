@@ -28,6 +28,10 @@ static const char usage[] =
 "                                (default fashion-mnist). segfolder:DIR reads DIR/images/*.png with\n"
 "                                DIR/masks/*.png (or DIR/train/, DIR/val/; or Cityscapes leftImg8bit/ +\n"
 "                                gtFine/*_labelTrainIds.png). synthetic: random bytes and labels.\n"
+"                                ade20k:DIR (ADEChallengeData2016: images/{training,validation}/*.jpg,\n"
+"                                annotations/.../*.png; label 0 ignored, 1..150 -> 150 classes) and\n"
+"                                cityscapes:DIR (leftImg8bit/ + gtFine/ *_labelTrainIds.png, or *_labelIds.png\n"
+"                                mapped to the 19 train ids): JPEG or PNG of any size, with --crop\n"
 "  --data-dir DIR                fashion-mnist IDX files (default /usr/share/datasets/fashion-mnist)\n"
 "  --in-channels C --classes K --image-size S\n"
 "                                shape of synthetic data; for real datasets they must match the data\n"
@@ -41,6 +45,8 @@ static const char usage[] =
 "  --make-dataset ade20k:DIR|cityscapes:DIR\n"
 "                                write a small deterministic set in that layout (JPEG/PNG of mixed sizes\n"
 "                                made from Fashion-MNIST pieces) and exit\n"
+"  --check-data                  ade20k/cityscapes: decode every image and label map before training\n"
+"                                (always: every pair present, headers readable, sizes equal)\n"
 "\n"
 "segmentation pipeline (mmseg's; on with --crop; for ade20k:DIR, cityscapes:DIR, segfolder:DIR)\n"
 "  --scale WxH                   random resize: scale WxH times a ratio from --ratio-range, keeping the\n"
@@ -137,7 +143,7 @@ enum { O_REDUCER = 700, O_FUSION, O_ALGO, O_PAD_TO };
 // issue 15, data side (trainer/data/pipeline.h)
 enum {
     O_EVAL_EVERY = 600, O_SCALE, O_RATIO, O_CROP, O_CATMAX, O_PHOTO, O_MEAN, O_STD, O_EVAL_MODE, O_EVAL_CROP,
-    O_EVAL_STRIDE, O_MAKE_DATASET
+    O_EVAL_STRIDE, O_MAKE_DATASET, O_CHECK_DATA
 };
 
 static const struct option longopts[] = {
@@ -145,7 +151,7 @@ static const struct option longopts[] = {
     { "crop", 1, 0, O_CROP }, { "cat-max-ratio", 1, 0, O_CATMAX }, { "photometric", 0, 0, O_PHOTO },
     { "mean", 1, 0, O_MEAN }, { "std", 1, 0, O_STD }, { "eval-mode", 1, 0, O_EVAL_MODE },
     { "eval-crop", 1, 0, O_EVAL_CROP }, { "eval-stride", 1, 0, O_EVAL_STRIDE },
-    { "make-dataset", 1, 0, O_MAKE_DATASET },
+    { "make-dataset", 1, 0, O_MAKE_DATASET }, { "check-data", 0, 0, O_CHECK_DATA },
     { "model", 1, 0, O_MODEL }, { "dataset", 1, 0, O_DATASET }, { "epochs", 1, 0, O_EPOCHS },
     { "batch-size", 1, 0, O_BATCH }, { "optimizer", 1, 0, O_OPT }, { "lr", 1, 0, O_LR },
     { "momentum", 1, 0, O_MOM }, { "weight-decay", 1, 0, O_WD }, { "lr-schedule", 1, 0, O_SCHED },
@@ -266,6 +272,7 @@ static int parse_data_flag(int o, const char *name, TrainConfig *c) {
     case O_EVAL_CROP: return parse_int(name, optarg, 1, 65536, &c->eval_crop);
     case O_EVAL_STRIDE: return parse_int(name, optarg, 1, 65536, &c->eval_stride);
     case O_MAKE_DATASET: c->make_dataset = optarg; return 0;
+    case O_CHECK_DATA: c->check_data = 1; return 0;
     default: return 1;
     }
 }

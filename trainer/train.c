@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "trainer/data/data.h"       // defines: Dataset, Loader
+#include "trainer/evaluate.h"        // defines: seg_setup, seg_eval_images (the crop pipeline)
 #include "trainer/dist/comm.h"       // defines: Comm, DdpReducer
 #include "trainer/gpu/gpu.h"         // defines: gpu_probe, gpu_env, GpuTelemetry, LossScaler
 #include "trainer/gpu/stage.h"       // defines: BatchStage
@@ -94,6 +95,8 @@ typedef struct {
     double images_after_first, time_after_first;  // throughput excluding the first step
     long steps_this_process;
     double best;  // best mIoU or top-1
+    Pipeline pipe;               // --crop: the segmentation pipeline (pipe.crop_h 0: off)
+    SegEvalConfig seg;           // and the evaluation at each image's resolution
     char err[2048];
 } Trainer;
 
@@ -268,11 +271,17 @@ static void write_progress(Trainer *t, int epoch, long global_step, double step_
 static int evaluate(Trainer *t, int epoch, double sums[2]) {
     sums[0] = sums[1] = 0;
     confmat_reset(&t->cm);
-    if (!t->eval_ld) return 0;
+    if (!t->eval_ld && !(t->pipe.crop_h && t->eval_ds)) return 0;
     // Ranks' BN running statistics drift apart (each sees its own batches); evaluate rank 0's, as
     // PyTorch DDP does by broadcasting buffers.
     if (t->world > 1 && model_num_buffers(t->model) > 0 && broadcast_from_rank0(t, HOST_BUFFERS, "BN buffers"))
         return -1;
+    if (t->pipe.crop_h) {   // images of any size, each at its own resolution
+        long lim = t->cfg->eval_limit > 0 ? t->cfg->eval_limit : 0;
+        if (seg_eval_images(t->model, t->eval_ds, &t->seg, t->rank, t->world, lim, &t->cm, sums, t->err, sizeof t->err))
+            return -1;
+        return cuda_failed(t, "during evaluation", epoch, 0) ? -1 : 0;
+    }
     if (loader_begin(t->eval_ld, epoch, 0, t->err, sizeof t->err)) return -1;
     const Batch *b;
     size_t hw = t->eval_ds->segmentation ? (size_t)t->eval_ds->height * t->eval_ds->width : 1;
@@ -411,16 +420,19 @@ static int setup(Trainer *t) {
     }
     int seg_model = strcmp(c->model, "unet") == 0;
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
-                         .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed };
+                         .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
+                         .verify = c->check_data };
     long per_step = (long)c->batch * t->world * c->accum_steps;
     dopt.synthetic_n = c->train_limit > 0 ? c->train_limit : c->steps > 0 ? c->steps * per_step : 1024;
     if (dataset_open(c->dataset, SPLIT_TRAIN, &dopt, &t->train_ds, err, el)) return TRAIN_EXIT_ERROR;
     dopt.synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch * t->world;
     if (c->eval_limit != 0 && dataset_open(c->dataset, SPLIT_TEST, &dopt, &t->eval_ds, err, el))
         return TRAIN_EXIT_ERROR;
+    int in_h, in_w;   // the model's input: the crop, or the dataset's one image size
+    if (seg_setup(c, t->train_ds, &t->pipe, &t->seg, &in_h, &in_w, err, el)) return TRAIN_EXIT_USAGE;
 
     ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
-                       .height = t->train_ds->height, .width = t->train_ds->width, .base_width = c->width,
+                       .height = in_h, .width = in_w, .base_width = c->width,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
     if (model_create_on(&mc, t->ops, &t->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(t->model) != t->train_ds->segmentation) {
@@ -461,13 +473,13 @@ static int setup(Trainer *t) {
 
     LoaderConfig lc = { .batch = c->batch, .workers = c->workers, .rank = t->rank, .world = t->world,
                         .seed = c->seed, .shuffle = 1, .augment = c->augment, .drop_last = 1,
-                        .limit = c->train_limit };
+                        .limit = c->train_limit, .pipe = t->pipe.crop_h ? &t->pipe : NULL };
     if (loader_create(t->train_ds, &lc, &t->train_ld, err, el)) return TRAIN_EXIT_ERROR;
-    size_t pix = (size_t)t->train_ds->height * t->train_ds->width;
+    size_t pix = (size_t)in_h * in_w;
     if (stage_create(t->ops, c->batch, (size_t)t->train_ds->channels * pix, t->train_ds->segmentation ? pix : 1,
                      &t->stage, err, el))
         return TRAIN_EXIT_ERROR;
-    if (t->eval_ds) {
+    if (t->eval_ds && !t->pipe.crop_h) {
         LoaderConfig ec = lc;
         ec.shuffle = 0; ec.augment = 0; ec.drop_last = 0;
         ec.limit = c->eval_limit > 0 ? c->eval_limit : 0;
@@ -685,7 +697,8 @@ static int train_loop(Trainer *t) {
     }
     log_rank0(t, "%s on %s: %ld train / %ld eval samples, %d rank(s) x batch %d x accum %d, %ld steps/epoch, "
               "%d epoch(s), %zu params, %d threads, comm %s", c->model, c->dataset,
-              loader_num_samples(t->train_ld), t->eval_ld ? loader_num_samples(t->eval_ld) : 0, t->world, c->batch, K,
+              loader_num_samples(t->train_ld), t->eval_ld ? loader_num_samples(t->eval_ld) : !t->eval_ds ? 0
+              : c->eval_limit > 0 && c->eval_limit < t->eval_ds->n ? c->eval_limit : t->eval_ds->n, t->world, c->batch, K,
               t->steps_per_epoch, t->epochs, model_num_params(t->model), c->threads, comm_kind(t->comm));
     signals_install();
     double lr = lr_at(&t->sched, global_step), last_progress = 0, step_time = 0, final_train_loss = NAN;
@@ -916,6 +929,13 @@ static int export_dataset(const TrainConfig *c) {
 
 int train_run(const TrainConfig *c) {
     if (c->export_dir) return export_dataset(c);
+    if (c->make_dataset) {
+        char err[2048];
+        long n = data_make_dataset(c->make_dataset, c->data_dir, err, sizeof err);
+        if (n < 0) { fprintf(stderr, "segx-train: %s\n", err); return TRAIN_EXIT_ERROR; }
+        fprintf(stderr, "segx-train: wrote %ld images with their label maps as %s\n", n, c->make_dataset);
+        return TRAIN_EXIT_OK;
+    }
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = c;

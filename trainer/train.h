@@ -45,6 +45,7 @@ typedef struct {
     const char *eval_mode;                       // --eval-mode whole|slide (default whole)
     int eval_crop, eval_stride;                  // slide windows (default: the crop, 2/3 of it)
     const char *make_dataset;                    // --make-dataset ade20k:DIR|cityscapes:DIR
+    int check_data;                              // --check-data: decode every file before training
 } TrainConfig;
 
 void train_config_defaults(TrainConfig *c);

@@ -21,8 +21,11 @@ ex=$SEGX_ROOT/examples
 #   optimizers-ablation          optimizer 4 x lr 2 x lr_schedule 2 (cosine, poly) x seed 3 = 48;
 #                                each optimizer keeps only its own lr (sgd/sgdw 0.05, adam/adamw
 #                                0.001) -> 4 x 1 x 2 x 3 = 24
+#   five-cnns                    model 5 x gpus 2 (1, 2) x reducer 2 (bucket, fused) x seed 3 = 60
+#   unet-dp-strategies           gpus 3 (1, 2, 4) x reducer 3 (bucket, fused, per-tensor) x seed 2 = 18
 declare -A want=([quickstart]=12 [external-trainer]=2 [resnet18-ddp-scaling]=30
                  [resnet18-ddp-scaling-strong]=30 [unet-dp-scaling]=24 [optimizers-ablation]=24)
+want+=([five-cnns]=60 [unet-dp-strategies]=18)
 check_eq "every example has an expected count" \
   "$(printf '%s\n' "${!want[@]}" | sort | tr '\n' ' ')" "$(ls "$ex"/*.json | xargs -n1 basename | sed 's/\.json$//' | sort | tr '\n' ' ')"
 for name in "${!want[@]}"; do
@@ -60,9 +63,22 @@ print(len(cells), "ok" if ok else sorted(seen))')"
 check_eq "ablation and unet: eval.targets miou (time-to-target)" "0.7 0.7" \
   "$(for n in optimizers-ablation unet-dp-scaling; do python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["targets"]["miou"])' "$ex/$n.json"; done | tr '\n' ' ' | sed 's/ $//')"
 
+check_eq "five-cnns: 5 models x 1/2 GPUs x reducer bucket/fused x seeds 1..3; Adadelta 0.1, batch 128, 20 epochs, 2 workers" "60 ok" "$(cells five-cnns '
+seen={(c["model"], c["gpus"], c["reducer"], c["seed"]) for c in cells}
+fixed={(c["optimizer"], c["lr"], c["batch_per_gpu"], c["epochs"], c["workers"], c["pad-to"]) for c in cells}
+ok=len(seen) == 60 and fixed == {("adadelta", 0.1, 128, 20, 2, 32)} and {c["model"] for c in cells} == {"vgg16", "mobilenet_v2", "shufflenet_v2", "densenet121", "resnet18"}
+print(len(cells), "ok" if ok else (fixed, sorted(seen)[:3]))')"
+check_eq "unet-dp-strategies: per-GPU batch 16, every reducer on 1/2/4 GPUs, miou target" "18 ok 0.7" "$(cells unet-dp-strategies '
+seen={(c["gpus"], c["reducer"], c["seed"]) for c in cells}
+ok=len(seen) == 18 and {c["batch_per_gpu"] for c in cells} == {16} and {c["reducer"] for c in cells} == {"bucket", "fused", "per-tensor"}
+print(len(cells), "ok" if ok else sorted(seen))') $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["targets"]["miou"])' "$ex/unet-dp-strategies.json")"
+
 # Planned for real (into this test's dir): Slurm CPUs = trainer threads, and segx-train accepts
-# each example's command line.
-for name in resnet18-ddp-scaling resnet18-ddp-scaling-strong unet-dp-scaling optimizers-ablation; do
+# each example's command line. five-cnns only once segx-train has its five models.
+accepts=(resnet18-ddp-scaling resnet18-ddp-scaling-strong unet-dp-scaling optimizers-ablation unet-dp-strategies)
+missing=$(for m in vgg16 mobilenet_v2 shufflenet_v2 densenet121 resnet18; do "$SEGX_TRAIN" --help 2>/dev/null | grep -q -- "$m" || echo -n " $m"; done)
+if [ -z "$missing" ]; then accepts+=(five-cnns); else skip "five-cnns: segx-train lacks --model$missing"; fi
+for name in "${accepts[@]}"; do
   "$SEGX" plan "$ex/$name.json" -q >/dev/null 2>&1 || { fail "$name: plan"; continue; }
   exp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ex/$name.json")
   mism=0

@@ -2,7 +2,8 @@
 // - A Dataset hands out samples as raw bytes: image (channels, height, width) uint8 and labels
 //   (one int32 per sample for classification, one per pixel for segmentation; 255 = ignore).
 //   The loader turns them into model input x = byte/255 (NCHW float) — one rule for every set.
-// - Datasets: "fashion-mnist", "fashion-mnist-seg", "cifar10:DIR", "segfolder:DIR", "synthetic".
+// - Datasets: "fashion-mnist", "fashion-mnist-seg", "cifar10:DIR", "segfolder:DIR", "synthetic",
+//   "ade20k:DIR", "cityscapes:DIR" (images of any size: see segsets.c and pipeline.h).
 // - The Loader runs on its own threads ahead of compute. Each epoch has one permutation derived
 //   from (seed, epoch); rank r of world w takes positions r, r+w, r+2w, ... (all ranks take
 //   n/w of them, so every rank runs the same number of steps). Training drops the last partial
@@ -18,6 +19,7 @@
 typedef enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } DataSplit;
 
 typedef struct Dataset Dataset;
+struct Sample;
 struct Dataset {
     char name[64];
     long n;                    // samples
@@ -27,9 +29,23 @@ struct Dataset {
     // Fills img (channels*height*width bytes) and labels (height*width or 1). Thread-safe.
     // Returns 0 or -1 with a message naming the file.
     int (*get)(Dataset *ds, long i, uint8_t *img, int32_t *labels, char *err, size_t errlen);
+    // Sample i at its own size (sets whose images differ in size have height = width = 0 and
+    // get = NULL). NULL: dataset_get_sample goes through get. Thread-safe.
+    int (*get_sample)(Dataset *ds, long i, struct Sample *s, char *err, size_t errlen);
     void (*free)(Dataset *ds);
     void *impl;
 };
+
+// One sample at its own size: img (c, h, w) bytes, lab (h, w) class ids with 255 = ignore.
+// The buffers grow as needed and are reused from call to call (free with sample_free).
+typedef struct Sample {
+    uint8_t *img, *lab;
+    int c, h, w;
+    size_t img_cap, lab_cap;
+} Sample;
+int  dataset_get_sample(Dataset *ds, long i, Sample *s, char *err, size_t errlen);
+int  sample_reserve(Sample *s, int c, int h, int w);   // 0 or -1 (out of memory)
+void sample_free(Sample *s);
 
 // What the caller knows about the model before the dataset is opened (for "synthetic", and to
 // check "segfolder" against --in-channels/--classes). Zero fields mean "take the dataset's".
@@ -39,6 +55,7 @@ typedef struct {
     int segmentation;          // synthetic only: per-pixel labels
     long synthetic_n;          // synthetic only: samples in this split
     uint64_t seed;
+    int verify;                // ade20k/cityscapes: decode every image and mask at open (--check-data)
 } DataOptions;
 
 // spec: "fashion-mnist", "fashion-mnist-seg", "cifar10:DIR", "segfolder:DIR", "synthetic".
@@ -56,6 +73,19 @@ int png_read_u8(const char *path, int keep_index, uint8_t **px, int *w, int *h, 
                 char *err, size_t errlen);
 int png_write_u8(const char *path, const uint8_t *px, int w, int h, int channels, char *err,
                  size_t errlen);
+// JPEG (libjpeg-turbo) or PNG by the file's first bytes; px is HWC, channels 1 or 3 (want 3: gray
+// is expanded to RGB). A corrupt or truncated file is an error naming it, never a gray fill.
+int image_read_u8(const char *path, int want_rgb, uint8_t **px, int *w, int *h, int *channels,
+                  char *err, size_t errlen);
+// Size and channels from the header only (JPEG SOF, PNG IHDR).
+int image_probe(const char *path, int *w, int *h, int *channels, char *err, size_t errlen);
+int jpeg_write_u8(const char *path, const uint8_t *px, int w, int h, int channels, int quality,
+                  char *err, size_t errlen);
+
+// Writes a small deterministic set in the ADE20K ("ade20k:DIR") or Cityscapes ("cityscapes:DIR")
+// layout from Fashion-MNIST pieces (fm_dir NULL: the Debian package's folder): mixed image sizes,
+// JPEG (ade20k) or PNG (cityscapes) images, PNG label maps. Returns images written or -1 with err.
+long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------------
 // Loader
@@ -76,6 +106,9 @@ typedef struct {
     int augment;     // random horizontal flip (segmentation sets)
     int drop_last;
     long limit;      // use only the first `limit` samples of the dataset (0 = all)
+    // The segmentation pipeline (trainer/data/pipeline.h): batches of pipe->crop_h x crop_w from
+    // samples of any size. NULL: samples as the dataset stores them (one fixed size), x = byte/255.
+    const struct Pipeline *pipe;
 } LoaderConfig;
 
 typedef struct Loader Loader;

@@ -10,6 +10,8 @@
 
 int fmnist_open(int seg, DataSplit split, const DataOptions *opt, Dataset **out, char *err, size_t errlen);
 int segfolder_open(const char *root, DataSplit split, const DataOptions *opt, Dataset **out, char *err, size_t errlen);
+int segsets_open(const char *kind, const char *root, DataSplit split, const DataOptions *opt, Dataset **out,
+                 char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------------
 // CIFAR-10 binary version: records of 1 label byte + 3072 image bytes (R, G, B planes of 32x32).
@@ -116,10 +118,12 @@ int dataset_open(const char *spec, DataSplit split, const DataOptions *opt, Data
     else if (strcmp(spec, "fashion-mnist-seg") == 0) rc = fmnist_open(1, split, opt, out, err, errlen);
     else if (strncmp(spec, "cifar10:", 8) == 0 && spec[8]) rc = cifar_open(spec + 8, split, out, err, errlen);
     else if (strncmp(spec, "segfolder:", 10) == 0 && spec[10]) rc = segfolder_open(spec + 10, split, opt, out, err, errlen);
+    else if (strncmp(spec, "ade20k:", 7) == 0 && spec[7]) rc = segsets_open("ade20k", spec + 7, split, opt, out, err, errlen);
+    else if (strncmp(spec, "cityscapes:", 11) == 0 && spec[11]) rc = segsets_open("cityscapes", spec + 11, split, opt, out, err, errlen);
     else if (strcmp(spec, "synthetic") == 0) rc = synth_open(split, opt, out, err, errlen);
     else {
         snprintf(err, errlen, "unknown dataset '%s' (want fashion-mnist, fashion-mnist-seg, cifar10:DIR, "
-                 "segfolder:DIR or synthetic)", spec);
+                 "segfolder:DIR, ade20k:DIR, cityscapes:DIR or synthetic)", spec);
         return -1;
     }
     if (rc) return rc;
@@ -134,7 +138,7 @@ int dataset_open(const char *spec, DataSplit split, const DataOptions *opt, Data
             snprintf(err, errlen, "--classes %d does not match dataset %s (%d classes)", opt->classes, spec, ds->classes);
             goto bad;
         }
-        if (opt->image_size > 0 && (opt->image_size != ds->height || opt->image_size != ds->width)) {
+        if (opt->image_size > 0 && ds->height > 0 && (opt->image_size != ds->height || opt->image_size != ds->width)) {
             snprintf(err, errlen, "--image-size %d does not match dataset %s (%dx%d)", opt->image_size, spec, ds->height, ds->width);
             goto bad;
         }

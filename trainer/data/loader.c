@@ -5,6 +5,7 @@
 // thread timing, which keeps runs and resumed runs bit-identical.
 #include "trainer/data/data.h"
 // defines: loader_*
+#include "trainer/data/pipeline.h"   // defines: Pipeline, pipeline_train
 
 #include <pthread.h>
 #include <stdio.h>
@@ -36,6 +37,9 @@ struct Loader {
     int held;          // consumer holds slot of batch next-1
     int stop;
     uint8_t *scratch;  // the caller's thread, when workers == 0
+    Sample sample;     // the same, with the pipeline
+    PipeScratch pws;
+    int out_h, out_w;  // batch image size (the crop with a pipeline)
     char err[1024];
 };
 
@@ -94,8 +98,21 @@ int loader_create(Dataset *ds, const LoaderConfig *cfg, Loader **out, char *err,
         loader_free(l);
         return -1;
     }
-    l->img_elems = (size_t)ds->channels * ds->height * ds->width;
-    l->lab_elems = ds->segmentation ? (size_t)ds->height * ds->width : 1;
+    l->out_h = cfg->pipe ? cfg->pipe->crop_h : ds->height;
+    l->out_w = cfg->pipe ? cfg->pipe->crop_w : ds->width;
+    if (cfg->pipe && !ds->segmentation) {
+        snprintf(err, errlen, "%s: the crop pipeline is for segmentation sets", ds->name);
+        loader_free(l);
+        return -1;
+    }
+    if (l->out_h <= 0) {
+        snprintf(err, errlen, "%s: images of different sizes need the crop pipeline (--crop S, e.g. --crop 512 "
+                 "--scale 2048x512)", ds->name);
+        loader_free(l);
+        return -1;
+    }
+    l->img_elems = (size_t)ds->channels * l->out_h * l->out_w;
+    l->lab_elems = ds->segmentation ? (size_t)l->out_h * l->out_w : 1;
     l->depth = cfg->workers + 2;
     l->perm = malloc(sizeof(long) * (l->n ? l->n : 1));
     l->slots = calloc(l->depth, sizeof(Slot));
@@ -127,8 +144,16 @@ static void flip_row_i(int32_t *row, int w) {
     for (int a = 0, b = w - 1; a < b; a++, b--) { int32_t t = row[a]; row[a] = row[b]; row[b] = t; }
 }
 
+// Sample idx through the pipeline into x, y. Random draws keyed by (seed, epoch, sample).
+static int fill_pipe(Loader *l, long idx, float *x, int32_t *y, Sample *smp, PipeScratch *ws, char *msg, size_t msglen) {
+    if (dataset_get_sample(l->ds, idx, smp, msg, msglen)) return -1;
+    uint64_t key = data_splitmix64(l->cfg.seed ^ data_splitmix64(((uint64_t)l->epoch << 40) ^ (uint64_t)idx ^ 0x5E61ull << 52));
+    if (pipeline_train(l->cfg.pipe, smp, key, x, y, ws)) { snprintf(msg, msglen, "out of memory in the pipeline"); return -1; }
+    return 0;
+}
+
 // Builds batch b into slot; returns 0 or -1 with msg.
-static int fill(Loader *l, long b, Batch *out, uint8_t *scratch, char *msg, size_t msglen) {
+static int fill(Loader *l, long b, Batch *out, uint8_t *scratch, Sample *smp, PipeScratch *ws, char *msg, size_t msglen) {
     Dataset *ds = l->ds;
     long start = b * l->cfg.batch;
     long end = start + l->cfg.batch < l->share ? start + l->cfg.batch : l->share;
@@ -138,6 +163,10 @@ static int fill(Loader *l, long b, Batch *out, uint8_t *scratch, char *msg, size
         long j = pos - start, idx = sample_at(l, pos);
         float *x = out->x + j * l->img_elems;
         int32_t *y = out->y + j * l->lab_elems;
+        if (l->cfg.pipe) {
+            if (fill_pipe(l, idx, x, y, smp, ws, msg, msglen)) return -1;
+            continue;
+        }
         if (ds->get(ds, idx, scratch, y, msg, msglen)) return -1;
         for (size_t p = 0; p < l->img_elems; p++) x[p] = scratch[p] / 255.0f;
         if (l->cfg.augment &&
@@ -160,6 +189,8 @@ static void *worker_main(void *p) {
     long first = a->first;  // not l->next: the consumer may already have moved on
     free(a);
     uint8_t *scratch = malloc(l->img_elems);
+    Sample smp = { 0 };
+    PipeScratch ws = { 0 };
     char msg[1024];
     for (long b = first + id; b < l->nb; b += l->nthreads) {
         Slot *s = &l->slots[b % l->depth];
@@ -169,7 +200,7 @@ static void *worker_main(void *p) {
         if (l->stop) { pthread_mutex_unlock(&l->mu); break; }
         s->state = SLOT_FILLING;
         pthread_mutex_unlock(&l->mu);
-        int rc = scratch ? fill(l, b, &s->b, scratch, msg, sizeof msg) : -1;
+        int rc = scratch ? fill(l, b, &s->b, scratch, &smp, &ws, msg, sizeof msg) : -1;
         if (!scratch) snprintf(msg, sizeof msg, "out of memory in loader thread");
         pthread_mutex_lock(&l->mu);
         if (rc && !l->err[0]) snprintf(l->err, sizeof l->err, "%s", msg);
@@ -179,6 +210,8 @@ static void *worker_main(void *p) {
         if (rc) break;
     }
     free(scratch);
+    sample_free(&smp);
+    pipeline_scratch_free(&ws);
     return NULL;
 }
 
@@ -218,7 +251,7 @@ const Batch *loader_next(Loader *l, double *wait_s) {
     if (l->nthreads == 0) {  // synchronous
         if (l->next >= l->nb) return NULL;
         Slot *s = &l->slots[0];
-        if (fill(l, l->next, &s->b, l->scratch, l->err, sizeof l->err)) return NULL;
+        if (fill(l, l->next, &s->b, l->scratch, &l->sample, &l->pws, l->err, sizeof l->err)) return NULL;
         l->next++;
         if (wait_s) *wait_s = now_s() - t0;
         return &s->b;
@@ -260,6 +293,8 @@ void loader_free(Loader *l) {
     free(l->threads);
     free(l->perm);
     free(l->scratch);
+    sample_free(&l->sample);
+    pipeline_scratch_free(&l->pws);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
