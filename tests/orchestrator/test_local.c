@@ -132,7 +132,7 @@ static void test_max_parallel_and_exit_codes(void **state)
     assert_string_not_equal(ids[0], ids[1]);
     const char *idv[3] = {ids[0], ids[1], ids[2]};
     JobStatus st[3];
-    wait_final(b, idv, 3, st, 20);
+    wait_final(b, idv, 3, st, 300);
     assert_int_equal(st[0].state, JOB_COMPLETED);
     assert_int_equal(st[1].state, JOB_COMPLETED);
     assert_int_equal(st[0].exit_code, 0);
@@ -153,12 +153,16 @@ static void test_parallel_slots_overlap(void **state)
     (void)state;
     Backend *b = open_local(2);
     char ids[2][64];
-    const char *body = "date +%s.%N > start; sleep 0.6; date +%s.%N > end";
+    // each job waits (at most 5 minutes) until both have started, so with two slots they overlap
+    // however slowly this machine starts processes; with one slot they could not meet
+    const char *body = "date +%s.%N > start; touch ../meet-par.$(basename \"$PWD\"); "
+                       "for i in $(seq 3000); do [ -e ../meet-par.p1 ] && [ -e ../meet-par.p2 ] && break; sleep 0.1; done; "
+                       "date +%s.%N > end";
     submit(b, "p1", body, NULL, ids[0], sizeof ids[0]);
     submit(b, "p2", body, NULL, ids[1], sizeof ids[1]);
     const char *idv[2] = {ids[0], ids[1]};
     JobStatus st[2];
-    wait_final(b, idv, 2, st, 20);
+    wait_final(b, idv, 2, st, 300);
     // two slots: the second started before the first ended
     assert_true(read_num("p2", "start") < read_num("p1", "end"));
     backend_close(b);
@@ -171,12 +175,17 @@ static void test_cpu_accounting(void **state)
     Backend *b = open_local_slots(0, 2);
     char ids[3][64];
     const char *body = "date +%s.%N > start; sleep 0.4; date +%s.%N > end";
+    // "one" and "one2" meet (each waits, at most 5 minutes, for the other) so that running side by
+    // side shows as overlapping times on any machine
+    const char *meet = "date +%s.%N > start; touch ../meet-acc.$(basename \"$PWD\"); "
+                       "for i in $(seq 3000); do [ -e ../meet-acc.one ] && [ -e ../meet-acc.one2 ] && break; sleep 0.1; done; "
+                       "date +%s.%N > end";
     submit_g(b, "two", body, 2, ids[0], sizeof ids[0]);     // takes both CPUs
-    submit_g(b, "one", body, 1, ids[1], sizeof ids[1]);     // waits for "two"
-    submit_g(b, "one2", body, 1, ids[2], sizeof ids[2]);    // runs beside "one"
+    submit_g(b, "one", meet, 1, ids[1], sizeof ids[1]);     // waits for "two"
+    submit_g(b, "one2", meet, 1, ids[2], sizeof ids[2]);    // runs beside "one"
     const char *idv[3] = {ids[0], ids[1], ids[2]};
     JobStatus st[3];
-    wait_final(b, idv, 3, st, 20);
+    wait_final(b, idv, 3, st, 300);
     assert_true(read_num("one", "start") >= read_num("two", "end"));
     assert_true(read_num("one2", "start") >= read_num("two", "end"));
     assert_true(read_num("one2", "start") < read_num("one", "end"));
@@ -184,7 +193,7 @@ static void test_cpu_accounting(void **state)
     char big[64];
     submit_g(b, "big", "exit 0", 8, big, sizeof big);
     const char *idb[1] = {big};
-    wait_final(b, idb, 1, st, 20);
+    wait_final(b, idb, 1, st, 300);
     assert_int_equal(st[0].state, JOB_COMPLETED);
     backend_close(b);
 }
@@ -212,7 +221,7 @@ static void test_claim_from_script(void **state)
     assert_int_equal(j.cpus, 1);
     const char *idv[2] = {ids[0], ids[1]};
     JobStatus st[2];
-    wait_final(b, idv, 2, st, 20);
+    wait_final(b, idv, 2, st, 300);
     assert_true(read_num("narrow", "start") >= read_num("wide", "end"));
     backend_close(b);
 }

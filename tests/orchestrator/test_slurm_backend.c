@@ -165,7 +165,7 @@ static void test_failing_job(void **state)
     make_cell(&c, be, "fails", "rtx8000", 1, "00:01:00", "echo going to fail >&2\nexit 3");
     submit(b, &c);
     JobStatus st;
-    wait_final(b, &c, 1, &st, 30);
+    wait_final(b, &c, 1, &st, 300);
     assert_int_equal(st.state, JOB_FAILED);
     assert_int_equal(st.exit_code, 3);
     if (!strstr(st.reason, "exit code 3") || !strstr(st.reason, "NonZeroExitCode")) fail_msg("reason: %s", st.reason);
@@ -189,15 +189,15 @@ static void test_cancel(void **state)
     pend.spec.dependency = dep;
     submit(b, &pend);
     JobStatus st;
-    assert_int_equal(wait_state(b, run.id, JOB_RUNNING, &st, 20), JOB_RUNNING);
-    assert_int_equal(wait_state(b, pend.id, JOB_PENDING, &st, 5), JOB_PENDING);
+    assert_int_equal(wait_state(b, run.id, JOB_RUNNING, &st, 300), JOB_RUNNING);
+    assert_int_equal(wait_state(b, pend.id, JOB_PENDING, &st, 60), JOB_PENDING);
     assert_non_null(strstr(st.reason, "Dependency"));
     char err[512] = "";
     assert_int_equal(b->ops->cancel(b, pend.id, err, sizeof err), 0);
     assert_int_equal(b->ops->cancel(b, run.id, err, sizeof err), 0);
     Cell both[2] = {run, pend};
     JobStatus s2[2];
-    wait_final(b, both, 2, s2, 20);
+    wait_final(b, both, 2, s2, 300);
     assert_int_equal(s2[0].state, JOB_CANCELLED);
     assert_int_equal(s2[1].state, JOB_CANCELLED);
     // cancelling again is not an error; an id slurmctld never had is
@@ -218,12 +218,13 @@ static void test_requeue_runs_second_attempt(void **state)
               "if [ \"${SLURM_RESTART_COUNT:-0}\" = 0 ]; then sleep 60; fi\nexit 0");
     submit(b, &c);
     JobStatus st;
-    assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 20), JOB_RUNNING);
+    assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 300), JOB_RUNNING);
     char path[4096];
     snprintf(path, sizeof path, "%s/runs.txt", c.dir);
-    for (int i = 0; i < 50 && access(path, F_OK); i++) usleep(100 * 1000);
+    for (int i = 0; i < 3000 && access(path, F_OK); i++) usleep(100 * 1000);   // the first run has started
+    assert_int_equal(access(path, F_OK), 0);
     assert_int_equal(sh("scontrol requeue %s", c.id), 0);
-    wait_final(b, &c, 1, &st, 60);
+    wait_final(b, &c, 1, &st, 300);
     assert_int_equal(st.state, JOB_COMPLETED);
     if (!strstr(st.reason, "requeued 1 time")) fail_msg("reason: '%s'", st.reason);
     char *w = read_file(path);
@@ -249,10 +250,10 @@ static void test_node_fail(void **state)
     fclose(f);
     submit(b, &c);
     JobStatus st;
-    assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 20), JOB_RUNNING);
+    assert_int_equal(wait_state(b, c.id, JOB_RUNNING, &st, 300), JOB_RUNNING);
     assert_string_equal(st.nodes, "n5");
     int rc = sh("scontrol update NodeName=n5 State=DOWN Reason=segx-test");
-    wait_final(b, &c, 1, &st, 30);
+    wait_final(b, &c, 1, &st, 300);
     sh("scontrol update NodeName=n5 State=RESUME >/dev/null 2>&1");   // (may already be back: ReturnToService=2)
     assert_int_equal(rc, 0);
     if (st.state != JOB_NODE_FAIL) fail_msg("state %s (%s)", job_state_name(st.state), st.reason);
@@ -311,7 +312,7 @@ static void test_controller_down_mid_submit(void **state)
     // (let these two finish first: a job whose completion message meets a dead controller can stay
     // "running" in slurmctld until its time limit; that is Slurm's business, not submit's)
     JobStatus early[2];
-    wait_final(b, c, 2, early, 30);
+    wait_final(b, c, 2, early, 300);
     kill_ctld();
     // no controller: open fails fast and says why
     Backend *b2 = NULL;
@@ -328,7 +329,7 @@ static void test_controller_down_mid_submit(void **state)
     pthread_join(th, NULL);
     assert_true(now_s() - t0 > 2.0);        // it really waited for the restart
     JobStatus st[6];
-    wait_final(b, c, 6, st, 60);
+    wait_final(b, c, 6, st, 300);
     for (int i = 0; i < 6; i++) {
         if (st[i].state != JOB_COMPLETED) fail_msg("%s: %s %s", c[i].key, job_state_name(st[i].state), st[i].reason);
         for (int k = 0; k < i; k++) assert_string_not_equal(c[i].id, c[k].id);
@@ -392,7 +393,7 @@ static void test_max_submitted(void **state)
         if (inflight > 2) fail_msg("%d jobs in flight after submit %d", inflight, i);
     }
     assert_true(now_s() - t0 > 2.5);   // it waited for earlier jobs at least twice (1.5 s each)
-    wait_final(b, c, 5, st, 30);
+    wait_final(b, c, 5, st, 300);
     for (int i = 0; i < 5; i++) assert_int_equal(st[i].state, JOB_COMPLETED);
     backend_close(b);
 }
@@ -419,7 +420,7 @@ static void test_same_attempt_not_submitted_twice(void **state)
     assert_string_not_equal(c2.id, first);
     JobStatus st[2];
     Cell both[2] = {c, c2};
-    wait_final(b, both, 2, st, 30);
+    wait_final(b, both, 2, st, 300);
     assert_int_equal(st[0].state, JOB_COMPLETED);
     assert_int_equal(sh("test \"$(squeue -h -t all -O Comment:200 | grep -c '^segx:slurmtest/%s/1 ')\" = 1", c.key), 0);
     backend_close(b);
