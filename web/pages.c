@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static const char *const states[] = {"planned", "submitted", "pending", "running", "completed", "failed",
@@ -740,4 +741,128 @@ void page_sql(sqlite3 *db, const WebRequest *q, WebResponse *r)
     }
     page_foot(f, 0);
     out_finish(&o, r, status, "text/html; charset=utf-8");
+}
+
+// ---- segx report --format html ----------------------------------------------------------------
+
+// Writes text inside a <script> or <style> element so that it cannot end the element early:
+// "</script" and "</style" (any case) become "<\/script", "<\/style" (the same text to JS and CSS
+// strings; neither library has them outside strings).
+static void write_raw_element_text(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '<' && i + 1 < n && s[i + 1] == '/' &&
+            ((n - i >= 8 && strncasecmp(s + i + 2, "script", 6) == 0) || (n - i >= 7 && strncasecmp(s + i + 2, "style", 5) == 0))) {
+            fputs("<\\/", f);
+            i++;
+        } else {
+            fputc(s[i], f);
+        }
+    }
+}
+
+static int embed(json_t *data, const char *exp, const char *what, json_t *j)
+{
+    if (!j) return -1;
+    char key[512];
+    snprintf(key, sizeof key, "/api/e/%s/%s", exp, what);
+    json_object_set_new(data, key, j);
+    return 0;
+}
+
+int web_report_html(sqlite3 *db, const char *exp, FILE *out, char *err, size_t errlen)
+{
+    long long id = web_experiment_id(db, exp);
+    if (id <= 0) {
+        snprintf(err, errlen, id == 0 ? "--experiment '%s': no such experiment in the database" : "database: %s",
+                 id == 0 ? exp : sqlite3_errmsg(db));
+        return id == 0 ? -2 : -1;
+    }
+    json_t *cells = web_report(db, "cells", exp, NULL, err, errlen);
+    json_t *acc = cells ? web_report(db, "accuracy", exp, NULL, err, errlen) : NULL;
+    json_t *sp = acc ? web_report(db, "speedup", exp, NULL, err, errlen) : NULL;
+    json_t *cost = sp ? web_report(db, "cost", exp, NULL, err, errlen) : NULL;
+    json_t *errs = cost ? web_scaling_errors_json(db, id, err, errlen) : NULL;
+    static const char *const order[] = {"miou", "top1", "pixel_acc", "val_loss", NULL};
+    const char *metric = "miou";
+    for (int k = 0; acc && order[k]; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_mean", order[k]);
+        int found = 0;
+        size_t i;
+        json_t *row;
+        json_array_foreach(acc, i, row) if (json_is_number(json_object_get(row, key))) found = 1;
+        if (found) { metric = order[k]; break; }
+    }
+    json_t *curves = errs ? web_curves_json(db, id, metric, NULL, err, errlen) : NULL;
+    if (!curves) {
+        json_decref(cells); json_decref(acc); json_decref(sp); json_decref(cost); json_decref(errs);
+        return -1;
+    }
+    json_t *data = json_object();
+    embed(data, exp, "cells", json_incref(cells));
+    embed(data, exp, "accuracy", json_incref(acc));
+    embed(data, exp, "speedup", json_incref(sp));
+    embed(data, exp, "scaling-errors", errs);
+    char cw[64];
+    snprintf(cw, sizeof cw, "curves?metric=%s", metric);
+    embed(data, exp, cw, curves);
+    char *vega = NULL, *djs = NULL;
+    size_t vlen = 0;
+    char verr[512];
+    const char *dir = getenv("SEGX_VEGA_DIR");
+    int have_vega = web_vega_bundle(dir && *dir ? dir : WEB_VEGA_DIR, &vega, &vlen, verr, sizeof verr) == 0;
+    time_t now = time(NULL);
+    fputs("<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>segx report · ", out);
+    web_html_escape(out, exp);
+    fputs("</title><style>\n", out);
+    write_raw_element_text(out, web_static_style_css, strlen(web_static_style_css));
+    fputs("</style></head>\n<body><main><h1>", out);
+    web_html_escape(out, exp);
+    fputs("</h1><p class=note>segx report, written ", out);
+    fmt_time(out, (double)now);
+    fputs(". Numbers as in <code>segx report --format json</code>; the exact value of each number is in its "
+          "cell's data-v attribute.</p>\n", out);
+    if (!have_vega) {
+        fputs("<p class=error>No charts: ", out);
+        web_html_escape(out, verr);
+        fputs("</p>\n", out);
+    }
+    fputs("<h2>Scaling</h2><div class=charts>", out);
+    chart_div(out, "speedup", exp, NULL, NULL);
+    chart_div(out, "efficiency", exp, NULL, NULL);
+    fputs("</div>\n", out);
+    report_table(out, "report-speedup", sp, speedup_cols, exp);
+    fputs("<h2>Accuracy</h2>\n", out);
+    chart_div(out, "accuracy", exp, metric, NULL);
+    report_table(out, "report-accuracy", acc, accuracy_cols, exp);
+    fputs("<h2>Curves</h2><div class=charts>", out);
+    chart_div(out, "curve-epoch", exp, metric, NULL);
+    chart_div(out, "curve-wall", exp, metric, NULL);
+    fputs("</div>\n<h2>Cost</h2>\n", out);
+    chart_div(out, "cost", exp, metric, NULL);
+    report_table(out, "report-cost", cost, cost_cols, exp);
+    fputs("<h2>Cells</h2>\n", out);
+    report_table(out, "report-cells", cells, cells_cols, exp);
+    fputs("</main>\n<script type=\"application/json\" id=segx-data>", out);
+    djs = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (djs) web_json_for_script(out, djs);
+    fputs("</script>\n", out);
+    if (have_vega) {
+        fputs("<script>", out);
+        write_raw_element_text(out, vega, vlen);
+        fputs("</script>\n<script>", out);
+        write_raw_element_text(out, web_static_app_js, strlen(web_static_app_js));
+        fputs("</script>\n", out);
+    }
+    fputs("</body></html>\n", out);
+    free(djs);
+    free(vega);
+    json_decref(data);
+    json_decref(cells);
+    json_decref(acc);
+    json_decref(sp);
+    json_decref(cost);
+    if (ferror(out)) { snprintf(err, errlen, "writing the report failed"); return -1; }
+    return 0;
 }

@@ -5,7 +5,18 @@
 // nodes (never innerHTML), so names from the database stay text.
 'use strict';
 
+// `segx report --format html` embeds the JSON the charts need (keys: the /api/ paths), so the
+// file works offline; the dashboard fetches it.
+var embedded = (function () {
+  var el = document.getElementById('segx-data');
+  return el ? JSON.parse(el.textContent) : null;
+})();
+
 function api(path) {
+  if (embedded) {
+    return path in embedded ? Promise.resolve(embedded[path])
+                            : Promise.reject(new Error('not in this report: ' + path));
+  }
   return fetch(path, {credentials: 'same-origin'}).then(function (r) {
     if (!r.ok) return r.json().then(function (j) { throw new Error(j.error || r.statusText); });
     return r.json();
