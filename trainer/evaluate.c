@@ -50,6 +50,7 @@ static int load(const TrainConfig *c, Eval *e, const char *ckpt, CkptHeader *h, 
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                          .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
                          .synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch };
+    dopt.pad_to = c->pad_to;
     if (dataset_open(c->dataset, SPLIT_TEST, &dopt, &e->ds, err, el)) return TRAIN_EXIT_ERROR;
     ModelConfig mc = { .name = c->model, .in_channels = e->ds->channels, .classes = e->ds->classes,
                        .height = e->ds->height, .width = e->ds->width, .base_width = c->width,

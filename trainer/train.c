@@ -422,6 +422,7 @@ static int setup(Trainer *t) {
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                          .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
                          .verify = c->check_data };
+    dopt.pad_to = c->pad_to;   // --pad-to: e.g. fashion-mnist as 32x32 for the CIFAR networks
     long per_step = (long)c->batch * t->world * c->accum_steps;
     dopt.synthetic_n = c->train_limit > 0 ? c->train_limit : c->steps > 0 ? c->steps * per_step : 1024;
     if (dataset_open(c->dataset, SPLIT_TRAIN, &dopt, &t->train_ds, err, el)) return TRAIN_EXIT_ERROR;
@@ -914,6 +915,7 @@ static int export_dataset(const TrainConfig *c) {
     DataOptions o = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                       .image_size = c->image_size, .segmentation = 1, .seed = c->seed,
                       .synthetic_n = c->export_limit > 0 ? c->export_limit : 16 };
+    o.pad_to = c->pad_to;
     DataSplit split = strcmp(c->export_split, "test") == 0 ? SPLIT_TEST : SPLIT_TRAIN;
     if (dataset_open(c->dataset, split, &o, &ds, err, sizeof err)) {
         fprintf(stderr, "segx-train: %s\n", err);

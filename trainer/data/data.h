@@ -56,12 +56,16 @@ typedef struct {
     long synthetic_n;          // synthetic only: samples in this split
     uint64_t seed;
     int verify;                // ade20k/cityscapes: decode every image and mask at open (--check-data)
+    int pad_to;                // > 0: images zero-padded (masks: ignore label) to pad_to x pad_to, centred (--pad-to)
 } DataOptions;
 
 // spec: "fashion-mnist", "fashion-mnist-seg", "cifar10:DIR", "segfolder:DIR", "synthetic".
 int  dataset_open(const char *spec, DataSplit split, const DataOptions *opt, Dataset **out,
                   char *err, size_t errlen);
 void dataset_free(Dataset *ds);
+// Wraps *ds so its images are size x size, the original centred in zeros (labels per pixel: 255).
+// A size below the dataset's, or a set of mixed sizes, is an error naming --pad-to. (pad.c)
+int  dataset_pad(Dataset **ds, int size, char *err, size_t errlen);
 
 // Building blocks, exposed for tests.
 uint64_t data_splitmix64(uint64_t x);  // the fashion-mnist-seg placement hash (issue #3)
@@ -103,7 +107,7 @@ typedef struct {
     int rank, world;
     uint64_t seed;
     int shuffle;     // permute per epoch (train) or keep file order (eval)
-    int augment;     // random horizontal flip (segmentation sets)
+    int augment;     // classification: random crop with 4 padding + flip (CIFAR's); segmentation: flip
     int drop_last;
     long limit;      // use only the first `limit` samples of the dataset (0 = all)
     // The segmentation pipeline (trainer/data/pipeline.h): batches of pipe->crop_h x crop_w from

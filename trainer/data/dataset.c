@@ -1,4 +1,4 @@
-// trainer/data/dataset.c — dataset names -> implementations; cifar10 and synthetic live here.
+// trainer/data/dataset.c — dataset names -> implementations; synthetic lives here (cifar10: cifar.c).
 #include "trainer/data/data.h"
 // defines: dataset_open, dataset_free
 
@@ -12,64 +12,7 @@ int fmnist_open(int seg, DataSplit split, const DataOptions *opt, Dataset **out,
 int segfolder_open(const char *root, DataSplit split, const DataOptions *opt, Dataset **out, char *err, size_t errlen);
 int segsets_open(const char *kind, const char *root, DataSplit split, const DataOptions *opt, Dataset **out,
                  char *err, size_t errlen);
-
-// ---------------------------------------------------------------------------------------------
-// CIFAR-10 binary version: records of 1 label byte + 3072 image bytes (R, G, B planes of 32x32).
-
-typedef struct { uint8_t *rec; } Cifar;
-
-static int cifar_get(Dataset *ds, long i, uint8_t *img, int32_t *labels, char *err, size_t errlen) {
-    Cifar *c = ds->impl;
-    (void)err; (void)errlen;
-    const uint8_t *r = c->rec + (size_t)i * 3073;
-    labels[0] = r[0];
-    memcpy(img, r + 1, 3072);
-    return 0;
-}
-static void cifar_free(Dataset *ds) { Cifar *c = ds->impl; if (c) { free(c->rec); free(c); } free(ds); }
-
-static int cifar_open(const char *dir, DataSplit split, Dataset **out, char *err, size_t errlen) {
-    char base[4096], path[4200];
-    struct stat st;
-    snprintf(base, sizeof base, "%s/cifar-10-batches-bin", dir);
-    if (stat(base, &st) != 0) snprintf(base, sizeof base, "%s", dir);
-    const char *files[5] = { "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                             "data_batch_4.bin", "data_batch_5.bin" };
-    int nfiles = split == SPLIT_TEST ? 1 : 5;
-    if (split == SPLIT_TEST) files[0] = "test_batch.bin";
-    Cifar *c = calloc(1, sizeof *c);
-    Dataset *ds = calloc(1, sizeof *ds);
-    c->rec = malloc((size_t)nfiles * 10000 * 3073);
-    if (!c || !ds || !c->rec) { snprintf(err, errlen, "out of memory"); goto fail; }
-    ds->impl = c; ds->free = cifar_free;
-    long n = 0;
-    for (int k = 0; k < nfiles; k++) {
-        snprintf(path, sizeof path, "%s/%s", base, files[k]);
-        FILE *f = fopen(path, "rb");
-        if (!f) { snprintf(err, errlen, "%s: cannot open: %s (cifar10:DIR wants the binary version)", path, strerror(errno)); goto fail; }
-        size_t got = fread(c->rec + (size_t)n * 3073, 1, (size_t)10000 * 3073, f);
-        fclose(f);
-        if (got != (size_t)10000 * 3073) {
-            snprintf(err, errlen, "%s: truncated: %zu bytes, expected 30730000 (10000 records of 3073)", path, got);
-            goto fail;
-        }
-        for (long i = n; i < n + 10000; i++)
-            if (c->rec[(size_t)i * 3073] > 9) {
-                snprintf(err, errlen, "%s: record %ld has label %d (not 0..9)", path, i - n, c->rec[(size_t)i * 3073]);
-                goto fail;
-            }
-        n += 10000;
-    }
-    snprintf(ds->name, sizeof ds->name, "cifar10");
-    ds->n = n; ds->channels = 3; ds->height = ds->width = 32; ds->classes = 10;
-    ds->get = cifar_get;
-    *out = ds;
-    return 0;
-fail:
-    if (ds && ds->impl) cifar_free(ds);
-    else { if (c) free(c->rec); free(c); free(ds); }
-    return -1;
-}
+int cifar10_open(const char *dir, DataSplit split, Dataset **out, char *err, size_t errlen);   // cifar.c
 
 // ---------------------------------------------------------------------------------------------
 // synthetic: bytes and labels from a hash of (seed, split, sample, position); costs no I/O.
@@ -116,7 +59,7 @@ int dataset_open(const char *spec, DataSplit split, const DataOptions *opt, Data
     int rc;
     if (strcmp(spec, "fashion-mnist") == 0) rc = fmnist_open(0, split, opt, out, err, errlen);
     else if (strcmp(spec, "fashion-mnist-seg") == 0) rc = fmnist_open(1, split, opt, out, err, errlen);
-    else if (strncmp(spec, "cifar10:", 8) == 0 && spec[8]) rc = cifar_open(spec + 8, split, out, err, errlen);
+    else if (strncmp(spec, "cifar10:", 8) == 0 && spec[8]) rc = cifar10_open(spec + 8, split, out, err, errlen);
     else if (strncmp(spec, "segfolder:", 10) == 0 && spec[10]) rc = segfolder_open(spec + 10, split, opt, out, err, errlen);
     else if (strncmp(spec, "ade20k:", 7) == 0 && spec[7]) rc = segsets_open("ade20k", spec + 7, split, opt, out, err, errlen);
     else if (strncmp(spec, "cityscapes:", 11) == 0 && spec[11]) rc = segsets_open("cityscapes", spec + 11, split, opt, out, err, errlen);
@@ -127,6 +70,11 @@ int dataset_open(const char *spec, DataSplit split, const DataOptions *opt, Data
         return -1;
     }
     if (rc) return rc;
+    if (opt->pad_to > 0 && dataset_pad(out, opt->pad_to, err, errlen)) {   // before the shape checks
+        dataset_free(*out);
+        *out = NULL;
+        return -1;
+    }
     // The model's shape flags must agree with a real dataset.
     Dataset *ds = *out;
     if (strcmp(spec, "synthetic") != 0) {

@@ -152,6 +152,26 @@ static int fill_pipe(Loader *l, long idx, float *x, int32_t *y, Sample *smp, Pip
     return 0;
 }
 
+// --augment on classification sets, the standard CIFAR augmentation (torchvision's RandomCrop(size,
+// padding=4) then RandomHorizontalFlip): x = an HxW window of the image zero-padded by 4 on every
+// side, at offset (dy, dx) in -4..4, mirrored when bit 0 of key is set. key's bits 8.. and 16.. pick
+// the offsets, so the draw depends on (seed, epoch, sample) only.
+#define AUGMENT_PAD 4
+static void crop_pad_flip(float *x, const uint8_t *src, int c, int h, int w, uint64_t key) {
+    int flip = (int)(key & 1);
+    int dy = (int)((key >> 8) % (2 * AUGMENT_PAD + 1)) - AUGMENT_PAD;
+    int dx = (int)((key >> 16) % (2 * AUGMENT_PAD + 1)) - AUGMENT_PAD;
+    for (int ch = 0; ch < c; ch++)
+        for (int yy = 0; yy < h; yy++) {
+            int sy = yy + dy;
+            float *row = x + ((size_t)ch * h + yy) * w;
+            for (int xx = 0; xx < w; xx++) {
+                int sx = (flip ? w - 1 - xx : xx) + dx;
+                row[xx] = sy >= 0 && sy < h && sx >= 0 && sx < w ? src[((size_t)ch * h + sy) * w + sx] / 255.0f : 0.0f;
+            }
+        }
+}
+
 // Builds batch b into slot; returns 0 or -1 with msg.
 static int fill(Loader *l, long b, Batch *out, uint8_t *scratch, Sample *smp, PipeScratch *ws, char *msg, size_t msglen) {
     Dataset *ds = l->ds;
@@ -168,9 +188,13 @@ static int fill(Loader *l, long b, Batch *out, uint8_t *scratch, Sample *smp, Pi
             continue;
         }
         if (ds->get(ds, idx, scratch, y, msg, msglen)) return -1;
+        uint64_t key = data_splitmix64(l->cfg.seed ^ data_splitmix64(((uint64_t)l->epoch << 40) ^ (uint64_t)idx));
+        if (l->cfg.augment && !ds->segmentation) {   // classification: CIFAR's crop with padding + flip
+            crop_pad_flip(x, scratch, ds->channels, ds->height, ds->width, key);
+            continue;
+        }
         for (size_t p = 0; p < l->img_elems; p++) x[p] = scratch[p] / 255.0f;
-        if (l->cfg.augment &&
-            (data_splitmix64(l->cfg.seed ^ data_splitmix64(((uint64_t)l->epoch << 40) ^ (uint64_t)idx)) & 1)) {
+        if (l->cfg.augment && (key & 1)) {
             int h = ds->height, w = ds->width;
             for (int r = 0; r < ds->channels * h; r++) flip_row(x + (size_t)r * w, w);
             if (ds->segmentation)
