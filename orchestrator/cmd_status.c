@@ -2,7 +2,9 @@
 // attempts, stores their states and prints one row per cell.
 #include "orchestrator/cli.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/collect.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/runfile.h"
 #include "orchestrator/submit.h"
 #include "orchestrator/table.h"
 #include "db/db.h"
@@ -29,14 +31,17 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// Run-dir files are read through runfile: regular files only (a FIFO there must not hang status),
+// with bounded sizes.
 static int read_code_file(const char *run_dir, const char *name, int *code)
 {
-    char p[PATH_MAX + 32];
+    char p[PATH_MAX + 32], e[PATH_MAX + 128];
     snprintf(p, sizeof p, "%s/%s", run_dir, name);
-    FILE *f = fopen(p, "r");
-    if (!f) return -1;
-    int ok = fscanf(f, "%d", code) == 1;
-    fclose(f);
+    char *text;
+    size_t len;
+    if (runfile_read(p, 64, &text, &len, e, sizeof e) != 0) return -1;
+    int ok = sscanf(text, "%d", code) == 1;
+    free(text);
     return ok ? 0 : -1;
 }
 
@@ -71,6 +76,12 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
     size_t n = 0, cap = 0;
     int rc = -1;
     char run_root[PATH_MAX] = "";
+    // Attempts an older collect invented for never-submitted cells (backend 'unknown'): no backend
+    // to ask; they go, and their cells show as planned again.
+    if (write_wait_ms >= 0) sqlite3_busy_timeout(db, write_wait_ms);
+    int forgot = collect_forget_invented(db, eid, 1, err, errlen);
+    if (write_wait_ms >= 0) sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
+    if (forgot < 0 && (write_wait_ms < 0 || sqlite3_errcode(db) != SQLITE_BUSY)) return -1;
     if (sqlite3_prepare_v2(db, "SELECT run_root FROM experiments WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) goto sqlfail;
     sqlite3_bind_int64(st, 1, eid);
     if (sqlite3_step(st) == SQLITE_ROW) snprintf(run_root, sizeof run_root, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -79,7 +90,7 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
             "SELECT a.id, a.cell_id, a.backend, COALESCE(a.job_id, ''), a.run_dir, "
             "a.attempt = (SELECT max(attempt) FROM attempts WHERE cell_id = a.cell_id), 0 "
             "FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = ?1 "
-            "AND a.state IN ('submitted', 'pending', 'running', 'unknown') "
+            "AND a.state IN ('submitted', 'pending', 'running', 'unknown') AND a.backend <> 'unknown' "
             "UNION ALL SELECT e.attempt_id, a.cell_id, e.backend, COALESCE(e.job_id, ''), a.run_dir, 0, 1 "
             "FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id "
             "WHERE c.experiment_id = ?1 AND e.state IN ('submitted', 'pending', 'running', 'unknown') "
@@ -238,7 +249,11 @@ static int read_progress(const char *run_dir, double *frac, char *label, size_t 
 {
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/progress.json", run_dir);
-    json_t *o = json_load_file(p, 0, NULL);
+    char *text, why[PATH_MAX + 128];
+    size_t n;
+    if (runfile_read(p, RUNFILE_MAX_JSON, &text, &n, why, sizeof why) != 0) return -1;
+    json_t *o = json_loadb(text, n, 0, NULL);
+    free(text);
     if (!o) return -1;
     double ep = json_number_value(json_object_get(o, "epoch")), eps = json_number_value(json_object_get(o, "epochs"));
     double step = json_number_value(json_object_get(o, "step")), steps = json_number_value(json_object_get(o, "steps"));
@@ -261,17 +276,21 @@ static int progress_from_metrics(const char *run_dir, const json_t *params, doub
     if (!json_is_integer(eps) || json_integer_value(eps) < 1) return -1;
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
-    FILE *f = fopen(p, "r");
-    if (!f) return -1;
-    char line[4096];
-    long epoch = -1;
-    while (fgets(line, sizeof line, f)) {
-        json_t *o = json_loads(line, 0, NULL);
+    RunLines *r;
+    char err[PATH_MAX + 128];
+    if (runfile_lines_open(p, RUNFILE_MAX_LINE, &r, err, sizeof err) != 0) return -1;
+    const char *line;
+    size_t n;
+    int too_long, no_nl;
+    long lineno, epoch = -1;
+    while (runfile_lines_next(r, &line, &n, &too_long, &no_nl, &lineno, err, sizeof err) == 1) {
+        if (too_long) continue;
+        json_t *o = json_loadb(line, n, 0, NULL);
         json_t *e = json_object_get(o, "epoch");
         if (json_is_integer(e)) epoch = (long)json_integer_value(e);
         json_decref(o);
     }
-    fclose(f);
+    runfile_lines_close(r);
     if (epoch < 0) return -1;
     snprintf(label, len, "epoch %ld/%ld", epoch, (long)json_integer_value(eps));
     *frac = (double)epoch / (double)json_integer_value(eps);

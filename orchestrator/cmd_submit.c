@@ -1,16 +1,20 @@
 // orchestrator/cmd_submit.c — `segx submit [EXPERIMENT]`: planned (and, on request, failed) cells
 // to a backend, one attempts row per submission.
 #include "orchestrator/cli.h"
+#include "orchestrator/collect.h"
 #include "orchestrator/commands.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
 #include "orchestrator/render.h"
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,8 +126,12 @@ static int submit_eval(Backend *b, const Spec *s, sqlite3_stmt *eins, long long 
     sqlite3_bind_text(eins, 4, src == 0 ? "submitted" : "failed", -1, SQLITE_STATIC);
     if (reason[0]) sqlite3_bind_text(eins, 5, reason, -1, SQLITE_STATIC); else sqlite3_bind_null(eins, 5);
     sqlite3_bind_double(eins, 6, (double)time(NULL));
-    int ok = sqlite3_step(eins) == SQLITE_DONE;
+    sqlite3 *db = sqlite3_db_handle(eins);
+    char e[256];
+    int ok = db_begin(db, e, sizeof e) == 0 && sqlite3_step(eins) == SQLITE_DONE;
     sqlite3_reset(eins);
+    if (ok) ok = db_commit(db, e, sizeof e) == 0;
+    if (!ok) db_rollback(db);
     if (!ok) {
         snprintf(err, errlen, "database: %s%s%s", sqlite3_errmsg(sqlite3_db_handle(eins)), src == 0 ? " (submitted as job " : "",
                  src == 0 ? job_id : "");
@@ -158,11 +166,16 @@ static int record_submission(Recorder *R, long long cid, const char *key, int at
     sqlite3_bind_double(R->ins, 5, (double)time(NULL));
     sqlite3_bind_text(R->ins, 6, run_dir, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(R->upd, 1, cid);
-    int bad = sqlite3_step(R->ins) != SQLITE_DONE || sqlite3_step(R->upd) != SQLITE_DONE;
+    // Committed at once: a submit killed later (a throttled one waits long between jobs) leaves
+    // every accepted job recorded, so the next submit never runs a finished cell again.
+    int bad = db_begin(R->db, err, sizeof err) < 0;
+    bad = bad || sqlite3_step(R->ins) != SQLITE_DONE || sqlite3_step(R->upd) != SQLITE_DONE;
     sqlite3_reset(R->ins);
     sqlite3_reset(R->upd);
+    if (!bad) bad = db_commit(R->db, err, sizeof err) < 0;
     if (bad) {
         fprintf(stderr, "segx submit: database: %s (job %s was submitted)\n", sqlite3_errmsg(R->db), job_id);
+        db_rollback(R->db);
         return -1;
     }
     long long attempt_id = sqlite3_last_insert_rowid(R->db);
@@ -287,6 +300,81 @@ static int submit_array(Recorder *R, const char *run_root, Queued *q, size_t n, 
     return 0;
 }
 
+// RUN_ROOT/.submit.lock, held (flock) while a submit of the experiment runs. 0 with *fd, -1 said.
+static int lock_experiment(const char *run_root, const char *name, int *fd)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s", run_root);   // (a purged run root is rendered again below)
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(path, 0755); *p = '/'; }
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/.submit.lock", run_root);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        fprintf(stderr, "segx submit: %s: cannot create the submit lock: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    fprintf(stderr, "segx submit: another segx submit of '%s' is running: waiting for it to finish (%s)\n", name, path);
+    while (flock(*fd, LOCK_EX) != 0)
+        if (errno != EINTR) {
+            fprintf(stderr, "segx submit: %s: %s\n", path, strerror(errno));
+            close(*fd);
+            *fd = -1;
+            return -1;
+        }
+    return 0;
+}
+
+// A dir that plan or submit rendered holds job.sh (and eval.sh) only; a job that ran leaves more.
+static int has_run_output(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int any = 0;
+    while (!any && (de = readdir(d)))
+        any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "job.sh") &&
+              strcmp(de->d_name, "eval.sh");
+    closedir(d);
+    return any;
+}
+
+// An attempt dir with a run's output but no row: a submit was killed after the controller had
+// accepted the job and before it was recorded. The attempt is recorded (no job id; collect and
+// status settle it from its exit_code) instead of running the cell into the same dir again.
+static int record_unrecorded_run(sqlite3 *db, const char *backend, long long cid, const char *key, int attempt,
+                                 const char *run_dir, int quiet)
+{
+    sqlite3_stmt *st = NULL;
+    char err[512];
+    int ok = db_begin(db, err, sizeof err) == 0 &&
+             sqlite3_prepare_v2(db, "INSERT INTO attempts(cell_id, attempt, backend, state, run_dir) VALUES(?1, ?2, ?3, 'unknown', ?4)",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, cid);
+        sqlite3_bind_int(st, 2, attempt);
+        sqlite3_bind_text(st, 3, backend, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, run_dir, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (ok) ok = sqlite3_prepare_v2(db, "UPDATE cells SET state = 'unknown' WHERE id = ?1", -1, &st, NULL) == SQLITE_OK;
+    if (ok) { sqlite3_bind_int64(st, 1, cid); ok = sqlite3_step(st) == SQLITE_DONE; }
+    sqlite3_finalize(st);
+    if (ok) ok = db_commit(db, err, sizeof err) == 0;
+    if (!ok) {
+        fprintf(stderr, "segx submit: database: %s\n", sqlite3_errmsg(db));
+        db_rollback(db);
+        return -1;
+    }
+    if (!quiet)
+        printf("cell %s attempt %d: %s already holds the output of a run that was never recorded (an interrupted "
+               "submit?): recorded, not run again (`segx collect` reads it)\n", key, attempt, run_dir);
+    return 0;
+}
+
 int submit_experiment(const SubmitOptions *o, size_t *submitted)
 {
     char err[2048], name[256], run_root[PATH_MAX], opts[PATH_MAX + 128];
@@ -309,7 +397,7 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     PlanRenderer *r = NULL;
     sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL, *eins = NULL;
     size_t neval = 0;
-    int rc = 1, in_tx = 0;
+    int rc = 1, lock_fd = -1;
     typedef struct { long long cid; char key[32]; char *params; int last; char state[32]; } Todo;
     Todo *todo = NULL;
     size_t ncells = 0, capcells = 0;
@@ -360,8 +448,14 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         goto out;
     }
     if (!o->dry_run) {
-        if (db_begin(db, err, sizeof err) < 0) { fprintf(stderr, "segx submit: %s\n", err); goto out; }
-        in_tx = 1;
+        // Each submission is committed on its own (below), so two submits of one experiment must
+        // not interleave: the second waits for the first (the lock goes with the process, kill -9
+        // included).
+        if (lock_experiment(run_root, name, &lock_fd) < 0) goto out;
+        int forgot = collect_forget_invented(db, eid, 1, err, sizeof err);
+        if (forgot < 0) { fprintf(stderr, "segx submit: %s\n", err); goto out; }
+        if (forgot > 0 && !o->quiet)
+            printf("%d planned cell(s) had an 'unknown' attempt that an older segx collect recorded: removed, so they are submitted now\n", forgot);
     }
     rc = 0;
     // Read the cells first: the loop below writes attempts and cells rows.
@@ -429,6 +523,11 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
                 break;
             }
         }
+        if (!o->dry_run && has_run_output(run_dir)) {
+            plan_cell_clear(&c);
+            if (record_unrecorded_run(db, b->ops->name, cid, key, attempt, run_dir, o->quiet) < 0) { rc = 1; break; }
+            continue;
+        }
         if (o->dry_run) {
             if (!o->quiet) printf("would submit %s attempt %d: %s%s%s\n", key, attempt, script,
                                   s->eval_job ? ", then its eval job after it: " : "", s->eval_job ? eval_script : "");
@@ -494,13 +593,6 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
         if (queued[i].group == (int)i && submit_array(&R, run_root, queued, nq, (int)i, o->array_throttle, &rc) < 0) rc = 1;
     nsub += R.nsub;   // (a dry run counts in nsub itself)
     neval += R.neval;
-    // What was submitted is recorded even when a later cell failed.
-    if (in_tx && db_commit(db, err, sizeof err) < 0) {
-        fprintf(stderr, "segx submit: %s\n", err);
-        db_rollback(db);
-        rc = 1;
-    }
-    in_tx = 0;
     printf("%s: %zu submitted%s, %zu completed (skipped), %zu in flight (skipped)", name, nsub,
            o->dry_run ? " (dry run)" : "", nskip_done, nskip_active);
     if (neval) printf(", %zu eval jobs (afterok)", neval);
@@ -512,7 +604,7 @@ out:
     free(queued);
     for (size_t i = 0; i < ncells; i++) free(todo[i].params);
     free(todo);
-    if (in_tx) db_rollback(db);
+    if (lock_fd >= 0) close(lock_fd);
     sqlite3_finalize(sel);
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
