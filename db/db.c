@@ -2,7 +2,11 @@
 #include "db/db.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <libgen.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
@@ -143,6 +147,56 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
     return exec(db, "COMMIT", e, el);
 }
 
+// ---- read-only files and folders ------------------------------------------------------------
+// A WAL database is read through PATH-shm (and PATH-wal) beside it, which SQLite creates on open:
+// in a folder the user cannot write, even a read-only open fails with SQLITE_CANTOPEN. When there is
+// no unsaved log (PATH-wal absent or empty) the file alone holds everything, and it can be read as
+// immutable (no locks, no -shm). Writers get a message that says which file or folder is the cause.
+
+static void folder_of(const char *path, char *dir, size_t len)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    snprintf(dir, len, "%s", dirname(tmp));
+}
+
+// 1 when PATH-wal holds frames that are not in the main file yet.
+static int has_pending_wal(const char *path)
+{
+    char wal[4200];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    struct stat sb;
+    return stat(wal, &sb) == 0 && sb.st_size > 0;
+}
+
+// "file:PATH?immutable=1" with PATH percent-encoded where URIs need it.
+static void immutable_uri(const char *path, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < len; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x21 || *p >= 0x7f) n += (size_t)snprintf(out + n, len - n, "%%%02X", *p);
+        else out[n++] = (char)*p;
+    }
+    snprintf(out + n, len - n, "?immutable=1");
+}
+
+// Why a read-write open of PATH cannot write, or NULL when it can (as far as permissions say).
+static const char *why_not_writable(const char *path, char *buf, size_t len)
+{
+    char dir[4096];
+    folder_of(path, dir, sizeof dir);
+    if (access(path, W_OK) != 0 && errno != ENOENT) {
+        snprintf(buf, len, "the database file is read-only for you (%s)", strerror(errno));
+        return buf;
+    }
+    if (access(dir, W_OK) != 0) {
+        snprintf(buf, len, "its folder %s is not writable for you (%s), and SQLite writes %s-wal and %s-shm beside "
+                 "the database", dir, strerror(errno), path, path);
+        return buf;
+    }
+    return NULL;
+}
+
 int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -157,10 +211,46 @@ int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
         return -1;
     }
     sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
-    char e[512];
+    char e[20000];   // messages name the file, its folder and the -wal/-shm files
     if (exec(db, "PRAGMA foreign_keys = ON", e, sizeof e) < 0) goto fail;
     int v = user_version(db);
-    if (v < 0) { snprintf(e, sizeof e, "not a SQLite database or unreadable"); goto fail; }
+    int code = sqlite3_errcode(db);
+    if (v < 0 && readonly && (code == SQLITE_CANTOPEN || code == SQLITE_READONLY)) {
+        char dir[4096], uri[8400];
+        folder_of(path, dir, sizeof dir);
+        if (access(dir, W_OK) != 0 && !has_pending_wal(path)) {
+            sqlite3_close(db);
+            db = NULL;
+            immutable_uri(path, uri, sizeof uri);
+            if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+                snprintf(e, sizeof e, "cannot open database: %s", db ? sqlite3_errmsg(db) : "out of memory");
+                goto fail;
+            }
+            v = user_version(db);
+        } else if (access(dir, W_OK) != 0) {
+            snprintf(e, sizeof e, "cannot read: %s-wal holds changes not yet in the database file, and reading them "
+                     "needs %s-shm, which cannot be created in the read-only folder %s; open it once where the folder "
+                     "is writable (any segx command does), or copy the three files elsewhere", path, path, dir);
+            goto fail;
+        }
+    }
+    if (v < 0) {
+        char why[4600];
+        const char *w = sqlite3_errcode(db) == SQLITE_NOTADB ? NULL : why_not_writable(path, why, sizeof why);
+        if (w && readonly) snprintf(e, sizeof e, "cannot read: %s", w);
+        else if (w) snprintf(e, sizeof e, "cannot open for writing: %s; `segx query` and `segx report` can read it as it "
+                             "is; for this command make it writable or copy it to a writable folder", w);
+        else if (access(path, R_OK) != 0) snprintf(e, sizeof e, "cannot read: %s", strerror(errno));
+        else snprintf(e, sizeof e, "not a SQLite database (%s)", sqlite3_errmsg(db));
+        goto fail;
+    }
+    if (!readonly && sqlite3_db_readonly(db, "main") == 1) {
+        char why[4600];
+        const char *w = why_not_writable(path, why, sizeof why);
+        snprintf(e, sizeof e, "cannot open for writing: %s; `segx query` and `segx report` can read it as it is; for "
+                 "this command make it writable or copy it to a writable folder", w ? w : "the file system is read-only");
+        goto fail;
+    }
     if (v > SEGX_DB_VERSION) {
         snprintf(e, sizeof e, "schema version %d is newer than this segx understands (%d): upgrade segx",
                  v, SEGX_DB_VERSION);
