@@ -53,23 +53,39 @@ int idx_read(const char *path, uint8_t **data, int *ndim, int dims[4], char *err
             gzclose(f);
             return -1;
         }
+        if ((size_t)dims[d] > ((size_t)1 << 40) / total) {   // 4 dimensions of 10^8 overflow size_t
+            snprintf(err, errlen, "%s: IDX dimensions promise more than 2^40 bytes", path);
+            gzclose(f);
+            return -1;
+        }
         total *= (size_t)dims[d];
     }
-    uint8_t *buf = malloc(total ? total : 1);
+    // The header promises `total` bytes; the buffer grows as they arrive, so a corrupt header
+    // costs memory only for the bytes the file really holds (fuzz_idx found a 185 TB malloc).
+    size_t cap = total < ((size_t)1 << 20) ? total : ((size_t)1 << 20), got = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    while (buf && got < total) {
+        if (got == cap) {
+            size_t ncap = total - cap < cap ? total : cap * 2;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap = ncap;
+        }
+        unsigned chunk = cap - got > (1u << 30) ? (1u << 30) : (unsigned)(cap - got);
+        int r = gzread(f, buf + got, chunk);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
     if (!buf) {
         snprintf(err, errlen, "%s: out of memory for %zu bytes", path, total);
         gzclose(f);
         return -1;
     }
-    size_t got = 0;
-    while (got < total) {
-        unsigned chunk = total - got > (1u << 30) ? (1u << 30) : (unsigned)(total - got);
-        int r = gzread(f, buf + got, chunk);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    // gzerror's message lives in the gzFile: copy it before gzclose frees it
     int zerr = 0;
-    const char *zmsg = gzerror(f, &zerr);
+    char zmsg[256];
+    snprintf(zmsg, sizeof zmsg, "%s", gzerror(f, &zerr));
     gzclose(f);
     if (got < total) {
         snprintf(err, errlen, "%s: truncated IDX data: expected %zu bytes, got %zu%s%s", path, total,
