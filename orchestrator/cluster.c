@@ -1,5 +1,6 @@
 // orchestrator/cluster.c — cluster profiles (see cluster.h and templates/clusters/README.md).
 #include "orchestrator/cluster.h"
+#include "orchestrator/container.h"
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -15,8 +16,7 @@ struct ClusterProfile {
     char name[64], path[1024], account[64], qos[64], slurm_conf[1024];
     char gres_style[16];              // "gres" (--gres=gpu:TYPE:N) or "gpus-per-node"
     char srun_mpi[32];                // srun --mpi=X ("" = the cluster's MpiDefault)
-    char runtime[32], image[1024];    // container (may be empty)
-    char *binds[MAX_LINES]; size_t nbinds;
+    Container container;              // runtime "" = none
     char *setup[MAX_LINES]; size_t nsetup;
     char *modules[MAX_LINES]; size_t nmodules;
     char *extra_sbatch[MAX_LINES]; size_t nextra;   // raw "--key=value" added to every job
@@ -186,27 +186,7 @@ static int parse_gpu(const json_t *e, size_t i, ClusterGpu *g, const char *where
 
 static int apply_container(ClusterProfile *p, const json_t *c, const char *where, char *err, size_t errlen)
 {
-    if (!c || json_is_null(c)) return 0;
-    if (json_is_string(c)) {
-        // just an image: the profile's runtime, else apptainer
-        if (json_string_length(c) >= sizeof p->image) { snprintf(err, errlen, "%s: \"container\" image path is too long", where); return -1; }
-        snprintf(p->image, sizeof p->image, "%s", json_string_value(c));
-        if (!p->runtime[0]) snprintf(p->runtime, sizeof p->runtime, "apptainer");
-        return 0;
-    }
-    if (!json_is_object(c)) { snprintf(err, errlen, "%s: \"container\" must be an image path or an object {runtime, image, bind}", where); return -1; }
-    char w[1100];
-    snprintf(w, sizeof w, "%s: container", where);
-    if (copy_str(c, "runtime", p->runtime, sizeof p->runtime, w, err, errlen) ||
-        copy_str(c, "image", p->image, sizeof p->image, w, err, errlen) ||
-        copy_list(c, "bind", p->binds, &p->nbinds, w, err, errlen))
-        return -1;
-    if (p->runtime[0] && strcmp(p->runtime, "singularity") && strcmp(p->runtime, "apptainer")) {
-        snprintf(err, errlen, "%s: \"runtime\" '%s' is not singularity or apptainer", w, p->runtime);
-        return -1;
-    }
-    if (p->runtime[0] && !p->image[0]) { snprintf(err, errlen, "%s: \"image\" is required with a runtime", w); return -1; }
-    return 0;
+    return container_apply(&p->container, c, where, err, errlen) || container_check(&p->container, where, err, errlen) ? -1 : 0;
 }
 
 // Characters of a module name (Lmod/Environment Modules "cuda/12.2", Spack "gcc@12.2.0+cuda"):
@@ -373,7 +353,7 @@ int cluster_load(const json_t *spec_cluster, const char *templates_dir, ClusterP
 void cluster_free(ClusterProfile *p)
 {
     if (!p) return;
-    free_list(p->binds, &p->nbinds);
+    container_clear(&p->container);
     free_list(p->setup, &p->nsetup);
     free_list(p->modules, &p->nmodules);
     free_list(p->extra_sbatch, &p->nextra);
@@ -475,7 +455,8 @@ int cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, 
         free(copy);
         buf_printf(&b, "\n");
     }
-    for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
+    if (!jo->setup_in_container)   // else the job runs them inside the container (cluster_setup_lines)
+        for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
     // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
     // by its address (emulated nodes share localhost), and a port derived from the job id
     buf_printf(&b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
@@ -500,57 +481,45 @@ static void buf_word(Buf *b, const char *s)
     buf_printf(b, "'");
 }
 
-int cluster_render_container(const ClusterProfile *p, const json_t *container, char **out)
+int cluster_container(const ClusterProfile *p, const json_t *spec_container, Container *out, char *err, size_t errlen)
 {
-    *out = NULL;
-    ClusterProfile c = {0};   // only the container fields are used
-    if (p) {
-        snprintf(c.runtime, sizeof c.runtime, "%s", p->runtime);
-        snprintf(c.image, sizeof c.image, "%s", p->image);
-        for (size_t i = 0; i < p->nbinds; i++) c.binds[c.nbinds++] = strdup(p->binds[i]);
-    }
-    char err[512];
-    if (container && !json_is_null(container)) {
+    if (p) { if (container_copy(out, &p->container) < 0) { snprintf(err, errlen, "out of memory"); return -1; } }
+    else memset(out, 0, sizeof *out);
+    if (spec_container && !json_is_null(spec_container)) {
         // the spec's container replaces the profile's (a bare image path keeps its runtime and binds)
-        if (!json_is_string(container)) {
-            c.runtime[0] = '\0';
-            free_list(c.binds, &c.nbinds);
-        }
-        c.image[0] = '\0';
-        if (apply_container(&c, container, "spec", err, sizeof err)) {
-            free_list(c.binds, &c.nbinds);
-            *out = strdup(err);
+        if (!json_is_string(spec_container)) container_clear(out);
+        out->image[0] = '\0';
+        if (container_apply(out, spec_container, "spec", err, errlen) || container_check(out, "spec", err, errlen)) {
+            container_clear(out);
             return -1;
         }
     }
-    Buf b = {0};
-    if (c.runtime[0]) {
-        buf_printf(&b, "%s exec --nv", c.runtime);
-        if (c.nbinds) {
-            buf_printf(&b, " --bind ");
-            Buf j = {0};
-            for (size_t i = 0; i < c.nbinds; i++) buf_printf(&j, "%s%s", i ? "," : "", c.binds[i]);
-            buf_word(&b, j.s ? j.s : "");
-            free(j.s);
-        }
-        buf_printf(&b, " ");
-        buf_word(&b, c.image);
-    }
-    free_list(c.binds, &c.nbinds);
-    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
-    *out = b.s ? b.s : strdup("");
     return 0;
 }
 
-int cluster_render_launch(const ClusterProfile *p, const json_t *container, int gpus, int nodes, char **out)
+int cluster_render_container(const ClusterProfile *p, const json_t *container, char **out)
+{
+    *out = NULL;
+    Container c;
+    char err[1200];
+    if (cluster_container(p, container, &c, err, sizeof err) < 0) { *out = strdup(err); return -1; }
+    const ContainerJob gpu = {.gpu = 1};
+    *out = container_prefix(&c, &gpu, 0);
+    container_clear(&c);
+    if (!*out) { *out = fail_msg("out of memory"); return -1; }
+    return 0;
+}
+
+int cluster_render_srun(const ClusterProfile *p, const Container *c, const ContainerJob *j, int gpus, int nodes,
+                        char **out)
 {
     *out = NULL;
     if (nodes < 1 || gpus < 1 || gpus % nodes) {
         *out = fail_msg("%d GPUs do not split evenly over %d nodes", gpus, nodes);
         return -1;
     }
-    char *wrap;
-    if (cluster_render_container(p, container, &wrap)) { *out = wrap; return -1; }
+    char *wrap = c ? container_prefix(c, j, 1) : strdup("");
+    if (!wrap) { *out = fail_msg("out of memory"); return -1; }
     Buf b = {0};
     buf_printf(&b, "srun --ntasks=%d --ntasks-per-node=%d --kill-on-bad-exit=1", gpus, gpus / nodes);
     if (p && p->srun_mpi[0]) buf_printf(&b, " --mpi=%s", p->srun_mpi);
@@ -559,6 +528,18 @@ int cluster_render_launch(const ClusterProfile *p, const json_t *container, int 
     if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
     *out = b.s;
     return 0;
+}
+
+int cluster_render_launch(const ClusterProfile *p, const json_t *container, int gpus, int nodes, char **out)
+{
+    *out = NULL;
+    Container c;
+    char err[1200];
+    if (cluster_container(p, container, &c, err, sizeof err) < 0) { *out = strdup(err); return -1; }
+    const ContainerJob gpu = {.gpu = 1};
+    int rc = cluster_render_srun(p, &c, &gpu, gpus, nodes, out);
+    container_clear(&c);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,7 +551,8 @@ const char *cluster_account(const ClusterProfile *p) { return p->account; }
 const char *cluster_qos(const ClusterProfile *p) { return p->qos; }
 size_t cluster_gpu_count(const ClusterProfile *p) { return p->ngpus; }
 const ClusterGpu *cluster_gpu_at(const ClusterProfile *p, size_t i) { return i < p->ngpus ? &p->gpus[i] : NULL; }
-const char *cluster_container_runtime(const ClusterProfile *p) { return p->runtime; }
-const char *cluster_container_image(const ClusterProfile *p) { return p->image; }
+const char *cluster_container_runtime(const ClusterProfile *p) { return p->container.runtime; }
+const char *cluster_container_image(const ClusterProfile *p) { return p->container.image; }
+const char *const *cluster_setup_lines(const ClusterProfile *p, size_t *n) { *n = p->nsetup; return (const char *const *)p->setup; }
 const char *cluster_slurm_conf(const ClusterProfile *p) { return p->slurm_conf; }
 int cluster_signal_grace_s(const ClusterProfile *p) { return p->signal_grace_s; }

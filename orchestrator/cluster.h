@@ -8,6 +8,7 @@
 // may name "base": "<profile>" and override its keys). gpu_type "cpu" means no GPU: no gres line.
 #ifndef SEGX_CLUSTER_H
 #define SEGX_CLUSTER_H
+#include "orchestrator/container.h"
 #include <jansson.h>
 #include <stddef.h>
 
@@ -35,6 +36,7 @@ typedef struct {
     int cpus_per_task;        // 0: the GPU type's cpus_per_gpu
     int requeue;              // --requeue and --signal=B:USR1@grace (else --no-requeue)
     int kill_on_invalid_dep;  // --kill-on-invalid-dep=yes: a job whose afterok dependency failed is cancelled
+    int setup_in_container;   // leave the profile's setup lines out: the job runs them inside its container
 } ClusterJobOpts;
 int  cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                   const char *time_limit, const char *job_name, const char *run_dir, const ClusterJobOpts *o,
@@ -46,7 +48,15 @@ int  cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g,
 int  cluster_render_launch(const ClusterProfile *p, const json_t *container, int gpus, int nodes,
                   char **out /*malloc*/);
 // Only the container part ("" when none), e.g. for the local backend which has no srun.
+// (Both render a GPU job without automatic binds; plan.c uses cluster_container + container.h.)
 int  cluster_render_container(const ClusterProfile *p, const json_t *container, char **out /*malloc*/);
+// The container a job runs in: the profile's, replaced by the spec's "container" (NULL: none;
+// a bare image path keeps the profile's runtime and binds). 0, or -1 with err; container_clear it.
+int  cluster_container(const ClusterProfile *p, const json_t *spec_container, Container *out, char *err, size_t errlen);
+// "srun --ntasks=G --ntasks-per-node=K --kill-on-bad-exit=1 [--mpi=X]" + the container's words for
+// srun (container_prefix(c, j, 1); c may be NULL). 0, or -1 with *out a malloc'd message.
+int  cluster_render_srun(const ClusterProfile *p, const Container *c, const ContainerJob *j, int gpus, int nodes,
+                  char **out /*malloc*/);
 void cluster_free(ClusterProfile *p);
 // A memory size as profiles and specs write it ("16G", "4096M", "1.5T", "512" = MB, "16GB") in MB;
 // -1 when malformed or not positive.
@@ -61,6 +71,7 @@ size_t      cluster_gpu_count(const ClusterProfile *p);
 const ClusterGpu *cluster_gpu_at(const ClusterProfile *p, size_t i);
 const char *cluster_container_runtime(const ClusterProfile *p); // "" when none
 const char *cluster_container_image(const ClusterProfile *p);   // "" when none
+const char *const *cluster_setup_lines(const ClusterProfile *p, size_t *n);   // the profile's "setup"
 const char *cluster_slurm_conf(const ClusterProfile *p);     // SLURM_CONF to use ("" = default)
 int         cluster_signal_grace_s(const ClusterProfile *p); // seconds before the limit to send USR1
 #endif

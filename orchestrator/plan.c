@@ -668,21 +668,55 @@ static void str_flag(Str *b, const char *name, const json_t *v)
 // segx-train's command line: fixed keys, args and axes as flags (see README "Spec"). evaluate:
 // the eval job's (--evaluate: the same model and data flags, so it rebuilds the model the
 // checkpoint holds and the same test split).
+static json_t *command_vars(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir, int cpus_per_gpu);
+
+// A flag value with {{var}} tags (e.g. "profile": "{{run_dir}}/trace.json"): the variables of an
+// external command, inserted as they are (the whole value is quoted afterwards). 0, or -1 with err.
+static int template_params(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir, int threads,
+                           json_t **out, char *err, size_t errlen)
+{
+    *out = json_incref(c->params);
+    const char *k;
+    json_t *v, *vars = NULL;
+    json_object_foreach(c->params, k, v) {
+        if (!json_is_string(v) || !strstr(json_string_value(v), "{{")) continue;
+        if (!vars) vars = command_vars(r, c, attempt, run_dir, threads);
+        if (*out == c->params) { json_decref(*out); *out = json_deep_copy(c->params); }
+        char *val = NULL, e[600], name[200];
+        snprintf(name, sizeof name, "trainer value of '%s'", k);
+        if (render_value(json_string_value(v), name, vars, &val, e, sizeof e) < 0) {
+            snprintf(err, errlen, "%s: %s (variables: every matrix axis and trainer key, gpus, nodes, batch_per_gpu, "
+                     "global_batch, lr, seed, run_dir, cell_key, attempt, cpus_per_gpu, spec_dir)", r->s->path, e);
+            json_decref(vars);
+            json_decref(*out);
+            *out = NULL;
+            return -1;
+        }
+        json_object_set_new(*out, k, json_string(val));
+        free(val);
+    }
+    json_decref(vars);
+    return 0;
+}
+
 static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir, int threads,
-                                int evaluate)
+                                int evaluate, int attempt, const char *trainer, char *err, size_t errlen)
 {
     Str b = {0};
     char num[64];
-    str_word(&b, r->trainer);
+    json_t *params;
+    if (template_params(r, c, attempt, run_dir, threads, &params, err, errlen) < 0) return NULL;
+    str_word(&b, trainer);
     static const char *const not_flags[] = {"gpu_type", "gpus", "nodes", "global_batch", "batch_per_gpu", "scaling",
                                             "lr_scaling", "lr_ref_batch", "lr", "eval", "seed", NULL};
     const char *k;
     json_t *v;
-    json_object_foreach(c->params, k, v) {
+    json_object_foreach(params, k, v) {
         int skip = 0;
         for (const char *const *q = not_flags; *q; q++) skip |= strcmp(*q, k) == 0;
         if (!skip) str_flag(&b, k, v);
     }
+    json_decref(params);
     str_word(&b, "--batch-size");
     snprintf(num, sizeof num, "%d", c->batch_per_gpu);
     str_word(&b, num);
@@ -723,6 +757,50 @@ static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const 
     return b.p;
 }
 
+// segx-train inside the container: its "trainer", else segx-train on the image's PATH.
+static const char *container_trainer(const PlanRenderer *r, const Container *box)
+{
+    if (!container_enabled(box)) return r->trainer;
+    return box->trainer[0] ? box->trainer : "segx-train";
+}
+
+// The launch words of a job (container.h) into ctx: srun (per-rank launch under Slurm), container
+// (the prefix without srun: local backend, mpirun), container_slurm (a launch-once trainer under
+// Slurm: Pyxis needs an srun step), container_image; and *command becomes what runs in the
+// container (setup lines inside it, compound commands through bash -c). 0, or -1 with err.
+static int container_context(const PlanRenderer *r, const Container *box, int gpu, const char *run_dir, int gpus,
+                             int nodes, int once, json_t *ctx, char **command, char *err, size_t errlen)
+{
+    const ContainerJob job = {.gpu = gpu, .run_dir = run_dir, .spec_dir = r->spec_dir};
+    size_t nsetup = 0;
+    const char *const *setup = cluster_setup_lines(r->prof, &nsetup);
+    char *srun = NULL, *once_srun = NULL;
+    char *prefix = container_prefix(box, &job, 0);
+    char *wrapped = container_command(box, &job, setup, nsetup, *command);
+    int rc = cluster_render_srun(r->prof, box, &job, gpus, nodes, &srun);
+    if (rc == 0 && once && !strcmp(box->runtime, "enroot"))   // Pyxis: one task with all the job's GPUs
+        rc = cluster_render_srun(NULL, box, &job, 1, 1, &once_srun);
+    if (rc < 0 || !prefix || !wrapped) {
+        snprintf(err, errlen, "%s: %s", r->s->path, rc < 0 ? (srun ? srun : once_srun ? once_srun : "?") : "out of memory");
+        rc = -1;
+    } else {
+        json_object_set_new(ctx, "srun", json_string(srun));
+        json_object_set_new(ctx, "container", json_string(prefix));
+        json_object_set_new(ctx, "container_slurm", json_string(once_srun ? once_srun : prefix));
+        json_object_set_new(ctx, "container_image", json_string(container_enabled(box) ? box->image : ""));
+        json_object_set_new(ctx, "container_runtime", json_string(box->runtime));
+        json_object_set_new(ctx, "command", json_string(wrapped));
+        free(*command);
+        *command = wrapped;
+        wrapped = NULL;
+    }
+    free(srun);
+    free(once_srun);
+    free(prefix);
+    free(wrapped);
+    return rc;
+}
+
 int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
                      char **script, char *err, size_t errlen)
 {
@@ -746,18 +824,18 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     const char *mem = mem_override(s, gt);
     if (mem) snprintf(gpu.mem_per_gpu, sizeof gpu.mem_per_gpu, "%s", mem);
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, c->key);
-    char *directives = NULL, *srun = NULL, *container = NULL, *bad = NULL;
-    if (cluster_render_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &directives) < 0)
-        bad = directives;
-    else if (cluster_render_launch(r->prof, s->container, c->gpus, c->nodes, &srun) < 0)
-        bad = srun;
-    else if (cluster_render_container(r->prof, s->container, &container) < 0)
-        bad = container;
-    if (bad) {   // the failing call left its message in its output
-        snprintf(err, errlen, "%s: cell {%s}: %s", s->path, label, bad);
+    Container box;
+    char cerr[1200];
+    if (cluster_container(r->prof, s->container, &box, cerr, sizeof cerr) < 0) {
+        snprintf(err, errlen, "%s: %s", s->path, cerr);
+        return -1;
+    }
+    const ClusterJobOpts train = {.log_prefix = "slurm", .requeue = 1, .setup_in_container = container_enabled(&box)};
+    char *directives = NULL;
+    if (cluster_render_job_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &train, &directives) < 0) {
+        snprintf(err, errlen, "%s: cell {%s}: %s", s->path, label, directives);   // the message is in its output
         free(directives);
-        free(srun);
-        free(container);
+        container_clear(&box);
         return -1;
     }
     json_t *ctx = json_object();
@@ -771,8 +849,6 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     json_object_set_new(ctx, "cpus_per_gpu", json_integer(g->cpus_per_gpu));
     json_object_set_new(ctx, "time_limit", json_string(s->time));
     json_object_set_new(ctx, "sbatch", json_string(directives));
-    json_object_set_new(ctx, "srun", json_string(srun));
-    json_object_set_new(ctx, "container", json_string(container));
     json_object_set_new(ctx, "segx", json_string(r->segx));
     json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
     json_object_set_new(ctx, "launch_once", json_boolean(s->launch_once));
@@ -780,8 +856,6 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     if (r->rules) json_object_set_new(ctx, "metrics_rules", json_string(r->rules));
     json_object_set(ctx, "params", c->params);
     free(directives);
-    free(srun);
-    free(container);
 
     char *command = NULL;
     int rc = 0;
@@ -802,14 +876,15 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
         if (rc < 0) snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
                              "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
     } else {
-        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu, 0);
+        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu, 0, attempt, container_trainer(r, &box), err, errlen);
+        if (!command) rc = -1;
     }
-    if (rc == 0) {
-        json_object_set_new(ctx, "command", json_string(command));
+    if (rc == 0 && (rc = container_context(r, &box, strcasecmp(gt, "cpu") != 0, run_dir, c->gpus, c->nodes,
+                                           s->launch_once, ctx, &command, err, errlen)) == 0)
         rc = render_template(r->tmpl, r->tmpl_path, ctx, script, err, errlen);
-    }
     free(command);
     json_decref(ctx);
+    container_clear(&box);
     return rc;
 }
 
@@ -873,17 +948,20 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
     int threads = gpu.cpus_per_gpu * s->eval_gpus;
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s-eval", s->name, c->key);
     // one process with every CPU of the allocation (the evaluator is not launched per GPU)
-    const ClusterJobOpts jo = {.log_prefix = "eval", .tasks_per_node = 1, .cpus_per_task = threads,
+    ClusterJobOpts jo = {.log_prefix = "eval", .tasks_per_node = 1, .cpus_per_task = threads,
                                .requeue = 0, .kill_on_invalid_dep = 1};
-    char *directives = NULL, *container = NULL, *bad = NULL;
-    if (cluster_render_job_directives(r->prof, &gpu, s->eval_gpus, 1, s->eval_time, job_name, run_dir, &jo, &directives) < 0)
-        bad = directives;
-    else if (cluster_render_container(r->prof, s->container, &container) < 0)
-        bad = container;
-    if (bad) {
-        snprintf(err, errlen, "%s: cell {%s}: eval job: %s", s->path, label, bad);
+    Container box;
+    char cerr[1200];
+    if (cluster_container(r->prof, s->container, &box, cerr, sizeof cerr) < 0) {
+        snprintf(err, errlen, "%s: %s", s->path, cerr);
+        return -1;
+    }
+    jo.setup_in_container = container_enabled(&box);
+    char *directives = NULL;
+    if (cluster_render_job_directives(r->prof, &gpu, s->eval_gpus, 1, s->eval_time, job_name, run_dir, &jo, &directives) < 0) {
+        snprintf(err, errlen, "%s: cell {%s}: eval job: %s", s->path, label, directives);
         free(directives);
-        free(container);
+        container_clear(&box);
         return -1;
     }
     char *command = NULL;
@@ -900,10 +978,13 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
                      "seed, run_dir, cell_key, attempt, cpus_per_gpu, eval_gpus)", where, e);
         }
     } else {
-        command = segx_train_command(r, c, run_dir, threads, 1);
+        command = segx_train_command(r, c, run_dir, threads, 1, attempt, container_trainer(r, &box), err, errlen);
+        if (!command) rc = -1;
     }
+    json_t *ctx = json_object();
+    if (rc == 0)   // one process with every GPU of the eval job (Pyxis: an srun step of one task)
+        rc = container_context(r, &box, strcasecmp(gt, "cpu") != 0, run_dir, 1, 1, 1, ctx, &command, err, errlen);
     if (rc == 0) {
-        json_t *ctx = json_object();
         json_object_set_new(ctx, "experiment", json_string(s->name));
         json_object_set_new(ctx, "cell_key", json_string(c->key));
         json_object_set_new(ctx, "attempt", json_integer(attempt));
@@ -912,14 +993,12 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
         json_object_set_new(ctx, "gpus", json_integer(s->eval_gpus));
         json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
         json_object_set_new(ctx, "sbatch", json_string(directives));
-        json_object_set_new(ctx, "container", json_string(container));
-        json_object_set_new(ctx, "command", json_string(command));
         rc = render_template(r->eval_tmpl, r->eval_tmpl_path, ctx, script, err, errlen);
-        json_decref(ctx);
     }
+    json_decref(ctx);
     free(command);
     free(directives);
-    free(container);
+    container_clear(&box);
     return rc;
 }
 

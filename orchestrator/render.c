@@ -48,6 +48,46 @@ char *render_shell_quote(const char *s)
     return b.p;
 }
 
+// Words a shell must run itself (a container or srun given them as argv would fail or run them on the host).
+static int is_shell_builtin(const char *w, size_t n)
+{
+    static const char *const builtins[] = {"cd", ".", "source", "export", "exec", "eval", "set", "unset", "alias",
+                                           "ulimit", "umask", "trap", "shopt", "pushd", "popd", "conda", "module", NULL};
+    for (const char *const *b = builtins; *b; b++)
+        if (strlen(*b) == n && strncmp(*b, w, n) == 0) return 1;
+    return 0;
+}
+
+int render_shell_is_simple(const char *cmd)
+{
+    if (!cmd) return 0;
+    const char *p = cmd;
+    while (*p == ' ' || *p == '\t') p++;
+    if (!*p) return 0;
+    // the first word: a builtin or a NAME=value assignment needs a shell
+    const char *w = p;
+    while (*p && *p != ' ' && *p != '\t') {
+        if (*p == '=' && p > w) return 0;
+        if (*p == '\'' || *p == '"' || *p == '\\') break;   // a quoted first word: judged below
+        p++;
+    }
+    if (is_shell_builtin(w, (size_t)(p - w))) return 0;
+    char quote = 0;
+    for (p = cmd; *p; p++) {
+        if (quote == '\'') { if (*p == '\'') quote = 0; continue; }
+        if (quote == '"') {
+            if (*p == '\\' && p[1]) { p++; continue; }
+            if (*p == '"') quote = 0;
+            else if (*p == '$' || *p == '`') return 0;   // expansions inside double quotes
+            continue;
+        }
+        if (*p == '\\') { if (!p[1] || p[1] == '\n') return 0; p++; continue; }
+        if (*p == '\'' || *p == '"') { quote = *p; continue; }
+        if (strchr(";&|<>()`$\n*?[]{}~#!", *p)) return 0;
+    }
+    return quote == 0;
+}
+
 const char *render_scalar(const json_t *v, char *buf, size_t len)
 {
     switch (json_typeof(v)) {
@@ -85,6 +125,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    int raw;                  // plain {{name}} tags insert the value as is (render_value)
 } Ctx;
 
 static int line_of(const Ctx *c, const char *at)
@@ -245,11 +286,11 @@ static const char *render_range(Ctx *c, const char *p, const char *section, Buf 
             const json_t *v = lookup(c, t.name);
             if (!v) { fail_at(c, t.begin, "unknown variable '%s'", t.name); return NULL; }
             if (json_is_string(v)) {
-                if (t.kind == '{') buf_str(out, json_string_value(v));
+                if (t.kind == '{' || c->raw) buf_str(out, json_string_value(v));
                 else quote_into(out, json_string_value(v));
             } else {
                 render_scalar(v, sbuf, sizeof sbuf);
-                if (t.kind == '{') buf_str(out, sbuf);
+                if (t.kind == '{' || c->raw) buf_str(out, sbuf);
                 else quote_into(out, sbuf);
             }
             break;
@@ -287,11 +328,11 @@ static const char *render_range(Ctx *c, const char *p, const char *section, Buf 
     return NULL;
 }
 
-int render_template(const char *tmpl, const char *name, const json_t *ctx, char **out,
-                    char *err, size_t errlen)
+static int render_impl(const char *tmpl, const char *name, const json_t *ctx, int raw, char **out,
+                       char *err, size_t errlen)
 {
     *out = NULL;
-    Ctx c = {.name = name, .start = tmpl, .depth = 1, .err = err, .errlen = errlen};
+    Ctx c = {.name = name, .start = tmpl, .depth = 1, .err = err, .errlen = errlen, .raw = raw};
     c.stack[0] = ctx;
     Buf b = {0};
     buf_add(&b, "", 0);
@@ -303,6 +344,17 @@ int render_template(const char *tmpl, const char *name, const json_t *ctx, char 
     }
     *out = b.p;
     return 0;
+}
+
+int render_template(const char *tmpl, const char *name, const json_t *ctx, char **out,
+                    char *err, size_t errlen)
+{
+    return render_impl(tmpl, name, ctx, 0, out, err, errlen);
+}
+
+int render_value(const char *value, const char *name, const json_t *ctx, char **out, char *err, size_t errlen)
+{
+    return render_impl(value, name, ctx, 1, out, err, errlen);
 }
 
 int render_file(const char *path, const json_t *ctx, char **out, char *err, size_t errlen)

@@ -13,7 +13,7 @@
 // that is nowhere in the context is an error (a typo must not become an empty argument); a
 // section or inverted section over a missing name is simply false. A line that holds only a
 // section tag (and blanks) is dropped whole, so templates stay readable.
-// defines: render_template, render_file, render_shell_quote.
+// defines: render_template, render_file, render_value, render_shell_quote, render_shell_is_simple.
 #ifndef SEGX_RENDER_H
 #define SEGX_RENDER_H
 #include <jansson.h>
@@ -23,10 +23,17 @@
 // 0, or -1 with err "NAME:LINE: what went wrong".
 int render_template(const char *tmpl, const char *name, const json_t *ctx, char **out,
                     char *err, size_t errlen);
+// The same for one value that is quoted later as a whole (a segx-train flag value such as
+// "{{run_dir}}/trace.json"): plain {{name}} tags insert the value unquoted.
+int render_value(const char *value, const char *name, const json_t *ctx, char **out, char *err, size_t errlen);
 // Reads the template file path and renders it (errors name the file).
 int render_file(const char *path, const json_t *ctx, char **out, char *err, size_t errlen);
 // Appends s single-quoted for sh to a malloc'd string: returns the new string (frees nothing).
 char *render_shell_quote(const char *s);
+// 1 when cmd is one simple command that can be given to a program as argv (srun, a container
+// runtime): words, quoted or not, and nothing the shell must do (no ; & | < > ( ) ` $ globs ~ #,
+// no NAME=value first word, no builtin such as cd, source, export, conda). 0 otherwise.
+int render_shell_is_simple(const char *cmd);
 // The text form of a scalar JSON value ("" for null, "true"/"false", integers without ".0",
 // reals shortest round-trip). Writes into buf; returns buf.
 const char *render_scalar(const json_t *v, char *buf, size_t len);

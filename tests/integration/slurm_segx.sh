@@ -114,7 +114,8 @@ out=$("$SEGX" status sx-container 2>&1)
 case $out in *"1 cells: 1 completed"*|*"1 cell: 1 completed"*) pass "container: the cell completed";; *) fail "container: the cell completed" "$out";; esac
 check_eq "container: env.json records the image's sha256" "sha256:$(sha256sum segx.sif | cut -d' ' -f1)" \
   "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["container_digest"])' "$(dirname "$script")/env.json" 2>&1)"
-check_eq "container: the stand-in ran once per rank" 2 "$(grep -c "exec --nv --bind $TEST_TMP,/tmp:/scratch $TEST_TMP/segx.sif bash where.sh" apptainer.log)"
+# the profile's setup line runs inside the container, before the command (bash -c; container.h)
+check_eq "container: the stand-in ran once per rank" 2 "$(grep -c "exec --nv --bind $TEST_TMP,/tmp:/scratch $TEST_TMP/segx.sif bash -c export OMP_NUM_THREADS=1" apptainer.log)"
 rd=$(dirname "$script")
 check_eq "container: both ranks ran inside the image" "rank=0 in $TEST_TMP/segx.sif
 rank=1 in $TEST_TMP/segx.sif" "$(sort "$rd/container.txt" 2>/dev/null)"
