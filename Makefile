@@ -3,6 +3,7 @@
 #   make config        re-detect optional parts (MPI, libslurm, CUDA/cuDNN/NCCL, ...) and print them
 #   make test          build and run every test (unit + integration); SAN=1 builds them with ASan/UBSan
 #   make bench         run the benchmarks in bench/ (by hand; figures go to bench/RESULTS.md)
+#   make fuzz          libFuzzer harnesses (clang, ASan/UBSan), each for FUZZ_SECONDS (default 600)
 #   make valgrind      orchestrator unit tests + a short CLI flow under valgrind: any invalid
 #                      access or definite leak fails (tests/valgrind; suppressions: tests/valgrind.supp)
 # Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1.
@@ -112,6 +113,9 @@ test: tests
 
 bench: all
 	bench/run
+
+# make fuzz [FUZZ_SECONDS=600]: libFuzzer harnesses under ASan/UBSan (tests/fuzz/README.md)
+include tests/fuzz/fuzz.mk
 
 valgrind: all $(ORCH_TESTS)
 	@[ "$(SAN)" != 1 ] || { echo "make valgrind: ASan and valgrind do not mix; run it without SAN=1"; exit 2; }

@@ -399,7 +399,14 @@ int slurm_conf_controller(const char *conf, char *host, size_t hostlen, int *por
         } else if (!strcasecmp(k, "ControlAddr")) {
             snprintf(host, hostlen, "%s", v);
         } else if (!strcasecmp(k, "SlurmctldPort")) {
-            *port = atoi(v);   // "6817-6820": the first
+            char *end;   // "6817-6820": the first
+            long n = strtol(v, &end, 10);
+            if (end == v || (*end && *end != '-') || n < 1 || n > 65535) {
+                snprintf(err, errlen, "%s: SlurmctldPort '%s' is not a port number (1-65535)", conf, v);
+                fclose(f);
+                return -1;
+            }
+            *port = (int)n;
         }
     }
     fclose(f);
