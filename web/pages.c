@@ -561,7 +561,7 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
             fputs("<tr><th>", f);
             web_html_escape(f, k);
             fputs("</th>", f);
-            if (json_is_string(v) || json_is_number(v) || json_is_null(v)) json_td(f, "value", v, 6);
+            if (json_is_string(v) || json_is_number(v) || json_is_null(v)) json_td(f, "value", v, json_is_integer(v) ? 0 : 6);
             else {
                 char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
                 fputs("<td>", f);
