@@ -22,7 +22,7 @@ static int settled(const StatusCounts *c)
 
 int cmd_run(int argc, char **argv)
 {
-    const char *db_path = NULL, *backend = NULL, *runs = NULL, *format = NULL, *reports = "cells,speedup";
+    const char *db_path = NULL, *backend = NULL, *runs = NULL, *format = NULL, *reports = "cells,speedup", *notify = NULL;
     int max_parallel = 0, rerun_failed = 0, interval = 1, timeout = 0, no_report = 0;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
@@ -35,6 +35,7 @@ int cmd_run(int argc, char **argv)
         {"report", 0, CLI_STRING, &reports, "KINDS", "reports printed at the end (default cells,speedup)"},
         {"no-report", 0, CLI_FLAG, &no_report, NULL, "collect but print no report"},
         {"format", 0, CLI_STRING, &format, "FMT", "report format: table (default), csv, json, markdown"},
+        {"notify", 0, CLI_STRING, &notify, "URL", "POST JSON (Slack/Mattermost 'text' + fields) when the experiment finishes or a cell fails"},
         {0}};
     const CliCommand cmd = {
         "segx run SPEC.json [options]",
@@ -61,7 +62,7 @@ int cmd_run(int argc, char **argv)
     if ((rc = plan_spec_file(a.pos[0], &po, name, sizeof name)) != 0) return rc;
     // 2. submit
     SubmitOptions so = {.db_path = db_path, .experiment = name, .backend = backend, .max_parallel = max_parallel,
-                        .rerun_failed = rerun_failed, .quiet = 1};
+                        .rerun_failed = rerun_failed, .quiet = 1, .notify_url = notify};
     if ((rc = submit_experiment(&so, NULL)) != 0) return rc;
     // 3. wait
     char err[2048], run_root[PATH_MAX], ename[256];

@@ -2,6 +2,7 @@
 // attempts, stores their states and prints one row per cell.
 #include "orchestrator/cli.h"
 #include "orchestrator/commands.h"
+#include "orchestrator/notify.h"
 #include "orchestrator/collect.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/runfile.h"
@@ -210,6 +211,7 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
             counts->by_state[s] += sqlite3_column_int(st, 1);
             counts->total += sqlite3_column_int(st, 1);
         }
+        notify_after_refresh(db, eid, run_root, counts);   // done / failed / first_failure, once each
     }
     rc = busy;
     goto out;

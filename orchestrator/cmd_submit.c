@@ -7,6 +7,7 @@
 #include "orchestrator/submit.h"
 #include "db/db.h"
 #include "orchestrator/render.h"
+#include "orchestrator/notify.h"
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -404,6 +405,11 @@ int submit_experiment(const SubmitOptions *o, size_t *submitted)
     Recorder R = {0};
     Queued *queued = NULL;
     size_t nq = 0, capq = 0;
+    if (o->notify_url && !o->dry_run && notify_set_url(run_root, o->notify_url, err, sizeof err) < 0) {
+        fprintf(stderr, "segx submit: %s\n", err);
+        rc = 2;
+        goto out;
+    }
     if (load_spec(db, eid, &s, err, sizeof err) < 0) {
         fprintf(stderr, "segx submit: the stored spec of '%s' no longer loads: %s (plan it again)\n", name, err);
         goto out;
@@ -629,6 +635,7 @@ int cmd_submit(int argc, char **argv)
         {"array-throttle", 0, CLI_INT, &o.array_throttle, "N", "with --array: at most N tasks of an array run at once (--array=0-K%N)"},
         {"dry-run", 'n', CLI_FLAG, &o.dry_run, NULL, "list what would be submitted"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "only the summary line"},
+        {"notify", 0, CLI_STRING, &o.notify_url, "URL", "POST JSON (Slack/Mattermost 'text' + fields) when the experiment finishes or a cell fails; sent by the next segx status/run"},
         {0}};
     const CliCommand cmd = {
         "segx submit [EXPERIMENT] [options]",

@@ -2,6 +2,7 @@
 #include "orchestrator/spec.h"
 #include "orchestrator/cli.h"
 #include "orchestrator/cluster.h"
+#include "orchestrator/notify.h"
 #include <ctype.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -13,7 +14,7 @@ const char *const SPEC_KNOWN_AXES[] = {
     "model", "gpu_type", "gpus", "nodes", "batch_per_gpu", "global_batch", "optimizer", "lr", "seed", NULL};
 static const char *const TOP_KEYS[] = {
     "name", "trainer", "matrix", "exclude", "include", "scaling", "lr_scaling", "resources",
-    "cluster", "container", "eval", NULL};
+    "cluster", "container", "eval", "notify", NULL};
 static const char *const RESOURCE_KEYS[] = {"time", "cpus_per_gpu", "mem_per_gpu", NULL};
 // trainer keys with a meaning of their own (the rest are trainer flags)
 static const char *const TRAINER_KEYS[] = {
@@ -712,6 +713,11 @@ static int check_spec(const Chk *c, Spec *s)
         if (!json_is_string(v) && !json_is_object(v) && !json_is_null(v))
             return fail(c, "container", 0, "expected an image path or {\"runtime\", \"image\", \"bind\"}, got %s", shown(v));
         if (!json_is_null(v)) s->container = v;
+    }
+    if ((v = json_object_get(r, "notify"))) {   // checked in notify.c, which sends them
+        const char *kp;
+        char nerr[512];
+        if (notify_spec_check(v, &kp, nerr, sizeof nerr) < 0) return fail(c, kp, 0, "%s", nerr);
     }
     if ((v = json_object_get(r, "eval"))) {
         if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", shown(v));

@@ -23,6 +23,7 @@ typedef struct {
     int array_throttle;       // with array: at most this many tasks running (--array=0-K%N); 0: no limit
     int dry_run;              // say what would be submitted
     int quiet;
+    const char *notify_url;   // --notify: POST when the experiment finishes or a cell fails (notify.h)
 } SubmitOptions;
 
 // Returns the exit code (0, 1, 2). *submitted gets the number of jobs sent (may be NULL).
