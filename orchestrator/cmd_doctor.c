@@ -2,8 +2,15 @@
 // needs there? Slurm reachable (both backends) and its versions; the profile's partitions and GPU
 // types exist on the cluster; the container runtime and image; the trainer binary; data paths
 // named in the spec readable. One line per check; exit 1 when a check failed.
+// On a real cluster also: libslurm's release against slurmctld's (a mismatch: use slurm-rest or
+// slurm-cli), PreemptMode and JobRequeue (will a preempted cell requeue?), MaxArraySize / MaxJobCount
+// and the QOS MaxSubmitJobs against the plan's cell count, the results DB on a network filesystem
+// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire.
+#include "orchestrator/backends.h"
 #include "orchestrator/cli.h"
 #include "orchestrator/cluster.h"
+#include "orchestrator/plan.h"
+#include "db/db.h"
 #include "orchestrator/commands.h"
 #include "orchestrator/slurm_lib.h"
 #include "orchestrator/slurm_util.h"
@@ -14,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
+#include <limits.h>
 
 typedef struct { int fails, warns; json_t *json; } Report;
 
@@ -138,6 +148,149 @@ static void check_slurm(Report *r, const ClusterProfile *p, int *reachable)
     }
 }
 
+// One value of `scontrol show config` ("PreemptMode" -> "OFF"), "" when absent.
+static void config_value(const char *config, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t kl = strlen(key);
+    for (const char *p = config; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, key, kl) != 0 || (p[kl] != ' ' && p[kl] != '=')) continue;
+        const char *eq = strchr(p, '=');
+        if (!eq) return;
+        eq++;
+        while (*eq == ' ') eq++;
+        snprintf(out, cap, "%.*s", (int)strcspn(eq, "\n"), eq);
+        return;
+    }
+}
+
+static char *read_command(const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 4096) { char *nb = realloc(buf, cap * 2); if (!nb) break; buf = nb; cap *= 2; }
+    }
+    if (pclose(p) != 0 || !buf) { free(buf); return NULL; }
+    buf[len] = '\0';
+    return buf;
+}
+
+// What a real cluster's settings mean for a sweep of ncells cells (0: no spec given).
+static void check_cluster_settings(Report *r, size_t ncells)
+{
+    if (slurm_lib_available()) {
+        char cv[64], e[512];
+        if (slurm_lib_controller_version(cv, sizeof cv, e, sizeof e) < 0) say(r, "warn", "libslurm", "%s", e);
+        else if (slurm_lib_same_release(cv)) say(r, "ok", "libslurm", "%s, the release slurmctld runs (%s)", slurm_lib_version(), cv);
+        else say(r, "warn", "libslurm", "built against %s but slurmctld runs %s: libslurm's ABI changes every release; "
+                 "use --backend slurm-rest or slurm-cli (--backend auto does)", slurm_lib_version(), cv);
+    }
+    char *conf = read_command("scontrol show config 2>/dev/null");
+    if (!conf) { say(r, "warn", "config", "scontrol show config failed: cannot check PreemptMode and limits"); return; }
+    char mode[128], rq[32], maxarr[32], maxjobs[32], acct[128];
+    config_value(conf, "PreemptMode", mode, sizeof mode);
+    config_value(conf, "JobRequeue", rq, sizeof rq);
+    config_value(conf, "MaxArraySize", maxarr, sizeof maxarr);
+    config_value(conf, "MaxJobCount", maxjobs, sizeof maxjobs);
+    config_value(conf, "AccountingStorageType", acct, sizeof acct);
+    free(conf);
+    if (!mode[0] || strcasecmp(mode, "OFF") == 0)
+        say(r, "ok", "preemption", "none (PreemptMode=%s): cells run to their end or their time limit", mode[0] ? mode : "?");
+    else if (strcasestr(mode, "REQUEUE"))
+        say(r, "ok", "preemption", "PreemptMode=%s: a preempted cell is requeued and resumes from its checkpoint", mode);
+    else if (strcasestr(mode, "CANCEL"))
+        say(r, "warn", "preemption", "PreemptMode=%s: a preempted cell is cancelled, not requeued; `segx resubmit --failed` "
+            "continues it from its checkpoint (ask for PreemptMode=REQUEUE to have Slurm do it)", mode);
+    else
+        say(r, "warn", "preemption", "PreemptMode=%s: a preempted cell is %s, not requeued (its time keeps counting)", mode,
+            strcasestr(mode, "SUSPEND") ? "suspended" : "stopped");
+    if (strcmp(rq, "0") == 0)
+        say(r, "ok", "requeue", "JobRequeue=0 (not by default): segx's job scripts ask --requeue for each job, which Slurm honours");
+    else
+        say(r, "ok", "requeue", "JobRequeue=%s: jobs may be requeued (segx's scripts ask --requeue anyway)", rq[0] ? rq : "?");
+    long ma = atol(maxarr), mj = atol(maxjobs);
+    if (ncells > 0 && ma > 0 && (long)ncells > ma - 1)
+        say(r, "warn", "arrays", "MaxArraySize=%ld but the plan has %zu cells: `segx submit --array` needs index %zu; "
+            "submit without --array, or in groups of at most %ld", ma, ncells, ncells - 1, ma - 1);
+    else if (ma > 0)
+        say(r, "ok", "arrays", "MaxArraySize=%ld%s", ma, ncells ? " fits the plan" : "");
+    if (ncells > 0 && mj > 0 && (long)ncells > mj)
+        say(r, "warn", "jobs", "MaxJobCount=%ld is below the plan's %zu cells: use `segx submit --max-submitted %ld`", mj, ncells, mj / 2);
+    if (strcmp(acct, "accounting_storage/none") == 0 || !acct[0]) {
+        say(r, "ok", "qos", "no accounting (%s): no QOS MaxSubmitJobs applies", acct[0] ? acct : "none");
+        return;
+    }
+    // QOS limits on submitted jobs per user (needs slurmdbd)
+    char *qos = read_command("sacctmgr -n -P show qos format=Name,MaxSubmitPU 2>/dev/null");
+    if (!qos) { say(r, "warn", "qos", "sacctmgr show qos failed: cannot check MaxSubmitJobs"); return; }
+    int any = 0;
+    for (char *line = strtok(qos, "\n"); line; line = strtok(NULL, "\n")) {
+        char *bar = strchr(line, '|');
+        if (!bar || !bar[1]) continue;
+        *bar = '\0';
+        long m = atol(bar + 1);
+        if (m <= 0) continue;
+        any = 1;
+        if (ncells > 0 && (long)ncells > m)
+            say(r, "warn", "qos", "QOS %s allows %ld submitted jobs per user, the plan has %zu cells: "
+                "`segx submit --max-submitted %ld` keeps under it", line, m, ncells, m);
+        else say(r, "ok", "qos", "QOS %s: MaxSubmitJobs %ld per user", line, m);
+    }
+    if (!any) say(r, "ok", "qos", "no QOS limits submitted jobs per user");
+    free(qos);
+}
+
+// slurmrestd: reachable, which API, whose token and how long it lasts.
+static void check_rest(Report *r)
+{
+    Backend *b = NULL;
+    char err[2048];
+    const char *url = getenv("SEGX_SLURMRESTD_URL");
+    if (backend_open("slurm-rest", NULL, &b, err, sizeof err) < 0) {
+        // only a failure when the user pointed segx at a slurmrestd
+        say(r, url && *url ? "FAIL" : "warn", "slurm-rest", "%s", err);
+        return;
+    }
+    char d[1600];
+    double exp = 0;
+    backend_slurm_rest_describe(b, d, sizeof d, &exp);
+    backend_close(b);
+    double left = exp > 0 ? exp - (double)time(NULL) : -1;
+    if (exp > 0 && left < 3600)
+        say(r, "warn", "slurm-rest", "%s: slurmrestd answers, but the token expires in %.0f min: get a longer one "
+            "(`scontrol token lifespan=SECONDS`) before a long sweep", d, left / 60);
+    else if (exp > 0)
+        say(r, "ok", "slurm-rest", "%s: slurmrestd answers; the token is valid for %.1f h", d, left / 3600);
+    else
+        say(r, "ok", "slurm-rest", "%s: slurmrestd answers", d);
+}
+
+// SQLite's WAL needs every writer on one host: a DB on NFS/Lustre/GPFS/... shared by several is trouble.
+static void check_db_fs(Report *r, const char *db_path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) { if (slash == dir) slash[1] = '\0'; else *slash = '\0'; } else snprintf(dir, sizeof dir, ".");
+    struct statfs fs;
+    if (statfs(dir, &fs) != 0) { say(r, "warn", "database", "cannot stat the filesystem of %s", dir); return; }
+    static const struct { unsigned long magic; const char *name; } net[] = {
+        {0x6969, "NFS"}, {0xFF534D42, "CIFS"}, {0xFE534D42, "SMB2"}, {0x517B, "SMB"}, {0x0BD00BD0, "Lustre"},
+        {0x47504653, "GPFS"}, {0x19830326, "BeeGFS"}, {0x65735546, "FUSE"}, {0x6B414653, "AFS"}, {0x00C36400, "CephFS"}, {0, NULL}};
+    for (int i = 0; net[i].name; i++)
+        if ((unsigned long)fs.f_type == net[i].magic) {
+            say(r, "warn", "database", "%s is on %s: SQLite's WAL needs all its writers on one host; run segx status/collect "
+                "from one machine, or keep the DB on a local disk (--db) while run dirs stay shared", db_path, net[i].name);
+            return;
+        }
+    say(r, "ok", "database", "%s on a local filesystem", db_path);
+}
+
 static void check_container(Report *r, const ClusterProfile *p, const json_t *spec_container)
 {
     const char *runtime = p ? cluster_container_runtime(p) : "", *image = p ? cluster_container_image(p) : "";
@@ -190,7 +343,10 @@ int cmd_doctor(int argc, char **argv)
         "segx doctor [--spec FILE] [--cluster NAME] [--json]",
         "Checks that Slurm answers (libslurm and CLI backends) and its version, that the cluster\n"
         "profile's partitions and GPU types exist, that the container runtime and image are there,\n"
-        "and that the spec's data paths are readable. Exit 1 when a check fails.",
+        "and that the spec's data paths are readable. On a cluster also: libslurm against slurmctld's\n"
+        "release, PreemptMode/JobRequeue, MaxArraySize/MaxJobCount/QOS MaxSubmitJobs against the plan,\n"
+        "slurmrestd and its token (SEGX_SLURMRESTD_URL, SLURM_JWT), the DB on a network filesystem.\n"
+        "Exit 1 when a check fails.",
         opts, 0, 0, "examples:\n  segx doctor --spec examples/quickstart.json\n  segx doctor --cluster university-example"};
     CliArgs a;
     int rc = cli_parse(&cmd, argc, argv, &a);
@@ -216,6 +372,14 @@ int cmd_doctor(int argc, char **argv)
 
     int reachable;
     check_slurm(&r, p, &reachable);
+    if (reachable) {
+        size_t ncells = 0;
+        PlanCell *cells = NULL;
+        if (s && plan_expand(s, &cells, &ncells, err, sizeof err) == 0) plan_cells_free(cells, ncells);
+        check_cluster_settings(&r, ncells);
+        check_rest(&r);
+    }
+    check_db_fs(&r, db_path_default(NULL));
     check_container(&r, p, s ? s->container : NULL);
 
     if (!s || !s->external) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "orchestrator/slurm_lib.h"
 #include "orchestrator/slurm_rest.h"
 #include "orchestrator/slurm_util.h"
 
@@ -212,6 +213,20 @@ static void test_jwt_and_errors(void **state)
     json_decref(r);
 }
 
+static void test_same_release(void **state)
+{
+    (void)state;
+    if (!slurm_lib_available()) { assert_int_equal(slurm_lib_same_release("22.05.8"), 0); return; }
+    char mine[64], other[64];
+    int maj, min;
+    assert_int_equal(sscanf(slurm_lib_version(), "%d.%d", &maj, &min), 2);
+    snprintf(mine, sizeof mine, "%d.%02d.99", maj, min);        // another micro release: same ABI family
+    snprintf(other, sizeof other, "%d.%02d.1", maj + 1, min);
+    assert_int_equal(slurm_lib_same_release(mine), 1);
+    assert_int_equal(slurm_lib_same_release(other), 0);
+    assert_int_equal(slurm_lib_same_release("garbage"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_parse_jobs_v38),
         cmocka_unit_test(test_parse_jobs_wrapped),
         cmocka_unit_test(test_jwt_and_errors),
+        cmocka_unit_test(test_same_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
