@@ -332,6 +332,16 @@ char *container_prefix(const Container *c, const ContainerJob *j, int under_srun
     return buf_done(&b);
 }
 
+char *container_mount_points(const Container *c, const ContainerJob *j)
+{
+    Buf b = {0};
+    if (!container_enabled(c) || !is(c, "charliecloud")) return strdup("");
+    Bind binds[CONTAINER_MAX_LIST + 2];
+    size_t nb = job_binds(c, j, binds, sizeof binds / sizeof *binds);
+    for (size_t i = 0; i < nb; i++) buf_word(&b, binds[i].dst);
+    return buf_done(&b);
+}
+
 char *container_command(const Container *c, const ContainerJob *j, const char *const *setup, size_t nsetup,
                         const char *command)
 {

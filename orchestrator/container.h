@@ -16,7 +16,7 @@
 //     folder) as `bash -c SCRIPT` with SCRIPT quoted once more, so all of it runs in the image.
 // The trainer inside the image is `trainer` ("segx-train" on the image's PATH by default).
 // defines: Container, ContainerJob, container_apply, container_check, container_copy, container_clear,
-// container_prefix, container_command, container_runtime_binary.
+// container_prefix, container_mount_points, container_command, container_runtime_binary.
 #ifndef SEGX_CONTAINER_H
 #define SEGX_CONTAINER_H
 #include <jansson.h>
@@ -56,6 +56,10 @@ const char *container_runtime_binary(const Container *c);
 // under_srun: 1 for the words that follow `srun <options>` (Pyxis puts its options there),
 // 0 for a launch without srun (the local backend, mpirun).
 char *container_prefix(const Container *c, const ContainerJob *j, int under_srun);
+// Charliecloud binds only onto folders that exist in the image: the bind destinations (quoted
+// words, "" for other runtimes), which the job script creates in a directory image once, before
+// the ranks start (ch-run --write would make each rank race to create them).
+char *container_mount_points(const Container *c, const ContainerJob *j);
 // The command to run after the prefix (malloc'd). command: the trainer's command line, already
 // quoted. setup: the profile's setup lines (run inside the container; with no container they stay
 // in the job script, and are not passed here).

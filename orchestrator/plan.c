@@ -775,12 +775,12 @@ static int container_context(const PlanRenderer *r, const Container *box, int gp
     size_t nsetup = 0;
     const char *const *setup = cluster_setup_lines(r->prof, &nsetup);
     char *srun = NULL, *once_srun = NULL;
-    char *prefix = container_prefix(box, &job, 0);
+    char *prefix = container_prefix(box, &job, 0), *mounts = container_mount_points(box, &job);
     char *wrapped = container_command(box, &job, setup, nsetup, *command);
     int rc = cluster_render_srun(r->prof, box, &job, gpus, nodes, &srun);
     if (rc == 0 && once && !strcmp(box->runtime, "enroot"))   // Pyxis: one task with all the job's GPUs
         rc = cluster_render_srun(NULL, box, &job, 1, 1, &once_srun);
-    if (rc < 0 || !prefix || !wrapped) {
+    if (rc < 0 || !prefix || !wrapped || !mounts) {
         snprintf(err, errlen, "%s: %s", r->s->path, rc < 0 ? (srun ? srun : once_srun ? once_srun : "?") : "out of memory");
         rc = -1;
     } else {
@@ -789,6 +789,7 @@ static int container_context(const PlanRenderer *r, const Container *box, int gp
         json_object_set_new(ctx, "container_slurm", json_string(once_srun ? once_srun : prefix));
         json_object_set_new(ctx, "container_image", json_string(container_enabled(box) ? box->image : ""));
         json_object_set_new(ctx, "container_runtime", json_string(box->runtime));
+        json_object_set_new(ctx, "container_mounts", json_string(mounts));
         json_object_set_new(ctx, "command", json_string(wrapped));
         free(*command);
         *command = wrapped;
@@ -797,6 +798,7 @@ static int container_context(const PlanRenderer *r, const Container *box, int gp
     free(srun);
     free(once_srun);
     free(prefix);
+    free(mounts);
     free(wrapped);
     return rc;
 }
