@@ -1,7 +1,8 @@
 // bench/scaling_ddp.c — weak-scaling harness for DDP on the CPU: each rank trains one model on its
 // own synthetic batch with the grads-ready hook feeding trainer/dist's reducer, then SGD. Built and
 // run by bench/scaling against $BUILD/libtrain.a (for when segx-train is not there to run instead).
-// Usage: [mpirun -np K] scaling_ddp MODEL BATCH_PER_RANK STEPS WIDTH SIZE [BUCKET_MB]
+// Usage: [mpirun -np K] scaling_ddp MODEL BATCH_PER_RANK STEPS WIDTH SIZE [BUCKET_MB [REDUCER [FUSION_MB]]]
+// REDUCER: bucket (default) | fused | per-tensor (trainer/dist/comm.h); bench/scaling-reducers compares them.
 // Prints (rank 0) one line: key=value ... with the median step time and the DDP stats per step.
 #include <math.h>
 #include <stdio.h>
@@ -18,9 +19,10 @@ static int cmp(const void *a, const void *b) { double x = *(const double *)a, y 
 static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp); return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]); }
 
 int main(int argc, char **argv) {
-    if (argc < 6) { fprintf(stderr, "usage: %s MODEL BATCH_PER_RANK STEPS WIDTH SIZE [BUCKET_MB]\n", argv[0]); return 2; }
+    if (argc < 6) { fprintf(stderr, "usage: %s MODEL BATCH_PER_RANK STEPS WIDTH SIZE [BUCKET_MB [REDUCER [FUSION_MB]]]\n", argv[0]); return 2; }
     int B = atoi(argv[2]), steps = atoi(argv[3]), size = atoi(argv[5]);
-    double bucket_mb = argc > 6 ? atof(argv[6]) : 25;
+    double bucket_mb = argc > 6 ? atof(argv[6]) : 25, fusion_mb = argc > 8 ? atof(argv[8]) : 64;
+    const char *reducer = argc > 7 ? argv[7] : "bucket";
     char err[512];
     Comm *c;
     if (comm_create("auto", &c, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 1; }
@@ -40,7 +42,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nx; i++) x[i] = (float)rand() / (float)RAND_MAX * 2 - 1;
     for (size_t i = 0; i < ny; i++) y[i] = rand() % cfg.classes;
     DdpReducer *r;
-    if (ddp_create(c, g, n, bucket_mb, &r, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 1; }
+    int nt;
+    const ModelTensor *ts = model_tensors(m, &nt);
+    size_t *off = malloc(sizeof(size_t) * (size_t)(nt > 0 ? nt : 1));
+    for (int i = 0; i < nt; i++) off[i] = ts[i].offset;
+    DdpConfig dc = { .kind = reducer, .bucket_mb = bucket_mb, .fusion_mb = fusion_mb, .tensor_off = off, .ntensors = nt };
+    if (ddp_create_cfg(c, g, n, &dc, &r, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 1; }
+    free(off);
     model_set_grads_ready_hook(m, ddp_grads_ready, r);
     const int warm = 2;
     double *dt = malloc((size_t)steps * sizeof *dt), *ex = malloc((size_t)steps * sizeof *ex), *cm = malloc((size_t)steps * sizeof *cm), *cpu = malloc((size_t)steps * sizeof *cpu);
@@ -69,9 +77,9 @@ int main(int argc, char **argv) {
     DdpStats st = ddp_stats(r);
     double medcpu = median(cpu, steps), med = median(dt, steps), medex = median(ex, steps), medcm = median(cm, steps);
     if (rank == 0)
-        printf("world=%d params=%zu buckets=%d step_s=%.4f cpu_s=%.4f exposed_s=%.5f comm_s=%.5f bytes_per_step=%.0f "
+        printf("reducer=%s world=%d params=%zu buckets=%d step_s=%.4f cpu_s=%.4f exposed_s=%.5f comm_s=%.5f bytes_per_step=%.0f "
                "bandwidth_MBps=%.1f images_per_s=%.2f loss=%.4f rank_param_maxdiff=%g\n",
-               world, n, ddp_num_buckets(r), med, medcpu, medex, medcm, st.steps ? st.bytes / (double)st.steps : 0,
+               ddp_kind(r), world, n, ddp_num_buckets(r), med, medcpu, medex, medcm, st.steps ? st.bytes / (double)st.steps : 0,
                ddp_stats_bandwidth(st) / 1e6, world * B / med, loss, maxdiff);
     ddp_free(r);
     model_free(m);
