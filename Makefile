@@ -6,7 +6,10 @@
 #   make fuzz          libFuzzer harnesses (clang, ASan/UBSan), each for FUZZ_SECONDS (default 600)
 #   make valgrind      orchestrator unit tests + a short CLI flow under valgrind: any invalid
 #                      access or definite leak fails (tests/valgrind; suppressions: tests/valgrind.supp)
-# Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1.
+#   make install       PREFIX=/usr/local DESTDIR=: segx, segx-train, templates (share/segx), man pages
+#                      (help2man, from each command's --help), bash completion; make uninstall
+# Variables: BUILD=dir (objects), SAN=1, CUDA=auto|0|1, V=1, DEVELOPER=1 (warnings are errors; scripts/test
+# sets it), PREFIX, DESTDIR; CFLAGS/CPPFLAGS/LDFLAGS given by the user are added after the project's.
 .DEFAULT_GOAL := all
 SAN  ?= 0
 CUDA ?= auto
@@ -31,13 +34,16 @@ $(BUILD)/config.mk $(BUILD)/config.h: scripts/configure
 	@CC=$(CC) scripts/configure $(BUILD) $(CUDA)
 -include $(BUILD)/config.mk
 
-.PHONY: all config test tests bench valgrind clean install-deps
+.PHONY: all config test tests bench valgrind clean install-deps install uninstall man
 all: $(BINDIR)/segx $(if $(wildcard trainer/main.c),$(BINDIR)/segx-train)
 
 config:
 	@CC=$(CC) scripts/configure $(BUILD) $(CUDA)
 
-WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+# -Werror for developers and CI only: a user's compiler may warn about things ours does not
+DEVELOPER ?= 0
+WERROR   := $(if $(filter 1,$(DEVELOPER)),-Werror)
+WARN     := -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter
 BASE     := -std=c17 -g -D_GNU_SOURCE -pthread -I. -I$(BUILD) $(WARN) -MMD -MP
 OPT      ?= -O2
 TRAIN_OPT ?= -O3 -fno-trapping-math
@@ -45,7 +51,8 @@ SAN_ON   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 SANFLAGS := $(if $(filter 1,$(SAN)),$(SAN_ON))
 CFLAGS_ORCH  := $(BASE) $(OPT) $(SANFLAGS)
 CFLAGS_TRAIN := $(BASE) $(TRAIN_OPT) $(SANFLAGS) $(BLAS_CFLAGS) $(MPI_CFLAGS) $(CUDA_CFLAGS)
-LDFLAGS  := -pthread $(SANFLAGS)
+# --as-needed: each binary keeps only the libraries it calls (segx-train no SQLite, segx no BLAS)
+LDFLAGS_ALL := -pthread $(SANFLAGS) -Wl,--as-needed $(LDFLAGS)
 LIBS_ORCH  := -ljansson -lsqlite3 -lcrypto $(SLURM_LIBS) $(MHD_LIBS) $(CURL_LIBS) -lpng -lz -lm
 LIBS_TRAIN := -ljansson -lcrypto -lpng -lturbojpeg -lz $(BLAS_LIBS) $(DNNL_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
 
@@ -60,16 +67,18 @@ TRAIN_OBJS := $(TRAIN_SRCS:%.c=$(BUILD)/%.o) $(TRAIN_CU:%.cu=$(BUILD)/%.cu.o)
 NVCC_ARCH ?= -gencode arch=compute_75,code=sm_75 \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
-NVCCFLAGS := -O3 -std=c++17 -I. -I$(BUILD) $(NVCC_ARCH) -MMD -MP -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+comma := ,
+NVCCFLAGS := -O3 -std=c++17 -I. -I$(BUILD) $(NVCC_ARCH) -MMD -MP $(if $(WERROR),-Werror all-warnings) \
+             -Xcompiler -Wall,-Wextra$(if $(WERROR),$(comma)-Werror)
 
-$(BUILD)/orchestrator/%.o $(BUILD)/db/%.o $(BUILD)/web/%.o: CFLAGS = $(CFLAGS_ORCH)
-$(BUILD)/trainer/%.o: CFLAGS = $(CFLAGS_TRAIN)
-$(BUILD)/tests/orchestrator/%.o: CFLAGS = $(CFLAGS_ORCH)
-$(BUILD)/tests/trainer/%.o: CFLAGS = $(CFLAGS_TRAIN)
+$(BUILD)/orchestrator/%.o $(BUILD)/db/%.o $(BUILD)/web/%.o: OBJ_CFLAGS = $(CFLAGS_ORCH)
+$(BUILD)/trainer/%.o: OBJ_CFLAGS = $(CFLAGS_TRAIN)
+$(BUILD)/tests/orchestrator/%.o: OBJ_CFLAGS = $(CFLAGS_ORCH)
+$(BUILD)/tests/trainer/%.o: OBJ_CFLAGS = $(CFLAGS_TRAIN)
 
 $(BUILD)/%.o: %.c $(BUILD)/config.h
 	@mkdir -p $(@D)
-	$(if $(V),,@echo "  CC  $<";)$(CC) $(CFLAGS) -c $< -o $@
+	$(if $(V),,@echo "  CC  $<";)$(CC) $(OBJ_CFLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 $(BUILD)/%.cu.o: %.cu $(BUILD)/config.h
 	@mkdir -p $(@D)
 	$(if $(V),,@echo "  NVCC $<";)$(NVCC) $(NVCCFLAGS) -c $< -o $@
@@ -94,18 +103,18 @@ $(BUILD)/libtrain.a: $(TRAIN_OBJS)
 
 $(BINDIR)/segx: $(BUILD)/orchestrator/main.o $(BUILD)/libsegx.a
 	@mkdir -p $(@D)
-	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_ORCH)
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LIBS_ORCH)
 $(BINDIR)/segx-train: $(BUILD)/trainer/main.o $(BUILD)/libtrain.a
 	@mkdir -p $(@D)
-	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++)
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++)
 
 # --- tests: tests/orchestrator/test_*.c link libsegx, tests/trainer/test_*.c link libtrain --
 ORCH_TESTS  := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/orchestrator/test_*.c))
 TRAIN_TESTS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/trainer/test_*.c))
 $(BUILD)/tests/orchestrator/test_%: $(BUILD)/tests/orchestrator/test_%.o $(BUILD)/libsegx.a
-	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_ORCH) -lcmocka
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LIBS_ORCH) -lcmocka
 $(BUILD)/tests/trainer/test_%: $(BUILD)/tests/trainer/test_%.o $(BUILD)/libtrain.a
-	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++) -lcmocka
+	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LIBS_TRAIN) $(if $(TRAIN_CU),-lstdc++) -lcmocka
 
 tests: all $(ORCH_TESTS) $(TRAIN_TESTS)
 test: tests
@@ -123,6 +132,26 @@ valgrind: all $(ORCH_TESTS)
 
 install-deps:
 	scripts/install-deps
+
+# --- install: PREFIX/bin, PREFIX/share/segx/templates (an installed segx finds them from its own
+# path), one man page per command (help2man from the --help text), bash completion ---------------
+PREFIX  ?= /usr/local
+MANDIR  := $(BUILD)/man
+man: all
+	@scripts/gen-man $(BINDIR) $(MANDIR)
+install: all man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/segx $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 755 $(BINDIR)/segx $(DESTDIR)$(PREFIX)/bin/segx
+	$(if $(wildcard trainer/main.c),install -m 755 $(BINDIR)/segx-train $(DESTDIR)$(PREFIX)/bin/segx-train)
+	rm -rf $(DESTDIR)$(PREFIX)/share/segx/templates && cp -R templates $(DESTDIR)$(PREFIX)/share/segx/templates
+	install -m 644 $(MANDIR)/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 scripts/segx-completion.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/segx
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/segx $(DESTDIR)$(PREFIX)/bin/segx-train \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/segx $(DESTDIR)$(PREFIX)/share/man/man1/segx.1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/segx-*.1
+	rm -rf $(DESTDIR)$(PREFIX)/share/segx
 
 clean:
 	rm -rf build build-san bin

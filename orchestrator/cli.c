@@ -246,6 +246,9 @@ const char *cli_templates_dir(void)
     if (is_dir(buf)) return buf;
     snprintf(buf, sizeof buf, "%s/../../templates", self);
     if (is_dir(buf)) return buf;
+    // an installed segx (make install): PREFIX/bin/segx -> PREFIX/share/segx/templates
+    snprintf(buf, sizeof buf, "%s/../share/segx/templates", self);
+    if (is_dir(buf)) return buf;
     const char *root = getenv("SEGX_ROOT");
     if (root && *root) {
         snprintf(buf, sizeof buf, "%s/templates", root);

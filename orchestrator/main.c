@@ -37,6 +37,46 @@ static void usage(FILE *f)
                "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 
+// Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean".
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 32 || lb > 32) return 99;
+    size_t d[33][33];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+// git's way: the commands closest to the typo (distance <= 2, or the typo starts a command's name).
+static size_t closeness(const char *typo, const char *cmd)
+{
+    return strncmp(cmd, typo, strlen(typo)) == 0 ? 1 : distance(typo, cmd);
+}
+
+static void suggest(const char *name)
+{
+    if (!*name) return;
+    size_t best = 3, n = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].summary && closeness(name, commands[i].name) < best) best = closeness(name, commands[i].name);
+    if (best > 2) return;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        n += commands[i].summary && closeness(name, commands[i].name) == best;
+    fprintf(stderr, "\nThe most similar command%s\n", n > 1 ? "s are" : " is");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].summary && closeness(name, commands[i].name) == best) fprintf(stderr, "\t%s\n", commands[i].name);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { usage(stderr); return 2; }
@@ -48,7 +88,7 @@ int main(int argc, char **argv)
     if (strcmp(name, "--version") == 0) { printf("segx 0.1\n"); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "segx: unknown command '%s'\n", name);
-    usage(stderr);
+    fprintf(stderr, "segx: '%s' is not a segx command. See 'segx --help'.\n", name);
+    suggest(name);
     return 2;
 }
