@@ -20,6 +20,8 @@ typedef struct {
     ConfMat cm;
     int32_t *pred;
     float *opt_state;   // read from the checkpoint and dropped: evaluation needs no optimizer
+    Pipeline pipe;      // --crop: images of any size, each at its own resolution (seg_eval.c)
+    SegEvalConfig seg;
 } Eval;
 
 static void eval_free(Eval *e) {
@@ -52,8 +54,10 @@ static int load(const TrainConfig *c, Eval *e, const char *ckpt, CkptHeader *h, 
                          .synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch };
     dopt.pad_to = c->pad_to;
     if (dataset_open(c->dataset, SPLIT_TEST, &dopt, &e->ds, err, el)) return TRAIN_EXIT_ERROR;
+    int in_h, in_w;
+    if (seg_setup(c, e->ds, &e->pipe, &e->seg, &in_h, &in_w, err, el)) return TRAIN_EXIT_USAGE;
     ModelConfig mc = { .name = c->model, .in_channels = e->ds->channels, .classes = e->ds->classes,
-                       .height = e->ds->height, .width = e->ds->width, .base_width = c->width,
+                       .height = in_h, .width = in_w, .base_width = c->width,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
     if (model_create(&mc, &e->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(e->model) != e->ds->segmentation) {
@@ -67,6 +71,10 @@ static int load(const TrainConfig *c, Eval *e, const char *ckpt, CkptHeader *h, 
     if (!e->opt_state) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
     if (ckpt_load(ckpt, &expect, &got, model_params(e->model), model_buffers(e->model), e->opt_state, err, el))
         return TRAIN_EXIT_USAGE;
+    if (e->pipe.crop_h) {
+        if (confmat_init(&e->cm, e->ds->classes)) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
+        return TRAIN_EXIT_OK;
+    }
     LoaderConfig lc = { .batch = c->batch, .workers = c->workers, .rank = 0, .world = 1, .seed = c->seed,
                         .shuffle = 0, .augment = 0, .drop_last = 0, .limit = c->eval_limit > 0 ? c->eval_limit : 0 };
     if (loader_create(e->ds, &lc, &e->ld, err, el)) return TRAIN_EXIT_ERROR;
@@ -80,20 +88,27 @@ static int run(const TrainConfig *c, Eval *e, const char *ckpt, const CkptHeader
     double t0 = run_now_s(), loss_sum = 0, counted_sum = 0;
     long images = 0;
     size_t hw = e->ds->segmentation ? (size_t)e->ds->height * e->ds->width : 1;
-    if (loader_begin(e->ld, 0, 0, err, el)) return TRAIN_EXIT_ERROR;
-    const Batch *b;
-    while ((b = loader_next(e->ld, NULL))) {
-        const float *logits = model_forward(e->model, b->x, b->n, 0);
-        long counted = 0;
-        float loss = model_loss(e->model, b->y, 1.0f, &counted);
-        loss_sum += (double)loss * counted;
-        counted_sum += counted;
-        metrics_argmax(logits, b->n, e->ds->classes, hw, e->pred);
-        confmat_add(&e->cm, b->y, e->pred, (size_t)b->n * hw);
-        images += b->n;
+    if (e->pipe.crop_h) {   // each image at its own resolution
+        long lim = c->eval_limit > 0 && c->eval_limit < e->ds->n ? c->eval_limit : e->ds->n;
+        double sums[2] = { 0, 0 };
+        if (seg_eval_images(e->model, e->ds, &e->seg, 0, 1, lim, &e->cm, sums, err, el)) return TRAIN_EXIT_ERROR;
+        loss_sum = sums[0]; counted_sum = sums[1]; images = lim;
+    } else {
+        if (loader_begin(e->ld, 0, 0, err, el)) return TRAIN_EXIT_ERROR;
+        const Batch *b;
+        while ((b = loader_next(e->ld, NULL))) {
+            const float *logits = model_forward(e->model, b->x, b->n, 0);
+            long counted = 0;
+            float loss = model_loss(e->model, b->y, 1.0f, &counted);
+            loss_sum += (double)loss * counted;
+            counted_sum += counted;
+            metrics_argmax(logits, b->n, e->ds->classes, hw, e->pred);
+            confmat_add(&e->cm, b->y, e->pred, (size_t)b->n * hw);
+            images += b->n;
+        }
+        if (loader_error(e->ld)[0]) { snprintf(err, el, "%s", loader_error(e->ld)); return TRAIN_EXIT_ERROR; }
+        loader_end(e->ld);
     }
-    if (loader_error(e->ld)[0]) { snprintf(err, el, "%s", loader_error(e->ld)); return TRAIN_EXIT_ERROR; }
-    loader_end(e->ld);
     double secs = run_now_s() - t0;
     json_t *o = json_object();
     json_object_set_new(o, "status", json_string("completed"));
