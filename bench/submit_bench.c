@@ -1,5 +1,6 @@
 // bench/submit_bench.c — the C half of bench/submit: submits N held jobs through a segx backend
-// and times it, then times single status polls of a list of job ids with both Slurm backends.
+// and times it, then times single status polls of a list of job ids with each Slurm backend
+// (slurm, slurm-cli, slurm-rest; slurm-rest needs SEGX_SLURMRESTD_URL/SLURM_JWT or the local socket).
 //   submit_bench submit BACKEND N SCRIPT RUN_DIR IDS_OUT     -> "seconds" on stdout, ids to IDS_OUT
 //   submit_bench poll IDS_FILE REPEATS                       -> one line per backend: median seconds
 // Built by bench/submit against $BUILD/libsegx.a (it is not part of the normal build).
@@ -34,7 +35,9 @@ static int do_submit(const char *backend, int n, const char *script, const char 
         char key[32], name[64], id[64];
         snprintf(key, sizeof key, "c%d", i);
         snprintf(name, sizeof name, "bench-%s-%d", backend, i);
-        JobSpec j = {.experiment = "bench", .cell_key = key, .run_dir = run_dir, .script_path = script,
+        // one experiment name per backend: the same comment would make a backend return the job another
+        // one submitted (the lost-reply check), and nothing would be submitted twice
+        JobSpec j = {.experiment = backend, .cell_key = key, .run_dir = run_dir, .script_path = script,
                      .job_name = name, .attempt = 1, .gpus = 1, .nodes = 1, .gpu_type = "cpu"};
         if (b->ops->submit(b, &j, id, sizeof id, err, sizeof err)) {
             fprintf(stderr, "submit_bench: job %d: %s\n", i, err);
@@ -64,8 +67,8 @@ static int do_poll(const char *ids_file, int repeats)
     }
     fclose(f);
     JobStatus *st = calloc(n, sizeof *st);
-    const char *names[2] = {"slurm", "slurm-cli"};
-    for (int k = 0; k < 2; k++) {
+    const char *names[3] = {"slurm", "slurm-cli", "slurm-rest"};
+    for (int k = 0; k < 3; k++) {
         Backend *b;
         char err[1024];
         if (backend_open(names[k], NULL, &b, err, sizeof err)) { fprintf(stderr, "submit_bench: %s\n", err); return 1; }
