@@ -462,4 +462,5 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
     }
     if (!j) { web_error(r, 1, bad, "%s", err); return; }
     web_json_response(r, 200, j);
+    r->no_cache = strcmp(what, "cell") == 0;   // its logs change without the DB
 }

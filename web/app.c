@@ -191,6 +191,113 @@ void web_db_put(WebApp *app, sqlite3 *db)
     pthread_mutex_unlock(&app->mu);
 }
 
+// ---- the answer cache ---------------------------------------------------------------------------
+
+typedef struct WebCached {
+    char *key;
+    unsigned long generation;
+    unsigned long used;   // LRU clock
+    int status;
+    const char *type;
+    char *body;
+    size_t len;
+    char disposition[160];
+} WebCached;
+
+// Moves app->generation when another connection committed since the last look. Caller holds mu.
+static void cache_check_db(WebApp *app)
+{
+    sqlite3_stmt *st;
+    if (!app->watch || sqlite3_prepare_v2(app->watch, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK) {
+        app->generation++;   // cannot tell: treat every request as after a change
+        return;
+    }
+    long long v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (v != app->data_version || v < 0) {
+        app->data_version = v;
+        app->generation++;
+    }
+}
+
+static void cache_drop(WebApp *app, int i)
+{
+    app->cache_bytes -= app->cache[i].len;
+    free(app->cache[i].key);
+    free(app->cache[i].body);
+    app->cache[i] = app->cache[--app->ncache];
+}
+
+static char *cache_key(const WebRequest *q)
+{
+    size_t n = strlen(q->path) + (q->query ? strlen(q->query) : 0) + 2;
+    char *k = malloc(n);
+    if (k) snprintf(k, n, "%s?%s", q->path, q->query ? q->query : "");
+    return k;
+}
+
+// 1 and a copy of the cached answer in r, or 0.
+static int cache_get(WebApp *app, const char *key, WebResponse *r, unsigned long *gen)
+{
+    static unsigned long clock;
+    pthread_mutex_lock(&app->mu);
+    cache_check_db(app);
+    *gen = app->generation;
+    for (int i = 0; i < app->ncache; i++) {
+        WebCached *c = &app->cache[i];
+        if (c->generation != app->generation) { cache_drop(app, i--); continue; }
+        if (strcmp(c->key, key) != 0) continue;
+        char *b = malloc(c->len ? c->len : 1);
+        if (!b) break;
+        memcpy(b, c->body, c->len);
+        r->status = c->status;
+        r->type = c->type;
+        r->body = b;
+        r->len = c->len;
+        r->body_static = 0;
+        memcpy(r->disposition, c->disposition, sizeof r->disposition);
+        c->used = ++clock;
+        pthread_mutex_unlock(&app->mu);
+        return 1;
+    }
+    pthread_mutex_unlock(&app->mu);
+    return 0;
+}
+
+static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned long gen)
+{
+    if (r->len > WEB_CACHE_BYTES / 4) { free(key); return; }
+    char *b = malloc(r->len ? r->len : 1);
+    if (!b) { free(key); return; }
+    memcpy(b, r->body, r->len);
+    pthread_mutex_lock(&app->mu);
+    if (gen != app->generation) {   // the DB changed while this answer was computed
+        pthread_mutex_unlock(&app->mu);
+        free(key);
+        free(b);
+        return;
+    }
+    for (int i = 0; i < app->ncache; i++)
+        if (strcmp(app->cache[i].key, key) == 0) cache_drop(app, i--);
+    while (app->ncache > 0 && (app->ncache >= WEB_CACHE_ENTRIES || app->cache_bytes + r->len > WEB_CACHE_BYTES)) {
+        int lru = 0;
+        for (int i = 1; i < app->ncache; i++)
+            if (app->cache[i].used < app->cache[lru].used) lru = i;
+        cache_drop(app, lru);
+    }
+    WebCached *c = &app->cache[app->ncache++];
+    memset(c, 0, sizeof *c);
+    c->key = key;
+    c->generation = gen;
+    c->status = r->status;
+    c->type = r->type;
+    c->body = b;
+    c->len = r->len;
+    memcpy(c->disposition, r->disposition, sizeof c->disposition);
+    app->cache_bytes += r->len;
+    pthread_mutex_unlock(&app->mu);
+}
+
 int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t errlen)
 {
     memset(app, 0, sizeof *app);
@@ -205,6 +312,14 @@ int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t e
     pthread_cond_init(&app->cv, NULL);
     app->idle[app->nidle++] = db;
     app->nopen = 1;
+    app->cache = calloc(WEB_CACHE_ENTRIES, sizeof *app->cache);
+    int oom = !app->cache;
+    if (oom || open_ro(db_path, &app->watch, err, errlen) < 0) {
+        web_app_close(app);
+        if (oom) snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cache_check_db(app);
     const char *dir = getenv("SEGX_VEGA_DIR");
     if (web_vega_bundle(dir && *dir ? dir : WEB_VEGA_DIR, &app->vega, &app->vega_len, app->vega_err,
                         sizeof app->vega_err) < 0)
@@ -214,6 +329,11 @@ int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t e
 
 void web_app_close(WebApp *app)
 {
+    while (app->ncache > 0) cache_drop(app, 0);
+    free(app->cache);
+    app->cache = NULL;
+    db_close(app->watch);
+    app->watch = NULL;
     for (int i = 0; i < app->nidle; i++) db_close(app->idle[i]);
     app->nidle = app->nopen = 0;
     free(app->vega);
@@ -346,6 +466,8 @@ static const struct { const char *path, *type, *body; } static_files[] = {
     {"/static/style.css", "text/css; charset=utf-8", web_static_style_css},
 };
 
+static void route(WebApp *app, const WebRequest *q, WebResponse *r, const char *path, int api);
+
 void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
 {
     memset(r, 0, sizeof *r);
@@ -369,6 +491,18 @@ void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
         return;
     }
     if (strcmp(path, "/favicon.ico") == 0) { set_static(r, 204, "image/x-icon", "", 0); return; }
+    // The SQL box is not cached: a query can be anything (and must meet its time limit).
+    int cacheable = strcmp(path, "/sql") != 0 && strcmp(path, "/api/sql") != 0;
+    char *key = cacheable ? cache_key(q) : NULL;
+    unsigned long gen = 0;
+    if (key && cache_get(app, key, r, &gen)) { free(key); return; }
+    route(app, q, r, path, api);
+    if (key && r->status == 200 && !r->no_cache && !r->body_static) cache_put(app, key, r, gen);
+    else free(key);
+}
+
+static void route(WebApp *app, const WebRequest *q, WebResponse *r, const char *path, int api)
+{
     sqlite3 *db = web_db_get(app);
     if (!db) { web_error(r, api, 503, "cannot open the database %s read-only", app->db_path); return; }
     char name[256], what[64], rest[256];

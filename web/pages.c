@@ -592,6 +592,7 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
         json_decref(c);
         page_foot(f, 0);
         out_finish(&o, r, 200, "text/html; charset=utf-8");
+        r->no_cache = 1;   // the logs change without the DB
         return;
     }
     if (!kind || *rest) { web_error(r, 0, 404, "no such page: /e/%s/%s", exp, what); return; }
@@ -694,6 +695,7 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
     json_decref(rows);
     page_foot(f, charts);
     out_finish(&o, r, 200, "text/html; charset=utf-8");
+    r->no_cache = refresh != 0;   // progress and ETA come from run dirs and the clock
 }
 
 // ---- /sql -------------------------------------------------------------------------------------

@@ -36,6 +36,14 @@ static int token_equal(const char *a, const char *b)
     return d == 0;
 }
 
+// The query arguments, in order, as "k=v&..." with '&' and '=' inside them kept apart by \x01
+// (a cache key, never parsed back). The token is left out.
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    if (strcmp(key, "token") != 0) fprintf(cls, "%s\x01%s\x02", key, value ? value : "");
+    return MHD_YES;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *c, WebResponse *r, const char *set_cookie)
 {
     struct MHD_Response *resp;
@@ -96,8 +104,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
     }
     ArgCtx ctx = {c};
-    WebRequest q = {.method = method, .path = url, .arg = mhd_arg, .ctx = &ctx};
+    char *query = NULL;
+    size_t qlen = 0;
+    FILE *qf = open_memstream(&query, &qlen);
+    if (qf) {
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, qf);
+        fclose(qf);
+    }
+    WebRequest q = {.method = method, .path = url, .arg = mhd_arg, .ctx = &ctx, .query = query};
     web_handle(&s->app, &q, &r);
+    free(query);
     return send_response(c, &r, set_cookie);
 }
 

@@ -30,6 +30,8 @@
 #define WEB_SQL_MS 2000        // its time limit
 #define WEB_CURVE_POINTS 2000  // curves: points per series at most (downsampled server-side)
 #define WEB_URL_MAX 8192       // longer URLs get 414
+#define WEB_CACHE_ENTRIES 128  // cached answers at most ...
+#define WEB_CACHE_BYTES (256u << 20)   // ... and their bytes at most
 // Where Debian's libjs-vega installs the chart library (overridable for tests: SEGX_VEGA_DIR).
 #define WEB_VEGA_DIR "/usr/share/javascript/vega"
 
@@ -42,6 +44,14 @@ typedef struct {
     char *vega;           // the chart library as one script (web_vega_bundle), NULL if absent
     size_t vega_len;
     char vega_err[512];   // why it is absent
+    // Answers cached until the DB changes (PRAGMA data_version of the watch connection moves),
+    // so a big study's reports are computed once per `segx collect`, not once per request.
+    sqlite3 *watch;
+    long long data_version;
+    unsigned long generation;
+    struct WebCached *cache;
+    int ncache;
+    size_t cache_bytes;
 } WebApp;
 
 typedef struct {
@@ -50,6 +60,7 @@ typedef struct {
     // Query argument (decoded) or NULL; ctx is passed back.
     const char *(*arg)(void *ctx, const char *key);
     void *ctx;
+    const char *query;    // the query arguments as one string (a cache key), NULL: none
 } WebRequest;
 
 typedef struct {
@@ -60,6 +71,7 @@ typedef struct {
     int body_static;
     int cacheable;             // static assets: may be cached by the browser
     char disposition[160];     // Content-Disposition header, "" for none
+    int no_cache;              // depends on more than the DB (run-dir files, the clock)
 } WebResponse;
 
 // Opens the DB read-only (checking it is a segx DB) and builds the chart bundle. pool: the most

@@ -102,7 +102,7 @@ static const char *qarg(void *ctx, const char *key)
 
 static WebResponse get(const char *method, const char *path, const char *query)
 {
-    WebRequest q = {.method = method, .path = path, .arg = qarg, .ctx = (void *)query};
+    WebRequest q = {.method = method, .path = path, .arg = qarg, .ctx = (void *)query, .query = query};
     WebResponse r;
     web_handle(&app, &q, &r);
     return r;
@@ -355,6 +355,31 @@ static void test_sql_box(void **state)
     free(s);
 }
 
+// Answers are cached until the DB changes: a commit by another connection (segx collect) shows
+// in the next answer.
+static void test_cache_follows_db(void **state)
+{
+    WebResponse r = get("GET", "/api/e/other/cost", "");
+    char *a = body(&r);
+    r = get("GET", "/api/e/other/cost", "");
+    char *b = body(&r);
+    assert_string_equal(a, b);
+    sqlite3 *db;
+    char err[512];
+    if (db_open(dbpath, DB_EXISTING, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    execf(db, "UPDATE cells SET est_gpu_hours = 7.25 WHERE id = 99");
+    db_close(db);
+    r = get("GET", "/api/e/other/cost", "");
+    char *c = body(&r), *want = report_bytes("cost", "other");
+    assert_string_equal(c, want);
+    assert_non_null(strstr(c, "\"est_gpu_hours\": 7.25"));
+    assert_string_not_equal(a, c);
+    free(a);
+    free(b);
+    free(c);
+    free(want);
+}
+
 static void test_query_arg_and_escape(void **state)
 {
     char buf[64];
@@ -514,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_grid_filters),
         cmocka_unit_test(test_curves_downsampled),
         cmocka_unit_test(test_sql_box),
+        cmocka_unit_test(test_cache_follows_db),
         cmocka_unit_test(test_query_arg_and_escape),
         cmocka_unit_test(test_vega_bundle),
         cmocka_unit_test(test_server),
