@@ -256,14 +256,17 @@ GROUP BY experiment_id, group_key;
 
 -- scaling: each cell group against the 1-GPU group of the same scaling_key in the same
 --   experiment (same model, GPU type and batch rule; weak keeps batch_per_gpu, strong keeps
---   global_batch; the column scaling says which). images_per_s and epoch_s: means over the
+--   global_batch, weak-data keeps batch_per_gpu and grows the training set, train_limit x gpus;
+--   the column scaling says which). images_per_s and epoch_s: means over the
 --   group's seeds of cell_throughput (n = cells with data). From throughput: speedup_throughput
 --   = images_per_s / base_images_per_s; from time per epoch: speedup_time = base_epoch_s /
---   epoch_s; efficiency_* = speedup_* / gpus. NULL where there is no 1-GPU group with data; if
+--   epoch_s (weak-data: gpus x base_epoch_s / epoch_s, as an epoch holds gpus x the samples);
+--   efficiency_* = speedup_* / gpus. NULL where there is no 1-GPU group with data; if
 --   several 1-GPU groups share a scaling_key, the base is their mean (base_groups says how many).
 CREATE VIEW scaling AS
 WITH g AS (
-  SELECT c.experiment_id, c.group_key, MIN(c.scaling_key) AS scaling_key, MIN(c.scaling) AS scaling,
+  SELECT c.experiment_id, c.group_key, MIN(c.scaling_key) AS scaling_key,
+         MIN(COALESCE(json_extract(c.params, '$.scaling'), c.scaling)) AS scaling,   -- weak, strong, weak-data
          MIN(c.model) AS model, MIN(c.gpu_type) AS gpu_type, MIN(c.gpus) AS gpus, MIN(c.nodes) AS nodes,
          MIN(c.batch_per_gpu) AS batch_per_gpu, MIN(c.global_batch) AS global_batch,
          COUNT(COALESCE(t.images_per_s, t.epoch_s)) AS n,
@@ -274,8 +277,9 @@ SELECT experiment_id, scaling_key, group_key, scaling, model, gpu_type, gpus, no
        images_per_s, epoch_s, base_groups, base_images_per_s, base_epoch_s,
        images_per_s / base_images_per_s AS speedup_throughput,
        images_per_s / base_images_per_s / gpus AS efficiency_throughput,
-       base_epoch_s / epoch_s AS speedup_time,
-       base_epoch_s / epoch_s / gpus AS efficiency_time
+       -- weak-data: an epoch holds gpus x the samples, so the ideal epoch time is the baseline's
+       CASE WHEN scaling = 'weak-data' THEN gpus * base_epoch_s / epoch_s ELSE base_epoch_s / epoch_s END AS speedup_time,
+       CASE WHEN scaling = 'weak-data' THEN base_epoch_s / epoch_s ELSE base_epoch_s / epoch_s / gpus END AS efficiency_time
 FROM (SELECT g.*, COUNT(CASE WHEN g.gpus = 1 AND g.n > 0 THEN 1 END) OVER w AS base_groups,
              AVG(CASE WHEN g.gpus = 1 THEN g.images_per_s END) OVER w AS base_images_per_s,
              AVG(CASE WHEN g.gpus = 1 THEN g.epoch_s END) OVER w AS base_epoch_s

@@ -140,7 +140,20 @@ static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *er
         c->global_batch = (int)gb;
         json_object_set_new(p, "global_batch", json_integer(c->global_batch));
     }
-    json_object_set_new(p, "scaling", json_string(s->strong ? "strong" : "weak"));
+    if (s->weak_data) {   // the training set grows with the GPUs: train_limit per GPU x gpus
+        const char *tk = json_object_get(p, "train-limit") ? "train-limit" : "train_limit";
+        json_t *tl = json_object_get(p, tk);
+        if (!json_is_integer(tl) || json_integer_value(tl) < 1 || json_integer_value(tl) > INT_MAX / c->gpus) {
+            plan_cell_label(c, label, sizeof label);
+            snprintf(err, errlen, "%s: cell {%s}: \"scaling\": \"weak-data\" multiplies the training set by gpus: "
+                     "set trainer.args.train-limit (or a train_limit axis) to a positive integer, the samples per GPU",
+                     s->path, label);
+            return -1;
+        }
+        json_object_set_new(p, "train_limit_per_gpu", json_integer(json_integer_value(tl)));
+        json_object_set_new(p, tk, json_integer(json_integer_value(tl) * c->gpus));
+    }
+    json_object_set_new(p, "scaling", json_string(s->strong ? "strong" : s->weak_data ? "weak-data" : "weak"));
     c->model = json_string_value(json_object_get(p, "model"));
     c->gpu_type = json_string_value(json_object_get(p, "gpu_type"));
     json_t *seed = json_object_get(p, "seed");
@@ -161,11 +174,13 @@ static void finish_cell(const Spec *s, PlanCell *c, int ref_batch)
     static const char *const no_seed[] = {"seed", NULL};
     static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
     static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
+    // weak-data: the scaled train limit varies with gpus too (train_limit_per_gpu stays)
+    static const char *const data_drop[] = {"seed", "gpus", "nodes", "global_batch", "train-limit", "train_limit", NULL};
     free(c->canon);
     c->canon = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
     plan_hash(c->canon ? c->canon : "", c->key);
     hash_without(c->params, no_seed, c->group_key);
-    hash_without(c->params, s->strong ? strong_drop : weak_drop, c->scaling_key);
+    hash_without(c->params, s->strong ? strong_drop : s->weak_data ? data_drop : weak_drop, c->scaling_key);
     c->model = json_string_value(json_object_get(c->params, "model"));
     c->gpu_type = json_string_value(json_object_get(c->params, "gpu_type"));
 }
@@ -396,11 +411,13 @@ int plan_cell_from_params(const Spec *s, const char *params_json, PlanCell *c, c
     static const char *const no_seed[] = {"seed", NULL};
     static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
     static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
+    static const char *const data_drop[] = {"seed", "gpus", "nodes", "global_batch", "train-limit", "train_limit", NULL};
     const char *scaling = json_string_value(json_object_get(p, "scaling"));
     c->canon = json_dumps(p, JSON_SORT_KEYS | JSON_COMPACT);
     plan_hash(c->canon ? c->canon : "", c->key);
     hash_without(p, no_seed, c->group_key);
-    hash_without(p, scaling && strcmp(scaling, "strong") == 0 ? strong_drop : weak_drop, c->scaling_key);
+    hash_without(p, scaling && strcmp(scaling, "strong") == 0 ? strong_drop
+                    : scaling && strcmp(scaling, "weak-data") == 0 ? data_drop : weak_drop, c->scaling_key);
     c->model = json_string_value(json_object_get(p, "model"));
     c->gpu_type = json_string_value(json_object_get(p, "gpu_type"));
     (void)s;
@@ -463,6 +480,7 @@ int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char 
         sqlite3_bind_int(ins, 9, c->nodes);
         sqlite3_bind_int(ins, 10, c->batch_per_gpu);
         sqlite3_bind_int(ins, 11, c->global_batch);
+        // the batch rule; weak-data keeps the batch per GPU (its params' "scaling" says weak-data)
         sqlite3_bind_text(ins, 12, s->strong ? "strong" : "weak", -1, SQLITE_STATIC);
         if (opt) sqlite3_bind_text(ins, 13, opt, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 13);
         if (c->lr > 0) sqlite3_bind_double(ins, 14, c->lr); else sqlite3_bind_null(ins, 14);
@@ -708,7 +726,7 @@ static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const 
     if (template_params(r, c, attempt, run_dir, threads, &params, err, errlen) < 0) return NULL;
     str_word(&b, trainer);
     static const char *const not_flags[] = {"gpu_type", "gpus", "nodes", "global_batch", "batch_per_gpu", "scaling",
-                                            "lr_scaling", "lr_ref_batch", "lr", "eval", "seed", NULL};
+                                            "lr_scaling", "lr_ref_batch", "lr", "eval", "seed", "train_limit_per_gpu", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(params, k, v) {

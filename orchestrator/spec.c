@@ -667,9 +667,10 @@ static int check_spec(const Chk *c, Spec *s)
     s->matrix = v;
     if ((v = json_object_get(r, "scaling"))) {
         const char *x = json_string_value(v);
-        if (!x || (strcmp(x, "weak") && strcmp(x, "strong")))
-            return fail(c, "scaling", 0, "expected \"weak\" or \"strong\"");
+        if (!x || (strcmp(x, "weak") && strcmp(x, "strong") && strcmp(x, "weak-data")))
+            return fail(c, "scaling", 0, "expected \"weak\", \"strong\" or \"weak-data\"");
         s->strong = strcmp(x, "strong") == 0;
+        s->weak_data = strcmp(x, "weak-data") == 0;
     }
     if ((v = json_object_get(r, "lr_scaling"))) {
         const char *x = json_string_value(v);

@@ -12,7 +12,8 @@
 //   matrix      {axis: [values]}: model, gpu_type, gpus, nodes, batch_per_gpu | global_batch,
 //                optimizer, lr, seed, and any trainer flag (workers, comm, ...)
 //   exclude / include   lists of partial cells (a value may be a list: any of)
-//   scaling     "weak" (matrix.batch_per_gpu) | "strong" (matrix.global_batch, split over gpus)
+//   scaling     "weak" (matrix.batch_per_gpu) | "strong" (matrix.global_batch, split over gpus) |
+//               "weak-data" (weak, and train_limit x gpus: constant epoch time under ideal scaling)
 //   lr_scaling  "none" | "linear" | "sqrt" (relative to the smallest global batch)
 //   resources   {time "HH:MM:SS" | "D-HH:MM:SS" | minutes, cpus_per_gpu, mem_per_gpu: "16G" or
 //                {gpu_type: "16G"} (overrides the cluster profile's; --mem = it x GPUs per node)}
@@ -42,6 +43,7 @@ typedef struct {
     json_t *matrix;         // object of non-empty arrays
     json_t *exclude, *include;  // arrays of objects, or NULL
     int strong;             // scaling == "strong"
+    int weak_data;          // scaling == "weak-data": weak, and the training set grows with gpus (train_limit x gpus)
     LrScaling lr_scaling;
     const char *time;       // normalised "HH:MM:SS" or "D-HH:MM:SS"
     long time_s;

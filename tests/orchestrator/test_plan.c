@@ -168,6 +168,34 @@ static void test_strong_scaling(void **state)
     spec_free(s);
 }
 
+// weak-data: batch per GPU kept, training set = train-limit x gpus; the 1-GPU cell is the baseline
+static void test_weak_data_scaling(void **state)
+{
+    (void)state;
+    Spec *s = spec_ok("{\"name\": \"wd\", \"trainer\": {\"args\": {\"train-limit\": 500}}, \"scaling\": \"weak-data\", "
+                      "\"matrix\": {\"model\": [\"cnn\"], \"gpus\": [1, 2, 4], \"batch_per_gpu\": [32]}}");
+    PlanCell *c;
+    size_t n;
+    char err[1024];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(json_integer_value(json_object_get(c[i].params, "train-limit")), 500 * c[i].gpus);
+        assert_int_equal(json_integer_value(json_object_get(c[i].params, "train_limit_per_gpu")), 500);
+        assert_int_equal(c[i].batch_per_gpu, 32);
+        assert_string_equal(json_string_value(json_object_get(c[i].params, "scaling")), "weak-data");
+        assert_string_equal(c[i].scaling_key, c[0].scaling_key);
+    }
+    plan_cells_free(c, n);
+    spec_free(s);
+    // without a train limit there is nothing to grow
+    s = spec_ok("{\"name\": \"wd\", \"trainer\": {}, \"scaling\": \"weak-data\", "
+                "\"matrix\": {\"model\": [\"cnn\"], \"gpus\": [1, 2], \"batch_per_gpu\": [32]}}");
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), -1);
+    if (!strstr(err, "weak-data") || !strstr(err, "train-limit")) fail_msg("%s", err);
+    spec_free(s);
+}
+
 static void test_lr_scaling(void **state)
 {
     (void)state;
@@ -568,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_expansion_counts),
         cmocka_unit_test(test_strong_scaling),
         cmocka_unit_test(test_global_batch_overflow),
+        cmocka_unit_test(test_weak_data_scaling),
         cmocka_unit_test(test_lr_scaling),
         cmocka_unit_test(test_keys_stable_across_replans),
         cmocka_unit_test(test_job_script_executes_with_flags),
