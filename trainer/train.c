@@ -20,6 +20,7 @@
 #include "trainer/ops/ops_cuda.h"    // defines: ops_cuda_init, ops_cuda_optim_step, ops_cuda_error
 #include "trainer/optim/optim.h"     // defines: Optimizer, LrSchedule
 #include "trainer/run/ops_trace.h"
+#include "trainer/run/memplan.h"     // defines: memplan_check (planned memory vs the limit)
 #include "trainer/run/run.h"         // defines: RunDir, checkpoints, Trace
 
 #include <jansson.h>
@@ -435,6 +436,15 @@ static int setup(Trainer *t) {
     ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
                        .height = in_h, .width = in_w, .base_width = c->width,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
+    if (!t->gpu) {   // a batch that cannot fit is said before it is allocated (and OOM-killed)
+        OptKind pk;
+        optim_parse(c->optimizer, &pk);
+        size_t pix = (size_t)t->train_ds->height * t->train_ds->width;
+        MemRun mr = { .batch = c->batch, .workers = c->workers, .has_eval = t->eval_ds != NULL,
+                      .optim_slots = optim_slots(pk), .sample_floats = (size_t)t->train_ds->channels * pix,
+                      .label_ints = t->train_ds->segmentation ? pix : 1 };
+        if (memplan_check(&mc, &mr, err, el)) return TRAIN_EXIT_USAGE;
+    }
     if (model_create_on(&mc, t->ops, &t->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(t->model) != t->train_ds->segmentation) {
         snprintf(err, el, "--model %s is a %s model but --dataset %s has %s labels", c->model,
@@ -513,7 +523,9 @@ static int setup(Trainer *t) {
 
     if (t->rank == 0 && c->out) {
         snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", c->out);
-        int appending = c->resume && access(t->ckpt_path, R_OK) == 0;
+        // only "no checkpoint" starts afresh (and truncates metrics.jsonl); an unreadable one is an error
+        int appending = c->resume ? ckpt_exists(t->ckpt_path, err, el) : 0;
+        if (appending < 0) return TRAIN_EXIT_ERROR;
         if (rundir_open(c->out, appending, &t->rd, err, el)) return TRAIN_EXIT_ERROR;
         json_t *extra = json_pack("{s:s, s:s, s:i, s:i, s:I}", "model", c->model, "dataset", c->dataset,
                                   "batch_size", c->batch, "workers", c->workers, "params",
@@ -563,8 +575,8 @@ static int resume(Trainer *t, CkptHeader *h) {
     memset(h, 0, sizeof *h);
     int have = 0;
     if (t->rank == 0) {
-        have = t->ckpt_path[0] && access(t->ckpt_path, R_OK) == 0;
-        if (have) {
+        have = t->ckpt_path[0] ? ckpt_exists(t->ckpt_path, t->err, sizeof t->err) : 0;
+        if (have == 1) {
             CkptHeader want;
             memset(&want, 0, sizeof want);
             want.n_params = model_num_params(t->model);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -52,6 +53,25 @@ int ckpt_save(const char *path, const CkptHeader *h, const float *params, const 
     }
     run_fsync_parent_dir(path);
     return 0;
+}
+
+int ckpt_exists(const char *path, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, errlen, "%s: cannot open the checkpoint to resume from: %s (fix it, or remove it to start "
+                 "afresh; nothing in the run dir was changed)", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    int reg = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    close(fd);
+    if (!reg) {
+        snprintf(err, errlen, "%s: the checkpoint to resume from is not a regular file (nothing in the run dir "
+                 "was changed)", path);
+        return -1;
+    }
+    return 1;
 }
 
 static FILE *open_checked(const char *path, CkptHeader *h, uLong *crc, char *err, size_t errlen) {

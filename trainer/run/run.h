@@ -65,6 +65,10 @@ typedef struct {
 
 int ckpt_save(const char *path, const CkptHeader *h, const float *params, const float *buffers,
               const float *opt_state, char *err, size_t errlen);
+// --resume: 1 PATH is a checkpoint file that can be opened, 0 there is none (ENOENT: start
+// afresh), -1 anything else (EACCES, ELOOP, not a regular file, ...) with err: an error, so a run
+// never starts over (and truncates metrics.jsonl) because its checkpoint is unreadable.
+int ckpt_exists(const char *path, char *err, size_t errlen);
 // Reads the header only (to check it before loading).
 int ckpt_read_header(const char *path, CkptHeader *h, char *err, size_t errlen);
 // Loads into arrays of the sizes in `expect` (n_* and tag must match the file).

@@ -1,0 +1,39 @@
+// trainer/run/memplan.h — the host memory a CPU run will need, checked against what this rank may
+// use before anything big is allocated. defines: MemPlan, memplan_model, memplan_limit,
+// memplan_check.
+// Contract:
+//  * memplan_model builds the model at its max_batch and half that on a copy of the CPU op table
+//    that counts and only maps (never commits) memory, so the plan comes from the model code itself,
+//    not a formula: fixed + per_sample x max_batch is exactly what it allocates there.
+//  * memplan_limit: the smallest of the machine's memory (MemTotal), the cgroup memory limit and
+//    Slurm's --mem (SLURM_MEM_PER_NODE) or --mem-per-cpu (x SLURM_CPUS_PER_TASK), shared by the
+//    ranks of this node; 0 when none is known.
+//  * memplan_check: 0 fits; -1 with err saying what was planned, the limit and where it comes
+//    from, and the largest batch that fits. Every allocation is counted, though the kernel charges
+//    only pages that are touched (measured: 1.07-1.12x the peak RSS of cnn at batch 128-512), so it
+//    errs on the safe side; SEGX_MEMORY_CHECK=0 skips it.
+#ifndef SEGX_MEMPLAN_H
+#define SEGX_MEMPLAN_H
+#include <stddef.h>
+#include "trainer/models/model.h"
+
+typedef struct {
+    double fixed;        // bytes independent of the batch (parameters, gradients, optimizer state, ...)
+    double per_sample;   // bytes per sample of the batch (activations, loader slots, ...)
+} MemPlan;
+
+// The model's own allocations around mc->max_batch.
+int memplan_model(const ModelConfig *mc, MemPlan *p, char *err, size_t errlen);
+// Bytes this rank may use (0: unknown), and in src (len bytes) where that comes from.
+double memplan_limit(char *src, size_t len);
+
+typedef struct {
+    int batch, workers, has_eval;
+    int optim_slots;                 // floats of optimizer state per parameter
+    size_t sample_floats;            // input floats per sample (C x H x W)
+    size_t label_ints;               // labels per sample (H x W for segmentation, else 1)
+} MemRun;
+
+int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errlen);
+
+#endif
