@@ -159,4 +159,19 @@ int  ops_parallel_threads(void);
 // Runs fn over [0, n) split into contiguous chunks, one per thread; small n (< 2*grain) runs inline.
 void ops_parallel_for(long n, long grain, ParallelFn fn, void *ctx);
 
+// --- pooling with padding (trainer/ops/pool.c; CUDA twin trainer/ops/pool_cuda.cu) ----------------
+// Max pool, kernel k, stride s, padding p (PyTorch's MaxPool2d(k, s, p), floor mode; the ResNet stem
+// is k=3 s=2 p=1): x (B,C,h,w) -> y (B,C,oh,ow), oh = ops_maxpool_out(h, k, s, p). Padding never
+// wins a window. Backward recomputes the argmax from x (first maximum in scan order, as PyTorch),
+// overwrites dx and adds dy of overlapping windows.
+int  ops_maxpool_out(int in, int k, int s, int p);
+void ops_cpu_maxpool_forward(int B, int C, int h, int w, int k, int s, int p, float *y, const float *x);
+void ops_cpu_maxpool_backward(int B, int C, int h, int w, int k, int s, int p, float *dx, const float *dy,
+                              const float *x);
+// The same on device memory, on ops_cuda_stream() (only in builds with CUDA: SEGX_HAVE_CUDA).
+void ops_cuda_maxpool_forward(int B, int C, int h, int w, int k, int s, int p, float *y, const float *x);
+void ops_cuda_maxpool_backward(int B, int C, int h, int w, int k, int s, int p, float *dx, const float *dy,
+                               const float *x);
+
 #endif
+
