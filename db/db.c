@@ -124,13 +124,24 @@ static const char EVAL_JOBS_SQL[] =
     "top1 REAL, loss REAL, images INTEGER, seconds REAL, images_per_s REAL, json TEXT, "
     "collected_at REAL )";
 
+// traces and trace_ops as in db/schema.sql, for files created before they existed.
+static const char TRACES_SQL[] =
+    "CREATE TABLE IF NOT EXISTS traces ( attempt_id INTEGER NOT NULL REFERENCES attempts(id) ON DELETE CASCADE, "
+    "rank INTEGER NOT NULL, path TEXT NOT NULL, steps INTEGER, data_s REAL, forward_s REAL, backward_s REAL, "
+    "comm_s REAL, optimizer_s REAL, eval_s REAL, other_s REAL, ops_s REAL, size INTEGER, mtime REAL, "
+    "collected_at REAL, PRIMARY KEY (attempt_id, rank) ); "
+    "CREATE TABLE IF NOT EXISTS trace_ops ( attempt_id INTEGER NOT NULL, rank INTEGER NOT NULL, op TEXT NOT NULL, "
+    "calls INTEGER NOT NULL, total_s REAL NOT NULL, PRIMARY KEY (attempt_id, rank, op), "
+    "FOREIGN KEY (attempt_id, rank) REFERENCES traces(attempt_id, rank) ON DELETE CASCADE )";
+
 static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
 {
     int stale = 0;
     if (each_view(count_stale_view, db, &stale, e, el) < 0) return -1;
     int need_sig = !has_column(db, "attempts", "ingest_sig"), need_targets = !has_column(db, "targets", "metric");
     int need_eval = !has_column(db, "eval_jobs", "attempt_id"), need_run_s = !has_column(db, "attempts", "run_s");
-    if (!stale && !need_sig && !need_targets && !need_eval && !need_run_s) return 0;
+    int need_traces = !has_column(db, "trace_ops", "attempt_id");
+    if (!stale && !need_sig && !need_targets && !need_eval && !need_run_s && !need_traces) return 0;
     if (exec(db, "BEGIN IMMEDIATE", e, el) < 0) return -1;
     int changed = 0;
     if ((need_sig && exec(db, "ALTER TABLE attempts ADD COLUMN ingest_sig TEXT", e, el) < 0) ||
@@ -140,6 +151,7 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
                                   " value REAL NOT NULL, PRIMARY KEY (experiment_id, metric))", e, el) < 0) ||
         (need_eval && exec(db, EVAL_JOBS_SQL, e, el) < 0) ||
         (need_run_s && exec(db, "ALTER TABLE attempts ADD COLUMN run_s REAL", e, el) < 0) ||
+        (need_traces && exec(db, TRACES_SQL, e, el) < 0) ||
         each_view(replace_view_if_stale, db, &changed, e, el) < 0) {
         db_rollback(db);
         return -1;

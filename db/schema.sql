@@ -133,6 +133,34 @@ CREATE TABLE eval_jobs (
   collected_at REAL
 );
 
+-- traces: one row per rank of an attempt that segx-train traced (--profile; Chrome trace format),
+--   filled by segx collect (orchestrator/collect_trace.c): path (the rank's file: the cell's profile
+--   path, or RUN_DIR/trace.json; rank r > 0 wrote PATH.rank<r>), steps (training steps traced), the
+--   seconds of each phase summed over the run (data_s: waiting for the loader; forward_s,
+--   backward_s, comm_s: gradient allreduce; optimizer_s; eval_s; other_s: phases with other names),
+--   ops_s (time on the ops lane: the model's ops inside forward/backward), size and mtime (a file
+--   that did not change is not read again).
+CREATE TABLE traces (
+  attempt_id   INTEGER NOT NULL REFERENCES attempts(id) ON DELETE CASCADE,
+  rank         INTEGER NOT NULL,
+  path         TEXT NOT NULL,
+  steps        INTEGER,
+  data_s REAL, forward_s REAL, backward_s REAL, comm_s REAL, optimizer_s REAL, eval_s REAL, other_s REAL,
+  ops_s        REAL,
+  size INTEGER, mtime REAL, collected_at REAL,
+  PRIMARY KEY (attempt_id, rank)
+);
+-- trace_ops: per rank and op name (conv2d_forward, batchnorm_relu_backward, ...): calls and seconds.
+CREATE TABLE trace_ops (
+  attempt_id   INTEGER NOT NULL,
+  rank         INTEGER NOT NULL,
+  op           TEXT NOT NULL,
+  calls        INTEGER NOT NULL,
+  total_s      REAL NOT NULL,
+  PRIMARY KEY (attempt_id, rank, op),
+  FOREIGN KEY (attempt_id, rank) REFERENCES traces(attempt_id, rank) ON DELETE CASCADE
+);
+
 -- ---- views (the science) ------------------------------------------------------------------
 -- VIEWS-BEGIN (owned by the collect/report module; documented in README.md)
 -- Conventions: one row per attempt / cell / cell group / scaling group; NULL where there is no
@@ -314,6 +342,20 @@ SELECT tt.experiment_id, tt.group_key, tt.metric, MIN(tt.target) AS target, COUN
        MIN(tt.wall_s) AS wall_s_min
 FROM tt JOIN m ON m.experiment_id = tt.experiment_id AND m.group_key = tt.group_key AND m.metric = tt.metric
 GROUP BY tt.experiment_id, tt.group_key, tt.metric;
+-- attempt_phases: per traced attempt, the mean over its ranks of each phase's seconds (traces),
+--   and per training step (ms_per_step_*), with the cell's gpus: "where did the time go per GPU
+--   count" is SELECT gpus, avg(data_s), avg(comm_s) ... FROM attempt_phases GROUP BY gpus.
+CREATE VIEW attempt_phases AS
+SELECT t.attempt_id, a.cell_id, c.experiment_id, c.model, c.gpu_type, c.gpus, c.batch_per_gpu, COUNT(*) AS ranks,
+       MAX(t.steps) AS steps, AVG(t.data_s) AS data_s, AVG(t.forward_s) AS forward_s, AVG(t.backward_s) AS backward_s,
+       AVG(t.comm_s) AS comm_s, AVG(t.optimizer_s) AS optimizer_s, AVG(t.eval_s) AS eval_s, AVG(t.other_s) AS other_s,
+       AVG(t.data_s + t.forward_s + t.backward_s + t.comm_s + t.optimizer_s) AS train_s,
+       1000 * AVG(t.data_s) / NULLIF(MAX(t.steps), 0) AS ms_per_step_data,
+       1000 * AVG(t.forward_s + t.backward_s) / NULLIF(MAX(t.steps), 0) AS ms_per_step_compute,
+       1000 * AVG(t.comm_s) / NULLIF(MAX(t.steps), 0) AS ms_per_step_comm,
+       1000 * AVG(t.optimizer_s) / NULLIF(MAX(t.steps), 0) AS ms_per_step_optimizer
+FROM traces t JOIN attempts a ON a.id = t.attempt_id JOIN cells c ON c.id = a.cell_id
+GROUP BY t.attempt_id;
 -- VIEWS-END
 
 PRAGMA user_version = 1;

@@ -1,5 +1,6 @@
 // orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
 #include "orchestrator/collect.h"
+#include "orchestrator/collect_trace.h"
 #include "db/db.h"
 #include "orchestrator/runfile.h"
 #include <ctype.h>
@@ -964,7 +965,8 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
         c->st->attempts_ingested++;
         c->kept = 0;
         if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
-            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0) {
+            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0 ||
+            collect_trace_attempt(c->db, a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err, c->errlen) < 0) {
             free(sig);
             return -1;
         }

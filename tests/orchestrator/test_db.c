@@ -123,7 +123,13 @@ static void test_old_v1_file_brought_up_to_date(void **state)
     assert_int_equal(q_int(db, "SELECT count(*) FROM pragma_table_info('eval_jobs')"), 19);
     exec_ok(db, "INSERT INTO eval_jobs (attempt_id, backend, job_id, state) VALUES (1, 'local', '9', 'submitted')");
     assert_int_equal(q_int(db, "SELECT count(*) FROM eval_jobs e JOIN attempts a ON a.id = e.attempt_id"), 1);
-    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 9);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 10);
+    // traces and trace_ops came with segx collect's trace summary: same columns as db/schema.sql's
+    assert_int_equal(q_int(db, "SELECT count(*) FROM pragma_table_info('traces')"), 15);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM pragma_table_info('trace_ops')"), 5);
+    exec_ok(db, "INSERT INTO traces (attempt_id, rank, path, steps, comm_s) VALUES (1, 0, '/r/k/trace.json', 4, 0.5)");
+    exec_ok(db, "INSERT INTO trace_ops (attempt_id, rank, op, calls, total_s) VALUES (1, 0, 'conv2d_forward', 8, 0.25)");
+    assert_int_equal(q_int(db, "SELECT ranks * 100 + steps FROM attempt_phases WHERE attempt_id = 1"), 104);
     // The rows are intact and the views work on them.
     assert_int_equal(q_int(db, "SELECT round(miou * 100) FROM cell_metrics WHERE key = 'k'"), 25);
     assert_int_equal(q_int(db, "SELECT round(gpu_hours) FROM cell_metrics WHERE key = 'k'"), 2);

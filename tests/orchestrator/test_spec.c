@@ -134,7 +134,7 @@ static void test_scaling_batch_rules(void **state)
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"model\": [\"cnn\"]}}");
     assert_non_null(strstr(err, "weak scaling needs matrix.batch_per_gpu"));
     err = expect_error("{\"name\": \"x\", \"trainer\": {}, \"scaling\": \"medium\", \"matrix\": {\"batch_per_gpu\": [8]}}");
-    assert_non_null(strstr(err, "scaling: expected \"weak\" or \"strong\""));
+    assert_non_null(strstr(err, "scaling: expected \"weak\", \"strong\" or \"weak-data\""));
 }
 
 static void test_value_checks(void **state)

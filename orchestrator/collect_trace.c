@@ -1,0 +1,206 @@
+// orchestrator/collect_trace.c — trace.json (Chrome trace format) -> traces, trace_ops (collect_trace.h).
+#include "orchestrator/collect_trace.h"
+#include "orchestrator/render.h"
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MAX_RANKS 4096
+
+typedef struct {
+    sqlite3 *db;
+    FILE *warn;
+    long *warnings;
+    char *err;
+    size_t errlen;
+} Tc;
+
+static void warnf(Tc *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(Tc *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("segx collect: warning: ", t->warn ? t->warn : stderr);
+    vfprintf(t->warn ? t->warn : stderr, fmt, ap);
+    fputc('\n', t->warn ? t->warn : stderr);
+    va_end(ap);
+    if (t->warnings) (*t->warnings)++;
+}
+
+static int sql_fail(Tc *t, const char *what)
+{
+    snprintf(t->err, t->errlen, "%s: %s", what, sqlite3_errmsg(t->db));
+    return -1;
+}
+
+// The cell's "profile" flag value with its {{var}} expanded as the job script got it (plan.c),
+// when it is an absolute path; else "" (the caller looks for RUN_DIR/trace.json).
+static int profile_path(Tc *t, sqlite3_int64 attempt_id, const char *run_dir, char *out, size_t len)
+{
+    out[0] = '\0';
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(t->db, "SELECT c.params, c.key, a.attempt, e.name FROM attempts a JOIN cells c ON c.id = a.cell_id"
+                           " JOIN experiments e ON e.id = c.experiment_id WHERE a.id = ?1", -1, &s, NULL) != SQLITE_OK)
+        return sql_fail(t, "reading the cell of an attempt");
+    sqlite3_bind_int64(s, 1, attempt_id);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        json_t *params = json_loads((const char *)sqlite3_column_text(s, 0), 0, NULL);
+        const char *v = json_string_value(json_object_get(params, "profile"));
+        if (v && strstr(v, "{{")) {
+            json_t *vars = json_deep_copy(params);
+            json_object_set_new(vars, "run_dir", json_string(run_dir));
+            json_object_set_new(vars, "cell_key", json_string((const char *)sqlite3_column_text(s, 1)));
+            json_object_set_new(vars, "attempt", json_integer(sqlite3_column_int(s, 2)));
+            json_object_set_new(vars, "experiment", json_string((const char *)sqlite3_column_text(s, 3)));
+            char *r = NULL, e[256];
+            if (render_value(v, "profile", vars, &r, e, sizeof e) == 0 && r[0] == '/') snprintf(out, len, "%s", r);
+            free(r);
+            json_decref(vars);
+        } else if (v && v[0] == '/') {
+            snprintf(out, len, "%s", v);
+        }
+        json_decref(params);
+    }
+    sqlite3_finalize(s);
+    return 0;
+}
+
+// 1 when the stored row for (attempt, rank) has this file's size and mtime.
+static int unchanged(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(t->db, "SELECT 1 FROM traces WHERE attempt_id = ?1 AND rank = ?2 AND path = ?3"
+                           " AND size = ?4 AND mtime = ?5", -1, &s, NULL) != SQLITE_OK)
+        return sql_fail(t, "reading traces");
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_int(s, 2, rank);
+    sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)sb->st_size);
+    sqlite3_bind_double(s, 5, (double)sb->st_mtim.tv_sec + sb->st_mtim.tv_nsec * 1e-9);
+    int same = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return same;
+}
+
+enum { PH_DATA, PH_FORWARD, PH_BACKWARD, PH_COMM, PH_OPTIMIZER, PH_EVAL, PH_OTHER, PH_COUNT };
+
+// Reads one rank's trace and replaces its rows. 0 (also for a malformed file: warned), -1 DB error.
+static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb, double now)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    json_t *ev = json_is_object(root) ? json_object_get(root, "traceEvents") : root;
+    if (!json_is_array(ev)) {
+        warnf(t, "%s:%d:%d: not a Chrome trace (%s); skipped", path, je.line, je.column,
+              root ? "no traceEvents array" : je.text);
+        json_decref(root);
+        return 0;
+    }
+    double ph[PH_COUNT] = {0}, ops_s = 0;
+    long steps = 0;
+    json_t *ops = json_object();   // name -> [calls, seconds]
+    size_t i;
+    json_t *e;
+    json_array_foreach(ev, i, e) {
+        const char *type = json_string_value(json_object_get(e, "ph"));
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *cat = json_string_value(json_object_get(e, "cat"));
+        json_t *dur = json_object_get(e, "dur");
+        if (!type || strcmp(type, "X") || !name || !json_is_number(dur)) continue;
+        double s = json_number_value(dur) * 1e-6;   // Chrome traces count microseconds
+        if (cat && !strcmp(cat, "op")) {
+            json_t *o = json_object_get(ops, name);
+            if (!o) json_object_set_new(ops, name, o = json_pack("[i,f]", 0, 0.0));
+            json_array_set_new(o, 0, json_integer(json_integer_value(json_array_get(o, 0)) + 1));
+            json_array_set_new(o, 1, json_real(json_real_value(json_array_get(o, 1)) + s));
+            ops_s += s;
+            continue;
+        }
+        int k = !strcmp(name, "data_wait") || !strcmp(name, "data") ? PH_DATA
+              : !strcmp(name, "forward") ? PH_FORWARD : !strcmp(name, "backward") ? PH_BACKWARD
+              : !strcmp(name, "comm") ? PH_COMM : !strcmp(name, "optimizer") ? PH_OPTIMIZER
+              : !strcmp(name, "eval") ? PH_EVAL : PH_OTHER;
+        ph[k] += s;
+        steps += k == PH_FORWARD;
+    }
+    json_decref(root);
+    int rc = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(t->db, "DELETE FROM trace_ops WHERE attempt_id = ?1 AND rank = ?2", -1, &s, NULL) != SQLITE_OK)
+        rc = sql_fail(t, "writing trace_ops");
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, attempt_id);
+        sqlite3_bind_int(s, 2, rank);
+        if (sqlite3_step(s) != SQLITE_DONE) rc = sql_fail(t, "writing trace_ops");
+    }
+    sqlite3_finalize(s);
+    if (rc == 0 && sqlite3_prepare_v2(t->db,
+            "INSERT INTO traces (attempt_id, rank, path, steps, data_s, forward_s, backward_s, comm_s, optimizer_s,"
+            " eval_s, other_s, ops_s, size, mtime, collected_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+            " ON CONFLICT (attempt_id, rank) DO UPDATE SET path=excluded.path, steps=excluded.steps,"
+            " data_s=excluded.data_s, forward_s=excluded.forward_s, backward_s=excluded.backward_s, comm_s=excluded.comm_s,"
+            " optimizer_s=excluded.optimizer_s, eval_s=excluded.eval_s, other_s=excluded.other_s, ops_s=excluded.ops_s,"
+            " size=excluded.size, mtime=excluded.mtime, collected_at=excluded.collected_at", -1, &s, NULL) != SQLITE_OK)
+        rc = sql_fail(t, "writing traces");
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, attempt_id);
+        sqlite3_bind_int(s, 2, rank);
+        sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, steps);
+        for (int k = 0; k < PH_COUNT; k++) sqlite3_bind_double(s, 5 + k, ph[k]);
+        sqlite3_bind_double(s, 12, ops_s);
+        sqlite3_bind_int64(s, 13, (sqlite3_int64)sb->st_size);
+        sqlite3_bind_double(s, 14, (double)sb->st_mtim.tv_sec + sb->st_mtim.tv_nsec * 1e-9);
+        sqlite3_bind_double(s, 15, now);
+        if (sqlite3_step(s) != SQLITE_DONE) rc = sql_fail(t, "writing traces");
+        sqlite3_finalize(s);
+    }
+    if (rc == 0 && sqlite3_prepare_v2(t->db, "INSERT INTO trace_ops (attempt_id, rank, op, calls, total_s) VALUES (?1,?2,?3,?4,?5)",
+                                      -1, &s, NULL) != SQLITE_OK)
+        rc = sql_fail(t, "writing trace_ops");
+    if (rc == 0) {
+        const char *k;
+        json_t *o;
+        json_object_foreach(ops, k, o) {
+            sqlite3_bind_int64(s, 1, attempt_id);
+            sqlite3_bind_int(s, 2, rank);
+            sqlite3_bind_text(s, 3, k, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(s, 4, json_integer_value(json_array_get(o, 0)));
+            sqlite3_bind_double(s, 5, json_real_value(json_array_get(o, 1)));
+            int r = sqlite3_step(s);
+            sqlite3_reset(s);
+            if (r != SQLITE_DONE) { rc = sql_fail(t, "writing trace_ops"); break; }
+        }
+        sqlite3_finalize(s);
+    }
+    json_decref(ops);
+    return rc;
+}
+
+int collect_trace_attempt(sqlite3 *db, sqlite3_int64 attempt_id, const char *run_dir, int force, FILE *warn,
+                          long *warnings, char *err, size_t errlen)
+{
+    Tc t = {.db = db, .warn = warn, .warnings = warnings, .err = err, .errlen = errlen};
+    char base[4096], path[4200];
+    struct stat sb;
+    snprintf(base, sizeof base, "%s/trace.json", run_dir);
+    if (stat(base, &sb) != 0) {   // not in the run dir: where the cell's --profile pointed
+        if (profile_path(&t, attempt_id, run_dir, base, sizeof base) < 0) return -1;
+        if (!base[0] || stat(base, &sb) != 0) return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    for (int rank = 0; rank < MAX_RANKS; rank++) {
+        if (rank == 0) snprintf(path, sizeof path, "%s", base);
+        else snprintf(path, sizeof path, "%s.rank%d", base, rank);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) break;
+        int same = force ? 0 : unchanged(&t, attempt_id, rank, path, &sb);
+        if (same < 0) return -1;
+        if (!same && store_rank(&t, attempt_id, rank, path, &sb, now) < 0) return -1;
+    }
+    return 0;
+}

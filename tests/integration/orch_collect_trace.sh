@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# segx collect reads segx-train's traces: cells with "profile": "{{run_dir}}/trace.json" (each cell
+# its own file) run on the local backend with 1 and 2 ranks; collect stores one traces row per rank
+# (path, steps, seconds per phase) and trace_ops rows per op, and the attempt_phases view answers
+# "where did the time go per GPU count". Every number is checked against the trace files summed
+# independently (python3's json); a second collect changes nothing; a malformed trace is a warning.
+. "$(dirname "$0")/lib.sh"
+cd "$TEST_TMP" || exit 1
+export SEGX_DB=$TEST_TMP/segx.db
+cat >spec.json <<'JSON'
+{"name": "tr", "trainer": {"command": "segx-train", "dataset": "synthetic", "epochs": 1, "optimizer": "sgd", "lr": 0.05,
+  "args": {"train-limit": 96, "profile": "{{run_dir}}/trace.json"}},
+ "matrix": {"model": ["cnn"], "gpu_type": ["cpu"], "gpus": [1, 2], "batch_per_gpu": [16], "seed": [3]},
+ "resources": {"time": "00:10:00", "cpus_per_gpu": 1}, "eval": {"limit": 32}}
+JSON
+out=$("$SEGX" run spec.json --backend local --max-parallel 1 2>&1) || fail "segx run" "$(echo "$out" | tail -5)"
+for g in 1 2; do
+  rd=$(sqlite3 "$SEGX_DB" "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id WHERE c.gpus=$g")
+  check "gpus=$g: the trace went to the cell's own run dir" test -s "$rd/trace.json"
+done
+q() { sqlite3 "$SEGX_DB" "$1"; }
+check_eq "one traces row per rank (1 + 2)" "1|1
+2|2" "$(q "SELECT c.gpus, count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id GROUP BY c.gpus ORDER BY c.gpus")"
+
+# the same sums, from the files, by python
+indep() {
+  python3 - "$@" <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    ev = json.load(open(path))["traceEvents"]
+    ph = {k: 0.0 for k in ("data_wait", "forward", "backward", "comm", "optimizer", "eval")}
+    steps = 0; ops = {}
+    for e in ev:
+        if e.get("ph") != "X": continue
+        s = e["dur"] * 1e-6
+        if e.get("cat") == "op":
+            c, t = ops.get(e["name"], (0, 0.0)); ops[e["name"]] = (c + 1, t + s); continue
+        if e["name"] in ph: ph[e["name"]] += s
+        steps += e["name"] == "forward"
+    print("%s|%d|%.6f|%.6f|%.6f|%.6f|%.6f|%.6f" % (path, steps, ph["data_wait"], ph["forward"], ph["backward"], ph["comm"], ph["optimizer"], ph["eval"]))
+    for k in sorted(ops): print("op|%s|%s|%d|%.6f" % (path, k, ops[k][0], ops[k][1]))
+PY
+}
+files=$(q "SELECT path FROM traces ORDER BY path")
+check_eq "traces: steps and the seconds of each phase equal the files' sums (python)" \
+  "$(indep $files | grep -v '^op|')" \
+  "$(q "SELECT path, steps, printf('%.6f|%.6f|%.6f|%.6f|%.6f|%.6f', data_s, forward_s, backward_s, comm_s, optimizer_s, eval_s) FROM traces ORDER BY path")"
+check_eq "trace_ops: calls and seconds per op equal the files' sums" \
+  "$(indep $files | grep '^op|' | sort)" \
+  "$(q "SELECT 'op', t.path, o.op, o.calls, printf('%.6f', o.total_s) FROM trace_ops o JOIN traces t USING (attempt_id, rank)" | sort)"
+steps1=$(q "SELECT steps FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id WHERE c.gpus=1")
+check_eq "1 rank traced 96/16 = 6 steps" 6 "$steps1"
+check "2 ranks: comm time recorded on both ranks" test "$(q "SELECT count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id WHERE c.gpus=2 AND comm_s > 0")" = 2
+check_eq "attempt_phases: per GPU count, ranks and mean comm time per rank" \
+  "$(q "SELECT c.gpus, count(*), printf('%.6f', avg(t.comm_s)) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id GROUP BY c.gpus ORDER BY c.gpus")" \
+  "$(q "SELECT gpus, ranks, printf('%.6f', comm_s) FROM attempt_phases ORDER BY gpus")"
+snap() { q "SELECT attempt_id, rank, path, steps, data_s, comm_s, collected_at FROM traces ORDER BY 1, 2; SELECT count(*), sum(calls) FROM trace_ops"; }
+before=$(snap)
+"$SEGX" collect tr >/dev/null 2>&1
+check_eq "collect again: the same rows, not even re-read (collected_at kept)" "$before" "$(snap)"
+"$SEGX" collect tr --force >/dev/null 2>&1
+check_eq "collect --force: the same numbers" "$(echo "$before" | cut -d'|' -f1-6)" "$(snap | cut -d'|' -f1-6)"
+# a damaged trace: a warning that names the file; the DB keeps the rows it had
+rd=$(q "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id WHERE c.gpus=1")
+echo '{"traceEvents": [' >"$rd/trace.json"
+out=$("$SEGX" collect tr --force 2>&1)
+case $out in *"$rd/trace.json"*"not a Chrome trace"*) pass "a malformed trace is a warning naming the file";;
+  *) fail "a malformed trace is a warning naming the file" "$out";; esac
+check_eq "the malformed trace's stored row stays" 1 "$(q "SELECT count(*) FROM traces WHERE path = '$rd/trace.json'")"
+done_testing
