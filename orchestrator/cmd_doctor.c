@@ -303,9 +303,11 @@ static void check_container(Report *r, const ClusterProfile *p, const json_t *sp
     }
     if (!runtime || !*runtime) { say(r, "ok", "container", "none (the trainer runs on the host)"); return; }
     char found[4096];
-    if (on_path(runtime, found, sizeof found)) say(r, "ok", "container", "%s at %s", runtime, found);
-    else say(r, "FAIL", "container", "runtime '%s' is not on PATH (install it, or module load it in the profile's setup)", runtime);
-    if (image && *image) {
+    // the program each runtime needs where jobs run (Pyxis is srun's plugin: srun is checked above)
+    const char *prog = !strcmp(runtime, "charliecloud") ? "ch-run" : !strcmp(runtime, "enroot") ? "srun" : runtime;
+    if (on_path(prog, found, sizeof found)) say(r, "ok", "container", "%s: %s at %s", runtime, prog, found);
+    else say(r, "FAIL", "container", "runtime '%s': %s is not on PATH (install it, or module load it in the profile's modules)", runtime, prog);
+    if (image && *image && strcmp(runtime, "enroot") && strcmp(runtime, "podman")) {   // those take registry references too
         if (access(image, R_OK) == 0) say(r, "ok", "image", "%s readable", image);
         else say(r, "FAIL", "image", "%s is not readable from here", image);
     }
