@@ -21,7 +21,9 @@ static const char usage[] =
 "epoch), progress.json, result.json, env.json, checkpoint.bin. Logs go to stderr.\n"
 "\n"
 "model and data\n"
-"  --model cnn|resnet18|unet     (default cnn)\n"
+"  --model M                     cnn | resnet18 | unet | vgg16 | mobilenet_v2 | shufflenet_v2 |\n"
+"                                densenet121 (default cnn; the last four are models_ref.py's CIFAR nets:\n"
+"                                32x32 inputs, --pad-to 32 for fashion-mnist)\n"
 "  --width W                     unet base width (default 16)\n"
 "  --no-batch-norm               drop BatchNorm layers (convs get biases)\n"
 "  --dataset D                   fashion-mnist | fashion-mnist-seg | cifar10:DIR | segfolder:DIR | synthetic\n"
@@ -297,7 +299,8 @@ static int default_threads(void) {
 static int evaluate_only;   // --evaluate: evaluate_run instead of train_run
 
 static int parse_args(int argc, char **argv, TrainConfig *c) {
-    static const char *const models[] = { "cnn", "resnet18", "unet", NULL };
+    static const char *const models[] = { "cnn", "resnet18", "unet", "vgg16", "mobilenet_v2", "shufflenet_v2",
+                                          "densenet121", NULL };
     static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
     static const char *const reducers[] = { "bucket", "fused", "per-tensor", NULL };
     static const char *const algos[] = { "auto", "ring", "recursive-doubling", "rabenseifner", "tree", NULL };

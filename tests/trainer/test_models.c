@@ -10,6 +10,7 @@
 #include "test_model_fill.h"
 #include "trainer/models/model.h"
 #include "trainer/io/safetensors.h"
+#include "trainer/ops/conv_dnnl.h"
 
 static Model *make(const char *name, int cin, int ncls, int h, int w, int width, int bn, int B) {
     ModelConfig cfg = {.name = name, .in_channels = cin, .classes = ncls, .height = h, .width = w,
@@ -23,6 +24,11 @@ static void test_param_counts(void **s) {
     (void)s;
     struct { const char *name; int cin, ncls, h, width; size_t want; } c[] = {
         {"unet", 1, 11, 64, 16, 482619}, {"unet", 1, 11, 32, 8, 121123}, {"resnet18", 3, 10, 32, 0, 11173962},
+        // models_ref.py counts
+        {"vgg16", 3, 10, 32, 0, 14728266}, {"mobilenet_v2", 3, 10, 32, 0, 2236682},
+        {"shufflenet_v2", 3, 10, 32, 0, 1263854}, {"densenet121", 3, 10, 32, 0, 6956298},
+        // --in-channels / --classes: first conv (64*1*9 vs 64*3*9) and classifier (512*100+100 vs 512*10+10)
+        {"vgg16", 1, 100, 32, 0, 14728266 - 64 * 2 * 9 + 512 * 90 + 90},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         Model *m = make(c[i].name, c[i].cin, c[i].ncls, c[i].h, c[i].h, c[i].width, 1, 2);
@@ -123,11 +129,16 @@ static void model_fixture(const char *file, const char *name, int width, int bn)
             for (size_t k = 0; k < t[i].numel; k++) { stat[0] += gt[k]; stat[1] += fabs(gt[k]); }
             snprintf(key, sizeof key, "gradstat/%s", t[i].name);
             double *rs = fx_f64(fx, key, NULL);
-            double mx = 0;
+            double mx = 0, e32[2] = {0, 0};
             for (int k = 0; k < 16; k++) mx = fmax(mx, fabs(ref[k]));
-            bad += check_close(key, got, ref, 16, MODEL_GRAD_REL_ATOL * mx + 1e-7, MODEL_RTOL);
+            // where the fixture has PyTorch's own float32 error for this tensor (deep nets, batch 4), a gradient
+            // as far from float64 as 8x that (max over the 16 samples) is as good as PyTorch's float32 step
+            snprintf(key, sizeof key, "grad32err/%s", t[i].name);
+            if (fx_find(fx, key)) { double *e = fx_f64(fx, key, NULL); e32[0] = 8 * e[0]; e32[1] = 8 * e[1]; free(e); }
+            snprintf(key, sizeof key, "gradstat/%s", t[i].name);
+            bad += check_close(key, got, ref, 16, fmax(MODEL_GRAD_REL_ATOL * mx, e32[0]) + 1e-7, MODEL_RTOL);
             float fs[2] = {(float)stat[0], (float)stat[1]};
-            bad += check_close(key, fs, rs, 2, 2e-4 * rs[1] + 1e-7, MODEL_RTOL);
+            bad += check_close(key, fs, rs, 2, fmax(2e-4 * rs[1], e32[1]) + 1e-7, MODEL_RTOL);
             free(ref); free(rs);
         }
     }
@@ -152,6 +163,20 @@ static void test_fixture_cnn(void **s) { (void)s; model_fixture("model_cnn.bin",
 static void test_fixture_cnn_no_bn(void **s) { (void)s; model_fixture("model_cnn_nobn.bin", "cnn", 0, 0); }
 static void test_fixture_unet_w8(void **s) { (void)s; model_fixture("model_unet.bin", "unet", 8, 1); }
 static void test_fixture_resnet18(void **s) { (void)s; model_fixture("model_resnet18.bin", "resnet18", 0, 1); }
+// the five-CNN comparison's models: a training step (loss, sampled gradients, BN buffers) and eval logits
+// VGG on ops_cpu's own convolutions: with oneDNN's rounding one BN+ReLU output of layer 11 (3e-6 from zero)
+// changes sides, which routes one more gradient element and moves conv 37's weight gradient by 26 %: a
+// discontinuity of the function at this input, not an error (oneDNN's convolutions are compared with the
+// own paths op by op in test_ops_grad.c).
+static void test_fixture_vgg16(void **s) {
+    (void)s;
+    conv_dnnl_enable(0);
+    model_fixture("model_vgg16.bin", "vgg16", 0, 1);
+    conv_dnnl_enable(1);
+}
+static void test_fixture_mobilenet_v2(void **s) { (void)s; model_fixture("model_mobilenet_v2.bin", "mobilenet_v2", 0, 1); }
+static void test_fixture_shufflenet_v2(void **s) { (void)s; model_fixture("model_shufflenet_v2.bin", "shufflenet_v2", 0, 1); }
+static void test_fixture_densenet121(void **s) { (void)s; model_fixture("model_densenet121.bin", "densenet121", 0, 1); }
 
 // ----------------------------------------------------------------------------------------------
 // eval-mode logits against PyTorch (tests/fixtures/logits_MODEL.safetensors, tools/fixtures/gen_safetensors.py):
@@ -182,6 +207,10 @@ static void logits_case(const char *name, int ncls) {
 }
 
 static void test_logits_resnet18(void **s) { (void)s; logits_case("resnet18", 10); }
+static void test_logits_five(void **s) {
+    (void)s;
+    logits_case("vgg16", 10); logits_case("mobilenet_v2", 10); logits_case("shufflenet_v2", 10); logits_case("densenet121", 10);
+}
 
 // ----------------------------------------------------------------------------------------------
 // contract behaviour
@@ -305,7 +334,9 @@ int main(void) {
         cmocka_unit_test(test_param_counts), cmocka_unit_test(test_layout_reverse_forward_order),
         cmocka_unit_test(test_fixture_cnn), cmocka_unit_test(test_fixture_cnn_no_bn),
         cmocka_unit_test(test_fixture_unet_w8), cmocka_unit_test(test_fixture_resnet18),
-        cmocka_unit_test(test_logits_resnet18),
+        cmocka_unit_test(test_logits_resnet18), cmocka_unit_test(test_logits_five),
+        cmocka_unit_test(test_fixture_vgg16), cmocka_unit_test(test_fixture_mobilenet_v2),
+        cmocka_unit_test(test_fixture_shufflenet_v2), cmocka_unit_test(test_fixture_densenet121),
         cmocka_unit_test(test_backward_accumulates_and_hook), cmocka_unit_test(test_sync_bn_and_threads),
         cmocka_unit_test(test_bad_configs),
     };

@@ -5,11 +5,16 @@
 
 int conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
               int pad, int bias) {
-    if (ops_conv2d_desc(&c->d, cin, cout, h, w, k, stride, pad, 1)) return -1;
+    return conv_make_ex(m, c, name, cin, cout, h, w, k, stride, pad, 1, 1, bias);
+}
+
+int conv_make_ex(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
+                 int pad, int dil, int groups, int bias) {
+    if (ops_conv2d_desc_grouped(&c->d, cin, cout, h, w, k, stride, pad, dil, groups)) return -1;
     char buf[160];
-    int fan_in = cin * k * k;
+    int fan_in = cin / groups * k * k;
     snprintf(buf, sizeof buf, "%s.weight", name);
-    c->w = model_add_param(m, buf, TENSOR_WEIGHT, 4, (int[]){cout, cin, k, k}, fan_in);
+    c->w = model_add_param(m, buf, TENSOR_WEIGHT, 4, (int[]){cout, cin / groups, k, k}, fan_in);
     c->b = -1;
     if (bias) {
         snprintf(buf, sizeof buf, "%s.bias", name);
@@ -49,9 +54,15 @@ int bn_make(Model *m, Bn *bn, const char *name, int C) {
 
 int convbn_make(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
                 int w, int k, int stride, int pad, int relu, float *z_out) {
+    return convbn_make_ex(m, u, conv_name, bn_name, cin, cout, h, w, k, stride, pad, 1, 1, relu, 0, z_out);
+}
+
+int convbn_make_ex(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
+                   int w, int k, int stride, int pad, int dil, int groups, int relu, int bias, float *z_out) {
     u->has_bn = m->cfg.batch_norm != 0;
     u->relu = relu;
-    if (conv_make(m, &u->conv, conv_name, cin, cout, h, w, k, stride, pad, !u->has_bn)) return -1;
+    if (conv_make_ex(m, &u->conv, conv_name, cin, cout, h, w, k, stride, pad, dil, groups, bias || !u->has_bn))
+        return -1;
     size_t n = convbn_out_floats(u);
     if (u->has_bn && bn_make(m, &u->bn, bn_name, cout)) return -1;
     u->z = z_out ? z_out : model_act(m, n);
@@ -66,6 +77,8 @@ void convbn_fw(Model *m, ConvBn *u, int B, const float *x, int training) {
         Bn *b = &u->bn;
         m->ops->batchnorm_forward(B, b->C, HW, u->z, b->mean, b->invstd, u->y, P(m, b->w), P(m, b->b),
                                   BUF(m, b->rm), BUF(m, b->rv), BUF(m, b->nbt), training, u->relu, &m->sync);
+    } else if (u->relu == 2) {
+        m->ops->relu6_forward((size_t)B * convbn_out_floats(u), u->z, u->z);
     } else if (u->relu) {
         m->ops->relu_forward((size_t)B * convbn_out_floats(u), u->z, u->z);
     }
@@ -81,7 +94,8 @@ void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, con
         model_grads_done(m, b->w);
         dy = tmp;
     } else if (u->relu) {
-        m->ops->relu_backward((size_t)B * convbn_out_floats(u), tmp, dz, u->z);
+        if (u->relu == 2) m->ops->relu6_backward((size_t)B * convbn_out_floats(u), tmp, dz, u->z);
+        else m->ops->relu_backward((size_t)B * convbn_out_floats(u), tmp, dz, u->z);
         dy = tmp;
     }
     conv_bw(m, &u->conv, B, dx, dy, x, accumulate);

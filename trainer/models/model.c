@@ -7,7 +7,8 @@
 #include "trainer/models/model_internal.h"
 // defines: model_create, model_free, model_init, model_forward, model_loss, model_backward, ...
 
-static const ModelArch *const archs[] = {&model_arch_cnn, &model_arch_resnet18, &model_arch_unet};
+static const ModelArch *const archs[] = {&model_arch_cnn, &model_arch_resnet18, &model_arch_unet, &model_arch_vgg16,
+                                         &model_arch_mobilenet_v2, &model_arch_shufflenet_v2, &model_arch_densenet121};
 
 // ----------------------------------------------------------------------------------------------
 // build helpers
@@ -82,7 +83,13 @@ int model_create_on(const ModelConfig *cfg, const Ops *ops, Model **out, char *e
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (cfg->name && strcmp(cfg->name, archs[i]->name) == 0) arch = archs[i];
     if (!arch) {
-        snprintf(err, errlen, "unknown model '%s' (expected cnn, resnet18 or unet)", cfg->name ? cfg->name : "(null)");
+        snprintf(err, errlen, "unknown model '%s' (expected cnn, resnet18, unet, vgg16, mobilenet_v2, shufflenet_v2 or "
+                 "densenet121)", cfg->name ? cfg->name : "(null)");
+        return -1;
+    }
+    if (!cfg->batch_norm && arch != &model_arch_cnn && arch != &model_arch_resnet18 && arch != &model_arch_unet) {
+        snprintf(err, errlen, "model %s: --no-batch-norm is only for cnn, resnet18 and unet (%s is defined with its "
+                 "BatchNorm layers, as models_ref.py has it)", arch->name, arch->name);
         return -1;
     }
     if (cfg->in_channels < 1 || cfg->classes < 1 || cfg->height < 1 || cfg->width < 1 || cfg->max_batch < 1) {

@@ -40,6 +40,7 @@ struct Model {
 };
 
 extern const ModelArch model_arch_cnn, model_arch_resnet18, model_arch_unet;
+extern const ModelArch model_arch_vgg16, model_arch_mobilenet_v2, model_arch_shufflenet_v2, model_arch_densenet121;
 
 // --- build helpers
 int    model_add_param(Model *m, const char *name, TensorKind kind, int ndim, const int *shape, int fan_in);
@@ -59,15 +60,21 @@ typedef struct { int C; int w, b, rm, rv, nbt; float *mean, *invstd; } Bn;
 
 int  conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
                int pad, int bias);
+// the same with dilation and groups (weights (cout, cin/groups, k, k), fan_in cin/groups*k*k)
+int  conv_make_ex(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
+                  int pad, int dil, int groups, int bias);
 void conv_fw(Model *m, Conv *c, int B, float *y, const float *x);
 void conv_bw(Model *m, Conv *c, int B, float *dx, const float *dy, const float *x, int accumulate);
 int  bn_make(Model *m, Bn *bn, const char *name, int C);
 
-// conv -> [BN] -> [ReLU]. Without BN the conv has a bias and y == z.
+// conv -> [BN] -> [ReLU (relu=1) | ReLU6 (relu=2)]. Without BN the conv has a bias and y == z.
 typedef struct { Conv conv; Bn bn; int has_bn, relu; float *y, *z; } ConvBn;
 // conv_name/bn_name are state_dict prefixes; z_out: output buffer or NULL to allocate one.
 int  convbn_make(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
                  int w, int k, int stride, int pad, int relu, float *z_out);
+// with dilation, groups, and a conv bias also in front of BN (bias=1: VGG's convs)
+int  convbn_make_ex(Model *m, ConvBn *u, const char *conv_name, const char *bn_name, int cin, int cout, int h,
+                    int w, int k, int stride, int pad, int dil, int groups, int relu, int bias, float *z_out);
 void convbn_fw(Model *m, ConvBn *u, int B, const float *x, int training);
 // dz: gradient of z (read, may be clobbered); tmp: scratch of z's size; dx may equal dz, never tmp.
 void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, const float *x, int accumulate);
