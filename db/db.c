@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -247,13 +248,21 @@ int db_open(const char *path, int mode, sqlite3 **out, char *err, size_t errlen)
         }
     }
     if (v < 0) {
-        char why[4600];
-        const char *w = sqlite3_errcode(db) == SQLITE_NOTADB ? NULL : why_not_writable(path, why, sizeof why);
-        if (w && readonly) snprintf(e, sizeof e, "cannot read: %s", w);
+        char why[4600], dir[4096];
+        int notadb = sqlite3_errcode(db) == SQLITE_NOTADB;
+        const char *w = notadb ? NULL : why_not_writable(path, why, sizeof why);
+        struct statvfs fs;
+        folder_of(path, dir, sizeof dir);
+        if (notadb) snprintf(e, sizeof e, "not a SQLite database (%s)", sqlite3_errmsg(db));
+        else if (w && readonly) snprintf(e, sizeof e, "cannot read: %s", w);
         else if (w) snprintf(e, sizeof e, "cannot open for writing: %s; `segx query` and `segx report` can read it as it "
                              "is; for this command make it writable or copy it to a writable folder", w);
+        else if (statvfs(dir, &fs) == 0 && fs.f_bavail == 0)
+            snprintf(e, sizeof e, "cannot open: %s: the file system holding it is full (SQLite needs room for %s-shm "
+                     "and %s-wal); nothing stored is lost: free some space and run the command again",
+                     sqlite3_errmsg(db), path, path);
         else if (access(path, R_OK) != 0) snprintf(e, sizeof e, "cannot read: %s", strerror(errno));
-        else snprintf(e, sizeof e, "not a SQLite database (%s)", sqlite3_errmsg(db));
+        else snprintf(e, sizeof e, "cannot read the database: %s", sqlite3_errmsg(db));
         goto fail;
     }
     if (!readonly && sqlite3_db_readonly(db, "main") == 1) {
