@@ -139,8 +139,8 @@ static int sf_load(Dataset *ds, long i, uint8_t *img, int32_t *labels, int *max_
         if (png_read_u8(s->images[i], 0, &px, &w, &h, &c, err, errlen)) return -1;
         if (w != ds->width || h != ds->height || c != ds->channels) {
             snprintf(err, errlen, "%s: image is %dx%dx%d but the dataset's first image is %dx%dx%d "
-                     "(all images must have one size)", s->images[i], w, h, c, ds->width, ds->height,
-                     ds->channels);
+                     "(all images must have one size, or give --crop S for sets of mixed sizes)", s->images[i], w, h, c,
+                     ds->width, ds->height, ds->channels);
             free(px);
             return -1;
         }
@@ -151,9 +151,13 @@ static int sf_load(Dataset *ds, long i, uint8_t *img, int32_t *labels, int *max_
         free(px); free(mk);
         return -1;
     }
-    if (mw != ds->width || mh != ds->height) {
+    int iw = ds->width, ih = ds->height, ic;
+    // the class scan (no image) checks each mask against its own image's header, so sets of mixed
+    // sizes open (for the crop pipeline) and a mismatched pair still fails before training
+    if (!img && image_probe(s->images[i], &iw, &ih, &ic, err, errlen)) { free(mk); return -1; }
+    if (mw != iw || mh != ih) {
         snprintf(err, errlen, "%s: mask/image size mismatch: mask is %dx%d, image %s is %dx%d",
-                 s->masks[i], mw, mh, s->images[i], ds->width, ds->height);
+                 s->masks[i], mw, mh, s->images[i], iw, ih);
         free(px); free(mk);
         return -1;
     }
@@ -180,11 +184,49 @@ static int sf_get(Dataset *ds, long i, uint8_t *img, int32_t *labels, char *err,
     return sf_load(ds, i, img, labels, NULL, err, errlen);
 }
 
+// Pair i at its own size (the crop pipeline; a set of mixed sizes).
+static int sf_get_sample(Dataset *ds, long i, Sample *out, char *err, size_t errlen) {
+    SegFolder *s = ds->impl;
+    uint8_t *px = NULL, *mk = NULL;
+    int w, h, c, mw, mh, mc, rc = -1;
+    if (png_read_u8(s->images[i], 0, &px, &w, &h, &c, err, errlen)) return -1;
+    if (png_read_u8(s->masks[i], 1, &mk, &mw, &mh, &mc, err, errlen)) goto done;
+    if (c != ds->channels) {
+        snprintf(err, errlen, "%s: image has %d channels but the dataset's first image has %d", s->images[i], c, ds->channels);
+        goto done;
+    }
+    if (mc != 1) {
+        snprintf(err, errlen, "%s: mask has %d channels; want an 8-bit label map (gray or palette)", s->masks[i], mc);
+        goto done;
+    }
+    if (mw != w || mh != h) {
+        snprintf(err, errlen, "%s: mask/image size mismatch: mask is %dx%d, image %s is %dx%d", s->masks[i], mw, mh,
+                 s->images[i], w, h);
+        goto done;
+    }
+    if (sample_reserve(out, c, h, w)) { snprintf(err, errlen, "out of memory for a %dx%d sample", w, h); goto done; }
+    size_t hw = (size_t)w * h;
+    for (size_t p = 0; p < hw; p++) {
+        if (mk[p] != DATA_IGNORE_LABEL && mk[p] >= ds->classes) {
+            snprintf(err, errlen, "%s: label %d at pixel (%zu, %zu) is not below --classes %d (255 = ignore)",
+                     s->masks[i], mk[p], p % (size_t)w, p / (size_t)w, ds->classes);
+            goto done;
+        }
+        out->lab[p] = mk[p];
+    }
+    for (int ch = 0; ch < c; ch++)
+        for (size_t p = 0; p < hw; p++) out->img[ch * hw + p] = px[p * c + ch];
+    rc = 0;
+done:
+    free(px); free(mk);
+    return rc;
+}
+
 int segfolder_open(const char *root, DataSplit split, const DataOptions *opt, Dataset **out, char *err, size_t errlen) {
     Dataset *ds = calloc(1, sizeof *ds);
     SegFolder *s = calloc(1, sizeof *s);
     if (!ds || !s) { free(ds); free(s); snprintf(err, errlen, "out of memory"); return -1; }
-    ds->impl = s; ds->free = sf_free; ds->get = sf_get; ds->segmentation = 1;
+    ds->impl = s; ds->free = sf_free; ds->get = sf_get; ds->get_sample = sf_get_sample; ds->segmentation = 1;
     snprintf(ds->name, sizeof ds->name, "segfolder");
     char a[4096], b[4096];
     int cityscapes = 0;
