@@ -231,8 +231,9 @@ json_t *web_cell_json(sqlite3 *db, long long exp_id, const char *key, char *err,
     json_object_set_new(cell, "params", params ? params : json_null());
     static const char att_sql[] =
         "SELECT a.attempt, a.backend, a.job_id, a.state, a.reason, a.exit_code, a.submit_time, a.start_time,"
-        " a.end_time, a.run_s, a.nodes, a.run_dir, t.duration_s, t.gpu_hours, t.n_lines FROM attempts a"
-        " LEFT JOIN attempt_times t ON t.attempt_id = a.id WHERE a.cell_id = ?1 ORDER BY a.attempt";
+        " a.end_time, a.run_s, a.nodes, a.run_dir,"
+        " (SELECT COUNT(*) FROM epochs e WHERE e.attempt_id = a.id) AS metric_lines"
+        " FROM attempts a WHERE a.cell_id = ?1 ORDER BY a.attempt";   // (attempt_times would compute every attempt)
     static const char eval_sql[] =
         "SELECT a.attempt, v.backend, v.job_id, v.state, v.reason, v.exit_code, v.start_time, v.end_time, v.miou,"
         " v.pixel_acc, v.top1, v.loss, v.images, v.seconds FROM eval_jobs v JOIN attempts a ON a.id = v.attempt_id"

@@ -82,8 +82,10 @@ void web_error(WebResponse *r, int api, int status, const char *fmt, ...)
 
 void web_response_free(WebResponse *r)
 {
-    if (!r->body_static) free(r->body);
+    if (r->shared) web_shared_release(r->shared);
+    else if (!r->body_static) free(r->body);
     r->body = NULL;
+    r->shared = NULL;
 }
 
 // ---- escaping and query strings ---------------------------------------------------------------
@@ -193,14 +195,24 @@ void web_db_put(WebApp *app, sqlite3 *db)
 
 // ---- the answer cache ---------------------------------------------------------------------------
 
+struct WebShared {
+    int refs;   // __atomic
+    size_t len;
+    char data[];
+};
+
+void web_shared_release(WebShared *s)
+{
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) free(s);
+}
+
 typedef struct WebCached {
     char *key;
     unsigned long generation;
     unsigned long used;   // LRU clock
     int status;
     const char *type;
-    char *body;
-    size_t len;
+    WebShared *body;
     char disposition[160];
 } WebCached;
 
@@ -222,9 +234,9 @@ static void cache_check_db(WebApp *app)
 
 static void cache_drop(WebApp *app, int i)
 {
-    app->cache_bytes -= app->cache[i].len;
+    app->cache_bytes -= app->cache[i].body->len;
     free(app->cache[i].key);
-    free(app->cache[i].body);
+    web_shared_release(app->cache[i].body);
     app->cache[i] = app->cache[--app->ncache];
 }
 
@@ -247,14 +259,13 @@ static int cache_get(WebApp *app, const char *key, WebResponse *r, unsigned long
         WebCached *c = &app->cache[i];
         if (c->generation != app->generation) { cache_drop(app, i--); continue; }
         if (strcmp(c->key, key) != 0) continue;
-        char *b = malloc(c->len ? c->len : 1);
-        if (!b) break;
-        memcpy(b, c->body, c->len);
+        __atomic_add_fetch(&c->body->refs, 1, __ATOMIC_ACQ_REL);
         r->status = c->status;
         r->type = c->type;
-        r->body = b;
-        r->len = c->len;
+        r->body = c->body->data;
+        r->len = c->body->len;
         r->body_static = 0;
+        r->shared = c->body;
         memcpy(r->disposition, c->disposition, sizeof r->disposition);
         c->used = ++clock;
         pthread_mutex_unlock(&app->mu);
@@ -267,9 +278,11 @@ static int cache_get(WebApp *app, const char *key, WebResponse *r, unsigned long
 static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned long gen)
 {
     if (r->len > WEB_CACHE_BYTES / 4) { free(key); return; }
-    char *b = malloc(r->len ? r->len : 1);
+    WebShared *b = malloc(sizeof *b + r->len);
     if (!b) { free(key); return; }
-    memcpy(b, r->body, r->len);
+    b->refs = 1;
+    b->len = r->len;
+    memcpy(b->data, r->body, r->len);
     pthread_mutex_lock(&app->mu);
     if (gen != app->generation) {   // the DB changed while this answer was computed
         pthread_mutex_unlock(&app->mu);
@@ -292,7 +305,6 @@ static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned lon
     c->status = r->status;
     c->type = r->type;
     c->body = b;
-    c->len = r->len;
     memcpy(c->disposition, r->disposition, sizeof c->disposition);
     app->cache_bytes += r->len;
     pthread_mutex_unlock(&app->mu);
@@ -497,7 +509,7 @@ void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
     unsigned long gen = 0;
     if (key && cache_get(app, key, r, &gen)) { free(key); return; }
     route(app, q, r, path, api);
-    if (key && r->status == 200 && !r->no_cache && !r->body_static) cache_put(app, key, r, gen);
+    if (key && r->status == 200 && !r->no_cache && !r->body_static && !r->shared) cache_put(app, key, r, gen);
     else free(key);
 }
 

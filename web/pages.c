@@ -474,6 +474,11 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     fprintf(f, "<p class=note>%zu of %lld cells shown.</p>\n", json_array_size(shown), total);
     cell_grid(f, exp, shown, prog, nprog);
     fputs("<h2>Cells</h2>\n", f);
+    if (json_array_size(shown) > WEB_TABLE_ROWS) {   // a 10,000-cell table is megabytes: filter to see the rest
+        fprintf(f, "<p class=note>The first %d of %zu cells; filter above, or see /api/e/NAME/cells.</p>\n",
+                WEB_TABLE_ROWS, json_array_size(shown));
+        while (json_array_size(shown) > WEB_TABLE_ROWS) json_array_remove(shown, json_array_size(shown) - 1);
+    }
     report_table(f, "report-cells", shown, cells_cols, exp);
     json_decref(shown);
     free(prog);

@@ -44,10 +44,15 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
+static void release_shared(void *cls) { web_shared_release(cls); }
+
 static enum MHD_Result send_response(struct MHD_Connection *c, WebResponse *r, const char *set_cookie)
 {
     struct MHD_Response *resp;
-    if (r->body_static) {
+    if (r->shared) {   // a cached body: the response holds a reference until it is sent
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(r->len, r->body, release_shared, r->shared);
+        if (resp) r->shared = NULL, r->body = NULL;   // the response owns the reference now
+    } else if (r->body_static) {
         resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_PERSISTENT);
     } else {
         resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);

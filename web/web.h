@@ -29,9 +29,10 @@
 #define WEB_SQL_ROWS 1000      // rows shown / downloaded by the SQL box
 #define WEB_SQL_MS 2000        // its time limit
 #define WEB_CURVE_POINTS 2000  // curves: points per series at most (downsampled server-side)
+#define WEB_TABLE_ROWS 1000    // the grid page's cells table: rows at most
 #define WEB_URL_MAX 8192       // longer URLs get 414
 #define WEB_CACHE_ENTRIES 128  // cached answers at most ...
-#define WEB_CACHE_BYTES (256u << 20)   // ... and their bytes at most
+#define WEB_CACHE_BYTES (128u << 20)   // ... and their bytes at most
 // Where Debian's libjs-vega installs the chart library (overridable for tests: SEGX_VEGA_DIR).
 #define WEB_VEGA_DIR "/usr/share/javascript/vega"
 
@@ -63,10 +64,15 @@ typedef struct {
     const char *query;    // the query arguments as one string (a cache key), NULL: none
 } WebRequest;
 
+// A cached body shared by the answers that send it (reference counted).
+typedef struct WebShared WebShared;
+void web_shared_release(WebShared *s);
+
 typedef struct {
     int status;
     const char *type;          // Content-Type
-    char *body;                // malloc'd unless body_static
+    char *body;                // malloc'd unless body_static or shared
+    WebShared *shared;         // non-NULL: body lies in it; web_response_free releases it
     size_t len;
     int body_static;
     int cacheable;             // static assets: may be cached by the browser

@@ -474,6 +474,10 @@ static void test_server(void **state)
     assert_non_null(strstr(resp, "X-Content-Type-Options: nosniff"));
     char *want = report_bytes("speedup", "scale");
     assert_non_null(strstr(resp, want));
+    // again: now from the cache (a shared body), the same bytes
+    http(port, "GET /api/e/scale/speedup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n", resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    assert_non_null(strstr(resp, want));
     free(want);
     // ?token= sets the cookie
     http(port, "GET /?token=s3cret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", resp, sizeof resp);

@@ -107,8 +107,35 @@ function xyChart(o) {
   return spec;
 }
 
-function draw(div, spec, npoints) {
+// A big study has hundreds of series: past MAX_SERIES, one model's are drawn (?model=, else
+// the first), with links to the others.
+var MAX_SERIES = 40;
+function limitSeries(div, pts, extra) {
+  var series = {}, models = [];
+  pts.forEach(function (p) { series[p.s] = 1; if (models.indexOf(p.m) < 0) models.push(p.m); });
+  var want = new URLSearchParams(location.search).get('model');
+  if (Object.keys(series).length <= MAX_SERIES && !want) return {points: pts, extra: extra, note: null};
+  models.sort();
+  var m = want !== null && models.indexOf(want) >= 0 ? want : models[0];
+  var keep = function (p) { return p.m === m; };
+  var note = document.createElement('p');
+  note.className = 'note';
+  note.appendChild(document.createTextNode(Object.keys(series).length + ' series: showing model ' + m + '; others:'));
+  models.forEach(function (o) {
+    if (o === m) return;
+    var a = document.createElement('a'), u = new URLSearchParams(location.search);
+    u.set('model', o);
+    a.href = '?' + u.toString();
+    a.textContent = o;
+    note.appendChild(document.createTextNode(' '));
+    note.appendChild(a);
+  });
+  return {points: pts.filter(keep), extra: (extra || []).filter(keep), note: note};
+}
+
+function draw(div, spec, npoints, note) {
   div.innerHTML = '';
+  if (note) div.appendChild(note);
   if (!npoints) {
     var p = document.createElement('p');
     p.className = 'empty';
@@ -130,12 +157,14 @@ var charts = {
       var pts = rows.filter(function (r) { return num(r[m + '_mean']) && num(r.global_batch); }).map(function (r) {
         var sd = r[m + '_std'];
         return {x: r.global_batch, y: r[m + '_mean'], lo: num(sd) ? r[m + '_mean'] - sd : null,
-                hi: num(sd) ? r[m + '_mean'] + sd : null, s: r.model + ' · ' + r.gpu_type,
+                hi: num(sd) ? r[m + '_mean'] + sd : null, s: r.model + ' · ' + r.gpu_type, m: r.model,
                 tip: r.model + ' · ' + r.gpus + ' GPUs · global batch ' + r.global_batch + ': ' + m + ' ' +
                      r[m + '_mean'].toFixed(4) + (num(sd) ? ' ± ' + sd.toFixed(4) : '') + ' (n=' + r[m + '_n'] + ')'};
       });
+      var lim = limitSeries(div, pts);
+      pts = lim.points;
       return draw(div, xyChart({points: pts, xLog2: true, xTitle: 'global batch (log2)',
-                                yTitle: m + ' (mean ± std over seeds)', legendTitle: 'model · GPU type'}), pts.length);
+                                yTitle: m + ' (mean ± std over seeds)', legendTitle: 'model · GPU type'}), pts.length, lim.note);
     });
   },
   'curve-epoch': curve('epoch'),
@@ -144,7 +173,7 @@ var charts = {
     var m = div.dataset.metric, target = parseFloat(div.dataset.target), lower = /loss$/.test(m);
     return api(expPath(div, 'cells')).then(function (rows) {
       var pts = rows.filter(function (r) { return num(r[m]) && num(r.gpu_hours); }).map(function (r) {
-        return {x: r.gpu_hours, y: r[m], s: r.model + ' · ' + r.gpu_type, key: r.cell,
+        return {x: r.gpu_hours, y: r[m], s: r.model + ' · ' + r.gpu_type, m: r.model, key: r.cell,
                 tip: r.cell.slice(0, 12) + ' · ' + r.model + ' · ' + r.gpus + ' GPUs · seed ' + r.seed + ': ' +
                      r.gpu_hours.toFixed(4) + ' GPU-h, ' + m + ' ' + r[m].toFixed(4)};
       });
@@ -175,15 +204,17 @@ function scaling(which) {
                                     : (tp ? r.efficiency_throughput : r.efficiency_time);
         if (!num(y)) return;
         var e = errs[scalingKey(r)], sd = e && tp ? e[which + '_std'] : null;
-        pts.push({x: r.gpus, y: y, s: scalingLabel(r), lo: num(sd) ? y - sd : null, hi: num(sd) ? y + sd : null,
+        pts.push({x: r.gpus, y: y, s: scalingLabel(r), m: r.model, lo: num(sd) ? y - sd : null, hi: num(sd) ? y + sd : null,
                   tip: scalingLabel(r) + ' · ' + r.gpus + ' GPUs: ' + which + ' ' + y.toFixed(3) +
                        (num(sd) ? ' ± ' + sd.toFixed(3) : '') + ' (n=' + r.n + ', from ' + (tp ? 'images/s' : 'epoch time') + ')'});
       });
+      var lim = limitSeries(div, pts);
+      pts = lim.points;
       var xs = distinctSorted(pts.map(function (p) { return p.x; }));
       var ideal = xs.map(function (x) { return {x: x, y: which === 'speedup' ? x : 1}; });
       return draw(div, xyChart({points: pts, ideal: ideal, xLog2: true, yZero: true, xTitle: 'GPUs (log2)',
                                 yTitle: which === 'speedup' ? 'speedup vs 1 GPU' : 'efficiency (speedup / GPUs)',
-                                legendTitle: 'model · GPU type · scaling rule'}), pts.length);
+                                legendTitle: 'model · GPU type · scaling rule'}), pts.length, lim.note);
     });
   };
 }
@@ -197,17 +228,21 @@ function curve(xField) {
         var s = p.model + ' · ' + p.gpu_type + ' · ' + p.gpus + ' GPUs · batch/GPU ' + p.batch_per_gpu;
         var x = xField === 'epoch' ? p.epoch : p.wall_s;
         if (!num(x) || !num(p.mean)) return;
-        pts.push({x: x, y: p.mean, s: s, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
+        pts.push({x: x, y: p.mean, s: s, m: p.model, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
                   ': ' + m + ' ' + p.mean.toFixed(4) + ' (' + p.n + ' seed' + (p.n === 1 ? '' : 's') + ')'});
-        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s});
+        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s, m: p.model});
         if (num(c.target) && !reached[s] && (lower ? p.mean <= c.target : p.mean >= c.target)) {
           reached[s] = true;
-          hl.push({x: x, y: p.mean, label: ''});
+          hl.push({x: x, y: p.mean, label: '', m: p.model});
         }
       });
+      var lim = limitSeries(div, pts, band.concat(hl));
+      pts = lim.points;
+      band = lim.extra.filter(function (b) { return 'lo' in b; });
+      hl = lim.extra.filter(function (b) { return !('lo' in b); });
       return draw(div, xyChart({points: pts, band: band, highlight: hl, targetY: c.target, pointSize: 16,
                                 xTitle: xField === 'epoch' ? 'epoch' : 'wall-clock seconds (attempts stitched)',
-                                yTitle: m + ' (mean over seeds; band: min–max)', legendTitle: 'cell group'}), pts.length);
+                                yTitle: m + ' (mean over seeds; band: min–max)', legendTitle: 'cell group'}), pts.length, lim.note);
     });
   };
 }
