@@ -1,4 +1,5 @@
 // orchestrator/cmd_report.c — `segx report KIND`: the standard result tables (report.h).
+#include "orchestrator/accounting.h"
 #include "orchestrator/commands.h"
 #include "orchestrator/cli.h"
 #include "orchestrator/report.h"
@@ -45,7 +46,7 @@ int cmd_report(int argc, char **argv)
         {"format", 'f', CLI_STRING, &format, "FMT", "table (default), csv, json, markdown, or html (with --experiment)"},
         {0}};
     const CliCommand cmd = {
-        "segx report [cells|accuracy|speedup|cost|time-to-target] [options]",
+        "segx report [cells|accuracy|speedup|cost|time-to-target|queue|usage] [options]",
         "Prints a standard table from the DB views (run `segx collect` first):\n"
         "  cells           every cell: state, attempts, final metrics, wall-clock, GPU-hours\n"
         "  accuracy        mean ± std over seeds (n) of the final miou, pixel_acc, top1, val_loss\n"
@@ -55,6 +56,8 @@ int cmd_report(int argc, char **argv)
         "                  (their throughput was measured on shared cores: use --max-parallel 1)\n"
         "  cost            GPU-hours used (sum over attempts of (end-start) x gpus) and planned\n"
         "  time-to-target  first wall-clock second a metric reached --target (or the spec's eval.targets)\n"
+        "  queue           Slurm accounting: median and p90 queue wait per GPU type and partition\n"
+        "  usage           Slurm accounting: per GPU type jobs, hours, CPU efficiency, MaxRSS, memory headroom\n"
         "With --target and no KIND, prints time-to-target.\n"
         "--format html --experiment NAME writes one self-contained HTML file of the experiment (every table\n"
         "and the dashboard's charts, the chart library inline) that can be mailed: segx report -e NAME\n"
@@ -64,8 +67,9 @@ int cmd_report(int argc, char **argv)
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     const char *kind = a.npos ? a.pos[0] : (target ? "time-to-target" : "cells");
-    if (!report_kind_valid(kind)) {
-        fprintf(stderr, "segx report: unknown report '%s': expected cells, accuracy, speedup, cost or time-to-target\n", kind);
+    int acct = accounting_kind_valid(kind);   // queue, usage: Slurm accounting (accounting.c)
+    if (!acct && !report_kind_valid(kind)) {
+        fprintf(stderr, "segx report: unknown report '%s': expected cells, accuracy, speedup, cost, time-to-target, queue or usage\n", kind);
         return 2;
     }
     if (strcmp(format, "html") == 0) return report_html(dbflag, experiment, a.npos ? a.pos[0] : NULL, target);
@@ -89,7 +93,8 @@ int cmd_report(int argc, char **argv)
         fprintf(stderr, "segx report: %s\n", err);
         return 1;
     }
-    rc = report_print(db, kind, &ro, stdout, err, sizeof err);
+    rc = acct ? accounting_report(db, kind, experiment, ro.format, stdout, err, sizeof err)
+              : report_print(db, kind, &ro, stdout, err, sizeof err);
     db_close(db);
     if (rc < 0) {
         fprintf(stderr, "segx report: %s\n", err);

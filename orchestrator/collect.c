@@ -1,5 +1,6 @@
 // orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
 #include "orchestrator/collect.h"
+#include "orchestrator/accounting.h"
 #include "orchestrator/collect_trace.h"
 #include "db/db.h"
 #include "orchestrator/runfile.h"
@@ -1471,6 +1472,7 @@ int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts,
     }
     sqlite3_exec(db, "PRAGMA cache_size = -65536", NULL, NULL, NULL);
     int rc = collect_in_transaction(&c, db, exp_id, err, errlen);
+    if (rc >= 0) accounting_import(db, exp_id, c.warn);   // sacct per ended Slurm attempt; a note without slurmdbd
     char pragma[64];
     snprintf(pragma, sizeof pragma, "PRAGMA cache_size = %d", cache);
     sqlite3_exec(db, pragma, NULL, NULL, NULL);

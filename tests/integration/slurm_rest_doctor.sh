@@ -2,7 +2,8 @@
 # segx doctor on a private local Slurm cluster set up wrong on purpose (PreemptMode=CANCEL,
 # MaxArraySize=4) with a plan of 6 cells and a slurmrestd token about to expire: it warns about each,
 # with what to do, and still passes (warnings); libslurm matches this slurmctld's release. Without
-# slurmrestd where SEGX_SLURMRESTD_URL points, the slurm-rest check fails and names the URL.
+# slurmrestd where SEGX_SLURMRESTD_URL points, the slurm-rest check fails and names the URL. This
+# cluster has no slurmdbd: collect says so once and succeeds; report queue says how to get accounting.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
@@ -36,4 +37,15 @@ out=$(SEGX_SLURMRESTD_URL=http://127.0.0.1:9 "$SEGX" doctor 2>&1); rc=$?
 check_eq "slurmrestd not where SEGX_SLURMRESTD_URL points: doctor exits 1" 1 "$rc"
 case $(line slurm-rest) in *FAIL*"http://127.0.0.1:9/openapi/v3"*"SEGX_SLURMRESTD_URL"*) pass "and names the URL";;
   *) fail "and names the URL" "$out";; esac
+
+# no slurmdbd: one note from collect, nothing fails
+"$SEGX" plan d.json >/dev/null 2>&1
+"$SEGX" submit d --backend slurm >/dev/null 2>&1
+for _ in $(seq 1 240); do "$SEGX" status d 2>/dev/null | grep -q "6 cells: 6 completed" && break; sleep 0.5; done
+out=$("$SEGX" collect d 2>&1); rc=$?
+check_eq "collect without slurmdbd exits 0" 0 "$rc"
+check_eq "and says once why accounting was not imported" 1 "$(echo "$out" | grep -c 'accounting not imported for 6 Slurm attempts (sacct: .*disabled.*): `segx report queue/usage` need slurmdbd')"
+out=$("$SEGX" report queue 2>&1); rc=$?
+check_eq "report queue without accounting exits 1" 1 "$rc"
+case $out in *"no Slurm accounting imported yet"*"--accounting"*) pass "and says how to get it";; *) fail "and says how to get it" "$out";; esac
 done_testing
