@@ -253,6 +253,57 @@ static size_t count_cells(sqlite3 *db)
     return n;
 }
 
+// group_key and scaling_key are cut from the canonical text (plan.c hash_without); they must be
+// SHA-256 of what jansson writes for the params without the dropped keys, whatever the values
+// hold (quotes, backslashes, UTF-8, nested objects, keys that sort next to the dropped ones).
+static void key_without(json_t *params, const char *const *drop, char *out)
+{
+    json_t *c = json_deep_copy(params);
+    for (const char *const *d = drop; *d; d++) json_object_del(c, *d);
+    char *text = json_dumps(c, JSON_SORT_KEYS | JSON_COMPACT);
+    sha_prefix(text, out);
+    free(text);
+    json_decref(c);
+}
+
+static void test_group_keys_match_jansson(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {
+        "{\"name\": \"k\", \"trainer\": {\"note\": \"a \\\"q\\\" \\\\ b, c:d}\", \"seeds\": 3, \"seed_x\": \"\u00e9\u4e2d\","
+        " \"args\": {\"gpus_note\": \"{[,]}\"}}, \"eval\": {\"every\": 1, \"limit\": 20},"
+        " \"matrix\": {\"model\": [\"u,n\\\"et\", \"cnn\"], \"gpus\": [1, 2], \"batch_per_gpu\": [8], \"seed\": [1, 2],"
+        " \"lr\": [0.1, 1e-05], \"flag\": [true, false]}}",
+        "{\"name\": \"k\", \"trainer\": {\"aaa\": null}, \"scaling\": \"strong\", \"lr_scaling\": \"sqrt\","
+        " \"matrix\": {\"gpus\": [1, 2, 4], \"nodes\": [1], \"global_batch\": [64], \"lr\": [0.5], \"zzz\": [\"}\"]}}"};
+    static const char *const no_seed[] = {"seed", NULL};
+    static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
+    static const char *const strong_drop[] = {"seed", "gpus", "nodes", "batch_per_gpu", NULL};
+    for (size_t k = 0; k < 2; k++) {
+        Spec *s = spec_ok(specs[k]);
+        PlanCell *c;
+        size_t n;
+        char err[1024], want[16];
+        if (plan_expand(s, &c, &n, err, sizeof err) < 0) fail_msg("%s", err);
+        assert_true(n >= 3);
+        for (size_t i = 0; i < n; i++) {
+            key_without(c[i].params, no_seed, want);
+            assert_string_equal(c[i].group_key, want);
+            key_without(c[i].params, k ? strong_drop : weak_drop, want);
+            assert_string_equal(c[i].scaling_key, want);
+            sha_prefix(c[i].canon, want);
+            assert_string_equal(c[i].key, want);
+            PlanCell again;   // rebuilt from the stored params (submit does this): the same keys
+            if (plan_cell_from_params(s, c[i].canon, &again, err, sizeof err) < 0) fail_msg("%s", err);
+            assert_string_equal(again.group_key, c[i].group_key);
+            assert_string_equal(again.scaling_key, c[i].scaling_key);
+            plan_cell_clear(&again);
+        }
+        plan_cells_free(c, n);
+        spec_free(s);
+    }
+}
+
 static void test_keys_stable_across_replans(void **state)
 {
     (void)state;
@@ -599,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_weak_data_scaling),
         cmocka_unit_test(test_lr_scaling),
         cmocka_unit_test(test_keys_stable_across_replans),
+        cmocka_unit_test(test_group_keys_match_jansson),
         cmocka_unit_test(test_job_script_executes_with_flags),
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
         cmocka_unit_test(test_mem_per_gpu_overrides_profile),
