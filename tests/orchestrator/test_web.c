@@ -522,6 +522,7 @@ static void test_serve_refuses_open_bind_without_token(void **state)
 #endif
     free(out);
     f = open_memstream(&out, &n);
+    o.log = f;
     o.bind = "not-an-address";
     rc = web_serve(&o);
     fclose(f);
