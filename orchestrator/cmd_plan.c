@@ -45,7 +45,13 @@ typedef struct {
     char err[1024];
 } WriteJobs;
 
-// Writes the job scripts of never-submitted cells first, first+stride, ...
+// Rendered scripts kept in memory between the check (every cell renders before the DB is
+// touched) and the writes; beyond it they are dropped and rendered again when written, so a
+// 100,000-cell plan stays within a few hundred MB (its scripts alone are ~700 MB).
+#define PLAN_SCRIPT_BUDGET (32u << 20)
+#define PLAN_WRITE_CHUNK 2048
+
+// Writes the job scripts of never-submitted cells first, first+stride, ... below n.
 static void *write_jobs(void *arg)
 {
     WriteJobs *w = arg;
@@ -183,6 +189,9 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
         // then write the scripts of cells never submitted (submit renders later attempts).
         scripts = calloc(n ? n : 1, sizeof *scripts);
         if (plan_has_eval(r)) evals = calloc(n ? n : 1, sizeof *evals);
+        size_t kept = 0, budget = PLAN_SCRIPT_BUDGET;
+        const char *b_env = getenv("SEGX_PLAN_SCRIPT_BUDGET");   // bytes; tests set it low
+        if (b_env && *b_env) budget = (size_t)strtoull(b_env, NULL, 10);
         for (size_t i = 0; scripts && (evals || !plan_has_eval(r)) && i < n; i++) {
             char rd[3 * PATH_MAX];
             snprintf(rd, sizeof rd, "%s/%s/attempt-1", run_root, cells[i].key);
@@ -191,6 +200,12 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
                 fprintf(stderr, "segx plan: %s\n", err);
                 rc = 2;
                 goto out;
+            }
+            kept += strlen(scripts[i]) + (evals ? strlen(evals[i]) : 0);
+            if (kept > budget) {   // checked; rendered again when written
+                free(scripts[i]);
+                scripts[i] = NULL;
+                if (evals) { free(evals[i]); evals[i] = NULL; }
             }
         }
         if (!scripts || (plan_has_eval(r) && !evals)) { fprintf(stderr, "segx plan: out of memory\n"); goto out; }
@@ -201,14 +216,35 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
         }
         // File creation dominates a big plan (ext4: ~50-250 us per mkdir/create), and those
         // syscalls run in parallel on different directories: two writers.
-        WriteJobs w[2] = {{cells, scripts, evals, run_root, 0, n, 2, 0, ""}, {cells, scripts, evals, run_root, 1, n, 2, 0, ""}};
-        pthread_t th;
-        int threaded = n >= 256 && pthread_create(&th, NULL, write_jobs, &w[1]) == 0;
-        if (!threaded) w[0].stride = 1;
-        write_jobs(&w[0]);
-        if (threaded) pthread_join(th, NULL);
-        for (int k = 0; k < 2; k++)
-            if (w[k].failed) { fprintf(stderr, "segx plan: %s\n", w[k].err); goto out; }
+        // In chunks: the scripts dropped above are rendered again (here, one thread: the renderer
+        // is not shared), then the chunk is written by two threads and freed.
+        for (size_t start = 0; start < n; start += PLAN_WRITE_CHUNK) {
+            size_t end = n - start > PLAN_WRITE_CHUNK ? start + PLAN_WRITE_CHUNK : n;
+            for (size_t i = start; i < end; i++) {
+                if (cells[i].next_attempt != 1 || scripts[i]) continue;
+                char rd[3 * PATH_MAX];
+                snprintf(rd, sizeof rd, "%s/%s/attempt-1", run_root, cells[i].key);
+                if (plan_render_text(r, &cells[i], 1, rd, &scripts[i], err, sizeof err) < 0 ||
+                    (evals && plan_render_eval_text(r, &cells[i], 1, rd, &evals[i], err, sizeof err) < 0)) {
+                    fprintf(stderr, "segx plan: %s\n", err);
+                    goto out;
+                }
+            }
+            WriteJobs w[2] = {{cells, scripts, evals, run_root, start, end, 2, 0, ""},
+                              {cells, scripts, evals, run_root, start + 1, end, 2, 0, ""}};
+            pthread_t th;
+            int threaded = end - start >= 256 && pthread_create(&th, NULL, write_jobs, &w[1]) == 0;
+            if (!threaded) w[0].stride = 1;
+            write_jobs(&w[0]);
+            if (threaded) pthread_join(th, NULL);
+            for (int k = 0; k < 2; k++)
+                if (w[k].failed) { fprintf(stderr, "segx plan: %s\n", w[k].err); goto out; }
+            for (size_t i = start; i < end; i++) {
+                free(scripts[i]);
+                scripts[i] = NULL;
+                if (evals) { free(evals[i]); evals[i] = NULL; }
+            }
+        }
     }
     double gpuh = 0;
     for (size_t i = 0; i < n; i++) gpuh += (double)cells[i].gpus * (double)s->time_s / 3600.0;

@@ -274,7 +274,7 @@ static void test_group_keys_match_jansson(void **state)
         " \"args\": {\"gpus_note\": \"{[,]}\"}}, \"eval\": {\"every\": 1, \"limit\": 20},"
         " \"matrix\": {\"model\": [\"u,n\\\"et\", \"cnn\"], \"gpus\": [1, 2], \"batch_per_gpu\": [8], \"seed\": [1, 2],"
         " \"lr\": [0.1, 1e-05], \"flag\": [true, false]}}",
-        "{\"name\": \"k\", \"trainer\": {\"aaa\": null}, \"scaling\": \"strong\", \"lr_scaling\": \"sqrt\","
+        "{\"name\": \"k\", \"trainer\": {\"aaa\": false}, \"scaling\": \"strong\", \"lr_scaling\": \"sqrt\","
         " \"matrix\": {\"gpus\": [1, 2, 4], \"nodes\": [1], \"global_batch\": [64], \"lr\": [0.5], \"zzz\": [\"}\"]}}"};
     static const char *const no_seed[] = {"seed", NULL};
     static const char *const weak_drop[] = {"seed", "gpus", "nodes", "global_batch", NULL};
@@ -302,6 +302,71 @@ static void test_group_keys_match_jansson(void **state)
         plan_cells_free(c, n);
         spec_free(s);
     }
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *t = calloc(1, 1 << 16);
+    size_t n = fread(t, 1, (1 << 16) - 1, f);
+    t[n] = 0;
+    fclose(f);
+    return t;
+}
+
+// segx plan keeps at most SEGX_PLAN_SCRIPT_BUDGET bytes of rendered scripts between checking and
+// writing (a 100,000-cell plan held ~700 MB); the ones it dropped are rendered again: every job.sh
+// and eval.sh must be the same as with all of them kept.
+static void test_plan_script_budget(void **state)
+{
+    (void)state;
+    char spec[512], dir[2][512];
+    snprintf(spec, sizeof spec, "%s/budget.json", tmpdir);
+    FILE *f = fopen(spec, "w");
+    fputs("{\"name\": \"b\", \"trainer\": {\"dataset\": \"synthetic\", \"epochs\": 1}, \"matrix\": {\"model\": [\"cnn\"],"
+          " \"gpu_type\": [\"cpu\"], \"gpus\": [1, 2], \"batch_per_gpu\": [4, 8, 16], \"seed\": [1, 2, 3, 4, 5]},"
+          " \"eval\": {\"job\": {\"time\": \"00:05:00\"}}}", f);
+    fclose(f);
+    for (int k = 0; k < 2; k++) {
+        char db[1100];
+        snprintf(dir[k], sizeof dir[k], "%s/budget%d", tmpdir, k);
+        snprintf(db, sizeof db, "%s.db", dir[k]);
+        if (k) setenv("SEGX_PLAN_SCRIPT_BUDGET", "1", 1);   // keeps one script: 29 rendered again
+        PlanOptions o = {.db_path = db, .runs_dir = dir[k], .quiet = 1};
+        assert_int_equal(plan_spec_file(spec, &o, NULL, 0), 0);
+        unsetenv("SEGX_PLAN_SCRIPT_BUDGET");
+    }
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "cd '%s/b' && find . -name '*.sh' | sort", dir[0]);
+    FILE *l = popen(cmd, "r");
+    char rel[512];
+    int files = 0;
+    while (fgets(rel, sizeof rel, l)) {
+        rel[strcspn(rel, "\n")] = 0;
+        char a[1200], b[1200];
+        snprintf(a, sizeof a, "%s/b/%s", dir[0], rel + 2);
+        snprintf(b, sizeof b, "%s/b/%s", dir[1], rel + 2);
+        char *ta = read_all(a), *tb = read_all(b);
+        assert_non_null(ta);
+        if (!tb) fail_msg("%s missing with a small script budget", b);
+        // the scripts name their own run dir: compare with it swapped
+        char *at = strstr(tb, dir[1]);
+        assert_non_null(at);
+        char fixed[1 << 16];
+        size_t out = 0;
+        for (const char *p = tb; *p;) {
+            if (strncmp(p, dir[1], strlen(dir[1])) == 0) { out += (size_t)snprintf(fixed + out, sizeof fixed - out, "%s", dir[0]); p += strlen(dir[1]); }
+            else fixed[out++] = *p++;
+        }
+        fixed[out] = 0;
+        assert_string_equal(ta, fixed);
+        free(ta);
+        free(tb);
+        files++;
+    }
+    pclose(l);
+    assert_int_equal(files, 60);   // 30 cells x (job.sh + eval.sh)
 }
 
 static void test_keys_stable_across_replans(void **state)
@@ -651,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_lr_scaling),
         cmocka_unit_test(test_keys_stable_across_replans),
         cmocka_unit_test(test_group_keys_match_jansson),
+        cmocka_unit_test(test_plan_script_budget),
         cmocka_unit_test(test_job_script_executes_with_flags),
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
         cmocka_unit_test(test_mem_per_gpu_overrides_profile),
