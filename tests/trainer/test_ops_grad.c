@@ -273,6 +273,9 @@ static void test_conv_depthwise(void **s) {
     conv_case_g(2, 3, 3, 8, 9, 3, 1, 2, 2, 0, 1, 3);
     conv_case_g(2, 2, 2, 6, 5, 5, 2, 2, 1, 1, 0, 2);
     conv_case_g(1, 3, 3, 4, 4, 1, 1, 0, 1, 0, 0, 3);
+    conv_case_g(2, 3, 3, 6, 7, 3, 1, 0, 1, 1, 1, 3);    // 3x3 without padding, stride 1 and 2 (padded-plane kernels)
+    conv_case_g(2, 4, 4, 7, 8, 3, 2, 0, 1, 0, 0, 4);
+    conv_case_g(2, 2, 2, 70, 3, 3, 1, 1, 1, 0, 0, 2);   // taller than the padded-plane buffer: the general loops
 }
 static void test_conv_grouped(void **s) {
     (void)s;
