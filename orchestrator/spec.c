@@ -342,10 +342,85 @@ static char *ere_from_pattern(const char *pat)
     return o;
 }
 
+// Rough count of the states glibc's regcomp builds for an ERE: it copies the operand of '+' and
+// of {m,n} (x+ is xx*, x{2,4} is xxx?x?), so stacked or nested repetitions grow exponentially
+// (fuzz_logparse: "\\[+++...+" of 48 characters took 2.7 GB in regcomp). Saturates at limit.
+static long ere_states(const char *p, long limit)
+{
+    long total[64] = {0}, last[64] = {0};   // per open group: states so far, states of the last atom
+    int d = 0;
+    while (*p) {
+        long atom = 1;
+        if (*p == '(') {
+            if (d == 63) return limit;
+            d++;
+            total[d] = last[d] = 0;
+            p++;
+            continue;
+        } else if (*p == ')' && d > 0) {
+            atom = total[d] + 1;
+            d--;
+            p++;
+        } else if (*p == '[') {   // a bracket expression is one state: []...], [^]...], [:alpha:]
+            const char *q = p + 1;
+            if (*q == '^') q++;
+            if (*q == ']') q++;
+            while (*q && *q != ']') q += q[0] == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=') && strchr(q + 2, q[1])
+                                        ? (strchr(q + 2, q[1]) - q) + 1 : 1;
+            p = *q ? q + 1 : q;
+        } else if (*p == '\\' && p[1]) {
+            p += 2;
+        } else if (*p == '+' || *p == '{') {
+            long copies = 2;
+            if (*p == '{') {
+                char *e;
+                long m = strtol(p + 1, &e, 10), n = m;
+                if (*e == ',') n = isdigit((unsigned char)e[1]) ? strtol(e + 1, &e, 10) : m + 1;
+                else n = m;
+                copies = (n > m ? n : m) + 1;
+                if (copies > limit) return limit;
+                p = strchr(p, '}') ? strchr(p, '}') + 1 : p + strlen(p);
+            } else {
+                p++;
+            }
+            total[d] += last[d] * (copies - 1);
+            last[d] *= copies;
+            if (total[d] > limit || last[d] > limit) return limit;
+            continue;
+        } else if (*p == '*' || *p == '?') {
+            total[d]++;
+            p++;
+            continue;
+        } else if (*p == '|') {
+            last[d] = 0;
+            p++;
+            continue;
+        } else {
+            p++;
+        }
+        total[d] += atom;
+        last[d] = atom;
+        if (total[d] > limit) return limit;
+    }
+    long sum = 0;
+    for (int i = 0; i <= d; i++) sum += total[i];
+    return sum > limit ? limit : sum;
+}
+
 int spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errlen)
 {
+    if (strlen(pattern) > SPEC_MAX_REGEX) {
+        snprintf(err, errlen, "is %zu characters long; at most %d are allowed", strlen(pattern), SPEC_MAX_REGEX);
+        return -1;
+    }
     char *ere = ere_from_pattern(pattern);
     if (!ere) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (ere_states(ere, SPEC_MAX_REGEX_STATES) >= SPEC_MAX_REGEX_STATES) {
+        snprintf(err, errlen, "too complex: its repetitions ('+', '{m,n}' on groups or on each other) would build more "
+                 "than %d regex states; simplify it (e.g. '(x+)+' is 'x+')", SPEC_MAX_REGEX_STATES);
+        free(ere);
+        return -1;
+    }
     int rc = regcomp(re, ere, REG_EXTENDED);
     if (rc) {
         regerror(rc, re, err, errlen);

@@ -330,6 +330,37 @@ static void test_time_agrees_with_sbatch_parser(void **state)
     }
 }
 
+// glibc's regcomp copies the operand of '+' and {m,n}: stacked repetitions took 2.7 GB for a
+// 48-character pattern (fuzz_logparse). Such patterns are refused before regcomp sees them.
+static void test_metric_regex_complexity(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"Epoch \\[(\\d+)\\]", "loss=([0-9.]+)", "v=([0-9]{1,3})", "(a|b|c)+ ([[:alpha:]]+)*",
+                                     "((a+)+)(x)", "([]x]+)", "(x{1,100})"};
+    static const char *const bad[] = {"\\[+++++++++++++++++++++++++++++++(x)", "(x{1000}){1000}", "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)"};
+    regex_t re;
+    char err[256];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (spec_compile_metric(ok[i], &re, err, sizeof err) < 0) fail_msg("'%s': %s", ok[i], err);
+        regfree(&re);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (spec_compile_metric(bad[i], &re, err, sizeof err) == 0) { regfree(&re); fail_msg("'%s' accepted", bad[i]); }
+        if (!strstr(err, "too complex")) fail_msg("'%s': %s", bad[i], err);
+    }
+    char *longp = malloc(2000);
+    memset(longp, 'a', 1999);
+    longp[0] = '(';
+    longp[1998] = ')';
+    longp[1999] = 0;
+    assert_int_equal(spec_compile_metric(longp, &re, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is 1999 characters long; at most 1024"));
+    free(longp);
+    char *e = expect_error("{\"name\": \"x\", \"trainer\": {\"command\": \"t {{run_dir}}\", \"metrics\": {\"m\": \"(x{1000}){1000}\"}},"
+                           " \"matrix\": {\"batch_per_gpu\": [8]}}");
+    assert_non_null(strstr(e, "trainer.metrics.m: bad regular expression: too complex"));
+}
+
 // Issue 17: vague messages now say the value and the limit.
 static void test_messages_say_value_and_limit(void **state)
 {
@@ -447,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_metric_regex_translation),
         cmocka_unit_test(test_integer_ranges),
         cmocka_unit_test(test_time_agrees_with_sbatch_parser),
+        cmocka_unit_test(test_metric_regex_complexity),
         cmocka_unit_test(test_messages_say_value_and_limit),
         cmocka_unit_test(test_locate),
         cmocka_unit_test(test_cli_parse),
