@@ -683,6 +683,10 @@ static ModelTwin MODEL_TWINS[] = {
     {"model cnn 28x28", {.name = "cnn", .in_channels = 1, .classes = 10, .height = 28, .width = 28, .batch_norm = 1, .max_batch = 8}, 4, 1e-4, 1e-3},
     {"model resnet18 32x32", {.name = "resnet18", .in_channels = 3, .classes = 10, .height = 32, .width = 32, .batch_norm = 1, .max_batch = 4}, 3, 1e-4, 2e-3},
     {"model unet w8 32x32", {.name = "unet", .in_channels = 1, .classes = 4, .height = 32, .width = 32, .base_width = 8, .batch_norm = 1, .max_batch = 2}, 3, 1e-4, 2e-3},
+    // the five-CNN comparison's models (grouped convolution, ReLU6, channel moves, DenseNet's channel-major blocks)
+    {"model mobilenet_v2 32x32", {.name = "mobilenet_v2", .in_channels = 3, .classes = 10, .height = 32, .width = 32, .batch_norm = 1, .max_batch = 2}, 3, 1e-4, 2e-3},
+    {"model shufflenet_v2 32x32", {.name = "shufflenet_v2", .in_channels = 3, .classes = 10, .height = 32, .width = 32, .batch_norm = 1, .max_batch = 2}, 3, 1e-4, 2e-3},
+    {"model densenet121 32x32", {.name = "densenet121", .in_channels = 3, .classes = 10, .height = 32, .width = 32, .batch_norm = 1, .max_batch = 2}, 3, 1e-4, 2e-3},
 };
 
 static void test_model_null_ops(void **state) {
