@@ -22,7 +22,7 @@ rc=$?
 check_eq "mpirun -np 2 test_comm_mpi exits 0" 0 "$rc"
 for r in 0 1; do
   check_eq "rank $r sees world 2" "# rank $r of 2, local rank $r" "$(grep '^# rank' "$out.$r" 2>/dev/null)"
-  check_eq "rank $r: all 8 unit tests pass (incl. DDP == accumulation, sync-BN DDP == full batch, backend scale)" "8 0" "$(grep -c '^ok ' "$out.$r" 2>/dev/null) $(grep -c '^not ok' "$out.$r" 2>/dev/null)"
+  check_eq "rank $r: all 10 unit tests pass (incl. DDP == accumulation, sync-BN DDP == full batch, backend scale, every --reducer == accumulation)" "10 0" "$(grep -c '^ok ' "$out.$r" 2>/dev/null) $(grep -c '^not ok' "$out.$r" 2>/dev/null)"
 done
 bw=$(sed -n 's/^# allreduce 16 MB x 2 ranks: \([0-9]*\) MB\/s/\1/p' "$out.0")
 if [ -n "$bw" ] && [ "$bw" -gt 0 ]; then pass "allreduce bandwidth reported: $bw MB/s"; else fail "no bandwidth line" "$(cat "$out.0")"; fi
