@@ -9,6 +9,7 @@
 #   start during backward (their exposed time is at most their communication time);
 # - test_comm_mpi (every reducer == accumulation on a real model, in-process) with rabenseifner;
 # - an algorithm the engine does not offer (tree with MPI) is refused before training, naming it;
+# - a CIFAR network trains on fashion-mnist padded to 32x32 with the augmentation, 2 ranks, fused;
 # - over NCCL (2 GPUs): fused and per-tensor with NCCL_ALGO tree == 1 GPU accumulating; skips here.
 . "$(dirname "$0")/lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -94,6 +95,22 @@ check "--allreduce-algo tree with MPI: refused, naming MPI's algorithms" grep -q
 out=$("$T" "${common[@]}" --reducer horovod 2>&1); rc=$?
 check_eq "--reducer horovod: exit 2" 2 "$rc"
 check "--reducer horovod: names the reducers" grep -q "want one of: bucket fused per-tensor" <<<"$out"
+
+# A CIFAR network on real data here: mobilenet_v2 on fashion-mnist padded to 32x32 (--pad-to) with
+# CIFAR's augmentation, 2 ranks, fused reducer. 2,236,106 parameters = models_ref.py's 2,236,682 for
+# 3 input channels minus the stem's 2 x 32 x 3 x 3 = 576 weights for the 2 channels it does not have.
+if "$T" --help 2>/dev/null | grep -q mobilenet_v2; then
+  cifar=(--model mobilenet_v2 --dataset fashion-mnist --pad-to 32 --augment --train-limit 32 --eval-limit 32 --batch-size 8
+         --optimizer adadelta --lr 0.1 --threads 1 --workers 2 --reducer fused --seed 1)
+  if timeout 600 mpirun -np 2 --bind-to none "$T" "${cifar[@]}" --out "$TEST_TMP/mbv2" >"$TEST_TMP/mbv2.log" 2>&1; then
+    check_eq "mobilenet_v2 on fashion-mnist --pad-to 32 --augment, 2 ranks, fused: params, reducer, ranks, steps, top1 reported" \
+      "2236106 fused 2 2 yes" "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["params"], r["reducer"], r["ranks"], r["steps"], "yes" if 0 <= r["top1"] <= 1 else r["top1"])' "$TEST_TMP/mbv2/result.json" 2>&1)"
+  else
+    fail "mobilenet_v2 on fashion-mnist --pad-to 32, 2 ranks: segx-train failed" "$(tail -5 "$TEST_TMP/mbv2.log")"
+  fi
+else
+  skip "segx-train has no mobilenet_v2"
+fi
 
 # --- over NCCL: 2 GPUs --------------------------------------------------------------------------------
 nccl_case="NCCL (NCCL_ALGO tree): fused and per-tensor, 2 GPUs x B/2 == 1 GPU accumulating"
