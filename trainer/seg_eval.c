@@ -5,6 +5,7 @@
 #include "trainer/ops/ops.h"         // defines: ops_cpu (bilinear resize of host logits)
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,30 +107,52 @@ int seg_infer(Model *m, const SegEvalConfig *c, const Sample *s, float *logits, 
     return c->slide ? infer_slide(m, c, s, logits, ws) : infer_whole(m, c, s, logits, ws);
 }
 
+// The next image decodes on its own thread while the model runs on this one.
+typedef struct { Dataset *ds; long i; Sample s; int rc; char err[1024]; } Fetch;
+static void *fetch_main(void *p) {
+    Fetch *f = p;
+    f->rc = dataset_get_sample(f->ds, f->i, &f->s, f->err, sizeof f->err);
+    return NULL;
+}
+
 int seg_eval_images(Model *m, Dataset *ds, const SegEvalConfig *c, int rank, int world, long limit, ConfMat *cm,
                     double sums[2], char *err, size_t errlen) {
     long n = limit > 0 && limit < ds->n ? limit : ds->n;
-    Sample s = { 0 };
+    Fetch f[2];
+    memset(f, 0, sizeof f);
     SegEvalWs ws = { 0 };
     float *logits = NULL;
     int32_t *pred = NULL, *truth = NULL;
     size_t cap = 0;
-    int rc = 0, K = c->classes;
-    for (long i = rank; i < n && rc == 0; i += world) {
-        if (dataset_get_sample(ds, i, &s, err, errlen)) { rc = -1; break; }
-        size_t hw = (size_t)s.h * s.w;
+    int rc = 0, K = c->classes, cur = 0, pending = 0;
+    pthread_t th;
+    if (rank < n) {   // the first image on this thread, the rest one ahead on a helper thread
+        f[0].ds = ds; f[0].i = rank;
+        fetch_main(&f[0]);
+    }
+    for (long i = rank; i < n && rc == 0; i += world, cur ^= 1) {
+        if (pending) { pthread_join(th, NULL); pending = 0; }
+        Fetch *now = &f[cur], *next = &f[cur ^ 1];
+        if (now->rc) { snprintf(err, errlen, "%s", now->err); rc = -1; break; }
+        if (i + world < n) {
+            next->ds = ds; next->i = i + world;
+            if (pthread_create(&th, NULL, fetch_main, next) == 0) pending = 1;
+            else fetch_main(next);
+        }
+        const Sample *s = &now->s;
+        size_t hw = (size_t)s->h * s->w;
         if (hw > cap) {
             free(logits); free(pred); free(truth);
             logits = malloc(sizeof(float) * K * hw);
             pred = malloc(sizeof(int32_t) * hw);
             truth = malloc(sizeof(int32_t) * hw);
             cap = hw;
-            if (!logits || !pred || !truth) { snprintf(err, errlen, "out of memory for a %dx%d image", s.w, s.h); rc = -1; break; }
+            if (!logits || !pred || !truth) { snprintf(err, errlen, "out of memory for a %dx%d image", s->w, s->h); rc = -1; break; }
         }
-        if (seg_infer(m, c, &s, logits, &ws)) { snprintf(err, errlen, "out of memory in evaluation"); rc = -1; break; }
+        if (seg_infer(m, c, s, logits, &ws)) { snprintf(err, errlen, "out of memory in evaluation"); rc = -1; break; }
         metrics_argmax(logits, 1, K, hw, pred);
         for (size_t p = 0; p < hw; p++) {
-            int t = s.lab[p];
+            int t = s->lab[p];
             truth[p] = t == DATA_IGNORE_LABEL || t >= K ? -1 : t;   // -1: not counted by the confusion matrix
             if (truth[p] < 0) continue;
             double mx = -INFINITY, se = 0;
@@ -140,8 +163,9 @@ int seg_eval_images(Model *m, Dataset *ds, const SegEvalConfig *c, int rank, int
         }
         confmat_add(cm, truth, pred, hw);
     }
+    if (pending) pthread_join(th, NULL);
     free(logits); free(pred); free(truth);
-    sample_free(&s);
+    sample_free(&f[0].s); sample_free(&f[1].s);
     seg_eval_ws_free(&ws);
     return rc;
 }
