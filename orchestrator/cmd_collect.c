@@ -19,7 +19,10 @@ int cmd_collect(int argc, char **argv)
         "Reads the run dirs (metrics.jsonl, result.json, env.json, exit_code, stderr) of the\n"
         "experiment's attempts (all experiments when none is named) into the DB, in one transaction.\n"
         "Idempotent: running it again changes nothing unless the files changed. A malformed metrics\n"
-        "line is skipped with a warning naming FILE:LINE.",
+        "line is skipped with a warning naming FILE:LINE. Nothing stored is ever deleted: a run dir that\n"
+        "is gone (a scratch purge), a file that is unreadable, empty, truncated or not a regular file (a\n"
+        "FIFO, a link to /dev/zero) is a warning naming the path, and the DB keeps what it had; stored\n"
+        "rows are only replaced by complete newer data.",
         opts, 0, 1, NULL};
     CliArgs a;
     int rc = cli_parse(&cmd, argc, argv, &a);
@@ -39,9 +42,15 @@ int cmd_collect(int argc, char **argv)
         fprintf(stderr, "segx collect: %s\n", err);
         return rc == -2 ? 2 : 1;
     }
-    if (!quiet)
-        printf("collected %ld attempt(s) (%ld new), %ld metric row(s); %ld unchanged; %ld malformed line(s) skipped\n",
-               cs.attempts_ingested, cs.attempts_new, cs.epochs, cs.attempts_seen - cs.attempts_ingested,
+    if (!quiet) {
+        printf("collected %ld attempt(s) (%ld new), %ld metric row(s); %ld unchanged; %ld malformed line(s) skipped",
+               cs.attempts_ingested, cs.attempts_new, cs.epochs, cs.attempts_seen - cs.attempts_ingested - cs.attempts_missing,
                cs.lines_skipped);
+        if (cs.attempts_missing) printf("; %ld run dir(s) missing (their rows kept)", cs.attempts_missing);
+        if (cs.attempts_forgotten)
+            printf("; %ld 'unknown' attempt(s) an older collect recorded for planned cells removed", cs.attempts_forgotten);
+        if (cs.warnings) printf("; %ld warning(s)", cs.warnings);
+        printf("\n");
+    }
     return 0;
 }
