@@ -288,7 +288,7 @@ int slurm_time_minutes(const char *s, int *unlimited)
     }
     while (*p) {
         size_t n = strcspn(p, ":");
-        if (!all_digits(p, n) || nf == 3 || n > 6) return -1;
+        if (!all_digits(p, n) || nf == 3 || n > 7) return -1;   // 7 digits: 5256000 minutes is ten years
         f[nf++] = strtol(p, NULL, 10);
         p += n;
         if (*p == ':') { p++; if (!*p) return -1; }

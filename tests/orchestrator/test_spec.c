@@ -321,7 +321,8 @@ static void test_time_agrees_with_sbatch_parser(void **state)
     (void)state;
     static const char *const t[] = {"30", "10:30", "01:30:00", "100:00:00", "2-00:00:00", "1-12", "1-2:30", "0:0:1",
                                     "99:99:99", "1:60:00", "10:60", "1-24", "1-2:60", "x", "1:2:3:4", "10:", "-1",
-                                    "99999999999999999999", "9999999-1", "1h", ""};
+                                    "99999999999999999999", "9999999-1", "1h", "",
+                                    "4111111", "5256000", "5256001", "9999999", "100000-0", "99999-0"};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         long secs = spec_parse_time(t[i]);
         int unl, mins = slurm_time_minutes(t[i], &unl);
