@@ -33,6 +33,22 @@ out=$("$T" "${common[@]}" --dataset cityscapes:cs --epochs 1 --eval-mode whole -
 check_eq "unet trains on cityscapes:DIR (labelIds mapped on val), whole-image evaluation" 0 "$rc"
 check_eq "cityscapes: 19 classes" 19 "$(python3 -c "import json; print(len(json.load(open('runcs/result.json'))['per_class_iou']))")"
 
+# 2 ranks evaluate strided shares of the validation images; their sums and confusion matrices add up
+# to the 1-rank figures (no BN, lr 0: both evaluate the initial model)
+if command -v mpirun >/dev/null && [ "${SEGX_SAN:-0}" != 1 ]; then
+  a=(--model unet --width 4 --no-batch-norm --lr 0 --dataset ade20k:ade --crop 32 --batch-size 4 --threads 1 --epochs 1
+     --eval-mode slide --workers 1 --train-limit 8)
+  timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 "$T" "${a[@]}" --out run2 >run2.log 2>&1
+  "$T" "${a[@]}" --out run1 >run1.log 2>&1
+  check_eq "2-rank evaluation = 1-rank evaluation (val_loss, pixel_acc, per-class IoU)" same "$(python3 -c "
+import json
+a, b = (json.loads(open(d + '/metrics.jsonl').readline()) for d in ('run1', 'run2'))
+k = ('val_loss', 'pixel_acc', 'per_class_iou')
+print('same' if all(a[x] == b[x] for x in k) else [(a[x], b[x]) for x in k[:2]])" 2>&1)"
+else
+  skip "2-rank evaluation (no mpirun, or a sanitizer build)"
+fi
+
 # bad input: refused before training (no metrics line), naming the file or flag
 mkdir -p bad && cp -r ade bad/nosplit && rm -r bad/nosplit/annotations/validation
 out=$("$T" "${common[@]}" --dataset ade20k:bad/nosplit --out runbad 2>&1); rc=$?
