@@ -48,7 +48,7 @@ static int load(const TrainConfig *c, Eval *e, const char *ckpt, CkptHeader *h, 
                  "--width and --no-batch-norm", ckpt, h->tag, want);
         return TRAIN_EXIT_USAGE;
     }
-    int seg_model = strcmp(c->model, "unet") == 0;
+    int seg_model = model_name_is_segmentation(c->model);
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                          .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
                          .synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch };
@@ -57,7 +57,7 @@ static int load(const TrainConfig *c, Eval *e, const char *ckpt, CkptHeader *h, 
     int in_h, in_w;
     if (seg_setup(c, e->ds, &e->pipe, &e->seg, &in_h, &in_w, err, el)) return TRAIN_EXIT_USAGE;
     ModelConfig mc = { .name = c->model, .in_channels = e->ds->channels, .classes = e->ds->classes,
-                       .height = in_h, .width = in_w, .base_width = c->width,
+                       .height = in_h, .width = in_w, .base_width = c->width, .backbone = c->backbone,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
     if (model_create(&mc, &e->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(e->model) != e->ds->segmentation) {

@@ -23,7 +23,10 @@ static const char usage[] =
 "model and data\n"
 "  --model M                     cnn | resnet18 | unet | vgg16 | mobilenet_v2 | shufflenet_v2 |\n"
 "                                densenet121 (default cnn; the last four are models_ref.py's CIFAR nets:\n"
-"                                32x32 inputs, --pad-to 32 for fashion-mnist)\n"
+"                                32x32 inputs, --pad-to 32 for fashion-mnist) | deeplabv3plus\n"
+"  --backbone resnet18|resnet50|resnet101   deeplabv3plus's ResNet (default resnet50; torchvision's\n"
+"                                names under backbone., so --init R.safetensors --init-prefix backbone.\n"
+"                                starts it from a converted torchvision checkpoint)\n"
 "  --width W                     unet base width (default 16)\n"
 "  --no-batch-norm               drop BatchNorm layers (convs get biases)\n"
 "  --dataset D                   fashion-mnist | fashion-mnist-seg | cifar10:DIR | segfolder:DIR | synthetic\n"
@@ -141,7 +144,7 @@ enum {
     O_WIDTH, O_NOBN, O_THREADS, O_WORKERS, O_TRAIN_LIMIT, O_EVAL_LIMIT, O_AUGMENT, O_DATA_DIR, O_INC,
     O_CLASSES, O_IMSIZE, O_STEPS, O_PRINT, O_EXPORT, O_EXPORT_LIMIT, O_EXPORT_SPLIT, O_CKPT, O_RESUME,
     O_PROFILE, O_COMM, O_SYNCBN, O_ACCUM, O_BUCKET, O_DEVICE, O_OUT, O_SAVE, O_HELP, O_PRECISION, O_EVALUATE,
-    O_INIT, O_INIT_PREFIX, O_INIT_SKIP, O_SAVE_WEIGHTS, O_INFER, O_INFER_OUT
+    O_INIT, O_INIT_PREFIX, O_INIT_SKIP, O_SAVE_WEIGHTS, O_INFER, O_INFER_OUT, O_BACKBONE
 };
 
 // issue 14: data-parallel strategies (trainer/dist) and CIFAR-shaped fashion-mnist
@@ -177,6 +180,7 @@ static const struct option longopts[] = {
     { "evaluate", 0, 0, O_EVALUATE },
     { "init", 1, 0, O_INIT }, { "init-prefix", 1, 0, O_INIT_PREFIX }, { "init-skip", 1, 0, O_INIT_SKIP },
     { "save-weights", 1, 0, O_SAVE_WEIGHTS }, { "infer", 1, 0, O_INFER }, { "infer-out", 1, 0, O_INFER_OUT },
+    { "backbone", 1, 0, O_BACKBONE },
     { 0, 0, 0, 0 }
 };
 
@@ -300,7 +304,7 @@ static int evaluate_only;   // --evaluate: evaluate_run instead of train_run
 
 static int parse_args(int argc, char **argv, TrainConfig *c) {
     static const char *const models[] = { "cnn", "resnet18", "unet", "vgg16", "mobilenet_v2", "shufflenet_v2",
-                                          "densenet121", NULL };
+                                          "densenet121", "deeplabv3plus", NULL };
     static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
     static const char *const reducers[] = { "bucket", "fused", "per-tensor", NULL };
     static const char *const algos[] = { "auto", "ring", "recursive-doubling", "rabenseifner", "tree", NULL };
@@ -391,6 +395,12 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
         case O_SAVE_WEIGHTS: c->save_weights = optarg; break;
         case O_INFER: c->infer_in = optarg; break;
         case O_INFER_OUT: c->infer_out = optarg; break;
+        case O_BACKBONE: {
+            static const char *const bbs[] = { "resnet18", "resnet50", "resnet101", NULL };
+            r = one_of(name, optarg, bbs);
+            if (!r) c->backbone = atoi(optarg + 6);
+            break;
+        }
         case ':':
             fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
             return -1;

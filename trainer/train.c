@@ -419,7 +419,7 @@ static int setup(Trainer *t) {
         // so host timings of their calls would measure launches, not work: phases only there.
         if (!t->gpu) t->ops = ops_traced(t->ops, t->trace);
     }
-    int seg_model = strcmp(c->model, "unet") == 0;
+    int seg_model = model_name_is_segmentation(c->model);
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
                          .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
                          .verify = c->check_data };
@@ -434,7 +434,7 @@ static int setup(Trainer *t) {
     if (seg_setup(c, t->train_ds, &t->pipe, &t->seg, &in_h, &in_w, err, el)) return TRAIN_EXIT_USAGE;
 
     ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
-                       .height = in_h, .width = in_w, .base_width = c->width,
+                       .height = in_h, .width = in_w, .base_width = c->width, .backbone = c->backbone,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
     if (!t->gpu) {   // a batch that cannot fit is said before it is allocated (and OOM-killed)
         OptKind pk;

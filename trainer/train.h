@@ -34,6 +34,7 @@ typedef struct {
     const char *init, *init_prefix, *init_skip;  // --init W.safetensors (trainer/io/weights.h)
     const char *save_weights;                    // --save-weights FILE.safetensors (PyTorch names)
     const char *infer_in, *infer_out;            // --infer IN --infer-out OUT: no training
+    int backbone;                                // --backbone resnetN: deeplabv3plus's depth (0: 50)
     // evaluation cadence and the segmentation pipeline (trainer/data/pipeline.h)
     int eval_every;                              // evaluate after every N-th epoch and the last (default 1)
     int scale_w, scale_h;                        // --scale WxH: base scale of the random resize (0: none)

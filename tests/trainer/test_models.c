@@ -12,9 +12,11 @@
 #include "trainer/io/safetensors.h"
 #include "trainer/ops/conv_dnnl.h"
 
+static int backbone;   // deeplabv3plus's depth for make() (0: its default, 50)
+
 static Model *make(const char *name, int cin, int ncls, int h, int w, int width, int bn, int B) {
     ModelConfig cfg = {.name = name, .in_channels = cin, .classes = ncls, .height = h, .width = w,
-                       .base_width = width, .batch_norm = bn, .max_batch = B};
+                       .base_width = width, .batch_norm = bn, .max_batch = B, .backbone = backbone};
     Model *m = NULL; char err[256];
     if (model_create(&cfg, &m, err, sizeof err)) fail_msg("model_create(%s): %s", name, err);
     return m;
@@ -176,6 +178,27 @@ static void test_fixture_vgg16(void **s) {
 }
 static void test_fixture_mobilenet_v2(void **s) { (void)s; model_fixture("model_mobilenet_v2.bin", "mobilenet_v2", 0, 1); }
 static void test_fixture_shufflenet_v2(void **s) { (void)s; model_fixture("model_shufflenet_v2.bin", "shufflenet_v2", 0, 1); }
+// DeepLabv3+ (resnet18 backbone, 3 classes, batch 2 at 32x32): a segmentation training step with ignored pixels
+static void test_fixture_deeplabv3plus(void **s) {
+    (void)s;
+    backbone = 18;
+    model_fixture("model_deeplabv3plus.bin", "deeplabv3plus", 0, 1);
+    backbone = 0;
+}
+static void test_deeplabv3plus_counts(void **s) {   // models_ref.py counts, 3 -> 19 classes
+    (void)s;
+    const int depth[3] = {18, 50, 101};
+    const size_t want[3] = {16607667, 40351667, 59343795};
+    for (int i = 0; i < 3; i++) {
+        backbone = depth[i];
+        Model *m = make("deeplabv3plus", 3, 19, 32, 32, 0, 1, 1);
+        printf("# deeplabv3plus resnet%d: %zu parameters\n", depth[i], model_num_params(m));
+        assert_int_equal(model_num_params(m), want[i]);
+        assert_int_equal(model_is_segmentation(m), 1);
+        model_free(m);
+    }
+    backbone = 0;
+}
 static void test_fixture_densenet121(void **s) { (void)s; model_fixture("model_densenet121.bin", "densenet121", 0, 1); }
 
 // ----------------------------------------------------------------------------------------------
@@ -337,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_logits_resnet18), cmocka_unit_test(test_logits_five),
         cmocka_unit_test(test_fixture_vgg16), cmocka_unit_test(test_fixture_mobilenet_v2),
         cmocka_unit_test(test_fixture_shufflenet_v2), cmocka_unit_test(test_fixture_densenet121),
+        cmocka_unit_test(test_deeplabv3plus_counts), cmocka_unit_test(test_fixture_deeplabv3plus),
         cmocka_unit_test(test_backward_accumulates_and_hook), cmocka_unit_test(test_sync_bn_and_threads),
         cmocka_unit_test(test_bad_configs),
     };

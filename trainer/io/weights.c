@@ -216,7 +216,7 @@ int infer_run(const TrainConfig *c) {
     if (st_read_f32(in, ti, x, err, sizeof err)) goto out;
     int N = (int)ti->shape[0], C = (int)ti->shape[1], H = (int)ti->shape[2], W = (int)ti->shape[3];
     if (st_open(c->init, &w, err, sizeof err)) goto out;
-    ModelConfig mc = {.name = c->model, .in_channels = C, .height = H, .width = W, .base_width = c->width,
+    ModelConfig mc = {.name = c->model, .in_channels = C, .height = H, .width = W, .base_width = c->width, .backbone = c->backbone,
                       .batch_norm = c->batch_norm, .max_batch = N < 16 ? N : 16};
     if (infer_classes(c, &mc, w, &mc.classes, err, sizeof err)) { rc = TRAIN_EXIT_USAGE; goto out; }
     model_set_threads(c->threads > 0 ? c->threads : 1);

@@ -8,7 +8,8 @@
 // defines: model_create, model_free, model_init, model_forward, model_loss, model_backward, ...
 
 static const ModelArch *const archs[] = {&model_arch_cnn, &model_arch_resnet18, &model_arch_unet, &model_arch_vgg16,
-                                         &model_arch_mobilenet_v2, &model_arch_shufflenet_v2, &model_arch_densenet121};
+                                         &model_arch_mobilenet_v2, &model_arch_shufflenet_v2, &model_arch_densenet121,
+                                         &model_arch_deeplabv3plus};
 
 // ----------------------------------------------------------------------------------------------
 // build helpers
@@ -83,8 +84,8 @@ int model_create_on(const ModelConfig *cfg, const Ops *ops, Model **out, char *e
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (cfg->name && strcmp(cfg->name, archs[i]->name) == 0) arch = archs[i];
     if (!arch) {
-        snprintf(err, errlen, "unknown model '%s' (expected cnn, resnet18, unet, vgg16, mobilenet_v2, shufflenet_v2 or "
-                 "densenet121)", cfg->name ? cfg->name : "(null)");
+        snprintf(err, errlen, "unknown model '%s' (expected cnn, resnet18, unet, vgg16, mobilenet_v2, shufflenet_v2, "
+                 "densenet121 or deeplabv3plus)", cfg->name ? cfg->name : "(null)");
         return -1;
     }
     if (!cfg->batch_norm && arch != &model_arch_cnn && arch != &model_arch_resnet18 && arch != &model_arch_unet) {
@@ -196,6 +197,9 @@ float *model_buffers(Model *m) { return m->buffers; }
 const ModelTensor *model_tensors(const Model *m, int *count) { *count = m->nt; return m->t; }
 const ModelTensor *model_buffer_tensors(const Model *m, int *count) { *count = m->nbt; return m->bt; }
 int model_is_segmentation(const Model *m) { return m->seg; }
+int model_name_is_segmentation(const char *name) {
+    return name && (strcmp(name, "unet") == 0 || strcmp(name, "deeplabv3plus") == 0);
+}
 const Ops *model_ops(const Model *m) { return m->ops; }
 const ModelConfig *model_config(const Model *m) { return &m->cfg; }
 

@@ -22,6 +22,7 @@ typedef struct {
     int classes;          // output classes
     int height, width;    // input H, W
     int base_width;       // --width: unet base width (default 16); ignored by the others
+    int backbone;         // --backbone: deeplabv3plus's ResNet depth 18 | 50 | 101 (0: 50)
     int batch_norm;       // 0 with --no-batch-norm (BN layers removed, convs get a bias)
     int max_batch;        // activations are allocated for up to this many samples
 } ModelConfig;
@@ -64,6 +65,7 @@ const ModelTensor *model_tensors(const Model *m, int *count);        // paramete
 const ModelTensor *model_buffer_tensors(const Model *m, int *count); // BN running stats
 
 int model_is_segmentation(const Model *m);  // logits (B,classes,H,W) vs (B,classes)
+int model_name_is_segmentation(const char *name);   // unet, deeplabv3plus: per-pixel labels
 const Ops *model_ops(const Model *m);       // the table its memory belongs to (upload/download)
 const ModelConfig *model_config(const Model *m);
 

@@ -41,6 +41,7 @@ struct Model {
 
 extern const ModelArch model_arch_cnn, model_arch_resnet18, model_arch_unet;
 extern const ModelArch model_arch_vgg16, model_arch_mobilenet_v2, model_arch_shufflenet_v2, model_arch_densenet121;
+extern const ModelArch model_arch_deeplabv3plus;
 
 // --- build helpers
 int    model_add_param(Model *m, const char *name, TensorKind kind, int ndim, const int *shape, int fan_in);
