@@ -83,13 +83,18 @@ for name in "${accepts[@]}"; do
   exp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$ex/$name.json")
   mism=0
   for js in runs/"$exp"/*/attempt-1/job.sh; do
-    c=$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$js"); t=$(grep -o "'--threads' '[0-9]*'" "$js" | grep -o "[0-9]*")
+    # with a container the command is quoted once more inside bash -c: '\''--threads'\'' '\''4'\''
+    c=$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$js"); t=$(sed "s/'\\\\''/'/g" "$js" | grep -o "'--threads' '[0-9]*'" | grep -o "[0-9]*")
     [ -n "$c" ] && [ "$c" = "$t" ] || mism=$((mism + 1))
   done
   check_eq "$name: --cpus-per-task = --threads in every job script" 0 "$mism"
   js=$(ls runs/"$exp"/*/attempt-1/job.sh | head -1)
-  line=$(grep '^"${launch\[@\]}"' "$js"); cmd=${line#'"${launch[@]}" '}; cmd=${cmd%% >*}
+  # the trainer's command: after "${launch[@]}" up to the redirections (a container's bash -c
+  # script spans lines: the profile's setup lines, then `exec segx-train ...`)
+  cmd=$(sed -n '/^"${launch\[@\]}" /,/ >>"$RUN_DIR\/stdout.log"/p' "$js" | sed '1s/^"${launch\[@\]}" //; $s/ >>"$RUN_DIR\/stdout.log".*//')
   eval "args=($cmd)"
+  if [ "${args[0]}" = bash ] && [ "${args[1]}" = -c ]; then eval "args=(${args[2]##*exec })"; fi
+  [ "${args[0]}" = segx-train ] && args[0]=$SEGX_TRAIN   # the image's segx-train: this build's stands in
   out=$(timeout 60 "${args[@]}" --print-params 2>&1); rc=$?
   check_eq "$name: segx-train accepts the job's command line" 0 "$rc"
   [ "$rc" = 0 ] || echo "$out" | tail -3 | sed 's/^/# /'
@@ -102,5 +107,5 @@ sed -e 's/"name": "unet-dp-scaling"/"name": "unet-cpus4"/' -e 's/"resources": {/
 "$SEGX" plan cpus4.json -q >/dev/null 2>&1
 js=$(ls runs/unet-cpus4/*/attempt-1/job.sh | head -1)
 check_eq "resources.cpus_per_gpu 4: --cpus-per-task=4 and --threads 4" "4:4" \
-  "$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$js"):$(grep -o "'--threads' '[0-9]*'" "$js" | grep -o "[0-9]*")"
+  "$(sed -n 's/^#SBATCH --cpus-per-task=//p' "$js"):$(sed "s/'\\\\''/'/g" "$js" | grep -o "'--threads' '[0-9]*'" | grep -o "[0-9]*")"
 done_testing
