@@ -225,7 +225,11 @@ static void check_cluster_settings(Report *r, size_t ncells)
         say(r, "ok", "qos", "no accounting (%s): no QOS MaxSubmitJobs applies", acct[0] ? acct : "none");
         return;
     }
-    // QOS limits on submitted jobs per user (needs slurmdbd)
+    // accounting reachable (segx collect imports from it), then QOS limits on submitted jobs per user
+    char *probe = read_command("sacct -n -X -P --format=JobID -S now 2>&1");
+    if (probe) say(r, "ok", "accounting", "%s answers: segx collect imports each attempt's sacct record", acct);
+    else say(r, "warn", "accounting", "%s is configured but sacct fails: is slurmdbd up? (`segx report queue/usage` need it)", acct);
+    free(probe);
     char *qos = read_command("sacctmgr -n -P show qos format=Name,MaxSubmitPU 2>/dev/null");
     if (!qos) { say(r, "warn", "qos", "sacctmgr show qos failed: cannot check MaxSubmitJobs"); return; }
     int any = 0;

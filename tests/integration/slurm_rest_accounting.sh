@@ -3,7 +3,8 @@
 # jobacct_gather/linux): segx collect imports, per attempt, what sacct says a real job used; MaxRSS
 # of a job that holds 120 MiB is at least that and within its memory request; Elapsed is the job's
 # end - start as segx recorded it from the scheduler; GPUs allocated, partition, QOS; segx report
-# queue/usage summarise it per GPU type. Collect again imports nothing twice.
+# queue/usage summarise it per GPU type. Collect again imports nothing twice. segx doctor sees the
+# accounting and a QOS whose MaxSubmitJobs is below the plan.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
@@ -50,4 +51,9 @@ check_eq "report usage: the a100 row's GPU-hours are its Elapsed x 1 GPU" "a100,
   "$(echo "$out" | awk -F, '$1 == "a100" {print $1 "," $2 "," $4}' | sed 's/,0*\([0-9]\)/,\1/g')"
 "$SEGX" collect acc >/dev/null 2>&1
 check_eq "collect again: nothing imported twice" 2 "$(q "SELECT count(*) FROM slurm_accounting")"
+sacctmgr -i modify qos normal set MaxSubmitJobsPerUser=1 >/dev/null 2>&1
+out=$("$SEGX" doctor --spec acc.json 2>&1)
+case $out in *"accounting   accounting_storage/slurmdbd answers"*) pass "doctor: accounting answers";; *) fail "doctor: accounting answers" "$out";; esac
+case $out in *"warn  qos          QOS normal allows 1 submitted jobs per user, the plan has 2 cells"*"--max-submitted 1"*) pass "doctor: QOS MaxSubmitJobs below the plan, with the way out";;
+  *) fail "doctor: QOS MaxSubmitJobs below the plan, with the way out" "$out";; esac
 done_testing
