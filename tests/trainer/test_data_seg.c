@@ -362,7 +362,7 @@ static Model *small_unet(int classes, int size, int batch) {
                        .base_width = 4, .batch_norm = 1, .max_batch = batch };
     Model *m;
     char err[512];
-    assert_int_equal(model_create(&mc, &m, err, sizeof err), 0);
+    if (model_create(&mc, &m, err, sizeof err)) fail_msg("model_create: %s", err);
     model_init(m, 3);
     return m;
 }
