@@ -1,9 +1,16 @@
 // orchestrator/collect.h — ingest run dirs into the results DB (segx collect). defines:
-// CollectOptions, CollectStats, collect_run, collect_attempt_dir, collect_state_from_exit.
+// CollectOptions, CollectStats, collect_run, collect_forget_invented, collect_state_from_exit.
 // Contract:
-//  * For each attempt of the experiment(s) (attempts.run_dir), and each attempt-<n>/ dir found
-//    under a cell's dir (runs/<experiment>/<cell-key>/) without an attempts row yet (Slurm
-//    requeues), reads metrics.jsonl, result.json, env.json, exit_code and the stderr tail.
+//  * For each attempt of the experiment(s) (attempts.run_dir), and each attempt-<n>/ dir with a
+//    run's output found under the dir (runs/<experiment>/<cell-key>/) of a cell submitted at least
+//    once, without an attempts row yet (Slurm requeues), reads metrics.jsonl, result.json,
+//    env.json, exit_code and the stderr tail. Never-submitted cells get no attempts.
+//  * Nothing stored is deleted: rows are only replaced by complete newer data. A gone run dir or
+//    file, an unreadable, empty, truncated or non-regular file (FIFO, device: never opened for
+//    reading, so never waited on) is a warning naming the path, and the stored rows stay; such an
+//    attempt's fingerprint is not updated, so the next collect looks again. Reads are bounded
+//    (orchestrator/runfile.h): metrics lines up to 1 MiB, other files up to 16 MiB.
+//  * Memory does not grow with the number of cells: attempts are read a page at a time.
 //  * Idempotent: an attempt whose files are unchanged since its last ingest (attempts.ingest_sig)
 //    is skipped; a changed one is rewritten with upserts keyed by (attempt, line), so re-ingesting
 //    the same files leaves every row, id and timestamp as it was.
