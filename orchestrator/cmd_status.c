@@ -299,6 +299,92 @@ static int progress_from_metrics(const char *run_dir, const json_t *params, doub
     return 0;
 }
 
+// ---- cell parameters straight from their canonical text ---------------------------------------
+// status shows the parameters that vary; parsing 100,000 params objects with jansson took most of
+// its time, so the stored canonical text (plan.h PlanMember) is compared and converted in place.
+
+#define STATUS_MAX_MEMBERS 128
+
+// The stored params as canonical text (copied); text that is not (an old or hand-edited row) is
+// put in canonical form through jansson.
+static char *canonical_params(const char *text)
+{
+    PlanMember m[STATUS_MAX_MEMBERS];
+    if (text && plan_canon_members(text, m, STATUS_MAX_MEMBERS) >= 0) return strdup(text);
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    char *c = json_is_object(o) ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (c && plan_canon_members(c, m, STATUS_MAX_MEMBERS) >= 0) return c;
+    free(c);
+    return strdup("{}");
+}
+
+static const PlanMember *member_named(const PlanMember *m, long n, const char *key, size_t klen, long hint)
+{
+    if (hint >= 0 && hint < n && m[hint].klen == klen && memcmp(m[hint].key, key, klen) == 0) return &m[hint];
+    for (long i = 0; i < n; i++)
+        if (m[i].klen == klen && memcmp(m[i].key, key, klen) == 0) return &m[i];
+    return NULL;
+}
+
+static int same_value(const PlanMember *a, const PlanMember *b)
+{
+    return a && b && a->vlen == b->vlen && memcmp(a->val, b->val, a->vlen) == 0;
+}
+
+// The names of the members whose value differs between rows, as plan_varying_keys gives them for
+// the parsed objects: row 0's keys in its order, then keys row 0 lacks in order of appearance.
+// Names are malloc'd.
+static size_t varying_members(char *const *texts, size_t n, char **keys, size_t max)
+{
+    PlanMember m0[STATUS_MAX_MEMBERS], mi[STATUS_MAX_MEMBERS];
+    if (n == 0) return 0;
+    long n0 = plan_canon_members(texts[0], m0, STATUS_MAX_MEMBERS);
+    int vary[STATUS_MAX_MEMBERS] = {0};
+    char *extra[STATUS_MAX_MEMBERS];
+    size_t nextra = 0;
+    for (size_t i = 1; i < n; i++) {
+        long ni = plan_canon_members(texts[i], mi, STATUS_MAX_MEMBERS);
+        for (long j = 0; j < n0; j++)
+            if (!vary[j] && !same_value(&m0[j], member_named(mi, ni, m0[j].key, m0[j].klen, j))) vary[j] = 1;
+        for (long j = 0; j < ni && nextra < STATUS_MAX_MEMBERS; j++) {
+            if (member_named(m0, n0, mi[j].key, mi[j].klen, j)) continue;
+            int seen = 0;
+            for (size_t e = 0; e < nextra && !seen; e++) seen = strlen(extra[e]) == mi[j].klen && !memcmp(extra[e], mi[j].key, mi[j].klen);
+            if (!seen) extra[nextra++] = strndup(mi[j].key, mi[j].klen);
+        }
+    }
+    size_t m = 0;
+    for (long j = 0; j < n0 && m < max; j++)
+        if (vary[j]) keys[m++] = strndup(m0[j].key, m0[j].klen);
+    for (size_t e = 0; e < nextra; e++) {
+        if (m < max) keys[m++] = extra[e];
+        else free(extra[e]);
+    }
+    return m;
+}
+
+// Adds one raw JSON value to the table as the parsed value would be (json_is_integer: table_int,
+// real: table_real, string: its text, anything else: its compact JSON).
+static void table_raw_value(Table *t, const PlanMember *v)
+{
+    if (!v) { table_null(t); return; }
+    char buf[512];
+    if (v->val[0] == '"' && !memchr(v->val, '\\', v->vlen) && v->vlen - 2 < sizeof buf) {
+        memcpy(buf, v->val + 1, v->vlen - 2);
+        buf[v->vlen - 2] = 0;
+        table_text(t, buf);
+        return;
+    }
+    json_t *x = json_loadb(v->val, v->vlen, JSON_DECODE_ANY, NULL);
+    if (json_is_integer(x)) table_int(t, json_integer_value(x));
+    else if (json_is_real(x)) table_real(t, json_real_value(x));
+    else if (json_is_string(x)) table_text(t, json_string_value(x));
+    else if (x) { char *d = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT); table_text(t, d ? d : ""); free(d); }
+    else table_null(t);
+    json_decref(x);
+}
+
 int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char *err, size_t errlen)
 {
     TableFormat f = TABLE_AUTO;
@@ -309,7 +395,11 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
     f = table_format_resolve(f, out);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
-            "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason, ev.state "
+            "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason, ev.state, "
+            // the last epoch collect stored: progress of a settled, collected attempt without
+            // opening its run files (100,000 cells: 100,000 progress.json reads)
+            "CASE WHEN a.ingest_sig IS NOT NULL THEN (SELECT epoch FROM epochs WHERE attempt_id = a.id AND epoch IS NOT NULL "
+            "ORDER BY line DESC LIMIT 1) END "
             "FROM cells c LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = "
             "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) LEFT JOIN eval_jobs ev ON ev.attempt_id = a.id "
             "WHERE c.experiment_id = ?1 ORDER BY c.id",
@@ -318,9 +408,11 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         return -1;
     }
     sqlite3_bind_int64(st, 1, eid);
-    typedef struct { char key[16], state[24], job[64], run_dir[PATH_MAX], reason[160], eval[24]; double start, end; int attempt; } Row;
+    // run_dir is malloc'd (a PATH_MAX array per row was 4 KB x 100,000 cells)
+    typedef struct { char key[16], state[24], job[64], reason[160], eval[24]; char *run_dir; double start, end; int attempt;
+                     long long last_epoch; } Row;
     Row *rows = NULL;
-    json_t **params = NULL;
+    char **params = NULL;   // canonical params text per row
     size_t n = 0, cap = 0;
     int any_eval = 0;   // the experiment has eval jobs: one more column, their state
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -332,13 +424,13 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         Row *r = &rows[n];
         memset(r, 0, sizeof *r);
         snprintf(r->key, sizeof r->key, "%s", (const char *)sqlite3_column_text(st, 0));
-        params[n] = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
-        if (!params[n]) params[n] = json_object();
+        params[n] = canonical_params((const char *)sqlite3_column_text(st, 1));
         snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 2));
         if (sqlite3_column_text(st, 3)) snprintf(r->job, sizeof r->job, "%s", (const char *)sqlite3_column_text(st, 3));
         r->start = sqlite3_column_double(st, 4);
         r->end = sqlite3_column_double(st, 5);
-        if (sqlite3_column_text(st, 6)) snprintf(r->run_dir, sizeof r->run_dir, "%s", (const char *)sqlite3_column_text(st, 6));
+        if (sqlite3_column_text(st, 6)) r->run_dir = strdup((const char *)sqlite3_column_text(st, 6));
+        r->last_epoch = sqlite3_column_type(st, 10) == SQLITE_INTEGER ? sqlite3_column_int64(st, 10) : -1;
         r->attempt = sqlite3_column_int(st, 7);
         if (sqlite3_column_text(st, 8)) {
             snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 8));
@@ -348,8 +440,8 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         n++;
     }
     sqlite3_finalize(st);
-    const char *vary[24];
-    size_t nv = plan_varying_keys(params, n, vary, 24);
+    char *vary[24];
+    size_t nv = varying_members(params, n, vary, 24);
     const char *headers[40];
     size_t nh = 0;
     headers[nh++] = "key";
@@ -368,21 +460,31 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         counts.total++;
         table_row(t);
         table_text(t, f == TABLE_TEXT ? (char[9]){r->key[0], r->key[1], r->key[2], r->key[3], r->key[4], r->key[5], r->key[6], r->key[7], 0} : r->key);
-        for (size_t j = 0; j < nv; j++) {
-            json_t *v = json_object_get(params[i], vary[j]);
-            if (!v) table_null(t);
-            else if (json_is_integer(v)) table_int(t, json_integer_value(v));
-            else if (json_is_real(v)) table_real(t, json_real_value(v));
-            else if (json_is_string(v)) table_text(t, json_string_value(v));
-            else { char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT); table_text(t, s); free(s); }
-        }
+        PlanMember pm[STATUS_MAX_MEMBERS];
+        long np = plan_canon_members(params[i], pm, STATUS_MAX_MEMBERS);
+        for (size_t j = 0; j < nv; j++) table_raw_value(t, member_named(pm, np, vary[j], strlen(vary[j]), -1));
         table_text(t, r->state);
         if (r->attempt) table_int(t, r->attempt); else table_null(t);
         char prog[64] = "", eta_s[32] = "", el[32] = "";
         double frac = NAN, eta = NAN;
         int running = js == JOB_RUNNING;
-        int have = r->run_dir[0] && (read_progress(r->run_dir, &frac, prog, sizeof prog, &eta) == 0 ||
-                                     progress_from_metrics(r->run_dir, params[i], &frac, prog, sizeof prog) == 0);
+        const PlanMember *ep = member_named(pm, np, "epochs", 6, -1);
+        long long epochs = -1;
+        if (ep && ep->vlen < 19 && strspn(ep->val, "0123456789") == ep->vlen) epochs = strtoll(ep->val, NULL, 10);
+        int have = 0;
+        if (job_state_is_final(js) && r->last_epoch >= 0 && epochs > 0) {
+            // settled and collected: what the run files would say, from the DB
+            snprintf(prog, sizeof prog, "epoch %lld/%lld", r->last_epoch, epochs);
+            frac = (double)r->last_epoch / (double)epochs;
+            have = 1;
+        } else if (r->run_dir && *r->run_dir) {
+            have = read_progress(r->run_dir, &frac, prog, sizeof prog, &eta) == 0;
+            if (!have) {
+                json_t *o = json_loads(params[i], 0, NULL);
+                have = progress_from_metrics(r->run_dir, o, &frac, prog, sizeof prog) == 0;
+                json_decref(o);
+            }
+        }
         if (have && running && !isfinite(eta) && isfinite(frac) && frac > 0 && r->start > 0)
             eta = (now - r->start) * (1 - frac) / frac;
         if (js == JOB_COMPLETED && !prog[0]) snprintf(prog, sizeof prog, "done");
@@ -398,7 +500,8 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
     }
     int rc = table_print(t, f, out);
     table_free(t);
-    for (size_t i = 0; i < n; i++) json_decref(params[i]);
+    for (size_t i = 0; i < n; i++) { free(params[i]); free(rows[i].run_dir); }
+    for (size_t j = 0; j < nv; j++) free(vary[j]);
     free(params);
     free(rows);
     if (f == TABLE_TEXT) {

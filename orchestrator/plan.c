@@ -62,6 +62,22 @@ static const char *canon_value_end(const char *p)
     return p;
 }
 
+long plan_canon_members(const char *canon, PlanMember *m, size_t max)
+{
+    if (!canon || canon[0] != '{') return -1;
+    const char *p = canon + 1;
+    size_t n = 0;
+    while (*p == '"') {
+        const char *kend = canon_value_end(p);
+        if (*kend != ':' || n == max) return -1;
+        const char *vend = canon_value_end(kend + 1);
+        if (vend == kend + 1) return -1;
+        m[n++] = (PlanMember){p + 1, kend + 1, (size_t)(kend - p - 2), (size_t)(vend - kend - 1)};
+        p = *vend == ',' ? vend + 1 : vend;
+    }
+    return p[0] == '}' && p[1] == 0 ? (long)n : -1;
+}
+
 // Hash of the canonical params without some top-level keys, cut from the canonical text itself:
 // with sorted keys and compact separators, leaving members out gives exactly what json_dumps of
 // a copy without them gives (same bytes, same key), at a fraction of the cost of json_copy +

@@ -83,6 +83,13 @@ void plan_hash(const char *text, char *out);
 // Short human description of a cell ("model=unet gpus=2 ...") for messages.
 void plan_cell_label(const PlanCell *c, char *buf, size_t len);
 
+// One top-level member of a cell's canonical params text (cells.params), as written: key without
+// its quotes (jansson escapes only '"', '\\' and control characters in it), raw JSON value.
+typedef struct { const char *key, *val; size_t klen, vlen; } PlanMember;
+// Splits canonical params text (compact JSON, as plan stores it) into its top-level members, at
+// most max; the count, or -1 when the text is not such an object (parse it with jansson then).
+long plan_canon_members(const char *canon, PlanMember *m, size_t max);
+
 // Parameter names whose value differs between the given cells' params (what a table shows),
 // in the first object's key order, at most max; names are borrowed from params[0].
 size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max);
