@@ -133,21 +133,20 @@ json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const
     // metric is one of a fixed list (checked above), so naming its column is not user text in SQL.
     char sql[2048];
     snprintf(sql, sizeof sql,
-             "WITH k AS (SELECT id, group_key FROM cells WHERE experiment_id = ?1 AND (?2 IS NULL OR model = ?2)),"
-             " c AS (SELECT k.group_key, COALESCE(e.epoch, e.line) AS epoch, t.offset_s + e.wall_s AS cell_wall_s,"
+             "WITH k AS (SELECT id, group_key, model, gpu_type, gpus, batch_per_gpu, global_batch FROM cells"
+             "   WHERE experiment_id = ?1 AND (?2 IS NULL OR model = ?2)),"
+             " c AS (SELECT k.*, COALESCE(e.epoch, e.line) AS epoch, t.offset_s + e.wall_s AS cell_wall_s,"
              "   e.%s AS v FROM k JOIN attempt_times t ON t.cell_id = k.id JOIN epochs e ON e.attempt_id = t.attempt_id"
              "   WHERE e.%s IS NOT NULL),"
-             " g AS (SELECT group_key, epoch, AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, COUNT(*) AS n,"
-             "   AVG(cell_wall_s) AS wall_s FROM c GROUP BY group_key, epoch),"
+             // the group's parameters ride along (MIN), so no join back to cells (it ran as a nested scan)
+             " g AS (SELECT group_key, MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus,"
+             "   MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch, epoch, AVG(cell_wall_s) AS wall_s,"
+             "   AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, COUNT(*) AS n FROM c GROUP BY group_key, epoch),"
              " r AS (SELECT g.*, ROW_NUMBER() OVER (PARTITION BY group_key ORDER BY epoch) AS rn,"
-             "   COUNT(*) OVER (PARTITION BY group_key) AS cnt FROM g),"
-             " l AS (SELECT group_key, MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus,"
-             "   MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch, COUNT(*) AS seeds"
-             "   FROM cells WHERE experiment_id = ?1 GROUP BY group_key)"
-             " SELECT l.model, l.gpu_type, l.gpus, l.batch_per_gpu, l.global_batch, l.seeds, r.group_key,"
-             "   r.epoch, r.wall_s, r.mean, r.lo, r.hi, r.n FROM r JOIN l ON l.group_key = r.group_key"
-             " WHERE (r.rn - 1) %% ((r.cnt + %d) / %d) = 0 OR r.rn = r.cnt"
-             " ORDER BY l.model, l.gpu_type, l.gpus, l.batch_per_gpu, l.global_batch, r.group_key, r.epoch",
+             "   COUNT(*) OVER (PARTITION BY group_key) AS cnt FROM g)"
+             " SELECT model, gpu_type, gpus, batch_per_gpu, global_batch, group_key, epoch, wall_s, mean, lo, hi, n FROM r"
+             " WHERE (rn - 1) %% ((cnt + %d) / %d) = 0 OR rn = cnt"
+             " ORDER BY model, gpu_type, gpus, batch_per_gpu, global_batch, group_key, epoch",
              metric, metric, WEB_CURVE_POINTS - 2, WEB_CURVE_POINTS - 1);
     json_t *pts = query_json(db, sql, exp_id, model, err, errlen);
     if (!pts) return NULL;
@@ -169,15 +168,13 @@ json_t *web_scaling_errors_json(sqlite3 *db, long long exp_id, char *err, size_t
     // The std over seeds of each group's images/s (cell_throughput), as speedup (over the same
     // 1-GPU base the scaling view uses), for error bars.
     static const char sql[] =
-        "SELECT s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes,"
+        "WITH t AS (SELECT c.group_key, ct.images_per_s, AVG(ct.images_per_s) OVER (PARTITION BY c.group_key) AS mean"
+        "   FROM cells c JOIN cell_throughput ct ON ct.cell_id = c.id WHERE c.experiment_id = ?1),"
+        " d AS MATERIALIZED (SELECT group_key, sqrt(SUM((images_per_s - mean) * (images_per_s - mean))"
+        "   / (COUNT(images_per_s) - 1)) AS ips_std FROM t GROUP BY group_key)"
+        " SELECT s.model, s.gpu_type, s.scaling, s.batch_per_gpu, s.global_batch, s.gpus, s.nodes,"
         " d.ips_std / s.base_images_per_s AS speedup_std, d.ips_std / s.base_images_per_s / s.gpus AS efficiency_std"
-        " FROM scaling s LEFT JOIN (SELECT c.group_key, sqrt(SUM((t.images_per_s - m.mean) * (t.images_per_s - m.mean))"
-        "   / (COUNT(t.images_per_s) - 1)) AS ips_std"
-        "   FROM cells c JOIN cell_throughput t ON t.cell_id = c.id"
-        "   JOIN (SELECT c2.group_key, AVG(t2.images_per_s) AS mean FROM cells c2 JOIN cell_throughput t2"
-        "     ON t2.cell_id = c2.id WHERE c2.experiment_id = ?1 GROUP BY c2.group_key) m ON m.group_key = c.group_key"
-        "   WHERE c.experiment_id = ?1 GROUP BY c.group_key) d ON d.group_key = s.group_key"
-        " WHERE s.experiment_id = ?1";
+        " FROM scaling s LEFT JOIN d ON d.group_key = s.group_key WHERE s.experiment_id = ?1";
     return query_json(db, sql, exp_id, NULL, err, errlen);
 }
 
@@ -214,7 +211,8 @@ json_t *web_cell_json(sqlite3 *db, long long exp_id, const char *key, char *err,
     static const char cell_sql[] =
         "SELECT id, key, params, group_key, scaling_key, model, gpu_type, gpus, nodes, batch_per_gpu, global_batch,"
         " scaling, optimizer, lr, seed, time_limit_s, est_gpu_hours, state FROM cells"
-        " WHERE experiment_id = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT 2";
+        // a key prefix as a range, so the (experiment_id, key) index finds it
+        " WHERE experiment_id = ?1 AND key >= ?2 AND key < ?2 || char(1114111) ORDER BY key LIMIT 2";
     if (strlen(key) < 4) { snprintf(err, errlen, "cell '%s': give at least 4 characters of its key", key); return NULL; }
     json_t *cells = query_json(db, cell_sql, exp_id, key, err, errlen);
     if (!cells) return NULL;

@@ -105,8 +105,9 @@ int  web_vega_bundle(const char *dir, char **out, size_t *len, char *err, size_t
 json_t *web_report(sqlite3 *db, const char *kind, const char *experiment, const char *target, char *err,
                    size_t errlen);
 // {"metric", "target" (the spec's, or null), "points": [{model, gpu_type, gpus, batch_per_gpu,
-// global_batch, seeds, group_key, epoch, wall_s, mean, lo, hi, n}]}: per cell group and epoch, the
-// mean / min / max over seeds, wall_s on the stitched clock; at most WEB_CURVE_POINTS per group.
+// global_batch, group_key, epoch, wall_s, mean, lo, hi, n}]}: per cell group and epoch, the mean /
+// min / max over the n seeds with a value, wall_s on the stitched clock (their mean); at most
+// WEB_CURVE_POINTS per group.
 json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const char *model, char *err,
                         size_t errlen);
 // Per scaling row: speedup_std and efficiency_std over seeds (from the cells' images/s).

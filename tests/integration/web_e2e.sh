@@ -49,12 +49,18 @@ pass "segx serve listens on 127.0.0.1:$port"
 base=http://127.0.0.1:$port
 
 # Chromium: --dump-dom (after scripts ran and charts were drawn) and --screenshot in one run.
+# Charts are drawn after their fetches: a page whose chart divs are not all marked drawn
+# (data-points) or failed (data-error) when the DOM is dumped is loaded again with more time.
 browse() { # NAME URL
-  local prof; prof=$(mktemp -d "$TEST_TMP/chrome.XXXXXX")
-  timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$prof" \
-    --hide-scrollbars --window-size=1280,1000 --virtual-time-budget=15000 \
-    --screenshot="$TEST_TMP/$1.png" --dump-dom "$2" >"$1.html" 2>"$1.chrome.log"
+  local prof budget
+  for budget in 15000 60000 180000; do
+    prof=$(mktemp -d "$TEST_TMP/chrome.XXXXXX")
+    timeout 300 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+      --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$prof" \
+      --hide-scrollbars --window-size=1280,1000 --virtual-time-budget=$budget \
+      --screenshot="$TEST_TMP/$1.png" --dump-dom "$2" >"$1.html" 2>"$1.chrome.log"
+    [ "$(grep -o '<div class="chart"' "$1.html" | wc -l)" -le "$(grep -oE 'data-(points|error)=' "$1.html" | wc -l)" ] && break
+  done
   [ -n "${SEGX_WEB_SHOTS:-}" ] && mkdir -p "$SEGX_WEB_SHOTS" && cp "$TEST_TMP/$1.png" "$SEGX_WEB_SHOTS/"
   [ -s "$1.html" ] && [ -s "$TEST_TMP/$1.png" ]
 }
