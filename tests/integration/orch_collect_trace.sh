@@ -7,20 +7,26 @@
 . "$(dirname "$0")/lib.sh"
 cd "$TEST_TMP" || exit 1
 export SEGX_DB=$TEST_TMP/segx.db
-cat >spec.json <<'JSON'
+# Under ASan a 2-rank mpirun currently ends with a leak report from inside Open MPI (a component it
+# unloaded: "<unknown module>"; tests/integration/dist_mpi.sh fails the same way), so the SAN pass
+# traces one rank only.
+gpus="1, 2"
+[ "${SEGX_SAN:-0}" = 1 ] && { gpus=1; skip "2 ranks under ASan: Open MPI's leak report fails the run (see dist_mpi.sh)"; }
+cat >spec.json <<JSON
 {"name": "tr", "trainer": {"command": "segx-train", "dataset": "synthetic", "epochs": 1, "optimizer": "sgd", "lr": 0.05,
   "args": {"train-limit": 96, "profile": "{{run_dir}}/trace.json"}},
- "matrix": {"model": ["cnn"], "gpu_type": ["cpu"], "gpus": [1, 2], "batch_per_gpu": [16], "seed": [3]},
+ "matrix": {"model": ["cnn"], "gpu_type": ["cpu"], "gpus": [$gpus], "batch_per_gpu": [16], "seed": [3]},
  "resources": {"time": "00:10:00", "cpus_per_gpu": 1}, "eval": {"limit": 32}}
 JSON
 out=$("$SEGX" run spec.json --backend local --max-parallel 1 2>&1) || fail "segx run" "$(echo "$out" | tail -5)"
-for g in 1 2; do
+for g in ${gpus//,/}; do
   rd=$(sqlite3 "$SEGX_DB" "SELECT a.run_dir FROM attempts a JOIN cells c ON c.id=a.cell_id WHERE c.gpus=$g")
   check "gpus=$g: the trace went to the cell's own run dir" test -s "$rd/trace.json"
 done
 q() { sqlite3 "$SEGX_DB" "$1"; }
-check_eq "one traces row per rank (1 + 2)" "1|1
-2|2" "$(q "SELECT c.gpus, count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id GROUP BY c.gpus ORDER BY c.gpus")"
+want="1|1
+2|2"; [ "$gpus" = 1 ] && want="1|1"
+check_eq "one traces row per rank (1 + 2)" "$want" "$(q "SELECT c.gpus, count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id GROUP BY c.gpus ORDER BY c.gpus")"
 
 # the same sums, from the files, by python
 indep() {
@@ -50,7 +56,7 @@ check_eq "trace_ops: calls and seconds per op equal the files' sums" \
   "$(q "SELECT 'op', t.path, o.op, o.calls, printf('%.6f', o.total_s) FROM trace_ops o JOIN traces t USING (attempt_id, rank)" | sort)"
 steps1=$(q "SELECT steps FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id WHERE c.gpus=1")
 check_eq "1 rank traced 96/16 = 6 steps" 6 "$steps1"
-check "2 ranks: comm time recorded on both ranks" test "$(q "SELECT count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id WHERE c.gpus=2 AND comm_s > 0")" = 2
+[ "$gpus" = 1 ] || check "2 ranks: comm time recorded on both ranks" test "$(q "SELECT count(*) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id WHERE c.gpus=2 AND comm_s > 0")" = 2
 check_eq "attempt_phases: per GPU count, ranks and mean comm time per rank" \
   "$(q "SELECT c.gpus, count(*), printf('%.6f', avg(t.comm_s)) FROM traces t JOIN attempts a ON a.id=t.attempt_id JOIN cells c ON c.id=a.cell_id GROUP BY c.gpus ORDER BY c.gpus")" \
   "$(q "SELECT gpus, ranks, printf('%.6f', comm_s) FROM attempt_phases ORDER BY gpus")"
