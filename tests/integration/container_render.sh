@@ -42,7 +42,7 @@ spec() {
  "matrix": {"model": ["cnn"], "gpu_type": ["$2"], "gpus": [$3], "batch_per_gpu": [8]},
  "resources": {"time": "00:05:00", "cpus_per_gpu": 1},
  "container": $4,
- "cluster": {"base": "local", "setup": ["export SEGX_TEST_SETUP=inside"]}}
+ "cluster": {"base": "local", "setup": ["export SEGX_TEST_SETUP=inside"]}${6:-}}
 JSON
   out=$("$SEGX" plan "$1.json" 2>&1) || fail "plan $1" "$out"
   rd=$(ls -d "$T/runs/$1"/*/attempt-1)
@@ -126,6 +126,17 @@ check_eq "enroot/once: one task, in the container" \
   "<srun><--ntasks=1><--ntasks-per-node=1><--kill-on-bad-exit=1><--container-image=$T/img.sif><--container-mounts=$T:$T><--container-workdir=$T><bash><-c><cd '$T' || exit 1
 export SEGX_TEST_SETUP=inside
 exec bash sub/where.sh '$rd'>" "$(cat argv.log)"
+
+# --- the eval job runs in the same container: segx-train --evaluate, setup inside, one process ---
+spec ct-eval a100 2 "{\"runtime\": \"apptainer\", \"image\": \"$T/img.sif\"}" "" ', "eval": {"job": {"gpus": 1}}'
+check_eq "eval: the train job ran (exit 0)" 0 "$(run_job)"
+: >"$FAKE_ARGV_LOG"
+env -u SLURM_JOB_ID bash "$rd/eval.sh" >"$T/eval.out" 2>&1
+check_eq "eval: eval.sh ran (eval_exit_code 0)" 0 "$(cat "$rd/eval_exit_code" 2>&1)"
+check_eq "eval: apptainer exec --nv, then bash -c with the setup line and exec segx-train ... --evaluate" \
+  "<apptainer><exec><--nv><--bind><$T><$T/img.sif><bash><-c><export SEGX_TEST_SETUP=inside
+exec 'segx-train' '--dataset' 'synthetic'" "$(sed 's/ .--epochs.*//' argv.log)"
+check "eval: the evaluator got --evaluate" grep -q "<--evaluate>" "$rd/trainer.txt"
 
 # --- bad containers are plan errors that name the problem ---------------------------------------
 cat >bad.json <<JSON
