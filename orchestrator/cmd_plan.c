@@ -36,33 +36,79 @@ static void absolute(const char *p, char *out, size_t len)
     if (n + 1 < len) snprintf(out + n, len - n, "/%s", p);
 }
 
-typedef struct {
-    const PlanCell *cells;
-    char **scripts, **evals;   // evals: eval.sh per cell, or NULL without eval.job
-    const char *run_root;
-    size_t first, n, stride;
-    int failed;
-    char err[1024];
-} WriteJobs;
-
 // Rendered scripts kept in memory between the check (every cell renders before the DB is
 // touched) and the writes; beyond it they are dropped and rendered again when written, so a
 // 100,000-cell plan stays within a few hundred MB (its scripts alone are ~700 MB).
 #define PLAN_SCRIPT_BUDGET (32u << 20)
 #define PLAN_WRITE_CHUNK 2048
 
-// Writes the job scripts of never-submitted cells first, first+stride, ... below n.
-static void *write_jobs(void *arg)
+// One of two workers over the cells first, first + 2, ... below n (the renderer is read-only
+// while they run; jansson's reference counts are atomic). check: render every cell and keep the
+// scripts within budget; else: render what was dropped, write the scripts of never-submitted
+// cells and free them. File creation (ext4: 50-250 us per mkdir/create) and rendering both run
+// on two cores this way.
+typedef struct {
+    PlanRenderer *r;
+    PlanCell *cells;
+    char **scripts, **evals;   // evals: eval.sh per cell, or NULL without eval.job
+    const char *run_root;
+    size_t first, n, stride, budget, kept;
+    int check;
+    long failed_at;            // -1, or the first cell that failed (err says why)
+    char err[2048];
+} PlanWork;
+
+static void *plan_work(void *arg)
 {
-    WriteJobs *w = arg;
-    for (size_t i = w->first; i < w->n && !w->failed; i += w->stride) {
-        if (w->cells[i].next_attempt != 1) continue;
+    PlanWork *w = arg;
+    for (size_t i = w->first; i < w->n; i += w->stride) {
+        if (!w->check && w->cells[i].next_attempt != 1) continue;
         char path[3 * PATH_MAX], rd[3 * PATH_MAX];
         snprintf(rd, sizeof rd, "%s/%s/attempt-1", w->run_root, w->cells[i].key);
-        if (plan_write_job(rd, w->scripts[i], path, sizeof path, w->err, sizeof w->err) < 0) w->failed = 1;
-        else if (w->evals && plan_write_eval(rd, w->evals[i], path, sizeof path, w->err, sizeof w->err) < 0) w->failed = 1;
+        if (!w->scripts[i] && (plan_render_text(w->r, &w->cells[i], 1, rd, &w->scripts[i], w->err, sizeof w->err) < 0 ||
+                               (w->evals && plan_render_eval_text(w->r, &w->cells[i], 1, rd, &w->evals[i], w->err,
+                                                                  sizeof w->err) < 0))) {
+            w->failed_at = (long)i;
+            return NULL;
+        }
+        if (w->check) {
+            w->kept += strlen(w->scripts[i]) + (w->evals ? strlen(w->evals[i]) : 0);
+            if (w->kept <= w->budget) continue;
+        } else if (plan_write_job(rd, w->scripts[i], path, sizeof path, w->err, sizeof w->err) < 0 ||
+                   (w->evals && plan_write_eval(rd, w->evals[i], path, sizeof path, w->err, sizeof w->err) < 0)) {
+            w->failed_at = (long)i;
+            return NULL;
+        }
+        free(w->scripts[i]);
+        w->scripts[i] = NULL;
+        if (w->evals) { free(w->evals[i]); w->evals[i] = NULL; }
     }
     return NULL;
+}
+
+// Runs two workers like proto over [first, n). 0, or -1 with err of the first cell that failed.
+static int plan_work2(const PlanWork *proto, size_t first, size_t n, char *err, size_t errlen)
+{
+    PlanWork w[2] = {*proto, *proto};
+    for (int k = 0; k < 2; k++) {
+        w[k].first = first + (size_t)k;
+        w[k].n = n;
+        w[k].stride = 2;
+        w[k].budget = proto->budget / 2;
+        w[k].kept = 0;
+        w[k].failed_at = -1;
+    }
+    pthread_t th;
+    int threaded = n - first >= 256 && pthread_create(&th, NULL, plan_work, &w[1]) == 0;
+    if (!threaded) w[0].stride = 1, w[0].budget = proto->budget;
+    plan_work(&w[0]);
+    if (threaded) pthread_join(th, NULL);
+    int bad = -1;
+    for (int k = 0; k < 2; k++)
+        if (w[k].failed_at >= 0 && (bad < 0 || w[k].failed_at < w[bad].failed_at)) bad = k;
+    if (bad < 0) return 0;
+    snprintf(err, errlen, "%s", w[bad].err);
+    return -1;
 }
 
 static void print_table(const PlanCell *cells, size_t n, long time_s, TableFormat f, int limit)
@@ -189,24 +235,15 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
         // then write the scripts of cells never submitted (submit renders later attempts).
         scripts = calloc(n ? n : 1, sizeof *scripts);
         if (plan_has_eval(r)) evals = calloc(n ? n : 1, sizeof *evals);
-        size_t kept = 0, budget = PLAN_SCRIPT_BUDGET;
+        size_t budget = PLAN_SCRIPT_BUDGET;
         const char *b_env = getenv("SEGX_PLAN_SCRIPT_BUDGET");   // bytes; tests set it low
         if (b_env && *b_env) budget = (size_t)strtoull(b_env, NULL, 10);
-        for (size_t i = 0; scripts && (evals || !plan_has_eval(r)) && i < n; i++) {
-            char rd[3 * PATH_MAX];
-            snprintf(rd, sizeof rd, "%s/%s/attempt-1", run_root, cells[i].key);
-            if (plan_render_text(r, &cells[i], 1, rd, &scripts[i], err, sizeof err) < 0 ||
-                (evals && plan_render_eval_text(r, &cells[i], 1, rd, &evals[i], err, sizeof err) < 0)) {
-                fprintf(stderr, "segx plan: %s\n", err);
-                rc = 2;
-                goto out;
-            }
-            kept += strlen(scripts[i]) + (evals ? strlen(evals[i]) : 0);
-            if (kept > budget) {   // checked; rendered again when written
-                free(scripts[i]);
-                scripts[i] = NULL;
-                if (evals) { free(evals[i]); evals[i] = NULL; }
-            }
+        PlanWork work = {.r = r, .cells = cells, .scripts = scripts, .evals = evals, .run_root = run_root,
+                         .budget = budget, .check = 1};
+        if (scripts && (evals || !plan_has_eval(r)) && plan_work2(&work, 0, n, err, sizeof err) < 0) {
+            fprintf(stderr, "segx plan: %s\n", err);
+            rc = 2;
+            goto out;
         }
         if (!scripts || (plan_has_eval(r) && !evals)) { fprintf(stderr, "segx plan: out of memory\n"); goto out; }
         if (db_open(dbp, DB_CREATE, &db, err, sizeof err) < 0) { fprintf(stderr, "segx plan: %s\n", err); goto out; }
@@ -214,36 +251,11 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
             fprintf(stderr, "segx plan: %s\n", err);
             goto out;
         }
-        // File creation dominates a big plan (ext4: ~50-250 us per mkdir/create), and those
-        // syscalls run in parallel on different directories: two writers.
-        // In chunks: the scripts dropped above are rendered again (here, one thread: the renderer
-        // is not shared), then the chunk is written by two threads and freed.
+        // In chunks, so at most PLAN_WRITE_CHUNK dropped scripts are rendered again at a time.
+        work.check = 0;
         for (size_t start = 0; start < n; start += PLAN_WRITE_CHUNK) {
             size_t end = n - start > PLAN_WRITE_CHUNK ? start + PLAN_WRITE_CHUNK : n;
-            for (size_t i = start; i < end; i++) {
-                if (cells[i].next_attempt != 1 || scripts[i]) continue;
-                char rd[3 * PATH_MAX];
-                snprintf(rd, sizeof rd, "%s/%s/attempt-1", run_root, cells[i].key);
-                if (plan_render_text(r, &cells[i], 1, rd, &scripts[i], err, sizeof err) < 0 ||
-                    (evals && plan_render_eval_text(r, &cells[i], 1, rd, &evals[i], err, sizeof err) < 0)) {
-                    fprintf(stderr, "segx plan: %s\n", err);
-                    goto out;
-                }
-            }
-            WriteJobs w[2] = {{cells, scripts, evals, run_root, start, end, 2, 0, ""},
-                              {cells, scripts, evals, run_root, start + 1, end, 2, 0, ""}};
-            pthread_t th;
-            int threaded = end - start >= 256 && pthread_create(&th, NULL, write_jobs, &w[1]) == 0;
-            if (!threaded) w[0].stride = 1;
-            write_jobs(&w[0]);
-            if (threaded) pthread_join(th, NULL);
-            for (int k = 0; k < 2; k++)
-                if (w[k].failed) { fprintf(stderr, "segx plan: %s\n", w[k].err); goto out; }
-            for (size_t i = start; i < end; i++) {
-                free(scripts[i]);
-                scripts[i] = NULL;
-                if (evals) { free(evals[i]); evals[i] = NULL; }
-            }
+            if (plan_work2(&work, start, end, err, sizeof err) < 0) { fprintf(stderr, "segx plan: %s\n", err); goto out; }
         }
     }
     double gpuh = 0;
