@@ -327,6 +327,39 @@ static void test_crop_flip_pad(void **state) {
     sample_free(&s);
 }
 
+// PhotoMetricDistortion draws after the crop and flip: the same key gives the same crop and labels
+// with it on or off; the image changes for most keys and stays within bytes.
+static void test_photometric(void **state) {
+    (void)state;
+    int h = 24, w = 24;
+    Sample s = { 0 };
+    assert_int_equal(sample_reserve(&s, 3, h, w), 0);
+    for (int i = 0; i < 3 * h * w; i++) s.img[i] = (uint8_t)(40 + (i * 13) % 160);
+    for (int i = 0; i < h * w; i++) s.lab[i] = (uint8_t)(i % 5);
+    Pipeline p = { .crop_h = 16, .crop_w = 16, .cat_max_ratio = 0.75, .flip = 1, .std = { 1, 1, 1 } };
+    float a[3 * 256], b[3 * 256];
+    int32_t la[256], lb[256];
+    PipeScratch ws = { 0 };
+    int changed = 0;
+    for (uint64_t key = 0; key < 32; key++) {
+        p.photometric = 0;
+        assert_int_equal(pipeline_train(&p, &s, key, a, la, &ws), 0);
+        p.photometric = 1;
+        assert_int_equal(pipeline_train(&p, &s, key, b, lb, &ws), 0);
+        assert_memory_equal(la, lb, sizeof la);
+        int diff = 0;
+        for (int i = 0; i < 3 * 256; i++) {
+            assert_true(b[i] >= 0 && b[i] <= 255 && b[i] == floorf(b[i]));   // std 1, mean 0: the bytes
+            diff |= a[i] != b[i];
+        }
+        changed += diff;
+    }
+    printf("# photometric changed %d of 32 crops\n", changed);
+    assert_true(changed >= 24);   // each of its 4 parts fires with p = 0.5: all skip with p = 1/16
+    pipeline_scratch_free(&ws);
+    sample_free(&s);
+}
+
 // cat_max_ratio: on a map whose left half is class 0 and right half class 1 (64 wide, crop 16),
 // 7 of the 49 crop offsets hold both classes with neither above 75 %; up to 10 redraws find one
 // about 1 - (6/7)^10 = 79 % of the time, against 14 % without redraws.
@@ -575,6 +608,7 @@ int main(void) {
         cmocka_unit_test(test_resize_vs_torch),
         cmocka_unit_test(test_keep_ratio),
         cmocka_unit_test(test_crop_flip_pad),
+        cmocka_unit_test(test_photometric),
         cmocka_unit_test(test_cat_max_ratio),
         cmocka_unit_test(test_slide_eval),
         cmocka_unit_test(test_loader_pipeline),
