@@ -221,20 +221,27 @@ int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errl
     char src[256];
     double limit = memplan_limit(src, sizeof src);
     if (limit <= 0) return 0;   // nothing known to check against
+    // the model at this batch (one build: the common case ends here)
     ModelBytes mb;
-    ModelConfig at = *mc;
-    at.max_batch = r->batch;
-    if (model_bytes(&at, &mb, err, errlen)) return 0;   // cannot even be mapped: model_create says so
+    double at_b;
+    if (bytes_at(mc, r->batch, &at_b, &mb, err, errlen)) return 0;   // cannot even be mapped: model_create says so
     // beyond the model: optimizer state and the host copies of parameters, buffers and state
-    double fixed = mb.fixed + 4.0 * ((double)r->optim_slots * mb.params +
-                                     (double)mb.params + mb.buffers + (double)r->optim_slots * mb.params);
+    double extra_fixed = 4.0 * ((double)r->optim_slots * mb.params + (double)mb.params + mb.buffers +
+                                (double)r->optim_slots * mb.params);
     // loader slots (workers + 2 per loader), the 2 staging slots, eval predictions
     double sample = 4.0 * ((double)r->sample_floats + (double)r->label_ints);
     int slots = (r->workers + 2) * (r->has_eval ? 2 : 1) + 2;
-    double per_sample = mb.per_sample + sample * slots + (r->has_eval ? 4.0 * (double)r->label_ints : 0);
+    double extra_sample = sample * slots + (r->has_eval ? 4.0 * (double)r->label_ints : 0);
     double in_use = resident_bytes();
-    double planned = in_use + fixed + per_sample * r->batch;
+    double planned = in_use + at_b + extra_fixed + extra_sample * r->batch;
     if (planned <= limit) return 0;
+    // too big: the model's slope (towards half the batch) says what fits
+    int hi = r->batch > 1 ? r->batch : 2, lo = hi / 2;
+    double at_hi = at_b, at_lo;
+    if (hi != r->batch && bytes_at(mc, hi, &at_hi, &mb, err, errlen)) return 0;
+    if (bytes_at(mc, lo, &at_lo, &mb, err, errlen)) return 0;
+    double per_sample = (at_hi - at_lo) / (hi - lo) + extra_sample;
+    double fixed = at_hi - (at_hi - at_lo) / (hi - lo) * hi + extra_fixed;
     char a[32], b[32], c[32], d[32], e[32];
     fmt_bytes(planned, a, sizeof a);
     fmt_bytes(fixed, b, sizeof b);
