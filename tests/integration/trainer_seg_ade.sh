@@ -33,6 +33,30 @@ out=$("$T" "${common[@]}" --dataset cityscapes:cs --epochs 1 --eval-mode whole -
 check_eq "unet trains on cityscapes:DIR (labelIds mapped on val), whole-image evaluation" 0 "$rc"
 check_eq "cityscapes: 19 classes" 19 "$(python3 -c "import json; print(len(json.load(open('runcs/result.json'))['per_class_iou']))")"
 
+# --export-dataset writes the ade20k samples (mixed sizes, mapped labels) as a segfolder, which trains with --crop
+check "--export-dataset from ade20k:DIR" "$T" --dataset ade20k:ade --export-dataset exp --export-limit 4
+check_eq "... 4 image/mask pairs, the labels mapped (ADE 1 -> 0, 0 -> 255)" "4 4 ok" "$(ls exp/images | wc -l) $(ls exp/masks | wc -l) $(python3 -c "
+import struct, zlib
+def png(p):   # 8-bit gray PNG -> rows of bytes (the five PNG filters undone)
+    b = open(p, 'rb').read(); w, h = struct.unpack('>II', b[16:24]); i, d = 8, b''
+    while i < len(b):
+        n, = struct.unpack('>I', b[i:i + 4]); t = b[i + 4:i + 8]
+        if t == b'IDAT': d += b[i + 8:i + 8 + n]
+        i += 12 + n
+    raw, rows, prev = zlib.decompress(d), [], bytes(w)
+    for y in range(h):
+        f, r = raw[y * (w + 1)], bytearray(raw[y * (w + 1) + 1:(y + 1) * (w + 1)])
+        for x in range(w):
+            a = r[x - 1] if x else 0; up = prev[x]; c = prev[x - 1] if x else 0
+            pa, pb, pc = abs(up - c), abs(a - c), abs(a + up - 2 * c)
+            r[x] = (r[x] + (0, a, up, (a + up) // 2, a if pa <= pb and pa <= pc else up if pb <= pc else c)[f]) & 255
+        rows.append(bytes(r)); prev = r
+    return rows
+m, a = png('exp/masks/000000.png'), png('ade/annotations/training/ADE_train_00000001.png')
+print('ok' if all(mv == (255 if av == 0 else av - 1) for mr, ar in zip(m, a) for mv, av in zip(mr, ar)) else 'mismatch')")"
+out=$("$T" "${common[@]}" --dataset segfolder:exp --epochs 1 --eval-limit 2 --out runsf 2>&1); rc=$?
+check_eq "segfolder:DIR of mixed sizes trains with --crop" 0 "$rc"
+
 # 2 ranks evaluate strided shares of the validation images; their sums and confusion matrices add up
 # to the 1-rank figures (no BN, lr 0: both evaluate the initial model)
 if command -v mpirun >/dev/null && [ "${SEGX_SAN:-0}" != 1 ]; then

@@ -25,24 +25,29 @@ long data_export(Dataset *ds, const char *dir, long limit, char *err, size_t err
     if (run_mkdir_p(path, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/masks", dir);
     if (run_mkdir_p(path, err, errlen)) return -1;
-    size_t hw = (size_t)ds->height * ds->width;
     long n = limit > 0 && limit < ds->n ? limit : ds->n;
-    uint8_t *img = malloc(hw * ds->channels), *hwc = malloc(hw * ds->channels), *mask = malloc(hw);
-    int32_t *lab = malloc(sizeof(int32_t) * hw);
+    Sample smp = { 0 };   // at each sample's own size (ade20k:, cityscapes: sets differ image to image)
+    uint8_t *hwc = NULL;
+    size_t cap = 0;
     long done = -1;
-    if (!img || !hwc || !mask || !lab) { snprintf(err, errlen, "out of memory"); goto out; }
     for (long i = 0; i < n; i++) {
-        if (ds->get(ds, i, img, lab, err, errlen)) goto out;
-        for (int c = 0; c < ds->channels; c++)  // CHW -> HWC
-            for (size_t p = 0; p < hw; p++) hwc[p * ds->channels + c] = img[c * hw + p];
-        for (size_t p = 0; p < hw; p++) mask[p] = (uint8_t)lab[p];
+        if (dataset_get_sample(ds, i, &smp, err, errlen)) goto out;
+        size_t hw = (size_t)smp.h * smp.w;
+        if (hw * smp.c > cap) {
+            free(hwc);
+            cap = hw * smp.c;
+            if (!(hwc = malloc(cap))) { snprintf(err, errlen, "out of memory"); goto out; }
+        }
+        for (int c = 0; c < smp.c; c++)  // CHW -> HWC
+            for (size_t p = 0; p < hw; p++) hwc[p * smp.c + c] = smp.img[c * hw + p];
         snprintf(path, sizeof path, "%s/images/%06ld.png", dir, i);
-        if (png_write_u8(path, hwc, ds->width, ds->height, ds->channels, err, errlen)) goto out;
+        if (png_write_u8(path, hwc, smp.w, smp.h, smp.c, err, errlen)) goto out;
         snprintf(path, sizeof path, "%s/masks/%06ld.png", dir, i);
-        if (png_write_u8(path, mask, ds->width, ds->height, 1, err, errlen)) goto out;
+        if (png_write_u8(path, smp.lab, smp.w, smp.h, 1, err, errlen)) goto out;
     }
     done = n;
 out:
-    free(img); free(hwc); free(mask); free(lab);
+    free(hwc);
+    sample_free(&smp);
     return done;
 }
