@@ -268,12 +268,16 @@ int comm_mpi_allreduce_algo(char *name, size_t len, char *err, size_t errlen) {
                                          "segmented-ring", "rabenseifner" };
     static const char *const libnbc[] = { "auto", "ring", "binomial", "rabenseifner", "recursive-doubling" };
     int t = 0, l = 0, dyn = 0;
-    if (mpit_read_int("coll_tuned_allreduce_algorithm", &t) || mpit_read_int("coll_libnbc_iallreduce_algorithm", &l)) {
+    // MPI_T's allocations belong to Open MPI's plugins (freed, or not, as MPI_Init's are): not leak checked
+    LEAK_IGNORE_BEGIN();
+    int bad = mpit_read_int("coll_tuned_allreduce_algorithm", &t) || mpit_read_int("coll_libnbc_iallreduce_algorithm", &l);
+    if (!bad && mpit_read_int("coll_tuned_use_dynamic_rules", &dyn)) dyn = 0;
+    LEAK_IGNORE_END();
+    if (bad) {
         snprintf(err, errlen, "cannot read Open MPI's allreduce algorithm through MPI_T (coll_tuned or coll_libnbc "
                  "missing from this MPI): --allreduce-algo needs Open MPI 4.x");
         return -1;
     }
-    if (mpit_read_int("coll_tuned_use_dynamic_rules", &dyn)) dyn = 0;
     const char *a = t >= 0 && t < 7 ? tuned[t] : "?";
     const char *b = l >= 0 && l < 5 ? libnbc[l] : "?";
     if (t && !dyn) a = "auto";   // without dynamic rules coll_tuned ignores the forced algorithm
