@@ -183,7 +183,8 @@ int pipeline_train(const Pipeline *p, const Sample *in, uint64_t key, float *x, 
     if (p->scale_w > 0 && p->scale_h > 0) {   // RandomResize
         double r = p->ratio_min + (p->ratio_max - p->ratio_min) * runiform(&rng);
         int oh, ow;
-        pipeline_keep_ratio_size(h, w, p->scale_w * r, p->scale_h * r, &oh, &ow);
+        // mmcv's RandomResize truncates the scaled target: int(2048 * r), int(512 * r)
+        pipeline_keep_ratio_size(h, w, (int)(p->scale_w * r), (int)(p->scale_h * r), &oh, &ow);
         if (sample_reserve(&ws->a, c, oh, ow)) return -1;
         resize_bilinear_u8(in->img, c, h, w, ws->a.img, oh, ow);
         resize_nearest_u8(in->lab, h, w, ws->a.lab, oh, ow);
