@@ -247,6 +247,9 @@ function curve(xField) {
   };
 }
 
+// When every chart is drawn (or failed), <html data-charts-ms=T>: milliseconds since the page's
+// navigation started (bench/web reads it).
+var pending = [];
 document.querySelectorAll('div.chart').forEach(function (div) {
   var f = charts[div.dataset.kind];
   if (!f) return;
@@ -255,8 +258,11 @@ document.querySelectorAll('div.chart').forEach(function (div) {
     div.dataset.error = 'no vega';
     return;
   }
-  f(div).catch(function (e) {
+  pending.push(f(div).catch(function (e) {
     div.textContent = 'chart failed: ' + e.message;
     div.dataset.error = e.message;
-  });
+  }));
+});
+Promise.all(pending).then(function () {
+  document.documentElement.dataset.chartsMs = String(Math.round(performance.now()));
 });
