@@ -1,7 +1,8 @@
 // trainer/data/data.h — datasets, the batch loader and dataset export.
 // - A Dataset hands out samples as raw bytes: image (channels, height, width) uint8 and labels
 //   (one int32 per sample for classification, one per pixel for segmentation; 255 = ignore).
-//   The loader turns them into model input x = byte/255 (NCHW float) — one rule for every set.
+//   The loader turns them into model input x = byte/255 (NCHW float) — one rule for every set —
+//   except with the crop pipeline (LoaderConfig.pipe: --crop), which normalises with --mean/--std.
 // - Datasets: "fashion-mnist", "fashion-mnist-seg", "cifar10:DIR", "segfolder:DIR", "synthetic",
 //   "ade20k:DIR", "cityscapes:DIR" (images of any size: see segsets.c and pipeline.h).
 // - The Loader runs on its own threads ahead of compute. Each epoch has one permutation derived
