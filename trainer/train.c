@@ -443,7 +443,9 @@ static int setup(Trainer *t) {
         MemRun mr = { .batch = c->batch, .workers = c->workers, .has_eval = t->eval_ds != NULL,
                       .optim_slots = optim_slots(pk), .sample_floats = (size_t)t->train_ds->channels * pix,
                       .label_ints = t->train_ds->segmentation ? pix : 1 };
-        if (memplan_check(&mc, &mr, err, el)) return TRAIN_EXIT_USAGE;
+        int mrc = memplan_check(&mc, &mr, err, el);
+        if (mrc < 0) return TRAIN_EXIT_USAGE;
+        if (mrc > 0 && t->rank == 0) fprintf(stderr, "segx-train: warning: %s\n", err);
     }
     if (model_create_on(&mc, t->ops, &t->model, err, el)) return TRAIN_EXIT_USAGE;
     if (model_is_segmentation(t->model) != t->train_ds->segmentation) {

@@ -1,7 +1,8 @@
 // tests/trainer/test_memplan.c — segx-train's memory plan: fixed + per-sample bytes from batches 1
 // and 2 predict the model's allocations at a batch never built (counted here with our own copy of
 // the op table), the limit follows Slurm's --mem shared by the node's ranks, and a batch that does
-// not fit is refused naming the largest one that does (issue 17 item 7).
+// not fit the machine is refused, one over the job's --mem warned about, each naming the largest
+// batch that fits (issue 17 item 7).
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -75,9 +76,12 @@ static void test_check_refuses_and_says_what_fits(void **state) {
     char err[1024];
     assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), -1);   // ~130 GiB
     assert_non_null(strstr(err, "--batch-size 100000 needs about"));
+    assert_non_null(strstr(err, "but this rank may use"));
+    // over what the job asked Slurm for (not over the machine): a warning (1), with what fits
     setenv("SLURM_MEM_PER_NODE", "1024", 1);
-    assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "--mem=1024M"));
+    r.batch = 5000;
+    assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), 1);
+    assert_non_null(strstr(err, "but the job asked for 1.0 GiB (the job's --mem=1024M"));
     const char *at = strstr(err, "a batch of at most ");
     assert_non_null(at);
     long fits = strtol(at + strlen("a batch of at most "), NULL, 10);
@@ -85,9 +89,11 @@ static void test_check_refuses_and_says_what_fits(void **state) {
     r.batch = (int)(fits * 9 / 10);
     assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), 0);
     r.batch = (int)(fits * 11 / 10 + 1);
+    assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), 1);
+    r.batch = 100000;   // over the machine as well: the error wins
     assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "the machine's memory"));
     setenv("SEGX_MEMORY_CHECK", "0", 1);   // the way out
-    r.batch = 100000;
     assert_int_equal(memplan_check(&cnn, &r, err, sizeof err), 0);
     unsetenv("SEGX_MEMORY_CHECK");
     unsetenv("SLURM_MEM_PER_NODE");

@@ -173,33 +173,48 @@ static void fmt_bytes(double b, char *out, size_t len)
     else snprintf(out, len, "%.1f KiB", b / 1024.0);
 }
 
-double memplan_limit(char *src, size_t len)
+// The kernel's limits (the machine, the memory cgroup: going over them is an OOM kill) when
+// requested is 0; Slurm's --mem / --mem-per-cpu (what the job asked for: a cluster that enforces
+// it shows it as the cgroup limit too) when requested is 1. 0 when none is known.
+static double limit_of(int requested, char *src, size_t len)
 {
     long ranks = local_ranks();
     double best = 0;
     char what[200] = "";
-    double total = meminfo_kb("MemTotal");
-    if (total > 0) { best = total / ranks; snprintf(what, sizeof what, "the machine's memory (MemTotal)"); }
-    double cg = cgroup_limit();
-    if (cg > 0 && (best == 0 || cg / ranks < best)) { best = cg / ranks; snprintf(what, sizeof what, "the cgroup memory limit"); }
-    long per_node = env_long("SLURM_MEM_PER_NODE");   // MB, from sbatch --mem
-    if (per_node > 0 && (best == 0 || per_node * 1048576.0 / ranks < best)) {
-        best = per_node * 1048576.0 / ranks;
-        snprintf(what, sizeof what, "the job's --mem=%ldM (SLURM_MEM_PER_NODE)", per_node);
-    }
-    long per_cpu = env_long("SLURM_MEM_PER_CPU");
-    if (per_cpu > 0) {
-        long cpus = env_long("SLURM_CPUS_PER_TASK");
-        double v = per_cpu * 1048576.0 * (cpus > 0 ? cpus : 1);
-        if (best == 0 || v < best) {
-            best = v;
-            snprintf(what, sizeof what, "the job's --mem-per-cpu=%ldM x %ld CPU(s) per task", per_cpu, cpus > 0 ? cpus : 1);
-            ranks = 1;
+    if (!requested) {
+        double total = meminfo_kb("MemTotal");
+        if (total > 0) { best = total / ranks; snprintf(what, sizeof what, "the machine's memory (MemTotal)"); }
+        double cg = cgroup_limit();
+        if (cg > 0 && (best == 0 || cg / ranks < best)) { best = cg / ranks; snprintf(what, sizeof what, "the cgroup memory limit"); }
+    } else {
+        long per_node = env_long("SLURM_MEM_PER_NODE");   // MB, from sbatch --mem
+        if (per_node > 0) {
+            best = per_node * 1048576.0 / ranks;
+            snprintf(what, sizeof what, "the job's --mem=%ldM (SLURM_MEM_PER_NODE)", per_node);
+        }
+        long per_cpu = env_long("SLURM_MEM_PER_CPU");
+        if (per_cpu > 0) {
+            long cpus = env_long("SLURM_CPUS_PER_TASK");
+            double v = per_cpu * 1048576.0 * (cpus > 0 ? cpus : 1);
+            if (best == 0 || v < best) {
+                best = v;
+                snprintf(what, sizeof what, "the job's --mem-per-cpu=%ldM x %ld CPU(s) per task", per_cpu, cpus > 0 ? cpus : 1);
+                ranks = 1;
+            }
         }
     }
     if (ranks > 1 && best > 0) snprintf(what + strlen(what), sizeof what - strlen(what), " shared by %ld ranks on this node", ranks);
     if (src) snprintf(src, len, "%s", what);
     return best;
+}
+
+double memplan_limit(char *src, size_t len)
+{
+    char hard_src[256], req_src[256];
+    double hard = limit_of(0, hard_src, sizeof hard_src), req = limit_of(1, req_src, sizeof req_src);
+    int use_req = req > 0 && (hard == 0 || req < hard);
+    if (src) snprintf(src, len, "%s", use_req ? req_src : hard_src);
+    return use_req ? req : hard;
 }
 
 // ---- the check ---------------------------------------------------------------------------------
@@ -218,8 +233,11 @@ int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errl
 {
     const char *off = getenv("SEGX_MEMORY_CHECK");
     if (off && strcmp(off, "0") == 0) return 0;
-    char src[256];
-    double limit = memplan_limit(src, sizeof src);
+    char src[256], req_src[256];
+    double hard = limit_of(0, src, sizeof src), req = limit_of(1, req_src, sizeof req_src);
+    int over_request = 0;   // which limit the message is about
+    double limit = hard;
+    if (req > 0 && (hard <= 0 || req < hard)) { limit = req; over_request = 1; }
     if (limit <= 0) return 0;   // nothing known to check against
     // the model at this batch (one build: the common case ends here)
     ModelBytes mb;
@@ -235,6 +253,8 @@ int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errl
     double in_use = resident_bytes();
     double planned = in_use + at_b + extra_fixed + extra_sample * r->batch;
     if (planned <= limit) return 0;
+    if (over_request && hard > 0 && planned > hard) { limit = hard; over_request = 0; }
+    if (over_request) snprintf(src, sizeof src, "%s", req_src);
     // too big: the model's slope (towards half the batch) says what fits
     int hi = r->batch > 1 ? r->batch : 2, lo = hi / 2;
     double at_hi = at_b, at_lo;
@@ -258,8 +278,9 @@ int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errl
         snprintf(fits, sizeof fits, "not even a batch of 1 fits: use a smaller model or ask for more memory (sbatch --mem)");
     snprintf(err, errlen,
              "--batch-size %d needs about %s of memory (%s for parameters, gradients and optimizer state + %s per "
-             "sample x %d, on top of %s in use; every allocation counted) but this rank may use %s (%s); %s "
-             "(SEGX_MEMORY_CHECK=0 skips this check)",
-             r->batch, a, b, c, r->batch, d, e, src, fits);
-    return -1;
+             "sample x %d, on top of %s in use; every allocation counted) but %s %s (%s)%s; %s%s",
+             r->batch, a, b, c, r->batch, d, over_request ? "the job asked for" : "this rank may use", e, src,
+             over_request ? ": a cluster that enforces it kills the job when it goes over" : "", fits,
+             over_request ? "" : " (SEGX_MEMORY_CHECK=0 skips this check)");
+    return over_request ? 1 : -1;
 }

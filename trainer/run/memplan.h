@@ -8,8 +8,10 @@
 //  * memplan_limit: the smallest of the machine's memory (MemTotal), the cgroup memory limit and
 //    Slurm's --mem (SLURM_MEM_PER_NODE) or --mem-per-cpu (x SLURM_CPUS_PER_TASK), shared by the
 //    ranks of this node; 0 when none is known.
-//  * memplan_check: 0 fits; -1 with err saying what was planned, the limit and where it comes
-//    from, and the largest batch that fits. Every allocation is counted, though the kernel charges
+//  * memplan_check: 0 fits; -1 (an error) when the plan exceeds the machine or the memory cgroup
+//    (an OOM kill); 1 (a warning) when it exceeds only what the job asked Slurm for (--mem, which
+//    a cluster that enforces it turns into the cgroup limit). err says what was planned, the
+//    limit and where it comes from, and the largest batch that fits. Every allocation is counted, though the kernel charges
 //    only pages that are touched (measured: 1.07-1.12x the peak RSS of cnn at batch 128-512), so it
 //    errs on the safe side; SEGX_MEMORY_CHECK=0 skips it.
 #ifndef SEGX_MEMPLAN_H
