@@ -437,6 +437,18 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
         int rc = report_json(db, what, &ro, &s, &n, err, sizeof err);
         if (null) fclose(null);
         if (rc < 0) { web_error(r, 1, rc == -2 ? 400 : 500, "%s", err); return; }
+        const char *model = q->arg(q->ctx, "model");
+        if (model) {   // the rows of one model (a big study's page); not the CLI's bytes then
+            json_t *rows = json_loadb(s, n, 0, NULL);
+            free(s);
+            if (!rows) { web_error(r, 1, 500, "report %s: unreadable JSON", what); return; }
+            for (size_t i = json_array_size(rows); i-- > 0;) {
+                const char *v = json_string_value(json_object_get(json_array_get(rows, i), "model"));
+                if (!v || strcmp(v, model) != 0) json_array_remove(rows, i);
+            }
+            web_json_response(r, 200, rows);
+            return;
+        }
         r->status = 200;
         r->type = "application/json";
         r->body = s;
@@ -450,6 +462,11 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
         j = web_curves_json(db, id, m ? m : "miou", q->arg(q->ctx, "model"), err, sizeof err);
     } else if (strcmp(what, "scaling-errors") == 0) {
         j = web_scaling_errors_json(db, id, err, sizeof err);
+        const char *model = q->arg(q->ctx, "model");
+        for (size_t i = json_array_size(j); model && i-- > 0;) {
+            const char *v = json_string_value(json_object_get(json_array_get(j, i), "model"));
+            if (!v || strcmp(v, model) != 0) json_array_remove(j, i);
+        }
         bad = 500;
     } else if (strcmp(what, "cell") == 0) {
         j = web_cell_json(db, id, rest, err, sizeof err);

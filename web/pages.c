@@ -542,6 +542,62 @@ static void chart_div(FILE *f, const char *kind, const char *exp, const char *me
     fputs("><p class=loading>drawing…</p></div>\n", f);
 }
 
+// A big study's scaling and curves pages show one model at a time (?model=, else the first):
+// hundreds of series make one unreadable chart and a slow page. Returns the model (in rows) and
+// keeps only its rows, or NULL (all shown) for a study with at most WEB_MODEL_ROWS rows.
+#define WEB_MODEL_ROWS 200
+static const char *one_model(json_t *rows, const WebRequest *q, FILE *f, const char *exp, const char *tab)
+{
+    const char *want = q->arg(q->ctx, "model");
+    if (json_array_size(rows) <= WEB_MODEL_ROWS && !(want && *want)) return NULL;
+    json_t *models[256];
+    size_t n = distinct(rows, "model", models, 256);
+    if (n == 0) return NULL;
+    const char *m = json_string_value(models[0]);
+    for (size_t i = 0; want && i < n; i++)
+        if (json_is_string(models[i]) && strcmp(json_string_value(models[i]), want) == 0) m = want;
+    fprintf(f, "<p class=note>%zu rows: showing model <b>", json_array_size(rows));
+    web_html_escape(f, m);
+    fputs("</b>; others:", f);
+    for (size_t i = 0; i < n; i++) {
+        if (!json_is_string(models[i]) || strcmp(json_string_value(models[i]), m) == 0) continue;
+        fputs(" <a href=\"/e/", f);
+        web_html_escape(f, exp);
+        fprintf(f, "/%s?model=", tab);
+        url_escape(f, json_string_value(models[i]));
+        fputs("\">", f);
+        web_html_escape(f, json_string_value(models[i]));
+        fputs("</a>", f);
+    }
+    fputs("</p>\n", f);
+    return m;
+}
+
+// rows without those of other models than m (m NULL: unchanged). m must not point into rows.
+static void keep_model(json_t *rows, const char *m)
+{
+    for (size_t i = json_array_size(rows); m && i-- > 0;) {
+        const char *v = json_string_value(json_object_get(json_array_get(rows, i), "model"));
+        if (!v || strcmp(v, m) != 0) json_array_remove(rows, i);
+    }
+}
+
+static void model_attr(char *buf, size_t len, const char *m)
+{
+    buf[0] = 0;
+    if (!m) return;
+    char *t = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&t, &n);
+    if (!f) return;
+    fputs(" data-model=\"", f);
+    web_html_escape(f, m);
+    fputs("\"", f);
+    fclose(f);
+    if (n < len) snprintf(buf, len, "%s", t);
+    free(t);
+}
+
 void page_experiment(sqlite3 *db, const char *exp, const char *what, const char *rest, const WebRequest *q,
                      WebResponse *r)
 {
@@ -622,9 +678,15 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
         page_head(f, "scaling", exp, "scaling", 0);
         fputs("<h1>Scaling</h1><p class=note>Speedup and efficiency against the 1-GPU group of the same model, GPU "
               "type and batch rule (weak: batch per GPU kept; strong: global batch kept); error bars: ± std over "
-              "seeds; dashed: ideal.</p>\n<div class=charts>", f);
-        chart_div(f, "speedup", exp, NULL, NULL);
-        chart_div(f, "efficiency", exp, NULL, NULL);
+              "seeds; dashed: ideal.</p>\n", f);
+        char mbuf[512], attr[1200];
+        const char *m = one_model(rows, q, f, exp, "scaling");
+        fputs("<div class=charts>", f);
+        if (m) { snprintf(mbuf, sizeof mbuf, "%s", m); m = mbuf; }
+        model_attr(attr, sizeof attr, m);
+        keep_model(rows, m);
+        chart_div(f, "speedup", exp, NULL, attr);
+        chart_div(f, "efficiency", exp, NULL, attr);
         fputs("</div>\n<h2>segx report speedup</h2>\n", f);
         report_table(f, "report-speedup", rows, speedup_cols, exp);
     } else if (strcmp(what, "accuracy") == 0) {
@@ -650,10 +712,15 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
         metric_links(f, exp, "curves", metric);
         fprintf(f, "<p class=note>Per cell group: the mean over seeds per epoch, the band from the lowest to the "
                    "highest seed; requeued attempts stitched on one clock; at most %d points per line "
-                   "(downsampled by the server). A dotted line marks the spec's target.</p>\n<div class=charts>",
+                   "(downsampled by the server). A dotted line marks the spec's target.</p>\n",
                 WEB_CURVE_POINTS);
-        chart_div(f, "curve-epoch", exp, metric, NULL);
-        chart_div(f, "curve-wall", exp, metric, NULL);
+        char mbuf[512], attr[1200];
+        const char *m = one_model(rows, q, f, exp, "curves");
+        fputs("<div class=charts>", f);
+        if (m) { snprintf(mbuf, sizeof mbuf, "%s", m); m = mbuf; }
+        model_attr(attr, sizeof attr, m);
+        chart_div(f, "curve-epoch", exp, metric, attr);
+        chart_div(f, "curve-wall", exp, metric, attr);
         fputs("</div>\n", f);
     } else {   // cost
         const char *metric = pick_metric(q, rows, "");

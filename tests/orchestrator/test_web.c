@@ -380,6 +380,30 @@ static void test_cache_follows_db(void **state)
     free(want);
 }
 
+// One model at a time (a big study's pages): ?model= filters the rows and the page names it.
+static void test_model_filter(void **state)
+{
+    WebResponse r = get("GET", "/api/e/scale/speedup", "model=m");
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_array_size(j), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 1), "model")), "m");
+    json_decref(j);
+    r = get("GET", "/api/e/scale/scaling-errors", "model=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_array_size(j), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "model")), HOSTILE);
+    json_decref(j);
+    r = get("GET", "/e/scale/scaling", "model=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    char *s = body(&r);
+    assert_null(strstr(s, "<script>alert"));
+    assert_non_null(strstr(s, "data-model=\"&lt;script&gt;alert(1)&lt;/script&gt;\""));
+    assert_non_null(strstr(s, "/e/scale/scaling?model=m\">m</a>"));
+    free(s);
+}
+
 static void test_query_arg_and_escape(void **state)
 {
     char buf[64];
@@ -545,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_curves_downsampled),
         cmocka_unit_test(test_sql_box),
         cmocka_unit_test(test_cache_follows_db),
+        cmocka_unit_test(test_model_filter),
         cmocka_unit_test(test_query_arg_and_escape),
         cmocka_unit_test(test_vega_bundle),
         cmocka_unit_test(test_server),

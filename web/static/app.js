@@ -29,6 +29,11 @@ function expPath(div, what) {
 
 function num(v) { return typeof v === 'number' && isFinite(v); }
 
+// A big study's page names one model (data-model): fetch only its rows.
+function modelQuery(div, sep) {
+  return div.dataset.model !== undefined ? sep + 'model=' + encodeURIComponent(div.dataset.model) : '';
+}
+
 function scalingLabel(r) {
   return r.model + ' · ' + r.gpu_type + ' · ' + (r.scaling === 'strong'
     ? 'strong, global batch ' + r.global_batch : 'weak, batch/GPU ' + r.batch_per_gpu);
@@ -194,7 +199,8 @@ var charts = {
 
 function scaling(which) {
   return function (div) {
-    return Promise.all([api(expPath(div, 'speedup')), api(expPath(div, 'scaling-errors'))]).then(function (res) {
+    return Promise.all([api(expPath(div, 'speedup') + modelQuery(div, '?')),
+                        api(expPath(div, 'scaling-errors') + modelQuery(div, '?'))]).then(function (res) {
       var rows = res[0], errs = {};
       res[1].forEach(function (e) { errs[scalingKey(e)] = e; });
       var pts = [];
@@ -222,7 +228,7 @@ function scaling(which) {
 function curve(xField) {
   return function (div) {
     var m = div.dataset.metric, lower = /loss$/.test(m);
-    return api(expPath(div, 'curves') + '?metric=' + encodeURIComponent(m)).then(function (c) {
+    return api(expPath(div, 'curves') + '?metric=' + encodeURIComponent(m) + modelQuery(div, '&')).then(function (c) {
       var pts = [], band = [], hl = [], reached = {};
       c.points.forEach(function (p) {
         var s = p.model + ' · ' + p.gpu_type + ' · ' + p.gpus + ' GPUs · batch/GPU ' + p.batch_per_gpu;
