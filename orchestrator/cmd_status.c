@@ -376,6 +376,13 @@ static void table_raw_value(Table *t, const PlanMember *v)
         table_text(t, buf);
         return;
     }
+    if ((v->val[0] == '-' || (v->val[0] >= '0' && v->val[0] <= '9')) && v->vlen < 64) {
+        // a number as jansson reads it: no '.', 'e' or 'E' is an integer (18 digits stay exact), else strtod
+        memcpy(buf, v->val, v->vlen);
+        buf[v->vlen] = 0;
+        if (!strpbrk(buf, ".eE") && v->vlen <= 18) { table_int(t, strtoll(buf, NULL, 10)); return; }
+        if (strpbrk(buf, ".eE")) { table_real(t, strtod(buf, NULL)); return; }
+    }
     json_t *x = json_loadb(v->val, v->vlen, JSON_DECODE_ANY, NULL);
     if (json_is_integer(x)) table_int(t, json_integer_value(x));
     else if (json_is_real(x)) table_real(t, json_real_value(x));
@@ -383,6 +390,12 @@ static void table_raw_value(Table *t, const PlanMember *v)
     else if (x) { char *d = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT); table_text(t, d ? d : ""); free(d); }
     else table_null(t);
     json_decref(x);
+}
+
+static int row_by_id(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;   // status_print's Row starts with its id
+    return x < y ? -1 : x > y;
 }
 
 int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char *err, size_t errlen)
@@ -399,18 +412,21 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
             // the last epoch collect stored: progress of a settled, collected attempt without
             // opening its run files (100,000 cells: 100,000 progress.json reads)
             "CASE WHEN a.ingest_sig IS NOT NULL THEN (SELECT epoch FROM epochs WHERE attempt_id = a.id AND epoch IS NOT NULL "
-            "ORDER BY line DESC LIMIT 1) END "
+            "ORDER BY line DESC LIMIT 1) END, c.id "
             "FROM cells c LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = "
             "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) LEFT JOIN eval_jobs ev ON ev.attempt_id = a.id "
-            "WHERE c.experiment_id = ?1 ORDER BY c.id",
+            // no ORDER BY: the index on experiment_id does not give id order, and sorting 100,000
+            // rows with their params in SQLite's temp B-tree cost more than qsort below
+            "WHERE c.experiment_id = ?1",
             -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
         return -1;
     }
     sqlite3_bind_int64(st, 1, eid);
     // run_dir is malloc'd (a PATH_MAX array per row was 4 KB x 100,000 cells)
-    typedef struct { char key[16], state[24], job[64], reason[160], eval[24]; char *run_dir; double start, end; int attempt;
-                     long long last_epoch; } Row;
+    typedef struct { long long id;   // first: row_by_id compares it
+                     char key[16], state[24], job[64], reason[160], eval[24]; char *run_dir; double start, end; int attempt;
+                     long long last_epoch; char *params; } Row;
     Row *rows = NULL;
     char **params = NULL;   // canonical params text per row
     size_t n = 0, cap = 0;
@@ -424,13 +440,14 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         Row *r = &rows[n];
         memset(r, 0, sizeof *r);
         snprintf(r->key, sizeof r->key, "%s", (const char *)sqlite3_column_text(st, 0));
-        params[n] = canonical_params((const char *)sqlite3_column_text(st, 1));
+        r->params = canonical_params((const char *)sqlite3_column_text(st, 1));
         snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 2));
         if (sqlite3_column_text(st, 3)) snprintf(r->job, sizeof r->job, "%s", (const char *)sqlite3_column_text(st, 3));
         r->start = sqlite3_column_double(st, 4);
         r->end = sqlite3_column_double(st, 5);
         if (sqlite3_column_text(st, 6)) r->run_dir = strdup((const char *)sqlite3_column_text(st, 6));
         r->last_epoch = sqlite3_column_type(st, 10) == SQLITE_INTEGER ? sqlite3_column_int64(st, 10) : -1;
+        r->id = sqlite3_column_int64(st, 11);
         r->attempt = sqlite3_column_int(st, 7);
         if (sqlite3_column_text(st, 8)) {
             snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 8));
@@ -440,6 +457,8 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
         n++;
     }
     sqlite3_finalize(st);
+    if (n > 1) qsort(rows, n, sizeof *rows, row_by_id);   // cells in plan order
+    for (size_t i = 0; i < n; i++) params[i] = rows[i].params;
     char *vary[24];
     size_t nv = varying_members(params, n, vary, 24);
     const char *headers[40];
