@@ -174,4 +174,3 @@ void ops_cuda_maxpool_backward(int B, int C, int h, int w, int k, int s, int p, 
                                const float *x);
 
 #endif
-
