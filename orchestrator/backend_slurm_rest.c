@@ -601,7 +601,7 @@ static int rest_poll(Backend *b, const char *const *job_ids, size_t n, JobStatus
     RestBackend *r = (RestBackend *)b;
     SlurmJobInfo *jobs = NULL;
     size_t nj = 0;
-    if (n && rest_load_jobs_retry(r, r->retry_s < 20 ? r->retry_s : 20, &jobs, &nj, err, errlen)) return -1;   // one GET for all
+    if (n && rest_load_jobs_retry(r, r->retry_s < 30 ? r->retry_s : 30, &jobs, &nj, err, errlen)) return -1;   // one GET for all
     int rc = slurm_match_jobs(jobs, nj, job_ids, n, out, err, errlen);
     free(jobs);
     return rc;
