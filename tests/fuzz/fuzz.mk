@@ -8,8 +8,8 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-# the trainer's loaders live in trainer/run and trainer/data; the rest of libtrain is not needed
-FUZZ_TRAIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard trainer/run/*.c trainer/data/*.c))
+# the trainer's loaders live in trainer/run, trainer/data and trainer/io; the rest of libtrain is not needed
+FUZZ_TRAIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard trainer/run/*.c trainer/data/*.c trainer/io/safetensors.c))
 
 .PHONY: fuzz fuzz-build fuzz-harnesses
 fuzz-build:
