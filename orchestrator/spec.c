@@ -374,9 +374,10 @@ static long ere_states(const char *p, long limit)
             long copies = 2;
             if (*p == '{') {
                 char *e;
-                long m = strtol(p + 1, &e, 10), n = m;
+                long m = strtol(p + 1, &e, 10), n = m;   // clamped: {99999999999999999999} saturates strtol
+                if (m < 0 || m > limit) m = limit;
                 if (*e == ',') n = isdigit((unsigned char)e[1]) ? strtol(e + 1, &e, 10) : m + 1;
-                else n = m;
+                if (n < 0 || n > limit) n = limit;
                 copies = (n > m ? n : m) + 1;
                 if (copies > limit) return limit;
                 p = strchr(p, '}') ? strchr(p, '}') + 1 : p + strlen(p);

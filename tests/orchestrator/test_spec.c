@@ -338,7 +338,8 @@ static void test_metric_regex_complexity(void **state)
     (void)state;
     static const char *const ok[] = {"Epoch \\[(\\d+)\\]", "loss=([0-9.]+)", "v=([0-9]{1,3})", "(a|b|c)+ ([[:alpha:]]+)*",
                                      "((a+)+)(x)", "([]x]+)", "(x{1,100})"};
-    static const char *const bad[] = {"\\[+++++++++++++++++++++++++++++++(x)", "(x{1000}){1000}", "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)"};
+    static const char *const bad[] = {"\\[+++++++++++++++++++++++++++++++(x)", "(x{1000}){1000}", "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)",
+                                      "(x{99999999999999999999})", "(x{1,99999999999999999999})"};
     regex_t re;
     char err[256];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
