@@ -348,9 +348,12 @@ static char *ere_from_pattern(const char *pat)
 static long ere_states(const char *p, long limit)
 {
     long total[64] = {0}, last[64] = {0};   // per open group: states so far, states of the last atom
-    int d = 0;
+    int d = 0, after_rep = 0;
     while (*p) {
         long atom = 1;
+        int rep = *p == '+' || *p == '*' || *p == '?' || (*p == '{' && isdigit((unsigned char)p[1]));
+        if (rep && after_rep) return -1;   // "x+*+": undefined in POSIX ERE, and glibc's e-closure explodes on it
+        after_rep = rep;
         if (*p == '(') {
             if (d == 63) return limit;
             d++;
@@ -416,7 +419,14 @@ int spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errl
     }
     char *ere = ere_from_pattern(pattern);
     if (!ere) { snprintf(err, errlen, "out of memory"); return -1; }
-    if (ere_states(ere, SPEC_MAX_REGEX_STATES) >= SPEC_MAX_REGEX_STATES) {
+    long states = ere_states(ere, SPEC_MAX_REGEX_STATES);
+    if (states < 0) {
+        snprintf(err, errlen, "a repetition ('+', '*', '?', '{m,n}') right after another one is undefined in POSIX ERE; "
+                 "write one (x+ rather than x++ or x+*)");
+        free(ere);
+        return -1;
+    }
+    if (states >= SPEC_MAX_REGEX_STATES) {
         snprintf(err, errlen, "too complex: its repetitions ('+', '{m,n}' on groups or on each other) would build more "
                  "than %d regex states; simplify it (e.g. '(x+)+' is 'x+')", SPEC_MAX_REGEX_STATES);
         free(ere);

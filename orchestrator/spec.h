@@ -78,7 +78,7 @@ typedef struct {
 #define SPEC_MAX_TIME_S (3650L * 86400) // resources.time, eval.job.time: ten years
 #define SPEC_MAX_NAME 100               // name (characters)
 #define SPEC_MAX_REGEX 1024            // trainer.metrics patterns (characters)
-#define SPEC_MAX_REGEX_STATES 20000     // ... and the states regcomp would build for them
+#define SPEC_MAX_REGEX_STATES 2000      // ... and the states regcomp would build for them
 
 // Reads and checks path. 0, or -1 with err "FILE:LINE:COL: KEY.PATH: message".
 int  spec_load(const char *path, Spec **out, char *err, size_t errlen);
@@ -98,7 +98,8 @@ extern const char *const SPEC_KNOWN_AXES[];
 long spec_parse_time(const char *s);
 // Compiles a trainer.metrics pattern as POSIX ERE after translating \d \w \s (and \D \W \S);
 // it must have a capture group, at most SPEC_MAX_REGEX characters, and repetitions that stay under
-// SPEC_MAX_REGEX_STATES (glibc copies the operand of '+' and {m,n}: "(x+)+..." grows exponentially).
+// SPEC_MAX_REGEX_STATES (glibc copies the operand of '+' and {m,n}: "(x+)+..." grows exponentially),
+// and no repetition right after another ("x++", undefined in POSIX ERE).
 // 0, or -1 with err.
 int  spec_compile_metric(const char *pattern, regex_t *re, char *err, size_t errlen);
 

@@ -336,10 +336,12 @@ static void test_time_agrees_with_sbatch_parser(void **state)
 static void test_metric_regex_complexity(void **state)
 {
     (void)state;
-    static const char *const ok[] = {"Epoch \\[(\\d+)\\]", "loss=([0-9.]+)", "v=([0-9]{1,3})", "(a|b|c)+ ([[:alpha:]]+)*",
+    static const char *const ok[] = {"Epoch \\[(\\d+)\\]", "([+*?]+)", "a\\+(x)", "((((x+)+)+)+)",
+                                     "loss=([0-9.]+)", "v=([0-9]{1,3})", "(a|b|c)+ ([[:alpha:]]+)*",
                                      "((a+)+)(x)", "([]x]+)", "(x{1,100})"};
     static const char *const bad[] = {"\\[+++++++++++++++++++++++++++++++(x)", "(x{1000}){1000}", "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)",
-                                      "(x{99999999999999999999})", "(x{1,99999999999999999999})"};
+                                      "(x{99999999999999999999})", "(x{1,99999999999999999999})",
+                                      "E+++++*+++++++++(x)", "(x+?)", "(x*{2})", "((((((((((((x+)+)+)+)+)+)+)+)+)+)+)+)"};
     regex_t re;
     char err[256];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -348,7 +350,7 @@ static void test_metric_regex_complexity(void **state)
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (spec_compile_metric(bad[i], &re, err, sizeof err) == 0) { regfree(&re); fail_msg("'%s' accepted", bad[i]); }
-        if (!strstr(err, "too complex")) fail_msg("'%s': %s", bad[i], err);
+        if (!strstr(err, "too complex") && !strstr(err, "right after another")) fail_msg("'%s': %s", bad[i], err);
     }
     char *longp = malloc(2000);
     memset(longp, 'a', 1999);
