@@ -439,7 +439,7 @@ static int setup(Trainer *t) {
     if (!t->gpu) {   // a batch that cannot fit is said before it is allocated (and OOM-killed)
         OptKind pk;
         optim_parse(c->optimizer, &pk);
-        size_t pix = (size_t)t->train_ds->height * t->train_ds->width;
+        size_t pix = (size_t)in_h * in_w;   // a sample as the loader hands it over: the crop, not 0 x 0 for mixed sizes
         MemRun mr = { .batch = c->batch, .workers = c->workers, .has_eval = t->eval_ds != NULL,
                       .optim_slots = optim_slots(pk), .sample_floats = (size_t)t->train_ds->channels * pix,
                       .label_ints = t->train_ds->segmentation ? pix : 1 };
