@@ -1,6 +1,7 @@
 // orchestrator/collect_trace.c — trace.json (Chrome trace format) -> traces, trace_ops (collect_trace.h).
 #include "orchestrator/collect_trace.h"
 #include "orchestrator/render.h"
+#include "orchestrator/runfile.h"
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -90,8 +91,18 @@ enum { PH_DATA, PH_FORWARD, PH_BACKWARD, PH_COMM, PH_OPTIMIZER, PH_EVAL, PH_OTHE
 // Reads one rank's trace and replaces its rows. 0 (also for a malformed file: warned), -1 DB error.
 static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb, double now)
 {
+    // Read like every other run file (runfile.h): a FIFO or device is refused without waiting on
+    // it, and a file over RUNFILE_MAX_TRACE is not loaded; either is a warning, the rows stay.
+    char *text, rerr[4400];
+    size_t len;
+    int rr = runfile_read(path, RUNFILE_MAX_TRACE, &text, &len, rerr, sizeof rerr);
+    if (rr != 0) {
+        if (rr < 0) warnf(t, "%s; the stored trace rows are kept", rerr);
+        return 0;
+    }
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
+    json_t *root = json_loadb(text, len, 0, &je);
+    free(text);
     json_t *ev = json_is_object(root) ? json_object_get(root, "traceEvents") : root;
     if (!json_is_array(ev)) {
         warnf(t, "%s:%d:%d: not a Chrome trace (%s); skipped", path, je.line, je.column,
@@ -197,7 +208,7 @@ int collect_trace_attempt(sqlite3 *db, sqlite3_int64 attempt_id, const char *run
     for (int rank = 0; rank < MAX_RANKS; rank++) {
         if (rank == 0) snprintf(path, sizeof path, "%s", base);
         else snprintf(path, sizeof path, "%s.rank%d", base, rank);
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) break;
+        if (stat(path, &sb) != 0) break;   // not a regular file: store_rank warns and skips it
         int same = force ? 0 : unchanged(&t, attempt_id, rank, path, &sb);
         if (same < 0) return -1;
         if (!same && store_rank(&t, attempt_id, rank, path, &sb, now) < 0) return -1;

@@ -56,6 +56,12 @@ int runfile_read(const char *path, size_t max, char **out, size_t *len, char *er
     int fd;
     int rc = runfile_open(path, &fd, err, errlen);
     if (rc) return rc;
+    struct stat sb;   // too big already: refused without reading it (the loop below still bounds growth)
+    if (fstat(fd, &sb) == 0 && (unsigned long long)sb.st_size > (unsigned long long)max) {
+        snprintf(err, errlen, "%s: larger than %zu bytes; not read", path, max);
+        close(fd);
+        return -1;
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) { close(fd); snprintf(err, errlen, "%s: out of memory", path); return -1; }

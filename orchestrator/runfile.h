@@ -16,6 +16,7 @@
 
 #define RUNFILE_MAX_LINE (1u << 20)        // metrics lines: 1 MiB (per-class IoU of 20k classes fits)
 #define RUNFILE_MAX_JSON (16u << 20)       // result.json, env.json, eval.json, progress.json: 16 MiB
+#define RUNFILE_MAX_TRACE (256u << 20)     // trace.json (Chrome trace, --profile): 256 MiB
 
 // A read-only descriptor of a regular file (the caller closes it).
 int runfile_open(const char *path, int *fd, char *err, size_t errlen);

@@ -87,4 +87,21 @@ out=$("$SEGX" collect tr --force 2>&1)
 case $out in *"$rd/trace.json"*"not a Chrome trace"*) pass "a malformed trace is a warning naming the file";;
   *) fail "a malformed trace is a warning naming the file" "$out";; esac
 check_eq "the malformed trace's stored row stays" 1 "$(q "SELECT count(*) FROM traces WHERE path = '$rd/trace.json'")"
+# a FIFO and an oversized trace (issue 17): read like the other run files, so a warning naming the
+# file, nothing waits on the FIFO, and the stored rows (traces and trace_ops) stay as they were
+kept=$(q "SELECT t.steps, t.forward_s, t.collected_at, (SELECT count(*) FROM trace_ops o WHERE o.attempt_id = t.attempt_id AND o.rank = t.rank) FROM traces t WHERE path = '$rd/trace.json'")
+rm -f "$rd/trace.json"; mkfifo "$rd/trace.json"
+rc=0; out=$(timeout 300 "$SEGX" collect tr --force 2>&1) || rc=$?
+check_eq "a FIFO trace.json: collect finishes without waiting on it" 0 "$rc"
+case $out in *"$rd/trace.json: not a regular file (a fifo)"*) pass "a FIFO trace.json is a warning naming the file";;
+  *) fail "a FIFO trace.json is a warning naming the file" "$out";; esac
+check_eq "a FIFO trace.json: the stored rows stay" "$kept" "$(q "SELECT t.steps, t.forward_s, t.collected_at, (SELECT count(*) FROM trace_ops o WHERE o.attempt_id = t.attempt_id AND o.rank = t.rank) FROM traces t WHERE path = '$rd/trace.json'")"
+check "the FIFO is left in place" test -p "$rd/trace.json"
+rm -f "$rd/trace.json"; truncate -s 300M "$rd/trace.json"   # sparse: over the 256 MiB bound
+rc=0; out=$(timeout 300 "$SEGX" collect tr --force 2>&1) || rc=$?
+check_eq "a 300 MB trace.json: collect finishes" 0 "$rc"
+case $out in *"$rd/trace.json: larger than"*"not read"*) pass "a trace over the size bound is a warning naming the file";;
+  *) fail "a trace over the size bound is a warning naming the file" "$out";; esac
+check_eq "an oversized trace.json: the stored rows stay" "$kept" "$(q "SELECT t.steps, t.forward_s, t.collected_at, (SELECT count(*) FROM trace_ops o WHERE o.attempt_id = t.attempt_id AND o.rank = t.rank) FROM traces t WHERE path = '$rd/trace.json'")"
+check "the oversized file is left in place" test -s "$rd/trace.json"
 done_testing
