@@ -38,7 +38,9 @@ for m in models:
                     if n >= a.cells:
                         break
                     key = "%016x" % rng.getrandbits(64)
-                    params = {"model": m, "gpu_type": gt, "gpus": g, "batch_per_gpu": b, "seed": s}
+                    # "epochs" as segx plan stores it for a segx-train spec (status reads progress
+                    # "epoch x/y" of a collected attempt from the DB with it)
+                    params = {"model": m, "gpu_type": gt, "gpus": g, "batch_per_gpu": b, "seed": s, "epochs": a.epochs}
                     db.execute("INSERT INTO cells (experiment_id, key, params, group_key, scaling_key, model, gpu_type,"
                                " gpus, nodes, batch_per_gpu, global_batch, scaling, seed, est_gpu_hours, state, created_at)"
                                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
