@@ -57,7 +57,7 @@ LIBS_ORCH  := -ljansson -lsqlite3 -lcrypto $(SLURM_LIBS) $(MHD_LIBS) $(CURL_LIBS
 LIBS_TRAIN := -ljansson -lcrypto -lpng -lturbojpeg -lz $(BLAS_LIBS) $(DNNL_LIBS) $(MPI_LIBS) $(CUDA_LIBS) -lm
 
 # --- sources: every .c in a module folder belongs to its library; main.c is the program --
-ORCH_SRCS  := $(filter-out orchestrator/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))
+ORCH_SRCS  := $(filter-out orchestrator/cmd/main.c,$(wildcard orchestrator/*.c orchestrator/*/*.c db/*.c web/*.c))
 TRAIN_SRCS := $(filter-out trainer/main.c,$(wildcard trainer/*.c trainer/*/*.c))
 TRAIN_CU   := $(if $(filter 1,$(SEGX_HAVE_CUDA)),$(wildcard trainer/*.cu trainer/*/*.cu))
 ORCH_OBJS  := $(ORCH_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o $(if $(wildcard web/static/*),$(BUILD)/gen/web_static.o)
@@ -101,7 +101,7 @@ $(BUILD)/libsegx.a: $(ORCH_OBJS)
 $(BUILD)/libtrain.a: $(TRAIN_OBJS)
 	@rm -f $@; ar rcs $@ $^
 
-$(BINDIR)/segx: $(BUILD)/orchestrator/main.o $(BUILD)/libsegx.a
+$(BINDIR)/segx: $(BUILD)/orchestrator/cmd/main.o $(BUILD)/libsegx.a
 	@mkdir -p $(@D)
 	$(if $(V),,@echo "  LD  $@";)$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LIBS_ORCH)
 $(BINDIR)/segx-train: $(BUILD)/trainer/main.o $(BUILD)/libtrain.a

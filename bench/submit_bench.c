@@ -4,7 +4,7 @@
 //   submit_bench submit BACKEND N SCRIPT RUN_DIR IDS_OUT     -> "seconds" on stdout, ids to IDS_OUT
 //   submit_bench poll IDS_FILE REPEATS                       -> one line per backend: median seconds
 // Built by bench/submit against $BUILD/libsegx.a (it is not part of the normal build).
-#include "orchestrator/backend.h"
+#include "orchestrator/backend/backend.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

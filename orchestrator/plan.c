@@ -1,6 +1,6 @@
 // orchestrator/plan.c — matrix expansion, cell keys, DB rows and job scripts (see plan.h).
 #include "orchestrator/plan.h"
-#include "orchestrator/cli.h"
+#include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/render.h"
 #include <errno.h>

@@ -1,6 +1,6 @@
 // orchestrator/spec.c — reading and checking experiment specs (see spec.h).
 #include "orchestrator/spec.h"
-#include "orchestrator/cli.h"
+#include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/notify.h"
 #include <ctype.h>

@@ -6,7 +6,7 @@
 // only with rerun_failed.
 #ifndef SEGX_SUBMIT_H
 #define SEGX_SUBMIT_H
-#include "orchestrator/backend.h"
+#include "orchestrator/backend/backend.h"
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
-// tests/fuzz/fuzz_logparse.c — the regex log adapter (`segx logparse`, orchestrator/cmd_logparse.c)
+// tests/fuzz/fuzz_logparse.c — the regex log adapter (`segx logparse`, orchestrator/cmd/cmd_logparse.c)
 // run as the command: the input's first line is --rules (a JSON object of named patterns), the rest
 // is the trainer's log. Patterns with back-references are skipped: glibc's regexec backtracks
 // exponentially on them, which is the pattern's cost, not segx's. Property: exit 0, 1 or 2.
-#include "orchestrator/commands.h"
+#include "orchestrator/cmd/commands.h"
 #include "tests/fuzz/fuzz.h"
 
 static FILE *devnull;

@@ -1,8 +1,8 @@
 // tests/fuzz/fuzz_sbatch.c — the job-script #SBATCH parser the Slurm backends share
-// (orchestrator/slurm_util.c slurm_script_parse, slurm_opts_apply_job), its time parser checked
+// (orchestrator/backend/slurm_util.c slurm_script_parse, slurm_opts_apply_job), its time parser checked
 // against the spec's (both must agree on what a time is), and the slurm.conf controller lookup.
 // Properties: an error names the script; parsed fields are NUL-terminated and in range.
-#include "orchestrator/slurm_util.h"
+#include "orchestrator/backend/slurm_util.h"
 #include "orchestrator/spec.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -6,7 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "orchestrator/slurm_util.h"
+#include "orchestrator/backend/slurm_util.h"
 #include <stdio.h>
 #include <string.h>
 

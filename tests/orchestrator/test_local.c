@@ -6,8 +6,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "orchestrator/backend.h"
-#include "orchestrator/local_jobs.h"
+#include "orchestrator/backend/backend.h"
+#include "orchestrator/backend/local_jobs.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

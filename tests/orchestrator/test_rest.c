@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "orchestrator/slurm_lib.h"
-#include "orchestrator/slurm_rest.h"
-#include "orchestrator/slurm_util.h"
+#include "orchestrator/backend/slurm_lib.h"
+#include "orchestrator/backend/slurm_rest.h"
+#include "orchestrator/backend/slurm_util.h"
 
 static void test_pick_version(void **state)
 {

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "orchestrator/backend.h"
+#include "orchestrator/backend/backend.h"
 #include "orchestrator/cluster.h"
 
 static char root[1024], sdir[1024], runs[1024], cluster_cmd[3000], skip_reason[512];

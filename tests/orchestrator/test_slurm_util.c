@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "orchestrator/slurm_util.h"
+#include "orchestrator/backend/slurm_util.h"
 
 static char tmpdir[64];
 

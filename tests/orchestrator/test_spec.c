@@ -5,9 +5,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "orchestrator/cli.h"
+#include "orchestrator/cmd/cli.h"
 #include "orchestrator/spec.h"
-#include "orchestrator/slurm_util.h"
+#include "orchestrator/backend/slurm_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,7 +420,7 @@ static void test_locate(void **state)
     assert_int_equal(spec_locate(text, "a.zz", &line, &col), -1);
 }
 
-// The shared option parser (orchestrator/cli.h) the subcommands use.
+// The shared option parser (orchestrator/cmd/cli.h) the subcommands use.
 static void test_cli_parse(void **state)
 {
     (void)state;

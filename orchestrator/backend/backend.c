@@ -1,0 +1,62 @@
+// orchestrator/backend/backend.c — job states and the backend dispatcher (see backend.h).
+#include "orchestrator/backend/backend.h"
+#include "orchestrator/backend/backends.h"
+#include "orchestrator/backend/slurm_lib.h"
+#include <stdio.h>
+#include <string.h>
+
+static const char *const state_names[] = {
+    [JOB_PLANNED] = "planned",     [JOB_SUBMITTED] = "submitted", [JOB_PENDING] = "pending",
+    [JOB_RUNNING] = "running",     [JOB_COMPLETED] = "completed", [JOB_FAILED] = "failed",
+    [JOB_CANCELLED] = "cancelled", [JOB_TIMEOUT] = "timeout",     [JOB_PREEMPTED] = "preempted",
+    [JOB_OUT_OF_MEMORY] = "out-of-memory", [JOB_NODE_FAIL] = "node-fail", [JOB_UNKNOWN] = "unknown",
+};
+
+const char *job_state_name(JobState s)
+{
+    return (s >= 0 && s <= JOB_UNKNOWN) ? state_names[s] : "unknown";
+}
+
+int job_state_parse(const char *name, JobState *out)
+{
+    for (int s = 0; s <= JOB_UNKNOWN; s++)
+        if (strcmp(name, state_names[s]) == 0) { *out = (JobState)s; return 0; }
+    return -1;
+}
+
+int job_state_is_final(JobState s)
+{
+    return s == JOB_COMPLETED || s == JOB_FAILED || s == JOB_CANCELLED || s == JOB_TIMEOUT ||
+           s == JOB_OUT_OF_MEMORY || s == JOB_NODE_FAIL;
+}
+
+int backend_open(const char *name, const char *options_json, Backend **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!name || !*name) name = "auto";
+    if (strcmp(name, "local") == 0) return backend_local_open(options_json, out, err, errlen);
+    if (strcmp(name, "slurm") == 0) return backend_slurm_open(options_json, out, err, errlen);
+    if (strcmp(name, "slurm-cli") == 0) return backend_slurm_cli_open(options_json, out, err, errlen);
+    if (strcmp(name, "slurm-rest") == 0) return backend_slurm_rest_open(options_json, out, err, errlen);
+    if (strcmp(name, "auto") == 0) {
+        // slurm (only when libslurm is the controller's release: its ABI changes every release), then
+        // slurm-rest, then slurm-cli, then local: the first that reaches a controller wins.
+        char e1[256], e2[1024], e3[256];
+        if (backend_slurm_open(options_json, out, e1, sizeof e1) == 0) {
+            char cv[64];
+            if (slurm_lib_controller_version(cv, sizeof cv, e1, sizeof e1) == 0 && slurm_lib_same_release(cv)) return 0;
+            backend_close(*out);
+            *out = NULL;
+        }
+        if (backend_slurm_rest_open(options_json, out, e2, sizeof e2) == 0) return 0;
+        if (backend_slurm_cli_open(options_json, out, e3, sizeof e3) == 0) return 0;
+        return backend_local_open(options_json, out, err, errlen);
+    }
+    snprintf(err, errlen, "unknown backend '%s': use auto, local, slurm, slurm-rest or slurm-cli", name);
+    return -1;
+}
+
+void backend_close(Backend *b)
+{
+    if (b && b->ops && b->ops->close) b->ops->close(b);
+}

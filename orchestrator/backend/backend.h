@@ -1,0 +1,61 @@
+// orchestrator/backend/backend.h — how cells reach a scheduler. Implementations: local (embedded: child
+// processes on this machine), slurm (libslurm), slurm-cli (sbatch/squeue/scontrol/sacct), and later
+// slurm-rest (slurmrestd). Callers (submit, status, cancel, run) use only this table, so a new
+// backend needs no change to them.
+#ifndef SEGX_BACKEND_H
+#define SEGX_BACKEND_H
+#include <stddef.h>
+
+typedef enum {
+    JOB_PLANNED, JOB_SUBMITTED, JOB_PENDING, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED,
+    JOB_CANCELLED, JOB_TIMEOUT, JOB_PREEMPTED, JOB_OUT_OF_MEMORY, JOB_NODE_FAIL, JOB_UNKNOWN
+} JobState;
+const char *job_state_name(JobState s);          // "planned", "running", "out-of-memory", ...
+int job_state_parse(const char *name, JobState *out);
+int job_state_is_final(JobState s);
+
+// One job to submit: the rendered job script of one cell attempt.
+typedef struct {
+    const char *experiment;
+    const char *cell_key;
+    const char *run_dir;       // runs/<experiment>/<cell-key>/attempt-<n>/ (absolute)
+    const char *script_path;   // rendered job script inside run_dir (starts with "#!")
+    const char *job_name;
+    int attempt;
+    int gpus, nodes, cpus_per_task;
+    const char *gpu_type;      // e.g. "a100"; "cpu" for no GPU
+    const char *partition;     // from the cluster profile (NULL: default)
+    const char *time_limit;    // "HH:MM:SS"
+    const char *dependency;    // e.g. "afterok:123" (NULL: none); the local backend knows afterok:ID
+    const char *kind;          // NULL: the cell's train job; "eval": its eval job (Slurm comment suffix)
+} JobSpec;
+
+typedef struct {
+    char job_id[64];
+    JobState state;
+    int exit_code;             // -1 when unknown
+    char reason[512];
+    double submit_time, start_time, end_time;  // unix seconds, 0 when unknown
+    char nodes[256];
+} JobStatus;
+
+typedef struct Backend Backend;
+typedef struct {
+    const char *name;
+    // Submits one job; writes the scheduler's job id. 0 or -1 with err.
+    int  (*submit)(Backend *b, const JobSpec *job, char *job_id, size_t idlen, char *err, size_t errlen);
+    // Fills out[i] for job_ids[i] with ONE scheduler query for all of them. A job the scheduler
+    // no longer knows gets JOB_UNKNOWN (the caller resolves it from the run dir's exit_code).
+    int  (*poll)(Backend *b, const char *const *job_ids, size_t n, JobStatus *out, char *err, size_t errlen);
+    int  (*cancel)(Backend *b, const char *job_id, char *err, size_t errlen);
+    void (*close)(Backend *b);
+} BackendOps;
+
+struct Backend { const BackendOps *ops; void *impl; };
+
+// name: "auto" | "local" | "slurm" | "slurm-cli" | "slurm-rest". 0 or -1 with err (e.g. slurm
+// requested but libslurm not built in / slurmctld not reachable).
+int  backend_open(const char *name, const char *options_json, Backend **out, char *err, size_t errlen);
+void backend_close(Backend *b);
+
+#endif

@@ -1,0 +1,414 @@
+// orchestrator/cmd/cmd_doctor.c — `segx doctor [--spec FILE | --cluster NAME]`: is everything a run
+// needs there? Slurm reachable (both backends) and its versions; the profile's partitions and GPU
+// types exist on the cluster; the container runtime and image; the trainer binary; data paths
+// named in the spec readable. One line per check; exit 1 when a check failed.
+// On a real cluster also: libslurm's release against slurmctld's (a mismatch: use slurm-rest or
+// slurm-cli), PreemptMode and JobRequeue (will a preempted cell requeue?), MaxArraySize / MaxJobCount
+// and the QOS MaxSubmitJobs against the plan's cell count, the results DB on a network filesystem
+// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire.
+#include "orchestrator/backend/backends.h"
+#include "orchestrator/cmd/cli.h"
+#include "orchestrator/cluster.h"
+#include "orchestrator/plan.h"
+#include "db/db.h"
+#include "orchestrator/cmd/commands.h"
+#include "orchestrator/backend/slurm_lib.h"
+#include "orchestrator/backend/slurm_util.h"
+#include "orchestrator/spec.h"
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <limits.h>
+
+typedef struct { int fails, warns; json_t *json; } Report;
+
+static void say(Report *r, const char *level, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void say(Report *r, const char *level, const char *what, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!strcmp(level, "FAIL")) r->fails++;
+    if (!strcmp(level, "warn")) r->warns++;
+    if (r->json) json_array_append_new(r->json, json_pack("{s:s,s:s,s:s}", "check", what, "level", level, "detail", msg));
+    else printf("  %-4s  %-12s %s\n", level, what, msg);
+}
+
+// First line of a command's stdout (fixed argv built here, never from user input), "" on failure.
+static int first_line(const char *cmd, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    if (!fgets(out, (int)cap, p)) out[0] = '\0';
+    char rest[256];
+    while (fgets(rest, sizeof rest, p)) {}
+    int rc = pclose(p);
+    out[strcspn(out, "\n")] = '\0';
+    return rc == 0 ? 0 : -1;
+}
+
+static int on_path(const char *prog, char *found, size_t cap)
+{
+    const char *path = getenv("PATH");
+    if (strchr(prog, '/')) { snprintf(found, cap, "%s", prog); return access(prog, X_OK) == 0; }
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
+    for (char *d = strtok(buf, ":"); d; d = strtok(NULL, ":")) {
+        snprintf(found, cap, "%s/%s", d, prog);
+        if (access(found, X_OK) == 0) return 1;
+    }
+    return 0;
+}
+
+// Partitions and their gres, from one sinfo call: "a100|gpu:a100:2" lines.
+typedef struct { char part[64], gres[256]; } PartGres;
+
+static int load_partitions(PartGres *v, int cap)
+{
+    FILE *p = popen("sinfo -h -o '%R|%G' 2>/dev/null", "r");
+    if (!p) return -1;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, p) && n < cap) {
+        line[strcspn(line, "\n")] = '\0';
+        char *bar = strchr(line, '|');
+        if (!bar) continue;
+        *bar = '\0';
+        snprintf(v[n].part, sizeof v[n].part, "%.63s", line);
+        snprintf(v[n].gres, sizeof v[n].gres, "%.255s", bar + 1);
+        n++;
+    }
+    return pclose(p) == 0 ? n : -1;
+}
+
+static int gres_has_type(const char *gres, const char *type)
+{
+    // "gpu:a100:2(S:0)" or "gpu:a100:2,gpu:v100:1"
+    char want[64];
+    snprintf(want, sizeof want, "gpu:%s:", type);
+    return strstr(gres, want) != NULL;
+}
+
+static void check_slurm(Report *r, const ClusterProfile *p, int *reachable)
+{
+    char err[1024], conf[1024];
+    *reachable = 0;
+    if (slurm_locate_conf(NULL, conf, sizeof conf, err, sizeof err) < 0) {
+        say(r, "warn", "slurm", "%s (the local backend still works)", err);
+        return;
+    }
+    say(r, "ok", "slurm.conf", "%s", conf);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k == 0 ? "slurm" : "slurm-cli";
+        Backend *b = NULL;
+        if (backend_open(name, NULL, &b, err, sizeof err) == 0) {
+            backend_close(b);
+            *reachable = 1;
+            if (k == 0) say(r, "ok", name, "libslurm %s: slurmctld answers", slurm_lib_version());
+            else {
+                char v[128];
+                first_line("sbatch --version 2>/dev/null", v, sizeof v);
+                say(r, "ok", name, "%s: slurmctld answers", v);
+            }
+        } else {
+            say(r, k == 0 && !slurm_lib_available() ? "warn" : "FAIL", name, "%s", err);
+        }
+    }
+    if (!*reachable) return;
+    char v[256];
+    if (first_line("scontrol show config 2>/dev/null | awk '$1 == \"SLURM_VERSION\" {print $3}'", v, sizeof v) == 0 && v[0])
+        say(r, "ok", "slurmctld", "version %s", v);
+    if (!p) return;
+    PartGres parts[128];
+    int np = load_partitions(parts, 128);
+    if (np < 0) { say(r, "FAIL", "partitions", "sinfo failed"); return; }
+    for (size_t i = 0; i < cluster_gpu_count(p); i++) {
+        const ClusterGpu *g = cluster_gpu_at(p, i);
+        if (!g->partition[0]) { say(r, "ok", g->gpu_type, "default partition"); continue; }
+        int found = 0, typed = 0;
+        for (int j = 0; j < np; j++) {
+            if (strcmp(parts[j].part, g->partition) != 0) continue;
+            found = 1;
+            if (strcasecmp(g->gpu_type, "cpu") == 0 || gres_has_type(parts[j].gres, g->gres_type)) typed = 1;
+        }
+        if (!found) say(r, "FAIL", g->gpu_type, "partition '%s' of profile '%s' does not exist on this cluster", g->partition, cluster_name(p));
+        else if (!typed) say(r, "FAIL", g->gpu_type, "partition '%s' has no node with gres gpu:%s", g->partition, g->gres_type);
+        else if (strcasecmp(g->gpu_type, "cpu") == 0) say(r, "ok", g->gpu_type, "partition %s", g->partition);
+        else say(r, "ok", g->gpu_type, "partition %s has gres gpu:%s (%d per node in the profile)", g->partition, g->gres_type, g->gpus_per_node);
+    }
+}
+
+// One value of `scontrol show config` ("PreemptMode" -> "OFF"), "" when absent.
+static void config_value(const char *config, const char *key, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t kl = strlen(key);
+    for (const char *p = config; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, key, kl) != 0 || (p[kl] != ' ' && p[kl] != '=')) continue;
+        const char *eq = strchr(p, '=');
+        if (!eq) return;
+        eq++;
+        while (*eq == ' ') eq++;
+        snprintf(out, cap, "%.*s", (int)strcspn(eq, "\n"), eq);
+        return;
+    }
+}
+
+static char *read_command(const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 4096) { char *nb = realloc(buf, cap * 2); if (!nb) break; buf = nb; cap *= 2; }
+    }
+    if (pclose(p) != 0 || !buf) { free(buf); return NULL; }
+    buf[len] = '\0';
+    return buf;
+}
+
+// What a real cluster's settings mean for a sweep of ncells cells (0: no spec given).
+static void check_cluster_settings(Report *r, size_t ncells)
+{
+    if (slurm_lib_available()) {
+        char cv[64], e[512];
+        if (slurm_lib_controller_version(cv, sizeof cv, e, sizeof e) < 0) say(r, "warn", "libslurm", "%s", e);
+        else if (slurm_lib_same_release(cv)) say(r, "ok", "libslurm", "%s, the release slurmctld runs (%s)", slurm_lib_version(), cv);
+        else say(r, "warn", "libslurm", "built against %s but slurmctld runs %s: libslurm's ABI changes every release; "
+                 "use --backend slurm-rest or slurm-cli (--backend auto does)", slurm_lib_version(), cv);
+    }
+    char *conf = read_command("scontrol show config 2>/dev/null");
+    if (!conf) { say(r, "warn", "config", "scontrol show config failed: cannot check PreemptMode and limits"); return; }
+    char mode[128], rq[32], maxarr[32], maxjobs[32], acct[128];
+    config_value(conf, "PreemptMode", mode, sizeof mode);
+    config_value(conf, "JobRequeue", rq, sizeof rq);
+    config_value(conf, "MaxArraySize", maxarr, sizeof maxarr);
+    config_value(conf, "MaxJobCount", maxjobs, sizeof maxjobs);
+    config_value(conf, "AccountingStorageType", acct, sizeof acct);
+    free(conf);
+    if (!mode[0] || strcasecmp(mode, "OFF") == 0)
+        say(r, "ok", "preemption", "none (PreemptMode=%s): cells run to their end or their time limit", mode[0] ? mode : "?");
+    else if (strcasestr(mode, "REQUEUE"))
+        say(r, "ok", "preemption", "PreemptMode=%s: a preempted cell is requeued and resumes from its checkpoint", mode);
+    else if (strcasestr(mode, "CANCEL"))
+        say(r, "warn", "preemption", "PreemptMode=%s: a preempted cell is cancelled, not requeued; `segx resubmit --failed` "
+            "continues it from its checkpoint (ask for PreemptMode=REQUEUE to have Slurm do it)", mode);
+    else
+        say(r, "warn", "preemption", "PreemptMode=%s: a preempted cell is %s, not requeued (its time keeps counting)", mode,
+            strcasestr(mode, "SUSPEND") ? "suspended" : "stopped");
+    if (strcmp(rq, "0") == 0)
+        say(r, "ok", "requeue", "JobRequeue=0 (not by default): segx's job scripts ask --requeue for each job, which Slurm honours");
+    else
+        say(r, "ok", "requeue", "JobRequeue=%s: jobs may be requeued (segx's scripts ask --requeue anyway)", rq[0] ? rq : "?");
+    long ma = atol(maxarr), mj = atol(maxjobs);
+    if (ncells > 0 && ma > 0 && (long)ncells > ma - 1)
+        say(r, "warn", "arrays", "MaxArraySize=%ld but the plan has %zu cells: `segx submit --array` needs index %zu; "
+            "submit without --array, or in groups of at most %ld", ma, ncells, ncells - 1, ma - 1);
+    else if (ma > 0)
+        say(r, "ok", "arrays", "MaxArraySize=%ld%s", ma, ncells ? " fits the plan" : "");
+    if (ncells > 0 && mj > 0 && (long)ncells > mj)
+        say(r, "warn", "jobs", "MaxJobCount=%ld is below the plan's %zu cells: use `segx submit --max-submitted %ld`", mj, ncells, mj / 2);
+    if (strcmp(acct, "accounting_storage/none") == 0 || !acct[0]) {
+        say(r, "ok", "qos", "no accounting (%s): no QOS MaxSubmitJobs applies", acct[0] ? acct : "none");
+        return;
+    }
+    // accounting reachable (segx collect imports from it), then QOS limits on submitted jobs per user
+    char *probe = read_command("sacct -n -X -P --format=JobID -S now 2>&1");
+    if (probe) say(r, "ok", "accounting", "%s answers: segx collect imports each attempt's sacct record", acct);
+    else say(r, "warn", "accounting", "%s is configured but sacct fails: is slurmdbd up? (`segx report queue/usage` need it)", acct);
+    free(probe);
+    char *qos = read_command("sacctmgr -n -P show qos format=Name,MaxSubmitPU 2>/dev/null");
+    if (!qos) { say(r, "warn", "qos", "sacctmgr show qos failed: cannot check MaxSubmitJobs"); return; }
+    int any = 0;
+    for (char *line = strtok(qos, "\n"); line; line = strtok(NULL, "\n")) {
+        char *bar = strchr(line, '|');
+        if (!bar || !bar[1]) continue;
+        *bar = '\0';
+        long m = atol(bar + 1);
+        if (m <= 0) continue;
+        any = 1;
+        if (ncells > 0 && (long)ncells > m)
+            say(r, "warn", "qos", "QOS %s allows %ld submitted jobs per user, the plan has %zu cells: "
+                "`segx submit --max-submitted %ld` keeps under it", line, m, ncells, m);
+        else say(r, "ok", "qos", "QOS %s: MaxSubmitJobs %ld per user", line, m);
+    }
+    if (!any) say(r, "ok", "qos", "no QOS limits submitted jobs per user");
+    free(qos);
+}
+
+// slurmrestd: reachable, which API, whose token and how long it lasts.
+static void check_rest(Report *r)
+{
+    Backend *b = NULL;
+    char err[2048];
+    const char *url = getenv("SEGX_SLURMRESTD_URL");
+    if (backend_open("slurm-rest", NULL, &b, err, sizeof err) < 0) {
+        // only a failure when the user pointed segx at a slurmrestd
+        say(r, url && *url ? "FAIL" : "warn", "slurm-rest", "%s", err);
+        return;
+    }
+    char d[1600];
+    double exp = 0;
+    backend_slurm_rest_describe(b, d, sizeof d, &exp);
+    backend_close(b);
+    double left = exp > 0 ? exp - (double)time(NULL) : -1;
+    if (exp > 0 && left < 3600)
+        say(r, "warn", "slurm-rest", "%s: slurmrestd answers, but the token expires in %.0f min: get a longer one "
+            "(`scontrol token lifespan=SECONDS`) before a long sweep", d, left / 60);
+    else if (exp > 0)
+        say(r, "ok", "slurm-rest", "%s: slurmrestd answers; the token is valid for %.1f h", d, left / 3600);
+    else
+        say(r, "ok", "slurm-rest", "%s: slurmrestd answers", d);
+}
+
+// SQLite's WAL needs every writer on one host: a DB on NFS/Lustre/GPFS/... shared by several is trouble.
+static void check_db_fs(Report *r, const char *db_path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", db_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) { if (slash == dir) slash[1] = '\0'; else *slash = '\0'; } else snprintf(dir, sizeof dir, ".");
+    struct statfs fs;
+    if (statfs(dir, &fs) != 0) { say(r, "warn", "database", "cannot stat the filesystem of %s", dir); return; }
+    static const struct { unsigned long magic; const char *name; } net[] = {
+        {0x6969, "NFS"}, {0xFF534D42, "CIFS"}, {0xFE534D42, "SMB2"}, {0x517B, "SMB"}, {0x0BD00BD0, "Lustre"},
+        {0x47504653, "GPFS"}, {0x19830326, "BeeGFS"}, {0x65735546, "FUSE"}, {0x6B414653, "AFS"}, {0x00C36400, "CephFS"}, {0, NULL}};
+    for (int i = 0; net[i].name; i++)
+        if ((unsigned long)fs.f_type == net[i].magic) {
+            say(r, "warn", "database", "%s is on %s: SQLite's WAL needs all its writers on one host; run segx status/collect "
+                "from one machine, or keep the DB on a local disk (--db) while run dirs stay shared", db_path, net[i].name);
+            return;
+        }
+    say(r, "ok", "database", "%s on a local filesystem", db_path);
+}
+
+static void check_container(Report *r, const ClusterProfile *p, const json_t *spec_container)
+{
+    const char *runtime = p ? cluster_container_runtime(p) : "", *image = p ? cluster_container_image(p) : "";
+    if (json_is_object(spec_container)) {
+        runtime = json_string_value(json_object_get(spec_container, "runtime"));
+        image = json_string_value(json_object_get(spec_container, "image"));
+    } else if (json_is_string(spec_container)) {
+        image = json_string_value(spec_container);
+        if (!runtime || !*runtime) runtime = "apptainer";
+    }
+    if (!runtime || !*runtime) { say(r, "ok", "container", "none (the trainer runs on the host)"); return; }
+    char found[4096];
+    // the program each runtime needs where jobs run (Pyxis is srun's plugin: srun is checked above)
+    const char *prog = !strcmp(runtime, "charliecloud") ? "ch-run" : !strcmp(runtime, "enroot") ? "srun" : runtime;
+    if (on_path(prog, found, sizeof found)) say(r, "ok", "container", "%s: %s at %s", runtime, prog, found);
+    else say(r, "FAIL", "container", "runtime '%s': %s is not on PATH (install it, or module load it in the profile's modules)", runtime, prog);
+    if (image && *image && strcmp(runtime, "enroot") && strcmp(runtime, "podman")) {   // those take registry references too
+        if (access(image, R_OK) == 0) say(r, "ok", "image", "%s readable", image);
+        else say(r, "FAIL", "image", "%s is not readable from here", image);
+    }
+}
+
+// Any trainer value that names an absolute path, or a key that says it is one.
+static void check_paths(Report *r, const json_t *obj, const char *prefix, int *n)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, k);
+        if (json_is_object(v)) { check_paths(r, v, "trainer.args.", n); continue; }
+        if (!json_is_string(v)) continue;
+        const char *s = json_string_value(v);
+        int looks = s[0] == '/' || strstr(k, "dir") || strstr(k, "path") || strstr(k, "data_root");
+        if (!looks || !strcmp(k, "command")) continue;
+        (*n)++;
+        if (access(s, R_OK) == 0) say(r, "ok", "data", "%s = %s readable", key, s);
+        else say(r, "FAIL", "data", "%s = %s is not readable", key, s);
+    }
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+    const char *spec_path = NULL, *cluster = NULL;
+    int as_json = 0;
+    const CliOption opts[] = {
+        {"spec", 's', CLI_STRING, &spec_path, "FILE", "check what this spec needs (its cluster, container, data)"},
+        {"cluster", 0, CLI_STRING, &cluster, "NAME", "cluster profile to check (default: the spec's, else local)"},
+        {"json", 0, CLI_FLAG, &as_json, NULL, "machine-readable output"},
+        {0}};
+    const CliCommand cmd = {
+        "segx doctor [--spec FILE] [--cluster NAME] [--json]",
+        "Checks that Slurm answers (libslurm and CLI backends) and its version, that the cluster\n"
+        "profile's partitions and GPU types exist, that the container runtime and image are there,\n"
+        "and that the spec's data paths are readable. On a cluster also: libslurm against slurmctld's\n"
+        "release, PreemptMode/JobRequeue, MaxArraySize/MaxJobCount/QOS MaxSubmitJobs against the plan,\n"
+        "slurmrestd and its token (SEGX_SLURMRESTD_URL, SLURM_JWT), the DB on a network filesystem.\n"
+        "Exit 1 when a check fails.",
+        opts, 0, 0, "examples:\n  segx doctor --spec examples/quickstart.json\n  segx doctor --cluster university-example"};
+    CliArgs a;
+    int rc = cli_parse(&cmd, argc, argv, &a);
+    if (rc != CLI_CONTINUE) return rc;
+
+    Report r = {0, 0, as_json ? json_array() : NULL};
+    char err[2048];
+    Spec *s = NULL;
+    if (spec_path) {
+        if (spec_load(spec_path, &s, err, sizeof err) < 0) {
+            fprintf(stderr, "segx doctor: %s\n", err);
+            json_decref(r.json);
+            return 2;
+        }
+        say(&r, "ok", "spec", "%s (experiment %s)", spec_path, s->name);
+    }
+    json_t *cl = cluster ? json_string(cluster) : (s && s->cluster ? json_incref(s->cluster) : json_string("local"));
+    ClusterProfile *p = NULL;
+    if (cluster_load(cl, cli_templates_dir(), &p, err, sizeof err) < 0) say(&r, "FAIL", "profile", "%s", err);
+    else say(&r, "ok", "profile", "%s (%s), %zu GPU types", cluster_name(p), cluster_path(p)[0] ? cluster_path(p) : "inline",
+             cluster_gpu_count(p));
+    json_decref(cl);
+
+    int reachable;
+    check_slurm(&r, p, &reachable);
+    if (reachable) {
+        size_t ncells = 0;
+        PlanCell *cells = NULL;
+        if (s && plan_expand(s, &cells, &ncells, err, sizeof err) == 0) plan_cells_free(cells, ncells);
+        check_cluster_settings(&r, ncells);
+        check_rest(&r);
+    }
+    check_db_fs(&r, db_path_default(NULL));
+    check_container(&r, p, s ? s->container : NULL);
+
+    if (!s || !s->external) {
+        const char *t = cli_trainer_path();
+        char found[4096];
+        if (on_path(t, found, sizeof found)) say(&r, "ok", "trainer", "%s", found);
+        else say(&r, "FAIL", "trainer", "segx-train not found (%s): build it with make, or set SEGX_TRAIN", t);
+    }
+    if (s && s->trainer) {
+        int n = 0;
+        check_paths(&r, s->trainer, "trainer.", &n);
+        if (n == 0) say(&r, "ok", "data", "the spec names no data path");
+    }
+    if (r.json) {
+        json_t *o = json_pack("{s:o,s:i,s:i}", "checks", r.json, "failed", r.fails, "warnings", r.warns);
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(o);
+    } else {
+        printf("%s: %d failed, %d warning%s\n", r.fails ? "problems" : "ready", r.fails, r.warns, r.warns == 1 ? "" : "s");
+    }
+    cluster_free(p);
+    spec_free(s);
+    return r.fails ? 1 : 0;
+}

@@ -1,0 +1,19 @@
+// orchestrator/cmd/commands.h — one entry point per subcommand, git style: cmd_<name>(argc, argv)
+// gets argv[0] == "<name>" and returns the process exit code: 0 success, 1 runtime failure,
+// 2 bad usage or bad input. Each lives in orchestrator/cmd/cmd_<name>.c with its --help text.
+#ifndef SEGX_COMMANDS_H
+#define SEGX_COMMANDS_H
+int cmd_plan(int argc, char **argv);      // cmd_plan.c      (spec -> cells + job scripts)
+int cmd_submit(int argc, char **argv);    // cmd_submit.c    (cells -> backend)
+int cmd_status(int argc, char **argv);    // cmd_status.c
+int cmd_run(int argc, char **argv);       // cmd_run.c       (plan + submit + wait + collect + report)
+int cmd_collect(int argc, char **argv);   // cmd_collect.c   (run dirs -> DB)
+int cmd_report(int argc, char **argv);    // cmd_report.c
+int cmd_query(int argc, char **argv);     // cmd_query.c
+int cmd_cancel(int argc, char **argv);    // cmd_cancel.c
+int cmd_resubmit(int argc, char **argv);  // cmd_resubmit.c
+int cmd_doctor(int argc, char **argv);    // cmd_doctor.c
+int cmd_logparse(int argc, char **argv);  // cmd_logparse.c  (external trainer log -> metrics.jsonl)
+int cmd_serve(int argc, char **argv);     // cmd_serve.c     (the dashboard, web/)
+int cmd_plot(int argc, char **argv);      // cmd_plot.c      (figures through gnuplot)
+#endif
