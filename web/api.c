@@ -123,6 +123,42 @@ void api_experiments(sqlite3 *db, WebResponse *r)
 
 // ---- curves, scaling error bars ---------------------------------------------------------------
 
+size_t web_downsample(const double *y, size_t n, size_t max, size_t *keep)
+{
+    if (n <= max || max < 4) {   // (fewer than 4 allowed: the first ones; not used by the server)
+        size_t k = n < max ? n : max;
+        for (size_t i = 0; i < k; i++) keep[i] = i;
+        return k;
+    }
+    // min-max decimation: the first and last points, and in each of (max - 2) / 2 equal runs of
+    // the points between them the lowest and the highest (in their order), so peaks, dips and
+    // the curve's extremes survive; at most max points.
+    size_t nk = 0, buckets = (max - 2) / 2, inner = n - 2;
+    keep[nk++] = 0;
+    for (size_t b = 0; b < buckets; b++) {
+        size_t lo = 1 + inner * b / buckets, hi = 1 + inner * (b + 1) / buckets;   // [lo, hi)
+        if (lo >= hi) continue;
+        size_t imin = lo, imax = lo;
+        for (size_t i = lo; i < hi; i++) {
+            if (y[i] < y[imin] || isnan(y[imin])) imin = i;
+            if (y[i] > y[imax] || isnan(y[imax])) imax = i;
+        }
+        keep[nk++] = imin < imax ? imin : imax;
+        if (imin != imax) keep[nk++] = imin < imax ? imax : imin;
+    }
+    keep[nk++] = n - 1;
+    return nk;
+}
+
+// Appends the points of one group (pts[0..n), their means y) to out, downsampled.
+static int curve_flush(json_t *out, json_t **pts, double *y, size_t n, size_t *keep)
+{
+    size_t k = web_downsample(y, n, WEB_CURVE_POINTS, keep);
+    for (size_t i = 0; i < k; i++) json_array_append(out, pts[keep[i]]);
+    for (size_t i = 0; i < n; i++) json_decref(pts[i]);
+    return 0;
+}
+
 json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const char *model, char *err,
                         size_t errlen)
 {
@@ -137,21 +173,64 @@ json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const
              "   WHERE experiment_id = ?1 AND (?2 IS NULL OR model = ?2)),"
              " c AS (SELECT k.*, COALESCE(e.epoch, e.line) AS epoch, t.offset_s + e.wall_s AS cell_wall_s,"
              "   e.%s AS v FROM k JOIN attempt_times t ON t.cell_id = k.id JOIN epochs e ON e.attempt_id = t.attempt_id"
-             "   WHERE e.%s IS NOT NULL),"
+             "   WHERE e.%s IS NOT NULL)"
              // the group's parameters ride along (MIN), so no join back to cells (it ran as a nested scan)
-             " g AS (SELECT group_key, MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus,"
-             "   MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch, epoch, AVG(cell_wall_s) AS wall_s,"
-             "   AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, COUNT(*) AS n FROM c GROUP BY group_key, epoch),"
-             " r AS (SELECT g.*, ROW_NUMBER() OVER (PARTITION BY group_key ORDER BY epoch) AS rn,"
-             "   COUNT(*) OVER (PARTITION BY group_key) AS cnt FROM g)"
-             " SELECT model, gpu_type, gpus, batch_per_gpu, global_batch, group_key, epoch, wall_s, mean, lo, hi, n FROM r"
-             " WHERE (rn - 1) %% ((cnt + %d) / %d) = 0 OR rn = cnt"
+             " SELECT MIN(model) AS model, MIN(gpu_type) AS gpu_type, MIN(gpus) AS gpus,"
+             "   MIN(batch_per_gpu) AS batch_per_gpu, MIN(global_batch) AS global_batch, group_key, epoch,"
+             "   AVG(cell_wall_s) AS wall_s, AVG(v) AS mean, MIN(v) AS lo, MAX(v) AS hi, COUNT(*) AS n"
+             " FROM c GROUP BY group_key, epoch"
              " ORDER BY model, gpu_type, gpus, batch_per_gpu, global_batch, group_key, epoch",
-             metric, metric, WEB_CURVE_POINTS - 2, WEB_CURVE_POINTS - 1);
-    json_t *pts = query_json(db, sql, exp_id, model, err, errlen);
-    if (!pts) return NULL;
-    json_t *target = NULL;
+             metric, metric);
     sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    sqlite3_bind_int64(st, 1, exp_id);
+    if (model) sqlite3_bind_text(st, 2, model, -1, SQLITE_STATIC);
+    // One group's rows at a time (ordered by group), then its downsampled points.
+    json_t *out = json_array(), **pts = NULL;
+    double *y = NULL;
+    size_t *keep = NULL, n = 0, cap = 0;
+    char group[256] = "";
+    int rc, ncols = sqlite3_column_count(st), oom = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *g = (const char *)sqlite3_column_text(st, 5);
+        if (n > 0 && strcmp(group, g ? g : "") != 0) {
+            curve_flush(out, pts, y, n, keep);
+            n = 0;
+        }
+        snprintf(group, sizeof group, "%s", g ? g : "");
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 256;
+            json_t **np = realloc(pts, nc * sizeof *np);
+            if (np) pts = np;
+            double *ny = np ? realloc(y, nc * sizeof *ny) : NULL;
+            if (ny) y = ny;
+            size_t *nkp = ny ? realloc(keep, nc * sizeof *nkp) : NULL;
+            if (nkp) keep = nkp;
+            if (!nkp) { oom = 1; break; }
+            cap = nc;
+        }
+        json_t *o = json_object();
+        for (int i = 0; i < ncols; i++) json_object_set_new(o, sqlite3_column_name(st, i), col_json(st, i));
+        y[n] = sqlite3_column_double(st, 8);
+        pts[n++] = o;
+    }
+    if (!oom && n > 0) curve_flush(out, pts, y, n, keep);
+    else for (size_t i = 0; i < n; i++) json_decref(pts[i]);
+    free(pts);
+    free(y);
+    free(keep);
+    if (oom || rc != SQLITE_DONE) {
+        if (oom) snprintf(err, errlen, "out of memory");
+        else snprintf(err, errlen, "database: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        json_decref(out);
+        return NULL;
+    }
+    sqlite3_finalize(st);
+    json_t *target = NULL;
     if (sqlite3_prepare_v2(db, "SELECT value FROM targets WHERE experiment_id = ?1 AND metric = ?2", -1, &st, NULL) ==
         SQLITE_OK) {
         sqlite3_bind_int64(st, 1, exp_id);
@@ -159,7 +238,7 @@ json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const
         if (sqlite3_step(st) == SQLITE_ROW) target = json_real(sqlite3_column_double(st, 0));
         sqlite3_finalize(st);
     }
-    return json_pack("{s:s, s:o, s:o, s:i}", "metric", metric, "target", target ? target : json_null(), "points", pts,
+    return json_pack("{s:s, s:o, s:o, s:i}", "metric", metric, "target", target ? target : json_null(), "points", out,
                      "max_points_per_series", WEB_CURVE_POINTS);
 }
 
@@ -429,30 +508,19 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
     if (*rest && strcmp(what, "cell") != 0) { web_error(r, 1, 404, "no such endpoint: %s/%s", what, rest); return; }
     if (report_kind_valid(what)) {
         const char *target = q->arg(q->ctx, "target");
-        ReportOptions ro = {.experiment = name, .target = target};
-        FILE *null = fopen("/dev/null", "w");
-        ro.warn = null;
-        char *s;
-        size_t n;
-        int rc = report_json(db, what, &ro, &s, &n, err, sizeof err);
-        if (null) fclose(null);
-        if (rc < 0) { web_error(r, 1, rc == -2 ? 400 : 500, "%s", err); return; }
         const char *model = q->arg(q->ctx, "model");
-        if (model) {   // the rows of one model (a big study's page); not the CLI's bytes then
-            json_t *rows = json_loadb(s, n, 0, NULL);
-            free(s);
-            if (!rows) { web_error(r, 1, 500, "report %s: unreadable JSON", what); return; }
-            for (size_t i = json_array_size(rows); i-- > 0;) {
-                const char *v = json_string_value(json_object_get(json_array_get(rows, i), "model"));
-                if (!v || strcmp(v, model) != 0) json_array_remove(rows, i);
-            }
-            web_json_response(r, 200, rows);
-            return;
+        int rc = web_report_answer(db, what, name, target, r, err, sizeof err);   // the CLI's bytes
+        if (rc < 0) { web_error(r, 1, rc == -2 ? 400 : 500, "%s", err); return; }
+        if (!model) return;
+        // the rows of one model (a big study's page); not the CLI's bytes then
+        json_t *rows = json_loadb(r->body, r->len, 0, NULL);
+        web_response_free(r);
+        if (!rows) { web_error(r, 1, 500, "report %s: unreadable JSON", what); return; }
+        for (size_t i = json_array_size(rows); i-- > 0;) {
+            const char *v = json_string_value(json_object_get(json_array_get(rows, i), "model"));
+            if (!v || strcmp(v, model) != 0) json_array_remove(rows, i);
         }
-        r->status = 200;
-        r->type = "application/json";
-        r->body = s;
-        r->len = n;
+        web_json_response(r, 200, rows);
         return;
     }
     json_t *j = NULL;

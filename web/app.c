@@ -4,6 +4,7 @@
 #include "db/db.h"
 #include "orchestrator/report.h"
 #include <errno.h>
+#include <zlib.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,12 @@ void web_db_put(WebApp *app, sqlite3 *db)
 }
 
 // ---- the answer cache ---------------------------------------------------------------------------
+// Answers are kept until the DB changes (PRAGMA data_version of the watch connection moves). A
+// request that misses claims its key while it computes; others asking for the same key wait for
+// that answer instead of computing it again (a big study's report takes seconds, and 50 clients
+// asking at once would otherwise each run it). Keys of HTTP answers are "PATH?QUERY"; internal
+// entries (a report's JSON shared by the pages and /api/) start with '\x01'. Big HTTP answers
+// are also kept gzip-compressed for clients that accept it.
 
 struct WebShared {
     int refs;   // __atomic
@@ -206,27 +213,67 @@ void web_shared_release(WebShared *s)
     if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) free(s);
 }
 
+static WebShared *shared_ref(WebShared *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+    return s;
+}
+
+static WebShared *shared_copy(const char *data, size_t len)
+{
+    WebShared *b = malloc(sizeof *b + len);
+    if (!b) return NULL;
+    b->refs = 1;
+    b->len = len;
+    memcpy(b->data, data, len);
+    return b;
+}
+
+#define WEB_GZIP_MIN 1024   // smaller answers are sent as they are
+
+// data gzip-compressed (level 1: a 12 MB answer in well under a second), or NULL.
+static WebShared *shared_gzip(const char *data, size_t len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    size_t cap = deflateBound(&z, (uLong)len);
+    WebShared *b = malloc(sizeof *b + cap);
+    if (!b) { deflateEnd(&z); return NULL; }
+    z.next_in = (Bytef *)data;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)b->data;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, Z_FINISH);
+    size_t out = z.total_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END || out >= len) { free(b); return NULL; }   // not worth it
+    b->refs = 1;
+    b->len = out;
+    return b;
+}
+
 typedef struct WebCached {
     char *key;
     unsigned long generation;
     unsigned long used;   // LRU clock
     int status;
     const char *type;
-    WebShared *body;
+    WebShared *body, *gz;   // gz: the body gzip-compressed, NULL if not kept
     char disposition[160];
 } WebCached;
+
+static size_t cached_bytes(const WebCached *c) { return c->body->len + (c->gz ? c->gz->len : 0); }
 
 // Moves app->generation when another connection committed since the last look. Caller holds mu.
 static void cache_check_db(WebApp *app)
 {
-    sqlite3_stmt *st;
-    if (!app->watch || sqlite3_prepare_v2(app->watch, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK) {
-        app->generation++;   // cannot tell: treat every request as after a change
-        return;
+    long long v = -1;
+    if (app->watch_st) {
+        if (sqlite3_step(app->watch_st) == SQLITE_ROW) v = sqlite3_column_int64(app->watch_st, 0);
+        sqlite3_reset(app->watch_st);
     }
-    long long v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (v != app->data_version || v < 0) {
+    if (v != app->data_version || v < 0) {   // v < 0: cannot tell, treat as a change
         app->data_version = v;
         app->generation++;
     }
@@ -234,9 +281,10 @@ static void cache_check_db(WebApp *app)
 
 static void cache_drop(WebApp *app, int i)
 {
-    app->cache_bytes -= app->cache[i].body->len;
+    app->cache_bytes -= cached_bytes(&app->cache[i]);
     free(app->cache[i].key);
     web_shared_release(app->cache[i].body);
+    web_shared_release(app->cache[i].gz);
     app->cache[i] = app->cache[--app->ncache];
 }
 
@@ -248,51 +296,95 @@ static char *cache_key(const WebRequest *q)
     return k;
 }
 
-// 1 and a copy of the cached answer in r, or 0.
-static int cache_get(WebApp *app, const char *key, WebResponse *r, unsigned long *gen)
+static int inflight_find(WebApp *app, const char *key)
 {
-    static unsigned long clock;
+    for (int i = 0; i < app->ninflight; i++)
+        if (app->inflight_gen[i] == app->generation && strcmp(app->inflight[i], key) == 0) return i;
+    return -1;
+}
+
+// 1 and the cached answer in r (a reference; gzip-compressed when gzip is set and kept so), or
+// 0: not cached, and then, when claim is set, the caller computes it and must call cache_put or
+// cache_unclaim with the same key. *gen: the DB generation the answer belongs to.
+static int cache_get(WebApp *app, const char *key, int gzip, int claim, WebResponse *r, unsigned long *gen)
+{
     pthread_mutex_lock(&app->mu);
-    cache_check_db(app);
-    *gen = app->generation;
-    for (int i = 0; i < app->ncache; i++) {
-        WebCached *c = &app->cache[i];
-        if (c->generation != app->generation) { cache_drop(app, i--); continue; }
-        if (strcmp(c->key, key) != 0) continue;
-        __atomic_add_fetch(&c->body->refs, 1, __ATOMIC_ACQ_REL);
-        r->status = c->status;
-        r->type = c->type;
-        r->body = c->body->data;
-        r->len = c->body->len;
-        r->body_static = 0;
-        r->shared = c->body;
-        memcpy(r->disposition, c->disposition, sizeof r->disposition);
-        c->used = ++clock;
-        pthread_mutex_unlock(&app->mu);
-        return 1;
+    for (;;) {
+        cache_check_db(app);
+        *gen = app->generation;
+        for (int i = 0; i < app->ncache; i++) {
+            WebCached *c = &app->cache[i];
+            if (c->generation != app->generation) { cache_drop(app, i--); continue; }
+            if (strcmp(c->key, key) != 0) continue;
+            WebShared *b = gzip && c->gz ? c->gz : c->body;
+            r->status = c->status;
+            r->type = c->type;
+            r->body = b->data;
+            r->len = b->len;
+            r->body_static = 0;
+            r->shared = shared_ref(b);
+            r->encoding = b == c->gz ? "gzip" : NULL;
+            memcpy(r->disposition, c->disposition, sizeof r->disposition);
+            c->used = ++app->clock;
+            pthread_mutex_unlock(&app->mu);
+            return 1;
+        }
+        if (!claim || inflight_find(app, key) < 0) break;
+        pthread_cond_wait(&app->cache_cv, &app->mu);   // another request computes it: wait, look again
+    }
+    if (claim && app->ninflight < WEB_POOL_MAX) {
+        char *k = strdup(key);
+        if (k) {
+            app->inflight[app->ninflight] = k;
+            app->inflight_gen[app->ninflight++] = app->generation;
+        }
     }
     pthread_mutex_unlock(&app->mu);
     return 0;
 }
 
+// Ends the claim on key (caller holds mu) and wakes those waiting for it.
+static void inflight_end(WebApp *app, const char *key, unsigned long gen)
+{
+    for (int i = 0; i < app->ninflight; i++)
+        if (app->inflight_gen[i] == gen && strcmp(app->inflight[i], key) == 0) {
+            free(app->inflight[i]);
+            app->inflight[i] = app->inflight[--app->ninflight];
+            app->inflight_gen[i] = app->inflight_gen[app->ninflight];
+            break;
+        }
+    pthread_cond_broadcast(&app->cache_cv);
+}
+
+static void cache_unclaim(WebApp *app, const char *key, unsigned long gen)
+{
+    pthread_mutex_lock(&app->mu);
+    inflight_end(app, key, gen);
+    pthread_mutex_unlock(&app->mu);
+}
+
+// Keeps r (status 200) as the answer for key (taking key), ends the claim. r->shared is
+// referenced, not copied.
 static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned long gen)
 {
-    if (r->len > WEB_CACHE_BYTES / 4) { free(key); return; }
-    WebShared *b = malloc(sizeof *b + r->len);
-    if (!b) { free(key); return; }
-    b->refs = 1;
-    b->len = r->len;
-    memcpy(b->data, r->body, r->len);
+    WebShared *b = NULL, *gz = NULL;
+    if (r->len <= WEB_CACHE_BYTES / 4) {
+        b = r->shared ? shared_ref(r->shared) : shared_copy(r->body, r->len);
+        if (b && key[0] != '\x01' && r->len >= WEB_GZIP_MIN) gz = shared_gzip(b->data, b->len);
+    }
     pthread_mutex_lock(&app->mu);
-    if (gen != app->generation) {   // the DB changed while this answer was computed
+    inflight_end(app, key, gen);
+    if (!b || gen != app->generation) {   // too big, out of memory, or the DB changed meanwhile
         pthread_mutex_unlock(&app->mu);
         free(key);
-        free(b);
+        web_shared_release(b);
+        web_shared_release(gz);
         return;
     }
     for (int i = 0; i < app->ncache; i++)
         if (strcmp(app->cache[i].key, key) == 0) cache_drop(app, i--);
-    while (app->ncache > 0 && (app->ncache >= WEB_CACHE_ENTRIES || app->cache_bytes + r->len > WEB_CACHE_BYTES)) {
+    size_t add = b->len + (gz ? gz->len : 0);
+    while (app->ncache > 0 && (app->ncache >= WEB_CACHE_ENTRIES || app->cache_bytes + add > WEB_CACHE_BYTES)) {
         int lru = 0;
         for (int i = 1; i < app->ncache; i++)
             if (app->cache[i].used < app->cache[lru].used) lru = i;
@@ -302,12 +394,60 @@ static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned lon
     memset(c, 0, sizeof *c);
     c->key = key;
     c->generation = gen;
+    c->used = ++app->clock;
     c->status = r->status;
     c->type = r->type;
     c->body = b;
+    c->gz = gz;
     memcpy(c->disposition, r->disposition, sizeof c->disposition);
-    app->cache_bytes += r->len;
+    app->cache_bytes += add;
     pthread_mutex_unlock(&app->mu);
+}
+
+// The request being answered on this thread (route), so that reports computed deep inside a
+// page (web_report) share the cache; NULL outside the server (segx plot, report --format html).
+static _Thread_local WebApp *current_app;
+
+// report_json of (kind, experiment, target) through the cache: *out references the bytes
+// (release with web_shared_release). 0, or -1/-2 (as report_json) with err.
+static int report_shared(WebApp *app, sqlite3 *db, const char *kind, const char *experiment, const char *target,
+                         WebShared **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    char *key = NULL;
+    size_t klen = 0;
+    FILE *kf = open_memstream(&key, &klen);
+    if (!kf) { snprintf(err, errlen, "out of memory"); return -1; }
+    fprintf(kf, "\x01report\x01%s\x01%s\x01%s", kind, experiment, target ? target : "\x02");
+    fclose(kf);
+    WebResponse r;
+    memset(&r, 0, sizeof r);
+    unsigned long gen;
+    if (app && cache_get(app, key, 0, 1, &r, &gen)) {
+        free(key);
+        *out = r.shared;
+        return 0;
+    }
+    ReportOptions ro = {.experiment = experiment, .target = target};
+    FILE *null = fopen("/dev/null", "w");   // speedup's contention warnings belong to the CLI
+    ro.warn = null;
+    char *s;
+    size_t n;
+    int rc = report_json(db, kind, &ro, &s, &n, err, errlen);
+    if (null) fclose(null);
+    WebShared *b = rc < 0 ? NULL : shared_copy(s, n);
+    if (rc >= 0) free(s);
+    if (rc >= 0 && !b) { snprintf(err, errlen, "out of memory"); rc = -1; }
+    if (!app) { free(key); *out = b; return rc < 0 ? rc : 0; }
+    if (rc < 0) { cache_unclaim(app, key, gen); free(key); return rc; }
+    r.status = 200;
+    r.type = "application/json";
+    r.body = b->data;
+    r.len = b->len;
+    r.shared = b;
+    cache_put(app, key, &r, gen);   // takes key, references b
+    *out = b;
+    return 0;
 }
 
 int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t errlen)
@@ -322,6 +462,7 @@ int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t e
     if (open_ro(db_path, &db, err, errlen) < 0) return -1;
     pthread_mutex_init(&app->mu, NULL);
     pthread_cond_init(&app->cv, NULL);
+    pthread_cond_init(&app->cache_cv, NULL);
     app->idle[app->nidle++] = db;
     app->nopen = 1;
     app->cache = calloc(WEB_CACHE_ENTRIES, sizeof *app->cache);
@@ -331,6 +472,8 @@ int web_app_open(WebApp *app, const char *db_path, int pool, char *err, size_t e
         if (oom) snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (sqlite3_prepare_v2(app->watch, "PRAGMA data_version", -1, &app->watch_st, NULL) != SQLITE_OK)
+        app->watch_st = NULL;   // then every request counts as after a change
     cache_check_db(app);
     const char *dir = getenv("SEGX_VEGA_DIR");
     if (web_vega_bundle(dir && *dir ? dir : WEB_VEGA_DIR, &app->vega, &app->vega_len, app->vega_err,
@@ -344,6 +487,10 @@ void web_app_close(WebApp *app)
     while (app->ncache > 0) cache_drop(app, 0);
     free(app->cache);
     app->cache = NULL;
+    for (int i = 0; i < app->ninflight; i++) free(app->inflight[i]);
+    app->ninflight = 0;
+    sqlite3_finalize(app->watch_st);
+    app->watch_st = NULL;
     db_close(app->watch);
     app->watch = NULL;
     for (int i = 0; i < app->nidle; i++) db_close(app->idle[i]);
@@ -352,6 +499,7 @@ void web_app_close(WebApp *app)
     app->vega = NULL;
     pthread_mutex_destroy(&app->mu);
     pthread_cond_destroy(&app->cv);
+    pthread_cond_destroy(&app->cache_cv);
 }
 
 long long web_experiment_id(sqlite3 *db, const char *name)
@@ -368,19 +516,28 @@ long long web_experiment_id(sqlite3 *db, const char *name)
 json_t *web_report(sqlite3 *db, const char *kind, const char *experiment, const char *target, char *err,
                    size_t errlen)
 {
-    ReportOptions ro = {.experiment = experiment, .target = target};
-    FILE *null = fopen("/dev/null", "w");   // speedup's contention warnings belong to the CLI
-    ro.warn = null;
-    char *s;
-    size_t n;
-    int rc = report_json(db, kind, &ro, &s, &n, err, errlen);
-    if (null) fclose(null);
-    if (rc < 0) return NULL;
+    WebShared *b;
+    if (report_shared(current_app, db, kind, experiment, target, &b, err, errlen) < 0) return NULL;
     json_error_t je;
-    json_t *j = json_loadb(s, n, 0, &je);
+    json_t *j = json_loadb(b->data, b->len, 0, &je);
     if (!j) snprintf(err, errlen, "report %s: unreadable JSON: %s", kind, je.text);
-    free(s);
+    web_shared_release(b);
     return j;
+}
+
+int web_report_answer(sqlite3 *db, const char *kind, const char *experiment, const char *target, WebResponse *r,
+                      char *err, size_t errlen)
+{
+    WebShared *b;
+    int rc = report_shared(current_app, db, kind, experiment, target, &b, err, errlen);
+    if (rc < 0) return rc;
+    r->status = 200;
+    r->type = "application/json";
+    r->body = b->data;
+    r->len = b->len;
+    r->body_static = 0;
+    r->shared = b;
+    return 0;
 }
 
 // ---- the chart library ------------------------------------------------------------------------
@@ -507,10 +664,24 @@ void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
     int cacheable = strcmp(path, "/sql") != 0 && strcmp(path, "/api/sql") != 0;
     char *key = cacheable ? cache_key(q) : NULL;
     unsigned long gen = 0;
-    if (key && cache_get(app, key, r, &gen)) { free(key); return; }
+    if (key && cache_get(app, key, q->accept_gzip, 1, r, &gen)) { free(key); r->vary = 1; return; }
+    current_app = app;
     route(app, q, r, path, api);
-    if (key && r->status == 200 && !r->no_cache && !r->body_static && !r->shared) cache_put(app, key, r, gen);
-    else free(key);
+    current_app = NULL;
+    if (!key) return;
+    if (r->status != 200 || r->no_cache || r->body_static) { cache_unclaim(app, key, gen); free(key); return; }
+    char *again = strdup(key);
+    cache_put(app, key, r, gen);
+    // answer from the cache entry just made (its gzip copy for a client that takes it)
+    WebResponse c;
+    memset(&c, 0, sizeof c);
+    unsigned long g2;
+    if (again && cache_get(app, again, q->accept_gzip, 0, &c, &g2)) {
+        web_response_free(r);
+        *r = c;
+    }
+    r->vary = 1;
+    free(again);
 }
 
 static void route(WebApp *app, const WebRequest *q, WebResponse *r, const char *path, int api)

@@ -234,15 +234,18 @@ void page_experiments(sqlite3 *db, WebResponse *r)
 
 // ---- /e/NAME: the cell grid -------------------------------------------------------------------
 
-static const char *const axes[] = {"model", "gpu_type", "gpus", "batch_per_gpu", "global_batch", "seed", "state", NULL};
-
 // The value's text for comparing with a filter (numbers as integers or shortest reals).
 static void value_text(json_t *v, char *buf, size_t len)
 {
     if (json_is_string(v)) snprintf(buf, len, "%s", json_string_value(v));
     else if (json_is_integer(v)) snprintf(buf, len, "%lld", (long long)json_integer_value(v));
     else if (json_is_real(v)) table_format_real(json_real_value(v), buf, len);
-    else buf[0] = 0;
+    else if (json_is_true(v) || json_is_false(v)) snprintf(buf, len, "%s", json_is_true(v) ? "true" : "false");
+    else if (json_is_object(v) || json_is_array(v)) {   // a structured parameter: its compact JSON
+        char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        snprintf(buf, len, "%s", s ? s : "");
+        free(s);
+    } else buf[0] = 0;
 }
 
 static int cmp_values(const void *a, const void *b)
@@ -275,13 +278,80 @@ static size_t distinct(json_t *rows, const char *key, json_t **out, size_t max)
     return n;
 }
 
-static int row_matches(json_t *row, const WebRequest *q)
+// ---- filters: one per axis of the experiment ----------------------------------------------------
+// The axes are the cells' parameters (params, the planned grid: model, gpus, optimizer, lr, seed,
+// whatever the spec varies) that take more than one value, and the state.
+#define WEB_AXES 64
+typedef struct {
+    const char *name;   // borrowed from the rows' objects
+    json_t *vals[256];  // distinct values, sorted (borrowed)
+    size_t n;
+} Axis;
+
+// Per row of cells (the cells report), an object of the cell's parameters plus its state.
+static json_t *axis_rows(sqlite3 *db, long long exp_id, json_t *cells)
 {
-    for (int a = 0; axes[a]; a++) {
-        const char *want = q->arg(q->ctx, axes[a]);
+    json_t *byk = json_object(), *out = json_array();
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT key, params FROM cells WHERE experiment_id = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, exp_id);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *k = (const char *)sqlite3_column_text(st, 0), *p = (const char *)sqlite3_column_text(st, 1);
+            json_t *o = p ? json_loads(p, 0, NULL) : NULL;
+            if (k && json_is_object(o)) json_object_set_new(byk, k, o);
+            else json_decref(o);
+        }
+        sqlite3_finalize(st);
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(cells, i, row) {
+        json_t *o = json_object(), *p = json_object_get(byk, json_string_value(json_object_get(row, "cell")) ?
+                                                              json_string_value(json_object_get(row, "cell")) : "");
+        if (p) json_object_update(o, p);
+        json_t *stv = json_object_get(row, "state");
+        if (stv) json_object_set(o, "state", stv);
+        json_array_append_new(out, o);
+    }
+    json_decref(byk);
+    return out;
+}
+
+// The axes of the rows: each key with two or more values (or filtered on), state last.
+static size_t find_axes(json_t *rows, const WebRequest *q, Axis *ax, size_t max)
+{
+    size_t n = 0, i;
+    json_t *row;
+    const char *state = NULL;
+    json_array_foreach(rows, i, row) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(row, k, v) {
+            if (strcmp(k, "state") == 0) { state = k; continue; }
+            if (strcmp(k, "token") == 0 || strlen(k) > 64) continue;   // (the server's own query argument)
+            size_t a;
+            for (a = 0; a < n; a++)
+                if (strcmp(ax[a].name, k) == 0) break;
+            if (a == n && n + 1 < max) ax[n++].name = k;
+        }
+    }
+    if (state) ax[n++].name = state;
+    size_t kept = 0;
+    for (size_t a = 0; a < n; a++) {
+        ax[a].n = distinct(rows, ax[a].name, ax[a].vals, 256);
+        const char *want = q->arg(q->ctx, ax[a].name);
+        if (ax[a].n >= 2 || (want && *want)) ax[kept++] = ax[a];
+    }
+    return kept;
+}
+
+static int row_matches(json_t *row, const WebRequest *q, const Axis *ax, size_t nax)
+{
+    for (size_t a = 0; a < nax; a++) {
+        const char *want = q->arg(q->ctx, ax[a].name);
         if (!want || !*want) continue;
         char have[512];
-        value_text(json_object_get(row, axes[a]), have, sizeof have);
+        value_text(json_object_get(row, ax[a].name), have, sizeof have);
         if (strcmp(have, want) != 0) return 0;
     }
     return 1;
@@ -339,19 +409,21 @@ static const Progress *find_progress(const Progress *p, size_t n, const char *ke
     return NULL;
 }
 
-static void filters_form(FILE *f, const char *exp, json_t *rows, const WebRequest *q)
+static void filters_form(FILE *f, const char *exp, const Axis *ax, size_t nax, const WebRequest *q)
 {
     fputs("<form class=filters method=get action=\"/e/", f);
     web_html_escape(f, exp);
     fputs("\">", f);
-    for (int a = 0; axes[a]; a++) {
-        json_t *vals[256];
-        size_t n = distinct(rows, axes[a], vals, 256);
-        const char *want = q->arg(q->ctx, axes[a]);
-        fprintf(f, "<label>%s <select name=\"%s\"><option value=\"\">all</option>", axes[a], axes[a]);
-        for (size_t i = 0; i < n; i++) {
+    for (size_t a = 0; a < nax; a++) {
+        const char *want = q->arg(q->ctx, ax[a].name);
+        fputs("<label>", f);
+        web_html_escape(f, ax[a].name);
+        fputs(" <select name=\"", f);
+        web_html_escape(f, ax[a].name);
+        fputs("\"><option value=\"\">all</option>", f);
+        for (size_t i = 0; i < ax[a].n; i++) {
             char t[512];
-            value_text(vals[i], t, sizeof t);
+            value_text(ax[a].vals[i], t, sizeof t);
             fputs("<option value=\"", f);
             web_html_escape(f, t);
             fprintf(f, "\"%s>", want && strcmp(want, t) == 0 ? " selected" : "");
@@ -363,13 +435,77 @@ static void filters_form(FILE *f, const char *exp, json_t *rows, const WebReques
     fputs("<button>filter</button></form>\n", f);
 }
 
+typedef struct {
+    size_t m, t, g, b, i;   // the cell's row (model, GPU type), column (GPUs, batch) and place in rows
+} GridPos;
+
+static int cmp_grid(const void *a, const void *b)
+{
+    const GridPos *x = a, *y = b;
+    size_t kx[5] = {x->m, x->t, x->g, x->b, x->i}, ky[5] = {y->m, y->t, y->g, y->b, y->i};
+    for (int k = 0; k < 5; k++)
+        if (kx[k] != ky[k]) return kx[k] < ky[k] ? -1 : 1;
+    return 0;
+}
+
+// The place of v (NULL: JSON null) among vals[0..n), n if absent.
+static size_t index_of(json_t *const *vals, size_t n, json_t *v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v ? json_equal(vals[i], v) : json_is_null(vals[i])) return i;
+    return n;
+}
+
+static void grid_box(FILE *f, const char *exp, json_t *row, const Progress *prog, size_t nprog)
+{
+    const char *key = json_string_value(json_object_get(row, "cell"));
+    const char *st = json_string_value(json_object_get(row, "state"));
+    char seed[64];
+    value_text(json_object_get(row, "seed"), seed, sizeof seed);
+    const Progress *p = key ? find_progress(prog, nprog, key) : NULL;
+    fputs("<a class=\"box st-", f);
+    web_html_escape(f, st);
+    fputs("\" href=\"/e/", f);
+    web_html_escape(f, exp);
+    fputs("/cell/", f);
+    web_html_escape(f, key);
+    fputs("\" title=\"", f);
+    web_html_escape(f, key);
+    fputs(" · seed ", f);
+    web_html_escape(f, seed);
+    fputs(" · ", f);
+    web_html_escape(f, st);
+    if (p && isfinite(p->frac)) fprintf(f, " · %.0f%%", 100 * p->frac);
+    if (p && isfinite(p->eta)) { fputs(" · ETA ", f); fmt_duration(f, p->eta); }
+    fputs("\">", f);
+    web_html_escape(f, seed[0] ? seed : "·");
+    if (p && isfinite(p->frac)) fprintf(f, "<i style=\"width:%.0f%%\"></i>", 100 * p->frac);
+    fputs("</a>", f);
+}
+
 static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *prog, size_t nprog)
 {
     // Rows: (model, GPU type); columns: (GPUs, batch per GPU); boxes: the cells (seeds, ...).
+    // Each cell's place is found once and the cells sorted by it (a 10,000-cell study's grid
+    // was seconds of nested scans).
     json_t *models[256], *types[256], *gpus[256], *batches[256];
     size_t nm = distinct(rows, "model", models, 256), nt = distinct(rows, "gpu_type", types, 256);
     size_t ng = distinct(rows, "gpus", gpus, 256), nb = distinct(rows, "batch_per_gpu", batches, 256);
-    if (nb == 0) batches[nb++] = json_null();
+    int no_batch = nb == 0;
+    if (no_batch) batches[nb++] = json_null();
+    GridPos *pos = malloc((json_array_size(rows) + 1) * sizeof *pos);
+    size_t np = 0, i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        if (!pos) break;
+        json_t *bv = json_object_get(row, "batch_per_gpu");
+        GridPos p = {index_of(models, nm, json_object_get(row, "model")),
+                     index_of(types, nt, json_object_get(row, "gpu_type")),
+                     index_of(gpus, ng, json_object_get(row, "gpus")),
+                     no_batch ? 0 : index_of(batches, nb, bv && !json_is_null(bv) ? bv : NULL), i};
+        if (p.m < nm && p.t < nt && p.g < ng && p.b < nb) pos[np++] = p;   // (no model / GPU type: not in the grid)
+    }
+    if (pos) qsort(pos, np, sizeof *pos, cmp_grid);
     fputs("<div class=scroll><table class=grid id=grid><thead><tr><th>model</th><th>GPU type</th>", f);
     for (size_t g = 0; g < ng; g++)
         for (size_t b = 0; b < nb; b++) {
@@ -378,58 +514,24 @@ static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *pr
             fputs("</th>", f);
         }
     fputs("</tr></thead><tbody>\n", f);
-    for (size_t m = 0; m < nm; m++)
-        for (size_t t = 0; t < nt; t++) {
-            int any = 0;
-            size_t i;
-            json_t *row;
-            json_array_foreach(rows, i, row) if (json_equal(json_object_get(row, "model"), models[m]) &&
-                                                  json_equal(json_object_get(row, "gpu_type"), types[t])) any = 1;
-            if (!any) continue;
-            fputs("<tr><th>", f);
-            web_html_escape(f, json_string_value(models[m]));
-            fputs("</th><th>", f);
-            web_html_escape(f, json_string_value(types[t]));
-            fputs("</th>", f);
-            for (size_t g = 0; g < ng; g++)
-                for (size_t b = 0; b < nb; b++) {
-                    fputs("<td>", f);
-                    json_array_foreach(rows, i, row) {
-                        if (!json_equal(json_object_get(row, "model"), models[m]) ||
-                            !json_equal(json_object_get(row, "gpu_type"), types[t]) ||
-                            !json_equal(json_object_get(row, "gpus"), gpus[g]))
-                            continue;
-                        json_t *bv = json_object_get(row, "batch_per_gpu");
-                        if (!(json_is_null(batches[b]) ? (!bv || json_is_null(bv)) : json_equal(bv, batches[b]))) continue;
-                        const char *key = json_string_value(json_object_get(row, "cell"));
-                        const char *st = json_string_value(json_object_get(row, "state"));
-                        char seed[64];
-                        value_text(json_object_get(row, "seed"), seed, sizeof seed);
-                        const Progress *p = key ? find_progress(prog, nprog, key) : NULL;
-                        fputs("<a class=\"box st-", f);
-                        web_html_escape(f, st);
-                        fputs("\" href=\"/e/", f);
-                        web_html_escape(f, exp);
-                        fputs("/cell/", f);
-                        web_html_escape(f, key);
-                        fputs("\" title=\"", f);
-                        web_html_escape(f, key);
-                        fputs(" · seed ", f);
-                        web_html_escape(f, seed);
-                        fputs(" · ", f);
-                        web_html_escape(f, st);
-                        if (p && isfinite(p->frac)) fprintf(f, " · %.0f%%", 100 * p->frac);
-                        if (p && isfinite(p->eta)) { fputs(" · ETA ", f); fmt_duration(f, p->eta); }
-                        fputs("\">", f);
-                        web_html_escape(f, seed[0] ? seed : "·");
-                        if (p && isfinite(p->frac)) fprintf(f, "<i style=\"width:%.0f%%\"></i>", 100 * p->frac);
-                        fputs("</a>", f);
-                    }
-                    fputs("</td>", f);
-                }
-            fputs("</tr>\n", f);
-        }
+    for (size_t k = 0; k < np;) {   // one table row per (model, GPU type) that has cells
+        size_t m = pos[k].m, t = pos[k].t;
+        fputs("<tr><th>", f);
+        web_html_escape(f, json_string_value(models[m]));
+        fputs("</th><th>", f);
+        web_html_escape(f, json_string_value(types[t]));
+        fputs("</th>", f);
+        for (size_t g = 0; g < ng; g++)
+            for (size_t b = 0; b < nb; b++) {
+                fputs("<td>", f);
+                for (; k < np && pos[k].m == m && pos[k].t == t && pos[k].g == g && pos[k].b == b; k++)
+                    grid_box(f, exp, json_array_get(rows, pos[k].i), prog, nprog);
+                fputs("</td>", f);
+            }
+        fputs("</tr>\n", f);
+    }
     fputs("</tbody></table></div>\n", f);
+    free(pos);
 }
 
 static const TCol cells_cols[] = {
@@ -443,7 +545,9 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     long long id = web_experiment_id(db, exp);
     Progress *prog;
     size_t nprog = active_progress(db, id, &prog);
-    json_t *shown = json_array();
+    json_t *shown = json_array(), *axrows = axis_rows(db, id, cells);
+    Axis *ax = calloc(WEB_AXES, sizeof *ax);
+    size_t nax = ax ? find_axes(axrows, q, ax, WEB_AXES) : 0;
     size_t i;
     json_t *row;
     long long total = (long long)json_array_size(cells), done = 0;
@@ -456,7 +560,7 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
             if (strcmp(st, "completed") == 0) done++;
             if (state_active(st)) *refresh = 10;
         }
-        if (row_matches(row, q)) json_array_append(shown, row);
+        if (row_matches(json_array_get(axrows, i), q, ax, nax)) json_array_append(shown, row);
     }
     double eta = NAN;
     for (size_t k = 0; k < nprog; k++)
@@ -470,7 +574,9 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     if (*refresh) fputs(" · <span class=live>refreshing every 10 s while cells run</span>", f);
     fputs("</div></div>\n", f);
     json_decref(counts);
-    filters_form(f, exp, cells, q);
+    filters_form(f, exp, ax, nax, q);
+    free(ax);
+    json_decref(axrows);
     fprintf(f, "<p class=note>%zu of %lld cells shown.</p>\n", json_array_size(shown), total);
     cell_grid(f, exp, shown, prog, nprog);
     fputs("<h2>Cells</h2>\n", f);

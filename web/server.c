@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #ifdef SEGX_HAVE_MICROHTTPD
 #include <microhttpd.h>
@@ -44,6 +45,28 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
+// Whether an Accept-Encoding value allows gzip: "gzip" listed without q=0 (nor "*" with it).
+static int accepts_gzip(const char *v)
+{
+    for (const char *p = v; p && *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *semi = memchr(p, ';', n);
+        size_t name = semi ? (size_t)(semi - p) : n;
+        while (name > 0 && p[name - 1] == ' ') name--;
+        int q0 = 0;
+        if (semi) {
+            const char *q = strstr(semi, "q=");
+            if (q && q < p + n) q0 = strtod(q + 2, NULL) <= 0;
+        }
+        if (((name == 4 && strncasecmp(p, "gzip", 4) == 0) || (name == 1 && *p == '*')) && !q0) return 1;
+        if (!end) break;
+        p = end + 1;
+    }
+    return 0;
+}
+
 static void release_shared(void *cls) { web_shared_release(cls); }
 
 static enum MHD_Result send_response(struct MHD_Connection *c, WebResponse *r, const char *set_cookie)
@@ -67,6 +90,8 @@ static enum MHD_Result send_response(struct MHD_Connection *c, WebResponse *r, c
                             "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
                             "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, r->cacheable ? "max-age=3600" : "no-store");
+    if (r->encoding) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, r->encoding);
+    if (r->vary) MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     if (r->disposition[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, r->disposition);
     if (set_cookie) MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, set_cookie);
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, resp);
@@ -81,13 +106,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     Server *s = cls;
     WebResponse r;
     memset(&r, 0, sizeof r);
-    // Answer on the first call: the dashboard reads nothing from request bodies, so a body
-    // (any size) is not read; the connection is closed after the answer.
-    if (*con_cls != NULL) {
+    // A GET or HEAD without a body is answered on the second call, once MHD has the whole
+    // request: libmicrohttpd closes the connection after an answer queued on the first call, and
+    // a new TCP connection per request (what keep-alive clients then get) costs more than the
+    // answer. Anything with a body is answered at once without reading it (the dashboard reads
+    // no request bodies), and its connection is closed.
+    if (*con_cls == NULL) {
+        *con_cls = c;
+        int bodyless = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+                       !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+                       !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (bodyless) return MHD_YES;
+    } else if (*con_cls == (void *)s) {   // answered already: drop what is left of the body
+        *upload_size = 0;
+        return MHD_YES;
+    } else if (*upload_size != 0) {   // a body after all
         *upload_size = 0;
         return MHD_YES;
     }
-    *con_cls = c;
+    *con_cls = s;
     char cookie[600] = "";
     const char *set_cookie = NULL;
     if (s->token) {
@@ -116,7 +153,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_arg, qf);
         fclose(qf);
     }
-    WebRequest q = {.method = method, .path = url, .arg = mhd_arg, .ctx = &ctx, .query = query};
+    WebRequest q = {.method = method, .path = url, .arg = mhd_arg, .ctx = &ctx, .query = query,
+                    .accept_gzip = accepts_gzip(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                                            MHD_HTTP_HEADER_ACCEPT_ENCODING))};
     web_handle(&s->app, &q, &r);
     free(query);
     return send_response(c, &r, set_cookie);

@@ -48,11 +48,18 @@ typedef struct {
     // Answers cached until the DB changes (PRAGMA data_version of the watch connection moves),
     // so a big study's reports are computed once per `segx collect`, not once per request.
     sqlite3 *watch;
+    sqlite3_stmt *watch_st;   // PRAGMA data_version on watch, prepared once
     long long data_version;
     unsigned long generation;
     struct WebCached *cache;
     int ncache;
     size_t cache_bytes;
+    unsigned long clock;      // LRU
+    // Answers being computed (key, generation): a second request for one waits on cache_cv.
+    pthread_cond_t cache_cv;
+    char *inflight[WEB_POOL_MAX];
+    unsigned long inflight_gen[WEB_POOL_MAX];
+    int ninflight;
 } WebApp;
 
 typedef struct {
@@ -62,6 +69,7 @@ typedef struct {
     const char *(*arg)(void *ctx, const char *key);
     void *ctx;
     const char *query;    // the query arguments as one string (a cache key), NULL: none
+    int accept_gzip;      // the client accepts Content-Encoding: gzip
 } WebRequest;
 
 // A cached body shared by the answers that send it (reference counted).
@@ -78,6 +86,8 @@ typedef struct {
     int cacheable;             // static assets: may be cached by the browser
     char disposition[160];     // Content-Disposition header, "" for none
     int no_cache;              // depends on more than the DB (run-dir files, the clock)
+    const char *encoding;      // Content-Encoding ("gzip") or NULL
+    int vary;                  // the body depends on Accept-Encoding (send Vary)
 } WebResponse;
 
 // Opens the DB read-only (checking it is a segx DB) and builds the chart bundle. pool: the most
@@ -107,9 +117,13 @@ json_t *web_report(sqlite3 *db, const char *kind, const char *experiment, const 
 // {"metric", "target" (the spec's, or null), "points": [{model, gpu_type, gpus, batch_per_gpu,
 // global_batch, group_key, epoch, wall_s, mean, lo, hi, n}]}: per cell group and epoch, the mean /
 // min / max over the n seeds with a value, wall_s on the stitched clock (their mean); at most
-// WEB_CURVE_POINTS per group.
+// WEB_CURVE_POINTS per group (web_downsample of the means).
 json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const char *model, char *err,
                         size_t errlen);
+// Picks at most max of n points to draw a curve y[0..n) (max >= 4): all when n <= max, else the
+// first, the last, and the lowest and highest of each of (max - 2) / 2 equal runs between them.
+// Writes their indices, ascending, to keep (room for n) and returns how many.
+size_t web_downsample(const double *y, size_t n, size_t max, size_t *keep);
 // Per scaling row: speedup_std and efficiency_std over seeds (from the cells' images/s).
 json_t *web_scaling_errors_json(sqlite3 *db, long long exp_id, char *err, size_t errlen);
 // The experiment's id, 0 if there is none by that name, -1 on an SQL error.

@@ -23,6 +23,10 @@ void web_error(WebResponse *r, int api, int status, const char *fmt, ...) __attr
 void web_json_response(WebResponse *r, int status, json_t *j);   // steals j
 
 sqlite3 *web_db_get(WebApp *app);
+// `segx report KIND --format json`'s bytes as the answer r (shared through the answer cache
+// while a request is being answered). 0, or -1 (500) / -2 (400) with err.
+int web_report_answer(sqlite3 *db, const char *kind, const char *experiment, const char *target, WebResponse *r,
+                      char *err, size_t errlen);
 void     web_db_put(WebApp *app, sqlite3 *db);
 
 

@@ -46,11 +46,18 @@ static int setup(void **state)
         for (int g = 0; g < 2; g++)
             for (int s = 0; s < 2; s++, id++) {
                 int gpus = g ? 4 : 1;
+                // the planned parameters: the filters' axes (optimizer and lr vary with the seed here)
+                char params[512];
+                snprintf(params, sizeof params,
+                         "{\"batch_per_gpu\": 32, \"epochs\": 3, \"gpu_type\": \"a100\", \"gpus\": %d, \"lr\": %s,"
+                         " \"model\": \"%s\", \"optimizer\": \"%s\", \"seed\": %d}",
+                         gpus, s ? "0.001" : "0.1", m ? HOSTILE : "m", s ? "adamw" : "sgd", s + 1);
                 execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, model, gpu_type,"
-                          " gpus, batch_per_gpu, global_batch, scaling, seed, state, est_gpu_hours, created_at)"
-                          " VALUES (%d, 1, 'c%02dkeyabcdef', '{\"epochs\": 3}', 'g%d%d', 's%d', %Q, 'a100', %d, 32, %d,"
-                          " 'weak', %d, 'completed', 1.5, 0)",
-                      id, id, m, g, m, m ? HOSTILE : "m", gpus, 32 * gpus, s + 1);
+                          " gpus, batch_per_gpu, global_batch, scaling, optimizer, lr, seed, state, est_gpu_hours,"
+                          " created_at) VALUES (%d, 1, 'c%02dkeyabcdef', %Q, 'g%d%d', 's%d', %Q, 'a100', %d, 32, %d,"
+                          " 'weak', %Q, %s, %d, 'completed', 1.5, 0)",
+                      id, id, params, m, g, m, m ? HOSTILE : "m", gpus, 32 * gpus, s ? "adamw" : "sgd",
+                      s ? "0.001" : "0.1", s + 1);
                 execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, start_time, end_time, run_dir)"
                           " VALUES (%d, %d, 1, 'local', 'completed', 0, 36, %Q)", id, id, rundir);
                 execf(db, "INSERT INTO epochs (attempt_id, line, epoch, wall_s, images_per_s, miou) VALUES"
@@ -279,7 +286,61 @@ static void test_grid_filters(void **state)
     assert_non_null(strstr(s, "c04keyabcdef"));   // m, 4 GPUs, seed 2
     assert_non_null(strstr(s, "c08keyabcdef"));   // hostile, 4 GPUs, seed 2
     assert_null(strstr(s, "c03keyabcdef"));
+    // the axes come from the cells' parameters: optimizer and lr are offered, epochs (one value) not
+    const char *opt = strstr(s, "<select name=\"optimizer\">");
+    assert_non_null(opt);
+    assert_non_null(strstr(opt, "<option value=\"adamw\">adamw</option><option value=\"sgd\">sgd</option>"));
+    assert_non_null(strstr(s, "<select name=\"lr\">"));
+    assert_non_null(strstr(s, "<option value=\"0.001\">0.001</option>"));
+    assert_null(strstr(s, "<select name=\"epochs\">"));
+    assert_null(strstr(s, "<select name=\"state\">"));   // every cell completed: one value, no filter
     free(s);
+    r = get("GET", "/e/scale", "optimizer=sgd&lr=0.1");   // seed 1's cells: c01 c03 c05 c07
+    s = body(&r);
+    assert_non_null(strstr(s, "4 of 8 cells shown."));
+    assert_non_null(strstr(s, "<option value=\"sgd\" selected>sgd</option>"));
+    assert_non_null(strstr(s, "c01keyabcdef"));
+    assert_non_null(strstr(s, "c07keyabcdef"));
+    assert_null(strstr(s, "c02keyabcdef"));
+    free(s);
+    r = get("GET", "/e/scale", "optimizer=adamw&lr=0.1");   // no cell has both
+    s = body(&r);
+    assert_non_null(strstr(s, "0 of 8 cells shown."));
+    free(s);
+}
+
+static void test_downsample_keeps_ends_and_extremes(void **state)
+{
+    enum { N = 5003 };
+    static double y[N];
+    static size_t keep[N];
+    for (int i = 0; i < N; i++) y[i] = sin(i / 300.0);
+    y[2345] = 5.0;    // a spike
+    y[3001] = -4.0;   // a dip
+    y[2346] = NAN;    // a gap beside it is no extreme
+    size_t n = web_downsample(y, N, WEB_CURVE_POINTS, keep);
+    assert_true(n <= WEB_CURVE_POINTS && n >= WEB_CURVE_POINTS / 2);
+    assert_int_equal(keep[0], 0);
+    assert_int_equal(keep[n - 1], N - 1);
+    int spike = 0, dip = 0, gap = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) assert_true(keep[i] > keep[i - 1]);   // ascending, no repeats
+        spike |= keep[i] == 2345;
+        dip |= keep[i] == 3001;
+        gap |= keep[i] == 2346;
+    }
+    assert_true(spike && dip && !gap);
+    // the curve's own highest and lowest points (sin's crests) are among those kept
+    double hi = -10, lo = 10, khi = -10, klo = 10;
+    for (int i = 0; i < N; i++)
+        if (i != 2345 && i != 3001 && !isnan(y[i])) { hi = fmax(hi, y[i]); lo = fmin(lo, y[i]); }
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] != 2345 && keep[i] != 3001 && !isnan(y[keep[i]])) { khi = fmax(khi, y[keep[i]]); klo = fmin(klo, y[keep[i]]); }
+    assert_true(khi == hi && klo == lo);
+    // at most max: everything, in order
+    assert_int_equal(web_downsample(y, 10, WEB_CURVE_POINTS, keep), 10);
+    assert_int_equal(keep[9], 9);
+    assert_int_equal(web_downsample(y, WEB_CURVE_POINTS + 1, WEB_CURVE_POINTS, keep) <= WEB_CURVE_POINTS, 1);
 }
 
 static void test_curves_downsampled(void **state)
@@ -567,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_experiments_list),
         cmocka_unit_test(test_grid_filters),
         cmocka_unit_test(test_curves_downsampled),
+        cmocka_unit_test(test_downsample_keeps_ends_and_extremes),
         cmocka_unit_test(test_sql_box),
         cmocka_unit_test(test_cache_follows_db),
         cmocka_unit_test(test_model_filter),
