@@ -1,6 +1,7 @@
 // orchestrator/accounting.c — Slurm accounting (sacct) imported per attempt, and the queue/usage
 // reports on it (see accounting.h).
 #include "orchestrator/accounting.h"
+#include "orchestrator/backend/backends.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>
@@ -91,6 +92,7 @@ typedef struct {
     long long attempt_id;
     char job_id[64];
     int found;
+    int rest;          // submitted through slurm-rest: accounting through slurmrestd's slurmdb API
     char state[32], alloc_tres[512], tres_usage[1024], nodes[256], partition[64], qos[64];
     int exit_code, alloc_cpus, alloc_gpus;
     double elapsed, total_cpu, max_rss, req_mem, gpu_util, gpu_mem, submit, eligible, start, end;
@@ -144,6 +146,49 @@ static int job_id_ok(const char *s)
     return 1;
 }
 
+// sacct's -P lines from p into rows; the first line that is not one goes to first_err
+static void take_lines(Row *rows, size_t n, FILE *p, char *first_err, size_t errcap)
+{
+    char line[4096];
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *f[NF] = {0}, *q = line;
+        int nf = 0;
+        for (; nf < NF && q; nf++) {
+            f[nf] = q;
+            char *bar = strchr(q, '|');
+            if (bar) { *bar = '\0'; q = bar + 1; } else q = NULL;
+        }
+        if (nf < NF) { if (!first_err[0]) snprintf(first_err, errcap, "%.500s", line); continue; }
+        take_line(rows, n, f);
+    }
+}
+
+// The slurm-rest backend's attempts: slurmdbd's records through slurmrestd (GET /slurmdb/vX/jobs),
+// written by the backend as the lines sacct would print and read by take_lines, one request per
+// call (rows[0..n)); *rest is opened on first use and kept for the next call. 0, or -1 with why.
+static int run_rest(Backend **rest, Row *rows, size_t n, char *why, size_t whylen)
+{
+    if (!*rest && backend_open("slurm-rest", NULL, rest, why, whylen) < 0) { *rest = NULL; return -1; }
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!ids || !mem) { free(ids); if (mem) fclose(mem); free(text); snprintf(why, whylen, "out of memory"); return -1; }
+    for (size_t i = 0; i < n; i++) ids[i] = rows[i].job_id;
+    int lines = backend_slurm_rest_accounting(*rest, ids, n, mem, why, whylen);
+    fclose(mem);
+    free(ids);
+    if (lines >= 0) {
+        FILE *in = fmemopen(text, len ? len : 1, "r");
+        char first_err[512] = "";
+        if (in) { take_lines(rows, n, in, first_err, sizeof first_err); fclose(in); }
+        else { snprintf(why, whylen, "out of memory"); lines = -1; }
+    }
+    free(text);
+    return lines < 0 ? -1 : 0;
+}
+
 // One sacct for rows[0..n). 0, or -1 with the reason in why (accounting not there).
 static int run_sacct(Row *rows, size_t n, char *why, size_t whylen)
 {
@@ -156,20 +201,8 @@ static int run_sacct(Row *rows, size_t n, char *why, size_t whylen)
     FILE *p = popen(cmd, "r");
     free(cmd);
     if (!p) { snprintf(why, whylen, "cannot run sacct"); return -1; }
-    char line[4096];
     char first_err[512] = "";
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *f[NF] = {0}, *q = line;
-        int nf = 0;
-        for (; nf < NF && q; nf++) {
-            f[nf] = q;
-            char *bar = strchr(q, '|');
-            if (bar) { *bar = '\0'; q = bar + 1; } else q = NULL;
-        }
-        if (nf < NF) { if (!first_err[0]) snprintf(first_err, sizeof first_err, "%.500s", line); continue; }
-        take_line(rows, n, f);
-    }
+    take_lines(rows, n, p, first_err, sizeof first_err);
     int st = pclose(p);
     if (st != 0) {
         snprintf(why, whylen, "sacct: %s", first_err[0] ? first_err : "failed (is slurmdbd running?)");
@@ -180,6 +213,29 @@ static int run_sacct(Row *rows, size_t n, char *why, size_t whylen)
 
 #define ACCT_PAGE 400   // attempts per sacct call and per write transaction
 
+// One page: its slurm-rest rows through slurmrestd (sacct when that fails), the others through
+// sacct. 0, or -1 with why (both reasons when slurmrestd failed too).
+static int fetch_page(Row *rows, size_t n, Backend **rest, char *why, size_t whylen)
+{
+    // the slurm-rest rows last
+    for (size_t i = 0, j = n; i < j;) {
+        if (!rows[i].rest) { i++; continue; }
+        Row t = rows[--j]; rows[j] = rows[i]; rows[i] = t;
+    }
+    size_t nrest = 0;
+    while (nrest < n && rows[n - 1 - nrest].rest) nrest++;
+    char rwhy[600] = "";
+    if (n > nrest && run_sacct(rows, n - nrest, why, whylen) < 0) return -1;
+    if (nrest && run_rest(rest, rows + n - nrest, nrest, rwhy, sizeof rwhy) < 0 &&
+        run_sacct(rows + n - nrest, nrest, why, whylen) < 0) {
+        char w[600];
+        snprintf(w, sizeof w, "%s", why);
+        snprintf(why, whylen, "slurmrestd: %s; %s", rwhy, w);
+        return -1;
+    }
+    return 0;
+}
+
 // Ended attempts of the Slurm backends without an accounting row, a page of ACCT_PAGE at a time
 // (by attempt id): one sacct call and one short write transaction per page, so memory does not
 // grow with the number of attempts (a Row is ~2.3 KB: 100,000 attempts held at once were 230 MB).
@@ -187,13 +243,14 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
 {
     sqlite3_stmt *st = NULL, *ins = NULL;
     Row *rows = NULL;
+    Backend *rest = NULL;   // slurm-rest, opened for the first page that needs it
     if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slurm_accounting'", -1, &st, NULL) != SQLITE_OK)
         goto sqlfail;
     int have = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
     sqlite3_finalize(st);
     st = NULL;
     const char *sel_new =
-        "SELECT a.id, a.job_id FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 = 0 OR c.experiment_id = ?1) "
+        "SELECT a.id, a.job_id, a.backend = 'slurm-rest' FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 = 0 OR c.experiment_id = ?1) "
         "AND a.backend IN ('slurm', 'slurm-cli', 'slurm-rest') AND a.job_id IS NOT NULL "
         "AND a.state NOT IN ('submitted', 'pending', 'running', 'unknown') AND a.id > ?2";
     char sel[800], sql[900];
@@ -217,13 +274,15 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
             rows[n].attempt_id = last;
             rows[n].max_rss = rows[n].gpu_util = rows[n].gpu_mem = -1;
             snprintf(rows[n].job_id, sizeof rows[n].job_id, "%s", id);
+            rows[n].rest = sqlite3_column_int(st, 2);
             n++;
         }
         sqlite3_reset(st);
         if (seen == 0) break;
         if (n == 0) continue;
         char why[600];
-        if (run_sacct(rows, n, why, sizeof why) < 0) {
+        long long first_id = rows[0].attempt_id;   // fetch_page reorders the page
+        if (fetch_page(rows, n, &rest, why, sizeof why) < 0) {
             // how many are left without accounting (this page and the ones after it)
             sqlite3_stmt *cnt = NULL;
             long long left = (long long)n;
@@ -231,7 +290,7 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
             snprintf(csql, sizeof csql, "SELECT count(*) FROM (%s)", sel);
             if (sqlite3_prepare_v2(db, csql, -1, &cnt, NULL) == SQLITE_OK) {
                 sqlite3_bind_int64(cnt, 1, eid);
-                sqlite3_bind_int64(cnt, 2, rows[0].attempt_id - 1);
+                sqlite3_bind_int64(cnt, 2, first_id - 1);
                 if (sqlite3_step(cnt) == SQLITE_ROW) left = sqlite3_column_int64(cnt, 0);
             }
             sqlite3_finalize(cnt);
@@ -285,12 +344,14 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
     sqlite3_finalize(st);
     sqlite3_finalize(ins);
     free(rows);
+    backend_close(rest);
     return imported;
 sqlfail:
     if (note) fprintf(note, "segx: accounting: database: %s\n", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     sqlite3_finalize(ins);
     free(rows);
+    backend_close(rest);
     return -1;
 }
 

@@ -1,4 +1,4 @@
-// orchestrator/accounting.h — what Slurm's accounting (slurmdbd, through `sacct`) says each attempt
+// orchestrator/accounting.h — what Slurm's accounting (slurmdbd, through `sacct` or slurmrestd) says each attempt
 // really used, imported by `segx collect`, and the reports on it (`segx report queue|usage`).
 // defines: accounting_import, accounting_report, accounting_kind_valid.
 //
@@ -20,7 +20,8 @@
 #include <stdio.h>
 
 // Imports the ended attempts of experiment_id (0: every experiment) that ran through a Slurm backend
-// and have no final accounting row yet, with one `sacct` per 400 jobs. Without accounting
+// and have no final accounting row yet, with one `sacct` per 400 jobs; those of slurm-rest through
+// slurmrestd's slurmdb API (GET /slurmdb/vX/jobs, one per 400 jobs; sacct when that fails). Without accounting
 // (no slurmdbd, sacct missing) writes one note to `note` (may be NULL) and returns 0: nothing fails.
 // Returns the number of attempts imported, or -1 on a database error (note says it).
 int accounting_import(sqlite3 *db, long long experiment_id, FILE *note);

@@ -27,6 +27,7 @@
 #include "orchestrator/backend/slurm_util.h"
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -275,6 +276,146 @@ size_t slurm_rest_describe_errors(json_t *reply, char *out, size_t cap, long *ma
         if (w > 0) len += (size_t)w < cap - len ? (size_t)w : cap - len - 1;
     }
     return len;
+}
+
+// ---------------------------------------------------------------------------------------------
+// accounting: slurmdbd's job records (GET /slurmdb/vX/jobs) as the lines `sacct -n -P` prints
+
+static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+// a TRES list [{"type": "gres", "name": "gpu:a100", "count": 1}, ...] as sacct writes it:
+// "type[/name]=count" sorted by name, memory-like counts with the unit sacct prints (mem_unit: "M"
+// when counts are MB as in AllocTRES, "K" when bytes as in TRESUsageInTot)
+static void tres_text(json_t *list, int bytes, char *out, size_t cap)
+{
+    char items[32][160];
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(list, i, t) {
+        if (n == 32) break;
+        double c = num(json_object_get(t, "count"), -1);
+        const char *type = str(t, "type"), *name = str(t, "name");
+        if (c < 0 || !*type) continue;
+        char val[64];
+        int memlike = strcmp(type, "mem") == 0 || strcmp(type, "vmem") == 0;
+        if (memlike && bytes) snprintf(val, sizeof val, "%.0fK", c / 1024);
+        else if (memlike) {   // MB, in the largest unit that divides it as sacct writes it ("1G", "500M")
+            const char *u = "MGTP";
+            while (c >= 1024 && fmod(c, 1024) == 0 && u[1]) c /= 1024, u++;
+            snprintf(val, sizeof val, "%.0f%c", c, *u);
+        }
+        else snprintf(val, sizeof val, "%.0f", c);
+        snprintf(items[n++], sizeof items[0], "%s%s%s=%s", type, *name ? "/" : "", name, val);
+    }
+    qsort(items, n, sizeof items[0], cmp_str);
+    size_t len = 0;
+    if (cap) out[0] = '\0';
+    for (i = 0; i < n && len + 1 < cap; i++) {
+        int w = snprintf(out + len, cap - len, "%s%s", i ? "," : "", items[i]);
+        if (w > 0) len += (size_t)w < cap - len ? (size_t)w : cap - len - 1;
+    }
+}
+
+// the count of one TRES type in a list, -1 when absent
+static double tres_count(json_t *list, const char *type)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t)
+        if (strcmp(str(t, "type"), type) == 0 && !*str(t, "name")) return num(json_object_get(t, "count"), -1);
+    return -1;
+}
+
+// unix seconds as sacct prints them (local time), "Unknown" for 0
+static void sacct_time(double t, char *out, size_t cap)
+{
+    if (t <= 0) { snprintf(out, cap, "Unknown"); return; }
+    time_t tt = (time_t)t;
+    struct tm tm;
+    localtime_r(&tt, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+// {"seconds": S, "microseconds": U} (v0.0.38) or a plain number of seconds
+static double cpu_seconds(json_t *v)
+{
+    if (json_is_object(v) && json_object_get(v, "seconds"))
+        return num(json_object_get(v, "seconds"), 0) + num(json_object_get(v, "microseconds"), 0) * 1e-6;
+    return num(v, 0);
+}
+
+static const char *state_of(json_t *v)
+{
+    if (json_is_object(v)) v = json_object_get(v, "current");
+    if (json_is_array(v)) v = json_array_get(v, 0);   // v0.0.40+: ["COMPLETED"]
+    return json_string_value(v) ? json_string_value(v) : "";
+}
+
+int slurm_rest_sacct_lines(json_t *reply, FILE *out, char *err, size_t errlen)
+{
+    json_t *list = json_object_get(reply, "jobs");
+    if (!json_is_array(list)) { snprintf(err, errlen, "the reply has no \"jobs\" list"); return -1; }
+    size_t i, k;
+    json_t *j, *s;
+    int lines = 0;
+    json_array_foreach(list, i, j) {
+        char id[64], alloc[1024], t[4][32], rss[32] = "";
+        long jid = (long)num(json_object_get(j, "job_id"), 0);
+        json_t *arr = json_object_get(j, "array");
+        long aj = (long)num(json_object_get(arr, "job_id"), 0);
+        double at = num(json_object_get(arr, "task_id"), -1);
+        if (aj > 0 && at >= 0) snprintf(id, sizeof id, "%ld_%ld", aj, (long)at);
+        else snprintf(id, sizeof id, "%ld", jid);
+        json_t *tm = json_object_get(j, "time"), *req = json_object_get(j, "required"), *steps = json_object_get(j, "steps");
+        double total_cpu = 0;
+        json_array_foreach(steps, k, s) total_cpu += cpu_seconds(json_object_get(json_object_get(s, "time"), "total"));
+        if (!json_array_size(steps)) total_cpu = cpu_seconds(json_object_get(tm, "total"));
+        tres_text(json_object_get(json_object_get(j, "tres"), "allocated"), 0, alloc, sizeof alloc);
+        sacct_time(num(json_object_get(tm, "submission"), 0), t[0], sizeof t[0]);
+        sacct_time(num(json_object_get(tm, "eligible"), 0), t[1], sizeof t[1]);
+        sacct_time(num(json_object_get(tm, "start"), 0), t[2], sizeof t[2]);
+        sacct_time(num(json_object_get(tm, "end"), 0), t[3], sizeof t[3]);
+        // requested memory: "required": {"memory": MB} (v0.0.38), {"memory_per_node": {...}} (v0.0.40+)
+        double mem = num(json_object_get(req, "memory"), -1);
+        if (mem < 0) mem = num(json_object_get(req, "memory_per_node"), -1);
+        if (mem < 0) mem = num(json_object_get(req, "memory_per_cpu"), -1);
+        char reqmem[32] = "";
+        if (mem >= 0) snprintf(reqmem, sizeof reqmem, "%.0fM", mem);
+        json_t *ec = json_object_get(j, "exit_code");
+        fprintf(out, "%s|%s|%.0f:0|%.0f|%s|%.3f|%s||%s|%s|%s|%s|%s|%s|%s|%s\n", id, state_of(json_object_get(j, "state")),
+                num(json_object_get(ec, "return_code"), json_is_integer(ec) ? (double)(json_integer_value(ec) >> 8) : 0),
+                num(json_object_get(tm, "elapsed"), 0), rss, total_cpu, alloc, str(j, "nodes"), str(j, "partition"),
+                str(j, "qos"), t[0], t[1], t[2], t[3], reqmem);
+        lines++;
+        json_array_foreach(steps, k, s) {
+            // step "batch", "extern", "0" (v0.0.38) or "123.batch" (v0.0.40+)
+            json_t *sid = json_object_get(json_object_get(s, "step"), "id");
+            char sname[64];
+            if (json_is_string(sid)) {
+                const char *dot = strrchr(json_string_value(sid), '.');
+                snprintf(sname, sizeof sname, "%s", dot ? dot + 1 : json_string_value(sid));
+            } else snprintf(sname, sizeof sname, "%.0f", num(sid, 0));
+            // TRESUsageIn: "tres": {"requested": {"max": [...], "total": [...]}} in v0.0.38 (slurmrestd
+            // 22.05 names usage "requested"); the memory counts are bytes
+            json_t *use = json_object_get(json_object_get(s, "tres"), "requested");
+            double maxrss = tres_count(json_object_get(use, "max"), "mem");
+            char srss[32] = "", usage[1024];
+            if (maxrss >= 0) snprintf(srss, sizeof srss, "%.0fK", maxrss / 1024);
+            tres_text(json_object_get(use, "total"), 1, usage, sizeof usage);
+            char salloc[1024], st[2][32];
+            tres_text(json_object_get(json_object_get(s, "tres"), "allocated"), 0, salloc, sizeof salloc);
+            json_t *stm = json_object_get(s, "time");
+            sacct_time(num(json_object_get(stm, "start"), 0), st[0], sizeof st[0]);
+            sacct_time(num(json_object_get(stm, "end"), 0), st[1], sizeof st[1]);
+            json_t *sec = json_object_get(s, "exit_code");
+            fprintf(out, "%s.%s|%s|%.0f:0|%.0f|%s|%.3f|%s|%s|%s|||%s|%s|%s|%s|\n", id, sname, state_of(json_object_get(s, "state")),
+                    num(json_object_get(sec, "return_code"), 0), num(json_object_get(stm, "elapsed"), 0), srss,
+                    cpu_seconds(json_object_get(stm, "total")), salloc, usage, json_is_array(json_object_get(json_object_get(s, "nodes"), "list")) ?
+                    str(json_object_get(s, "nodes"), "range") : "", st[0], st[0], st[0], st[1]);
+            lines++;
+        }
+    }
+    return lines;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -770,6 +911,51 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
     return 0;
 }
 
+// For accounting: slurmdbd's records of job_ids (GET /slurmdb/vX/jobs?step=ID,ID,...: the job-id
+// filter `sacct -j` uses) written to out as `sacct -n -P` lines (slurm_rest_sacct_lines). Retries
+// for up to 30 s while slurmrestd or slurmdbd does not answer. Lines written, or -1 with err.
+int backend_slurm_rest_accounting(Backend *b, const char *const *job_ids, size_t n, FILE *out, char *err, size_t errlen)
+{
+    if (!b || b->ops != &rest_ops) { snprintf(err, errlen, "not a slurm-rest backend"); return -1; }
+    RestBackend *r = (RestBackend *)b;
+    size_t cap = 64 + n * 70, len;
+    char *path = malloc(cap);
+    if (!path) { snprintf(err, errlen, "out of memory"); return -1; }
+    len = (size_t)snprintf(path, cap, "/slurmdb/%s/jobs?step=", r->d->version);
+    for (size_t i = 0; i < n && len < cap; i++) {
+        char *esc = curl_easy_escape(r->curl, job_ids[i], 0);   // "," as %2C: slurmrestd 22.05 refuses a bare one
+        len += (size_t)snprintf(path + len, cap - len, "%s%s", i ? "%2C" : "", esc ? esc : "");
+        curl_free(esc);
+    }
+    double t0 = mono_s();
+    int rc = -1;
+    for (int attempt = 0;; attempt++) {
+        long status;
+        json_t *j;
+        char e[1024];
+        int cr = rest_call(r, "GET", path, NULL, &status, &j, e, sizeof e);
+        if (cr == REST_OK) {
+            char pe[256];
+            rc = slurm_rest_sacct_lines(j, out, pe, sizeof pe);
+            if (rc < 0) snprintf(err, errlen, "GET %s/slurmdb/%s/jobs: %s", r->url, r->d->version, pe);
+            json_decref(j);
+            break;
+        }
+        json_decref(j);
+        if (cr == REST_FAIL || mono_s() - t0 >= 30) {
+            if (status == 404)
+                snprintf(err, errlen, "slurmrestd at %s serves no /slurmdb/%s (start it with the openapi/dbv%s plugin: -s ...,openapi/dbv%s)",
+                         r->url, r->d->version, r->d->version + 1, r->d->version + 1);
+            else
+                snprintf(err, errlen, "%s", e);
+            break;
+        }
+        slurm_backoff_sleep(attempt);
+    }
+    free(path);
+    return rc;
+}
+
 // For `segx doctor`: the URL, API version, user and token expiry of an open slurm-rest backend.
 int backend_slurm_rest_describe(Backend *b, char *out, size_t cap, double *token_exp)
 {
@@ -794,6 +980,13 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
 int backend_slurm_rest_describe(Backend *b, char *out, size_t cap, double *token_exp)
 {
     (void)b; (void)out; (void)cap; (void)token_exp;
+    return -1;
+}
+
+int backend_slurm_rest_accounting(Backend *b, const char *const *job_ids, size_t n, FILE *out, char *err, size_t errlen)
+{
+    (void)b; (void)job_ids; (void)n; (void)out;
+    snprintf(err, errlen, "segx was built without libcurl");
     return -1;
 }
 #endif

@@ -3,7 +3,7 @@
 // parsed into SlurmJobInfo, a JWT's claims, and the message for a reply that is not what slurmrestd
 // sends. The unit tests (tests/orchestrator/test_rest.c) use them directly.
 // defines: RestDialect, slurm_rest_dialect, slurm_rest_pick_version, slurm_rest_submit_body,
-// slurm_rest_parse_jobs, slurm_rest_jwt_claims, slurm_rest_describe_errors.
+// slurm_rest_parse_jobs, slurm_rest_jwt_claims, slurm_rest_describe_errors, slurm_rest_sacct_lines.
 //
 // API versions (slurmrestd's openapi/v0.0.NN plugins): v0.0.37 and v0.0.38 (Slurm 21.08-23.02; tested
 // against the 22.05 slurmrestd of slurm/local-cluster), v0.0.39 to v0.0.41 (23.02-24.11; written from
@@ -16,6 +16,7 @@
 #include "orchestrator/backend/slurm_types.h"
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     const char *version;     // "v0.0.38"
@@ -45,4 +46,11 @@ int slurm_rest_jwt_claims(const char *token, char *user, size_t userlen, double 
 // "error text (source), ..." from a slurmrestd reply's "errors" list; *max_number gets the largest
 // error number seen (error_number or error_code; 0 when none). Returns the length written.
 size_t slurm_rest_describe_errors(json_t *reply, char *out, size_t cap, long *max_number);
+// GET /slurmdb/vX/jobs -> the lines `sacct -n -P` prints for those jobs and their steps, in the field
+// order of accounting.c's SACCT_FORMAT (JobID|State|ExitCode|ElapsedRaw|MaxRSS|TotalCPU|AllocTRES|
+// TRESUsageInTot|NodeList|Partition|QOS|Submit|Eligible|Start|End|ReqMem), so both sources fill the
+// same table the same way. MaxRSS and TRESUsageInTot from each step's usage ("tres": {"requested":
+// {"max"/"total"}} in slurmrestd 22.05); TotalCPU of the job is the sum of its steps'. Lines written,
+// or -1 with err when the reply has no "jobs" list.
+int slurm_rest_sacct_lines(json_t *reply, FILE *out, char *err, size_t errlen);
 #endif

@@ -4,7 +4,9 @@
 # of a job that holds 120 MiB is at least that and within its memory request; Elapsed is the job's
 # end - start as segx recorded it from the scheduler; GPUs allocated, partition, QOS; segx report
 # queue/usage summarise it per GPU type. Collect again imports nothing twice. segx doctor sees the
-# accounting and a QOS whose MaxSubmitJobs is below the plan.
+# accounting and a QOS whose MaxSubmitJobs is below the plan. Then the same through slurm-rest, with
+# accounting from slurmrestd's slurmdb API instead of sacct: MaxRSS, Elapsed, ReqMem and AllocTRES of the
+# real jobs equal sacct's for them.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
@@ -51,6 +53,45 @@ check_eq "report usage: the a100 row's GPU-hours are its Elapsed x 1 GPU" "a100,
   "$(echo "$out" | awk -F, '$1 == "a100" {print $1 "," $2 "," $4}' | sed 's/,0*\([0-9]\)/,\1/g')"
 "$SEGX" collect acc >/dev/null 2>&1
 check_eq "collect again: nothing imported twice" 2 "$(q "SELECT count(*) FROM slurm_accounting")"
+
+# The same through slurm-rest: accounting comes from slurmrestd's slurmdb API (GET /slurmdb/v0.0.38/jobs),
+# not sacct (a sacct that fails is first on PATH), and says what sacct says for the same jobs.
+if [ -S "$SEGX_SLURM_DIR/rest/slurmrestd.socket" ]; then
+  sed 's/"name": "acc"/"name": "accr"/' acc.json >accr.json
+  "$SEGX" plan accr.json >/dev/null 2>&1
+  out=$("$SEGX" submit accr --backend slurm-rest 2>&1) || fail "submit through slurm-rest" "$out"
+  for _ in $(seq 1 600); do "$SEGX" status accr 2>/dev/null | grep -q "2 cells: 2 completed" && break; sleep 0.5; done
+  mkdir -p nosacct && printf '#!/bin/sh\necho "sacct: error: not here" >&2; exit 1\n' >nosacct/sacct && chmod +x nosacct/sacct
+  out=$(PATH=$TEST_TMP/nosacct:$PATH "$SEGX" collect accr 2>&1); rc=$?
+  check_eq "slurm-rest: collect exits 0" 0 "$rc"
+  check "slurm-rest: no accounting note (slurmrestd answered; sacct was not needed)" bash -c "! echo '$out' | grep -q 'accounting not imported'"
+  sel="FROM slurm_accounting s JOIN attempts a ON a.id = s.attempt_id JOIN cells c ON c.id = a.cell_id JOIN experiments e ON e.id = c.experiment_id WHERE e.name = 'accr'"
+  check_eq "slurm-rest: one accounting row per attempt" 2 "$(q "SELECT count(*) $sel AND a.backend = 'slurm-rest'")"
+  rows=$(q "SELECT c.gpu_type, s.state, s.max_rss_mb >= 120 AND s.max_rss_mb <= s.req_mem_mb, s.elapsed_s = a.end_time - a.start_time,
+                 s.elapsed_s >= 3, s.alloc_gpus, s.partition, s.qos, s.nodelist = a.nodes, s.job_id = a.job_id $sel ORDER BY c.gpu_type")
+  check_eq "slurm-rest: MaxRSS >= 120 MiB and within the request; Elapsed = end - start; GPUs, partition, QOS, nodes" \
+"a100|COMPLETED|1|1|1|1|a100|normal|1|1
+cpu|COMPLETED|1|1|1|0|cpu|normal|1|1" "$rows"
+  # what sacct says for the same jobs: Elapsed, MaxRSS (largest step, MB), TotalCPU (s), ReqMem, AllocTRES
+  mismatch=""
+  while IFS='|' read -r jid el rss cpu req alloc; do
+    s_el=$(sacct -n -P -X -j "$jid" --format=ElapsedRaw)
+    s_rss=$(sacct -n -P -j "$jid" --format=MaxRSS | sed -n 's/K$//p' | sort -n | tail -1)
+    s_req=$(sacct -n -P -X -j "$jid" --format=ReqMem)
+    s_alloc=$(sacct -n -P -X -j "$jid" --format=AllocTRES)
+    [ "$el" = "$s_el" ] || mismatch+=" job $jid Elapsed $el vs sacct $s_el;"
+    [ "$(awk -v a="$rss" -v b="$s_rss" 'BEGIN {print (a * 1024 == b) ? 1 : 0}')" = 1 ] || mismatch+=" job $jid MaxRSS ${rss} MB vs sacct ${s_rss}K;"
+    [ "$req" = "$(echo "$s_req" | awk '{v = $0 + 0; u = substr($0, length($0)); if (u == "G") v *= 1024; if (u == "T") v *= 1048576; print v}')" ] ||
+      mismatch+=" job $jid ReqMem ${req}M vs sacct $s_req;"
+    [ "$alloc" = "$s_alloc" ] || mismatch+=" job $jid AllocTRES $alloc vs sacct $s_alloc;"
+  done < <(q "SELECT s.job_id, CAST(s.elapsed_s AS INTEGER), s.max_rss_mb, s.total_cpu_s, CAST(s.req_mem_mb AS INTEGER), s.alloc_tres $sel")
+  check_eq "slurm-rest: Elapsed, MaxRSS, ReqMem and AllocTRES equal sacct's for the same jobs" "" "$mismatch"
+  cpu_rest=$(q "SELECT group_concat(printf('%.2f', s.total_cpu_s)) $sel ORDER BY c.gpu_type")
+  check "slurm-rest: TotalCPU > 0 for a job that allocated 120 MiB ($cpu_rest)" bash -c "echo '$cpu_rest' | tr , '\n' | awk '\$1 <= 0 {bad = 1} END {exit bad}'"
+else
+  skip "slurm-rest accounting: slurmrestd not installed"
+fi
+
 sacctmgr -i modify qos normal set MaxSubmitJobsPerUser=1 >/dev/null 2>&1
 out=$("$SEGX" doctor --spec acc.json 2>&1)
 case $out in *"accounting   accounting_storage/slurmdbd answers"*) pass "doctor: accounting answers";; *) fail "doctor: accounting answers" "$out";; esac

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "orchestrator/backend/slurm_lib.h"
 #include "orchestrator/backend/slurm_rest.h"
 #include "orchestrator/backend/slurm_util.h"
@@ -213,6 +214,53 @@ static void test_jwt_and_errors(void **state)
     json_decref(r);
 }
 
+// slurmdbd's job records through slurmrestd into sacct's -P lines: a v0.0.38 reply (usage under
+// "tres": {"requested"}, cpu time as seconds + microseconds) and a wrapped v0.0.40-style one
+static void test_sacct_lines(void **state)
+{
+    (void)state;
+    setenv("TZ", "UTC", 1);
+    tzset();
+    json_t *r = json_loads(
+        "{\"jobs\": [{\"job_id\": 7, \"array\": {\"job_id\": 0, \"task_id\": null}, \"state\": {\"current\": \"COMPLETED\"},"
+        " \"exit_code\": {\"status\": \"SUCCESS\", \"return_code\": 0}, \"nodes\": \"n3\", \"partition\": \"a100\", \"qos\": \"normal\","
+        " \"required\": {\"CPUs\": 1, \"memory\": 500},"
+        " \"time\": {\"elapsed\": 5, \"eligible\": 1796617251, \"end\": 1796617257, \"start\": 1796617252, \"submission\": 1796617250,"
+        "          \"total\": {\"seconds\": 0, \"microseconds\": 0}},"
+        " \"tres\": {\"allocated\": [{\"type\": \"cpu\", \"name\": null, \"count\": 1}, {\"type\": \"energy\", \"name\": null, \"count\": null},"
+        "   {\"type\": \"gres\", \"name\": \"gpu:a100\", \"count\": 1}, {\"type\": \"gres\", \"name\": \"gpu\", \"count\": 1}]},"
+        " \"steps\": [{\"step\": {\"id\": \"batch\"}, \"state\": \"COMPLETED\", \"exit_code\": {\"return_code\": 0},"
+        "   \"nodes\": {\"list\": [\"n3\"], \"range\": \"n3\"},"
+        "   \"time\": {\"elapsed\": 5, \"start\": 1796617252, \"end\": 1796617257, \"total\": {\"seconds\": 1, \"microseconds\": 250000}},"
+        "   \"tres\": {\"requested\": {\"max\": [{\"type\": \"mem\", \"name\": null, \"count\": 141148160}],"
+        "                             \"total\": [{\"type\": \"mem\", \"name\": null, \"count\": 141148160}, {\"type\": \"gres\", \"name\": \"gpuutil\", \"count\": 87}]},"
+        "            \"allocated\": [{\"type\": \"cpu\", \"name\": null, \"count\": 1}]}}]},"
+        " {\"job_id\": 12, \"array\": {\"job_id\": 10, \"task_id\": {\"set\": true, \"number\": 2}}, \"state\": {\"current\": [\"FAILED\"]},"
+        "  \"exit_code\": {\"return_code\": {\"set\": true, \"number\": 3}}, \"required\": {\"memory_per_node\": {\"set\": true, \"number\": 1024}},"
+        "  \"time\": {\"elapsed\": 9, \"start\": 0, \"end\": 0, \"submission\": 0, \"eligible\": 0}, \"steps\": []}]}", 0, NULL);
+    assert_non_null(r);
+    char *text = NULL, err[256];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(slurm_rest_sacct_lines(r, f, err, sizeof err), 3);
+    fclose(f);
+    assert_string_equal(text,
+        "7|COMPLETED|0:0|5||1.250|cpu=1,gres/gpu:a100=1,gres/gpu=1||n3|a100|normal|2026-12-07T04:20:50|2026-12-07T04:20:51|"
+        "2026-12-07T04:20:52|2026-12-07T04:20:57|500M\n"
+        "7.batch|COMPLETED|0:0|5|137840K|1.250|cpu=1|gres/gpuutil=87,mem=137840K|n3|||2026-12-07T04:20:52|2026-12-07T04:20:52|"
+        "2026-12-07T04:20:52|2026-12-07T04:20:57|\n"
+        "10_2|FAILED|3:0|9||0.000||||||Unknown|Unknown|Unknown|Unknown|1024M\n");
+    free(text);
+    json_decref(r);
+    r = json_loads("{\"errors\": []}", 0, NULL);
+    f = open_memstream(&text, &len);
+    assert_int_equal(slurm_rest_sacct_lines(r, f, err, sizeof err), -1);
+    fclose(f);
+    free(text);
+    assert_non_null(strstr(err, "no \"jobs\""));
+    json_decref(r);
+}
+
 static void test_same_release(void **state)
 {
     (void)state;
@@ -236,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_parse_jobs_v38),
         cmocka_unit_test(test_parse_jobs_wrapped),
         cmocka_unit_test(test_jwt_and_errors),
+        cmocka_unit_test(test_sacct_lines),
         cmocka_unit_test(test_same_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
