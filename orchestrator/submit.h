@@ -44,6 +44,7 @@ typedef struct {
     long total;
     long by_state[JOB_UNKNOWN + 1];   // cells by the state of their latest attempt
     long evals_in_flight;             // eval jobs submitted, pending or running
+    int poll_failed;                  // a backend did not answer this refresh (states not refreshed)
 } StatusCounts;
 
 // Polls the backend(s) once for every unsettled attempt of the experiment, writes the new

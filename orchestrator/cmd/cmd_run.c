@@ -4,6 +4,7 @@
 #include "orchestrator/collect.h"
 #include "orchestrator/cmd/commands.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/poll_pace.h"
 #include "orchestrator/report.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
@@ -30,7 +31,9 @@ int cmd_run(int argc, char **argv)
         {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores)"},
         {"rerun-failed", 0, CLI_FLAG, &rerun_failed, NULL, "submit failed cells again"},
         {"runs", 0, CLI_STRING, &runs, "DIR", "where run dirs go (default ./runs)"},
-        {"interval", 0, CLI_INT, &interval, "SECONDS", "status refresh period (default 1)"},
+        {"interval", 0, CLI_INT, &interval, "SECONDS", "status refresh period (default 1; doubled up to 300 while the\n"
+         "scheduler is slow or does not answer)"},
+        {"poll-interval", 0, CLI_INT, &interval, "SECONDS", "same as --interval"},
         {"timeout", 0, CLI_INT, &timeout, "SECONDS", "stop waiting after this long (jobs keep running; exit 1)"},
         {"report", 0, CLI_STRING, &reports, "KINDS", "reports printed at the end (default cells,speedup)"},
         {"no-report", 0, CLI_FLAG, &no_report, NULL, "collect but print no report"},
@@ -78,8 +81,14 @@ int cmd_run(int argc, char **argv)
     time_t t0 = time(NULL);
     char last[512] = "";
     StatusCounts c;
+    PollPace pace;
+    poll_pace_init(&pace, interval);
     for (;;) {
+        struct timespec p0, p1;
+        clock_gettime(CLOCK_MONOTONIC, &p0);
         if (status_refresh(db, eid, &c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); db_close(db); return 1; }
+        clock_gettime(CLOCK_MONOTONIC, &p1);
+        double wait = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, c.poll_failed);
         char sum[512];
         status_summary(&c, sum, sizeof sum);
         if (tty) {
@@ -96,7 +105,7 @@ int cmd_run(int argc, char **argv)
             db_close(db);
             return 1;
         }
-        sleep((unsigned)interval);
+        sleep((unsigned)wait);
     }
     if (!tty) {
         if (status_print(db, eid, "table", stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: %s\n", err);

@@ -5,10 +5,12 @@
 #include "orchestrator/notify.h"
 #include "orchestrator/collect.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/poll_pace.h"
 #include "orchestrator/runfile.h"
 #include "orchestrator/submit.h"
 #include "orchestrator/table.h"
 #include "db/db.h"
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -144,6 +146,7 @@ int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCou
             if (!ok) {
                 // The scheduler is unreachable: keep the stored states, say so once.
                 fprintf(stderr, "segx status: %s backend: %s (states not refreshed)\n", u[i].backend, e);
+                if (counts) counts->poll_failed = 1;
                 for (size_t k = i; k < j; k++) js[k].state = JOB_SUBMITTED, js[k].exit_code = -2;
             }
             i = j;
@@ -545,12 +548,15 @@ int cmd_status(int argc, char **argv)
 {
     const char *db_path = NULL, *format = NULL;
     int json = 0, watch = 0, interval = 2, no_poll = 0;
+    double poll_interval = 0;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"format", 0, CLI_STRING, &format, "FMT", "table (default), csv, json or markdown"},
         {"json", 0, CLI_FLAG, &json, NULL, "same as --format json"},
         {"watch", 'w', CLI_FLAG, &watch, NULL, "refresh until every cell has settled"},
-        {"interval", 0, CLI_INT, &interval, "SECONDS", "--watch refresh period (default 2)"},
+        {"poll-interval", 0, CLI_DOUBLE, &poll_interval, "SECONDS", "--watch: seconds between polls of the scheduler (default 2;\n"
+         "doubled up to 300 while it is slow or does not answer)"},
+        {"interval", 0, CLI_INT, &interval, "SECONDS", "same as --poll-interval"},
         {"no-poll", 0, CLI_FLAG, &no_poll, NULL, "show stored states without asking the backend"},
         {0}};
     const CliCommand cmd = {
@@ -563,7 +569,9 @@ int cmd_status(int argc, char **argv)
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     if (json) format = "json";
-    if (interval < 1) interval = 1;
+    if (poll_interval <= 0) poll_interval = interval < 1 ? 1 : interval;
+    PollPace pace;
+    poll_pace_init(&pace, poll_interval);
     char err[1024], name[256], run_root[PATH_MAX];
     sqlite3 *db;
     if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) { fprintf(stderr, "segx status: %s\n", err); return 1; }
@@ -573,17 +581,20 @@ int cmd_status(int argc, char **argv)
     int tty = cli_is_tty(stdout);
     for (;;) {
         StatusCounts c;
+        double t0 = now_s();
         int r = no_poll ? 0 : status_refresh_wait(db, eid, STATUS_WRITE_WAIT_MS, &c, err, sizeof err);
+        double wait = poll_pace_next(&pace, now_s() - t0, !no_poll && r >= 0 && c.poll_failed);
         if (r < 0) { fprintf(stderr, "segx status: %s\n", err); rc = 1; break; }
         if (r == 1) fprintf(stderr, "segx status: the database is busy with another writer (a collect?): showing the stored states\n");
         if (no_poll) { memset(&c, 0, sizeof c); c.by_state[JOB_COMPLETED] = 1; }
-        if (watch && tty) printf("\033[H\033[2J%s (every %ds, Ctrl-C stops)\n", name, interval);
+        if (watch && tty) printf("\033[H\033[2J%s (every %gs%s, Ctrl-C stops)\n", name, wait, pace.slowed ? ": the scheduler is slow, asking less often" : "");
         int prc = status_print(db, eid, format, stdout, err, sizeof err);
         if (prc < 0) { fprintf(stderr, "segx status: %s\n", err); rc = prc == -2 ? 2 : 1; break; }
         fflush(stdout);
         rc = 0;
         if (!watch || all_settled(&c)) break;
-        sleep((unsigned)interval);
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
     }
     db_close(db);
     return rc;
