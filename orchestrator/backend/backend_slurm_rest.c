@@ -779,6 +779,17 @@ static void rest_close(Backend *b)
 
 static const BackendOps rest_ops = {"slurm-rest", rest_submit, rest_poll, rest_cancel, rest_close};
 
+// What an earlier open in this process learnt (segx status --watch and segx run open the backend for
+// every refresh): the API version, the token from `scontrol token` and when slurmctld last answered a
+// ping, per URL. A refresh then costs one GET /jobs instead of GET /openapi/v3 + GET /ping +
+// `scontrol token` (an RPC to slurmctld) + GET /jobs.
+static struct {
+    char url[1200];
+    const RestDialect *d;
+    char token[4096], token_src[64], user[64];
+    double token_exp, ping_at;
+} reopen;
+
 static void option_string(const char *options_json, const char *key, const char *env, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -848,6 +859,11 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
             rest_close(&r->base);
             return -1;
         }
+    } else if (strcmp(reopen.url, r->url) == 0 && reopen.token[0] && reopen.token_exp - (double)time(NULL) > 120) {
+        snprintf(r->token, sizeof r->token, "%s", reopen.token);   // this process's `scontrol token`, still good
+        snprintf(r->token_src, sizeof r->token_src, "%s", reopen.token_src);
+        snprintf(r->user, sizeof r->user, "%s", reopen.user);
+        r->token_exp = reopen.token_exp;
     } else {
         char e[600];
         if (token_from_scontrol(r, e, sizeof e) && !r->sock[0]) {
@@ -876,6 +892,8 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
             rest_close(&r->base);
             return -1;
         }
+    } else if (strcmp(reopen.url, r->url) == 0 && reopen.d) {
+        r->d = reopen.d;
     } else {
         if (rest_call(r, "GET", "/openapi/v3", NULL, &status, &j, e, sizeof e) != REST_OK) {
             snprintf(err, errlen, "cannot ask slurmrestd for its API versions: %s", e);
@@ -892,11 +910,16 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
             return -1;
         }
     }
-    // one ping: the token and slurmctld, before anything is submitted
+    // one ping: the token and slurmctld, before anything is submitted (not again within a minute)
     char path[64];
     snprintf(path, sizeof path, "/slurm/%s/ping", r->d->version);
-    int pr = rest_call(r, "GET", path, NULL, &status, &j, e, sizeof e);
-    json_decref(j);
+    int same = strcmp(reopen.url, r->url) == 0 && reopen.d == r->d && strcmp(reopen.token, r->token) == 0;
+    int pr = REST_OK;
+    if (!same || mono_s() - reopen.ping_at > 60) {
+        pr = rest_call(r, "GET", path, NULL, &status, &j, e, sizeof e);
+        json_decref(j);
+        if (pr == REST_OK) reopen.ping_at = mono_s();
+    }
     if (pr != REST_OK) {
         if (status >= 500)
             snprintf(err, errlen, "%s — slurmrestd could not reach slurmctld as user '%s': the token%s%s is wrong or expired "
@@ -907,6 +930,12 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
         rest_close(&r->base);
         return -1;
     }
+    snprintf(reopen.url, sizeof reopen.url, "%s", r->url);
+    reopen.d = r->d;
+    snprintf(reopen.token, sizeof reopen.token, "%s", r->token);
+    snprintf(reopen.token_src, sizeof reopen.token_src, "%s", r->token_src);
+    snprintf(reopen.user, sizeof reopen.user, "%s", r->user);
+    reopen.token_exp = r->token_exp;
     *out = &r->base;
     return 0;
 }
