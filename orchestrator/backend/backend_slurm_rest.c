@@ -17,10 +17,12 @@
 // Options JSON: {"slurmrestd_url", "api_version", "submit_retry_s" (default 60, or
 // $SEGX_SLURMRESTD_RETRY_S), "max_submitted"} — see backend_slurm.c for max_submitted.
 //
-// Known limit of the 22.05 slurmrestd (v0.0.37/38): it rejects --signal=B:SIG@T ("Invalid SIGNAL
-// specification"), so the time-limit warning goes to the job's steps (the trainer checkpoints and
-// exits 99, the cell ends preempted; `segx resubmit --failed` continues it) instead of the batch shell,
-// which would requeue the job itself. v0.0.39+ sends it to the batch shell (kill_warning_flags).
+// Known limit of the 22.05 slurmrestd (v0.0.37/38): its "signal" takes no B: ("Invalid SIGNAL
+// specification"; "USR1@T" would go to the job's steps, not the batch shell that requeues the job), and
+// no other field sets it. So for --signal=B:SIG@T the job gets SEGX_BATCH_SIGNAL="SIG LIMIT-T" in its
+// environment instead and the job script signals itself that many seconds after it starts (the time
+// limit is the job's own, so this is when Slurm would have sent it); the requeue then works as with the
+// other backends. v0.0.39+ send it to the batch shell (kill_warning_flags BATCH_JOB).
 #include "config.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/backend/slurm_rest.h"
@@ -47,12 +49,12 @@ extern char **environ;
 // API versions
 
 static const RestDialect dialects[] = {
-    // version    env_arr wrapped warn  minmax flags  gres field
-    {"v0.0.41",   1,      1,      1,    1,     1,     "tres_per_node"},
-    {"v0.0.40",   1,      1,      1,    1,     1,     "tres_per_node"},
-    {"v0.0.39",   1,      1,      1,    1,     1,     "tres_per_node"},
-    {"v0.0.38",   0,      0,      0,    0,     0,     "gres"},
-    {"v0.0.37",   0,      0,      0,    0,     0,     "gres"},
+    // version    env_arr wrapped warn  minmax flags  gres field       script in job
+    {"v0.0.41",   1,      1,      1,    1,     1,     "tres_per_node", 1},
+    {"v0.0.40",   1,      1,      1,    1,     1,     "tres_per_node", 0},
+    {"v0.0.39",   1,      1,      1,    1,     1,     "tres_per_node", 0},
+    {"v0.0.38",   0,      0,      0,    0,     0,     "gres",          0},
+    {"v0.0.37",   0,      0,      0,    0,     0,     "gres",          0},
 };
 #define NDIALECTS (sizeof dialects / sizeof dialects[0])
 
@@ -155,7 +157,13 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
         json_object_set_new(job, "open_mode", d->flag_arrays ? json_pack("[s]", o->open_append ? "APPEND" : "TRUNCATE")
                                                              : json_string(m));
     }
-    if (o->kill_invalid_dep >= 0) json_object_set_new(job, "kill_on_invalid_dependency", json_boolean(o->kill_invalid_dep));
+    if (o->kill_invalid_dep >= 0) {
+        if (d->flag_arrays)
+            json_object_set_new(job, "flags", json_pack("[s]", o->kill_invalid_dep ? "KILL_INVALID_DEPENDENCY" : "NO_KILL_INVALID_DEPENDENCY"));
+        else
+            json_object_set_new(job, "kill_on_invalid_dependency", json_boolean(o->kill_invalid_dep));
+    }
+    char batch_signal[96] = "";
     if (o->signal_num) {
         const char *sn = signal_name(o->signal_num);
         char sig[32];
@@ -164,16 +172,24 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
             json_object_set_new(job, "kill_warning_signal", json_string(sig));
             json_object_set_new(job, "kill_warning_delay", number(d, o->signal_time));
             if (o->signal_batch_only) json_object_set_new(job, "kill_warning_flags", json_pack("[s]", "BATCH_JOB"));
-        } else {
+        } else if (!o->signal_batch_only) {
             char s[64];
             snprintf(s, sizeof s, "%s@%d", sig, o->signal_time);
             json_object_set_new(job, "signal", json_string(s));
+        } else if (minutes > 0 && !unl) {
+            // B: (the batch shell) is refused by these versions: the job script signals itself instead,
+            // SECONDS after it starts (templates/job.sbatch.tmpl reads SEGX_BATCH_SIGNAL="SIG SECONDS")
+            snprintf(batch_signal, sizeof batch_signal, "SEGX_BATCH_SIGNAL=%s %d", sig,
+                     minutes * 60 - o->signal_time > 0 ? minutes * 60 - o->signal_time : 0);
         }
     }
     json_t *e = d->env_array ? json_array() : json_object();
-    for (char *const *p = env; p && *p; p++) {
+    char *const extra[] = {batch_signal[0] ? batch_signal : NULL, NULL};
+    char *const *envs[] = {env, extra};
+    for (int src = 0; src < 2; src++) for (char *const *p = envs[src]; p && *p; p++) {
         const char *eq = strchr(*p, '=');
         if (!eq || eq == *p || strncmp(*p, "SLURM_JWT=", 10) == 0) continue;
+        if (src == 0 && strncmp(*p, "SEGX_BATCH_SIGNAL=", 18) == 0) continue;   // only what this job asks for
         if (d->env_array) json_array_append_new(e, json_string(*p));
         else {
             char k[256];
@@ -184,6 +200,10 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
         }
     }
     json_object_set_new(job, "environment", e);
+    if (d->script_in_job) {
+        json_object_set_new(job, "script", json_string(script));
+        return json_pack("{s:o}", "job", job);
+    }
     return json_pack("{s:s,s:o}", "script", script, "job", job);
 }
 
@@ -208,11 +228,13 @@ static const char *str(json_t *o, const char *key)
     return s ? s : "";
 }
 
-// wait(2)-style status: an integer (v0.0.38), or {"status": ..., "return_code": N, "signal": {...}}
+// wait(2)-style status: an integer (v0.0.38), {"set": true, "number": N} (v0.0.39), or
+// {"status": ..., "return_code": N, "signal": {...}} (v0.0.40+)
 static int exit_status(json_t *v)
 {
     if (json_is_integer(v)) return (int)json_integer_value(v);
     if (!json_is_object(v)) return -1;
+    if (json_object_get(v, "number") || json_object_get(v, "set")) return (int)num(v, -1);
     json_t *sig = json_object_get(json_object_get(v, "signal"), "id");
     if (!sig) sig = json_object_get(json_object_get(v, "signal"), "signal_id");
     int s = (int)num(sig, 0);

@@ -8,7 +8,9 @@
 // API versions (slurmrestd's openapi/v0.0.NN plugins): v0.0.37 and v0.0.38 (Slurm 21.08-23.02; tested
 // against the 22.05 slurmrestd of slurm/local-cluster), v0.0.39 to v0.0.41 (23.02-24.11; written from
 // their published OpenAPI descriptions: environment as a "K=V" array, numbers as {"set","number"},
-// --signal=B: as kill_warning_flags, GPUs as tres_per_node "gres/gpu:..."). Replies of every version
+// --signal=B: as kill_warning_flags, GPUs as tres_per_node "gres/gpu:...", kill_on_invalid_dependency
+// as a job flag, and from v0.0.41 the script inside the job). tests/integration/slurm_rest_versions.sh
+// submits and polls through each against slurm_rest_fake.py serving that version's shapes. Replies of every version
 // are read the same tolerant way (a number or {"set","number"}, a state string or list, an exit code
 // as a wait status or {"status","return_code"}).
 #ifndef SEGX_SLURM_REST_H
@@ -24,8 +26,10 @@ typedef struct {
     int wrapped_numbers;     // time_limit, memory_per_node, kill_warning_delay as {"set": true, "number": N}
     int warn_flags;          // --signal as kill_warning_signal/_delay/_flags (else "signal": "SIG@T", no B:)
     int nodes_minmax;        // minimum_nodes/maximum_nodes (else "nodes": [min, max])
-    int flag_arrays;         // open_mode as ["APPEND"] (else "append")
+    int flag_arrays;         // open_mode as ["APPEND"] (else "append"); kill_on_invalid_dependency as
+                             // "flags": ["KILL_INVALID_DEPENDENCY"] (v0.0.39+ have no such field)
     const char *gres_field;  // "gres" ("gpu:a100:2") or "tres_per_node" ("gres/gpu:a100:2")
+    int script_in_job;       // the script as job.script (v0.0.41: the top-level "script" is deprecated)
 } RestDialect;
 
 // The dialect of version "v0.0.NN", or NULL when segx does not speak it.

@@ -72,7 +72,7 @@ static void test_submit_body_v38(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "tasks")), 4);   // per node x nodes, as sbatch
     assert_int_equal(json_integer_value(json_object_get(j, "memory_per_node")), 4096);
     assert_string_equal(json_string_value(json_object_get(j, "gres")), "gpu:a100:2");
-    assert_string_equal(json_string_value(json_object_get(j, "signal")), "USR1@30");   // 22.05 refuses B:
+    assert_null(json_object_get(j, "signal"));   // 22.05 refuses B: and "USR1@30" would go to the steps
     assert_string_equal(json_string_value(json_object_get(j, "open_mode")), "append");
     assert_string_equal(json_string_value(json_object_get(j, "comment")), "segx:x/abc/1");
     assert_string_equal(json_string_value(json_object_get(j, "dependency")), "afterok:12");
@@ -81,7 +81,22 @@ static void test_submit_body_v38(void **state)
     assert_true(json_is_object(e));
     assert_string_equal(json_string_value(json_object_get(e, "A")), "b=c");
     assert_null(json_object_get(e, "SLURM_JWT"));      // the token does not travel into the job
-    assert_int_equal(json_object_size(e), 2);
+    // instead the job script signals itself at the time limit (90 min) less the 30 s
+    assert_string_equal(json_string_value(json_object_get(e, "SEGX_BATCH_SIGNAL")), "USR1 5370");
+    assert_int_equal(json_object_size(e), 3);
+    json_decref(b);
+    // a signal for the steps (no B:) is Slurm's own; no time limit: nothing to count from
+    o.signal_batch_only = 0;
+    b = slurm_rest_submit_body(slurm_rest_dialect("v0.0.38"), &o, "#!/bin/bash\ntrue\n", env);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(b, "job"), "signal")), "USR1@30");
+    assert_null(json_object_get(json_object_get(json_object_get(b, "job"), "environment"), "SEGX_BATCH_SIGNAL"));
+    json_decref(b);
+    o.signal_batch_only = 1;
+    o.time[0] = '\0';
+    char *env2[] = {"SEGX_BATCH_SIGNAL=stale", NULL};
+    b = slurm_rest_submit_body(slurm_rest_dialect("v0.0.38"), &o, "#!/bin/bash\ntrue\n", env2);
+    assert_null(json_object_get(json_object_get(b, "job"), "signal"));
+    assert_null(json_object_get(json_object_get(json_object_get(b, "job"), "environment"), "SEGX_BATCH_SIGNAL"));   // not inherited
     json_decref(b);
 }
 
@@ -104,6 +119,15 @@ static void test_submit_body_v40(void **state)
     assert_true(json_is_array(e));
     assert_int_equal(json_array_size(e), 1);
     assert_string_equal(json_string_value(json_array_get(e, 0)), "PATH=/usr/bin");
+    assert_null(json_object_get(j, "kill_on_invalid_dependency"));   // no such field from v0.0.39: a job flag
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "flags"), 0)), "KILL_INVALID_DEPENDENCY");
+    assert_string_equal(json_string_value(json_object_get(b, "script")), "#!/bin/sh\n");
+    assert_null(json_object_get(j, "script"));
+    json_decref(b);
+    // v0.0.41: the script inside the job (the top-level one is deprecated)
+    b = slurm_rest_submit_body(slurm_rest_dialect("v0.0.41"), &o, "#!/bin/sh\n", env);
+    assert_null(json_object_get(b, "script"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(b, "job"), "script")), "#!/bin/sh\n");
     json_decref(b);
 }
 
@@ -171,12 +195,16 @@ static void test_parse_jobs_wrapped(void **state)
         " \"end_time\": {\"set\": true, \"number\": 120}, \"array_job_id\": {\"set\": true, \"number\": 0},"
         " \"array_task_id\": {\"set\": false, \"number\": 0}, \"restart_cnt\": 0, \"nodes\": \"n2\", \"user_name\": \"u\"},"
         " {\"job_id\": 13, \"job_state\": [\"CANCELLED\"], \"exit_code\": {\"status\": [\"SIGNALED\"], \"signal\": {\"id\": {\"set\": true, \"number\": 9}}},"
-        " \"array_job_id\": {\"set\": true, \"number\": 11}, \"array_task_id\": {\"set\": true, \"number\": 5}}]}", 0, NULL);
+        " \"array_job_id\": {\"set\": true, \"number\": 11}, \"array_task_id\": {\"set\": true, \"number\": 5}},"
+        // v0.0.39: the state a string, the exit code a wait status as {"set", "number"}
+        " {\"job_id\": 14, \"job_state\": \"FAILED\", \"exit_code\": {\"set\": true, \"infinite\": false, \"number\": 768}}]}", 0, NULL);
     SlurmJobInfo *jobs;
     size_t n;
     char err[256];
     assert_int_equal(slurm_rest_parse_jobs(r, "", &jobs, &n, err, sizeof err), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
+    assert_int_equal(jobs[2].exit_status, 3 << 8);
+    assert_string_equal(jobs[2].state, "FAILED");
     assert_string_equal(jobs[0].job_id, "12");
     assert_string_equal(jobs[0].state, "FAILED");
     assert_int_equal(jobs[0].exit_status, 2 << 8);
