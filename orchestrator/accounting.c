@@ -230,7 +230,7 @@ static int fetch_page(Row *rows, size_t n, Backend **rest, char *why, size_t why
         run_sacct(rows + n - nrest, nrest, why, whylen) < 0) {
         char w[600];
         snprintf(w, sizeof w, "%s", why);
-        snprintf(why, whylen, "slurmrestd: %s; %s", rwhy, w);
+        snprintf(why, whylen, "slurmrestd: %.280s; %.280s", rwhy, w);
         return -1;
     }
     return 0;
