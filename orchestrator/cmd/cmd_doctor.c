@@ -5,7 +5,9 @@
 // On a real cluster also: libslurm's release against slurmctld's (a mismatch: use slurm-rest or
 // slurm-cli), PreemptMode and JobRequeue (will a preempted cell requeue?), MaxArraySize / MaxJobCount
 // and the QOS MaxSubmitJobs against the plan's cell count, the results DB on a network filesystem
-// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire.
+// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire, and
+// with a container runtime: one short test job (--backend) that runs `RUNTIME --version` and tests
+// the image path on a compute node (--no-job skips it).
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
@@ -295,17 +297,27 @@ static void check_db_fs(Report *r, const char *db_path)
     say(r, "ok", "database", "%s on a local filesystem", db_path);
 }
 
+// The container runtime and image a run uses: the spec's, else the profile's ("" when none).
+static void container_of(const ClusterProfile *p, const json_t *spec_container, const char **runtime, const char **image)
+{
+    *runtime = p ? cluster_container_runtime(p) : "";
+    *image = p ? cluster_container_image(p) : "";
+    if (json_is_object(spec_container)) {
+        *runtime = json_string_value(json_object_get(spec_container, "runtime"));
+        *image = json_string_value(json_object_get(spec_container, "image"));
+    } else if (json_is_string(spec_container)) {
+        *image = json_string_value(spec_container);
+        if (!*runtime || !**runtime) *runtime = "apptainer";
+    }
+    if (!*runtime) *runtime = "";
+    if (!*image) *image = "";
+}
+
 static void check_container(Report *r, const ClusterProfile *p, const json_t *spec_container)
 {
-    const char *runtime = p ? cluster_container_runtime(p) : "", *image = p ? cluster_container_image(p) : "";
-    if (json_is_object(spec_container)) {
-        runtime = json_string_value(json_object_get(spec_container, "runtime"));
-        image = json_string_value(json_object_get(spec_container, "image"));
-    } else if (json_is_string(spec_container)) {
-        image = json_string_value(spec_container);
-        if (!runtime || !*runtime) runtime = "apptainer";
-    }
-    if (!runtime || !*runtime) { say(r, "ok", "container", "none (the trainer runs on the host)"); return; }
+    const char *runtime, *image;
+    container_of(p, spec_container, &runtime, &image);
+    if (!*runtime) { say(r, "ok", "container", "none (the trainer runs on the host)"); return; }
     char found[4096];
     // the program each runtime needs where jobs run (Pyxis is srun's plugin: srun is checked above)
     const char *prog = !strcmp(runtime, "charliecloud") ? "ch-run" : !strcmp(runtime, "enroot") ? "srun" : runtime;
@@ -315,6 +327,127 @@ static void check_container(Report *r, const ClusterProfile *p, const json_t *sp
         if (access(image, R_OK) == 0) say(r, "ok", "image", "%s readable", image);
         else say(r, "FAIL", "image", "%s is not readable from here", image);
     }
+}
+
+// 'text' for a shell script
+static void shell_quote(const char *in, char *out, size_t cap)
+{
+    size_t k = 0;
+    if (cap < 3) { if (cap) out[0] = '\0'; return; }
+    out[k++] = '\'';
+    for (const char *c = in; *c && k + 6 < cap; c++) {
+        if (*c == '\'') { memcpy(out + k, "'\\''", 4); k += 4; } else out[k++] = *c;
+    }
+    out[k++] = '\'';
+    out[k] = '\0';
+}
+
+static double mono_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+// The container runtime and image where jobs run: one short job through the backend (on the
+// partition of the profile's first GPU type, without GPUs) runs `RUNTIME --version` and tests the
+// image path on its compute node; its output comes back through a folder under the current one,
+// which the nodes must see (as they must see the run dirs).
+static void check_nodes(Report *r, const ClusterProfile *p, const json_t *spec_container, const char *backend_name, int timeout_s)
+{
+    const char *runtime, *image;
+    container_of(p, spec_container, &runtime, &image);
+    if (!*runtime) return;
+    const char *prog = !strcmp(runtime, "charliecloud") ? "ch-run" : runtime;
+    const char *vflag = !strcmp(runtime, "enroot") ? "version" : "--version";
+    int image_is_path = *image && strcmp(runtime, "enroot") && strcmp(runtime, "podman") && !strstr(image, "://");
+    char cwd[PATH_MAX], dir[PATH_MAX + 32], script[PATH_MAX + 64], err[2048];
+    if (!getcwd(cwd, sizeof cwd)) { say(r, "warn", "node-check", "no current directory: test job skipped"); return; }
+    snprintf(dir, sizeof dir, "%s/.segx-doctor-XXXXXX", cwd);
+    if (!mkdtemp(dir)) { say(r, "warn", "node-check", "cannot create a folder in %s for the test job: skipped", cwd); return; }
+    snprintf(script, sizeof script, "%s/check.sh", dir);
+    char qprog[256], qimg[PATH_MAX * 4 + 8];
+    shell_quote(prog, qprog, sizeof qprog);
+    shell_quote(image, qimg, sizeof qimg);
+    FILE *f = fopen(script, "w");
+    if (!f) { say(r, "warn", "node-check", "cannot write %s: test job skipped", script); rmdir(dir); return; }
+    fprintf(f, "#!/bin/bash\n#SBATCH --ntasks=1\n# segx doctor: is the container runtime and image there on a compute node?\n"
+               "export USER=\"${USER:-$(id -un)}\"   # ch-run needs it\necho \"node=$(hostname)\"\n"
+               "if command -v %s >/dev/null 2>&1; then echo \"runtime=$(%s %s 2>&1 | head -n 1)\"; else echo runtime=missing; fi\n",
+            qprog, qprog, vflag);
+    if (image_is_path) fprintf(f, "if [ -r %s ]; then echo image=ok; else echo image=missing; fi\n", qimg);
+    fclose(f);
+    Backend *b = NULL;
+    char job_id[64] = "", key[64];
+    const char *part = NULL;
+    for (size_t i = 0; p && i < cluster_gpu_count(p) && !part; i++)
+        if (cluster_gpu_at(p, i)->partition[0]) part = cluster_gpu_at(p, i)->partition;
+    snprintf(key, sizeof key, "node-check-%ld-%ld", (long)getpid(), (long)time(NULL));
+    JobSpec js = {.experiment = "doctor", .cell_key = key, .run_dir = dir, .script_path = script, .job_name = "segx-doctor",
+                  .attempt = 1, .gpus = 0, .nodes = 1, .cpus_per_task = 1, .gpu_type = "cpu", .partition = part,
+                  .time_limit = "00:02:00"};
+    JobStatus st = {0};
+    st.state = JOB_UNKNOWN;
+    if (backend_open(backend_name, NULL, &b, err, sizeof err) < 0) {
+        say(r, "warn", "node-check", "backend %s: %s: the runtime on the compute nodes is not checked", backend_name, err);
+        goto cleanup;
+    }
+    if (b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err) < 0) {
+        say(r, "warn", "node-check", "the test job was not submitted through %s: %s", b->ops->name, err);
+        goto cleanup;
+    }
+    double t0 = mono_now(), wait = 0.5;
+    for (;;) {
+        const char *ids[1] = {job_id};
+        if (b->ops->poll(b, ids, 1, &st, err, sizeof err) < 0) st.state = JOB_SUBMITTED;   // not answering now: try again
+        if (st.state == JOB_UNKNOWN || job_state_is_final(st.state)) break;
+        if (mono_now() - t0 > timeout_s) {
+            b->ops->cancel(b, job_id, err, sizeof err);
+            say(r, "warn", "node-check", "test job %s did not end within %d s (%s%s%s): cancelled; the runtime on the compute "
+                "nodes is not checked (--job-timeout SECONDS waits longer)", job_id, timeout_s, job_state_name(st.state),
+                st.reason[0] ? ": " : "", st.reason);
+            goto cleanup;
+        }
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        if (wait < 5) wait *= 2;
+    }
+    {
+        char out[PATH_MAX + 96], line[1024], node[256] = "", rt[512] = "", img[32] = "";
+        snprintf(out, sizeof out, "%s/slurm-%s.out", dir, job_id);
+        FILE *o = fopen(out, "r");
+        if (!o) {
+            say(r, "FAIL", "node-check", "test job %s ended %s but wrote no %s: do the compute nodes see %s? (run dirs must be "
+                "shared the same way)", job_id, job_state_name(st.state), out, cwd);
+            goto cleanup;
+        }
+        while (fgets(line, sizeof line, o)) {
+            line[strcspn(line, "\n")] = '\0';
+            if (!strncmp(line, "node=", 5)) snprintf(node, sizeof node, "%.255s", line + 5);
+            else if (!strncmp(line, "runtime=", 8)) snprintf(rt, sizeof rt, "%.511s", line + 8);
+            else if (!strncmp(line, "image=", 6)) snprintf(img, sizeof img, "%.31s", line + 6);
+        }
+        fclose(o);
+        if (!rt[0]) say(r, "FAIL", "node-check", "test job %s on %s ended %s without an answer (see its output %s)", job_id,
+                        node[0] ? node : "?", job_state_name(st.state), out);
+        else if (!strcmp(rt, "missing"))
+            say(r, "FAIL", "node-check", "%s is not on PATH on compute node %s (test job %s via %s): install it there, or load "
+                "it with the profile's modules", prog, node, job_id, b->ops->name);
+        else say(r, "ok", "node-check", "%s on compute node %s: %s (test job %s via %s)", prog, node, rt, job_id, b->ops->name);
+        if (!strcmp(img, "missing"))
+            say(r, "FAIL", "node-image", "%s is not readable on compute node %s (test job %s): put the image where the nodes "
+                "see it", image, node, job_id);
+        else if (!strcmp(img, "ok")) say(r, "ok", "node-image", "%s readable on compute node %s", image, node);
+    }
+cleanup:
+    backend_close(b);
+    char path[PATH_MAX + 96];
+    snprintf(path, sizeof path, "%s/slurm-%s.out", dir, job_id);
+    if (job_id[0]) unlink(path);
+    snprintf(path, sizeof path, "%s/slurm-%s.err", dir, job_id);
+    if (job_id[0]) unlink(path);
+    unlink(script);
+    rmdir(dir);
 }
 
 // Any trainer value that names an absolute path, or a key that says it is one.
@@ -338,12 +471,15 @@ static void check_paths(Report *r, const json_t *obj, const char *prefix, int *n
 
 int cmd_doctor(int argc, char **argv)
 {
-    const char *spec_path = NULL, *cluster = NULL;
-    int as_json = 0;
+    const char *spec_path = NULL, *cluster = NULL, *backend = "auto";
+    int as_json = 0, no_job = 0, job_timeout = 300;
     const CliOption opts[] = {
         {"spec", 's', CLI_STRING, &spec_path, "FILE", "check what this spec needs (its cluster, container, data)"},
         {"cluster", 0, CLI_STRING, &cluster, "NAME", "cluster profile to check (default: the spec's, else local)"},
         {"json", 0, CLI_FLAG, &as_json, NULL, "machine-readable output"},
+        {"backend", 0, CLI_STRING, &backend, "NAME", "the backend of the test job on a compute node (default auto)"},
+        {"no-job", 0, CLI_FLAG, &no_job, NULL, "do not submit the test job (container runtime and image on a node)"},
+        {"job-timeout", 0, CLI_INT, &job_timeout, "SECONDS", "how long to wait for the test job (default 300)"},
         {0}};
     const CliCommand cmd = {
         "segx doctor [--spec FILE] [--cluster NAME] [--json]",
@@ -351,7 +487,8 @@ int cmd_doctor(int argc, char **argv)
         "profile's partitions and GPU types exist, that the container runtime and image are there,\n"
         "and that the spec's data paths are readable. On a cluster also: libslurm against slurmctld's\n"
         "release, PreemptMode/JobRequeue, MaxArraySize/MaxJobCount/QOS MaxSubmitJobs against the plan,\n"
-        "slurmrestd and its token (SEGX_SLURMRESTD_URL, SLURM_JWT), the DB on a network filesystem.\n"
+        "slurmrestd and its token (SEGX_SLURMRESTD_URL, SLURM_JWT), the DB on a network filesystem, and\n"
+        "with a container: one short test job (--backend) that looks for the runtime and image on a node.\n"
         "Exit 1 when a check fails.",
         opts, 0, 0, "examples:\n  segx doctor --spec examples/quickstart.json\n  segx doctor --cluster university-example"};
     CliArgs a;
@@ -387,6 +524,7 @@ int cmd_doctor(int argc, char **argv)
     }
     check_db_fs(&r, db_path_default(NULL));
     check_container(&r, p, s ? s->container : NULL);
+    if (reachable && !no_job) check_nodes(&r, p, s ? s->container : NULL, backend, job_timeout > 0 ? job_timeout : 300);
 
     if (!s || !s->external) {
         const char *t = cli_trainer_path();

@@ -4,6 +4,8 @@
 # with what to do, and still passes (warnings); libslurm matches this slurmctld's release. Without
 # slurmrestd where SEGX_SLURMRESTD_URL points, the slurm-rest check fails and names the URL. This
 # cluster has no slurmdbd: collect says so once and succeeds; report queue says how to get accounting.
+# With a container in the spec, a short test job (through slurm-rest, and the default backend) looks for
+# the runtime and image on a compute node: found, a runtime missing, an image missing.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
@@ -37,6 +39,39 @@ out=$(SEGX_SLURMRESTD_URL=http://127.0.0.1:9 "$SEGX" doctor 2>&1); rc=$?
 check_eq "slurmrestd not where SEGX_SLURMRESTD_URL points: doctor exits 1" 1 "$rc"
 case $(line slurm-rest) in *FAIL*"http://127.0.0.1:9/openapi/v3"*"SEGX_SLURMRESTD_URL"*) pass "and names the URL";;
   *) fail "and names the URL" "$out";; esac
+
+# the container runtime and image on a compute node: one short test job through slurm-rest
+mkdir -p img
+mk() { # NAME RUNTIME IMAGE
+  cat >"$1.json" <<JSON
+{"name": "$1", "trainer": {"command": "true {{run_dir}}", "launch": "once"}, "container": {"runtime": "$2", "image": "$3"},
+ "matrix": {"model": ["m"], "gpu_type": ["cpu"], "batch_per_gpu": [8]}, "resources": {"time": "00:05:00"}, "cluster": "local"}
+JSON
+}
+mk cg charliecloud "$TEST_TMP/img"
+tok=$(scontrol token lifespan=7200)
+out=$(SLURM_JWT=${tok#SLURM_JWT=} SEGX_SLURMRESTD_URL=$REST "$SEGX" doctor --spec cg.json --backend slurm-rest 2>&1); rc=$?
+check_eq "runtime and image present on the node: doctor exits 0" 0 "$rc"
+case $(line node-check) in *ok*"ch-run on compute node $(hostname): "*"(test job "*" via slurm-rest)"*) pass "the test job ran ch-run --version on a compute node";;
+  *) fail "the test job ran ch-run --version on a compute node" "$out";; esac
+case $(line node-image) in *ok*"$TEST_TMP/img readable on compute node"*) pass "and found the image there";; *) fail "and found the image there" "$out";; esac
+# wrong on purpose: a runtime the nodes do not have, an image that is not there
+mk cb apptainer "$TEST_TMP/no-such-image.sif"
+command -v apptainer >/dev/null && skip "apptainer is installed here: no missing runtime to find" || {
+  out=$(SLURM_JWT=${tok#SLURM_JWT=} SEGX_SLURMRESTD_URL=$REST "$SEGX" doctor --spec cb.json --backend slurm-rest 2>&1); rc=$?
+  check_eq "runtime and image missing: doctor exits 1" 1 "$rc"
+  case $(line node-check) in *FAIL*"apptainer is not on PATH on compute node $(hostname) (test job "*"via slurm-rest)"*"modules"*)
+    pass "the node's missing runtime named, with the node, the job and what to do";; *) fail "the node's missing runtime named" "$out";; esac
+}
+mk ci charliecloud "$TEST_TMP/no-such-image"
+out=$("$SEGX" doctor --spec ci.json 2>&1); rc=$?
+check_eq "image missing: doctor exits 1" 1 "$rc"
+case $(line node-image) in *FAIL*"$TEST_TMP/no-such-image is not readable on compute node"*"put the image where the nodes see it"*)
+  pass "the image missing on the node, through the default backend";; *) fail "the image missing on the node" "$out";; esac
+out=$("$SEGX" doctor --spec ci.json --no-job 2>&1)
+check_eq "--no-job: no test job" "" "$(echo "$out" | grep -E '^  [a-zA-Z]+ +node-')"
+check_eq "the test jobs' folders are gone" "" "$(ls -d .segx-doctor-* 2>/dev/null)"
+check_eq "no test job left pending or running" 0 "$(squeue -h -t PD,R -n segx-doctor | wc -l)"
 
 # no slurmdbd: one note from collect, nothing fails
 "$SEGX" plan d.json >/dev/null 2>&1
