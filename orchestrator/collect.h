@@ -10,11 +10,17 @@
 //    reading, so never waited on) is a warning naming the path, and the stored rows stay; such an
 //    attempt's fingerprint is not updated, so the next collect looks again. Reads are bounded
 //    (orchestrator/runfile.h): metrics lines up to 1 MiB, other files up to 16 MiB.
-//  * Memory does not grow with the number of cells: attempts are read a page at a time.
+//  * Memory does not grow with the number of cells: attempts are read a page at a time, and their
+//    files a batch (16 MiB) at a time.
+//  * Files are read with no transaction open; each batch is then written in one short write
+//    transaction, so readers and other writers (plan, status, submit) wait at most for one batch,
+//    never for a slow file system. A run-dir file over 64 MiB (metrics.jsonl, runs.tsv) is
+//    streamed from disk while its batch is written, and trace.json files are read there too.
 //  * Idempotent: an attempt whose files are unchanged since its last ingest (attempts.ingest_sig)
 //    is skipped; a changed one is rewritten with upserts keyed by (attempt, line), so re-ingesting
 //    the same files leaves every row, id and timestamp as it was.
-//  * One writer transaction per collect_run (all or nothing).
+//  * Each attempt's rows and its fingerprint commit together: a collect killed half-way leaves
+//    every attempt either as it was or fully ingested, and the next collect goes on from there.
 //  * A malformed metrics line is skipped with a warning "FILE:LINE: ..." on opts->warn; the rest
 //    is kept. Unknown keys go to epochs.extra (a JSON object).
 //  * attempts.state comes from exit_code while the state is not final (planned, submitted,
@@ -45,7 +51,8 @@ typedef struct {
 } CollectStats;
 
 // experiment: its name, or NULL for every experiment. opts/stats may be NULL.
-// 0 success (warnings allowed); -1 with err (nothing written); -2 with err for bad input
+// 0 success (warnings allowed); -1 with err (the batches before the failure stay committed,
+// each complete; nothing of the failed one is written); -2 with err for bad input
 // (no such experiment).
 int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts, CollectStats *stats,
                 char *err, size_t errlen);

@@ -127,6 +127,21 @@ int runfile_lines_open(const char *path, size_t max_line, RunLines **out, char *
     return 0;
 }
 
+int runfile_lines_mem(const char *path, char *buf, size_t len, size_t max_line, RunLines **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    RunLines *r = calloc(1, sizeof *r);
+    if (!r) {
+        free(buf);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    *r = (RunLines){.fd = -1, .eof = 1, .buf = buf, .cap = len, .end = len, .max_line = max_line};
+    snprintf(r->path, sizeof r->path, "%s", path);
+    *out = r;
+    return 0;
+}
+
 // Reads more bytes after r->end (compacting first). 1 read some, 0 EOF, -1 error.
 static int fill(RunLines *r, char *err, size_t errlen)
 {
@@ -198,7 +213,7 @@ int runfile_lines_next(RunLines *r, const char **line, size_t *len, int *too_lon
 void runfile_lines_close(RunLines *r)
 {
     if (!r) return;
-    close(r->fd);
+    if (r->fd >= 0) close(r->fd);
     free(r->buf);
     free(r);
 }

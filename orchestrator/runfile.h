@@ -34,5 +34,8 @@ int runfile_lines_open(const char *path, size_t max_line, RunLines **r, char *er
 int runfile_lines_next(RunLines *r, const char **line, size_t *len, int *too_long, int *no_newline, long *lineno,
                        char *err, size_t errlen);
 void runfile_lines_close(RunLines *r);
+// A line reader over bytes already read (runfile_read's buffer, which it takes over and frees):
+// the same lines, flags and numbers as runfile_lines_open on the file that held them.
+int runfile_lines_mem(const char *path, char *buf, size_t len, size_t max_line, RunLines **r, char *err, size_t errlen);
 
 #endif

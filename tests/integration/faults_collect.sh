@@ -131,10 +131,19 @@ same_dump "files back: the same rows" ref.sql
 check_eq "integrity_check" ok "$(q 'PRAGMA integrity_check')"
 
 # --- 4. kill -9 of collect at several points of a large ingest ---------------------------------
-# A second experiment: attempts whose run dirs hold long metrics files, collected in one
-# transaction; killed when it has read 0%, 30% and 70% of them (/proc/PID/io), the DB must be as
-# before (all or nothing), then a full collect stores everything once.
+# A second experiment: attempts whose run dirs hold long metrics files, collected in short
+# transactions of a batch of attempts each (files read before each one); killed when it has read
+# 0%, 30% and 70% of them (/proc/PID/io), each attempt must be all or nothing: as before (no rows,
+# no fingerprint, still running) or complete (every line and class IoU, fingerprint, completed);
+# then a full collect stores everything once.
 cells=20 lines=1500; [ "${SEGX_SAN:-0}" = 1 ] && cells=10 lines=1000
+big_attempts="SELECT a.id FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'big'"
+# attempts of big that are neither as before nor complete
+partial() { q "SELECT count(*) FROM attempts a WHERE a.id IN ($big_attempts) AND NOT (
+  (a.ingest_sig IS NULL AND a.state = 'running' AND a.exit_code IS NULL AND NOT EXISTS (SELECT 1 FROM epochs e WHERE e.attempt_id = a.id))
+  OR (a.ingest_sig IS NOT NULL AND a.state = 'completed' AND a.exit_code = 0
+      AND (SELECT count(*) FROM epochs e WHERE e.attempt_id = a.id) = $lines
+      AND (SELECT count(*) FROM class_iou i JOIN epochs e ON e.id = i.epoch_id WHERE e.attempt_id = a.id) = $((lines * 4))))"; }
 cat >big.json <<EOF
 {"name": "big", "trainer": {"command": "true {{seed}}"},
  "matrix": {"gpu_type": ["cpu"], "batch_per_gpu": [8], "seed": [$(seq -s, 1 $cells)]}}
@@ -160,7 +169,8 @@ dump >big-before.sql
 total=$(cat $(sed 's|$|/metrics.jsonl|' big.dirs) | wc -c)
 big_lines() { q "SELECT count(*) FROM epochs e JOIN attempts a ON a.id = e.attempt_id JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'big'"; }
 for pct in 0 30 70; do
-  "$SEGX" collect big >kill.out 2>&1 &
+  # a write transaction per attempt here (each one's file is 1 / $cells of the bytes)
+  SEGX_COLLECT_BATCH_BYTES=1 "$SEGX" collect big >kill.out 2>&1 &
   pid=$!
   for _ in $(seq 1 12000); do
     r=$(awk '/^rchar/ {print $2}' "/proc/$pid/io" 2>/dev/null) || break
@@ -168,14 +178,18 @@ for pct in 0 30 70; do
     sleep 0.01
   done
   kill -9 "$pid" 2>/dev/null; wait "$pid"; krc=$?
-  # all or nothing: killed before its commit, the DB is exactly as before; after it (or never
-  # killed), every line is there
+  # each attempt all or nothing; killed before its first commit, the DB is exactly as before
   if cmp -s <(dump) big-before.sql; then
     check_eq "collect killed -9 after reading ${pct}% of the files: the DB is exactly as before" 137 "$krc"
   else
-    check_eq "collect ended (exit $krc) before the kill at ${pct}%: every line is there, once" $((cells * lines)) "$(big_lines)"
-    sqlite3 "$SEGX_DB" "PRAGMA foreign_keys = ON; DELETE FROM epochs WHERE attempt_id IN (SELECT a.id FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'big')"
-    sqlite3 "$SEGX_DB" "UPDATE attempts SET ingest_sig = NULL, state = 'running', exit_code = NULL, collected_at = NULL, run_s = NULL WHERE id IN (SELECT a.id FROM attempts a JOIN cells c ON c.id = a.cell_id JOIN experiments x ON x.id = c.experiment_id WHERE x.name = 'big')"
+    done_n=$(q "SELECT count(*) FROM attempts WHERE id IN ($big_attempts) AND ingest_sig IS NOT NULL")
+    check_eq "collect killed (exit $krc) after reading ${pct}% of the files: $done_n of $cells attempts complete, none half-written" 0 "$(partial)"
+    check_eq "after the kill at ${pct}%: every stored line once" "$((done_n * lines))" "$(big_lines)"
+    check_eq "after the kill at ${pct}%: the first experiment's rows unchanged" 0 \
+      "$(grep -E '^INSERT INTO (experiments|cells|epochs|class_iou|results|environments)' ref.sql | grep -cvxFf <(dump))"
+    sqlite3 "$SEGX_DB" "PRAGMA foreign_keys = ON; DELETE FROM epochs WHERE attempt_id IN ($big_attempts)"
+    sqlite3 "$SEGX_DB" "UPDATE attempts SET ingest_sig = NULL, state = 'running', exit_code = NULL, collected_at = NULL, run_s = NULL WHERE id IN ($big_attempts);
+                        UPDATE cells SET state = 'running' WHERE experiment_id = (SELECT id FROM experiments WHERE name = 'big')"
   fi
   check_eq "after the kill at ${pct}%: integrity_check" ok "$(q 'PRAGMA integrity_check')"
 done
@@ -186,4 +200,42 @@ check_eq "every metrics line stored once, with its 4 class IoUs" "$((cells * lin
 dump >final.sql
 check_eq "every row of the first experiment is still there, unchanged" 0 \
   "$(grep -E '^INSERT INTO (experiments|cells|epochs|class_iou|results|environments)' ref.sql | grep -cvxFf final.sql)"
+
+# --- 5. collect reads run files without holding the write lock ---------------------------------
+# Another writer holds the DB's write lock. collect --force reads the big experiment's files
+# (90% of their bytes, /proc/PID/io) while the lock is still held, i.e. before it needs the lock;
+# then it waits for the lock and stores the same rows once. (It used to take the lock first and
+# read every file inside its transaction, holding up plan, submit and status meanwhile.)
+rm -f locked release committed
+python3 - "$SEGX_DB" <<'PY' &
+import os, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+c.execute("BEGIN IMMEDIATE")
+c.execute("UPDATE experiments SET updated_at = updated_at")
+open("locked", "w").close()
+for _ in range(6000):   # until the test says so (at most 5 minutes)
+    if os.path.exists("release"): break
+    time.sleep(0.05)
+c.execute("COMMIT")
+open("committed", "w").close()
+PY
+holder=$!
+for _ in $(seq 1 3000); do [ -e locked ] && break; sleep 0.1; done
+check "another writer holds the write lock" test -e locked
+"$SEGX" collect big --force >force.out 2>&1 &
+pid=$!
+r=0
+for _ in $(seq 1 3000); do   # 300 s at most
+  r=$(awk '/^rchar/ {print $2}' "/proc/$pid/io" 2>/dev/null) || break
+  [ -n "$r" ] && [ "$r" -ge $((total * 9 / 10)) ] && break
+  sleep 0.1
+done
+check "collect read 90% of the run files' bytes while the other writer held the lock (rchar ${r:-?} of $total)" \
+  test "${r:-0}" -ge $((total * 9 / 10)) -a ! -e committed
+check "collect is still running, waiting for the lock" kill -0 "$pid"
+touch release
+wait "$holder"
+wait "$pid"; frc=$?
+check_eq "collect --force after the lock was released: exit 0" 0 "$frc"
+check_eq "the same rows once, every attempt complete" "$((cells * lines))|0" "$(big_lines)|$(partial)"
 done_testing
