@@ -42,13 +42,13 @@ for m in models:
                     if n >= a.cells:
                         break
                     key = "%016x" % rng.getrandbits(64)
-                    # "epochs" as segx plan stores it for a segx-train spec (status reads progress
+                    # "epochs" as segx plan stores it for a segx-train spec, canonical text (status reads progress
                     # "epoch x/y" of a collected attempt from the DB with it)
                     params = {"model": m, "gpu_type": gt, "gpus": g, "batch_per_gpu": b, "seed": s, "epochs": a.epochs}
                     db.execute("INSERT INTO cells (experiment_id, key, params, group_key, scaling_key, model, gpu_type,"
                                " gpus, nodes, batch_per_gpu, global_batch, scaling, seed, est_gpu_hours, state, created_at)"
                                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                               (exp, key, json.dumps(params, sort_keys=True), f"{m}|{gt}|{g}|{b}", f"{m}|{gt}|{b}",
+                               (exp, key, json.dumps(params, sort_keys=True, separators=(",", ":")), f"{m}|{gt}|{g}|{b}", f"{m}|{gt}|{b}",
                                 m, gt, g, max(1, g // 8), b, b * g, "weak", s, g * 2.0, "submitted", 0))
                     cell = db.execute("SELECT last_insert_rowid()").fetchone()[0]
                     d = os.path.join(a.run_root, key, "attempt-1")
