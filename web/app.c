@@ -4,6 +4,7 @@
 #include "db/db.h"
 #include "orchestrator/report.h"
 #include <errno.h>
+#include <time.h>
 #include <zlib.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -256,12 +257,20 @@ static WebShared *shared_gzip(const char *data, size_t len)
 typedef struct WebCached {
     char *key;
     unsigned long generation;
+    double expires;       // monotonic seconds; 0: until the DB changes
     unsigned long used;   // LRU clock
     int status;
     const char *type;
     WebShared *body, *gz;   // gz: the body gzip-compressed, NULL if not kept
     char disposition[160];
 } WebCached;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static size_t cached_bytes(const WebCached *c) { return c->body->len + (c->gz ? c->gz->len : 0); }
 
@@ -312,9 +321,10 @@ static int cache_get(WebApp *app, const char *key, int gzip, int claim, WebRespo
     for (;;) {
         cache_check_db(app);
         *gen = app->generation;
+        double now = now_s();
         for (int i = 0; i < app->ncache; i++) {
             WebCached *c = &app->cache[i];
-            if (c->generation != app->generation) { cache_drop(app, i--); continue; }
+            if (c->generation != app->generation || (c->expires > 0 && now >= c->expires)) { cache_drop(app, i--); continue; }
             if (strcmp(c->key, key) != 0) continue;
             WebShared *b = gzip && c->gz ? c->gz : c->body;
             r->status = c->status;
@@ -394,6 +404,7 @@ static void cache_put(WebApp *app, char *key, const WebResponse *r, unsigned lon
     memset(c, 0, sizeof *c);
     c->key = key;
     c->generation = gen;
+    c->expires = r->no_cache ? now_s() + WEB_FRESH_MS / 1000.0 : 0;
     c->used = ++app->clock;
     c->status = r->status;
     c->type = r->type;
@@ -669,7 +680,7 @@ void web_handle(WebApp *app, const WebRequest *q, WebResponse *r)
     route(app, q, r, path, api);
     current_app = NULL;
     if (!key) return;
-    if (r->status != 200 || r->no_cache || r->body_static) { cache_unclaim(app, key, gen); free(key); return; }
+    if (r->status != 200 || r->body_static) { cache_unclaim(app, key, gen); free(key); return; }
     char *again = strdup(key);
     cache_put(app, key, r, gen);
     // answer from the cache entry just made (its gzip copy for a client that takes it)

@@ -801,7 +801,12 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
         fputs("<h1>Accuracy</h1>", f);
         metric_links(f, exp, "accuracy", metric);
         fputs("<p class=note>Final value, mean ± std over seeds per cell group, against the global batch.</p>\n", f);
-        chart_div(f, "accuracy", exp, metric, NULL);
+        char mbuf[512], attr[1200];
+        const char *m = one_model(rows, q, f, exp, "accuracy");
+        if (m) { snprintf(mbuf, sizeof mbuf, "%s", m); m = mbuf; }
+        model_attr(attr, sizeof attr, m);
+        keep_model(rows, m);
+        chart_div(f, "accuracy", exp, metric, attr);
         fputs("<h2>segx report accuracy</h2>\n", f);
         report_table(f, "report-accuracy", rows, accuracy_cols, exp);
     } else if (strcmp(what, "curves") == 0) {

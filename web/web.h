@@ -33,6 +33,7 @@
 #define WEB_URL_MAX 8192       // longer URLs get 414
 #define WEB_CACHE_ENTRIES 128  // cached answers at most ...
 #define WEB_CACHE_BYTES (128u << 20)   // ... and their bytes at most
+#define WEB_FRESH_MS 1000      // an answer that reads run-dir files (logs, progress) is reused this long
 // Where Debian's libjs-vega installs the chart library (overridable for tests: SEGX_VEGA_DIR).
 #define WEB_VEGA_DIR "/usr/share/javascript/vega"
 
@@ -85,7 +86,8 @@ typedef struct {
     int body_static;
     int cacheable;             // static assets: may be cached by the browser
     char disposition[160];     // Content-Disposition header, "" for none
-    int no_cache;              // depends on more than the DB (run-dir files, the clock)
+    int no_cache;              // depends on more than the DB (run-dir files, the clock): kept
+                               // WEB_FRESH_MS only
     const char *encoding;      // Content-Encoding ("gzip") or NULL
     int vary;                  // the body depends on Accept-Encoding (send Vary)
 } WebResponse;
@@ -144,7 +146,7 @@ int web_report_html(sqlite3 *db, const char *experiment, FILE *out, char *err, s
 typedef struct {
     const char *db_path, *bind, *token;
     int port;        // 0: any free port (printed)
-    int threads;     // libmicrohttpd thread pool size
+    int threads;     // libmicrohttpd thread pool size (0: the CPU count, 2..8)
     FILE *log;       // the "listening on" line and errors
 } WebServeOptions;
 // Runs the server until SIGINT/SIGTERM. Exit code as a command: 0, 1 runtime failure, 2 bad input.

@@ -8,13 +8,13 @@
 int cmd_serve(int argc, char **argv)
 {
     const char *dbflag = NULL, *bind = "127.0.0.1", *token = NULL;
-    int port = 8470, threads = 8;
+    int port = 8470, threads = 0;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &dbflag, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"bind", 0, CLI_STRING, &bind, "ADDR", "address to listen on (default 127.0.0.1; others need --token)"},
         {"port", 'p', CLI_INT, &port, "N", "TCP port (default 8470; 0: any free port, printed)"},
         {"token", 0, CLI_STRING, &token, "SECRET", "required from clients (?token=SECRET once, or a Bearer header)"},
-        {"threads", 0, CLI_INT, &threads, "N", "request threads (default 8)"},
+        {"threads", 0, CLI_INT, &threads, "N", "request threads (default: the CPU count, 2 to 8; more only queue on the cores)"},
         {0}};
     const CliCommand cmd = {
         "segx serve [options]",
@@ -30,7 +30,7 @@ int cmd_serve(int argc, char **argv)
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     if (port < 0 || port > 65535) { fprintf(stderr, "segx serve: --port %d: expected 0..65535\n", port); return 2; }
-    if (threads < 1 || threads > 60) { fprintf(stderr, "segx serve: --threads %d: expected 1..60\n", threads); return 2; }
+    if (threads < 0 || threads > 60) { fprintf(stderr, "segx serve: --threads %d: expected 1..60\n", threads); return 2; }
     WebServeOptions o = {.db_path = db_path_default(dbflag), .bind = bind, .token = token, .port = port,
                          .threads = threads, .log = stderr};
     return web_serve(&o);

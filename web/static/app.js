@@ -4,6 +4,7 @@
 // per data point) so tests can check it. Text reaches the page only through vega's SVG text
 // nodes (never innerHTML), so names from the database stay text.
 'use strict';
+if (window.performance && performance.mark) performance.mark('segx-app');
 
 // `segx report --format html` embeds the JSON the charts need (keys: the /api/ paths), so the
 // file works offline; the dashboard fetches it.
@@ -12,15 +13,20 @@ var embedded = (function () {
   return el ? JSON.parse(el.textContent) : null;
 })();
 
+// One fetch per path and page (the scaling page's two charts read the same two answers).
+var fetched = {};
 function api(path) {
   if (embedded) {
     return path in embedded ? Promise.resolve(embedded[path])
                             : Promise.reject(new Error('not in this report: ' + path));
   }
-  return fetch(path, {credentials: 'same-origin'}).then(function (r) {
-    if (!r.ok) return r.json().then(function (j) { throw new Error(j.error || r.statusText); });
-    return r.json();
-  });
+  if (!(path in fetched)) {
+    fetched[path] = fetch(path, {credentials: 'same-origin'}).then(function (r) {
+      if (!r.ok) return r.json().then(function (j) { throw new Error(j.error || r.statusText); });
+      return r.json();
+    });
+  }
+  return fetched[path];
 }
 
 function expPath(div, what) {
@@ -44,7 +50,7 @@ function scalingKey(r) {
 }
 
 function distinctSorted(vals) {
-  return vals.filter(function (v, i) { return vals.indexOf(v) === i; }).sort(function (a, b) { return a - b; });
+  return Array.from(new Set(vals)).sort(function (a, b) { return a - b; });   // (indexOf: quadratic at 10,000 points)
 }
 
 // One x/y chart: points {x, y, s[, lo, hi]}, optional ideal line, band {x, lo, hi, s},
@@ -63,6 +69,7 @@ function xyChart(o) {
     width: o.width || 520, height: o.height || 300, padding: 8, autosize: {type: 'pad'},
     data: [
       {name: 'd_points', values: pts},
+      {name: 'd_none', values: []},
       {name: 'd_bars', values: bars},
       {name: 'd_band', values: o.band || []},
       {name: 'd_ideal', values: o.ideal || []},
@@ -96,7 +103,7 @@ function xyChart(o) {
       {type: 'rule', name: 'errorbars', from: {data: 'd_bars'}, encode: {enter: {
         x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'lo'}, y2: {scale: 'y', field: 'hi'},
         stroke: {scale: 'color', field: 's'}, strokeWidth: {value: 1.5}}}},
-      {type: 'symbol', name: 'points', from: {data: 'd_points'}, encode: {enter: {
+      {type: 'symbol', name: 'points', from: {data: o.noSymbols ? 'd_none' : 'd_points'}, encode: {enter: {
         x: {scale: 'x', field: 'x'}, y: {scale: 'y', field: 'y'}, size: {value: o.pointSize || 40},
         fill: {scale: 'color', field: 's'}, stroke: {value: '#fff'}, strokeWidth: {value: 0.5},
         tooltip: {signal: 'datum.tip'}}}},
@@ -113,31 +120,51 @@ function xyChart(o) {
 }
 
 // A big study has hundreds of series: past MAX_SERIES, one model's are drawn (?model=, else
-// the first), with links to the others.
+// the first), and if that is still too many, one GPU type's of it (?gpu_type=), with links to
+// the others.
 var MAX_SERIES = 40;
 function limitSeries(div, pts, extra) {
-  var series = {}, models = [];
-  pts.forEach(function (p) { series[p.s] = 1; if (models.indexOf(p.m) < 0) models.push(p.m); });
-  var want = new URLSearchParams(location.search).get('model');
-  if (Object.keys(series).length <= MAX_SERIES && !want) return {points: pts, extra: extra, note: null};
-  models.sort();
-  var m = want !== null && models.indexOf(want) >= 0 ? want : models[0];
-  var keep = function (p) { return p.m === m; };
-  var note = document.createElement('p');
-  note.className = 'note';
-  note.appendChild(document.createTextNode(Object.keys(series).length + ' series: showing model ' + m + '; others:'));
-  models.forEach(function (o) {
-    if (o === m) return;
-    var a = document.createElement('a'), u = new URLSearchParams(location.search);
-    u.set('model', o);
-    a.href = '?' + u.toString();
-    a.textContent = o;
-    note.appendChild(document.createTextNode(' '));
-    note.appendChild(a);
+  var params = new URLSearchParams(location.search), note = null, shown = [];
+  function count(ps) { var s = {}; ps.forEach(function (p) { s[p.s] = 1; }); return Object.keys(s).length; }
+  [['m', 'model'], ['g', 'gpu_type']].forEach(function (lv) {
+    var field = lv[0], name = lv[1], want = params.get(name);
+    if (count(pts) <= MAX_SERIES && want === null) return;
+    var vals = [];
+    pts.forEach(function (p) { if (p[field] !== undefined && vals.indexOf(p[field]) < 0) vals.push(p[field]); });
+    if (vals.length < 2 && want === null) return;
+    vals.sort();
+    var v = want !== null && vals.indexOf(want) >= 0 ? want : vals[0];
+    var before = count(pts);
+    var keep = function (p) { return p[field] === undefined || p[field] === v; };
+    pts = pts.filter(keep);
+    extra = (extra || []).filter(keep);
+    if (!note) {
+      note = document.createElement('p');
+      note.className = 'note';
+      note.appendChild(document.createTextNode(before + ' series: showing'));
+    }
+    note.appendChild(document.createTextNode(' ' + name + ' ' + v + ' (others:'));
+    vals.forEach(function (o) {
+      if (o === v) return;
+      var a = document.createElement('a'), u = new URLSearchParams(location.search);
+      u.set(name, o);
+      a.href = '?' + u.toString();
+      a.textContent = o;
+      note.appendChild(document.createTextNode(' '));
+      note.appendChild(a);
+    });
+    note.appendChild(document.createTextNode(')'));
+    shown.push(v);
   });
-  return {points: pts.filter(keep), extra: (extra || []).filter(keep), note: note};
+  return {points: pts, extra: extra, note: note};
 }
 
+var CANVAS_POINTS = 2000;
+// ?renderer=svg or canvas chooses for every chart (svg: to save a figure from the browser).
+var RENDERER = (function () {
+  var r = new URLSearchParams(location.search).get('renderer');
+  return r === 'svg' || r === 'canvas' ? r : null;
+})();
 function draw(div, spec, npoints, note) {
   div.innerHTML = '';
   if (note) div.appendChild(note);
@@ -149,8 +176,15 @@ function draw(div, spec, npoints, note) {
     div.dataset.points = '0';
     return Promise.resolve();
   }
-  var view = new vega.View(vega.parse(spec), {renderer: 'svg', container: div, hover: true});
-  return view.runAsync().then(function () { div.dataset.points = String(npoints); });
+  // SVG keeps one element per mark (tests count them); past CANVAS_POINTS marks a canvas draws
+  // them several times faster.
+  var renderer = RENDERER || (npoints > CANVAS_POINTS ? 'canvas' : 'svg');
+  var view = new vega.View(vega.parse(spec), {renderer: renderer, container: div, hover: true});
+  return view.runAsync().then(function () {
+    div.dataset.points = String(npoints);
+    div.dataset.renderer = renderer;
+    if (window.performance && performance.mark) performance.mark('segx-drawn-' + div.dataset.kind);
+  });
 }
 
 var charts = {
@@ -158,11 +192,11 @@ var charts = {
   efficiency: scaling('efficiency'),
   accuracy: function (div) {
     var m = div.dataset.metric;
-    return api(expPath(div, 'accuracy')).then(function (rows) {
+    return api(expPath(div, 'accuracy') + modelQuery(div, '?')).then(function (rows) {
       var pts = rows.filter(function (r) { return num(r[m + '_mean']) && num(r.global_batch); }).map(function (r) {
         var sd = r[m + '_std'];
         return {x: r.global_batch, y: r[m + '_mean'], lo: num(sd) ? r[m + '_mean'] - sd : null,
-                hi: num(sd) ? r[m + '_mean'] + sd : null, s: r.model + ' · ' + r.gpu_type, m: r.model,
+                hi: num(sd) ? r[m + '_mean'] + sd : null, s: r.model + ' · ' + r.gpu_type, m: r.model, g: r.gpu_type,
                 tip: r.model + ' · ' + r.gpus + ' GPUs · global batch ' + r.global_batch + ': ' + m + ' ' +
                      r[m + '_mean'].toFixed(4) + (num(sd) ? ' ± ' + sd.toFixed(4) : '') + ' (n=' + r[m + '_n'] + ')'};
       });
@@ -210,7 +244,7 @@ function scaling(which) {
                                     : (tp ? r.efficiency_throughput : r.efficiency_time);
         if (!num(y)) return;
         var e = errs[scalingKey(r)], sd = e && tp ? e[which + '_std'] : null;
-        pts.push({x: r.gpus, y: y, s: scalingLabel(r), m: r.model, lo: num(sd) ? y - sd : null, hi: num(sd) ? y + sd : null,
+        pts.push({x: r.gpus, y: y, s: scalingLabel(r), m: r.model, g: r.gpu_type, lo: num(sd) ? y - sd : null, hi: num(sd) ? y + sd : null,
                   tip: scalingLabel(r) + ' · ' + r.gpus + ' GPUs: ' + which + ' ' + y.toFixed(3) +
                        (num(sd) ? ' ± ' + sd.toFixed(3) : '') + ' (n=' + r.n + ', from ' + (tp ? 'images/s' : 'epoch time') + ')'});
       });
@@ -234,12 +268,12 @@ function curve(xField) {
         var s = p.model + ' · ' + p.gpu_type + ' · ' + p.gpus + ' GPUs · batch/GPU ' + p.batch_per_gpu;
         var x = xField === 'epoch' ? p.epoch : p.wall_s;
         if (!num(x) || !num(p.mean)) return;
-        pts.push({x: x, y: p.mean, s: s, m: p.model, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
+        pts.push({x: x, y: p.mean, s: s, m: p.model, g: p.gpu_type, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
                   ': ' + m + ' ' + p.mean.toFixed(4) + ' (' + p.n + ' seed' + (p.n === 1 ? '' : 's') + ')'});
-        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s, m: p.model});
+        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s, m: p.model, g: p.gpu_type});
         if (num(c.target) && !reached[s] && (lower ? p.mean <= c.target : p.mean >= c.target)) {
           reached[s] = true;
-          hl.push({x: x, y: p.mean, label: '', m: p.model});
+          hl.push({x: x, y: p.mean, label: '', m: p.model, g: p.gpu_type});
         }
       });
       var lim = limitSeries(div, pts, band.concat(hl));
@@ -247,6 +281,7 @@ function curve(xField) {
       band = lim.extra.filter(function (b) { return 'lo' in b; });
       hl = lim.extra.filter(function (b) { return !('lo' in b); });
       return draw(div, xyChart({points: pts, band: band, highlight: hl, targetY: c.target, pointSize: 16,
+                                noSymbols: pts.length > CANVAS_POINTS,
                                 xTitle: xField === 'epoch' ? 'epoch' : 'wall-clock seconds (attempts stitched)',
                                 yTitle: m + ' (mean over seeds; band: min–max)', legendTitle: 'cell group'}), pts.length, lim.note);
     });
@@ -270,5 +305,6 @@ document.querySelectorAll('div.chart').forEach(function (div) {
   }));
 });
 Promise.all(pending).then(function () {
+  if (window.performance && performance.mark) performance.mark('segx-charts');
   document.documentElement.dataset.chartsMs = String(Math.round(performance.now()));
 });
