@@ -31,8 +31,7 @@ int cmd_run(int argc, char **argv)
         {"max-parallel", 'j', CLI_INT, &max_parallel, "N", "local backend: jobs at once (default: as many as fit the cores)"},
         {"rerun-failed", 0, CLI_FLAG, &rerun_failed, NULL, "submit failed cells again"},
         {"runs", 0, CLI_STRING, &runs, "DIR", "where run dirs go (default ./runs)"},
-        {"interval", 0, CLI_INT, &interval, "SECONDS", "status refresh period (default 1; doubled up to 300 while the\n"
-         "scheduler is slow or does not answer)"},
+        {"interval", 0, CLI_INT, &interval, "SECONDS", "status refresh period (default 1; longer while Slurm is slow)"},
         {"poll-interval", 0, CLI_INT, &interval, "SECONDS", "same as --interval"},
         {"timeout", 0, CLI_INT, &timeout, "SECONDS", "stop waiting after this long (jobs keep running; exit 1)"},
         {"report", 0, CLI_STRING, &reports, "KINDS", "reports printed at the end (default cells,speedup)"},

@@ -548,14 +548,13 @@ int cmd_status(int argc, char **argv)
 {
     const char *db_path = NULL, *format = NULL;
     int json = 0, watch = 0, interval = 2, no_poll = 0;
-    double poll_interval = 0;
+    double poll_interval = -1;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"format", 0, CLI_STRING, &format, "FMT", "table (default), csv, json or markdown"},
         {"json", 0, CLI_FLAG, &json, NULL, "same as --format json"},
         {"watch", 'w', CLI_FLAG, &watch, NULL, "refresh until every cell has settled"},
-        {"poll-interval", 0, CLI_DOUBLE, &poll_interval, "SECONDS", "--watch: seconds between polls of the scheduler (default 2;\n"
-         "doubled up to 300 while it is slow or does not answer)"},
+        {"poll-interval", 0, CLI_DOUBLE, &poll_interval, "SECONDS", "--watch: seconds between polls (default 2; longer while slow)"},
         {"interval", 0, CLI_INT, &interval, "SECONDS", "same as --poll-interval"},
         {"no-poll", 0, CLI_FLAG, &no_poll, NULL, "show stored states without asking the backend"},
         {0}};
@@ -569,7 +568,11 @@ int cmd_status(int argc, char **argv)
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     if (json) format = "json";
-    if (poll_interval <= 0) poll_interval = interval < 1 ? 1 : interval;
+    if (poll_interval != -1 && !(poll_interval > 0)) {
+        fprintf(stderr, "segx status: --poll-interval %g: give a number of seconds above 0\n", poll_interval);
+        return 2;
+    }
+    if (poll_interval == -1) poll_interval = interval < 1 ? 1 : interval;
     PollPace pace;
     poll_pace_init(&pace, poll_interval);
     char err[1024], name[256], run_root[PATH_MAX];

@@ -78,6 +78,22 @@ for line in sys.stdin:
   check_eq "$v: the cell is cancelled" cancelled "$(q "SELECT c.state FROM cells c JOIN experiments x ON x.id = c.experiment_id WHERE x.name = '${e}c'")"
 done
 
+# status --watch --poll-interval: one GET /jobs per refresh for all the jobs, until they settle
+log=e${v//./}.log   # the v0.0.41 fake's
+sed 's/"name": "ev0041"/"name": "w"/' ev0041.json | sed 's/"gpus": \[2\]/"gpus": [1], "seed": [1, 2, 3]/' >w.json
+"$SEGX" plan w.json >/dev/null 2>&1
+SEGX_SLURMRESTD_URL=$url "$SEGX" submit w --backend slurm-rest >/dev/null 2>&1
+g0=$(grep -c "\"GET /slurm/v0.0.41/jobs" "$log")
+out=$(SEGX_SLURMRESTD_URL=$url timeout 300 "$SEGX" status w --watch --poll-interval 0.2 2>&1); rc=$?
+g1=$(grep -c "\"GET /slurm/v0.0.41/jobs" "$log")
+refreshes=$(echo "$out" | grep -c '^6 cells: ')
+check_eq "status --watch --poll-interval 0.2 ends once all settled" "0 6 cells: 6 completed" "$rc $(echo "$out" | grep '^6 cells: ' | tail -1)"
+check_eq "one GET /jobs per refresh for all 12 jobs ($refreshes refreshes)" "$refreshes" "$((g1 - g0))"
+check "more than one refresh (the jobs went pending, running, completed)" test "$refreshes" -ge 2
+out=$("$SEGX" status w --watch --poll-interval 0 2>&1); rc=$?
+check_eq "--poll-interval 0: exit 2" 2 "$rc"
+case $out in *"--poll-interval 0: give a number of seconds above 0"*) pass "and names the flag and value";; *) fail "and names the flag and value" "$out";; esac
+
 # the emulator refuses what its version does not have: a v0.0.38 body sent to v0.0.41
 fake old v0.0.41
 code=$(curl -s -o old.out -w '%{http_code}' -X POST -H 'Content-Type: application/json' "$url/slurm/v0.0.41/job/submit" \
