@@ -1,5 +1,6 @@
 // orchestrator/backend/slurm_util.c — shared by the Slurm backends (see slurm_util.h).
 #include "orchestrator/backend/slurm_util.h"
+#include "orchestrator/poll_pace.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -647,7 +648,11 @@ void slurm_throttle_free(SlurmThrottle *t)
 int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
 {
     if (t->max <= 0 || t->n < (size_t)t->max) return 0;
+    PollPace pace;   // a slow scheduler (slurmrestd listing thousands of jobs) is asked less often
+    poll_pace_init(&pace, 2);
     for (int round = 0;; round++) {
+        struct timespec p0, p1;
+        clock_gettime(CLOCK_MONOTONIC, &p0);
         const char **ids = malloc(t->n * sizeof *ids);
         JobStatus *st = calloc(t->n, sizeof *st);
         if (!ids || !st) { free(ids); free(st); snprintf(err, errlen, "out of memory"); return -1; }
@@ -655,6 +660,8 @@ int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
         int rc = b->ops->poll(b, ids, t->n, st, err, errlen);
         free(ids);
         if (rc) { free(st); return -1; }
+        clock_gettime(CLOCK_MONOTONIC, &p1);
+        double paced = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, 0);
         // keep only the jobs still queued or running
         size_t k = 0;
         for (size_t i = 0; i < t->n; i++)
@@ -663,7 +670,8 @@ int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
         t->n = k;
         free(st);
         if (t->n < (size_t)t->max) return 0;
-        double s = 0.25 * (1 << (round < 3 ? round : 3));   // 0.25 s doubling to 2 s
+        double s = 0.25 * (1 << (round < 3 ? round : 3));   // 0.25 s doubling to 2 s, longer while polls are slow
+        if (pace.slowed && paced > s) s = paced;
         struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
         while (nanosleep(&ts, &ts) && errno == EINTR) {}
     }
