@@ -160,6 +160,13 @@ for r in cost: planned += r["est_gpu_hours"]
 print(int(v["cells"]), float(v["gpu_hours"]) == used, float(v["est_gpu_hours"]) == planned)' report-cost.json)
 check_eq "experiments page: 8 cells, GPU-hours used and planned = segx report cost summed" "8 True True" "$out"
 check_eq "grid: one box per cell" 8 "$(parse grid | python3 -c 'import json,sys; print(json.load(sys.stdin)["boxes"])')"
+# Filters: one per parameter of the cells that varies (from their params), none for one that does not.
+axes=$(grep -o '<select name="[^"]*"' grid.html | cut -d'"' -f2 | sort | tr '\n' ' ')
+check_eq "grid filters: gpus, model and seed vary (offered); epochs and gpu_type do not (not offered)" "yes yes yes no no" \
+  "$(for a in gpus model seed epochs gpu_type; do case " $axes" in *" $a "*) printf 'yes ';; *) printf 'no ';; esac; done | sed 's/ $//')"
+check "chromium loads the grid filtered by two parameters" browse grid-filtered "$base/e/web-e2e?gpus=2&seed=2"
+check_eq "grid filtered by gpus=2 and seed=2: one box per model" 2 \
+  "$(parse grid-filtered | python3 -c 'import json,sys; print(json.load(sys.stdin)["boxes"])')"
 
 # Charts: drawn, one point mark per data point, both axes titled.
 if [ "$have_vega" = 0 ]; then
