@@ -387,14 +387,33 @@ static int create_reducer(Trainer *t, size_t np) {
     return rc;
 }
 
-static int setup(Trainer *t) {
+// --profile PATH: the Chrome trace; rank r > 0 writes PATH.rank<r> beside rank 0's PATH.
+static int open_profile(Trainer *t) {
     const TrainConfig *c = t->cfg;
-    char *err = t->err;
-    size_t el = sizeof t->err;
+    char path[4200];
+    if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
+    else snprintf(path, sizeof path, "%s", c->profile);
+    char dir[4200];  // ranks may get here before rank 0 has created the run dir
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (run_mkdir_p(dir, t->err, sizeof t->err)) return TRAIN_EXIT_USAGE;
+    }
+    if (trace_open(path, t->rank, &t->trace, t->err, sizeof t->err)) return TRAIN_EXIT_USAGE;
+    // On the CPU every op of the model is timed too (lane "ops"); GPU ops run asynchronously,
+    // so host timings of their calls would measure launches, not work: phases only there.
+    if (!t->gpu) t->ops = ops_traced(t->ops, t->trace);
+    return TRAIN_EXIT_OK;
+}
+
+// Phase comm: the communicator (rank, world), the device and its op table, threads, --profile.
+static int setup_comm(Trainer *t) {
+    const TrainConfig *c = t->cfg;
     int cuda = c->device && strcmp(c->device, "cuda") == 0;
     // on GPUs data parallel means NCCL, bootstrapped through MPI or MASTER_ADDR/PORT
     const char *comm = cuda && strcmp(c->comm, "auto") == 0 && launched_world() > 1 ? "nccl" : c->comm;
-    if (comm_create_algo(comm, c->allreduce_algo, &t->comm, err, el)) return TRAIN_EXIT_USAGE;
+    if (comm_create_algo(comm, c->allreduce_algo, &t->comm, t->err, sizeof t->err)) return TRAIN_EXIT_USAGE;
     t->rank = comm_rank(t->comm);
     t->world = comm_world(t->comm);
     if (cuda) {
@@ -403,26 +422,18 @@ static int setup(Trainer *t) {
     }
     t->ops = t->gpu ? ops_cuda() : ops_cpu();
     model_set_threads(c->threads);
-    if (c->profile) {  // rank r > 0 writes PATH.rank<r> beside rank 0's PATH
-        char path[4200];
-        if (t->rank > 0) snprintf(path, sizeof path, "%s.rank%d", c->profile, t->rank);
-        else snprintf(path, sizeof path, "%s", c->profile);
-        char dir[4200];  // ranks may get here before rank 0 has created the run dir
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = 0;
-            if (run_mkdir_p(dir, err, el)) return TRAIN_EXIT_USAGE;
-        }
-        if (trace_open(path, t->rank, &t->trace, err, el)) return TRAIN_EXIT_USAGE;
-        // On the CPU every op of the model is timed too (lane "ops"); GPU ops run asynchronously,
-        // so host timings of their calls would measure launches, not work: phases only there.
-        if (!t->gpu) t->ops = ops_traced(t->ops, t->trace);
-    }
-    int seg_model = model_name_is_segmentation(c->model);
+    return c->profile ? open_profile(t) : TRAIN_EXIT_OK;
+}
+
+// Phase data: the train and test splits and the segmentation pipeline; *in_h x *in_w is the
+// model's input (the crop, or the dataset's one image size).
+static int setup_data(Trainer *t, int *in_h, int *in_w) {
+    const TrainConfig *c = t->cfg;
+    char *err = t->err;
+    size_t el = sizeof t->err;
     DataOptions dopt = { .data_dir = c->data_dir, .in_channels = c->in_channels, .classes = c->classes,
-                         .image_size = c->image_size, .segmentation = seg_model, .seed = c->seed,
-                         .verify = c->check_data };
+                         .image_size = c->image_size, .segmentation = model_name_is_segmentation(c->model),
+                         .seed = c->seed, .verify = c->check_data };
     dopt.pad_to = c->pad_to;   // --pad-to: e.g. fashion-mnist as 32x32 for the CIFAR networks
     long per_step = (long)c->batch * t->world * c->accum_steps;
     dopt.synthetic_n = c->train_limit > 0 ? c->train_limit : c->steps > 0 ? c->steps * per_step : 1024;
@@ -430,13 +441,20 @@ static int setup(Trainer *t) {
     dopt.synthetic_n = c->eval_limit > 0 ? c->eval_limit : 2L * c->batch * t->world;
     if (c->eval_limit != 0 && dataset_open(c->dataset, SPLIT_TEST, &dopt, &t->eval_ds, err, el))
         return TRAIN_EXIT_ERROR;
-    int in_h, in_w;   // the model's input: the crop, or the dataset's one image size
-    if (seg_setup(c, t->train_ds, &t->pipe, &t->seg, &in_h, &in_w, err, el)) return TRAIN_EXIT_USAGE;
+    if (seg_setup(c, t->train_ds, &t->pipe, &t->seg, in_h, in_w, err, el)) return TRAIN_EXIT_USAGE;
+    return TRAIN_EXIT_OK;
+}
 
+// Phase model: the memory plan (CPU: a batch that cannot fit is said before it is allocated and
+// OOM-killed), the model, its seeded initialisation and --init weights.
+static int setup_model(Trainer *t, int in_h, int in_w) {
+    const TrainConfig *c = t->cfg;
+    char *err = t->err;
+    size_t el = sizeof t->err;
     ModelConfig mc = { .name = c->model, .in_channels = t->train_ds->channels, .classes = t->train_ds->classes,
                        .height = in_h, .width = in_w, .base_width = c->width, .backbone = c->backbone,
                        .batch_norm = c->batch_norm, .max_batch = c->batch };
-    if (!t->gpu) {   // a batch that cannot fit is said before it is allocated (and OOM-killed)
+    if (!t->gpu) {
         OptKind pk;
         optim_parse(c->optimizer, &pk);
         size_t pix = (size_t)in_h * in_w;   // a sample as the loader hands it over: the crop, not 0 x 0 for mixed sizes
@@ -458,32 +476,48 @@ static int setup(Trainer *t) {
     if (c->init && weights_load(t->model, c->init, c->init_prefix, c->init_skip, t->rank == 0 ? stderr : NULL, NULL,
                                 err, el))
         return TRAIN_EXIT_USAGE;
-    // optimizer state in the backend's memory, zero-filled by ops->alloc
+    return TRAIN_EXIT_OK;
+}
+
+// Phase optimiser: its state in the backend's memory (zero-filled by ops->alloc) and the host copies.
+static int setup_optimizer(Trainer *t) {
+    const TrainConfig *c = t->cfg;
     OptKind ok;
     optim_parse(c->optimizer, &ok);
     size_t np = model_num_params(t->model);
     float *state = t->ops->alloc(sizeof(float) * optim_slots(ok) * (np ? np : 1));
     if (!state) {
-        snprintf(err, el, "out of %s memory for the %s state (%d x %zu floats)", t->ops->name, c->optimizer,
-                 optim_slots(ok), np);
+        snprintf(t->err, sizeof t->err, "out of %s memory for the %s state (%d x %zu floats)", t->ops->name,
+                 c->optimizer, optim_slots(ok), np);
         return TRAIN_EXIT_ERROR;
     }
-    if (optim_create_on(ok, np, (float)c->momentum, (float)c->weight_decay, state, &t->opt, err, el)) {
+    if (optim_create_on(ok, np, (float)c->momentum, (float)c->weight_decay, state, &t->opt, t->err, sizeof t->err)) {
         t->ops->free(state);
         return TRAIN_EXIT_ERROR;
     }
-    if (host_alloc(t)) return TRAIN_EXIT_ERROR;
-    if (t->world > 1) {  // every rank starts from rank 0's parameters and BN buffers
-        if (broadcast_from_rank0(t, HOST_PARAMS | HOST_BUFFERS, "initial parameters")) return TRAIN_EXIT_ERROR;
-        // bucket allreduces overlap backward on the CPU (MPI, host memory) and on the GPU (NCCL
-        // reduces device memory in place; the averaging runs as a kernel). MPI cannot read device
-        // memory, so --device cuda --comm mpi reduces a host copy after backward (gpu_finish_grads).
-        int nccl = strcmp(comm_kind(t->comm), "nccl") == 0;
-        if ((!t->gpu || nccl) && create_reducer(t, np)) return TRAIN_EXIT_ERROR;
-        if (t->gpu && t->ddp) ddp_set_scale_fn(t->ddp, gpu_scale_grads, NULL);
-        if (c->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
-    }
+    return host_alloc(t) ? TRAIN_EXIT_ERROR : TRAIN_EXIT_OK;
+}
 
+// Phase data parallel: every rank starts from rank 0's parameters and BN buffers; the reducer.
+static int setup_ddp(Trainer *t) {
+    if (t->world <= 1) return TRAIN_EXIT_OK;
+    if (broadcast_from_rank0(t, HOST_PARAMS | HOST_BUFFERS, "initial parameters")) return TRAIN_EXIT_ERROR;
+    // bucket allreduces overlap backward on the CPU (MPI, host memory) and on the GPU (NCCL
+    // reduces device memory in place; the averaging runs as a kernel). MPI cannot read device
+    // memory, so --device cuda --comm mpi reduces a host copy after backward (gpu_finish_grads).
+    int nccl = strcmp(comm_kind(t->comm), "nccl") == 0;
+    if ((!t->gpu || nccl) && create_reducer(t, model_num_params(t->model))) return TRAIN_EXIT_ERROR;
+    if (t->gpu && t->ddp) ddp_set_scale_fn(t->ddp, gpu_scale_grads, NULL);
+    if (t->cfg->sync_bn) model_set_sync_bn(t->model, sync_bn_allreduce, t->comm);
+    return TRAIN_EXIT_OK;
+}
+
+// Phase loaders: the train loader and its staging buffers; the eval loader (not with --crop:
+// seg_eval_images reads each image at its own size) and the confusion matrix.
+static int setup_loaders(Trainer *t, int in_h, int in_w) {
+    const TrainConfig *c = t->cfg;
+    char *err = t->err;
+    size_t el = sizeof t->err;
     LoaderConfig lc = { .batch = c->batch, .workers = c->workers, .rank = t->rank, .world = t->world,
                         .seed = c->seed, .shuffle = 1, .augment = c->augment, .drop_last = 1,
                         .limit = c->train_limit, .pipe = t->pipe.crop_h ? &t->pipe : NULL };
@@ -502,11 +536,17 @@ static int setup(Trainer *t) {
         if (!t->pred) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
     }
     if (confmat_init(&t->cm, t->train_ds->classes)) { snprintf(err, el, "out of memory"); return TRAIN_EXIT_ERROR; }
+    return TRAIN_EXIT_OK;
+}
 
+// Phase schedule: steps per epoch (accum_steps micro-batches each), epochs or --steps, the lr
+// schedule and the checkpoint tag (a checkpoint of another configuration is refused).
+static int setup_schedule(Trainer *t) {
+    const TrainConfig *c = t->cfg;
     t->steps_per_epoch = loader_num_batches(t->train_ld) / c->accum_steps;
     if (t->steps_per_epoch < 1) {
-        snprintf(err, el, "--accum-steps %d: an epoch has only %ld batches of %d on each rank", c->accum_steps,
-                 loader_num_batches(t->train_ld), c->batch);
+        snprintf(t->err, sizeof t->err, "--accum-steps %d: an epoch has only %ld batches of %d on each rank",
+                 c->accum_steps, loader_num_batches(t->train_ld), c->batch);
         return TRAIN_EXIT_USAGE;
     }
     t->micro_per_epoch = t->steps_per_epoch * c->accum_steps;
@@ -522,34 +562,52 @@ static int setup(Trainer *t) {
     t->sched = (LrSchedule){ lk, c->lr, t->total_steps, (long)llround(c->warmup_epochs * t->steps_per_epoch) };
     snprintf(t->tag, sizeof t->tag, "%s/%s/w%d/bn%d/b%d/ws%d/acc%d/%s/seed%llu", c->model, c->dataset, c->width,
              c->batch_norm, c->batch, t->world, c->accum_steps, c->optimizer, (unsigned long long)c->seed);
+    return TRAIN_EXIT_OK;
+}
 
-    if (t->rank == 0 && c->out) {
-        snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", c->out);
-        // only "no checkpoint" starts afresh (and truncates metrics.jsonl); an unreadable one is an error
-        int appending = c->resume ? ckpt_exists(t->ckpt_path, err, el) : 0;
-        if (appending < 0) return TRAIN_EXIT_ERROR;
-        if (rundir_open(c->out, appending, &t->rd, err, el)) return TRAIN_EXIT_ERROR;
-        json_t *extra = json_pack("{s:s, s:s, s:i, s:i, s:I}", "model", c->model, "dataset", c->dataset,
-                                  "batch_size", c->batch, "workers", c->workers, "params",
-                                  (json_int_t)model_num_params(t->model));
-        if (t->gpu) {
-            json_object_set_new(extra, "device", json_string("cuda"));
-            json_object_set_new(extra, "precision", json_string(gpu_precision_name(t->prec)));
-            json_object_set_new(extra, "gpu", gpu_env_object(t));
-        }
-        json_t *env = run_env_json(c->argv0, c->threads, t->world, comm_kind(t->comm), extra);
-        json_decref(extra);
-        int rc = rundir_write_json(t->rd, "env.json", env, err, el);
-        json_decref(env);
-        if (rc) return TRAIN_EXIT_ERROR;
-        if (t->gpu) {   // NVML about once a second; without it the run goes on, saying why
-            char path[4200], why[512];
-            snprintf(path, sizeof path, "%s/gpu_telemetry.jsonl", c->out);
-            if (!(t->tel = gpu_telemetry_start(path, t->device, why, sizeof why)))
-                fprintf(stderr, "segx-train: warning: %s\n", why);
-        }
+// Phase checkpoint and run dir (rank 0 with --out): where checkpoint.bin lives, the run dir (appended
+// to when --resume finds a checkpoint), env.json and GPU telemetry.
+static int setup_rundir(Trainer *t) {
+    const TrainConfig *c = t->cfg;
+    char *err = t->err;
+    size_t el = sizeof t->err;
+    if (t->rank != 0 || !c->out) return TRAIN_EXIT_OK;
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", c->out);
+    // only "no checkpoint" starts afresh (and truncates metrics.jsonl); an unreadable one is an error
+    int appending = c->resume ? ckpt_exists(t->ckpt_path, err, el) : 0;
+    if (appending < 0) return TRAIN_EXIT_ERROR;
+    if (rundir_open(c->out, appending, &t->rd, err, el)) return TRAIN_EXIT_ERROR;
+    json_t *extra = json_pack("{s:s, s:s, s:i, s:i, s:I}", "model", c->model, "dataset", c->dataset,
+                              "batch_size", c->batch, "workers", c->workers, "params",
+                              (json_int_t)model_num_params(t->model));
+    if (t->gpu) {
+        json_object_set_new(extra, "device", json_string("cuda"));
+        json_object_set_new(extra, "precision", json_string(gpu_precision_name(t->prec)));
+        json_object_set_new(extra, "gpu", gpu_env_object(t));
+    }
+    json_t *env = run_env_json(c->argv0, c->threads, t->world, comm_kind(t->comm), extra);
+    json_decref(extra);
+    int rc = rundir_write_json(t->rd, "env.json", env, err, el);
+    json_decref(env);
+    if (rc) return TRAIN_EXIT_ERROR;
+    if (t->gpu) {   // NVML about once a second; without it the run goes on, saying why
+        char path[4200], why[512];
+        snprintf(path, sizeof path, "%s/gpu_telemetry.jsonl", c->out);
+        if (!(t->tel = gpu_telemetry_start(path, t->device, why, sizeof why)))
+            fprintf(stderr, "segx-train: warning: %s\n", why);
     }
     return TRAIN_EXIT_OK;
+}
+
+// Everything a run needs, in phase order (comm, data, model, optimiser, data parallel, loaders,
+// schedule, run dir); the first failure's exit code (TRAIN_EXIT_USAGE or _ERROR) with t->err.
+static int setup(Trainer *t) {
+    int in_h, in_w, rc;
+    if ((rc = setup_comm(t)) || (rc = setup_data(t, &in_h, &in_w)) || (rc = setup_model(t, in_h, in_w)) ||
+        (rc = setup_optimizer(t)) || (rc = setup_ddp(t)) || (rc = setup_loaders(t, in_h, in_w)) ||
+        (rc = setup_schedule(t)))
+        return rc;
+    return setup_rundir(t);
 }
 
 static void teardown(Trainer *t) {
@@ -691,219 +749,295 @@ static json_t *epoch_metrics(Trainer *t, int epoch, long global_step, double tra
     return o;
 }
 
-static int train_loop(Trainer *t) {
-    const TrainConfig *c = t->cfg;
-    int K = c->accum_steps;
-    CkptHeader h;
-    int start_epoch = 0;
-    long start_batch = 0, global_step = 0;
-    double loss_sum = 0, loss_count = 0;
-    if (c->resume) {
+// The loop's position and the current epoch's sums, handed between its phases: micro_step (forward
+// and backward of one micro-batch), finish_step (gradient reduction, optimizer step, progress, stop
+// requests and step checkpoints), end_epoch (evaluation, metrics line, epoch checkpoint) and
+// write_result (result.json).
+typedef struct {
+    int epoch, start_epoch, stopped;   // stopped: a signal asked to stop; checkpointed, exit 99
+    long start_batch, global_step;
+    double loss_sum, loss_count;       // this epoch's partial sums on this rank
+    double lr, last_progress, step_time;
+    double te0, data_s, compute_s, comm_s, images;   // this epoch's clock and time split
+    json_t *last_metrics;              // the last epoch's metrics line (its keys go into result.json)
+} Loop;
+
+// --resume: start where checkpoint.bin left off (or at the beginning without one).
+static int loop_start(Trainer *t, Loop *L) {
+    memset(L, 0, sizeof *L);
+    if (t->cfg->resume) {
+        CkptHeader h;
         int r = resume(t, &h);
         if (r < 0) return TRAIN_EXIT_ERROR;
         if (r) {
-            start_epoch = (int)h.epoch;
-            start_batch = h.next_batch;
-            global_step = h.global_step;
+            L->start_epoch = (int)h.epoch;
+            L->start_batch = h.next_batch;
+            L->global_step = h.global_step;
             // global partial sums; the epoch-end allreduce adds them up again over the ranks
-            loss_sum = h.loss_sum / t->world;
-            loss_count = h.loss_count / t->world;
+            L->loss_sum = h.loss_sum / t->world;
+            L->loss_count = h.loss_count / t->world;
         }
     }
+    L->lr = lr_at(&t->sched, L->global_step);
+    return TRAIN_EXIT_OK;
+}
+
+static void log_start(const Trainer *t) {
+    const TrainConfig *c = t->cfg;
     log_rank0(t, "%s on %s: %ld train / %ld eval samples, %d rank(s) x batch %d x accum %d, %ld steps/epoch, "
               "%d epoch(s), %zu params, %d threads, comm %s", c->model, c->dataset,
               loader_num_samples(t->train_ld), t->eval_ld ? loader_num_samples(t->eval_ld) : !t->eval_ds ? 0
-              : c->eval_limit > 0 && c->eval_limit < t->eval_ds->n ? c->eval_limit : t->eval_ds->n, t->world, c->batch, K,
-              t->steps_per_epoch, t->epochs, model_num_params(t->model), c->threads, comm_kind(t->comm));
-    signals_install();
-    double lr = lr_at(&t->sched, global_step), last_progress = 0, step_time = 0, final_train_loss = NAN;
-    json_t *last_metrics = NULL;
-    int stopped = 0;
-    for (int epoch = start_epoch; epoch < t->epochs && !stopped; epoch++) {
-        double te0 = run_now_s(), data_s = 0, compute_s = 0, comm_s = 0, images = 0;
-        if (t->ddp) ddp_stats_reset(t->ddp);
-        t->gpu_ddp = (DdpStats){ 0 };
-        long first = epoch == start_epoch ? start_batch : 0;
-        if (epoch != start_epoch) loss_sum = loss_count = 0;
-        if (loader_begin(t->train_ld, epoch, first, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
-        const Batch *ahead = NULL;   // the next micro-batch, already staged
-        for (long mb = first; mb < t->micro_per_epoch && global_step < t->total_steps; mb++) {
-            double ts = run_now_s(), wait = 0;
-            const Batch *b = ahead ? ahead : next_batch(t, &wait);
-            if (!b) return TRAIN_EXIT_ERROR;
-            // stage the next batch now: on the GPU its upload overlaps this step's compute
-            ahead = mb + 1 < t->micro_per_epoch ? next_batch(t, &wait) : NULL;
-            if (!ahead && mb + 1 < t->micro_per_epoch) return TRAIN_EXIT_ERROR;
-            double t1 = run_now_s();
-            data_s += wait;
-            trace_event(t->trace, "data_wait", "data", ts, t1, 1, global_step);
-            ops_trace_set_step(global_step);
-            int last = mb % K == K - 1;
-            if (mb % K == 0) model_zero_grad(t->model);
-            if (t->ddp) model_set_grads_ready_hook(t->model, last ? ddp_grads_ready : NULL, last ? t->ddp : NULL);
-            stage_wait(t->stage, b);
-            model_forward_dev(t->model, b->x, b->n, 1);
-            float gscale = t->prec == GPU_FP16 ? t->scaler.scale / K : 1.0f / K;
-            float loss = model_loss_dev(t->model, b->y, gscale, NULL);
-            if (cuda_failed(t, "in forward", epoch, global_step)) return TRAIN_EXIT_ERROR;
-            double t2 = run_now_s();
-            trace_event(t->trace, "forward", "compute", t1, t2, 1, global_step);
-            model_backward(t->model);
-            double t3 = run_now_s();
-            trace_event(t->trace, "backward", "compute", t2, t3, 1, global_step);
-            compute_s += t3 - t1;
-            loss_sum += loss;
-            loss_count += 1;
-            images += (double)b->n * t->world;
-            if (!isfinite(loss)) {
-                snprintf(t->err, sizeof t->err, "loss is %f at epoch %d step %ld (lr %g): training diverged", loss,
-                         epoch + 1, global_step, lr);
-                return TRAIN_EXIT_ERROR;
-            }
-            if (!last) continue;
-            int nonfinite = 0;
-            if (t->ddp) {
-                double c0 = run_now_s();
-                if (ddp_finish_unscale(t->ddp, t->prec == GPU_FP16 ? t->scaler.scale : 1.0f, &nonfinite)) {
-                    snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm));
-                    return TRAIN_EXIT_ERROR;
-                }
-                double c1 = run_now_s();
-                comm_s += c1 - c0;
-                trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
-            }
-            int skip = 0;
-            if (t->gpu) {
-                double c0 = run_now_s();
-                int r = t->ddp ? nonfinite : gpu_finish_grads(t);   // the reducer already unscaled
-                if (r < 0) return TRAIN_EXIT_ERROR;
-                // fp16: a step with inf/nan gradients is skipped and the loss scale halved
-                if (t->prec == GPU_FP16) skip = loss_scaler_update(&t->scaler, r);
-                double c1 = run_now_s();
-                comm_s += c1 - c0;
-                if (t->world > 1 && !t->ddp) trace_event(t->trace, "comm", "comm", c0, c1, 1, global_step);
-            }
-            double o0 = run_now_s();
-            lr = lr_at(&t->sched, global_step);
-            if (!skip) optimizer_step(t, (float)lr);
-            if (cuda_failed(t, "in backward or the optimizer step", epoch, global_step)) return TRAIN_EXIT_ERROR;
-            double o1 = run_now_s();
-            trace_event(t->trace, "optimizer", "compute", o0, o1, 1, global_step);
-            compute_s += o1 - o0;
-            global_step++;
-            step_time = o1 - ts;  // of the last micro-batch; good enough for the ETA
-            if (t->steps_this_process++ > 0) {
-                t->images_after_first += (double)b->n * t->world * K;
-                t->time_after_first += (o1 - ts) * K;
-                step_time = t->time_after_first / (t->steps_this_process - 1) ;
-            }
-            if (t->rank == 0) progress_bar(epoch + 1, t->epochs, global_step, t->total_steps,
-                                           (t->total_steps - global_step) * step_time, loss);
-            if (o1 - last_progress > 2) { write_progress(t, epoch + 1, global_step, step_time); last_progress = o1; }
-            // stop requests: every rank must stop at the same step
-            double sig = signals_pending();
-            if (allreduce(t, &sig, 1)) return TRAIN_EXIT_ERROR;
-            int ckpt_now = c->checkpoint_every > 0 && c->checkpoint_in_steps && global_step % c->checkpoint_every == 0;
-            if (sig != 0 || ckpt_now) {  // the partial loss sums of all ranks go into rank 0's file
-                double part[2] = { loss_sum, loss_count };
-                if (allreduce(t, part, 2)) return TRAIN_EXIT_ERROR;
-                if (save_checkpoint(t, epoch, mb + 1, global_step, part[0], part[1])) return TRAIN_EXIT_ERROR;
-            }
-            if (sig != 0) {
-                progress_bar_done();
-                write_progress(t, epoch + 1, global_step, step_time);
-                // the clock is logged as stored, so a test can chain runs: the next run resumes at it
-                log_rank0(t, "stop requested by signal: checkpointed at step %ld (trainer clock %.3f s) in %s; exiting with %d (requeue with --resume)",
-                          global_step, t->ckpt_wall, t->ckpt_path[0] ? t->ckpt_path : "(no --out: nothing saved)", TRAIN_EXIT_REQUEUE);
-                stopped = 1;
-                break;
-            }
-        }
-        if (stopped) break;
-        loader_end(t->train_ld);
-        progress_bar_done();
-        double te1 = run_now_s();
-        // epoch metrics: loss sums over ranks, evaluation as global sums and one confusion matrix
-        // --eval-every N: after every N-th epoch and after the last one (whose metrics go to result.json)
-        double ev[2] = { 0, 0 };
-        int eval_now = (epoch + 1) % (c->eval_every > 0 ? c->eval_every : 1) == 0 || epoch + 1 == t->epochs;
-        if (eval_now && evaluate(t, epoch, ev)) return TRAIN_EXIT_ERROR;
-        if (!eval_now) confmat_reset(&t->cm);
-        double sums[4] = { loss_sum, loss_count, ev[0], ev[1] };
-        if (allreduce(t, sums, 4) || allreduce(t, t->cm.m, (size_t)t->cm.k * t->cm.k)) return TRAIN_EXIT_ERROR;
-        double te2 = run_now_s();
-        trace_event(t->trace, "eval", "eval", te1, te2, 1, global_step);
-        ev[0] = sums[2]; ev[1] = sums[3];
-        final_train_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
-        DdpStats ds = { 0 };
-        if (t->ddp) ds = ddp_stats(t->ddp);
-        else if (t->gpu) ds = t->gpu_ddp;
-        json_decref(last_metrics);
-        last_metrics = epoch_metrics(t, epoch, global_step, final_train_loss, lr, ev, images, te1 - te0, data_s,
-                                     compute_s, comm_s, te2 - te1, ds);
-        if (t->eval_ds && ev[1] > 0) {
-            double m = json_real_value(json_object_get(last_metrics, t->eval_ds->segmentation ? "miou" : "top1"));
-            if (m > t->best) t->best = m;
-        }
-        if (t->rank == 0) {
-            if (t->rd && rundir_append_metrics(t->rd, last_metrics, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
-            char *line = json_dumps(last_metrics, JSON_COMPACT | JSON_REAL_PRECISION(5));
-            fprintf(stderr, "segx-train: %s\n", line);
-            free(line);
-        }
-        write_progress(t, epoch + 1, global_step, step_time);
-        if (c->checkpoint_every > 0 && !c->checkpoint_in_steps && (epoch + 1) % c->checkpoint_every == 0)
-            if (save_checkpoint(t, epoch + 1, 0, global_step, 0, 0)) return TRAIN_EXIT_ERROR;
-    }
-    if (save_params_file(t)) { json_decref(last_metrics); return TRAIN_EXIT_ERROR; }
-    if (c->save_weights && t->rank == 0 && weights_save(t->model, c->save_weights, t->err, sizeof t->err)) {
-        json_decref(last_metrics);
+              : c->eval_limit > 0 && c->eval_limit < t->eval_ds->n ? c->eval_limit : t->eval_ds->n, t->world,
+              c->batch, c->accum_steps, t->steps_per_epoch, t->epochs, model_num_params(t->model), c->threads,
+              comm_kind(t->comm));
+}
+
+// micro_step: forward, loss scaled by 1/accum_steps and backward of micro-batch mb (gradients are
+// zeroed on a step's first micro-batch; the DDP hook is installed on its last). t1: when compute began.
+static int micro_step(Trainer *t, Loop *L, const Batch *b, long mb, double t1, float *loss_out) {
+    int K = t->cfg->accum_steps, last = mb % K == K - 1;
+    if (mb % K == 0) model_zero_grad(t->model);
+    if (t->ddp) model_set_grads_ready_hook(t->model, last ? ddp_grads_ready : NULL, last ? t->ddp : NULL);
+    stage_wait(t->stage, b);
+    model_forward_dev(t->model, b->x, b->n, 1);
+    float gscale = t->prec == GPU_FP16 ? t->scaler.scale / K : 1.0f / K;
+    float loss = model_loss_dev(t->model, b->y, gscale, NULL);
+    if (cuda_failed(t, "in forward", L->epoch, L->global_step)) return TRAIN_EXIT_ERROR;
+    double t2 = run_now_s();
+    trace_event(t->trace, "forward", "compute", t1, t2, 1, L->global_step);
+    model_backward(t->model);
+    double t3 = run_now_s();
+    trace_event(t->trace, "backward", "compute", t2, t3, 1, L->global_step);
+    L->compute_s += t3 - t1;
+    L->loss_sum += loss;
+    L->loss_count += 1;
+    L->images += (double)b->n * t->world;
+    if (!isfinite(loss)) {
+        snprintf(t->err, sizeof t->err, "loss is %f at epoch %d step %ld (lr %g): training diverged", loss,
+                 L->epoch + 1, L->global_step, L->lr);
         return TRAIN_EXIT_ERROR;
     }
-    if (stopped) { json_decref(last_metrics); return TRAIN_EXIT_REQUEUE; }
-    if (t->rank == 0 && t->rd) {
-        json_t *r = json_object();
-        json_object_set_new(r, "status", json_string("completed"));
-        json_object_set_new(r, "model", json_string(c->model));
-        json_object_set_new(r, "dataset", json_string(c->dataset));
-        json_object_set_new(r, "optimizer", json_string(c->optimizer));
-        json_object_set_new(r, "lr", json_real(c->lr));
-        json_object_set_new(r, "lr_schedule", json_string(c->lr_schedule));
-        json_object_set_new(r, "batch_size", json_integer(c->batch));
-        json_object_set_new(r, "global_batch", json_integer((json_int_t)c->batch * t->world * K));
-        json_object_set_new(r, "accum_steps", json_integer(K));
-        json_object_set_new(r, "ranks", json_integer(t->world));
-        json_object_set_new(r, "reducer", json_string(t->ddp ? ddp_kind(t->ddp) : "none"));
-        json_object_set_new(r, "allreduce_algo", json_string(comm_allreduce_algo(t->comm)));
-        json_object_set_new(r, "threads", json_integer(c->threads));
-        json_object_set_new(r, "seed", json_integer((json_int_t)c->seed));
-        json_object_set_new(r, "epochs", json_integer(t->epochs));
-        json_object_set_new(r, "steps", json_integer(global_step));
-        json_object_set_new(r, "params", json_integer((json_int_t)model_num_params(t->model)));
-        json_object_set_new(r, "wall_s", json_real(wall(t)));
-        json_object_set_new(r, "images_per_s",
-                            t->time_after_first > 0 ? json_real(t->images_after_first / t->time_after_first) : json_null());
-        if (t->gpu) {
-            json_object_set_new(r, "device", json_string("cuda"));
-            json_object_set_new(r, "precision", json_string(gpu_precision_name(t->prec)));
-            if (t->tel) json_object_set_new(r, "gpu_peak_mem_mib", json_real(gpu_telemetry_peak_mem_mib(t->tel)));
-            if (t->prec == GPU_FP16) json_object_set_new(r, "skipped_steps", json_integer(t->scaler.skipped));
-        }
-        if (last_metrics) {
-            const char *keys[] = { "train_loss", "val_loss", "miou", "pixel_acc", "top1", "per_class_iou" };
-            for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-                json_t *v = json_object_get(last_metrics, keys[i]);
-                if (v) json_object_set(r, keys[i], v);
-            }
-        }
-        if (t->eval_ds && last_metrics)
-            json_object_set_new(r, t->eval_ds->segmentation ? "best_miou" : "best_top1", json_real(t->best));
-        int rc = rundir_write_json(t->rd, "result.json", r, t->err, sizeof t->err);
-        json_decref(r);
-        if (rc) { json_decref(last_metrics); return TRAIN_EXIT_ERROR; }
-    }
-    json_decref(last_metrics);
+    *loss_out = loss;
     return TRAIN_EXIT_OK;
+}
+
+// The step's gradients summed over the ranks and averaged (the reducer, or gpu_finish_grads);
+// *skip: fp16 found inf/nan gradients, so the step is skipped and the loss scale halved.
+static int reduce_grads(Trainer *t, Loop *L, int *skip) {
+    int nonfinite = 0;
+    *skip = 0;
+    if (t->ddp) {
+        double c0 = run_now_s();
+        if (ddp_finish_unscale(t->ddp, t->prec == GPU_FP16 ? t->scaler.scale : 1.0f, &nonfinite)) {
+            snprintf(t->err, sizeof t->err, "gradient allreduce: %s", comm_error(t->comm));
+            return TRAIN_EXIT_ERROR;
+        }
+        double c1 = run_now_s();
+        L->comm_s += c1 - c0;
+        trace_event(t->trace, "comm", "comm", c0, c1, 1, L->global_step);
+    }
+    if (t->gpu) {
+        double c0 = run_now_s();
+        int r = t->ddp ? nonfinite : gpu_finish_grads(t);   // the reducer already unscaled
+        if (r < 0) return TRAIN_EXIT_ERROR;
+        if (t->prec == GPU_FP16) *skip = loss_scaler_update(&t->scaler, r);
+        double c1 = run_now_s();
+        L->comm_s += c1 - c0;
+        if (t->world > 1 && !t->ddp) trace_event(t->trace, "comm", "comm", c0, c1, 1, L->global_step);
+    }
+    return TRAIN_EXIT_OK;
+}
+
+// Stop requests (every rank must stop at the same step) and --checkpoint-every Ns after a step;
+// sets L->stopped when a signal asked to stop. mb: the micro-batch just done.
+static int check_stop(Trainer *t, Loop *L, long mb) {
+    const TrainConfig *c = t->cfg;
+    double sig = signals_pending();
+    if (allreduce(t, &sig, 1)) return TRAIN_EXIT_ERROR;
+    int ckpt_now = c->checkpoint_every > 0 && c->checkpoint_in_steps && L->global_step % c->checkpoint_every == 0;
+    if (sig != 0 || ckpt_now) {  // the partial loss sums of all ranks go into rank 0's file
+        double part[2] = { L->loss_sum, L->loss_count };
+        if (allreduce(t, part, 2)) return TRAIN_EXIT_ERROR;
+        if (save_checkpoint(t, L->epoch, mb + 1, L->global_step, part[0], part[1])) return TRAIN_EXIT_ERROR;
+    }
+    if (sig != 0) {
+        progress_bar_done();
+        write_progress(t, L->epoch + 1, L->global_step, L->step_time);
+        // the clock is logged as stored, so a test can chain runs: the next run resumes at it
+        log_rank0(t, "stop requested by signal: checkpointed at step %ld (trainer clock %.3f s) in %s; exiting with %d (requeue with --resume)",
+                  L->global_step, t->ckpt_wall, t->ckpt_path[0] ? t->ckpt_path : "(no --out: nothing saved)", TRAIN_EXIT_REQUEUE);
+        L->stopped = 1;
+    }
+    return TRAIN_EXIT_OK;
+}
+
+// finish_step: after a step's last micro-batch (mb, batch b, begun at ts, loss): reduce the
+// gradients, the optimizer step at the scheduled lr, then progress and stop requests.
+static int finish_step(Trainer *t, Loop *L, const Batch *b, long mb, double ts, float loss) {
+    int K = t->cfg->accum_steps, skip;
+    if (reduce_grads(t, L, &skip)) return TRAIN_EXIT_ERROR;
+    double o0 = run_now_s();
+    L->lr = lr_at(&t->sched, L->global_step);
+    if (!skip) optimizer_step(t, (float)L->lr);
+    if (cuda_failed(t, "in backward or the optimizer step", L->epoch, L->global_step)) return TRAIN_EXIT_ERROR;
+    double o1 = run_now_s();
+    trace_event(t->trace, "optimizer", "compute", o0, o1, 1, L->global_step);
+    L->compute_s += o1 - o0;
+    L->global_step++;
+    L->step_time = o1 - ts;  // of the last micro-batch; good enough for the ETA
+    if (t->steps_this_process++ > 0) {
+        t->images_after_first += (double)b->n * t->world * K;
+        t->time_after_first += (o1 - ts) * K;
+        L->step_time = t->time_after_first / (t->steps_this_process - 1);
+    }
+    if (t->rank == 0) progress_bar(L->epoch + 1, t->epochs, L->global_step, t->total_steps,
+                                   (t->total_steps - L->global_step) * L->step_time, loss);
+    if (o1 - L->last_progress > 2) {
+        write_progress(t, L->epoch + 1, L->global_step, L->step_time);
+        L->last_progress = o1;
+    }
+    return check_stop(t, L, mb);
+}
+
+// One epoch's micro-batches from `first` on, up to total_steps or a stop request. Each batch is
+// staged one ahead: on the GPU its upload overlaps the current step's compute.
+static int train_epoch(Trainer *t, Loop *L, long first) {
+    int K = t->cfg->accum_steps;
+    if (loader_begin(t->train_ld, L->epoch, first, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
+    const Batch *ahead = NULL;   // the next micro-batch, already staged
+    for (long mb = first; mb < t->micro_per_epoch && L->global_step < t->total_steps; mb++) {
+        double ts = run_now_s(), wait = 0;
+        const Batch *b = ahead ? ahead : next_batch(t, &wait);
+        if (!b) return TRAIN_EXIT_ERROR;
+        ahead = mb + 1 < t->micro_per_epoch ? next_batch(t, &wait) : NULL;
+        if (!ahead && mb + 1 < t->micro_per_epoch) return TRAIN_EXIT_ERROR;
+        double t1 = run_now_s();
+        L->data_s += wait;
+        trace_event(t->trace, "data_wait", "data", ts, t1, 1, L->global_step);
+        ops_trace_set_step(L->global_step);
+        float loss;
+        if (micro_step(t, L, b, mb, t1, &loss)) return TRAIN_EXIT_ERROR;
+        if (mb % K != K - 1) continue;
+        if (finish_step(t, L, b, mb, ts, loss)) return TRAIN_EXIT_ERROR;
+        if (L->stopped) return TRAIN_EXIT_OK;
+    }
+    loader_end(t->train_ld);
+    progress_bar_done();
+    return TRAIN_EXIT_OK;
+}
+
+// end_epoch: loss sums over the ranks, evaluation (--eval-every N: after every N-th epoch and after
+// the last one, whose metrics go to result.json) as global sums and one confusion matrix, the
+// metrics.jsonl line, the best metric and --checkpoint-every N (epochs). te1: the epoch's training end.
+static int end_epoch(Trainer *t, Loop *L, double te1) {
+    const TrainConfig *c = t->cfg;
+    int epoch = L->epoch;
+    double ev[2] = { 0, 0 };
+    int eval_now = (epoch + 1) % (c->eval_every > 0 ? c->eval_every : 1) == 0 || epoch + 1 == t->epochs;
+    if (eval_now && evaluate(t, epoch, ev)) return TRAIN_EXIT_ERROR;
+    if (!eval_now) confmat_reset(&t->cm);
+    double sums[4] = { L->loss_sum, L->loss_count, ev[0], ev[1] };
+    if (allreduce(t, sums, 4) || allreduce(t, t->cm.m, (size_t)t->cm.k * t->cm.k)) return TRAIN_EXIT_ERROR;
+    double te2 = run_now_s();
+    trace_event(t->trace, "eval", "eval", te1, te2, 1, L->global_step);
+    ev[0] = sums[2]; ev[1] = sums[3];
+    double train_loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    DdpStats ds = { 0 };
+    if (t->ddp) ds = ddp_stats(t->ddp);
+    else if (t->gpu) ds = t->gpu_ddp;
+    json_decref(L->last_metrics);
+    L->last_metrics = epoch_metrics(t, epoch, L->global_step, train_loss, L->lr, ev, L->images, te1 - L->te0,
+                                    L->data_s, L->compute_s, L->comm_s, te2 - te1, ds);
+    if (t->eval_ds && ev[1] > 0) {
+        double m = json_real_value(json_object_get(L->last_metrics, t->eval_ds->segmentation ? "miou" : "top1"));
+        if (m > t->best) t->best = m;
+    }
+    if (t->rank == 0) {
+        if (t->rd && rundir_append_metrics(t->rd, L->last_metrics, t->err, sizeof t->err)) return TRAIN_EXIT_ERROR;
+        char *line = json_dumps(L->last_metrics, JSON_COMPACT | JSON_REAL_PRECISION(5));
+        fprintf(stderr, "segx-train: %s\n", line);
+        free(line);
+    }
+    write_progress(t, epoch + 1, L->global_step, L->step_time);
+    if (c->checkpoint_every > 0 && !c->checkpoint_in_steps && (epoch + 1) % c->checkpoint_every == 0)
+        if (save_checkpoint(t, epoch + 1, 0, L->global_step, 0, 0)) return TRAIN_EXIT_ERROR;
+    return TRAIN_EXIT_OK;
+}
+
+// write_result: result.json of a completed run (rank 0, with --out): the configuration, throughput
+// after the first step and the last epoch's metrics.
+static int write_result(Trainer *t, const Loop *L) {
+    const TrainConfig *c = t->cfg;
+    if (t->rank != 0 || !t->rd) return TRAIN_EXIT_OK;
+    json_t *r = json_object();
+    json_object_set_new(r, "status", json_string("completed"));
+    json_object_set_new(r, "model", json_string(c->model));
+    json_object_set_new(r, "dataset", json_string(c->dataset));
+    json_object_set_new(r, "optimizer", json_string(c->optimizer));
+    json_object_set_new(r, "lr", json_real(c->lr));
+    json_object_set_new(r, "lr_schedule", json_string(c->lr_schedule));
+    json_object_set_new(r, "batch_size", json_integer(c->batch));
+    json_object_set_new(r, "global_batch", json_integer((json_int_t)c->batch * t->world * c->accum_steps));
+    json_object_set_new(r, "accum_steps", json_integer(c->accum_steps));
+    json_object_set_new(r, "ranks", json_integer(t->world));
+    json_object_set_new(r, "reducer", json_string(t->ddp ? ddp_kind(t->ddp) : "none"));
+    json_object_set_new(r, "allreduce_algo", json_string(comm_allreduce_algo(t->comm)));
+    json_object_set_new(r, "threads", json_integer(c->threads));
+    json_object_set_new(r, "seed", json_integer((json_int_t)c->seed));
+    json_object_set_new(r, "epochs", json_integer(t->epochs));
+    json_object_set_new(r, "steps", json_integer(L->global_step));
+    json_object_set_new(r, "params", json_integer((json_int_t)model_num_params(t->model)));
+    json_object_set_new(r, "wall_s", json_real(wall(t)));
+    json_object_set_new(r, "images_per_s",
+                        t->time_after_first > 0 ? json_real(t->images_after_first / t->time_after_first) : json_null());
+    if (t->gpu) {
+        json_object_set_new(r, "device", json_string("cuda"));
+        json_object_set_new(r, "precision", json_string(gpu_precision_name(t->prec)));
+        if (t->tel) json_object_set_new(r, "gpu_peak_mem_mib", json_real(gpu_telemetry_peak_mem_mib(t->tel)));
+        if (t->prec == GPU_FP16) json_object_set_new(r, "skipped_steps", json_integer(t->scaler.skipped));
+    }
+    if (L->last_metrics) {
+        const char *keys[] = { "train_loss", "val_loss", "miou", "pixel_acc", "top1", "per_class_iou" };
+        for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+            json_t *v = json_object_get(L->last_metrics, keys[i]);
+            if (v) json_object_set(r, keys[i], v);
+        }
+    }
+    if (t->eval_ds && L->last_metrics)
+        json_object_set_new(r, t->eval_ds->segmentation ? "best_miou" : "best_top1", json_real(t->best));
+    int rc = rundir_write_json(t->rd, "result.json", r, t->err, sizeof t->err);
+    json_decref(r);
+    return rc ? TRAIN_EXIT_ERROR : TRAIN_EXIT_OK;
+}
+
+// The run's outputs besides the run dir: --save-params and --save-weights (rank 0).
+static int save_final_weights(Trainer *t) {
+    if (save_params_file(t)) return TRAIN_EXIT_ERROR;
+    if (t->cfg->save_weights && t->rank == 0 && weights_save(t->model, t->cfg->save_weights, t->err, sizeof t->err))
+        return TRAIN_EXIT_ERROR;
+    return TRAIN_EXIT_OK;
+}
+
+static int train_loop(Trainer *t) {
+    Loop L;
+    if (loop_start(t, &L)) return TRAIN_EXIT_ERROR;
+    log_start(t);
+    signals_install();
+    int rc = TRAIN_EXIT_OK;
+    for (L.epoch = L.start_epoch; L.epoch < t->epochs && !L.stopped && rc == TRAIN_EXIT_OK; L.epoch++) {
+        L.te0 = run_now_s();
+        L.data_s = L.compute_s = L.comm_s = L.images = 0;
+        if (t->ddp) ddp_stats_reset(t->ddp);
+        t->gpu_ddp = (DdpStats){ 0 };
+        long first = L.epoch == L.start_epoch ? L.start_batch : 0;
+        if (L.epoch != L.start_epoch) L.loss_sum = L.loss_count = 0;
+        rc = train_epoch(t, &L, first);
+        if (rc == TRAIN_EXIT_OK && !L.stopped) rc = end_epoch(t, &L, run_now_s());
+    }
+    if (rc == TRAIN_EXIT_OK) rc = save_final_weights(t);
+    if (rc == TRAIN_EXIT_OK) rc = L.stopped ? TRAIN_EXIT_REQUEUE : write_result(t, &L);
+    json_decref(L.last_metrics);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
