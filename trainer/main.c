@@ -302,115 +302,109 @@ static int default_threads(void) {
 
 static int evaluate_only;   // --evaluate: evaluate_run instead of train_run
 
-static int parse_args(int argc, char **argv, TrainConfig *c) {
+// --checkpoint-every N, Ne (epochs) or Ns (steps).
+static int parse_checkpoint_every(const char *name, const char *s, TrainConfig *c) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    size_t n = strlen(buf);
+    c->checkpoint_in_steps = 0;
+    if (n && (buf[n - 1] == 's' || buf[n - 1] == 'e')) { c->checkpoint_in_steps = buf[n - 1] == 's'; buf[n - 1] = 0; }
+    char *end;
+    errno = 0;
+    c->checkpoint_every = strtol(buf, &end, 10);
+    if (errno || end == buf || *end || c->checkpoint_every < 1)
+        return bad(name, s, "want a positive count of epochs (N or Ne) or steps (Ns)");
+    return 0;
+}
+
+// The "model and data" and "optimisation" flags (see usage). 1: not one of them.
+static int parse_train_flag(int o, const char *name, TrainConfig *c) {
     static const char *const models[] = { "cnn", "resnet18", "unet", "vgg16", "mobilenet_v2", "shufflenet_v2",
                                           "densenet121", "deeplabv3plus", NULL };
+    static const char *const splits[] = { "train", "test", NULL };
+    static const char *const bbs[] = { "resnet18", "resnet50", "resnet101", NULL };
+    OptKind ok;
+    LrKind lk;
+    long v;
+    int r;
+    switch (o) {
+    case O_MODEL: c->model = optarg; return one_of(name, optarg, models);
+    case O_BACKBONE:
+        if ((r = one_of(name, optarg, bbs)) == 0) c->backbone = atoi(optarg + 6);
+        return r;
+    case O_WIDTH: return parse_int(name, optarg, 1, 4096, &c->width);
+    case O_NOBN: c->batch_norm = 0; return 0;
+    case O_DATASET: c->dataset = optarg; return 0;
+    case O_DATA_DIR: c->data_dir = optarg; return 0;
+    case O_INC: return parse_int(name, optarg, 1, 4096, &c->in_channels);
+    case O_CLASSES: return parse_int(name, optarg, 2, 255, &c->classes);
+    case O_IMSIZE: return parse_int(name, optarg, 4, 65536, &c->image_size);
+    case O_TRAIN_LIMIT: return parse_long(name, optarg, 1, 1L << 40, &c->train_limit);
+    case O_EVAL_LIMIT: return parse_long(name, optarg, 0, 1L << 40, &c->eval_limit);
+    case O_AUGMENT: c->augment = 1; return 0;
+    case O_PAD_TO: return parse_int(name, optarg, 1, 65536, &c->pad_to);
+    case O_WORKERS: return parse_int(name, optarg, 0, 256, &c->workers);
+    case O_EXPORT: c->export_dir = optarg; return 0;
+    case O_EXPORT_LIMIT: return parse_long(name, optarg, 1, 1L << 40, &c->export_limit);
+    case O_EXPORT_SPLIT: c->export_split = optarg; return one_of(name, optarg, splits);
+    case O_EPOCHS: return parse_int(name, optarg, 0, 1000000, &c->epochs);
+    case O_STEPS: return parse_long(name, optarg, 0, 1L << 40, &c->steps);
+    case O_BATCH: return parse_int(name, optarg, 1, 1 << 20, &c->batch);
+    case O_ACCUM: return parse_int(name, optarg, 1, 65536, &c->accum_steps);
+    case O_OPT:
+        c->optimizer = optarg;
+        return optim_parse(optarg, &ok) ? bad(name, optarg, "want sgd, sgd-nesterov, sgdw, adam, adamw, adagrad or adadelta") : 0;
+    case O_LR: return parse_double(name, optarg, 0, 1e6, &c->lr);
+    case O_MOM: return parse_double(name, optarg, 0, 1, &c->momentum);
+    case O_WD: return parse_double(name, optarg, 0, 10, &c->weight_decay);
+    case O_SCHED:
+        c->lr_schedule = optarg;
+        return lr_parse(optarg, &lk) ? bad(name, optarg, "want constant, step, poly or cosine") : 0;
+    case O_WARMUP: return parse_double(name, optarg, 0, 1e6, &c->warmup_epochs);
+    case O_SEED:
+        if (parse_long(name, optarg, 0, 0x7fffffffL, &v)) return -1;
+        c->seed = (uint64_t)v;
+        return 0;
+    default: return 1;
+    }
+}
+
+// The "system", "weights in and out" and "run dir and restarts" flags (see usage). 1: not one of them.
+static int parse_system_flag(int o, const char *name, TrainConfig *c) {
     static const char *const comms[] = { "auto", "none", "mpi", "nccl", NULL };
     static const char *const reducers[] = { "bucket", "fused", "per-tensor", NULL };
     static const char *const algos[] = { "auto", "ring", "recursive-doubling", "rabenseifner", "tree", NULL };
     static const char *const devices[] = { "cpu", "cuda", "auto", NULL };
     static const char *const precisions[] = { "fp32", "bf16", "fp16", NULL };
-    static const char *const splits[] = { "train", "test", NULL };
-    train_config_defaults(c);
-    c->argv0 = argv[0];
-    c->threads = 0;
-    opterr = 0;
-    int o;
-    long v;
-    while ((o = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        const char *name = "";
-        for (int i = 0; longopts[i].name; i++)
-            if (longopts[i].val == o) { name = longopts[i].name; break; }
-        int r = 0;
-        switch (o) {
-        case O_MODEL: c->model = optarg; r = one_of(name, optarg, models); break;
-        case O_DATASET: c->dataset = optarg; break;
-        case O_EPOCHS: r = parse_int(name, optarg, 0, 1000000, &c->epochs); break;
-        case O_BATCH: r = parse_int(name, optarg, 1, 1 << 20, &c->batch); break;
-        case O_OPT: {
-            OptKind k;
-            c->optimizer = optarg;
-            if (optim_parse(optarg, &k)) r = bad(name, optarg, "want sgd, sgd-nesterov, sgdw, adam, adamw, adagrad or adadelta");
-            break;
-        }
-        case O_LR: r = parse_double(name, optarg, 0, 1e6, &c->lr); break;
-        case O_MOM: r = parse_double(name, optarg, 0, 1, &c->momentum); break;
-        case O_WD: r = parse_double(name, optarg, 0, 10, &c->weight_decay); break;
-        case O_SCHED: {
-            LrKind k;
-            c->lr_schedule = optarg;
-            if (lr_parse(optarg, &k)) r = bad(name, optarg, "want constant, step, poly or cosine");
-            break;
-        }
-        case O_WARMUP: r = parse_double(name, optarg, 0, 1e6, &c->warmup_epochs); break;
-        case O_SEED: r = parse_long(name, optarg, 0, 0x7fffffffL, &v); c->seed = (uint64_t)v; break;
-        case O_WIDTH: r = parse_int(name, optarg, 1, 4096, &c->width); break;
-        case O_NOBN: c->batch_norm = 0; break;
-        case O_THREADS: r = parse_int(name, optarg, 1, 4096, &c->threads); break;
-        case O_WORKERS: r = parse_int(name, optarg, 0, 256, &c->workers); break;
-        case O_TRAIN_LIMIT: r = parse_long(name, optarg, 1, 1L << 40, &c->train_limit); break;
-        case O_EVAL_LIMIT: r = parse_long(name, optarg, 0, 1L << 40, &c->eval_limit); break;
-        case O_AUGMENT: c->augment = 1; break;
-        case O_DATA_DIR: c->data_dir = optarg; break;
-        case O_INC: r = parse_int(name, optarg, 1, 4096, &c->in_channels); break;
-        case O_CLASSES: r = parse_int(name, optarg, 2, 255, &c->classes); break;
-        case O_IMSIZE: r = parse_int(name, optarg, 4, 65536, &c->image_size); break;
-        case O_STEPS: r = parse_long(name, optarg, 0, 1L << 40, &c->steps); break;
-        case O_PRINT: c->print_params = 1; break;
-        case O_EXPORT: c->export_dir = optarg; break;
-        case O_EXPORT_LIMIT: r = parse_long(name, optarg, 1, 1L << 40, &c->export_limit); break;
-        case O_EXPORT_SPLIT: c->export_split = optarg; r = one_of(name, optarg, splits); break;
-        case O_CKPT: {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%s", optarg);
-            size_t n = strlen(buf);
-            c->checkpoint_in_steps = 0;
-            if (n && (buf[n - 1] == 's' || buf[n - 1] == 'e')) { c->checkpoint_in_steps = buf[n - 1] == 's'; buf[n - 1] = 0; }
-            char *end;
-            errno = 0;
-            c->checkpoint_every = strtol(buf, &end, 10);
-            if (errno || end == buf || *end || c->checkpoint_every < 1)
-                r = bad(name, optarg, "want a positive count of epochs (N or Ne) or steps (Ns)");
-            break;
-        }
-        case O_RESUME: c->resume = 1; break;
-        case O_PROFILE: c->profile = optarg; break;
-        case O_COMM: c->comm = optarg; r = one_of(name, optarg, comms); break;
-        case O_SYNCBN: c->sync_bn = 1; break;
-        case O_ACCUM: r = parse_int(name, optarg, 1, 65536, &c->accum_steps); break;
-        case O_BUCKET: r = parse_double(name, optarg, 0.001, 65536, &c->bucket_mb); break;
-        case O_REDUCER: c->reducer = optarg; r = one_of(name, optarg, reducers); break;
-        case O_FUSION: r = parse_double(name, optarg, 0.001, 65536, &c->fusion_mb); break;
-        case O_ALGO: c->allreduce_algo = optarg; r = one_of(name, optarg, algos); break;
-        case O_PAD_TO: r = parse_int(name, optarg, 1, 65536, &c->pad_to); break;
-        case O_DEVICE: c->device = optarg; r = one_of(name, optarg, devices); break;
-        case O_PRECISION: c->precision = optarg; r = one_of(name, optarg, precisions); break;
-        case O_OUT: c->out = optarg; break;
-        case O_SAVE: c->save_params = optarg; break;
-        case 'h': case O_HELP: fputs(usage, stdout); exit(0);
-        case O_EVALUATE: evaluate_only = 1; break;
-        case O_INIT: c->init = optarg; break;
-        case O_INIT_PREFIX: c->init_prefix = optarg; break;
-        case O_INIT_SKIP: c->init_skip = optarg; break;
-        case O_SAVE_WEIGHTS: c->save_weights = optarg; break;
-        case O_INFER: c->infer_in = optarg; break;
-        case O_INFER_OUT: c->infer_out = optarg; break;
-        case O_BACKBONE: {
-            static const char *const bbs[] = { "resnet18", "resnet50", "resnet101", NULL };
-            r = one_of(name, optarg, bbs);
-            if (!r) c->backbone = atoi(optarg + 6);
-            break;
-        }
-        case ':':
-            fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
-            return -1;
-        default:
-            if ((r = parse_data_flag(o, name, c)) != 1) break;
-            fprintf(stderr, "segx-train: unknown option '%s' (see segx-train --help)\n", argv[optind - 1]);
-            return -1;
-        }
-        if (r) return -1;
+    switch (o) {
+    case O_THREADS: return parse_int(name, optarg, 1, 4096, &c->threads);
+    case O_DEVICE: c->device = optarg; return one_of(name, optarg, devices);
+    case O_PRECISION: c->precision = optarg; return one_of(name, optarg, precisions);
+    case O_COMM: c->comm = optarg; return one_of(name, optarg, comms);
+    case O_BUCKET: return parse_double(name, optarg, 0.001, 65536, &c->bucket_mb);
+    case O_REDUCER: c->reducer = optarg; return one_of(name, optarg, reducers);
+    case O_FUSION: return parse_double(name, optarg, 0.001, 65536, &c->fusion_mb);
+    case O_ALGO: c->allreduce_algo = optarg; return one_of(name, optarg, algos);
+    case O_SYNCBN: c->sync_bn = 1; return 0;
+    case O_PROFILE: c->profile = optarg; return 0;
+    case O_PRINT: c->print_params = 1; return 0;
+    case O_SAVE: c->save_params = optarg; return 0;
+    case O_INIT: c->init = optarg; return 0;
+    case O_INIT_PREFIX: c->init_prefix = optarg; return 0;
+    case O_INIT_SKIP: c->init_skip = optarg; return 0;
+    case O_SAVE_WEIGHTS: c->save_weights = optarg; return 0;
+    case O_INFER: c->infer_in = optarg; return 0;
+    case O_INFER_OUT: c->infer_out = optarg; return 0;
+    case O_OUT: c->out = optarg; return 0;
+    case O_CKPT: return parse_checkpoint_every(name, optarg, c);
+    case O_EVALUATE: evaluate_only = 1; return 0;
+    case O_RESUME: c->resume = 1; return 0;
+    default: return 1;
     }
+}
+
+// Flags that need one another, once all are read.
+static int check_args(int argc, char **argv, TrainConfig *c) {
     if (optind < argc) {
         fprintf(stderr, "segx-train: unexpected argument '%s' (see segx-train --help)\n", argv[optind]);
         return -1;
@@ -425,6 +419,33 @@ static int parse_args(int argc, char **argv, TrainConfig *c) {
     }
     if (c->threads == 0) c->threads = default_threads();
     return 0;
+}
+
+static int parse_args(int argc, char **argv, TrainConfig *c) {
+    train_config_defaults(c);
+    c->argv0 = argv[0];
+    c->threads = 0;
+    opterr = 0;
+    int o;
+    while ((o = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        const char *name = "";
+        for (int i = 0; longopts[i].name; i++)
+            if (longopts[i].val == o) { name = longopts[i].name; break; }
+        if (o == 'h' || o == O_HELP) { fputs(usage, stdout); exit(0); }
+        if (o == ':') {
+            fprintf(stderr, "segx-train: %s needs a value (see segx-train --help)\n", argv[optind - 1]);
+            return -1;
+        }
+        int r = parse_train_flag(o, name, c);
+        if (r == 1) r = parse_system_flag(o, name, c);
+        if (r == 1) r = parse_data_flag(o, name, c);
+        if (r == 1) {
+            fprintf(stderr, "segx-train: unknown option '%s' (see segx-train --help)\n", argv[optind - 1]);
+            return -1;
+        }
+        if (r) return -1;
+    }
+    return check_args(argc, argv, c);
 }
 
 // Resolves --device to "cpu" or "cuda". cuda needs a usable GPU now (else exit 2 with gpu_probe's
