@@ -12,7 +12,7 @@
 typedef struct {
     ConvBn c[3];
     float *pool[2];      // after the first two blocks
-    int fc_w, fc_b;
+    ClassifierHead fc;   // on the flattened (128, H/4, W/4)
     int h[3], w[3];      // input size of each conv block
 } Cnn;
 
@@ -22,9 +22,8 @@ static int cnn_build(Model *m, char *err, size_t errlen) {
         snprintf(err, errlen, "model cnn: input %dx%d is too small (needs at least 4x4)", cfg->height, cfg->width);
         return -1;
     }
-    Cnn *n = calloc(1, sizeof *n);
-    if (!n) { snprintf(err, errlen, "model cnn: out of memory"); return -1; }
-    m->net = n;
+    Cnn *n = model_net_alloc(m, sizeof *n, err, errlen);
+    if (!n) return -1;
     const int ch[4] = {cfg->in_channels, 32, 64, 128};
     int bn = cfg->batch_norm != 0, h = cfg->height, w = cfg->width;
     for (int i = 0; i < 3; i++) {
@@ -32,20 +31,13 @@ static int cnn_build(Model *m, char *err, size_t errlen) {
         snprintf(cn, sizeof cn, "features.%d", bn ? 4 * i : 3 * i);
         snprintf(bnn, sizeof bnn, "features.%d", 4 * i + 1);
         n->h[i] = h; n->w[i] = w;
-        if (convbn_make(m, &n->c[i], cn, bnn, ch[i], ch[i + 1], h, w, 3, 1, 1, 1, NULL)) goto oom;
+        if (convbn_make(m, &n->c[i], cn, bnn, ch[i], ch[i + 1], h, w, 3, 1, 1, 1, NULL)) goto fail;
         if (i < 2) { h /= 2; w /= 2; n->pool[i] = model_act(m, (size_t)ch[i + 1] * h * w); }
     }
-    int flat = 128 * h * w;
-    n->fc_w = model_add_param(m, "fc.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, flat}, flat);
-    n->fc_b = model_add_param(m, "fc.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, flat);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
-    if (m->failed) goto oom;
+    if (classifier_head_make(m, &n->fc, "fc", 128 * h * w, 0)) goto fail;
     return 0;
-oom:
-    snprintf(err, errlen, "model cnn: out of memory (max_batch=%d)", cfg->max_batch);
-    return -1;
+fail:
+    return model_build_failed(m, "", err, errlen);
 }
 
 static void cnn_forward(Model *m, int B, int training) {
@@ -58,16 +50,13 @@ static void cnn_forward(Model *m, int B, int training) {
             x = n->pool[i];
         }
     }
-    m->ops->linear_forward(B, 128 * n->h[2] * n->w[2], m->cfg.classes, m->logits, n->c[2].z, P(m, n->fc_w),
-                           P(m, n->fc_b));
+    classifier_head_fw(m, &n->fc, B, n->c[2].z);
 }
 
 static void cnn_backward(Model *m, int B) {
     Cnn *n = m->net;
     float *a = m->gbuf[0], *b = m->gbuf[1];
-    m->ops->linear_backward(B, 128 * n->h[2] * n->w[2], m->cfg.classes, a, G(m, n->fc_w), G(m, n->fc_b),
-                            m->dlogits, n->c[2].z, P(m, n->fc_w));   // a = dz of block 2 (flattened)
-    model_grads_done(m, n->fc_w);
+    classifier_head_bw(m, &n->fc, B, a, NULL);   // a = dz of block 2 (flattened)
     for (int i = 2; i >= 0; i--) {
         const float *x = i ? n->pool[i - 1] : m->input;
         convbn_bw(m, &n->c[i], B, i ? a : NULL, a, b, x, 0);      // a = d(pool[i-1])

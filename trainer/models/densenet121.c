@@ -42,8 +42,8 @@ typedef struct {
     Conv conv0;
     Block b[DN_BLOCKS];
     Bn norm5;
-    float *z5, *gap, *gapT;
-    int fc_w, fc_b;
+    float *z5, *gap, *gapT;    // the pool runs channel-major here: (C, B) transposed to (B, C)
+    ClassifierHead fc;         // the linear layer on gap
     // scratch (largest block): recomputed BN outputs, gradients, NCHW views
     float *s_bn, *s_g1, *s_g2, *s_t, *s_u, *dS[2];
 } DenseNet;
@@ -54,9 +54,8 @@ static int dn_build(Model *m, char *err, size_t errlen) {
         snprintf(err, errlen, "model densenet121: input %dx%d is too small (3 transitions halve it)", cfg->height, cfg->width);
         return -1;
     }
-    DenseNet *d = calloc(1, sizeof *d);
-    if (!d) { snprintf(err, errlen, "model densenet121: out of memory"); return -1; }
-    m->net = d;
+    DenseNet *d = model_net_alloc(m, sizeof *d, err, errlen);
+    if (!d) return -1;
     int h = cfg->height, w = cfg->width, c = 2 * DN_K, idx = 0;
     size_t big = 0;   // floats per sample of the widest (channels x HW) buffer
     if (conv_make(m, &d->conv0, "conv0", cfg->in_channels, c, h, w, 3, 1, 1, 0)) goto oom;
@@ -102,8 +101,7 @@ static int dn_build(Model *m, char *err, size_t errlen) {
     d->z5 = model_act(m, (size_t)c * h * w);
     d->gap = model_act(m, c);
     d->gapT = model_act(m, c);
-    d->fc_w = model_add_param(m, "classifier.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, c}, c);
-    d->fc_b = model_add_param(m, "classifier.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, c);
+    classifier_head_make(m, &d->fc, "classifier", c, 0);
     d->s_bn = model_act(m, big);
     d->s_g1 = model_act(m, big);
     d->s_g2 = model_act(m, big);
@@ -111,14 +109,10 @@ static int dn_build(Model *m, char *err, size_t errlen) {
     d->s_u = model_act(m, big);
     d->dS[0] = model_act(m, big);
     d->dS[1] = model_act(m, big);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
     if (m->failed) goto oom;
     return 0;
 oom:
-    snprintf(err, errlen, "model densenet121: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height, cfg->width);
-    return -1;
+    return model_build_failed(m, "", err, errlen);
 }
 
 // y (cout, B*HW) = W (cout, cin) x (cin, B*HW): a 1x1 convolution of a channel-major tensor
@@ -177,7 +171,7 @@ static void dn_forward(Model *m, int B, int training) {
     bn_fw(m, &d->norm5, (long)B * hw, d->z5, bl->S, training, 1);
     o->avgpool_forward(1, C * B, hw, d->gapT, d->z5);                          // (C, B)
     o->swap_dims01(C, B, 1, d->gap, d->gapT);                                  // (B, C)
-    o->linear_forward(B, C, m->cfg.classes, m->logits, d->gap, P(m, d->fc_w), P(m, d->fc_b));
+    classifier_head_fw(m, &d->fc, B, d->gap);
 }
 
 static void dn_backward(Model *m, int B) {
@@ -185,8 +179,7 @@ static void dn_backward(Model *m, int B) {
     const Ops *o = m->ops;
     Block *bl = &d->b[DN_BLOCKS - 1];
     int C = bl->ctot, hw = bl->h * bl->w, cur = 0;
-    o->linear_backward(B, C, m->cfg.classes, d->s_g1, G(m, d->fc_w), G(m, d->fc_b), m->dlogits, d->gap, P(m, d->fc_w));
-    model_grads_done(m, d->fc_w);
+    classifier_head_bw(m, &d->fc, B, d->s_g1, NULL);
     o->swap_dims01(B, C, 1, d->s_g2, d->s_g1);
     o->avgpool_backward(1, C * B, hw, d->s_g1, d->s_g2);
     bn_bw(m, &d->norm5, (long)B * hw, d->dS[cur], d->s_g1, bl->S, d->z5);       // dS = d(block 4's buffer)

@@ -1,7 +1,25 @@
 // trainer/models/layers.c — the layer units every model is built from (see model_internal.h).
 #include <stdio.h>
+#include <stdlib.h>
 #include "trainer/models/model_internal.h"
-// defines: conv_make, conv_fw, conv_bw, bn_make, convbn_make, convbn_fw, convbn_bw
+// defines: model_net_alloc, model_build_failed, conv_make, conv_fw, conv_bw, bn_make, convbn_make,
+// convbn_fw, convbn_bw, classifier_head_make, classifier_head_fw, classifier_head_bw
+
+void *model_net_alloc(Model *m, size_t size, char *err, size_t errlen) {
+    m->net = calloc(1, size);
+    if (!m->net) snprintf(err, errlen, "model %s: out of memory", m->arch->name);
+    return m->net;
+}
+
+int model_build_failed(Model *m, const char *why, char *err, size_t errlen) {
+    const ModelConfig *cfg = &m->cfg;
+    if (m->failed)
+        snprintf(err, errlen, "model %s: out of memory (max_batch=%d, %dx%d)", m->arch->name, cfg->max_batch,
+                 cfg->height, cfg->width);
+    else
+        snprintf(err, errlen, "model %s: input %dx%d is too small%s", m->arch->name, cfg->height, cfg->width, why);
+    return -1;
+}
 
 int conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
               int pad, int bias) {
@@ -99,4 +117,36 @@ void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, con
         dy = tmp;
     }
     conv_bw(m, &u->conv, B, dx, dy, x, accumulate);
+}
+
+int classifier_head_make(Model *m, ClassifierHead *h, const char *name, int in, int hw) {
+    char buf[160];
+    int classes = m->cfg.classes;
+    h->in = in;
+    h->hw = hw;
+    h->gap = hw > 0 ? model_act(m, (size_t)in) : NULL;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    h->w = model_add_param(m, buf, TENSOR_WEIGHT, 2, (int[]){classes, in}, in);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    h->b = model_add_param(m, buf, TENSOR_BIAS, 1, (int[]){classes}, in);
+    m->logits = model_act(m, (size_t)classes);
+    m->logits_per_sample = (size_t)classes;
+    m->seg = 0;
+    return m->failed ? -1 : 0;
+}
+
+void classifier_head_fw(Model *m, ClassifierHead *h, int B, const float *x) {
+    if (h->hw > 0) {
+        m->ops->avgpool_forward(B, h->in, h->hw, h->gap, x);
+        x = h->gap;
+    }
+    h->x = x;
+    m->ops->linear_forward(B, h->in, m->cfg.classes, m->logits, x, P(m, h->w), P(m, h->b));
+}
+
+void classifier_head_bw(Model *m, ClassifierHead *h, int B, float *dx, float *tmp) {
+    float *d = h->hw > 0 ? tmp : dx;   // d(linear input)
+    m->ops->linear_backward(B, h->in, m->cfg.classes, d, G(m, h->w), G(m, h->b), m->dlogits, h->x, P(m, h->w));
+    model_grads_done(m, h->w);
+    if (h->hw > 0) m->ops->avgpool_backward(B, h->in, h->hw, dx, tmp);
 }

@@ -24,15 +24,13 @@ typedef struct {
 typedef struct {
     ConvBn stem, last;
     MbBlock blk[MB_BLOCKS];
-    float *gap;
-    int fc_w, fc_b, last_hw;
+    ClassifierHead fc;   // global average pool, classifier
 } MobileNet;
 
 static int mb_build(Model *m, char *err, size_t errlen) {
     const ModelConfig *cfg = &m->cfg;
-    MobileNet *n = calloc(1, sizeof *n);
-    if (!n) { snprintf(err, errlen, "model mobilenet_v2: out of memory"); return -1; }
-    m->net = n;
+    MobileNet *n = model_net_alloc(m, sizeof *n, err, errlen);
+    if (!n) return -1;
     int h = cfg->height, w = cfg->width, c = 32, b = 0;
     if (convbn_make_ex(m, &n->stem, "features.0.0", "features.0.1", cfg->in_channels, 32, h, w, 3, 1, 1, 1, 1, 2, 0, NULL))
         goto small;
@@ -59,23 +57,10 @@ static int mb_build(Model *m, char *err, size_t errlen) {
             in = k->out; c = o;
         }
     if (convbn_make_ex(m, &n->last, "features.18.0", "features.18.1", c, 1280, h, w, 1, 1, 0, 1, 1, 2, 0, NULL)) goto small;
-    n->last_hw = h * w;
-    n->gap = model_act(m, 1280);
-    n->fc_w = model_add_param(m, "classifier.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, 1280}, 1280);
-    n->fc_b = model_add_param(m, "classifier.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, 1280);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
-    if (m->failed) goto oom;
+    if (classifier_head_make(m, &n->fc, "classifier", 1280, h * w)) goto small;
     return 0;
 small:
-    if (!m->failed) {
-        snprintf(err, errlen, "model mobilenet_v2: input %dx%d is too small (3 stride-2 stages)", cfg->height, cfg->width);
-        return -1;
-    }
-oom:
-    snprintf(err, errlen, "model mobilenet_v2: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height, cfg->width);
-    return -1;
+    return model_build_failed(m, " (3 stride-2 stages)", err, errlen);
 }
 
 static void mb_forward(Model *m, int B, int training) {
@@ -90,16 +75,13 @@ static void mb_forward(Model *m, int B, int training) {
         if (k->residual) m->ops->add((size_t)B * convbn_out_floats(&k->project), k->out, k->project.z, k->in);
     }
     convbn_fw(m, &n->last, B, n->blk[MB_BLOCKS - 1].out, training);
-    m->ops->avgpool_forward(B, 1280, n->last_hw, n->gap, n->last.z);
-    m->ops->linear_forward(B, 1280, m->cfg.classes, m->logits, n->gap, P(m, n->fc_w), P(m, n->fc_b));
+    classifier_head_fw(m, &n->fc, B, n->last.z);
 }
 
 static void mb_backward(Model *m, int B) {
     MobileNet *n = m->net;
     float *a = m->gbuf[0], *b = m->gbuf[1], *c = m->gbuf[2];
-    m->ops->linear_backward(B, 1280, m->cfg.classes, b, G(m, n->fc_w), G(m, n->fc_b), m->dlogits, n->gap, P(m, n->fc_w));
-    model_grads_done(m, n->fc_w);
-    m->ops->avgpool_backward(B, 1280, n->last_hw, a, b);
+    classifier_head_bw(m, &n->fc, B, a, b);
     convbn_bw(m, &n->last, B, a, a, b, n->blk[MB_BLOCKS - 1].out, 0);   // a = d(last block's out)
     for (int i = MB_BLOCKS - 1; i >= 0; i--) {
         MbBlock *k = &n->blk[i];

@@ -1,6 +1,6 @@
-// trainer/models/model_internal.h — what the three models share: the Model struct, tensor
-// registration (build phase, then one contiguous allocation in reverse registration order), and the
-// layer units (conv, batch norm, conv+BN(+ReLU)) written against the op table.
+// trainer/models/model_internal.h — what the models share: the Model struct, tensor registration
+// (build phase, then one contiguous allocation in reverse registration order), build errors, and the
+// layer units (conv, batch norm, conv+BN(+ReLU), the classifier head) written against the op table.
 // Registration order = forward EXECUTION order, so backward finalizes gradient prefixes in order.
 #ifndef SEGX_MODEL_INTERNAL_H
 #define SEGX_MODEL_INTERNAL_H
@@ -44,6 +44,13 @@ extern const ModelArch model_arch_vgg16, model_arch_mobilenet_v2, model_arch_shu
 extern const ModelArch model_arch_deeplabv3plus;
 
 // --- build helpers
+// m->net = a zeroed `size`-byte struct of the architecture (freed by model_free); NULL and
+// "model NAME: out of memory" in err when it cannot be had.
+void  *model_net_alloc(Model *m, size_t size, char *err, size_t errlen);
+// A build's failure, -1 with err: "model NAME: out of memory (max_batch=B, HxW)" after a failed
+// allocation (m->failed), else "model NAME: input HxW is too small" followed by `why` (e.g. " (3
+// stride-2 stages)"; "" for none): a layer's geometry was refused.
+int    model_build_failed(Model *m, const char *why, char *err, size_t errlen);
 int    model_add_param(Model *m, const char *name, TensorKind kind, int ndim, const int *shape, int fan_in);
 int    model_add_buffer(Model *m, const char *name, int ndim, const int *shape);
 float *model_act(Model *m, size_t floats_per_sample);   // activation for max_batch samples
@@ -80,5 +87,20 @@ void convbn_fw(Model *m, ConvBn *u, int B, const float *x, int training);
 // dz: gradient of z (read, may be clobbered); tmp: scratch of z's size; dx may equal dz, never tmp.
 void convbn_bw(Model *m, ConvBn *u, int B, float *dx, float *dz, float *tmp, const float *x, int accumulate);
 static inline size_t convbn_out_floats(const ConvBn *u) { return (size_t)u->conv.d.cout * u->conv.d.oh * u->conv.d.ow; }
+
+// The classification head: [global average pool of (B, in, hw) when hw > 0] then nn.Linear(in,
+// classes) with PyTorch's names <name>.weight (classes, in) and <name>.bias (classes), fan_in `in`,
+// registered last so that they sit at offset 0. hw = 0: x is already (B, in) (a flatten, or a pool
+// the model runs itself). classifier_head_make also allocates the model's logits (B, classes) and
+// marks it a classifier; -1 when an allocation failed (m->failed).
+typedef struct {
+    int in, hw, w, b;   // w, b: tensor indices
+    float *gap;         // the pooled (B, in) when hw > 0
+    const float *x;     // the linear layer's input in the last forward (for backward)
+} ClassifierHead;
+int  classifier_head_make(Model *m, ClassifierHead *h, const char *name, int in, int hw);
+void classifier_head_fw(Model *m, ClassifierHead *h, int B, const float *x);          // -> m->logits
+// m->dlogits -> dx (B, in, hw); tmp: (B, in) scratch when hw > 0, not dx (NULL when hw == 0)
+void classifier_head_bw(Model *m, ClassifierHead *h, int B, float *dx, float *tmp);
 
 #endif

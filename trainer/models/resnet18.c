@@ -19,18 +19,15 @@ typedef struct {
 typedef struct {
     ConvBn stem;
     Block blk[8];
-    float *gap;          // (B, 512)
-    int fc_w, fc_b;
-    int last_hw;         // spatial size after layer4
+    ClassifierHead fc;   // global average pool over layer4's output, fc
 } ResNet;
 
 static int resnet_build(Model *m, char *err, size_t errlen) {
     const ModelConfig *cfg = &m->cfg;
-    ResNet *r = calloc(1, sizeof *r);
-    if (!r) { snprintf(err, errlen, "model resnet18: out of memory"); return -1; }
-    m->net = r;
+    ResNet *r = model_net_alloc(m, sizeof *r, err, errlen);
+    if (!r) return -1;
     int h = cfg->height, w = cfg->width, c = 64;
-    if (convbn_make(m, &r->stem, "conv1", "bn1", cfg->in_channels, 64, h, w, 3, 1, 1, 1, NULL)) goto oom;
+    if (convbn_make(m, &r->stem, "conv1", "bn1", cfg->in_channels, 64, h, w, 3, 1, 1, 1, NULL)) goto fail;
     const float *in = r->stem.z;
     for (int L = 0; L < 4; L++)
         for (int b = 0; b < 2; b++) {
@@ -38,38 +35,26 @@ static int resnet_build(Model *m, char *err, size_t errlen) {
             int planes = 64 << L, stride = (L > 0 && b == 0) ? 2 : 1;
             char p[64], q[64];
             ConvDesc d;
-            if (ops_conv2d_desc(&d, c, planes, h, w, 3, stride, 1, 1)) goto small;
+            if (ops_conv2d_desc(&d, c, planes, h, w, 3, stride, 1, 1)) goto fail;
             k->out = model_act(m, (size_t)planes * d.oh * d.ow);
             k->in = in;
             snprintf(p, sizeof p, "layer%d.%d.conv1", L + 1, b); snprintf(q, sizeof q, "layer%d.%d.bn1", L + 1, b);
-            if (convbn_make(m, &k->c1, p, q, c, planes, h, w, 3, stride, 1, 1, NULL)) goto oom;
+            if (convbn_make(m, &k->c1, p, q, c, planes, h, w, 3, stride, 1, 1, NULL)) goto fail;
             snprintf(p, sizeof p, "layer%d.%d.conv2", L + 1, b); snprintf(q, sizeof q, "layer%d.%d.bn2", L + 1, b);
-            if (convbn_make(m, &k->c2, p, q, planes, planes, d.oh, d.ow, 3, 1, 1, 0, k->out)) goto oom;
+            if (convbn_make(m, &k->c2, p, q, planes, planes, d.oh, d.ow, 3, 1, 1, 0, k->out)) goto fail;
             k->has_ds = stride != 1 || c != planes;
             if (k->has_ds) {
                 snprintf(p, sizeof p, "layer%d.%d.downsample.0", L + 1, b);
                 snprintf(q, sizeof q, "layer%d.%d.downsample.1", L + 1, b);
                 // z is gradient scratch, set in forward (the out buffer here only avoids an allocation)
-                if (convbn_make(m, &k->ds, p, q, c, planes, h, w, 1, stride, 0, 0, k->out)) goto oom;
+                if (convbn_make(m, &k->ds, p, q, c, planes, h, w, 1, stride, 0, 0, k->out)) goto fail;
             }
             c = planes; h = d.oh; w = d.ow; in = k->out;
         }
-    r->last_hw = h * w;
-    r->gap = model_act(m, 512);
-    r->fc_w = model_add_param(m, "fc.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, 512}, 512);
-    r->fc_b = model_add_param(m, "fc.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, 512);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
-    if (m->failed) goto oom;
+    if (classifier_head_make(m, &r->fc, "fc", 512, h * w)) goto fail;
     return 0;
-small:
-    snprintf(err, errlen, "model resnet18: input %dx%d is too small", cfg->height, cfg->width);
-    return -1;
-oom:
-    snprintf(err, errlen, "model resnet18: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height,
-             cfg->width);
-    return -1;
+fail:
+    return model_build_failed(m, "", err, errlen);
 }
 
 static size_t block_out_floats(const Block *k) { return convbn_out_floats(&k->c2); }
@@ -92,17 +77,13 @@ static void resnet_forward(Model *m, int B, int training) {
         m->ops->add(n, k->out, k->out, sc);
         m->ops->relu_forward(n, k->out, k->out);
     }
-    m->ops->avgpool_forward(B, 512, r->last_hw, r->gap, r->blk[7].out);
-    m->ops->linear_forward(B, 512, m->cfg.classes, m->logits, r->gap, P(m, r->fc_w), P(m, r->fc_b));
+    classifier_head_fw(m, &r->fc, B, r->blk[7].out);
 }
 
 static void resnet_backward(Model *m, int B) {
     ResNet *r = m->net;
     float *a = m->gbuf[0], *b = m->gbuf[1], *c = m->gbuf[2];
-    m->ops->linear_backward(B, 512, m->cfg.classes, b, G(m, r->fc_w), G(m, r->fc_b), m->dlogits, r->gap,
-                            P(m, r->fc_w));
-    model_grads_done(m, r->fc_w);
-    m->ops->avgpool_backward(B, 512, r->last_hw, a, b);
+    classifier_head_bw(m, &r->fc, B, a, b);
     for (int i = 7; i >= 0; i--) {
         Block *k = &r->blk[i];
         size_t n = (size_t)B * block_out_floats(k);

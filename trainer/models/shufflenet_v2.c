@@ -24,15 +24,13 @@ typedef struct {
 typedef struct {
     ConvBn stem, last;
     Unit u[SN_UNITS];
-    float *gap;
-    int fc_w, fc_b, last_hw;
+    ClassifierHead fc;   // global average pool, fc
 } ShuffleNet;
 
 static int sn_build(Model *m, char *err, size_t errlen) {
     const ModelConfig *cfg = &m->cfg;
-    ShuffleNet *n = calloc(1, sizeof *n);
-    if (!n) { snprintf(err, errlen, "model shufflenet_v2: out of memory"); return -1; }
-    m->net = n;
+    ShuffleNet *n = model_net_alloc(m, sizeof *n, err, errlen);
+    if (!n) return -1;
     int h = cfg->height, w = cfg->width, c = 24, k = 0;
     if (convbn_make(m, &n->stem, "conv1.0", "conv1.1", cfg->in_channels, 24, h, w, 3, 1, 1, 1, NULL)) goto small;
     const float *in = n->stem.z;
@@ -64,23 +62,10 @@ static int sn_build(Model *m, char *err, size_t errlen) {
             in = u->out; c = o;
         }
     if (convbn_make(m, &n->last, "conv5.0", "conv5.1", c, 1024, h, w, 1, 1, 0, 1, NULL)) goto small;
-    n->last_hw = h * w;
-    n->gap = model_act(m, 1024);
-    n->fc_w = model_add_param(m, "fc.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, 1024}, 1024);
-    n->fc_b = model_add_param(m, "fc.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, 1024);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
-    if (m->failed) goto oom;
+    if (classifier_head_make(m, &n->fc, "fc", 1024, h * w)) goto small;
     return 0;
 small:
-    if (!m->failed) {
-        snprintf(err, errlen, "model shufflenet_v2: input %dx%d is too small (3 stride-2 stages)", cfg->height, cfg->width);
-        return -1;
-    }
-oom:
-    snprintf(err, errlen, "model shufflenet_v2: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height, cfg->width);
-    return -1;
+    return model_build_failed(m, " (3 stride-2 stages)", err, errlen);
 }
 
 static void sn_forward(Model *m, int B, int training) {
@@ -107,17 +92,14 @@ static void sn_forward(Model *m, int B, int training) {
         o->channel_shuffle(B, C, 2, u->hw, u->out, cat);
     }
     convbn_fw(m, &n->last, B, n->u[SN_UNITS - 1].out, training);
-    o->avgpool_forward(B, 1024, n->last_hw, n->gap, n->last.z);
-    o->linear_forward(B, 1024, m->cfg.classes, m->logits, n->gap, P(m, n->fc_w), P(m, n->fc_b));
+    classifier_head_fw(m, &n->fc, B, n->last.z);
 }
 
 static void sn_backward(Model *m, int B) {
     ShuffleNet *n = m->net;
     const Ops *o = m->ops;
     float *a = m->gbuf[0], *g1 = m->gbuf[1], *g2 = m->gbuf[2];
-    o->linear_backward(B, 1024, m->cfg.classes, g1, G(m, n->fc_w), G(m, n->fc_b), m->dlogits, n->gap, P(m, n->fc_w));
-    model_grads_done(m, n->fc_w);
-    o->avgpool_backward(B, 1024, n->last_hw, a, g1);
+    classifier_head_bw(m, &n->fc, B, a, g1);
     convbn_bw(m, &n->last, B, a, a, g1, n->u[SN_UNITS - 1].out, 0);     // a = d(last unit's out)
     for (int k = SN_UNITS - 1; k >= 0; k--) {
         Unit *u = &n->u[k];

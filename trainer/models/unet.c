@@ -28,9 +28,8 @@ static int unet_build(Model *m, char *err, size_t errlen) {
                  cfg->height, cfg->width);
         return -1;
     }
-    UNet *u = calloc(1, sizeof *u);
-    if (!u) { snprintf(err, errlen, "model unet: out of memory"); return -1; }
-    m->net = u;
+    UNet *u = model_net_alloc(m, sizeof *u, err, errlen);
+    if (!u) return -1;
     u->H = cfg->height; u->W = cfg->width; u->w = w;
     char cn[64], bn[64];
     int c = cfg->in_channels;
@@ -74,8 +73,7 @@ static int unet_build(Model *m, char *err, size_t errlen) {
     if (m->failed) goto oom;
     return 0;
 oom:
-    snprintf(err, errlen, "model unet: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height, cfg->width);
-    return -1;
+    return model_build_failed(m, "", err, errlen);
 }
 
 static void unet_forward(Model *m, int B, int training) {

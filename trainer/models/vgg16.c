@@ -16,7 +16,7 @@ typedef struct {
     int pool_after[VGG_LAYERS];   // 1: a max pool follows this conv
     float *pool[5];               // pool outputs
     int ph[5], pw[5];             // input size of each pool
-    int fc_w, fc_b;
+    ClassifierHead fc;            // the linear layer on the last pool's (512, 1, 1)
 } Vgg;
 
 static int vgg_build(Model *m, char *err, size_t errlen) {
@@ -26,9 +26,8 @@ static int vgg_build(Model *m, char *err, size_t errlen) {
                  "to 1x1 before its 512-input classifier); for 28x28 data use --pad-to 32", cfg->height, cfg->width);
         return -1;
     }
-    Vgg *v = calloc(1, sizeof *v);
-    if (!v) { snprintf(err, errlen, "model vgg16: out of memory"); return -1; }
-    m->net = v;
+    Vgg *v = model_net_alloc(m, sizeof *v, err, errlen);
+    if (!v) return -1;
     int c = cfg->in_channels, h = cfg->height, w = cfg->width, idx = 0, l = 0, p = 0;
     for (size_t i = 0; i < sizeof vgg_cfg / sizeof vgg_cfg[0]; i++) {
         char cn[32], bn[32];
@@ -41,19 +40,13 @@ static int vgg_build(Model *m, char *err, size_t errlen) {
             continue;
         }
         snprintf(cn, sizeof cn, "features.%d", idx); snprintf(bn, sizeof bn, "features.%d", idx + 1);
-        if (convbn_make_ex(m, &v->c[l], cn, bn, c, vgg_cfg[i], h, w, 3, 1, 1, 1, 1, 1, 1, NULL)) goto oom;
+        if (convbn_make_ex(m, &v->c[l], cn, bn, c, vgg_cfg[i], h, w, 3, 1, 1, 1, 1, 1, 1, NULL)) goto fail;
         c = vgg_cfg[i]; idx += 3; l++;
     }
-    v->fc_w = model_add_param(m, "classifier.weight", TENSOR_WEIGHT, 2, (int[]){cfg->classes, 512}, 512);
-    v->fc_b = model_add_param(m, "classifier.bias", TENSOR_BIAS, 1, (int[]){cfg->classes}, 512);
-    m->logits = model_act(m, cfg->classes);
-    m->logits_per_sample = cfg->classes;
-    m->seg = 0;
-    if (m->failed) goto oom;
+    if (classifier_head_make(m, &v->fc, "classifier", 512, 0)) goto fail;
     return 0;
-oom:
-    snprintf(err, errlen, "model vgg16: out of memory (max_batch=%d, %dx%d)", cfg->max_batch, cfg->height, cfg->width);
-    return -1;
+fail:
+    return model_build_failed(m, "", err, errlen);
 }
 
 static void vgg_forward(Model *m, int B, int training) {
@@ -67,15 +60,13 @@ static void vgg_forward(Model *m, int B, int training) {
             x = v->pool[p++];
         }
     }
-    m->ops->linear_forward(B, 512, m->cfg.classes, m->logits, x, P(m, v->fc_w), P(m, v->fc_b));
+    classifier_head_fw(m, &v->fc, B, x);
 }
 
 static void vgg_backward(Model *m, int B) {
     Vgg *v = m->net;
     float *a = m->gbuf[0], *b = m->gbuf[1];
-    m->ops->linear_backward(B, 512, m->cfg.classes, a, G(m, v->fc_w), G(m, v->fc_b), m->dlogits, v->pool[4],
-                            P(m, v->fc_w));   // a = d(pool 4)
-    model_grads_done(m, v->fc_w);
+    classifier_head_bw(m, &v->fc, B, a, NULL);   // a = d(pool 4)
     int p = 4;
     for (int l = VGG_LAYERS - 1; l >= 0; l--) {
         if (v->pool_after[l]) {   // a = d(pool p) -> b = d(conv l's output)

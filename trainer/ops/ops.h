@@ -1,5 +1,6 @@
 // trainer/ops/ops.h — the op table: every tensor operation the models use, one table per backend
-// (ops_cpu.c now; ops_cuda.cu later behind an extern "C" header). Models are written once against it.
+// (ops_cpu() in ops_cpu.c; ops_cuda() in ops_cuda.cu, declared in ops_cuda.h; ops_traced() wraps either to
+// time each op, trainer/run/ops_trace.h). Models are written once against it.
 // - Tensors are float32, NCHW, contiguous, in the backend's memory (alloc/free/upload/download).
 // - Forward functions OVERWRITE their outputs.
 // - Backward functions ACCUMULATE (+=) into parameter gradients (dw, db, dgamma, dbeta) and OVERWRITE
