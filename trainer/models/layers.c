@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "trainer/models/model_internal.h"
-// defines: model_net_alloc, model_build_failed, conv_make, conv_fw, conv_bw, bn_make, convbn_make,
+// defines: model_net_alloc, model_build_failed, model_logits_make, conv_make, conv_fw, conv_bw, bn_make, convbn_make,
 // convbn_fw, convbn_bw, classifier_head_make, classifier_head_fw, classifier_head_bw
 
 void *model_net_alloc(Model *m, size_t size, char *err, size_t errlen) {
@@ -19,6 +19,13 @@ int model_build_failed(Model *m, const char *why, char *err, size_t errlen) {
     else
         snprintf(err, errlen, "model %s: input %dx%d is too small%s", m->arch->name, cfg->height, cfg->width, why);
     return -1;
+}
+
+int model_logits_make(Model *m, int seg) {
+    m->seg = seg != 0;
+    m->logits_per_sample = (size_t)m->cfg.classes * (seg ? (size_t)m->cfg.height * m->cfg.width : 1);
+    m->logits = model_act(m, m->logits_per_sample);
+    return m->failed ? -1 : 0;
 }
 
 int conv_make(Model *m, Conv *c, const char *name, int cin, int cout, int h, int w, int k, int stride,
@@ -129,10 +136,7 @@ int classifier_head_make(Model *m, ClassifierHead *h, const char *name, int in, 
     h->w = model_add_param(m, buf, TENSOR_WEIGHT, 2, (int[]){classes, in}, in);
     snprintf(buf, sizeof buf, "%s.bias", name);
     h->b = model_add_param(m, buf, TENSOR_BIAS, 1, (int[]){classes}, in);
-    m->logits = model_act(m, (size_t)classes);
-    m->logits_per_sample = (size_t)classes;
-    m->seg = 0;
-    return m->failed ? -1 : 0;
+    return model_logits_make(m, 0);
 }
 
 void classifier_head_fw(Model *m, ClassifierHead *h, int B, const float *x) {

@@ -51,6 +51,9 @@ void  *model_net_alloc(Model *m, size_t size, char *err, size_t errlen);
 // allocation (m->failed), else "model NAME: input HxW is too small" followed by `why` (e.g. " (3
 // stride-2 stages)"; "" for none): a layer's geometry was refused.
 int    model_build_failed(Model *m, const char *why, char *err, size_t errlen);
+// The model's logits: (B, classes) for a classifier (seg 0), (B, classes, H, W) at the input's size
+// for a segmentation model (seg 1); -1 when an allocation failed (m->failed).
+int    model_logits_make(Model *m, int seg);
 int    model_add_param(Model *m, const char *name, TensorKind kind, int ndim, const int *shape, int fan_in);
 int    model_add_buffer(Model *m, const char *name, int ndim, const int *shape);
 float *model_act(Model *m, size_t floats_per_sample);   // activation for max_batch samples

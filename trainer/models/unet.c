@@ -66,11 +66,7 @@ static int unet_build(Model *m, char *err, size_t errlen) {
         }
         c = o;
     }
-    if (conv_make(m, &u->head, "head", c, cfg->classes, u->H, u->W, 1, 1, 0, 1)) goto oom;
-    m->logits = model_act(m, (size_t)cfg->classes * u->H * u->W);
-    m->logits_per_sample = (size_t)cfg->classes * u->H * u->W;
-    m->seg = 1;
-    if (m->failed) goto oom;
+    if (conv_make(m, &u->head, "head", c, cfg->classes, u->H, u->W, 1, 1, 0, 1) || model_logits_make(m, 1)) goto oom;
     return 0;
 oom:
     return model_build_failed(m, "", err, errlen);
