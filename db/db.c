@@ -142,7 +142,8 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
     int need_sig = !has_column(db, "attempts", "ingest_sig"), need_targets = !has_column(db, "targets", "metric");
     int need_eval = !has_column(db, "eval_jobs", "attempt_id"), need_run_s = !has_column(db, "attempts", "run_s");
     int need_traces = !has_column(db, "trace_ops", "attempt_id");
-    if (!stale && !need_sig && !need_targets && !need_eval && !need_run_s && !need_traces) return 0;
+    int need_last_epoch = !has_column(db, "attempts", "last_epoch");
+    if (!stale && !need_sig && !need_targets && !need_eval && !need_run_s && !need_traces && !need_last_epoch) return 0;
     if (exec(db, "BEGIN IMMEDIATE", e, el) < 0) return -1;
     int changed = 0;
     if ((need_sig && exec(db, "ALTER TABLE attempts ADD COLUMN ingest_sig TEXT", e, el) < 0) ||
@@ -153,6 +154,7 @@ static int bring_up_to_date(sqlite3 *db, char *e, size_t el)
         (need_eval && exec(db, EVAL_JOBS_SQL, e, el) < 0) ||
         (need_run_s && exec(db, "ALTER TABLE attempts ADD COLUMN run_s REAL", e, el) < 0) ||
         (need_traces && exec(db, TRACES_SQL, e, el) < 0) ||
+        (need_last_epoch && exec(db, "ALTER TABLE attempts ADD COLUMN last_epoch INTEGER", e, el) < 0) ||
         each_view(replace_view_if_stale, db, &changed, e, el) < 0) {
         db_rollback(db);
         return -1;

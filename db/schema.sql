@@ -63,6 +63,8 @@ CREATE TABLE attempts (
   collected_at REAL,                -- last ingest that found changed files
   ingest_sig  TEXT,                 -- size+mtime of the run dir's files at that ingest (collect
                                     -- skips an attempt whose files still match)
+  last_epoch  INTEGER,              -- epoch of the last metrics line collect stored (NULL: none, or
+                                    -- collected before this column: status looks it up in epochs)
   run_s       REAL,                 -- seconds the job ran, summed over its runs (RUN_DIR/runs.tsv,
                                     -- one line per run; a requeued Slurm job runs several times
                                     -- and Slurm keeps only the last run's StartTime); NULL if absent

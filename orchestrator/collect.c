@@ -85,7 +85,7 @@ static int state_is_failure(const char *s)
 
 enum {
     S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_MAX_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_HAS_RESULT,
-    S_ENV, S_HAS_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_SIG_NOW, S_COUNT
+    S_ENV, S_HAS_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_SIG_NOW, S_LAST_EPOCH, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -121,6 +121,9 @@ static const char *const stmt_sql[S_COUNT] = {
               " container_digest=excluded.container_digest, git_commit=excluded.git_commit, json=excluded.json",
     [S_HAS_ENV] = "SELECT 1 FROM environments WHERE attempt_id = ?1",
     [S_ATTEMPT_FILES] = "UPDATE attempts SET ingest_sig = ?2, collected_at = ?3 WHERE id = ?1",
+    // status shows a collected attempt's progress from it (no epochs lookup per cell)
+    [S_LAST_EPOCH] = "UPDATE attempts SET last_epoch = (SELECT epoch FROM epochs WHERE attempt_id = ?1 AND epoch IS NOT NULL"
+                     " ORDER BY line DESC LIMIT 1) WHERE id = ?1",
     [S_RUN_S] = "UPDATE attempts SET run_s = ?2 WHERE id = ?1 AND run_s IS NOT ?2",
     [S_HAS_EPOCHS] = "SELECT 1 FROM epochs WHERE attempt_id = ?1 LIMIT 1",
     [S_SIG_NOW] = "SELECT ingest_sig FROM attempts WHERE id = ?1",
@@ -1121,7 +1124,9 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     if (changed || c->force) {
         c->st->attempts_ingested++;
         c->kept = 0;
-        if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || ingest_result(c, a->id, a->run_dir) < 0 ||
+        sqlite3_bind_int64(c->s[S_LAST_EPOCH], 1, a->id);
+        if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || run_stmt(c, S_LAST_EPOCH) < 0 ||
+            ingest_result(c, a->id, a->run_dir) < 0 ||
             ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0 ||
             collect_trace_attempt(c->db, a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err, c->errlen) < 0) {
             free(sig);

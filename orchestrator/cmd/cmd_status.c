@@ -414,8 +414,9 @@ int status_print(sqlite3 *db, long long eid, const char *format, FILE *out, char
             "SELECT c.key, c.params, c.state, a.job_id, a.start_time, a.end_time, a.run_dir, a.attempt, a.reason, ev.state, "
             // the last epoch collect stored: progress of a settled, collected attempt without
             // opening its run files (100,000 cells: 100,000 progress.json reads)
-            "CASE WHEN a.ingest_sig IS NOT NULL THEN (SELECT epoch FROM epochs WHERE attempt_id = a.id AND epoch IS NOT NULL "
-            "ORDER BY line DESC LIMIT 1) END, c.id "
+            // (attempts.last_epoch, kept by collect; looked up in epochs for attempts collected before it)
+            "CASE WHEN a.ingest_sig IS NOT NULL THEN COALESCE(a.last_epoch, (SELECT epoch FROM epochs WHERE attempt_id = a.id "
+            "AND epoch IS NOT NULL ORDER BY line DESC LIMIT 1)) END, c.id "
             "FROM cells c LEFT JOIN attempts a ON a.cell_id = c.id AND a.attempt = "
             "(SELECT max(attempt) FROM attempts WHERE cell_id = c.id) LEFT JOIN eval_jobs ev ON ev.attempt_id = a.id "
             // no ORDER BY: the index on experiment_id does not give id order, and sorting 100,000

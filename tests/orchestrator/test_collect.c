@@ -216,6 +216,11 @@ static void test_ingest_and_malformed_lines(void **state)
     char *gpu = qs(db, "SELECT gpu_model || ' ' || cuda || ' ' || git_commit FROM environments WHERE attempt_id = 1");
     assert_string_equal(gpu, "A100-SXM4-80GB 13.0 abc123");
     free(gpu);
+    // attempts.last_epoch (status's progress of a collected attempt): the epoch of the last stored
+    // line that has one, for every ingested attempt.
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM attempts a WHERE a.ingest_sig IS NOT NULL AND a.last_epoch IS NOT"
+                                 " (SELECT epoch FROM epochs e WHERE e.attempt_id = a.id AND epoch IS NOT NULL ORDER BY line DESC LIMIT 1)"), 0);
+    assert_true(qd(db, "SELECT count(*) FROM attempts WHERE last_epoch IS NOT NULL") > 0);
     // States: exit 0 -> completed.
     char *st = qs(db, "SELECT state FROM attempts WHERE id = 1");
     assert_string_equal(st, "completed");
