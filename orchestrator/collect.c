@@ -1060,8 +1060,60 @@ static void pre_read(Ctx *c, const AttemptRow *a, struct Pre *p)
     p->have_tail = 1;
 }
 
-// Fingerprint of the files collect reads: name, size, mtime. Caller frees.
+static char *dir_signature_by_name(const char *dir);
+
+// Fingerprint of the files collect reads: name, size, mtime. Caller frees. One pass over the dir
+// (readdir, fstatat of the names that count) instead of a stat per name that might be there (9 per
+// attempt, most of them missing, plus find_stderr's pass); the same text as dir_signature_by_name.
 static char *dir_signature(const char *dir)
+{
+    static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", "runs.tsv", NULL};
+    static const char *const err_names[] = {"stderr", "stderr.log", "stderr.txt", "job.err", NULL};
+    DIR *d = opendir(dir);
+    if (!d) return dir_signature_by_name(dir);
+    int dfd = dirfd(d);
+    struct stat st[5], est[4], bst;
+    int have[5] = {0}, ehave[4] = {0};
+    char best[256] = "";
+    double bt = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        int k;
+        for (k = 0; names[k] && strcmp(names[k], nm) != 0; k++) {}
+        if (names[k]) { have[k] = fstatat(dfd, nm, &st[k], 0) == 0; continue; }
+        size_t n = strlen(nm);
+        int is_err = n >= 5 && strcmp(nm + n - 4, ".err") == 0;
+        for (k = 0; err_names[k] && strcmp(err_names[k], nm) != 0; k++) {}
+        if (!err_names[k] && !is_err) continue;
+        struct stat sb;
+        if (fstatat(dfd, nm, &sb, 0) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (err_names[k]) { est[k] = sb; ehave[k] = 1; }
+        // find_stderr's fallback: the newest *.err but the eval job's (ties: the greater name)
+        if (!is_err || strncmp(nm, "eval-", 5) == 0 || n >= sizeof best) continue;
+        double t = (double)sb.st_mtim.tv_sec + sb.st_mtim.tv_nsec * 1e-9;
+        if (t > bt || (t == bt && strcmp(nm, best) > 0)) { bt = t; snprintf(best, sizeof best, "%s", nm); bst = sb; }
+    }
+    closedir(d);
+    Buf b = {0};
+    buf_printf(&b, "v1");
+    for (int i = 0; names[i]; i++)
+        if (have[i])
+            buf_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)st[i].st_size, (long long)st[i].st_mtim.tv_sec,
+                       (long)st[i].st_mtim.tv_nsec);
+    const char *en = NULL;
+    const struct stat *es = NULL;
+    for (int i = 0; err_names[i] && !en; i++)
+        if (ehave[i]) { en = err_names[i]; es = &est[i]; }
+    if (!en && best[0]) { en = best; es = &bst; }
+    if (en)
+        buf_printf(&b, ";%s:%lld:%lld.%09ld", en, (long long)es->st_size, (long long)es->st_mtim.tv_sec,
+                   (long)es->st_mtim.tv_nsec);
+    return b.p;
+}
+
+// The same fingerprint, a stat per name (a dir that cannot be listed).
+static char *dir_signature_by_name(const char *dir)
 {
     static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", "runs.tsv", NULL};
     Buf b = {0};
