@@ -6,7 +6,7 @@
 # queue/usage summarise it per GPU type. Collect again imports nothing twice. segx doctor sees the
 # accounting and a QOS whose MaxSubmitJobs is below the plan. Then the same through slurm-rest, with
 # accounting from slurmrestd's slurmdb API instead of sacct: MaxRSS, Elapsed, ReqMem and AllocTRES of the
-# real jobs equal sacct's for them.
+# real jobs equal sacct's for them; a slurmrestd without the slurmdb API: sacct fills the rows instead.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/slurm_cluster.bash"
 cd "$TEST_TMP" || exit 1
@@ -88,6 +88,20 @@ cpu|COMPLETED|1|1|1|0|cpu|normal|1|1" "$rows"
   check_eq "slurm-rest: Elapsed, MaxRSS, ReqMem and AllocTRES equal sacct's for the same jobs" "" "$mismatch"
   cpu_rest=$(q "SELECT group_concat(printf('%.2f', s.total_cpu_s)) $sel ORDER BY c.gpu_type")
   check "slurm-rest: TotalCPU > 0 for a job that allocated 120 MiB ($cpu_rest)" bash -c "echo '$cpu_rest' | tr , '\n' | awk '\$1 <= 0 {bad = 1} END {exit bad}'"
+  # a slurmrestd without the slurmdb API (no openapi/dbv plugin: the fake serves only /slurm/...): sacct instead
+  python3 "$SEGX_ROOT/tests/integration/slurm_rest_fake.py" emulate "$TEST_TMP/nodb.port" v0.0.41 2>nodb.log &
+  fakepid=$!
+  for _ in $(seq 1 300); do [ -s nodb.port ] && break; sleep 0.1; done
+  sed 's/"name": "acc"/"name": "accf"/; s/"cpu", "a100"/"cpu"/' acc.json >accf.json
+  "$SEGX" plan accf.json >/dev/null 2>&1
+  "$SEGX" submit accf --backend slurm-rest >/dev/null 2>&1
+  for _ in $(seq 1 600); do "$SEGX" status accf 2>/dev/null | grep -q "1 cells: 1 completed" && break; sleep 0.5; done
+  out=$(SEGX_SLURMRESTD_URL=http://127.0.0.1:$(cat nodb.port) "$SEGX" collect accf 2>&1); rc=$?
+  check_eq "slurmrestd without /slurmdb: collect exits 0" 0 "$rc"
+  check "it was asked (GET /slurmdb/v0.0.41/jobs, 404)" grep -q '"GET /slurmdb/v0.0.41/jobs?step=[0-9]* HTTP/1.1" 404' nodb.log
+  check_eq "and sacct filled the row instead (MaxRSS >= 120 MiB)" "1|1" \
+    "$(q "SELECT count(*), max(s.max_rss_mb >= 120) FROM slurm_accounting s JOIN attempts a ON a.id = s.attempt_id JOIN cells c ON c.id = a.cell_id JOIN experiments e ON e.id = c.experiment_id WHERE e.name = 'accf'")"
+  kill "$fakepid" 2>/dev/null
 else
   skip "slurm-rest accounting: slurmrestd not installed"
 fi
