@@ -5,7 +5,8 @@
 // On a real cluster also: libslurm's release against slurmctld's (a mismatch: use slurm-rest or
 // slurm-cli), PreemptMode and JobRequeue (will a preempted cell requeue?), MaxArraySize / MaxJobCount
 // and the QOS MaxSubmitJobs against the plan's cell count, the results DB on a network filesystem
-// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire, and
+// (SQLite's WAL needs one host), slurmrestd reachable with a token that is not about to expire (and
+// its slurmdb API when the cluster keeps accounting), and
 // with a container runtime: one short test job (--backend) that runs `RUNTIME --version` and tests
 // the image path on a compute node (--no-job skips it).
 #include "orchestrator/backend/backends.h"
@@ -183,7 +184,8 @@ static char *read_command(const char *cmd)
 }
 
 // What a real cluster's settings mean for a sweep of ncells cells (0: no spec given).
-static void check_cluster_settings(Report *r, size_t ncells)
+// Returns 1 when the cluster keeps accounting (AccountingStorageType is not none).
+static int check_cluster_settings(Report *r, size_t ncells)
 {
     if (slurm_lib_available()) {
         char cv[64], e[512];
@@ -193,7 +195,7 @@ static void check_cluster_settings(Report *r, size_t ncells)
                  "use --backend slurm-rest or slurm-cli (--backend auto does)", slurm_lib_version(), cv);
     }
     char *conf = read_command("scontrol show config 2>/dev/null");
-    if (!conf) { say(r, "warn", "config", "scontrol show config failed: cannot check PreemptMode and limits"); return; }
+    if (!conf) { say(r, "warn", "config", "scontrol show config failed: cannot check PreemptMode and limits"); return 0; }
     char mode[128], rq[32], maxarr[32], maxjobs[32], acct[128];
     config_value(conf, "PreemptMode", mode, sizeof mode);
     config_value(conf, "JobRequeue", rq, sizeof rq);
@@ -225,7 +227,7 @@ static void check_cluster_settings(Report *r, size_t ncells)
         say(r, "warn", "jobs", "MaxJobCount=%ld is below the plan's %zu cells: use `segx submit --max-submitted %ld`", mj, ncells, mj / 2);
     if (strcmp(acct, "accounting_storage/none") == 0 || !acct[0]) {
         say(r, "ok", "qos", "no accounting (%s): no QOS MaxSubmitJobs applies", acct[0] ? acct : "none");
-        return;
+        return 0;
     }
     // accounting reachable (segx collect imports from it), then QOS limits on submitted jobs per user
     char *probe = read_command("sacct -n -X -P --format=JobID -S now 2>&1");
@@ -233,7 +235,7 @@ static void check_cluster_settings(Report *r, size_t ncells)
     else say(r, "warn", "accounting", "%s is configured but sacct fails: is slurmdbd up? (`segx report queue/usage` need it)", acct);
     free(probe);
     char *qos = read_command("sacctmgr -n -P show qos format=Name,MaxSubmitPU 2>/dev/null");
-    if (!qos) { say(r, "warn", "qos", "sacctmgr show qos failed: cannot check MaxSubmitJobs"); return; }
+    if (!qos) { say(r, "warn", "qos", "sacctmgr show qos failed: cannot check MaxSubmitJobs"); return 1; }
     int any = 0;
     for (char *line = strtok(qos, "\n"); line; line = strtok(NULL, "\n")) {
         char *bar = strchr(line, '|');
@@ -249,10 +251,13 @@ static void check_cluster_settings(Report *r, size_t ncells)
     }
     if (!any) say(r, "ok", "qos", "no QOS limits submitted jobs per user");
     free(qos);
+    return 1;
 }
 
 // slurmrestd: reachable, which API, whose token and how long it lasts.
-static void check_rest(Report *r)
+// accounting: the cluster keeps it; then slurmrestd's slurmdb API is checked too (segx collect
+// imports the slurm-rest attempts through it).
+static void check_rest(Report *r, int accounting)
 {
     Backend *b = NULL;
     char err[2048];
@@ -265,6 +270,16 @@ static void check_rest(Report *r)
     char d[1600];
     double exp = 0;
     backend_slurm_rest_describe(b, d, sizeof d, &exp);
+    if (accounting) {
+        const char *probe[1] = {"1"};
+        FILE *null = fopen("/dev/null", "w");
+        char e[1024];
+        if (null && backend_slurm_rest_accounting(b, probe, 1, null, e, sizeof e) >= 0)
+            say(r, "ok", "slurmdb", "slurmrestd's slurmdb API answers: segx collect imports slurm-rest attempts through it");
+        else
+            say(r, "warn", "slurmdb", "%s: segx collect falls back to sacct for slurm-rest attempts", null ? e : "cannot open /dev/null");
+        if (null) fclose(null);
+    }
     backend_close(b);
     double left = exp > 0 ? exp - (double)time(NULL) : -1;
     if (exp > 0 && left < 3600)
@@ -519,8 +534,8 @@ int cmd_doctor(int argc, char **argv)
         size_t ncells = 0;
         PlanCell *cells = NULL;
         if (s && plan_expand(s, &cells, &ncells, err, sizeof err) == 0) plan_cells_free(cells, ncells);
-        check_cluster_settings(&r, ncells);
-        check_rest(&r);
+        int accounting = check_cluster_settings(&r, ncells);
+        check_rest(&r, accounting);
     }
     check_db_fs(&r, db_path_default(NULL));
     check_container(&r, p, s ? s->container : NULL);

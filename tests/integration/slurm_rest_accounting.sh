@@ -109,6 +109,10 @@ fi
 sacctmgr -i modify qos normal set MaxSubmitJobsPerUser=1 >/dev/null 2>&1
 out=$("$SEGX" doctor --spec acc.json 2>&1)
 case $out in *"accounting   accounting_storage/slurmdbd answers"*) pass "doctor: accounting answers";; *) fail "doctor: accounting answers" "$out";; esac
+if [ -S "$SEGX_SLURM_DIR/rest/slurmrestd.socket" ]; then
+  case $out in *"ok    slurmdb      slurmrestd's slurmdb API answers"*) pass "doctor: slurmrestd's slurmdb API answers";;
+    *) fail "doctor: slurmrestd's slurmdb API answers" "$out";; esac
+fi
 case $out in *"warn  qos          QOS normal allows 1 submitted jobs per user, the plan has 2 cells"*"--max-submitted 1"*) pass "doctor: QOS MaxSubmitJobs below the plan, with the way out";;
   *) fail "doctor: QOS MaxSubmitJobs below the plan, with the way out" "$out";; esac
 done_testing
