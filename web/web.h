@@ -29,7 +29,7 @@
 #define WEB_SQL_ROWS 1000      // rows shown / downloaded by the SQL box
 #define WEB_SQL_MS 2000        // its time limit
 #define WEB_CURVE_POINTS 2000  // curves: points per series at most (downsampled server-side)
-#define WEB_TABLE_ROWS 1000    // the grid page's cells table: rows at most
+#define WEB_TABLE_ROWS 200     // the grid page's cells table: rows at most (a big study: filter, or /api/)
 #define WEB_URL_MAX 8192       // longer URLs get 414
 #define WEB_CACHE_ENTRIES 128  // cached answers at most ...
 #define WEB_CACHE_BYTES (128u << 20)   // ... and their bytes at most
