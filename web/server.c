@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #ifdef SEGX_HAVE_MICROHTTPD
 #include <microhttpd.h>
@@ -206,10 +205,10 @@ int web_serve(const WebServeOptions *o)
     Server *s = calloc(1, sizeof *s);
     if (!s) { fprintf(log, "segx serve: out of memory\n"); return 1; }
     char err[1024];
-    // One thread per core by default: on a loaded 2-core machine 2 threads gave a 50-client p99
-    // of 30-35 ms where 8 gave 44-50 ms (bench/RESULTS-web.md); each thread owns its connections.
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = o->threads > 0 ? o->threads : ncpu < 2 ? 2 : ncpu > 8 ? 8 : (int)ncpu;
+    // 8 threads by default: on the 2-core test machine under load 24-28 from other work, 8 gave
+    // lower 50-client p99s than 2 (one per core): more threads, more of the loaded CPU's share
+    // (bench/RESULTS-web.md). Each thread owns its connections.
+    int threads = o->threads > 0 ? o->threads : 8;
     if (web_app_open(&s->app, o->db_path, threads + 2, err, sizeof err) < 0) {
         fprintf(log, "segx serve: %s\n", err);
         free(s);

@@ -146,7 +146,7 @@ int web_report_html(sqlite3 *db, const char *experiment, FILE *out, char *err, s
 typedef struct {
     const char *db_path, *bind, *token;
     int port;        // 0: any free port (printed)
-    int threads;     // libmicrohttpd thread pool size (0: the CPU count, 2..8)
+    int threads;     // libmicrohttpd thread pool size (0: 8)
     FILE *log;       // the "listening on" line and errors
 } WebServeOptions;
 // Runs the server until SIGINT/SIGTERM. Exit code as a command: 0, 1 runtime failure, 2 bad input.

@@ -14,7 +14,7 @@ int cmd_serve(int argc, char **argv)
         {"bind", 0, CLI_STRING, &bind, "ADDR", "address to listen on (default 127.0.0.1; others need --token)"},
         {"port", 'p', CLI_INT, &port, "N", "TCP port (default 8470; 0: any free port, printed)"},
         {"token", 0, CLI_STRING, &token, "SECRET", "required from clients (?token=SECRET once, or a Bearer header)"},
-        {"threads", 0, CLI_INT, &threads, "N", "request threads (default: the CPU count, 2 to 8; more only queue on the cores)"},
+        {"threads", 0, CLI_INT, &threads, "N", "request threads (default 8)"},
         {0}};
     const CliCommand cmd = {
         "segx serve [options]",
