@@ -2,6 +2,7 @@
 // reports on it (see accounting.h).
 #include "orchestrator/accounting.h"
 #include "orchestrator/backend/backends.h"
+#include "orchestrator/backend/jobstate.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdint.h>
@@ -252,7 +253,7 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
     const char *sel_new =
         "SELECT a.id, a.job_id, a.backend = 'slurm-rest' FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 = 0 OR c.experiment_id = ?1) "
         "AND a.backend IN ('slurm', 'slurm-cli', 'slurm-rest') AND a.job_id IS NOT NULL "
-        "AND a.state NOT IN ('submitted', 'pending', 'running', 'unknown') AND a.id > ?2";
+        "AND a.state NOT IN " JOB_SQL_UNSETTLED " AND a.id > ?2";
     char sel[800], sql[900];
     snprintf(sel, sizeof sel, "%s%s", sel_new, have ? " AND a.id NOT IN (SELECT attempt_id FROM slurm_accounting)" : "");
     snprintf(sql, sizeof sql, "%s ORDER BY a.id LIMIT %d", sel, ACCT_PAGE);

@@ -1,6 +1,8 @@
 // orchestrator/cluster.c — cluster profiles (see cluster.h and templates/clusters/README.md).
 #include "orchestrator/cluster.h"
 #include "orchestrator/container.h"
+#include "orchestrator/util/strbuf.h"
+#include "orchestrator/util/units.h"
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -23,29 +25,6 @@ struct ClusterProfile {
     int signal_grace_s;
     ClusterGpu gpus[MAX_GPUS]; size_t ngpus;
 };
-
-// ---------------------------------------------------------------------------------------------
-// a growing string
-
-typedef struct { char *s; size_t len, cap; int oom; } Buf;
-
-static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(Buf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) { b->oom = 1; return; }
-        if (b->s && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
-        size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)n;
-        char *s = realloc(b->s, cap);
-        if (!s) { b->oom = 1; return; }
-        b->s = s; b->cap = cap;
-    }
-}
 
 static char *fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *fail_msg(const char *fmt, ...)
@@ -119,21 +98,8 @@ static int copy_list(const json_t *o, const char *key, char **dst, size_t *n, co
 
 long cluster_mem_mb(const char *s)
 {
-    if (!s || !(isdigit((unsigned char)*s) || *s == '.')) return -1;   // no sign, blank, "inf" or "nan"
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0) || v > 1e12) return -1;
-    double mb;
-    switch (toupper((unsigned char)*end)) {
-    case '\0': case 'M': mb = v; break;
-    case 'K': mb = v / 1024; break;
-    case 'G': mb = v * 1024; break;
-    case 'T': mb = v * 1024 * 1024; break;
-    default: return -1;
-    }
-    if (*end && end[1] && !(toupper((unsigned char)end[1]) == 'B' && !end[2])) return -1;
-    return mb < 1 ? 1 : (long)(mb + 0.5);
+    long mb = units_mem_mb(s);   // Slurm's rules, as #SBATCH --mem reads them
+    return mb > 0 ? mb : -1;
 }
 
 // Characters that could break out of an #SBATCH line or a shell word.
@@ -373,7 +339,7 @@ const ClusterGpu *cluster_find_gpu(const ClusterProfile *p, const char *gpu_type
 
 static int is_cpu(const ClusterGpu *g) { return strcasecmp(g->gpu_type, "cpu") == 0; }
 
-static void buf_word(Buf *b, const char *s);
+static void buf_word(StrBuf *b, const char *s);
 
 int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                               const char *time_limit, const char *job_name, const char *run_dir, char **out)
@@ -411,74 +377,74 @@ int cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, 
         *out = fail_msg("time limit '%s' is not a Slurm time such as 01:30:00 or 2-00:00:00", time_limit);
         return -1;
     }
-    Buf b = {0};
-    if (job_name) buf_printf(&b, "#SBATCH --job-name=%s\n", job_name);
-    if (g->partition[0]) buf_printf(&b, "#SBATCH --partition=%s\n", g->partition);
-    if (p->account[0]) buf_printf(&b, "#SBATCH --account=%s\n", p->account);
-    if (p->qos[0]) buf_printf(&b, "#SBATCH --qos=%s\n", p->qos);
-    if (time_limit) buf_printf(&b, "#SBATCH --time=%s\n", time_limit);
-    buf_printf(&b, "#SBATCH --nodes=%d\n", nodes);
+    StrBuf b = {0};
+    if (job_name) sb_printf(&b, "#SBATCH --job-name=%s\n", job_name);
+    if (g->partition[0]) sb_printf(&b, "#SBATCH --partition=%s\n", g->partition);
+    if (p->account[0]) sb_printf(&b, "#SBATCH --account=%s\n", p->account);
+    if (p->qos[0]) sb_printf(&b, "#SBATCH --qos=%s\n", p->qos);
+    if (time_limit) sb_printf(&b, "#SBATCH --time=%s\n", time_limit);
+    sb_printf(&b, "#SBATCH --nodes=%d\n", nodes);
     int tasks = jo->tasks_per_node > 0 ? jo->tasks_per_node : per_node;
-    buf_printf(&b, "#SBATCH --ntasks-per-node=%d\n", tasks);
-    buf_printf(&b, "#SBATCH --cpus-per-task=%d\n", jo->cpus_per_task > 0 ? jo->cpus_per_task : g->cpus_per_gpu);
+    sb_printf(&b, "#SBATCH --ntasks-per-node=%d\n", tasks);
+    sb_printf(&b, "#SBATCH --cpus-per-task=%d\n", jo->cpus_per_task > 0 ? jo->cpus_per_task : g->cpus_per_gpu);
     if (!is_cpu(g)) {
         if (strcmp(p->gres_style, "gpus-per-node") == 0)
-            buf_printf(&b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
+            sb_printf(&b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
         else
-            buf_printf(&b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
+            sb_printf(&b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
     }
-    if (g->constraint[0]) buf_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
-    if (g->mem_per_gpu[0]) buf_printf(&b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
+    if (g->constraint[0]) sb_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
+    if (g->mem_per_gpu[0]) sb_printf(&b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
     const char *logs = jo->log_prefix && *jo->log_prefix ? jo->log_prefix : "slurm";
     if (run_dir) {
-        buf_printf(&b, "#SBATCH --output=%s/%s-%%j.out\n", run_dir, logs);
-        buf_printf(&b, "#SBATCH --error=%s/%s-%%j.err\n", run_dir, logs);
-        buf_printf(&b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
+        sb_printf(&b, "#SBATCH --output=%s/%s-%%j.out\n", run_dir, logs);
+        sb_printf(&b, "#SBATCH --error=%s/%s-%%j.err\n", run_dir, logs);
+        sb_printf(&b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
     }
     if (jo->requeue) {
-        if (p->signal_grace_s > 0) buf_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
-        buf_printf(&b, "#SBATCH --requeue\n");
+        if (p->signal_grace_s > 0) sb_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
+        sb_printf(&b, "#SBATCH --requeue\n");
     } else {
-        buf_printf(&b, "#SBATCH --no-requeue\n");
+        sb_printf(&b, "#SBATCH --no-requeue\n");
     }
     // without it, a job whose afterok dependency failed stays pending forever (DependencyNeverSatisfied)
-    if (jo->kill_on_invalid_dep) buf_printf(&b, "#SBATCH --kill-on-invalid-dep=yes\n");
-    for (size_t i = 0; i < p->nextra; i++) buf_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
+    if (jo->kill_on_invalid_dep) sb_printf(&b, "#SBATCH --kill-on-invalid-dep=yes\n");
+    for (size_t i = 0; i < p->nextra; i++) sb_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
     for (size_t i = 0; i < p->nmodules; i++) {   // checked when loaded; quoted anyway, one word per name
-        buf_printf(&b, "module load");
+        sb_printf(&b, "module load");
         char *copy = strdup(p->modules[i]), *save = NULL;
         for (char *w = copy ? strtok_r(copy, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save)) {
-            buf_printf(&b, " ");
+            sb_printf(&b, " ");
             buf_word(&b, w);
         }
         if (!copy) b.oom = 1;
         free(copy);
-        buf_printf(&b, "\n");
+        sb_printf(&b, "\n");
     }
     if (!jo->setup_in_container)   // else the job runs them inside the container (cluster_setup_lines)
-        for (size_t i = 0; i < p->nsetup; i++) buf_printf(&b, "%s\n", p->setup[i]);
+        for (size_t i = 0; i < p->nsetup; i++) sb_printf(&b, "%s\n", p->setup[i]);
     // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
     // by its address (emulated nodes share localhost), and a port derived from the job id
-    buf_printf(&b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
+    sb_printf(&b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
                    "  segx_first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n1)\n"
                    "  MASTER_ADDR=$(scontrol -o show node \"$segx_first\" 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
                    "  export MASTER_ADDR=${MASTER_ADDR:-$segx_first} MASTER_PORT=$((20000 + SLURM_JOB_ID %% 20000))\n"
                    "fi\n");
-    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
-    *out = b.s ? b.s : strdup("");
+    if (b.oom) { sb_free(&b); *out = fail_msg("out of memory"); return -1; }
+    *out = sb_take(&b);
     return 0;
 }
 
 // Shell-quotes s into b when it needs it.
-static void buf_word(Buf *b, const char *s)
+static void buf_word(StrBuf *b, const char *s)
 {
-    if (*s && safe_word(s)) { buf_printf(b, "%s", s); return; }
-    buf_printf(b, "'");
+    if (*s && safe_word(s)) { sb_printf(b, "%s", s); return; }
+    sb_printf(b, "'");
     for (; *s; s++) {
-        if (*s == '\'') buf_printf(b, "'\\''");
-        else buf_printf(b, "%c", *s);
+        if (*s == '\'') sb_printf(b, "'\\''");
+        else sb_printf(b, "%c", *s);
     }
-    buf_printf(b, "'");
+    sb_printf(b, "'");
 }
 
 int cluster_container(const ClusterProfile *p, const json_t *spec_container, Container *out, char *err, size_t errlen)
@@ -520,13 +486,13 @@ int cluster_render_srun(const ClusterProfile *p, const Container *c, const Conta
     }
     char *wrap = c ? container_prefix(c, j, 1) : strdup("");
     if (!wrap) { *out = fail_msg("out of memory"); return -1; }
-    Buf b = {0};
-    buf_printf(&b, "srun --ntasks=%d --ntasks-per-node=%d --kill-on-bad-exit=1", gpus, gpus / nodes);
-    if (p && p->srun_mpi[0]) buf_printf(&b, " --mpi=%s", p->srun_mpi);
-    if (*wrap) buf_printf(&b, " %s", wrap);
+    StrBuf b = {0};
+    sb_printf(&b, "srun --ntasks=%d --ntasks-per-node=%d --kill-on-bad-exit=1", gpus, gpus / nodes);
+    if (p && p->srun_mpi[0]) sb_printf(&b, " --mpi=%s", p->srun_mpi);
+    if (*wrap) sb_printf(&b, " %s", wrap);
     free(wrap);
-    if (b.oom) { free(b.s); *out = fail_msg("out of memory"); return -1; }
-    *out = b.s;
+    if (b.oom) { sb_free(&b); *out = fail_msg("out of memory"); return -1; }
+    *out = sb_take(&b);
     return 0;
 }
 

@@ -58,8 +58,9 @@ int  cluster_container(const ClusterProfile *p, const json_t *spec_container, Co
 int  cluster_render_srun(const ClusterProfile *p, const Container *c, const ContainerJob *j, int gpus, int nodes,
                   char **out /*malloc*/);
 void cluster_free(ClusterProfile *p);
-// A memory size as profiles and specs write it ("16G", "4096M", "1.5T", "512" = MB, "16GB") in MB;
-// -1 when malformed or not positive.
+// A memory size as profiles and specs write it ("16G", "4096M", "512" = MB, "16GB") in MB, by
+// Slurm's rules (units_mem_mb, util/units.h: whole numbers only, K rounds up); -1 when Slurm would
+// refuse it or it is 0.
 long cluster_mem_mb(const char *s);
 
 // Read accessors (doctor, status).

@@ -1,6 +1,8 @@
 // orchestrator/notify.c — notifications by JSON POST through libcurl (see notify.h).
 #include "config.h"
 #include "orchestrator/notify.h"
+#include "orchestrator/backend/jobstate.h"
+#include "orchestrator/util/fileio.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -75,11 +77,10 @@ static int path_in(char *out, size_t cap, const char *run_root, const char *name
 
 static int write_json_atomic(const char *path, json_t *o)
 {
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (json_dump_file(o, tmp, JSON_INDENT(1)) != 0) return -1;
-    if (rename(tmp, path) != 0) { unlink(tmp); return -1; }
-    return 0;
+    char *text = json_dumps(o, JSON_INDENT(1)), e[PATH_MAX + 128];
+    int rc = text ? file_write_atomic(path, text, strlen(text), 0644, e, sizeof e) : -1;
+    free(text);
+    return rc;
 }
 
 int notify_set_url(const char *run_root, const char *url, char *err, size_t errlen)
@@ -180,7 +181,7 @@ json_t *notify_payload(sqlite3 *db, long long eid, const char *event, const Stat
         // the cell that failed first (earliest end), with its reason
         if (sqlite3_prepare_v2(db, "SELECT c.key, a.attempt, a.state, COALESCE(a.exit_code, -1), COALESCE(a.reason, ''), "
                                    "COALESCE(a.job_id, '') FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE c.experiment_id = ?1 "
-                                   "AND a.state IN ('failed', 'timeout', 'out-of-memory', 'node-fail') "
+                                   "AND a.state IN " JOB_SQL_FAILED " "
                                    "ORDER BY COALESCE(a.end_time, 1e18), a.id LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
             sqlite3_bind_int64(st, 1, eid);
             if (sqlite3_step(st) == SQLITE_ROW) {

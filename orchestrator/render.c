@@ -1,48 +1,27 @@
 // orchestrator/render.c — mustache-like templates with shell quoting by default (see render.h).
 #include "orchestrator/render.h"
+#include "orchestrator/util/fileio.h"
+#include "orchestrator/util/strbuf.h"
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-// ---------------------------------------------------------------------------------------------
-// output buffer
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n)
+// output goes into a StrBuf (util/strbuf.h): out of memory is sticky and checked once at the end
+static void quote_into(StrBuf *b, const char *s)
 {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) { b->oom = 1; return; }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
-static void quote_into(Buf *b, const char *s)
-{
-    buf_add(b, "'", 1);
+    sb_add(b, "'", 1);
     for (const char *c = s; *c; c++) {
-        if (*c == '\'') buf_add(b, "'\\''", 4);
-        else buf_add(b, c, 1);
+        if (*c == '\'') sb_add(b, "'\\''", 4);
+        else sb_add(b, c, 1);
     }
-    buf_add(b, "'", 1);
+    sb_add(b, "'", 1);
 }
 
 char *render_shell_quote(const char *s)
 {
-    Buf b = {0};
+    StrBuf b = {0};
     quote_into(&b, s ? s : "");
     if (b.oom) { free(b.p); return NULL; }
     return b.p;
@@ -249,14 +228,14 @@ static void standalone(const Ctx *c, const char *lit_start, Tag *t, const char *
 
 // Renders [p, stop) into out. Returns the position after the closing tag of `section`
 // (or stop when section is NULL).
-static const char *render_range(Ctx *c, const char *p, const char *section, Buf *out, int emit);
+static const char *render_range(Ctx *c, const char *p, const char *section, StrBuf *out, int emit);
 
 static const char *skip_section(Ctx *c, const char *p, const char *name)
 {
     return render_range(c, p, name, NULL, 0);
 }
 
-static const char *render_range(Ctx *c, const char *p, const char *section, Buf *out, int emit)
+static const char *render_range(Ctx *c, const char *p, const char *section, StrBuf *out, int emit)
 {
     while (!c->failed) {
         Tag t;
@@ -264,12 +243,12 @@ static const char *render_range(Ctx *c, const char *p, const char *section, Buf 
         if (r < 0) return NULL;
         if (r == 0) {
             if (section) { fail_at(c, p, "section '%s' is not closed", section); return NULL; }
-            if (emit) buf_str(out, p);
+            if (emit) sb_puts(out, p);
             return p + strlen(p);
         }
         const char *emit_end, *resume;
         standalone(c, p, &t, &emit_end, &resume);
-        if (emit) buf_add(out, p, (size_t)(emit_end - p));
+        if (emit) sb_add(out, p, (size_t)(emit_end - p));
         p = resume;
         char sbuf[4096];
         switch (t.kind) {
@@ -286,11 +265,11 @@ static const char *render_range(Ctx *c, const char *p, const char *section, Buf 
             const json_t *v = lookup(c, t.name);
             if (!v) { fail_at(c, t.begin, "unknown variable '%s'", t.name); return NULL; }
             if (json_is_string(v)) {
-                if (t.kind == '{' || c->raw) buf_str(out, json_string_value(v));
+                if (t.kind == '{' || c->raw) sb_puts(out, json_string_value(v));
                 else quote_into(out, json_string_value(v));
             } else {
                 render_scalar(v, sbuf, sizeof sbuf);
-                if (t.kind == '{' || c->raw) buf_str(out, sbuf);
+                if (t.kind == '{' || c->raw) sb_puts(out, sbuf);
                 else quote_into(out, sbuf);
             }
             break;
@@ -334,8 +313,8 @@ static int render_impl(const char *tmpl, const char *name, const json_t *ctx, in
     *out = NULL;
     Ctx c = {.name = name, .start = tmpl, .depth = 1, .err = err, .errlen = errlen, .raw = raw};
     c.stack[0] = ctx;
-    Buf b = {0};
-    buf_add(&b, "", 0);
+    StrBuf b = {0};
+    sb_add(&b, "", 0);
     const char *end = render_range(&c, tmpl, NULL, &b, 1);
     if (!end || c.failed || b.oom) {
         if (b.oom && !c.failed) snprintf(err, errlen, "%s: out of memory", name);
@@ -360,16 +339,10 @@ int render_value(const char *value, const char *name, const json_t *ctx, char **
 int render_file(const char *path, const json_t *ctx, char **out, char *err, size_t errlen)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot read template: %m", path); return -1; }
-    Buf b = {0};
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_add(&b, chunk, n);
-    fclose(f);
-    if (b.oom) { free(b.p); snprintf(err, errlen, "%s: out of memory", path); return -1; }
-    if (!b.p) buf_add(&b, "", 0);
-    int rc = render_template(b.p, path, ctx, out, err, errlen);
-    free(b.p);
+    char why[PATH_MAX + 128];
+    char *text = file_read(path, 0, NULL, why, sizeof why);
+    if (!text) { snprintf(err, errlen, "%s: cannot read template: %s", path, strerror(errno)); return -1; }
+    int rc = render_template(text, path, ctx, out, err, errlen);
+    free(text);
     return rc;
 }

@@ -3,7 +3,11 @@
 #include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/notify.h"
+#include "orchestrator/util/fileio.h"
+#include "orchestrator/util/units.h"
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -243,49 +247,8 @@ static int is_scalar(const json_t *v)
 // ---------------------------------------------------------------------------------------------
 // value checks
 
-// Slurm's forms: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. A field after the first
-// is a clock field: minutes and seconds 0-59, hours 0-23 after a day count (99:99:99 is not a
-// time, and rewriting it as 100:40:39 would hide the typo). Fields have at most 7 digits, so
-// nothing overflows; the total is at most SPEC_MAX_TIME_S.
-long spec_parse_time(const char *s)
-{
-    if (!s || !*s) return -1;
-    long d = 0, f[3] = {0, 0, 0};
-    int nf = 0;
-    const char *p = s;
-    const char *dash = strchr(s, '-');
-    if (dash) {
-        if (dash == s || dash - s > 5) return -1;
-        for (const char *q = s; q < dash; q++)
-            if (!isdigit((unsigned char)*q)) return -1;
-        d = strtol(s, NULL, 10);
-        p = dash + 1;
-    }
-    while (*p) {
-        size_t n = 0;
-        while (isdigit((unsigned char)p[n])) n++;
-        if (n == 0 || n > 7 || nf == 3) return -1;
-        f[nf++] = strtol(p, NULL, 10);
-        p += n;
-        if (*p == ':') { p++; if (!*p) return -1; }
-        else if (*p) return -1;
-    }
-    if (nf == 0) return -1;
-    long t;
-    if (dash) {   // D-H, D-H:M, D-H:M:S
-        if (f[0] > 23 || f[1] > 59 || f[2] > 59) return -1;
-        t = ((d * 24 + f[0]) * 60 + f[1]) * 60 + f[2];
-    } else if (nf == 1) {
-        t = f[0] * 60;                                // minutes
-    } else if (nf == 2) {
-        if (f[1] > 59) return -1;
-        t = f[0] * 60 + f[1];                         // M:S
-    } else {
-        if (f[1] > 59 || f[2] > 59) return -1;
-        t = (f[0] * 60 + f[1]) * 60 + f[2];           // H:M:S
-    }
-    return t > SPEC_MAX_TIME_S ? -1 : t;
-}
+// Slurm's forms, read once for specs, #SBATCH lines and the local backend (util/units.h).
+long spec_parse_time(const char *s) { return units_time_s(s); }
 
 // A time limit at keypath -> seconds and "HH:MM:SS" / "D-HH:MM:SS" in out (32 bytes).
 static int norm_time(const Chk *c, const char *keypath, const json_t *v, long *secs, char *out)
@@ -862,22 +825,10 @@ int spec_parse(const char *text, const char *path, Spec **out, char *err, size_t
 int spec_load(const char *path, Spec **out, char *err, size_t errlen)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot read spec: %m", path); return -1; }
-    size_t cap = 8192, n = 0, r;
-    char *text = malloc(cap);
-    while (text && (r = fread(text + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *t = realloc(text, cap * 2);
-            if (!t) { free(text); text = NULL; break; }
-            text = t;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!text) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
-    text[n] = 0;
+    size_t n;
+    char e[PATH_MAX + 128];
+    char *text = file_read(path, 0, &n, e, sizeof e);
+    if (!text) { snprintf(err, errlen, "%s: cannot read spec: %s", path, strerror(errno)); return -1; }
     if (strlen(text) != n) { free(text); snprintf(err, errlen, "%s: not a text file (NUL byte)", path); return -1; }
     int rc = spec_parse(text, path, out, err, errlen);
     free(text);

@@ -25,6 +25,7 @@
 //               job per cell, run after the train job succeeded (not a trainer flag, not in keys)
 #ifndef SEGX_SPEC_H
 #define SEGX_SPEC_H
+#include "orchestrator/util/units.h"
 #include <jansson.h>
 #include <regex.h>
 #include <stddef.h>
@@ -75,7 +76,7 @@ typedef struct {
 #define SPEC_MAX_SEED 2147483647L       // matrix.seed (segx-train --seed)
 #define SPEC_MAX_EPOCHS 1000000L        // trainer.epochs
 #define SPEC_MAX_CPUS_PER_GPU 1024L     // resources.cpus_per_gpu, eval.job.cpus_per_gpu, eval.job.gpus
-#define SPEC_MAX_TIME_S (3650L * 86400) // resources.time, eval.job.time: ten years
+#define SPEC_MAX_TIME_S UNITS_MAX_TIME_S // resources.time, eval.job.time: ten years (util/units.h)
 #define SPEC_MAX_NAME 100               // name (characters)
 #define SPEC_MAX_REGEX 1024            // trainer.metrics patterns (characters)
 #define SPEC_MAX_REGEX_STATES 2000      // ... and the states regcomp would build for them
@@ -94,7 +95,7 @@ int  spec_locate(const char *text, const char *keypath, int *line, int *col);
 extern const char *const SPEC_KNOWN_AXES[];
 // Slurm's time forms (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) -> seconds; -1 when
 // malformed, when a clock field is out of range (minutes/seconds 0-59, hours 0-23 after days)
-// or beyond SPEC_MAX_TIME_S.
+// or beyond SPEC_MAX_TIME_S. The same reader as #SBATCH --time's: units_time_s (util/units.h).
 long spec_parse_time(const char *s);
 // Compiles a trainer.metrics pattern as POSIX ERE after translating \d \w \s (and \D \W \S);
 // it must have a capture group, at most SPEC_MAX_REGEX characters, and repetitions that stay under

@@ -1,34 +1,9 @@
-// orchestrator/backend/backend.c — job states and the backend dispatcher (see backend.h).
+// orchestrator/backend/backend.c — the backend dispatcher (see backend.h; job states: jobstate.c).
 #include "orchestrator/backend/backend.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/backend/slurm_lib.h"
 #include <stdio.h>
 #include <string.h>
-
-static const char *const state_names[] = {
-    [JOB_PLANNED] = "planned",     [JOB_SUBMITTED] = "submitted", [JOB_PENDING] = "pending",
-    [JOB_RUNNING] = "running",     [JOB_COMPLETED] = "completed", [JOB_FAILED] = "failed",
-    [JOB_CANCELLED] = "cancelled", [JOB_TIMEOUT] = "timeout",     [JOB_PREEMPTED] = "preempted",
-    [JOB_OUT_OF_MEMORY] = "out-of-memory", [JOB_NODE_FAIL] = "node-fail", [JOB_UNKNOWN] = "unknown",
-};
-
-const char *job_state_name(JobState s)
-{
-    return (s >= 0 && s <= JOB_UNKNOWN) ? state_names[s] : "unknown";
-}
-
-int job_state_parse(const char *name, JobState *out)
-{
-    for (int s = 0; s <= JOB_UNKNOWN; s++)
-        if (strcmp(name, state_names[s]) == 0) { *out = (JobState)s; return 0; }
-    return -1;
-}
-
-int job_state_is_final(JobState s)
-{
-    return s == JOB_COMPLETED || s == JOB_FAILED || s == JOB_CANCELLED || s == JOB_TIMEOUT ||
-           s == JOB_OUT_OF_MEMORY || s == JOB_NODE_FAIL;
-}
 
 int backend_open(const char *name, const char *options_json, Backend **out, char *err, size_t errlen)
 {

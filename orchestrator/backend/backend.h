@@ -1,18 +1,11 @@
 // orchestrator/backend/backend.h — how cells reach a scheduler. Implementations: local (embedded: child
-// processes on this machine), slurm (libslurm), slurm-cli (sbatch/squeue/scontrol/sacct), and later
-// slurm-rest (slurmrestd). Callers (submit, status, cancel, run) use only this table, so a new
-// backend needs no change to them.
+// processes on this machine), slurm (libslurm), slurm-cli (sbatch/squeue/scontrol/sacct) and
+// slurm-rest (slurmrestd over HTTP). Callers (submit, status, cancel, run) use only this table, so a
+// new backend needs no change to them.
 #ifndef SEGX_BACKEND_H
 #define SEGX_BACKEND_H
+#include "orchestrator/backend/jobstate.h"   // JobState and its sets
 #include <stddef.h>
-
-typedef enum {
-    JOB_PLANNED, JOB_SUBMITTED, JOB_PENDING, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED,
-    JOB_CANCELLED, JOB_TIMEOUT, JOB_PREEMPTED, JOB_OUT_OF_MEMORY, JOB_NODE_FAIL, JOB_UNKNOWN
-} JobState;
-const char *job_state_name(JobState s);          // "planned", "running", "out-of-memory", ...
-int job_state_parse(const char *name, JobState *out);
-int job_state_is_final(JobState s);
 
 // One job to submit: the rendered job script of one cell attempt.
 typedef struct {
@@ -53,8 +46,11 @@ typedef struct {
 
 struct Backend { const BackendOps *ops; void *impl; };
 
-// name: "auto" | "local" | "slurm" | "slurm-cli" | "slurm-rest". 0 or -1 with err (e.g. slurm
-// requested but libslurm not built in / slurmctld not reachable).
+// name: "local" | "slurm" | "slurm-cli" | "slurm-rest" | "auto" (NULL or "" too): the first that
+// reaches a controller of slurm (only when libslurm is the controller's release), slurm-rest,
+// slurm-cli, else local. options_json: submit_backend_options (state_dir, local slots, max_submitted).
+// 0 or -1 with err that says what to do (e.g. slurm requested but libslurm not built in, slurmctld
+// not reachable, an unknown name).
 int  backend_open(const char *name, const char *options_json, Backend **out, char *err, size_t errlen);
 void backend_close(Backend *b);
 

@@ -10,6 +10,7 @@
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/backend/local_jobs.h"
 #include "orchestrator/backend/slurm_util.h"
+#include "orchestrator/util/units.h"
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -87,11 +88,9 @@ static int local_submit(Backend *b, const JobSpec *job, char *job_id, size_t idl
     snprintf(j.name, sizeof j.name, "%s", job->job_name ? job->job_name : "");
     j.cpus = local_job_claim(job);
     if (local_dependency(job->dependency, &j.after_ok, err, errlen) < 0) return -1;
-    if (job->time_limit && *job->time_limit) {
-        // "[D-]HH:MM:SS" as rendered by the planner
-        int d = 0, h = 0, m = 0, s = 0;
-        if (sscanf(job->time_limit, "%d-%d:%d:%d", &d, &h, &m, &s) == 4) j.time_limit_s = ((d * 24L + h) * 60 + m) * 60 + s;
-        else if (sscanf(job->time_limit, "%d:%d:%d", &h, &m, &s) == 3) j.time_limit_s = (h * 60L + m) * 60 + s;
+    if (job->time_limit && *job->time_limit) {   // "[D-]HH:MM:SS" as rendered by the planner
+        long t = units_time_s(job->time_limit);
+        if (t > 0) j.time_limit_s = t;
     }
     if (local_job_submit(l->dir, &j, err, errlen) < 0) return -1;
     snprintf(job_id, idlen, "%ld", j.id);

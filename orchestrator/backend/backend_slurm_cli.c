@@ -6,6 +6,7 @@
 // a job with this attempt's comment before each retry, so no cell is submitted twice.
 // sacct is not used: it needs slurmdbd, which many clusters (and the local one) do not run; a job
 // that slurmctld has purged comes back JOB_UNKNOWN and the caller reads the run dir's exit_code.
+#include "orchestrator/util/clock.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/backend/slurm_util.h"
 #include <errno.h>
@@ -35,13 +36,6 @@ typedef struct {
 
 static int cli_load_jobs(const char *user, SlurmJobInfo **jobs_out, size_t *n_out, char *err, size_t errlen);
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 // Runs argv (no shell) with stdin /dev/null; collects stdout and stderr (malloc'd, NUL-terminated).
 // Kills it after timeout_s. Returns the exit status (0..255), 128+signal, or -1 when it cannot run.
 static int run_capture(char *const argv[], double timeout_s, char **out, char **errout)
@@ -61,13 +55,13 @@ static int run_capture(char *const argv[], double timeout_s, char **out, char **
     close(po[1]); close(pe[1]);
     if (rc) { close(po[0]); close(pe[0]); errno = rc; return -1; }
     struct { int fd; char *buf; size_t len, cap; } s[2] = {{po[0], NULL, 0, 0}, {pe[0], NULL, 0, 0}};
-    double deadline = now_s() + timeout_s;
+    double deadline = mono_s() + timeout_s;
     int open_n = 2, killed = 0;
     while (open_n > 0) {
         struct pollfd p[2];
         int np = 0, map[2];
         for (int i = 0; i < 2; i++) if (s[i].fd >= 0) { p[np] = (struct pollfd){s[i].fd, POLLIN, 0}; map[np++] = i; }
-        int left = (int)((deadline - now_s()) * 1000);
+        int left = (int)((deadline - mono_s()) * 1000);
         if (left <= 0) { if (!killed) { kill(pid, SIGKILL); killed = 1; } left = 1000; }
         int r = poll(p, (nfds_t)np, left);
         if (r < 0 && errno == EINTR) continue;

@@ -1,5 +1,7 @@
 // orchestrator/backend/local_jobs.c — job files, id allocation and the detached agent (see local_jobs.h).
 #include "orchestrator/backend/local_jobs.h"
+#include "orchestrator/util/clock.h"
+#include "orchestrator/util/fileio.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,30 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int local_state_init(const char *dir, char *err, size_t errlen)
 {
     char p[PATH_MAX + 32];
     const char *subs[] = {"", "/jobs", "/cancel"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s%s", dir, subs[i]);
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-            // the runs folder itself may not exist yet
-            if (i == 0 && errno == ENOENT) {
-                char parent[PATH_MAX];
-                snprintf(parent, sizeof parent, "%s", dir);
-                char *slash = strrchr(parent, '/');
-                if (slash && slash != parent) {
-                    *slash = 0;
-                    if ((mkdir(parent, 0755) == 0 || errno == EEXIST) && mkdir(p, 0755) == 0) continue;
-                }
-            }
+        if (file_mkdir_p(p, 0755) < 0) {   // (the runs folder itself may not exist yet)
             snprintf(err, errlen, "%s: cannot create the local backend's state dir: %s", p, strerror(errno));
             return -1;
         }
@@ -63,17 +48,14 @@ int local_job_write(const char *dir, const LocalJob *j, char *err, size_t errlen
     json_object_set_new(o, "exit_code", j->exit_code >= 0 ? json_integer(j->exit_code) : json_null());
     if (j->after_ok > 0) json_object_set_new(o, "after_ok", json_integer(j->after_ok));
     if (j->reason[0]) json_object_set_new(o, "reason", json_string(j->reason));
-    char path[PATH_MAX + 64], tmp[PATH_MAX + 96];
+    char path[PATH_MAX + 64];
     job_path(dir, j->id, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s/jobs/.%ld.json.%d.tmp", dir, j->id, (int)getpid());
-    int rc = json_dump_file(o, tmp, JSON_COMPACT);
+    char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    if (rc < 0 || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    if (!text) { snprintf(err, errlen, "%s: cannot encode", path); return -1; }
+    int rc = file_write_atomic(path, text, strlen(text), 0644, err, errlen);
+    free(text);
+    return rc;
 }
 
 int local_job_read(const char *dir, long id, LocalJob *j, char *err, size_t errlen)
@@ -151,14 +133,15 @@ int local_job_cancel(const char *dir, long id, char *err, size_t errlen)
 int local_set_slots(const char *dir, int max_parallel, int cpus, char *err, size_t errlen)
 {
     if (local_state_init(dir, err, errlen) < 0) return -1;
-    char p[PATH_MAX + 32], tmp[PATH_MAX + 48];
+    char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/config.json", dir);
-    snprintf(tmp, sizeof tmp, "%s/.config.json.%d", dir, (int)getpid());
     json_t *o = json_pack("{s:i, s:i}", "max_parallel", max_parallel < 0 ? 0 : max_parallel, "cpus", cpus < 0 ? 0 : cpus);
-    int rc = json_dump_file(o, tmp, 0);
+    char *text = o ? json_dumps(o, 0) : NULL;
     json_decref(o);
-    if (rc < 0 || rename(tmp, p) < 0) { snprintf(err, errlen, "%s: cannot write", p); unlink(tmp); return -1; }
-    return 0;
+    if (!text) { snprintf(err, errlen, "%s: cannot encode", p); return -1; }
+    int rc = file_write_atomic(p, text, strlen(text), 0644, err, errlen);
+    free(text);
+    return rc;
 }
 
 static void read_slots(const char *dir, int *max_parallel, int *cpus)

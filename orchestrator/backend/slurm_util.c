@@ -1,11 +1,14 @@
 // orchestrator/backend/slurm_util.c — shared by the Slurm backends (see slurm_util.h).
 #include "orchestrator/backend/slurm_util.h"
 #include "orchestrator/poll_pace.h"
+#include "orchestrator/util/fileio.h"
+#include "orchestrator/util/units.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,24 +43,6 @@ static int set_int(int *dst, const char *v, int lo, const char *where, const cha
     }
     *dst = (int)n;
     return 0;
-}
-
-static long mem_mb(const char *v)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || x < 0) return -1;
-    switch (toupper((unsigned char)*end)) {
-    case '\0': case 'M': break;
-    case 'K': x /= 1024; break;
-    case 'G': x *= 1024; break;
-    case 'T': x *= 1024 * 1024; break;
-    default: return -1;
-    }
-    if (*end && end[1]) return -1;
-    if (!(x <= 1e12)) return -1;   // "inf", "nan", 1e300: not a size, and not a long either
-    return (long)(x + 0.999);
 }
 
 static int parse_signal(SlurmOpts *o, const char *v, const char *where, char *err, size_t errlen)
@@ -123,7 +108,7 @@ static int apply_opt(SlurmOpts *o, const char *key, const char *v, const char *w
     if (!strcmp(key, "ntasks-per-node")) return set_int(&o->ntasks_per_node, v, 1, where, "--ntasks-per-node", err, errlen);
     if (!strcmp(key, "cpus-per-task")) return set_int(&o->cpus_per_task, v, 1, where, "--cpus-per-task", err, errlen);
     if (!strcmp(key, "mem")) {
-        if ((o->mem_mb = mem_mb(v)) < 0) { snprintf(err, errlen, "%s: --mem '%s' is not a size like 4G or 512M", where, v); return -1; }
+        if ((o->mem_mb = units_mem_mb(v)) < 0) { snprintf(err, errlen, "%s: --mem '%s' is not a size like 4G or 512M", where, v); return -1; }
         return 0;
     }
     if (!strcmp(key, "gres")) {
@@ -199,18 +184,10 @@ int slurm_script_parse(const char *path, SlurmOpts *o, char **text, char *err, s
     o->open_append = -1;
     o->kill_invalid_dep = -1;
     *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "cannot read job script %s: %s", path, strerror(errno)); return -1; }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) { char *b = realloc(buf, cap * 2); if (!b) { free(buf); buf = NULL; break; } buf = b; cap *= 2; }
-    }
-    fclose(f);
-    if (!buf) { snprintf(err, errlen, "out of memory reading %s", path); return -1; }
-    buf[len] = '\0';
+    size_t len;
+    char why[PATH_MAX + 128];
+    char *buf = file_read(path, 0, &len, why, sizeof why);
+    if (!buf) { snprintf(err, errlen, "cannot read job script %s: %s", path, strerror(errno)); return -1; }
     if (len < 2 || buf[0] != '#' || buf[1] != '!') {
         snprintf(err, errlen, "%s:1: a job script must start with \"#!\" (e.g. #!/bin/bash)", path);
         free(buf);
@@ -265,13 +242,6 @@ void slurm_opts_apply_job(SlurmOpts *o, const JobSpec *j)
 // ---------------------------------------------------------------------------------------------
 // times and states
 
-static int all_digits(const char *s, size_t n)
-{
-    if (!n) return 0;
-    for (size_t i = 0; i < n; i++) if (!isdigit((unsigned char)s[i])) return 0;
-    return 1;
-}
-
 int slurm_time_minutes(const char *s, int *unlimited)
 {
     int unl_dummy;
@@ -279,39 +249,8 @@ int slurm_time_minutes(const char *s, int *unlimited)
     *unlimited = 0;
     if (!s || !*s) return -1;
     if (!strcasecmp(s, "UNLIMITED") || !strcasecmp(s, "INFINITE")) { *unlimited = 1; return 0; }
-    long days = 0, f[3] = {0, 0, 0};
-    int nf = 0;
-    const char *p = s, *dash = strchr(s, '-');
-    if (dash) {
-        if (!all_digits(s, (size_t)(dash - s)) || dash - s > 6) return -1;
-        days = strtol(s, NULL, 10);
-        p = dash + 1;
-    }
-    while (*p) {
-        size_t n = strcspn(p, ":");
-        if (!all_digits(p, n) || nf == 3 || n > 7) return -1;   // 7 digits: 5256000 minutes is ten years
-        f[nf++] = strtol(p, NULL, 10);
-        p += n;
-        if (*p == ':') { p++; if (!*p) return -1; }
-    }
-    if (nf == 0) return -1;
-    long secs;
-    // a field after the first is a clock field: minutes and seconds 0-59, hours 0-23 after days
-    // (the same rule as spec_parse_time, so a script and a spec agree on what a time is)
-    if (dash) {   // D-HH, D-HH:MM, D-HH:MM:SS
-        if (f[0] > 23 || f[1] > 59 || f[2] > 59) return -1;
-        secs = days * 86400 + f[0] * 3600 + (nf > 1 ? f[1] * 60 : 0) + (nf > 2 ? f[2] : 0);
-    } else if (nf == 1) secs = f[0] * 60;                    // MM
-    else if (nf == 2) {                                      // MM:SS
-        if (f[1] > 59) return -1;
-        secs = f[0] * 60 + f[1];
-    } else {                                                 // HH:MM:SS
-        if (f[1] > 59 || f[2] > 59) return -1;
-        secs = f[0] * 3600 + f[1] * 60 + f[2];
-    }
-    long mins = (secs + 59) / 60;
-    if (mins > 365L * 24 * 60 * 10) return -1;
-    return (int)mins;
+    long secs = units_time_s(s);   // the same reader as a spec's resources.time
+    return secs < 0 ? -1 : (int)((secs + 59) / 60);
 }
 
 JobState slurm_state_from_name(const char *name)

@@ -164,7 +164,7 @@ static void test_mem_per_gpu(void **state)
     char err[1024];
     Spec *s;
     const char *by_type = "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},\n"
-                          " \"resources\": {\"mem_per_gpu\": {\"a100\": \"64G\", \"v100\": \"1.5T\"}}}";
+                          " \"resources\": {\"mem_per_gpu\": {\"a100\": \"64G\", \"v100\": \"1536GB\"}}}";
     if (spec_parse(by_type, "t.json", &s, err, sizeof err)) fail_msg("%s", err);
     assert_null(s->mem_per_gpu);
     assert_string_equal(json_string_value(json_object_get(s->mem_per_gpu_by_type, "a100")), "64G");
@@ -185,7 +185,7 @@ static void test_mem_per_gpu(void **state)
     pos_of(text, "\"0G\"", &line, &col);
     snprintf(want, sizeof want, "t.json:%d:%d: resources.mem_per_gpu.a100: expected a memory size", line, col);
     if (!strstr(e, want)) fail_msg("%s", e);
-    const char *bad[] = {"-4G", "16Q", "inf", "nan", " 4G", "4GBB", "123456789012345678M"};
+    const char *bad[] = {"-4G", "16Q", "inf", "nan", " 4G", "4GBB", "123456789012345678M", "1.5T"};   // sbatch refuses fractions
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char t[512];
         snprintf(t, sizeof t, "{\"name\": \"x\", \"trainer\": {}, \"matrix\": {\"batch_per_gpu\": [8]},"

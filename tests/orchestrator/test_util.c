@@ -1,0 +1,129 @@
+// tests/orchestrator/test_util.c — the small utilities every module shares (orchestrator/util/):
+// the string buffer, whole-file read, atomic write, mkdir -p.
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "orchestrator/util/clock.h"
+#include "orchestrator/util/fileio.h"
+#include "orchestrator/util/strbuf.h"
+
+static char tmpdir[64];
+
+static void test_strbuf(void **state)
+{
+    (void)state;
+    StrBuf b = {0};
+    char *empty = sb_take(&b);
+    assert_string_equal(empty, "");   // nothing added: "" (malloc'd), not NULL
+    free(empty);
+    sb_puts(&b, "a");
+    sb_putc(&b, 'b');
+    sb_add(&b, "cdef", 2);
+    assert_string_equal(b.p, "abcd");
+    assert_int_equal(b.len, 4);
+    char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    assert_int_equal(sb_printf(&b, "[%s|%d]", big, 42), 0);   // longer than any first allocation
+    assert_int_equal(b.len, 4 + 1 + 2999 + 4);
+    assert_int_equal(strlen(b.p), b.len);
+    assert_string_equal(b.p + b.len - 4, "|42]");
+    char *t = sb_take(&b);
+    assert_null(b.p);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(strncmp(t, "abcd[xxx", 8), 0);
+    free(t);
+    b.oom = 1;   // out of memory is sticky: appends fail, take gives NULL
+    assert_int_equal(sb_puts(&b, "z"), -1);
+    assert_null(sb_take(&b));
+    sb_free(&b);
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    char dir[128], path[192], err[512];
+    snprintf(dir, sizeof dir, "%s/a/b/c", tmpdir);
+    assert_int_equal(file_mkdir_p(dir, 0755), 0);
+    assert_int_equal(file_mkdir_p(dir, 0755), 0);   // exists: fine
+    snprintf(path, sizeof path, "%s/f.json", dir);
+    assert_int_equal(file_write_atomic(path, "{\"a\": 1}", 8, 0600, err, sizeof err), 0);
+    assert_int_equal(file_write_atomic(path, "{\"a\": 22}", 9, 0600, err, sizeof err), 0);   // replaced
+    assert_int_equal(count_entries(dir), 1);   // no temporary file left behind
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    size_t n;
+    char *text = file_read(path, 0, &n, err, sizeof err);
+    assert_non_null(text);
+    assert_int_equal(n, 9);
+    assert_string_equal(text, "{\"a\": 22}");
+    free(text);
+    assert_null(file_read(path, 4, &n, err, sizeof err));   // over the limit
+    assert_non_null(strstr(err, "larger than 4 bytes"));
+    assert_null(file_read(dir, 0, &n, err, sizeof err));    // a folder is not a file
+    assert_non_null(strstr(err, dir));
+    snprintf(path, sizeof path, "%s/none", tmpdir);
+    assert_null(file_read(path, 0, NULL, err, sizeof err));
+    assert_int_equal(errno, ENOENT);
+    assert_non_null(strstr(err, "No such file"));
+    snprintf(path, sizeof path, "%s/no/such/dir/f", tmpdir);   // the folder must exist
+    assert_int_equal(file_write_atomic(path, "x", 1, 0644, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    snprintf(path, sizeof path, "%s/f.json/sub", dir);          // a file in the way
+    assert_int_equal(file_mkdir_p(path, 0755), -1);
+    assert_int_equal(errno, ENOTDIR);
+}
+
+static void test_clocks(void **state)
+{
+    (void)state;
+    double w = now_s(), m0 = mono_s(), m1 = mono_s();
+    assert_true(w > 1.6e9);    // after 2020: the wall clock, not the monotonic one
+    assert_true(m1 >= m0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/segx-util-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strbuf),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_clocks),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
