@@ -1,6 +1,8 @@
 -- segx results database (SQLite). This file is a PUBLIC interface: users query it with sqlite3.
--- Version: PRAGMA user_version (set at the end). Changing a table means a new migration in
--- db/migrations/NNN_name.sql and a bumped user_version; never edit a released table in place.
+-- Version: PRAGMA user_version (set at the end; still 1). Changes so far are additive and made on
+-- open by db/db.c (bring_up_to_date: a missing column or table is added, a view whose text differs
+-- from the one below is replaced); a change that cannot be made that way needs a bumped
+-- user_version and its step there. Never edit a released table in place.
 --
 -- Invariants (enforced in db/ and orchestrator/ code, restated here):
 --  * cells.key is a hash of the cell's canonical parameters; (experiment_id, key) is unique, so
