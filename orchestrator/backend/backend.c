@@ -35,3 +35,19 @@ void backend_close(Backend *b)
 {
     if (b && b->ops && b->ops->close) b->ops->close(b);
 }
+
+void backend_each_group(const char *const *names, size_t n, BackendOpenFn open, const char *options_json,
+                        BackendGroupFn fn, void *ctx)
+{
+    if (!open) open = backend_open;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(names[j], names[i]) == 0) j++;
+        Backend *b = NULL;
+        char why[1024] = "";
+        if (open(names[i], options_json, &b, why, sizeof why) < 0) b = NULL;
+        fn(b, i, j, b ? NULL : why, ctx);
+        backend_close(b);
+        i = j;
+    }
+}

@@ -54,4 +54,15 @@ struct Backend { const BackendOps *ops; void *impl; };
 int  backend_open(const char *name, const char *options_json, Backend **out, char *err, size_t errlen);
 void backend_close(Backend *b);
 
+// How a caller opens backends: backend_open, or a stand-in (the unit tests' fake BackendOps).
+typedef int (*BackendOpenFn)(const char *name, const char *options_json, Backend **out, char *err, size_t errlen);
+
+// Jobs recorded with the backend that took them (status polls them, cancel cancels them): one open
+// per backend. names[i] is job i's backend (jobs of one backend next to each other: sort by it);
+// fn runs once per group [from, to) with that backend open, or with b NULL and why saying why it
+// could not be opened; the backend is closed after fn returns. open NULL: backend_open.
+typedef void (*BackendGroupFn)(Backend *b, size_t from, size_t to, const char *why, void *ctx);
+void backend_each_group(const char *const *names, size_t n, BackendOpenFn open, const char *options_json,
+                        BackendGroupFn fn, void *ctx);
+
 #endif
