@@ -1,9 +1,12 @@
 // orchestrator/submit.h — the steps behind `segx submit`, `segx status` and `segx run`, as
-// functions so `run` chains them. defines: SubmitOptions, submit_experiment, StatusCounts,
-// status_refresh, status_print, submit_find_experiment, submit_backend_options.
+// functions so `run` chains them (submit.c; status: cmd/cmd_status.c for now). defines:
+// SubmitOptions, SubmitSay, submit_experiment, StatusCounts, status_refresh, status_print,
+// submit_find_experiment, submit_backend_options.
 // Invariants: one attempts row per submission (attempt numbers grow), cells.state mirrors the
 // latest attempt; a completed cell is never submitted again; failed/cancelled/timeout/... cells
 // only with rerun_failed.
+// Contract: submit_experiment prints nothing itself: every line it has to say (a job sent, the
+// summary, a problem) goes to the caller's SubmitSay, which decides where it is shown.
 #ifndef SEGX_SUBMIT_H
 #define SEGX_SUBMIT_H
 #include "orchestrator/backend/backend.h"
@@ -24,6 +27,13 @@ typedef struct {
     int dry_run;              // say what would be submitted
     int quiet;
     const char *notify_url;   // --notify: POST when the experiment finishes or a cell fails (notify.h)
+    // Where its lines go: say(ctx, 0, line) for progress and the summary (what `segx submit`
+    // prints on stdout), say(ctx, 1, line) for a problem (stderr, after "segx submit: "). Lines
+    // have no newline. NULL: nothing is said.
+    void (*say)(void *ctx, int problem, const char *line);
+    void *say_ctx;
+    BackendOpenFn open;       // NULL: backend_open (the unit tests pass a fake BackendOps here)
+    const char *templates_dir;   // NULL: cli_templates_dir()
 } SubmitOptions;
 
 // Returns the exit code (0, 1, 2). *submitted gets the number of jobs sent (may be NULL).

@@ -58,7 +58,7 @@ int cmd_resubmit(int argc, char **argv)
 
     SubmitOptions o = {
         .db_path = db_path, .experiment = ex.name, .backend = backend ? backend : (last_backend[0] ? last_backend : NULL),
-        .max_parallel = max_parallel, .rerun_failed = 1, .dry_run = dry_run, .quiet = quiet,
+        .max_parallel = max_parallel, .rerun_failed = 1, .dry_run = dry_run, .quiet = quiet, .say = cmd_submit_say,
     };
     return submit_experiment(&o, NULL);
 }

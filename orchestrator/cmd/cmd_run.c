@@ -64,7 +64,7 @@ int cmd_run(int argc, char **argv)
     if ((rc = plan_spec_file(a.pos[0], &po, name, sizeof name)) != 0) return rc;
     // 2. submit
     SubmitOptions so = {.db_path = db_path, .experiment = name, .backend = backend, .max_parallel = max_parallel,
-                        .rerun_failed = rerun_failed, .quiet = 1, .notify_url = notify};
+                        .rerun_failed = rerun_failed, .quiet = 1, .notify_url = notify, .say = cmd_submit_say};
     if ((rc = submit_experiment(&so, NULL)) != 0) return rc;
     // 3. wait
     char err[2048], run_root[PATH_MAX], ename[256];

@@ -16,4 +16,8 @@ int cmd_doctor(int argc, char **argv);    // cmd_doctor.c
 int cmd_logparse(int argc, char **argv);  // cmd_logparse.c  (external trainer log -> metrics.jsonl)
 int cmd_serve(int argc, char **argv);     // cmd_serve.c     (the dashboard, web/)
 int cmd_plot(int argc, char **argv);      // cmd_plot.c      (figures through gnuplot)
+
+// SubmitOptions.say for the commands that submit (submit, run, resubmit): progress and the
+// summary on stdout, problems on stderr after "segx submit: ".
+void cmd_submit_say(void *ctx, int problem, const char *line);
 #endif
