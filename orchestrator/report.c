@@ -52,90 +52,130 @@ static int col_width(const Col *c) { return c->kind == C_PM ? 3 : 1; }
 
 static int is_human(TableFormat f) { return f == TABLE_TEXT || f == TABLE_MARKDOWN; }
 
-static int render(sqlite3 *db, const char *sql, const char *experiment, const char *const *extra_text,
-                  const double *extra_real, int nextra_real, const Col *cols, size_t ncols,
-                  const char *total_label, int total_col, TableFormat fmt, FILE *out, char *err, size_t errlen)
+// One report query and how its rows are shown.
+typedef struct {
+    const char *sql;
+    const char *experiment;          // bound to ?1 (NULL: every experiment)
+    const char *const *extra_text;   // NULL-terminated, bound to ?2, ?3, ... (NULL: none)
+    const double *extra_real;        // bound after the texts' first slot: ?3, ?4, ...
+    int nextra_real;
+    const Col *cols;
+    size_t ncols;
+    const char *total_label;         // human formats: a last row with the sum of result column total_col
+    int total_col;
+} Query;
+
+// The table's headers: one per column, C_PM three (NAME_mean, NAME_std, NAME_n) for machines.
+static Table *new_table(const Query *q, int human)
 {
-    int human = is_human(fmt);
-    const char *headers[64];
+    const char *headers[64] = {0};
     char names[64][64];
     int decimals[64];
     size_t nh = 0;
-    for (size_t i = 0; i < ncols && nh + 3 <= 64; i++) {
-        if (cols[i].kind == C_PM && !human) {
+    for (size_t i = 0; i < q->ncols && nh + 3 <= 64; i++) {
+        const Col *c = &q->cols[i];
+        if (c->kind == C_PM && !human) {
             static const char *const suffix[] = {"_mean", "_std", "_n"};
             for (int k = 0; k < 3; k++) {
-                snprintf(names[nh], sizeof names[nh], "%s%s", cols[i].name, suffix[k]);
-                decimals[nh] = cols[i].decimals;
+                snprintf(names[nh], sizeof names[nh], "%s%s", c->name, suffix[k]);
+                decimals[nh] = c->decimals;
                 headers[nh] = names[nh];
                 nh++;
             }
         } else {
-            decimals[nh] = cols[i].decimals;
-            headers[nh++] = cols[i].name;
+            decimals[nh] = c->decimals;
+            headers[nh++] = c->name;
         }
     }
+    Table *t = table_new(nh, headers);
+    for (size_t i = 0; t && i < nh; i++) table_set_decimals(t, i, decimals[i]);
+    return t;
+}
+
+// The statement with its parameters bound, checked against the column list. NULL with err.
+static sqlite3_stmt *open_query(sqlite3 *db, const Query *q, char *err, size_t errlen)
+{
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, q->sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "report query: %s (is this a segx database of this version?)", sqlite3_errmsg(db));
-        return -1;
+        return NULL;
     }
-    if (experiment) sqlite3_bind_text(st, 1, experiment, -1, SQLITE_STATIC);
-    for (int i = 0; extra_text && extra_text[i]; i++) sqlite3_bind_text(st, 2 + i, extra_text[i], -1, SQLITE_STATIC);
-    for (int i = 0; i < nextra_real; i++) sqlite3_bind_double(st, 3 + i, extra_real[i]);
+    if (q->experiment) sqlite3_bind_text(st, 1, q->experiment, -1, SQLITE_STATIC);
+    for (int i = 0; q->extra_text && q->extra_text[i]; i++) sqlite3_bind_text(st, 2 + i, q->extra_text[i], -1, SQLITE_STATIC);
+    for (int i = 0; i < q->nextra_real; i++) sqlite3_bind_double(st, 3 + i, q->extra_real[i]);
     int width = 0;
-    for (size_t i = 0; i < ncols; i++) width += col_width(&cols[i]);
+    for (size_t i = 0; i < q->ncols; i++) width += col_width(&q->cols[i]);
     if (sqlite3_column_count(st) != width) {   // a query and its column list out of step
         snprintf(err, errlen, "report query: %d result columns for %d listed", sqlite3_column_count(st), width);
         sqlite3_finalize(st);
-        return -1;
+        return NULL;
     }
-    Table *t = table_new(nh, headers);
+    return st;
+}
+
+// One cell of column c (result column col) as people read it.
+static void human_cell(Table *t, sqlite3_stmt *st, const Col *c, int col)
+{
+    int ty = sqlite3_column_type(st, col);
+    char buf[96];
+    if (c->kind == C_PM) {
+        if (ty == SQLITE_NULL) { table_null(t); return; }
+        double mean = sqlite3_column_double(st, col);
+        if (sqlite3_column_type(st, col + 1) == SQLITE_NULL)
+            snprintf(buf, sizeof buf, "%.*f", c->decimals, mean);
+        else
+            snprintf(buf, sizeof buf, "%.*f ± %.*f", c->decimals, mean, c->decimals, sqlite3_column_double(st, col + 1));
+        table_text(t, buf);
+    } else if (c->kind == C_KEY && ty == SQLITE_TEXT) {
+        snprintf(buf, 16, "%.12s", (const char *)sqlite3_column_text(st, col));
+        table_text(t, buf);
+    } else if (c->kind == C_FIRSTLINE && ty == SQLITE_TEXT) {
+        const char *s = (const char *)sqlite3_column_text(st, col);
+        // The last line of the reason says the most (the error); keep it short.
+        const char *last = strrchr(s, '\n'), *colon = strchr(s, ':');
+        if (last && colon && colon < last) snprintf(buf, 80, "%.*s: %.50s", (int)(colon - s), s, last + 1);
+        else snprintf(buf, 80, "%.70s", last ? last + 1 : s);
+        table_text(t, buf);
+    } else {
+        table_sqlite(t, st, col);
+    }
+}
+
+static void add_row(Table *t, sqlite3_stmt *st, const Query *q, int human)
+{
+    table_row(t);
+    int col = 0;
+    for (size_t i = 0; i < q->ncols; col += col_width(&q->cols[i]), i++) {
+        if (human) human_cell(t, st, &q->cols[i], col);
+        else for (int k = 0; k < col_width(&q->cols[i]); k++) table_sqlite(t, st, col + k);
+    }
+}
+
+// A total row only for people: machine formats stay one row per group.
+static void add_total(Table *t, const Query *q, double total, int any_total)
+{
+    table_row(t);
+    int col = 0;
+    for (size_t i = 0; i < q->ncols; col += col_width(&q->cols[i]), i++) {
+        if (i == 0) table_text(t, q->total_label);
+        else if (col == q->total_col && any_total) table_real(t, total);
+        else table_null(t);
+    }
+}
+
+static int render(sqlite3 *db, const Query *q, TableFormat fmt, FILE *out, char *err, size_t errlen)
+{
+    int human = is_human(fmt);
+    sqlite3_stmt *st = open_query(db, q, err, errlen);
+    if (!st) return -1;
+    Table *t = new_table(q, human);
     if (!t) { sqlite3_finalize(st); snprintf(err, errlen, "out of memory"); return -1; }
-    for (size_t i = 0; i < nh; i++) table_set_decimals(t, i, decimals[i]);
     double total = 0;
     int any_total = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        table_row(t);
-        int col = 0;
-        for (size_t i = 0; i < ncols; col += col_width(&cols[i]), i++) {
-            const Col *c = &cols[i];
-            int ty = sqlite3_column_type(st, col);
-            if (c->kind == C_PM) {
-                if (!human) {
-                    for (int k = 0; k < 3; k++) table_sqlite(t, st, col + k);
-                    continue;
-                }
-                if (ty == SQLITE_NULL) { table_null(t); continue; }
-                char buf[96];
-                double mean = sqlite3_column_double(st, col);
-                if (sqlite3_column_type(st, col + 1) == SQLITE_NULL)
-                    snprintf(buf, sizeof buf, "%.*f", c->decimals, mean);
-                else
-                    snprintf(buf, sizeof buf, "%.*f ± %.*f", c->decimals, mean, c->decimals,
-                             sqlite3_column_double(st, col + 1));
-                table_text(t, buf);
-            } else if (c->kind == C_KEY && human && ty == SQLITE_TEXT) {
-                char buf[16];
-                snprintf(buf, sizeof buf, "%.12s", (const char *)sqlite3_column_text(st, col));
-                table_text(t, buf);
-            } else if (c->kind == C_FIRSTLINE && human && ty == SQLITE_TEXT) {
-                const char *s = (const char *)sqlite3_column_text(st, col);
-                // The last line of the reason says the most (the error); keep it short.
-                const char *last = strrchr(s, '\n');
-                char buf[80];
-                const char *colon = strchr(s, ':');
-                if (last && colon && colon < last)
-                    snprintf(buf, sizeof buf, "%.*s: %.50s", (int)(colon - s), s, last + 1);
-                else
-                    snprintf(buf, sizeof buf, "%.70s", last ? last + 1 : s);
-                table_text(t, buf);
-            } else {
-                table_sqlite(t, st, col);
-            }
-        }
-        if (total_label && sqlite3_column_type(st, total_col) != SQLITE_NULL) {
-            total += sqlite3_column_double(st, total_col);
+        add_row(t, st, q, human);
+        if (q->total_label && sqlite3_column_type(st, q->total_col) != SQLITE_NULL) {
+            total += sqlite3_column_double(st, q->total_col);
             any_total = 1;
         }
     }
@@ -146,16 +186,7 @@ static int render(sqlite3 *db, const char *sql, const char *experiment, const ch
         return -1;
     }
     sqlite3_finalize(st);
-    // A total row only for people: machine formats stay one row per group.
-    if (total_label && human && table_nrows(t) > 0) {
-        table_row(t);
-        int col = 0;
-        for (size_t i = 0; i < ncols; col += col_width(&cols[i]), i++) {
-            if (i == 0) table_text(t, total_label);
-            else if (col == total_col && any_total) table_real(t, total);
-            else table_null(t);
-        }
-    }
+    if (q->total_label && human && table_nrows(t) > 0) add_total(t, q, total, any_total);
     rc = table_print(t, fmt, out);
     table_free(t);
     if (rc < 0) { snprintf(err, errlen, "writing the report: %s", strerror(errno)); return -1; }
@@ -285,8 +316,8 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
             TTT_SELECT " FROM group_time_to_target t JOIN experiments x ON x.id = t.experiment_id"
             TTT_GROUPS
             " WHERE" EXP_FILTER TTT_ORDER;
-        return render(db, sql, o->experiment, NULL, NULL, 0, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
-                      NULL, 0, o->format, out, err, errlen);
+        Query all = {.sql = sql, .experiment = o->experiment, .cols = ttt_cols, .ncols = sizeof ttt_cols / sizeof ttt_cols[0]};
+        return render(db, &all, o->format, out, err, errlen);
     }
     char metric[32];
     double value;
@@ -311,8 +342,9 @@ static int report_time_to_target(sqlite3 *db, const ReportOptions *o, FILE *out,
              TTT_GROUPS TTT_ORDER,
              metric, op);
     const char *texts[] = {metric, NULL};
-    return render(db, sql, o->experiment, texts, &value, 1, ttt_cols, sizeof ttt_cols / sizeof ttt_cols[0],
-                  NULL, 0, o->format, out, err, errlen);
+    Query q = {.sql = sql, .experiment = o->experiment, .extra_text = texts, .extra_real = &value, .nextra_real = 1,
+               .cols = ttt_cols, .ncols = sizeof ttt_cols / sizeof ttt_cols[0]};
+    return render(db, &q, o->format, out, err, errlen);
 }
 
 // ---- speedup: throughput measured on shared cores ------------------------------------------
@@ -498,9 +530,10 @@ int report_print(sqlite3 *db, const char *kind, const ReportOptions *opts, FILE 
     o.format = table_format_resolve(o.format, out);
     for (size_t i = 0; i < sizeof simple_reports / sizeof simple_reports[0]; i++) {
         if (strcmp(kind, simple_reports[i].kind) != 0) continue;
-        int rc = render(db, simple_reports[i].sql, o.experiment, NULL, NULL, 0, simple_reports[i].cols,
-                        simple_reports[i].ncols, simple_reports[i].total_label, simple_reports[i].total_col, o.format,
-                        out, err, errlen);
+        Query q = {.sql = simple_reports[i].sql, .experiment = o.experiment, .cols = simple_reports[i].cols,
+                   .ncols = simple_reports[i].ncols, .total_label = simple_reports[i].total_label,
+                   .total_col = simple_reports[i].total_col};
+        int rc = render(db, &q, o.format, out, err, errlen);
         if (rc == 0 && strcmp(kind, "speedup") == 0) rc = warn_contention(db, &o, err, errlen);
         return rc;
     }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,142 +347,195 @@ static int start_job(const char *dir, LocalJob *j)
     return 0;
 }
 
+// The agent's state between ticks.
+typedef struct {
+    const char *dir;
+    int lfd;                       // agent.lock, held while the agent runs
+    Running run[1024];
+    size_t nrun;
+    long *ids;                     // scan_jobs' list
+    size_t cap;
+    unsigned char *final;          // final[id]: the job is over, its file need not be read again
+    size_t nfinal;
+    double idle_since;
+} Agent;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)   // the agent's log (stdout is its agent.log)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+// Reap finished jobs: their end, exit code and state (timeout, cancelled, completed, failed).
+static void agent_reap(Agent *A)
+{
+    char err[512];
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (size_t i = 0; i < A->nrun; i++) {
+            Running *r = &A->run[i];
+            if (r->pid != (int)pid) continue;
+            LocalJob j;
+            if (local_job_read(A->dir, r->id, &j, err, sizeof err) == 0) {
+                j.end_time = now_s();
+                j.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                if (r->timed_out) snprintf(j.state, sizeof j.state, "timeout");
+                else if (cancel_requested(A->dir, j.id, 1)) snprintf(j.state, sizeof j.state, "cancelled");
+                else snprintf(j.state, sizeof j.state, j.exit_code == 0 ? "completed" : "failed");
+                if (local_job_write(A->dir, &j, err, sizeof err) < 0) fprintf(stderr, "agent: %s\n", err);
+                say("job %ld %s: exit %d\n", j.id, j.state, j.exit_code);
+            }
+            A->run[i] = A->run[--A->nrun];
+            break;
+        }
+    }
+}
+
+// Cancel requests and time limits of running jobs: SIGTERM to the job's process group, SIGKILL
+// 10 s later.
+static void agent_limits(Agent *A)
+{
+    char err[512];
+    double t = now_s();
+    for (size_t i = 0; i < A->nrun; i++) {
+        Running *r = &A->run[i];
+        LocalJob j;
+        if (local_job_read(A->dir, r->id, &j, err, sizeof err) < 0) continue;
+        int want_stop = cancel_requested(A->dir, r->id, 0);
+        if (!want_stop && j.time_limit_s > 0 && t - j.start_time > (double)j.time_limit_s) {
+            r->timed_out = 1;
+            want_stop = 1;
+        }
+        if (want_stop && r->term_sent == 0) {
+            kill(-r->pid, SIGTERM);
+            r->term_sent = t;
+        } else if (r->term_sent > 0 && t - r->term_sent > 10) {
+            kill(-r->pid, SIGKILL);
+        }
+    }
+}
+
+// Remembers that job id is over (its file is not read again).
+static void mark_final(Agent *A, long id)
+{
+    if (id < 0 || id >= 100000000) return;
+    if ((size_t)id >= A->nfinal) {
+        size_t nn = (size_t)id * 2 + 64;
+        unsigned char *f2 = realloc(A->final, nn);
+        if (!f2) return;
+        memset(f2 + A->nfinal, 0, nn - A->nfinal);
+        A->final = f2;
+        A->nfinal = nn;
+    }
+    A->final[id] = 1;
+}
+
+static void settle_cancelled(Agent *A, LocalJob *j)
+{
+    char err[512];
+    snprintf(j->state, sizeof j->state, "cancelled");
+    j->end_time = now_s();
+    local_job_write(A->dir, j, err, sizeof err);
+}
+
+// One queued job: 1 it waits (counts as pending), 0 it was settled or is not pending, 2 it may
+// start now (its dependency is met).
+static int agent_consider(Agent *A, LocalJob *j)
+{
+    if (strcmp(j->state, "pending") != 0) {
+        if (strcmp(j->state, "running") != 0) mark_final(A, j->id);
+        return 0;
+    }
+    if (cancel_requested(A->dir, j->id, 1)) { settle_cancelled(A, j); return 0; }
+    int dep = j->after_ok > 0 ? dependency_ready(A->dir, j, j->reason, sizeof j->reason) : 1;
+    if (dep < 0) {   // its dependency can never be met: cancelled, as Slurm does
+        settle_cancelled(A, j);
+        say("job %ld cancelled: %s\n", j->id, j->reason);
+        return 0;
+    }
+    return dep == 0 ? 1 : 2;   // waiting: the jobs behind it may start
+}
+
+// Starts pending jobs in id order while slots are free. Returns how many still wait.
+static int agent_start(Agent *A)
+{
+    char err[512];
+    int maxp, maxcpus, used = 0, pending = 0;
+    cancel_queued(A->dir, A->run, A->nrun);
+    read_slots(A->dir, &maxp, &maxcpus);
+    for (size_t i = 0; i < A->nrun; i++) used += A->run[i].cpus;
+    size_t n = scan_jobs(A->dir, &A->ids, &A->cap);
+    for (size_t k = 0; k < n; k++) {
+        long id = A->ids[k];
+        if (is_running(A->run, A->nrun, id) || (id >= 0 && (size_t)id < A->nfinal && A->final[id])) continue;
+        LocalJob j;
+        if (local_job_read(A->dir, id, &j, err, sizeof err) < 0) continue;
+        int c = agent_consider(A, &j);
+        if (c == 0) continue;
+        pending++;
+        if (c == 1) continue;
+        int need = j.cpus > 0 ? j.cpus : 1;
+        // first come, first served: a job that does not fit blocks the ones behind it (and
+        // they need not be read this round: a long queue costs nothing per tick)
+        if (A->nrun == sizeof A->run / sizeof A->run[0] || !job_fits(need, A->nrun, used, maxp, maxcpus)) break;
+        if (start_job(A->dir, &j) == 0) {
+            A->run[A->nrun++] = (Running){.id = j.id, .pid = j.pid, .cpus = need};
+            used += need;
+            pending--;
+        }
+    }
+    return pending;
+}
+
+// Idle for 1.5 s: let go of the lock, then look once more, so a job queued while we were
+// deciding is either seen here or by the agent its submitter starts. 1: the agent exits.
+static int agent_idle(Agent *A)
+{
+    char err[512];
+    flock(A->lfd, LOCK_UN);
+    size_t m = scan_jobs(A->dir, &A->ids, &A->cap);
+    int again = 0;
+    for (size_t k = 0; k < m && !again; k++) {
+        LocalJob j;
+        again = local_job_read(A->dir, A->ids[k], &j, err, sizeof err) == 0 && strcmp(j.state, "pending") == 0;
+    }
+    if (!again || flock(A->lfd, LOCK_EX | LOCK_NB) < 0) return 1;
+    A->idle_since = now_s();
+    return 0;
+}
+
 int local_agent_run(const char *dir)
 {
-    char lp[PATH_MAX + 32], pp[PATH_MAX + 32], err[512];
+    char lp[PATH_MAX + 32], pp[PATH_MAX + 32];
     snprintf(lp, sizeof lp, "%s/agent.lock", dir);
     snprintf(pp, sizeof pp, "%s/agent.pid", dir);
     int lfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) return 0;   // another agent runs
     FILE *pf = fopen(pp, "w");
     if (pf) { fprintf(pf, "%d\n", (int)getpid()); fclose(pf); }
-    fprintf(stdout, "agent %d: started\n", (int)getpid());
-    fflush(stdout);
-
-    Running run[1024];
-    size_t nrun = 0, cap = 0;
-    long *ids = NULL;
-    unsigned char *final = NULL;   // final[id]: the job is over, its file need not be read again
-    size_t nfinal = 0;
-    double idle_since = now_s();
+    say("agent %d: started\n", (int)getpid());
+    Agent A = {.dir = dir, .lfd = lfd, .idle_since = now_s()};
     for (;;) {
-        // reap finished jobs
-        int st;
-        pid_t pid;
-        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-            for (size_t i = 0; i < nrun; i++) {
-                if (run[i].pid != (int)pid) continue;
-                LocalJob j;
-                if (local_job_read(dir, run[i].id, &j, err, sizeof err) == 0) {
-                    j.end_time = now_s();
-                    j.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                    if (run[i].timed_out) snprintf(j.state, sizeof j.state, "timeout");
-                    else if (cancel_requested(dir, j.id, 1)) snprintf(j.state, sizeof j.state, "cancelled");
-                    else snprintf(j.state, sizeof j.state, j.exit_code == 0 ? "completed" : "failed");
-                    if (local_job_write(dir, &j, err, sizeof err) < 0) fprintf(stderr, "agent: %s\n", err);
-                    fprintf(stdout, "job %ld %s: exit %d\n", j.id, j.state, j.exit_code);
-                    fflush(stdout);
-                }
-                run[i] = run[--nrun];
-                break;
-            }
-        }
-        // cancel requests and time limits of running jobs
-        double t = now_s();
-        for (size_t i = 0; i < nrun; i++) {
-            LocalJob j;
-            if (local_job_read(dir, run[i].id, &j, err, sizeof err) < 0) continue;
-            int want_stop = cancel_requested(dir, run[i].id, 0);
-            if (!want_stop && j.time_limit_s > 0 && t - j.start_time > (double)j.time_limit_s) {
-                run[i].timed_out = 1;
-                want_stop = 1;
-            }
-            if (want_stop && run[i].term_sent == 0) {
-                kill(-run[i].pid, SIGTERM);
-                run[i].term_sent = t;
-            } else if (run[i].term_sent > 0 && t - run[i].term_sent > 10) {
-                kill(-run[i].pid, SIGKILL);
-            }
-        }
-        // start pending jobs in id order while slots are free
-        int maxp, maxcpus, used = 0;
-        cancel_queued(dir, run, nrun);
-        read_slots(dir, &maxp, &maxcpus);
-        for (size_t i = 0; i < nrun; i++) used += run[i].cpus;
-        size_t n = scan_jobs(dir, &ids, &cap);
-        int pending = 0;
-        for (size_t k = 0; k < n; k++) {
-            int known = 0;
-            for (size_t i = 0; i < nrun; i++) known |= run[i].id == ids[k];
-            if (known || (ids[k] >= 0 && (size_t)ids[k] < nfinal && final[ids[k]])) continue;
-            LocalJob j;
-            if (local_job_read(dir, ids[k], &j, err, sizeof err) < 0) continue;
-            if (strcmp(j.state, "pending") != 0) {
-                if (strcmp(j.state, "running") != 0 && ids[k] >= 0 && ids[k] < 100000000) {
-                    if ((size_t)ids[k] >= nfinal) {
-                        size_t nn = (size_t)ids[k] * 2 + 64;
-                        unsigned char *f2 = realloc(final, nn);
-                        if (!f2) continue;
-                        memset(f2 + nfinal, 0, nn - nfinal);
-                        final = f2;
-                        nfinal = nn;
-                    }
-                    final[ids[k]] = 1;
-                }
-                continue;
-            }
-            if (cancel_requested(dir, j.id, 1)) {
-                snprintf(j.state, sizeof j.state, "cancelled");
-                j.end_time = now_s();
-                local_job_write(dir, &j, err, sizeof err);
-                continue;
-            }
-            int dep = j.after_ok > 0 ? dependency_ready(dir, &j, j.reason, sizeof j.reason) : 1;
-            if (dep < 0) {   // its dependency can never be met: cancelled, as Slurm does
-                snprintf(j.state, sizeof j.state, "cancelled");
-                j.end_time = now_s();
-                local_job_write(dir, &j, err, sizeof err);
-                fprintf(stdout, "job %ld cancelled: %s\n", j.id, j.reason);
-                fflush(stdout);
-                continue;
-            }
-            if (dep == 0) { pending++; continue; }   // waiting; the jobs behind it may start
-            pending++;
-            int need = j.cpus > 0 ? j.cpus : 1;
-            // first come, first served: a job that does not fit blocks the ones behind it (and
-            // they need not be read this round: a long queue costs nothing per tick)
-            if (nrun == sizeof run / sizeof run[0] || !job_fits(need, nrun, used, maxp, maxcpus)) break;
-            if (start_job(dir, &j) == 0) {
-                run[nrun++] = (Running){.id = j.id, .pid = j.pid, .cpus = need};
-                used += need;
-                pending--;
-            }
-        }
-        if (nrun > 0 || pending > 0) idle_since = now_s();
-        else if (now_s() - idle_since > 1.5) {
-            // Idle: let go of the lock, then look once more, so a job queued while we were
-            // deciding is either seen here or by the agent its submitter starts.
-            flock(lfd, LOCK_UN);
-            size_t m = scan_jobs(dir, &ids, &cap);
-            int again = 0;
-            for (size_t k = 0; k < m && !again; k++) {
-                LocalJob j;
-                again = local_job_read(dir, ids[k], &j, err, sizeof err) == 0 && strcmp(j.state, "pending") == 0;
-            }
-            if (!again || flock(lfd, LOCK_EX | LOCK_NB) < 0) break;
-            idle_since = now_s();
-        }
+        agent_reap(&A);
+        agent_limits(&A);
+        int pending = agent_start(&A);
+        if (A.nrun > 0 || pending > 0) A.idle_since = now_s();
+        else if (now_s() - A.idle_since > 1.5 && agent_idle(&A)) break;
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    fprintf(stdout, "agent %d: idle, exiting\n", (int)getpid());
-    fflush(stdout);
+    say("agent %d: idle, exiting\n", (int)getpid());
     pf = fopen(pp, "r");
     int owner = 0;
     if (pf) { if (fscanf(pf, "%d", &owner) != 1) owner = 0; fclose(pf); }
     if (owner == (int)getpid()) unlink(pp);
-    free(ids);
-    free(final);
+    free(A.ids);
+    free(A.final);
     close(lfd);
     return 0;
 }

@@ -2,6 +2,7 @@
 // Re-running it resumes: planning adds nothing, completed cells are not resubmitted.
 #include "orchestrator/cmd/cli.h"
 #include "orchestrator/collect.h"
+#include "orchestrator/experiment_lookup.h"
 #include "orchestrator/cmd/commands.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/poll_pace.h"
@@ -19,6 +20,61 @@
 static int settled(const StatusCounts *c)
 {
     return c->by_state[JOB_SUBMITTED] + c->by_state[JOB_PENDING] + c->by_state[JOB_RUNNING] + c->evals_in_flight == 0;
+}
+
+// 3. wait: status refreshed (paced by poll_pace) until every job settled, with a live table on a
+// terminal or a line per change in the counts otherwise. 0 settled (*c the last counts), else the
+// exit code (said).
+static int run_wait(sqlite3 *db, long long eid, const char *name, int interval, int timeout, StatusCounts *c)
+{
+    char err[2048], last[512] = "";
+    int tty = cli_is_tty(stdout);
+    time_t t0 = time(NULL);
+    PollPace pace;
+    poll_pace_init(&pace, interval);
+    for (;;) {
+        struct timespec p0, p1;
+        clock_gettime(CLOCK_MONOTONIC, &p0);
+        if (status_refresh(db, eid, c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
+        clock_gettime(CLOCK_MONOTONIC, &p1);
+        double wait = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, c->poll_failed);
+        char sum[512];
+        status_summary(c, sum, sizeof sum);
+        if (tty) {
+            printf("\033[H\033[2J%s: waiting (%lds; Ctrl-C stops waiting, jobs keep running)\n", name, (long)(time(NULL) - t0));
+            if (status_print(db, eid, "table", stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: %s\n", err);
+        } else if (strcmp(sum, last) != 0) {
+            printf("[%4lds] %s\n", (long)(time(NULL) - t0), sum);
+            snprintf(last, sizeof last, "%s", sum);
+        }
+        fflush(stdout);
+        if (settled(c)) break;
+        if (timeout > 0 && time(NULL) - t0 >= timeout) {
+            fprintf(stderr, "segx run: gave up waiting after %ds (jobs keep running: `segx status %s`)\n", timeout, name);
+            return 1;
+        }
+        sleep((unsigned)wait);
+    }
+    if (!tty && status_print(db, eid, "table", stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: %s\n", err);
+    return 0;
+}
+
+// 4. collect, 5. the reports (kinds: "k1,k2,..."; NULL: none). 0, or 1 when collect failed (said).
+static int run_collect_report(sqlite3 *db, const char *name, const char *kinds, TableFormat tf)
+{
+    char err[2048], rk[256];
+    CollectStats cs = {0};
+    if (collect_run(db, name, NULL, &cs, err, sizeof err) < 0) { fprintf(stderr, "segx run: collect: %s\n", err); return 1; }
+    printf("collected %ld attempts (%ld metric lines)\n", cs.attempts_ingested, cs.epochs);
+    if (!kinds) return 0;
+    ReportOptions ro = {.experiment = name, .format = tf};
+    snprintf(rk, sizeof rk, "%s", kinds);
+    for (char *k = strtok(rk, ","); k; k = strtok(NULL, ",")) {
+        printf("\n== %s ==\n", k);
+        fflush(stdout);
+        if (report_print(db, k, &ro, stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: report %s: %s\n", k, err);
+    }
+    return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -67,65 +123,23 @@ int cmd_run(int argc, char **argv)
                         .rerun_failed = rerun_failed, .quiet = 1, .notify_url = notify, .say = cmd_submit_say};
     if ((rc = submit_experiment(&so, NULL)) != 0) return rc;
     // 3. wait
-    char err[2048], run_root[PATH_MAX], ename[256];
+    char err[2048];
     sqlite3 *db;
     if (db_open(db_path_default(db_path), DB_EXISTING, &db, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
-    long long eid;
-    if (submit_find_experiment(db, name, &eid, ename, sizeof ename, run_root, sizeof run_root, err, sizeof err) < 0) {
+    ExperimentRef x;
+    if (experiment_find(db, name, &x, err, sizeof err) < 0) {
         fprintf(stderr, "segx run: %s\n", err);
         db_close(db);
         return 1;
     }
-    int tty = cli_is_tty(stdout);
-    time_t t0 = time(NULL);
-    char last[512] = "";
     StatusCounts c;
-    PollPace pace;
-    poll_pace_init(&pace, interval);
-    for (;;) {
-        struct timespec p0, p1;
-        clock_gettime(CLOCK_MONOTONIC, &p0);
-        if (status_refresh(db, eid, &c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); db_close(db); return 1; }
-        clock_gettime(CLOCK_MONOTONIC, &p1);
-        double wait = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, c.poll_failed);
-        char sum[512];
-        status_summary(&c, sum, sizeof sum);
-        if (tty) {
-            printf("\033[H\033[2J%s: waiting (%lds; Ctrl-C stops waiting, jobs keep running)\n", name, (long)(time(NULL) - t0));
-            if (status_print(db, eid, "table", stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: %s\n", err);
-        } else if (strcmp(sum, last) != 0) {
-            printf("[%4lds] %s\n", (long)(time(NULL) - t0), sum);
-            snprintf(last, sizeof last, "%s", sum);
-        }
-        fflush(stdout);
-        if (settled(&c)) break;
-        if (timeout > 0 && time(NULL) - t0 >= timeout) {
-            fprintf(stderr, "segx run: gave up waiting after %ds (jobs keep running: `segx status %s`)\n", timeout, name);
-            db_close(db);
-            return 1;
-        }
-        sleep((unsigned)wait);
-    }
-    if (!tty) {
-        if (status_print(db, eid, "table", stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: %s\n", err);
-    }
-    // 4. collect
-    CollectStats cs = {0};
-    int crc = collect_run(db, name, NULL, &cs, err, sizeof err);
-    if (crc < 0) { fprintf(stderr, "segx run: collect: %s\n", err); db_close(db); return 1; }
-    printf("collected %ld attempts (%ld metric lines)\n", cs.attempts_ingested, cs.epochs);
-    // 5. report
-    if (!no_report) {
-        ReportOptions ro = {.experiment = name, .format = tf};
-        snprintf(rk, sizeof rk, "%s", reports);
-        for (char *k = strtok(rk, ","); k; k = strtok(NULL, ",")) {
-            printf("\n== %s ==\n", k);
-            fflush(stdout);
-            if (report_print(db, k, &ro, stdout, err, sizeof err) < 0) fprintf(stderr, "segx run: report %s: %s\n", k, err);
-        }
+    if ((rc = run_wait(db, x.id, name, interval, timeout, &c)) != 0 ||
+        (rc = run_collect_report(db, name, no_report ? NULL : reports, tf)) != 0) {
+        db_close(db);
+        return rc;
     }
     // the collect step may have settled states the backend had not
-    status_refresh(db, eid, &c, err, sizeof err);
+    status_refresh(db, x.id, &c, err, sizeof err);
     db_close(db);
     long bad = c.total - c.by_state[JOB_COMPLETED];
     if (bad > 0) {
