@@ -2,6 +2,7 @@
 // headers (configure's SEGX_HAVE_LIBSLURM); without them every call fails with a clear message.
 #include "config.h"
 #include "orchestrator/backend/slurm_lib.h"
+#include "orchestrator/util/units.h"   // (not slurm_util.h: its JobState names clash with slurm.h)
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,56 @@ static int transient(int e)
            e == EAGAIN || e == ESLURM_ERROR_ON_DESC_TO_RECORD_COPY || e == ETIMEDOUT || e == ECONNREFUSED;
 }
 
+// The job description's fields from the #SBATCH options (c's strings stay c's: d points into them).
+static void fill_job_desc(job_desc_msg_t *d, SlurmOpts *c, char *tres, size_t tlen, char *cwd, size_t cwdlen)
+{
+    if (c->job_name[0]) d->name = c->job_name;
+    if (c->partition[0]) d->partition = c->partition;
+    if (c->account[0]) d->account = c->account;
+    if (c->qos[0]) d->qos = c->qos;
+    if (c->constraint[0]) d->features = c->constraint;
+    if (c->dependency[0]) d->dependency = c->dependency;
+    if (c->array[0]) d->array_inx = c->array;
+    if (c->comment[0]) d->comment = c->comment;
+    if (c->chdir[0]) d->work_dir = c->chdir;
+    else if (getcwd(cwd, cwdlen)) d->work_dir = cwd;
+    if (c->output[0]) d->std_out = c->output;
+    if (c->error[0]) d->std_err = c->error;
+    static char dev_null[] = "/dev/null";
+    d->std_in = dev_null;
+    if (c->time[0]) {   // slurm_script_parse validated it (slurm_time_minutes): a time, or UNLIMITED
+        long secs = strcasecmp(c->time, "UNLIMITED") && strcasecmp(c->time, "INFINITE") ? units_time_s(c->time) : -1;
+        d->time_limit = secs < 0 ? INFINITE : (uint32_t)((secs + 59) / 60);
+    }
+    if (c->nodes) d->min_nodes = d->max_nodes = (uint32_t)c->nodes;
+    if (c->ntasks_per_node) {
+        d->ntasks_per_node = (uint16_t)c->ntasks_per_node;
+        d->num_tasks = (uint32_t)(c->ntasks_per_node * (c->nodes ? c->nodes : 1));
+    }
+    if (c->ntasks) d->num_tasks = (uint32_t)c->ntasks;
+    if (c->cpus_per_task) d->cpus_per_task = (uint16_t)c->cpus_per_task;
+    if (c->mem_mb) d->pn_min_memory = (uint64_t)c->mem_mb;
+    if (c->gres[0]) {
+        // tres_per_node's form changed in 23.11: "gres:gpu:a100:2" before, "gres/gpu:a100:2" after
+#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
+        snprintf(tres, tlen, "gres/%s", c->gres);
+#else
+        snprintf(tres, tlen, "gres:%s", c->gres);
+#endif
+        d->tres_per_node = tres;
+    }
+    if (c->requeue >= 0) d->requeue = (uint16_t)c->requeue;
+    if (c->hold) d->priority = 0;   // as sbatch --hold
+    if (c->kill_invalid_dep == 1) d->bitflags |= KILL_INV_DEP;
+    else if (c->kill_invalid_dep == 0) d->bitflags |= NO_KILL_INV_DEP;
+    if (c->open_append >= 0) d->open_mode = c->open_append ? OPEN_MODE_APPEND : OPEN_MODE_TRUNCATE;
+    if (c->signal_num) {
+        d->warn_signal = (uint16_t)c->signal_num;
+        d->warn_time = (uint16_t)c->signal_time;
+        d->warn_flags = c->signal_batch_only ? KILL_JOB_BATCH : 0;
+    }
+}
+
 int slurm_lib_submit(const SlurmOpts *o, const char *script_text, const char *script_path,
                      char *job_id, size_t idlen, int *is_transient, char *err, size_t errlen)
 {
@@ -103,67 +154,8 @@ int slurm_lib_submit(const SlurmOpts *o, const char *script_text, const char *sc
     d.argc = 1;
     d.user_id = getuid();
     d.group_id = getgid();
-    if (c.job_name[0]) d.name = c.job_name;
-    if (c.partition[0]) d.partition = c.partition;
-    if (c.account[0]) d.account = c.account;
-    if (c.qos[0]) d.qos = c.qos;
-    if (c.constraint[0]) d.features = c.constraint;
-    if (c.dependency[0]) d.dependency = c.dependency;
-    if (c.array[0]) d.array_inx = c.array;
-    if (c.comment[0]) d.comment = c.comment;
-    char cwd[4096];
-    if (c.chdir[0]) d.work_dir = c.chdir;
-    else if (getcwd(cwd, sizeof cwd)) d.work_dir = cwd;
-    if (c.output[0]) d.std_out = c.output;
-    if (c.error[0]) d.std_err = c.error;
-    static char dev_null[] = "/dev/null";
-    d.std_in = dev_null;
-    if (c.time[0]) {
-        // slurm_util validated it; minutes, or INFINITE
-        int h = 0, m = 0, s = 0, days = 0;
-        uint32_t mins = INFINITE;
-        if (strcasecmp(c.time, "UNLIMITED") && strcasecmp(c.time, "INFINITE")) {
-            const char *t = c.time, *dash = strchr(t, '-');
-            int f[3] = {0, 0, 0}, nf;
-            if (dash) { days = atoi(t); t = dash + 1; }
-            nf = sscanf(t, "%d:%d:%d", &f[0], &f[1], &f[2]);
-            if (dash) { h = f[0]; m = nf > 1 ? f[1] : 0; s = nf > 2 ? f[2] : 0; }
-            else if (nf == 1) m = f[0];
-            else if (nf == 2) { m = f[0]; s = f[1]; }
-            else { h = f[0]; m = f[1]; s = f[2]; }
-            long secs = days * 86400L + h * 3600L + m * 60L + s;
-            mins = (uint32_t)((secs + 59) / 60);
-        }
-        d.time_limit = mins;
-    }
-    if (c.nodes) d.min_nodes = d.max_nodes = (uint32_t)c.nodes;
-    if (c.ntasks_per_node) {
-        d.ntasks_per_node = (uint16_t)c.ntasks_per_node;
-        d.num_tasks = (uint32_t)(c.ntasks_per_node * (c.nodes ? c.nodes : 1));
-    }
-    if (c.ntasks) d.num_tasks = (uint32_t)c.ntasks;
-    if (c.cpus_per_task) d.cpus_per_task = (uint16_t)c.cpus_per_task;
-    if (c.mem_mb) d.pn_min_memory = (uint64_t)c.mem_mb;
-    char tres[200];
-    if (c.gres[0]) {
-        // tres_per_node's form changed in 23.11: "gres:gpu:a100:2" before, "gres/gpu:a100:2" after
-#if SLURM_VERSION_NUMBER >= SLURM_VERSION_NUM(23, 11, 0)
-        snprintf(tres, sizeof tres, "gres/%s", c.gres);
-#else
-        snprintf(tres, sizeof tres, "gres:%s", c.gres);
-#endif
-        d.tres_per_node = tres;
-    }
-    if (c.requeue >= 0) d.requeue = (uint16_t)c.requeue;
-    if (c.hold) d.priority = 0;   // as sbatch --hold
-    if (c.kill_invalid_dep == 1) d.bitflags |= KILL_INV_DEP;
-    else if (c.kill_invalid_dep == 0) d.bitflags |= NO_KILL_INV_DEP;
-    if (c.open_append >= 0) d.open_mode = c.open_append ? OPEN_MODE_APPEND : OPEN_MODE_TRUNCATE;
-    if (c.signal_num) {
-        d.warn_signal = (uint16_t)c.signal_num;
-        d.warn_time = (uint16_t)c.signal_time;
-        d.warn_flags = c.signal_batch_only ? KILL_JOB_BATCH : 0;
-    }
+    char tres[200], cwd[4096];
+    fill_job_desc(&d, &c, tres, sizeof tres, cwd, sizeof cwd);
     submit_response_msg_t *resp = NULL;
     int rc = slurm_submit_batch_job(&d, &resp);
     if (rc == SLURM_SUCCESS && resp) {
