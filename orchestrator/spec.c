@@ -699,12 +699,10 @@ static int check_eval_job(const Chk *c, Spec *s, const json_t *j)
     return 0;
 }
 
-static int check_spec(const Chk *c, Spec *s)
+// name, trainer, matrix, scaling, lr_scaling, exclude, include.
+static int check_core(const Chk *c, Spec *s)
 {
-    json_t *r = s->root;
-    if (!json_is_object(r)) return fail(c, "", 0, "the spec must be a JSON object, got %s", shown(r));
-    if (check_keys(c, r, "", TOP_KEYS) < 0) return -1;
-    json_t *v;
+    json_t *r = s->root, *v;
     if (!(v = json_object_get(r, "name"))) return fail(c, "", 0, "missing key 'name'");
     if (check_name(c, v) < 0) return -1;
     s->name = json_string_value(v);
@@ -733,7 +731,13 @@ static int check_spec(const Chk *c, Spec *s)
         return fail(c, "lr_scaling", 0, "scaling the learning rate needs trainer.lr or matrix.lr");
     if ((v = json_object_get(r, "exclude"))) { s->exclude = v; if (check_partials(c, s, "exclude", v) < 0) return -1; }
     if ((v = json_object_get(r, "include"))) { s->include = v; if (check_partials(c, s, "include", v) < 0) return -1; }
+    return 0;
+}
 
+// resources (time default one hour, cpus_per_gpu default 1, mem_per_gpu), cluster, container, notify.
+static int check_placement(const Chk *c, Spec *s)
+{
+    json_t *r = s->root, *v;
     s->cpus_per_gpu = 1;
     json_t *t60 = json_string("01:00:00");
     int rc = check_time(c, s, t60);
@@ -769,34 +773,47 @@ static int check_spec(const Chk *c, Spec *s)
         char nerr[512];
         if (notify_spec_check(v, &kp, nerr, sizeof nerr) < 0) return fail(c, kp, 0, "%s", nerr);
     }
-    if ((v = json_object_get(r, "eval"))) {
-        if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", shown(v));
-        const char *k;
-        json_t *x;
-        json_object_foreach(v, k, x) {
-            char kp[256];
-            snprintf(kp, sizeof kp, "eval.%s", k);
-            if (strcmp(k, "job") == 0) {   // the eval job per cell (not a trainer flag, not in keys)
-                if (check_eval_job(c, s, x) < 0) return -1;
-                continue;
-            }
-            if (strcmp(k, "targets") == 0) {   // {metric: value} for time-to-target (segx report)
-                if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", shown(x));
-                const char *tk;
-                json_t *tv;
-                json_object_foreach(x, tk, tv) {
-                    snprintf(kp, sizeof kp, "eval.targets.%s", tk);
-                    if (!json_is_number(tv)) return fail(c, kp, 0, "expected a number, got %s", shown(tv));
-                }
-                continue;
-            }
-            if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", shown(x));
+    return 0;
+}
+
+// eval: trainer eval flags, eval.job (the eval job per cell) and eval.targets (time-to-target).
+static int check_eval(const Chk *c, Spec *s, json_t *v)
+{
+    if (!json_is_object(v)) return fail(c, "eval", 0, "expected an object of eval settings (e.g. {\"every\": 1, \"limit\": 500}), got %s", shown(v));
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        char kp[256];
+        snprintf(kp, sizeof kp, "eval.%s", k);
+        if (strcmp(k, "job") == 0) {   // the eval job per cell (not a trainer flag, not in keys)
+            if (check_eval_job(c, s, x) < 0) return -1;
+            continue;
         }
-        s->eval = v;
-        if (s->eval_job && s->external && !s->eval_command)
-            return fail(c, "eval.job", 0, "an external trainer needs eval.job.command, the evaluator's command template "
-                        "(e.g. \"python eval.py --checkpoint {{run_dir}}/model.pt --out {{run_dir}}/eval.json\")");
+        if (strcmp(k, "targets") == 0) {   // {metric: value} for time-to-target (segx report)
+            if (!json_is_object(x)) return fail(c, kp, 0, "expected an object {\"miou\": 0.5, ...}, got %s", shown(x));
+            const char *tk;
+            json_t *tv;
+            json_object_foreach(x, tk, tv) {
+                snprintf(kp, sizeof kp, "eval.targets.%s", tk);
+                if (!json_is_number(tv)) return fail(c, kp, 0, "expected a number, got %s", shown(tv));
+            }
+            continue;
+        }
+        if (!is_scalar(x)) return fail(c, kp, 0, "expected a string, number or boolean, got %s", shown(x));
     }
+    s->eval = v;
+    if (s->eval_job && s->external && !s->eval_command)
+        return fail(c, "eval.job", 0, "an external trainer needs eval.job.command, the evaluator's command template "
+                    "(e.g. \"python eval.py --checkpoint {{run_dir}}/model.pt --out {{run_dir}}/eval.json\")");
+    return 0;
+}
+
+static int check_spec(const Chk *c, Spec *s)
+{
+    json_t *r = s->root, *v;
+    if (!json_is_object(r)) return fail(c, "", 0, "the spec must be a JSON object, got %s", shown(r));
+    if (check_keys(c, r, "", TOP_KEYS) < 0 || check_core(c, s) < 0 || check_placement(c, s) < 0) return -1;
+    if ((v = json_object_get(r, "eval")) && check_eval(c, s, v) < 0) return -1;
     return 0;
 }
 
