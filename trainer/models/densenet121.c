@@ -58,7 +58,7 @@ static int dn_build(Model *m, char *err, size_t errlen) {
     if (!d) return -1;
     int h = cfg->height, w = cfg->width, c = 2 * DN_K, idx = 0;
     size_t big = 0;   // floats per sample of the widest (channels x HW) buffer
-    if (conv_make(m, &d->conv0, "conv0", cfg->in_channels, c, h, w, 3, 1, 1, 0)) goto oom;
+    if (conv_make(m, &d->conv0, "conv0", cfg->in_channels, c, h, w, 3, 1, 1, 0)) goto fail;
     char nm[96];
     for (int bi = 0; bi < DN_BLOCKS; bi++) {
         Block *b = &d->b[bi];
@@ -71,23 +71,23 @@ static int dn_build(Model *m, char *err, size_t errlen) {
             DenseLayer *L = &b->l[li];
             L->c = c;
             snprintf(nm, sizeof nm, "features.%d.norm1", idx);
-            if (bn_make(m, &L->norm1, nm, c)) goto oom;
+            if (bn_make(m, &L->norm1, nm, c)) goto fail;
             snprintf(nm, sizeof nm, "features.%d.conv1.weight", idx);
             L->conv1_w = model_add_param(m, nm, TENSOR_WEIGHT, 4, (int[]){4 * DN_K, c, 1, 1}, c);
             ConvDesc cd;   // the 1x1 conv over (1, c, 1, B*HW) at the largest batch, for the workspace
             ops_conv2d_desc(&cd, c, 4 * DN_K, 1, (int)(hw * cfg->max_batch), 1, 1, 0, 1);
             model_need_ws(m, m->ops->conv2d_workspace(&cd, 1));
             snprintf(nm, sizeof nm, "features.%d.norm2", idx);
-            if (bn_make(m, &L->norm2, nm, 4 * DN_K)) goto oom;
+            if (bn_make(m, &L->norm2, nm, 4 * DN_K)) goto fail;
             snprintf(nm, sizeof nm, "features.%d.conv2", idx);
-            if (conv_make(m, &L->conv2, nm, 4 * DN_K, DN_K, h, w, 3, 1, 1, 0)) goto oom;
+            if (conv_make(m, &L->conv2, nm, 4 * DN_K, DN_K, h, w, 3, 1, 1, 0)) goto fail;
             L->y1 = model_act(m, 4 * DN_K * hw);
             L->z2 = model_act(m, 4 * DN_K * hw);
             c += DN_K;
         }
         if (bi < DN_BLOCKS - 1) {
             snprintf(nm, sizeof nm, "features.%d.norm", idx);
-            if (bn_make(m, &b->tnorm, nm, c)) goto oom;
+            if (bn_make(m, &b->tnorm, nm, c)) goto fail;
             snprintf(nm, sizeof nm, "features.%d.conv.weight", idx);
             b->tconv_w = model_add_param(m, nm, TENSOR_WEIGHT, 4, (int[]){c / 2, c, 1, 1}, c);
             ConvDesc cd;
@@ -97,7 +97,7 @@ static int dn_build(Model *m, char *err, size_t errlen) {
             c /= 2; h /= 2; w /= 2;
         }
     }
-    if (bn_make(m, &d->norm5, "norm5", c)) goto oom;
+    if (bn_make(m, &d->norm5, "norm5", c)) goto fail;
     d->z5 = model_act(m, (size_t)c * h * w);
     d->gap = model_act(m, c);
     d->gapT = model_act(m, c);
@@ -109,9 +109,9 @@ static int dn_build(Model *m, char *err, size_t errlen) {
     d->s_u = model_act(m, big);
     d->dS[0] = model_act(m, big);
     d->dS[1] = model_act(m, big);
-    if (m->failed) goto oom;
+    if (m->failed) goto fail;
     return 0;
-oom:
+fail:
     return model_build_failed(m, "", err, errlen);
 }
 

@@ -33,7 +33,7 @@ static int mb_build(Model *m, char *err, size_t errlen) {
     if (!n) return -1;
     int h = cfg->height, w = cfg->width, c = 32, b = 0;
     if (convbn_make_ex(m, &n->stem, "features.0.0", "features.0.1", cfg->in_channels, 32, h, w, 3, 1, 1, 1, 1, 2, 0, NULL))
-        goto small;
+        goto fail;
     const float *in = n->stem.z;
     for (int s = 0; s < 7; s++)
         for (int r = 0; r < mb_cfg[s][2]; r++, b++) {
@@ -45,21 +45,21 @@ static int mb_build(Model *m, char *err, size_t errlen) {
             k->residual = stride == 1 && c == o;
             if (k->has_expand) {
                 snprintf(cn, sizeof cn, "features.%d.conv.0.0", b + 1); snprintf(bn, sizeof bn, "features.%d.conv.0.1", b + 1);
-                if (convbn_make_ex(m, &k->expand, cn, bn, c, hid, h, w, 1, 1, 0, 1, 1, 2, 0, NULL)) goto small;
+                if (convbn_make_ex(m, &k->expand, cn, bn, c, hid, h, w, 1, 1, 0, 1, 1, 2, 0, NULL)) goto fail;
                 i = 1;
             }
             snprintf(cn, sizeof cn, "features.%d.conv.%d.0", b + 1, i); snprintf(bn, sizeof bn, "features.%d.conv.%d.1", b + 1, i);
-            if (convbn_make_ex(m, &k->dw, cn, bn, hid, hid, h, w, 3, stride, 1, 1, hid, 2, 0, NULL)) goto small;
+            if (convbn_make_ex(m, &k->dw, cn, bn, hid, hid, h, w, 3, stride, 1, 1, hid, 2, 0, NULL)) goto fail;
             h = k->dw.conv.d.oh; w = k->dw.conv.d.ow;
             snprintf(cn, sizeof cn, "features.%d.conv.%d", b + 1, i + 1); snprintf(bn, sizeof bn, "features.%d.conv.%d", b + 1, i + 2);
-            if (convbn_make_ex(m, &k->project, cn, bn, hid, o, h, w, 1, 1, 0, 1, 1, 0, 0, NULL)) goto small;
+            if (convbn_make_ex(m, &k->project, cn, bn, hid, o, h, w, 1, 1, 0, 1, 1, 0, 0, NULL)) goto fail;
             k->out = k->residual ? model_act(m, (size_t)o * h * w) : k->project.z;
             in = k->out; c = o;
         }
-    if (convbn_make_ex(m, &n->last, "features.18.0", "features.18.1", c, 1280, h, w, 1, 1, 0, 1, 1, 2, 0, NULL)) goto small;
-    if (classifier_head_make(m, &n->fc, "classifier", 1280, h * w)) goto small;
+    if (convbn_make_ex(m, &n->last, "features.18.0", "features.18.1", c, 1280, h, w, 1, 1, 0, 1, 1, 2, 0, NULL)) goto fail;
+    if (classifier_head_make(m, &n->fc, "classifier", 1280, h * w)) goto fail;
     return 0;
-small:
+fail:
     return model_build_failed(m, " (3 stride-2 stages)", err, errlen);
 }
 

@@ -32,7 +32,7 @@ static int sn_build(Model *m, char *err, size_t errlen) {
     ShuffleNet *n = model_net_alloc(m, sizeof *n, err, errlen);
     if (!n) return -1;
     int h = cfg->height, w = cfg->width, c = 24, k = 0;
-    if (convbn_make(m, &n->stem, "conv1.0", "conv1.1", cfg->in_channels, 24, h, w, 3, 1, 1, 1, NULL)) goto small;
+    if (convbn_make(m, &n->stem, "conv1.0", "conv1.1", cfg->in_channels, 24, h, w, 3, 1, 1, 1, NULL)) goto fail;
     const float *in = n->stem.z;
     for (int s = 0; s < 3; s++)
         for (int r = 0; r < sn_repeats[s]; r++, k++) {
@@ -42,29 +42,29 @@ static int sn_build(Model *m, char *err, size_t errlen) {
             u->stride = st; u->cin = c; u->cout = o; u->half = b; u->in = in; u->hw_in = h * w;
             if (st > 1) {
                 snprintf(p, sizeof p, "stage%d.%d.branch1.0", s + 2, r); snprintf(q, sizeof q, "stage%d.%d.branch1.1", s + 2, r);
-                if (convbn_make_ex(m, &u->b1dw, p, q, c, c, h, w, 3, 2, 1, 1, c, 0, 0, NULL)) goto small;
+                if (convbn_make_ex(m, &u->b1dw, p, q, c, c, h, w, 3, 2, 1, 1, c, 0, 0, NULL)) goto fail;
                 int oh = u->b1dw.conv.d.oh, ow = u->b1dw.conv.d.ow;
                 snprintf(p, sizeof p, "stage%d.%d.branch1.2", s + 2, r); snprintf(q, sizeof q, "stage%d.%d.branch1.3", s + 2, r);
-                if (convbn_make(m, &u->b1c, p, q, c, b, oh, ow, 1, 1, 0, 1, NULL)) goto small;
+                if (convbn_make(m, &u->b1c, p, q, c, b, oh, ow, 1, 1, 0, 1, NULL)) goto fail;
             } else {
                 u->x2 = model_act(m, (size_t)b * h * w);
             }
             snprintf(p, sizeof p, "stage%d.%d.branch2.0", s + 2, r); snprintf(q, sizeof q, "stage%d.%d.branch2.1", s + 2, r);
-            if (convbn_make(m, &u->b2a, p, q, bi, b, h, w, 1, 1, 0, 1, NULL)) goto small;
+            if (convbn_make(m, &u->b2a, p, q, bi, b, h, w, 1, 1, 0, 1, NULL)) goto fail;
             snprintf(p, sizeof p, "stage%d.%d.branch2.3", s + 2, r); snprintf(q, sizeof q, "stage%d.%d.branch2.4", s + 2, r);
-            if (convbn_make_ex(m, &u->b2dw, p, q, b, b, h, w, 3, st, 1, 1, b, 0, 0, NULL)) goto small;
+            if (convbn_make_ex(m, &u->b2dw, p, q, b, b, h, w, 3, st, 1, 1, b, 0, 0, NULL)) goto fail;
             h = u->b2dw.conv.d.oh; w = u->b2dw.conv.d.ow;
             snprintf(p, sizeof p, "stage%d.%d.branch2.5", s + 2, r); snprintf(q, sizeof q, "stage%d.%d.branch2.6", s + 2, r);
-            if (convbn_make(m, &u->b2c, p, q, b, b, h, w, 1, 1, 0, 1, NULL)) goto small;
+            if (convbn_make(m, &u->b2c, p, q, b, b, h, w, 1, 1, 0, 1, NULL)) goto fail;
             u->hw = h * w;
             u->out = model_act(m, (size_t)o * h * w);
             model_act(m, (size_t)o * u->hw_in);   // sizes the scratch buffers for the concat at the input size
             in = u->out; c = o;
         }
-    if (convbn_make(m, &n->last, "conv5.0", "conv5.1", c, 1024, h, w, 1, 1, 0, 1, NULL)) goto small;
-    if (classifier_head_make(m, &n->fc, "fc", 1024, h * w)) goto small;
+    if (convbn_make(m, &n->last, "conv5.0", "conv5.1", c, 1024, h, w, 1, 1, 0, 1, NULL)) goto fail;
+    if (classifier_head_make(m, &n->fc, "fc", 1024, h * w)) goto fail;
     return 0;
-small:
+fail:
     return model_build_failed(m, " (3 stride-2 stages)", err, errlen);
 }
 

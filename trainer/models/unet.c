@@ -37,7 +37,7 @@ static int unet_build(Model *m, char *err, size_t errlen) {
         int h = u->H >> d, wd = u->W >> d, o = w << d;
         for (int j = 0; j < 2; j++) {
             snprintf(cn, sizeof cn, "down.%d.%d.0", d, j); snprintf(bn, sizeof bn, "down.%d.%d.1", d, j);
-            if (convbn_make(m, &u->down[d][j], cn, bn, j ? o : c, o, h, wd, 3, 1, 1, 1, NULL)) goto oom;
+            if (convbn_make(m, &u->down[d][j], cn, bn, j ? o : c, o, h, wd, 3, 1, 1, 1, NULL)) goto fail;
         }
         u->pool[d] = model_act(m, (size_t)o * (h / 2) * (wd / 2));
         c = o;
@@ -46,7 +46,7 @@ static int unet_build(Model *m, char *err, size_t errlen) {
         int o = w << UNET_DEPTH;
         snprintf(cn, sizeof cn, "mid.%d.0", j); snprintf(bn, sizeof bn, "mid.%d.1", j);
         if (convbn_make(m, &u->mid[j], cn, bn, j ? o : c, o, u->H >> UNET_DEPTH, u->W >> UNET_DEPTH, 3, 1, 1, 1,
-                        NULL)) goto oom;
+                        NULL)) goto fail;
     }
     c = w << UNET_DEPTH;
     for (int i = 0; i < UNET_DEPTH; i++) {      // registered in execution order: up.i then dec.i
@@ -62,13 +62,13 @@ static int unet_build(Model *m, char *err, size_t errlen) {
         u->dskip[i] = model_act(m, (size_t)o * h * wd);
         for (int j = 0; j < 2; j++) {
             snprintf(cn, sizeof cn, "dec.%d.%d.0", i, j); snprintf(bn, sizeof bn, "dec.%d.%d.1", i, j);
-            if (convbn_make(m, &u->dec[i][j], cn, bn, j ? o : 2 * o, o, h, wd, 3, 1, 1, 1, NULL)) goto oom;
+            if (convbn_make(m, &u->dec[i][j], cn, bn, j ? o : 2 * o, o, h, wd, 3, 1, 1, 1, NULL)) goto fail;
         }
         c = o;
     }
-    if (conv_make(m, &u->head, "head", c, cfg->classes, u->H, u->W, 1, 1, 0, 1) || model_logits_make(m, 1)) goto oom;
+    if (conv_make(m, &u->head, "head", c, cfg->classes, u->H, u->W, 1, 1, 0, 1) || model_logits_make(m, 1)) goto fail;
     return 0;
-oom:
+fail:
     return model_build_failed(m, "", err, errlen);
 }
 
