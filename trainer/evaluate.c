@@ -119,7 +119,8 @@ static int run(const TrainConfig *c, Eval *e, const char *ckpt, const CkptHeader
     json_object_set_new(o, "step", json_integer(h->global_step));
     json_object_set_new(o, "images", json_integer(images));
     json_object_set_new(o, "loss", counted_sum > 0 ? json_real(loss_sum / counted_sum) : json_null());
-    if (e->ds->segmentation) {
+    if (e->ds->segmentation) {   // pixels: labelled pixels counted (at each image's own size with --crop)
+        json_object_set_new(o, "pixels", json_integer((json_int_t)llround(counted_sum)));
         double *pc = malloc(sizeof(double) * e->cm.k);
         double miou = confmat_miou(&e->cm, pc);
         json_object_set_new(o, "miou", isfinite(miou) ? json_real(miou) : json_null());

@@ -4,7 +4,7 @@
 // first N samples) in one process and writes RUN_DIR/eval.json atomically:
 //   {status, model, dataset, checkpoint, epoch, step, images, loss, seconds, images_per_s, threads,
 //    device ("cpu": the evaluation runs on the CPU op table whatever --device says),
-//    miou, pixel_acc, per_class_iou (segmentation) | top1 (classification)}
+//    miou, pixel_acc, per_class_iou, pixels (labelled pixels counted) (segmentation) | top1 (classification)}
 // defines: evaluate_run.
 #ifndef SEGX_EVALUATE_H
 #define SEGX_EVALUATE_H
@@ -18,8 +18,9 @@ int evaluate_run(const TrainConfig *c);
 // Segmentation evaluation at each image's own resolution (trainer/seg_eval.c), for sets of any
 // image size (ade20k:, cityscapes:) and whenever the crop pipeline is on. The model's input is
 // crop_h x crop_w; logits end at the image's size and mIoU comes from the confusion matrix there.
-//   whole: the image resized (bilinear, keep ratio) to fit the crop, padded with 0 after
-//     normalisation, one forward; the valid logits resized back (bilinear, align_corners=False).
+//   whole: one forward of the full image at its own resolution (mmseg's whole mode), on a model of
+//     that size with m's weights (built when the size changes; a size the model refuses, e.g. unet's
+//     non-multiples of 8, is padded with 0 after normalisation up to a multiple of 32, logits cut back).
 //   slide: mmseg's slide_inference at the original resolution: windows of crop_h x crop_w every
 //     stride pixels (the last one flush with the edge; windows of a smaller image padded with 0),
 //     up to max_batch windows per forward, logits averaged where windows overlap.
@@ -34,7 +35,10 @@ typedef struct {
     const Pipeline *norm;             // mean and std
 } SegEvalConfig;
 
-typedef struct { float *x, *batch, *acc, *small; int *cnt; size_t cap_x, cap_b, cap_acc, cap_small; } SegEvalWs;
+typedef struct {
+    float *x, *batch, *acc, *small; int *cnt; size_t cap_x, cap_b, cap_acc, cap_small;
+    Model *whole; int whole_h, whole_w;   // whole mode: the model of the last image's size
+} SegEvalWs;
 void seg_eval_ws_free(SegEvalWs *ws);
 
 // logits (classes, s->h, s->w) of sample s. 0, or -1 when out of memory.

@@ -20,33 +20,69 @@ static int grow(float **p, size_t *cap, size_t n) {
 
 void seg_eval_ws_free(SegEvalWs *ws) {
     free(ws->x); free(ws->batch); free(ws->acc); free(ws->small); free(ws->cnt);
+    if (ws->whole) model_free(ws->whole);
     memset(ws, 0, sizeof *ws);
 }
 
+// The model the whole-image forward runs on: one of the image's own size (params and BN buffers
+// copied from m), kept while the next images have that size too. A model that refuses that size
+// (unet: sides multiple of 8; deeplabv3plus: at least 32) gets the size padded up to a multiple of 32.
+static Model *whole_model(Model *m, SegEvalWs *ws, int h, int w, int *mh, int *mw) {
+    if (ws->whole && ws->whole_h == h && ws->whole_w == w) {
+        *mh = model_config(ws->whole)->height; *mw = model_config(ws->whole)->width;
+        return ws->whole;
+    }
+    if (ws->whole) model_free(ws->whole);
+    ws->whole = NULL;
+    ModelConfig cfg = *model_config(m);
+    cfg.max_batch = 1;
+    cfg.height = h; cfg.width = w;
+    char err[512];
+    const Ops *o = model_ops(m);
+    Model *wm = NULL;
+    if (model_create_on(&cfg, o, &wm, err, sizeof err)) {
+        cfg.height = (h < 32 ? 32 : h + 31) / 32 * 32;
+        cfg.width = (w < 32 ? 32 : w + 31) / 32 * 32;
+        if (model_create_on(&cfg, o, &wm, err, sizeof err)) return NULL;
+    }
+    size_t np = model_num_params(m), nb = model_num_buffers(m), big = np > nb ? np : nb;
+    float *tmp = malloc(sizeof(float) * (big ? big : 1));
+    if (!tmp) { model_free(wm); return NULL; }
+    o->download(tmp, model_params(m), sizeof(float) * np);
+    o->upload(model_params(wm), tmp, sizeof(float) * np);
+    if (nb) {
+        o->download(tmp, model_buffers(m), sizeof(float) * nb);
+        o->upload(model_buffers(wm), tmp, sizeof(float) * nb);
+    }
+    free(tmp);
+    ws->whole = wm; ws->whole_h = h; ws->whole_w = w;
+    *mh = cfg.height; *mw = cfg.width;
+    return wm;
+}
+
+// Whole-image inference at the image's own resolution (mmseg's whole mode without a test resize):
+// one forward of the full image; logits of a padded input are cut back to the image.
 static int infer_whole(Model *m, const SegEvalConfig *c, const Sample *s, float *logits, SegEvalWs *ws) {
-    int ch = c->crop_h, cw = c->crop_w, K = c->classes;
-    double sf = fmin((double)ch / s->h, (double)cw / s->w);
-    int oh = (int)(s->h * sf + 0.5), ow = (int)(s->w * sf + 0.5);
-    if (oh < 1) oh = 1;
-    if (ow < 1) ow = 1;
-    if (oh > ch) oh = ch;
-    if (ow > cw) ow = cw;
-    size_t in_n = (size_t)s->c * ch * cw;
-    uint8_t *r = malloc((size_t)s->c * oh * ow);
-    if (!r || grow(&ws->batch, &ws->cap_b, in_n) || grow(&ws->x, &ws->cap_x, (size_t)s->c * oh * ow) ||
-        grow(&ws->small, &ws->cap_small, (size_t)K * oh * ow)) { free(r); return -1; }
-    resize_bilinear_u8(s->img, s->c, s->h, s->w, r, oh, ow);
-    pipeline_normalize(c->norm, r, s->c, oh, ow, ws->x);
-    free(r);
-    memset(ws->batch, 0, sizeof(float) * in_n);
-    for (int k = 0; k < s->c; k++)
-        for (int y = 0; y < oh; y++)
-            memcpy(ws->batch + ((size_t)k * ch + y) * cw, ws->x + ((size_t)k * oh + y) * ow, sizeof(float) * ow);
-    const float *out = model_forward(m, ws->batch, 1, 0);
+    int K = c->classes, H = s->h, W = s->w, mh, mw;
+    Model *wm = whole_model(m, ws, H, W, &mh, &mw);
+    if (!wm) return -1;
+    size_t hw = (size_t)H * W;
+    if (grow(&ws->x, &ws->cap_x, (size_t)s->c * hw)) return -1;
+    pipeline_normalize(c->norm, s->img, s->c, H, W, ws->x);
+    const float *in = ws->x;
+    if (mh != H || mw != W) {
+        size_t in_n = (size_t)s->c * mh * mw;
+        if (grow(&ws->batch, &ws->cap_b, in_n)) return -1;
+        memset(ws->batch, 0, sizeof(float) * in_n);
+        for (int k = 0; k < s->c; k++)
+            for (int y = 0; y < H; y++)
+                memcpy(ws->batch + ((size_t)k * mh + y) * mw, ws->x + ((size_t)k * H + y) * W, sizeof(float) * W);
+        in = ws->batch;
+    }
+    const float *out = model_forward(wm, in, 1, 0);
     for (int k = 0; k < K; k++)
-        for (int y = 0; y < oh; y++)
-            memcpy(ws->small + ((size_t)k * oh + y) * ow, out + ((size_t)k * ch + y) * cw, sizeof(float) * ow);
-    ops_cpu()->upsample_bilinear_forward(1, K, oh, ow, s->h, s->w, logits, ws->small);
+        for (int y = 0; y < H; y++)
+            memcpy(logits + ((size_t)k * H + y) * W, out + ((size_t)k * mh + y) * mw, sizeof(float) * W);
     return 0;
 }
 
