@@ -5,6 +5,7 @@
 #include "trainer/io/weights.h"  // defines: infer_run (--infer)
 #include "trainer/gpu/gpu.h"     // defines: gpu_probe
 #include "trainer/optim/optim.h" // defines: optim_parse, lr_parse
+#include "trainer/data/data.h"   // defines: data_make_dataset_n (--make-dataset --export-limit N)
 
 #include <errno.h>
 #include <getopt.h>
@@ -54,7 +55,8 @@ static const char usage[] =
 "  --export-split train|test     (default train)\n"
 "  --make-dataset ade20k:DIR|cityscapes:DIR\n"
 "                                write a small deterministic set in that layout (JPEG/PNG of mixed sizes\n"
-"                                made from Fashion-MNIST pieces) and exit\n"
+"                                made from Fashion-MNIST pieces; 48 training + 16 validation images, or\n"
+"                                --export-limit N training + N/3 validation) and exit\n"
 "  --check-data                  ade20k/cityscapes: decode every image and label map before training\n"
 "                                (always: every pair present, headers readable, sizes equal)\n"
 "\n"
@@ -70,9 +72,9 @@ static const char usage[] =
 "  --mean R,G,B --std R,G,B      normalisation in 0..255 units, x = (byte - mean) / std (default 0 and\n"
 "                                255, i.e. x = byte/255; mmseg's: 123.675,116.28,103.53 / 58.395,57.12,57.375)\n"
 "  --eval-every N                evaluate after every N-th epoch and after the last (default 1)\n"
-"  --eval-mode whole|slide       at each image's own resolution: whole = the image resized to fit the\n"
-"                                model's input, logits resized back; slide = windows of --eval-crop\n"
-"                                every --eval-stride pixels, logits averaged (default whole)\n"
+"  --eval-mode whole|slide       at each image's own resolution: whole = one forward of the full image\n"
+"                                (a model of that size with the trained weights); slide = windows of\n"
+"                                --eval-crop every --eval-stride pixels, logits averaged (default whole)\n"
 "  --eval-crop S --eval-stride S window and stride of slide (default: the crop; 2/3 of it)\n"
 "\n"
 "optimisation\n"
@@ -117,7 +119,8 @@ static const char usage[] =
 "\n"
 "weights in and out (safetensors with PyTorch's state_dict names, parameters and BN buffers)\n"
 "  --init W.safetensors          start from these weights (after the seeded init); prints matched,\n"
-"                                missing and unexpected keys; a shape mismatch is an error\n"
+"                                missing and unexpected keys; a shape mismatch is an error. none: the\n"
+"                                seeded init only (a matrix axis init: [none, v1.safetensors, ...])\n"
 "  --init-prefix P               file key K loads into model tensor P+K (e.g. backbone.)\n"
 "  --init-skip REGEX             skip file keys matching REGEX (POSIX ERE), e.g. '^fc\\.'\n"
 "  --save-weights FILE           write the final weights (--steps 0: the initial ones) for PyTorch's\n"
@@ -389,7 +392,7 @@ static int parse_system_flag(int o, const char *name, TrainConfig *c) {
     case O_PROFILE: c->profile = optarg; return 0;
     case O_PRINT: c->print_params = 1; return 0;
     case O_SAVE: c->save_params = optarg; return 0;
-    case O_INIT: c->init = optarg; return 0;
+    case O_INIT: c->init = strcmp(optarg, "none") == 0 ? NULL : optarg; return 0;   // ./none for a file
     case O_INIT_PREFIX: c->init_prefix = optarg; return 0;
     case O_INIT_SKIP: c->init_skip = optarg; return 0;
     case O_SAVE_WEIGHTS: c->save_weights = optarg; return 0;
@@ -478,5 +481,12 @@ int main(int argc, char **argv) {
     if (pick_device(&c)) return TRAIN_EXIT_USAGE;
     if (evaluate_only) return evaluate_run(&c);
     if (c.infer_in) return infer_run(&c);
+    if (c.make_dataset && c.export_limit > 0) {   // --make-dataset with --export-limit N (train_run: 48 + 16)
+        char err[2048];
+        long n = data_make_dataset_n(c.make_dataset, c.data_dir, c.export_limit, (c.export_limit + 2) / 3, err, sizeof err);
+        if (n < 0) { fprintf(stderr, "segx-train: %s\n", err); return TRAIN_EXIT_ERROR; }
+        fprintf(stderr, "segx-train: wrote %ld images with their label maps as %s\n", n, c.make_dataset);
+        return TRAIN_EXIT_OK;
+    }
     return train_run(&c);
 }

@@ -91,6 +91,8 @@ int jpeg_write_u8(const char *path, const uint8_t *px, int w, int h, int channel
 // layout from Fashion-MNIST pieces (fm_dir NULL: the Debian package's folder): mixed image sizes,
 // JPEG (ade20k) or PNG (cityscapes) images, PNG label maps. Returns images written or -1 with err.
 long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t errlen);
+// The same with n_train / n_val images (data_make_dataset: 48 / 16); image i is the same in both.
+long data_make_dataset_n(const char *spec, const char *fm_dir, long n_train, long n_val, char *err, size_t errlen);
 
 // ---------------------------------------------------------------------------------------------
 // Loader

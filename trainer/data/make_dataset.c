@@ -7,6 +7,7 @@
 //   cityscapes: leftImg8bit/{train,val}/{aachen,bochum}/CITY_%06d_000019_leftImg8bit.png +
 //     gtFine/.../CITY_%06d_000019_gtFine_labelIds.png (road 7 as background; items as ids 8, 11, 12,
 //     13, 17, 19, 20, 21, 23, 24; 0 on the frame); the train split also has *_labelTrainIds.png.
+// Sample i is the same whatever the count (--export-limit N: N training, N/3 validation images).
 // Sizes: height 48..111, width 64..191 (from the sample's hash); 2..4 items, scaled x1..x2.
 #include "trainer/data/data.h"
 // defines: data_make_dataset
@@ -105,6 +106,10 @@ static int load_fm(const char *dir, const char *pre, uint8_t **img, uint8_t **la
 }
 
 long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t errlen) {
+    return data_make_dataset_n(spec, fm_dir, N_TRAIN, N_VAL, err, errlen);
+}
+
+long data_make_dataset_n(const char *spec, const char *fm_dir, long n_train, long n_val, char *err, size_t errlen) {
     int ade;
     const char *root;
     if (strncmp(spec, "ade20k:", 7) == 0 && spec[7]) { ade = 1; root = spec + 7; }
@@ -116,10 +121,10 @@ long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t e
         uint8_t *fimg = NULL, *flab = NULL;
         long fn;
         if (load_fm(fm_dir, split ? "t10k" : "train", &fimg, &flab, &fn, err, errlen)) return -1;
-        int n = split ? N_VAL : N_TRAIN;
+        long n = split ? n_val : n_train;
         const char *ade_split = split ? "validation" : "training";
         const char *cs_split = split ? "val" : "train";
-        for (int i = 0; i < n; i++) {
+        for (long i = 0; i < n; i++) {
             uint64_t key = data_splitmix64(((uint64_t)ade << 40) ^ ((uint64_t)split << 32) ^ (uint64_t)i);
             int h = 48 + (int)(key % 64), w = 64 + (int)((key >> 16) % 128);
             uint8_t *rgb = malloc((size_t)h * w * 3), *cls = malloc((size_t)h * w);
@@ -130,8 +135,8 @@ long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t e
             if (ade) {
                 snprintf(dir, sizeof dir, "%s/images/%s", root, ade_split);
                 snprintf(mdir, sizeof mdir, "%s/annotations/%s", root, ade_split);
-                snprintf(ip, sizeof ip, "%s/ADE_%s_%08d.jpg", dir, split ? "val" : "train", i + 1);
-                snprintf(mp, sizeof mp, "%s/ADE_%s_%08d.png", mdir, split ? "val" : "train", i + 1);
+                snprintf(ip, sizeof ip, "%s/ADE_%s_%08ld.jpg", dir, split ? "val" : "train", i + 1);
+                snprintf(mp, sizeof mp, "%s/ADE_%s_%08ld.png", mdir, split ? "val" : "train", i + 1);
                 for (size_t p = 0; p < (size_t)h * w; p++) cls[p] = cls[p] == 255 ? 0 : (uint8_t)(cls[p] + 1);
                 rc = mkdirs(dir, err, errlen) || mkdirs(mdir, err, errlen) ||
                      jpeg_write_u8(ip, rgb, w, h, 3, 90, err, errlen) || png_write_u8(mp, cls, w, h, 1, err, errlen);
@@ -139,15 +144,15 @@ long data_make_dataset(const char *spec, const char *fm_dir, char *err, size_t e
                 const char *city = i % 2 ? "bochum" : "aachen";
                 snprintf(dir, sizeof dir, "%s/leftImg8bit/%s/%s", root, cs_split, city);
                 snprintf(mdir, sizeof mdir, "%s/gtFine/%s/%s", root, cs_split, city);
-                snprintf(ip, sizeof ip, "%s/%s_%06d_000019_leftImg8bit.png", dir, city, i);
-                snprintf(mp, sizeof mp, "%s/%s_%06d_000019_gtFine_labelIds.png", mdir, city, i);
+                snprintf(ip, sizeof ip, "%s/%s_%06ld_000019_leftImg8bit.png", dir, city, i);
+                snprintf(mp, sizeof mp, "%s/%s_%06ld_000019_gtFine_labelIds.png", mdir, city, i);
                 for (size_t p = 0; p < (size_t)h * w; p++)
                     cls[p] = cls[p] == 255 ? 0 : cls[p] == 0 ? 7 : (uint8_t)cs_item_ids[cls[p] - 1];
                 rc = mkdirs(dir, err, errlen) || mkdirs(mdir, err, errlen) ||
                      png_write_u8(ip, rgb, w, h, 3, err, errlen) || png_write_u8(mp, cls, w, h, 1, err, errlen);
                 if (!rc && !split) {
                     for (size_t p = 0; p < (size_t)h * w; p++) cls[p] = (uint8_t)cs_train_of[cls[p]];
-                    snprintf(mp, sizeof mp, "%s/%s_%06d_000019_gtFine_labelTrainIds.png", mdir, city, i);
+                    snprintf(mp, sizeof mp, "%s/%s_%06ld_000019_gtFine_labelTrainIds.png", mdir, city, i);
                     rc = png_write_u8(mp, cls, w, h, 1, err, errlen);
                 }
             }
