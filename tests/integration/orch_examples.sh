@@ -23,9 +23,11 @@ ex=$SEGX_ROOT/examples
 #                                0.001) -> 4 x 1 x 2 x 3 = 24
 #   five-cnns                    model 5 x gpus 2 (1, 2) x reducer 2 (bucket, fused) x seed 3 = 60
 #   unet-dp-strategies           gpus 3 (1, 2, 4) x reducer 3 (bucket, fused, per-tensor) x seed 2 = 18
+#   deeplabv3plus-ade20k         strong: global_batch 2 (16, 32) x lr_schedule 2 (poly, cosine)
+#                                x optimizer 2 (sgd, sgdw) x sync_bn 2 x init 3 (none, v1, v2) x seed 3 = 144
 declare -A want=([quickstart]=12 [external-trainer]=2 [resnet18-ddp-scaling]=30
                  [resnet18-ddp-scaling-strong]=30 [unet-dp-scaling]=24 [optimizers-ablation]=24)
-want+=([five-cnns]=60 [unet-dp-strategies]=18)
+want+=([five-cnns]=60 [unet-dp-strategies]=18 [deeplabv3plus-ade20k]=144)
 check_eq "every example has an expected count" \
   "$(printf '%s\n' "${!want[@]}" | sort | tr '\n' ' ')" "$(ls "$ex"/*.json | xargs -n1 basename | sed 's/\.json$//' | sort | tr '\n' ' ')"
 for name in "${!want[@]}"; do
@@ -68,6 +70,15 @@ seen={(c["model"], c["gpus"], c["reducer"], c["seed"]) for c in cells}
 fixed={(c["optimizer"], c["lr"], c["batch_per_gpu"], c["epochs"], c["workers"], c["pad-to"]) for c in cells}
 ok=len(seen) == 60 and fixed == {("adadelta", 0.1, 128, 20, 2, 32)} and {c["model"] for c in cells} == {"vgg16", "mobilenet_v2", "shufflenet_v2", "densenet121", "resnet18"}
 print(len(cells), "ok" if ok else (fixed, sorted(seen)[:3]))')"
+check_eq "deeplabv3plus-ade20k: every ablation axis crossed, lr 0.01 x global / 16 (linear), miou target" "144 ok 0.3" "$(cells deeplabv3plus-ade20k '
+seen={(c["global_batch"], c["lr_schedule"], c["optimizer"], c["sync_bn"], c["init"].rsplit("/", 1)[-1], c["seed"]) for c in cells}
+ok=(len(seen) == 144 and {c["init"].rsplit("/", 1)[-1] for c in cells} == {"none", "v1.safetensors", "v2.safetensors"}
+    and {c["lr_schedule"] for c in cells} == {"poly", "cosine"} and {c["optimizer"] for c in cells} == {"sgd", "sgdw"}
+    and {c["sync_bn"] for c in cells} == {True, False} and {c["seed"] for c in cells} == {1, 2, 3}
+    and all(abs(c["lr_scaled"] - 0.01 * c["global_batch"] / 16) < 1e-12 and c["batch_per_gpu"] * c["gpus"] == c["global_batch"] for c in cells)
+    and {(c["model"], c["backbone"], c["init-prefix"]) for c in cells} == {("deeplabv3plus", "resnet18", "backbone.")}
+    and all(c["warmup-epochs"] > 0 for c in cells))
+print(len(cells), "ok" if ok else sorted(seen)[:3])') $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["targets"]["miou"])' "$ex/deeplabv3plus-ade20k.json")"
 check_eq "unet-dp-strategies: per-GPU batch 16, every reducer on 1/2/4 GPUs, miou target" "18 ok 0.7" "$(cells unet-dp-strategies '
 seen={(c["gpus"], c["reducer"], c["seed"]) for c in cells}
 ok=len(seen) == 18 and {c["batch_per_gpu"] for c in cells} == {16} and {c["reducer"] for c in cells} == {"bucket", "fused", "per-tensor"}
@@ -75,7 +86,8 @@ print(len(cells), "ok" if ok else sorted(seen))') $(python3 -c 'import json,sys;
 
 # Planned for real (into this test's dir): Slurm CPUs = trainer threads, and segx-train accepts
 # each example's command line. five-cnns only once segx-train has its five models.
-accepts=(resnet18-ddp-scaling resnet18-ddp-scaling-strong unet-dp-scaling optimizers-ablation unet-dp-strategies)
+accepts=(resnet18-ddp-scaling resnet18-ddp-scaling-strong unet-dp-scaling optimizers-ablation unet-dp-strategies
+         deeplabv3plus-ade20k)
 missing=$(for m in vgg16 mobilenet_v2 shufflenet_v2 densenet121 resnet18; do "$SEGX_TRAIN" --help 2>/dev/null | grep -q -- "$m" || echo -n " $m"; done)
 if [ -z "$missing" ]; then accepts+=(five-cnns); else skip "five-cnns: segx-train lacks --model$missing"; fi
 for name in "${accepts[@]}"; do
@@ -102,6 +114,12 @@ done
 # the reducer axis reaches every rank's command line as --reducer VALUE (6 cells each)
 check_eq "unet-dp-strategies: job scripts pass --reducer from the matrix" "6 bucket 6 fused 6 per-tensor" \
   "$(for js in runs/unet-dp-strategies/*/attempt-1/job.sh; do sed -n "s/.*--reducer[^a-z]*\([a-z-]*\).*/\1/p" "$js" | head -1; done | sort | uniq -c | awk '{print $1, $2}' | tr '\n' ' ' | sed 's/ $//')"
+# deeplabv3plus-ade20k: sync_bn true -> --sync-bn, false -> no flag; init none -> --init none; the
+# {{spec_dir}} paths rendered absolute (72 cells each way; 48 per init value)
+check_eq "deeplabv3plus-ade20k: --sync-bn in the 72 sync_bn cells only; --init none / v1 / v2 in 48 cells each" \
+  "72 48 48 48" "$(js=(runs/deeplabv3plus-ade20k/*/attempt-1/job.sh); echo "$(grep -l "'--sync-bn'" "${js[@]}" | wc -l) \
+$(grep -l "'--init' 'none'" "${js[@]}" | wc -l) $(grep -l "'--init' '$ex/deeplabv3plus-ade20k.data/v1.safetensors'" "${js[@]}" | wc -l) \
+$(grep -l "'--init' '$ex/deeplabv3plus-ade20k.data/v2.safetensors'" "${js[@]}" | wc -l)")"
 # resources.cpus_per_gpu overrides the profile's CPUs per GPU, in both places
 sed -e 's/"name": "unet-dp-scaling"/"name": "unet-cpus4"/' -e 's/"resources": {/"resources": {"cpus_per_gpu": 4, /' "$ex/unet-dp-scaling.json" >cpus4.json
 "$SEGX" plan cpus4.json -q >/dev/null 2>&1

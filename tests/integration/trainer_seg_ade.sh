@@ -11,6 +11,10 @@ check "--make-dataset cityscapes:DIR" "$T" --make-dataset cityscapes:cs
 check_eq "ade20k layout: 48 + 16 JPEG images, as many PNG annotations" "48 16 48 16" \
   "$(ls ade/images/training/*.jpg | wc -l) $(ls ade/images/validation/*.jpg | wc -l) $(ls ade/annotations/training/*.png | wc -l) $(ls ade/annotations/validation/*.png | wc -l)"
 
+check "--make-dataset ade20k:DIR --export-limit 6" "$T" --make-dataset ade20k:ade6 --export-limit 6
+check_eq "... 6 training + 2 validation images, the first ones those of the default set" "6 2 same same" \
+  "$(ls ade6/images/training/*.jpg | wc -l) $(ls ade6/images/validation/*.jpg | wc -l) $(cmp -s ade6/images/training/ADE_train_00000006.jpg ade/images/training/ADE_train_00000006.jpg && echo same) $(cmp -s ade6/annotations/validation/ADE_val_00000002.png ade/annotations/validation/ADE_val_00000002.png && echo same)"
+
 lim=16; [ "${SEGX_SAN:-0}" = 1 ] && lim=8
 common=(--model unet --width 4 --crop 32 --scale 96x48 --batch-size 4 --threads 1 --train-limit $lim --eval-limit 4
         --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375)

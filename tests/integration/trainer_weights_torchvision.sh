@@ -63,6 +63,10 @@ PY
   check_eq "$bbn: the unexpected keys are fc.weight and fc.bias" "fc.bias fc.weight" \
     "$(echo "$out" | sed -n 's/.*unexpected (ignored) (2): //p' | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')"
   check "$bbn: the same seed without --init" "$T" "${common[@]}" --save-weights "$bbn-fresh.safetensors"
+  if [ "$bbn" = resnet18 ]; then
+    check "--init none: the seeded init only" "$T" "${common[@]}" --init none --save-weights none.safetensors
+    check_eq "--init none saves what no --init saves" same "$(cmp -s none.safetensors "$bbn-fresh.safetensors" && echo same)"
+  fi
   cmp=$($PY compare.py "$bbn-init.safetensors" "$bbn.safetensors" "$bbn-fresh.safetensors" 2>&1)
   check_eq "$bbn: saved weights = the file's under backbone. ($matched), the seeded init elsewhere ($rest: ASPP, decoder, head)" \
     "$matched $rest equal" "$(echo "$cmp" | awk '{print $1, $2, $3}')"
