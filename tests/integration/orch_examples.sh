@@ -103,10 +103,21 @@ for name in "${accepts[@]}"; do
   js=$(ls runs/"$exp"/*/attempt-1/job.sh | head -1)
   # the trainer's command: after "${launch[@]}" up to the redirections (a container's bash -c
   # script spans lines: the profile's setup lines, then `exec segx-train ...`)
-  cmd=$(sed -n '/^"${launch\[@\]}" /,/ >>"$RUN_DIR\/stdout.log"/p' "$js" | sed '1s/^"${launch\[@\]}" //; $s/ >>"$RUN_DIR\/stdout.log".*//')
+  # (the local profile's command is one line: awk ends the range on its first line too, where sed's would not)
+  cmd=$(awk '/^"\$\{launch\[@\]\}" /{on=1} on{print; if (/ >>"\$RUN_DIR\/stdout\.log"/) exit}' "$js" |
+        sed '1s/^"${launch\[@\]}" //; $s/ >>"$RUN_DIR\/stdout.log".*//')
   eval "args=($cmd)"
   if [ "${args[0]}" = bash ] && [ "${args[1]}" = -c ]; then eval "args=(${args[2]##*exec })"; fi
   [ "${args[0]}" = segx-train ] && args[0]=$SEGX_TRAIN   # the image's segx-train: this build's stands in
+  if [ "$name" = deeplabv3plus-ade20k ]; then   # its data (examples/deeplabv3plus-ade20k.prepare): a generated set here
+    [ -d ade-ex ] || "$SEGX_TRAIN" --make-dataset ade20k:ade-ex >/dev/null 2>&1
+    # and a torchvision-named resnet18 for the init axis (tools/torchvision2safetensors.py), or no init without torch
+    [ -f v.safetensors ] || /usr/bin/python3 "$SEGX_ROOT/tools/torchvision2safetensors.py" --random resnet18 1 v.safetensors >/dev/null 2>&1
+    for i in "${!args[@]}"; do case ${args[$i]} in
+      ade20k:*) args[$i]=ade20k:$PWD/ade-ex;;
+      */v[12].safetensors) if [ -f v.safetensors ]; then args[$i]=$PWD/v.safetensors; else args[$i]=none; fi;;
+    esac; done
+  fi
   out=$(timeout 60 "${args[@]}" --print-params 2>&1); rc=$?
   check_eq "$name: segx-train accepts the job's command line" 0 "$rc"
   [ "$rc" = 0 ] || echo "$out" | tail -3 | sed 's/^/# /'
