@@ -395,9 +395,16 @@ static int group_index(ScalingGroup **g, size_t *n, size_t *cap, sqlite3_stmt *s
     return (int)(*n)++;
 }
 
-// Writes one warning per scaling group of the report whose measured attempts (those with
-// images/s or epoch_s) ran at the same time as another local job on the same host.
-static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_t errlen)
+// The local jobs (train attempts, eval jobs) with a host and a start, sorted by host, then start.
+typedef struct {
+    LocalRun *r;
+    size_t n, cap;
+    ScalingGroup *g;
+    size_t ng, gcap;
+} Contention;
+
+// Reads the local jobs into C. 0, or -1 with err.
+static int load_local_runs(sqlite3 *db, const ReportOptions *o, Contention *C, char *err, size_t errlen)
 {
     // Train attempts, then (where the DB has them) eval jobs: they take cores too, but measure nothing.
     static const char train_sql[] =
@@ -422,7 +429,6 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
     }
     char sql[sizeof train_sql + sizeof eval_sql + 32];
     snprintf(sql, sizeof sql, "%s%s ORDER BY 1, 2", train_sql, has_eval ? eval_sql : "");
-    FILE *w = o->warn ? o->warn : stderr;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
         return -1;
@@ -431,20 +437,17 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     sqlite3_bind_double(st, 2, (double)now.tv_sec);
-    LocalRun *r = NULL;
-    ScalingGroup *g = NULL;
-    size_t n = 0, cap = 0, ng = 0, gcap = 0;
     int rc, status = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_type(st, 2) == SQLITE_NULL) continue;   // ended, end unknown
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            LocalRun *nr = realloc(r, nc * sizeof *nr);
+        if (C->n == C->cap) {
+            size_t nc = C->cap ? C->cap * 2 : 64;
+            LocalRun *nr = realloc(C->r, nc * sizeof *nr);
             if (!nr) { status = -1; break; }
-            r = nr;
-            cap = nc;
+            C->r = nr;
+            C->cap = nc;
         }
-        LocalRun *x = &r[n];
+        LocalRun *x = &C->r[C->n];
         memset(x, 0, sizeof *x);
         snprintf(x->host, sizeof x->host, "%s", (const char *)sqlite3_column_text(st, 0));
         x->t0 = sqlite3_column_double(st, 1);
@@ -452,40 +455,53 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
         snprintf(x->key, sizeof x->key, "%.8s", sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "?");
         x->gpus = sqlite3_column_int(st, 4);
         x->eval = sqlite3_column_int(st, 13);
-        x->group = sqlite3_column_int(st, 12) ? group_index(&g, &ng, &gcap, st) : -1;
+        x->group = sqlite3_column_int(st, 12) ? group_index(&C->g, &C->ng, &C->gcap, st) : -1;
         x->partner = -1;
         if (sqlite3_column_int(st, 12) && x->group < 0) { status = -1; break; }
-        n++;
+        C->n++;
     }
-    if (status == 0 && rc != SQLITE_DONE) {
-        snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
-        status = -1;
-    } else if (status < 0) {
-        snprintf(err, errlen, "out of memory");
-    }
+    if (status == 0 && rc != SQLITE_DONE) snprintf(err, errlen, "report query (overlapping local jobs): %s", sqlite3_errmsg(db));
+    else if (status < 0) snprintf(err, errlen, "out of memory");
     sqlite3_finalize(st);
+    return status == 0 && rc != SQLITE_DONE ? -1 : status;
+}
+
+// Each run's longest overlap with another on its host, and per group how many measured runs had one.
+static void find_overlaps(Contention *C)
+{
+    LocalRun *r = C->r;
     // Sorted by host, then start: the jobs that overlap run i are the ones right after it that
     // started before it ended.
-    for (size_t i = 0; status == 0 && i < n; i++) {
-        for (size_t j = i + 1; j < n && strcmp(r[j].host, r[i].host) == 0 && r[j].t0 < r[i].t1; j++) {
+    for (size_t i = 0; i < C->n; i++) {
+        for (size_t j = i + 1; j < C->n && strcmp(r[j].host, r[i].host) == 0 && r[j].t0 < r[i].t1; j++) {
             double ov = (r[j].t1 < r[i].t1 ? r[j].t1 : r[i].t1) - r[j].t0;
             if (ov < CONTENTION_MIN_S) continue;
             if (ov > r[i].overlap) { r[i].overlap = ov; r[i].partner = (int)j; }
             if (ov > r[j].overlap) { r[j].overlap = ov; r[j].partner = (int)i; }
         }
     }
-    for (size_t i = 0; status == 0 && i < n; i++) {
+    for (size_t i = 0; i < C->n; i++) {
         if (r[i].group < 0) continue;
-        ScalingGroup *x = &g[r[i].group];
+        ScalingGroup *x = &C->g[r[i].group];
         x->measured++;
         if (r[i].partner < 0) continue;
         if (x->contended++ == 0 || r[i].overlap > r[x->worst].overlap) x->worst = (int)i;
     }
+}
+
+// Writes one warning per scaling group of the report whose measured attempts (those with
+// images/s or epoch_s) ran at the same time as another local job on the same host.
+static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_t errlen)
+{
+    Contention C = {0};
+    int status = load_local_runs(db, o, &C, err, errlen);
+    if (status == 0) find_overlaps(&C);
+    FILE *w = o->warn ? o->warn : stderr;
     int warned = 0;
-    for (size_t k = 0; status == 0 && k < ng; k++) {
-        const ScalingGroup *x = &g[k];
+    for (size_t k = 0; status == 0 && k < C.ng; k++) {
+        const ScalingGroup *x = &C.g[k];
         if (!x->contended) continue;
-        const LocalRun *a = &r[x->worst], *b = &r[a->partner];
+        const LocalRun *a = &C.r[x->worst], *b = &C.r[a->partner];
         char beside[96];
         if (b->eval) snprintf(beside, sizeof beside, "the eval job of cell %s", b->key);
         else snprintf(beside, sizeof beside, "cell %s, %d GPU%s", b->key, b->gpus, b->gpus == 1 ? "" : "s");
@@ -498,8 +514,8 @@ static int warn_contention(sqlite3 *db, const ReportOptions *o, char *err, size_
     if (warned)
         fprintf(w, "  speedup and efficiency from contended attempts are skewed; for clean timings run the study "
                    "with --max-parallel 1 (one job at a time)\n");
-    free(r);
-    free(g);
+    free(C.r);
+    free(C.g);
     return status;
 }
 
