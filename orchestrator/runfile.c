@@ -2,6 +2,7 @@
 #include "orchestrator/runfile.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,4 +230,25 @@ void runfile_lines_close(RunLines *r)
     if (r->fd >= 0) close(r->fd);
     free(r->buf);
     free(r);
+}
+
+int runfile_read_code(const char *run_dir, const char *name, int *code)
+{
+    char p[PATH_MAX + 32], e[PATH_MAX + 128];
+    snprintf(p, sizeof p, "%s/%s", run_dir, name);
+    char *text;
+    size_t len;
+    if (runfile_read(p, 64, &text, &len, e, sizeof e) != 0) return -1;
+    int ok = sscanf(text, "%d", code) == 1;
+    free(text);
+    return ok ? 0 : -1;
+}
+
+JobState runfile_eval_state(const char *run_dir, int *eval_code, int *train_code)
+{
+    *eval_code = *train_code = -1;
+    int have_eval = runfile_read_code(run_dir, "eval_exit_code", eval_code) == 0;
+    int have_train = !have_eval && runfile_read_code(run_dir, "exit_code", train_code) == 0;
+    if (!have_eval) *eval_code = -1;
+    return job_eval_state(have_eval, *eval_code, have_train, *train_code);
 }

@@ -12,6 +12,7 @@
 //    has not written it yet), -1 any other failure with err ("PATH: why").
 #ifndef SEGX_RUNFILE_H
 #define SEGX_RUNFILE_H
+#include "orchestrator/backend/jobstate.h"
 #include <stddef.h>
 
 #define RUNFILE_MAX_LINE (1u << 20)        // metrics lines: 1 MiB (per-class IoU of 20k classes fits)
@@ -37,5 +38,14 @@ void runfile_lines_close(RunLines *r);
 // A line reader over bytes already read (runfile_read's buffer, which it takes over and frees):
 // the same lines, flags and numbers as runfile_lines_open on the file that held them.
 int runfile_lines_mem(const char *path, char *buf, size_t len, size_t max_line, RunLines **r, char *err, size_t errlen);
+
+// The exit code a job left in RUN_DIR/name ("exit_code", "eval_exit_code"): 0 with *code, -1 when
+// the file is absent, not a regular file, or holds no number. (status and collect both read them.)
+int runfile_read_code(const char *run_dir, const char *name, int *code);
+
+// An eval job the scheduler no longer knows, decided from its attempt's files (job_eval_state):
+// its eval_exit_code (*eval_code), else the train job's exit_code other than 0 (*train_code: the
+// afterok dependency can never be met, cancelled), else JOB_UNKNOWN.
+JobState runfile_eval_state(const char *run_dir, int *eval_code, int *train_code);
 
 #endif

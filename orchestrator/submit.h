@@ -1,7 +1,6 @@
 // orchestrator/submit.h — the steps behind `segx submit`, `segx status` and `segx run`, as
-// functions so `run` chains them (submit.c; status: cmd/cmd_status.c for now). defines:
-// SubmitOptions, SubmitSay, submit_experiment, StatusCounts, status_refresh, status_print,
-// submit_find_experiment, submit_backend_options.
+// functions so `run` chains them (submit.c; status: status.h). defines: SubmitOptions,
+// submit_experiment, submit_find_experiment, submit_backend_options.
 // Invariants: one attempts row per submission (attempt numbers grow), cells.state mirrors the
 // latest attempt; a completed cell is never submitted again; failed/cancelled/timeout/... cells
 // only with rerun_failed.
@@ -10,6 +9,7 @@
 #ifndef SEGX_SUBMIT_H
 #define SEGX_SUBMIT_H
 #include "orchestrator/backend/backend.h"
+#include "orchestrator/status.h"   // (status_* were declared here; kept for the includers)
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -49,25 +49,5 @@ int submit_find_experiment(sqlite3 *db, const char *name, long long *id, char *n
 // local agent's settings as they are (status, cancel).
 #define SUBMIT_SLOTS_CORES (-1)
 void submit_backend_options(const char *run_root, int max_parallel, char *out, size_t len);
-
-typedef struct {
-    long total;
-    long by_state[JOB_UNKNOWN + 1];   // cells by the state of their latest attempt
-    long evals_in_flight;             // eval jobs submitted, pending or running
-    int poll_failed;                  // a backend did not answer this refresh (states not refreshed)
-} StatusCounts;
-
-// Polls the backend(s) once for every unsettled attempt of the experiment, writes the new
-// states (exit_code in the run dir settles jobs the scheduler forgot) and counts cells.
-int status_refresh(sqlite3 *db, long long experiment_id, StatusCounts *counts, char *err, size_t errlen);
-// Same, but waits at most write_wait_ms for the write lock (a long `segx collect` holds it):
-// returns 1 when the lock stayed busy and the polled states were not stored (counts are the
-// stored ones), so an interactive `segx status` shows the last stored states instead of hanging.
-int status_refresh_wait(sqlite3 *db, long long experiment_id, int write_wait_ms, StatusCounts *counts,
-                        char *err, size_t errlen);
-// Prints the status table (format: table|csv|json|markdown) and the summary line.
-int status_print(sqlite3 *db, long long experiment_id, const char *format, FILE *out, char *err, size_t errlen);
-// "12 cells: 3 completed, 1 running, 8 planned"
-void status_summary(const StatusCounts *c, char *out, size_t len);
 
 #endif

@@ -1,4 +1,4 @@
-// tests/orchestrator/test_submit.c — submit and status logic called directly (orchestrator/submit.h),
+// tests/orchestrator/test_submit.c — submit and status logic called directly (submit.h, status.h),
 // against a fake BackendOps that records every call and answers what the test chose, and against
 // the real local backend (jobs run, status settles them from the scheduler and the run dirs).
 #include <stdarg.h>
@@ -24,6 +24,9 @@ static char tmpdir[256];
 typedef struct {
     int opened, closed, nsubmit, ncancel, npoll;
     int fail_at;                 // the submit call (1-based) that fails; 0: none
+    int poll_fails;              // poll answers an error (an unreachable scheduler)
+    JobState poll_state;         // what poll says of every job
+    size_t polled;               // jobs asked about in the last poll
     char name[32];               // the name it was opened as
     char key[16][32], dep[16][64], kind[16][16], script[16][1024];
 } Fake;
@@ -48,7 +51,9 @@ static int fake_poll(Backend *b, const char *const *ids, size_t n, JobStatus *ou
 {
     (void)b; (void)ids; (void)err; (void)errlen;
     fake.npoll++;
-    for (size_t i = 0; i < n; i++) { memset(&out[i], 0, sizeof out[i]); out[i].state = JOB_RUNNING; out[i].exit_code = -1; }
+    fake.polled = n;
+    if (fake.poll_fails) { snprintf(err, errlen, "fake: controller down"); return -1; }
+    for (size_t i = 0; i < n; i++) { memset(&out[i], 0, sizeof out[i]); out[i].state = fake.poll_state; out[i].exit_code = -1; }
     return 0;
 }
 
@@ -218,6 +223,70 @@ static void test_submit_fake_refuses(void **state)
     assert_int_equal(fake.opened, 0);
 }
 
+static void test_status_fake(void **state)
+{
+    (void)state;
+    char db[512];
+    plan("st", "0, 1", 1, db, sizeof db);
+    memset(&fake, 0, sizeof fake);
+    Said said = {0};
+    SubmitOptions o = {.db_path = db, .experiment = "st", .open = fake_open, .say = say, .say_ctx = &said};
+    assert_int_equal(submit_experiment(&o, NULL), 0);
+    sqlite3 *h;
+    char err[1024];
+    assert_int_equal(db_open(db, DB_EXISTING, &h, err, sizeof err), 0);
+    // every job in flight, 2 train + 2 eval jobs, all of backend "fake": one open, one poll for all 4
+    memset(&fake, 0, sizeof fake);
+    fake.poll_state = JOB_RUNNING;
+    StatusRefreshOptions so = {.write_wait_ms = -1, .open = fake_open};
+    StatusCounts c;
+    assert_int_equal(status_refresh_ex(h, 1, &so, &c, err, sizeof err), 0);
+    assert_int_equal(fake.opened, 1);
+    assert_int_equal(fake.npoll, 1);
+    assert_int_equal(fake.polled, 4);
+    assert_int_equal(c.total, 2);
+    assert_int_equal(c.by_state[JOB_RUNNING], 2);
+    assert_int_equal(c.evals_in_flight, 2);
+    assert_int_equal(c.poll_failed, 0);
+    // the scheduler does not answer: states stay as stored, said as poll_failed
+    memset(&fake, 0, sizeof fake);
+    fake.poll_fails = 1;
+    assert_int_equal(status_refresh_ex(h, 1, &so, &c, err, sizeof err), 0);
+    assert_int_equal(c.poll_failed, 1);
+    assert_int_equal(c.by_state[JOB_RUNNING], 2);
+    // the scheduler forgot the jobs: their run dirs settle them (exit 0 -> completed, 99 -> preempted
+    // for a requeue; the eval jobs: eval_exit_code, else cancelled when their train job failed)
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT a.run_dir, json_extract(c.params, '$.fail_at') FROM attempts a "
+                                           "JOIN cells c ON c.id = a.cell_id ORDER BY c.id", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char p[1200];
+        int fail_at = sqlite3_column_int(st, 1);
+        snprintf(p, sizeof p, "%s/exit_code", (const char *)sqlite3_column_text(st, 0));
+        FILE *f = fopen(p, "w");
+        fprintf(f, "%d\n", fail_at ? 99 : 0);
+        fclose(f);
+        if (!fail_at) {
+            snprintf(p, sizeof p, "%s/eval_exit_code", (const char *)sqlite3_column_text(st, 0));
+            f = fopen(p, "w");
+            fputs("0\n", f);
+            fclose(f);
+        }
+    }
+    sqlite3_finalize(st);
+    memset(&fake, 0, sizeof fake);
+    fake.poll_state = JOB_UNKNOWN;
+    assert_int_equal(status_refresh_ex(h, 1, &so, &c, err, sizeof err), 0);
+    db_close(h);
+    assert_int_equal(c.by_state[JOB_COMPLETED], 1);
+    assert_int_equal(c.by_state[JOB_PREEMPTED], 1);
+    assert_int_equal(c.evals_in_flight, 0);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM eval_jobs WHERE state = 'completed' AND exit_code = 0"), 1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM eval_jobs WHERE state = 'cancelled' AND reason LIKE "
+                               "'dependency failed: the train job ended with exit code 99'"), 1);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM attempts WHERE state = 'preempted' AND exit_code = 99"), 1);
+}
+
 // ---- against the local backend ------------------------------------------------------------------
 
 static void test_submit_status_local(void **state)
@@ -279,6 +348,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_fake),
         cmocka_unit_test(test_submit_fake_refuses),
+        cmocka_unit_test(test_status_fake),
         cmocka_unit_test(test_submit_status_local),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
