@@ -1,4 +1,6 @@
 // orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
+#include "orchestrator/util/clock.h"
+#include "orchestrator/util/strbuf.h"
 #include "orchestrator/collect.h"
 #include "orchestrator/accounting.h"
 #include "orchestrator/collect_trace.h"
@@ -19,67 +21,16 @@
 
 // ---- small helpers -----------------------------------------------------------------------
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
-
-static int buf_add(Buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
-static int buf_printf(Buf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    return buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 const char *collect_state_from_exit(int exit_code)
 {
-    return exit_code == 0 ? "completed" : exit_code == 99 ? "preempted" : "failed";
+    return job_state_name(job_state_from_exit(exit_code));
 }
 
 // States the backend has not settled: collect may set them from the run dir's exit_code.
-static int state_is_open(const char *s)
-{
-    static const char *const open[] = {"planned", "submitted", "pending", "running", "unknown", NULL};
-    if (!s) return 1;
-    for (int i = 0; open[i]; i++)
-        if (strcmp(s, open[i]) == 0) return 1;
-    return 0;
-}
+static int state_is_open(const char *s) { return !s || job_state_name_in(s, JOB_SET_OPEN); }
 
-static int state_is_failure(const char *s)
-{
-    static const char *const bad[] = {"failed", "timeout", "out-of-memory", "node-fail", "cancelled", NULL};
-    for (int i = 0; s && bad[i]; i++)
-        if (strcmp(s, bad[i]) == 0) return 1;
-    return 0;
-}
+// Ended without a result: collect notes why (the exit code and stderr's last lines).
+static int state_is_failure(const char *s) { return s && job_state_name_in(s, JOB_SET_UNSUCCESSFUL); }
 
 // ---- context -------------------------------------------------------------------------------
 
@@ -607,7 +558,7 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
                               int fresh)
 {
     sqlite3_stmt *s = c->s[fresh ? S_EPOCH_NEW : S_EPOCH];
-    Buf extra = {0};
+    StrBuf extra = {0};
     const Field *ious = NULL;
     sqlite3_bind_int64(s, 1, attempt_id);
     sqlite3_bind_int64(s, 2, line);
@@ -640,14 +591,14 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
             keep = 1;
         }
         if (keep) {
-            buf_add(&extra, extra.len ? ",\"" : "{\"", 2);
-            buf_add(&extra, x->key, x->klen);
-            buf_add(&extra, "\":", 2);
-            buf_add(&extra, x->val, x->vlen);
+            sb_add(&extra, extra.len ? ",\"" : "{\"", 2);
+            sb_add(&extra, x->key, x->klen);
+            sb_add(&extra, "\":", 2);
+            sb_add(&extra, x->val, x->vlen);
         }
     }
     if (extra.len) {
-        buf_add(&extra, "}", 1);
+        sb_add(&extra, "}", 1);
         sqlite3_bind_text(s, 17, extra.p, (int)extra.len, SQLITE_STATIC);
     }
     int rc = sqlite3_step(s);
@@ -965,15 +916,15 @@ static char *tail_lines(const char *path, int want)
         char *nl = memchr(buf, '\n', n);
         if (nl) start = (size_t)(nl - buf) + 1;
     }
-    Buf out = {0};
+    StrBuf out = {0};
     const char *p = buf + start;
     while (*p) {
         const char *nl = strchr(p, '\n');
         size_t l = nl ? (size_t)(nl - p) : strlen(p);
         while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
         if (l > 0) {
-            if (out.len) buf_add(&out, "\n", 1);
-            buf_add(&out, p, l);
+            if (out.len) sb_add(&out, "\n", 1);
+            sb_add(&out, p, l);
         }
         if (!nl) break;
         p = nl + 1;
@@ -990,18 +941,14 @@ static int read_code_file(Ctx *c, const char *dir, const char *name, int *code)
     size_t len;
     int rr = read_small(c, path, &text, &len);
     if (rr != 0) return rr;
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    while (*end && isspace((unsigned char)*end)) end++;
-    int bad = end == text || *end || errno || v < -1000000 || v > 1000000;
-    if (bad) {
+    int v;
+    if (runfile_parse_code(text, &v) < 0) {   // the rule status reads them by too
         if (len > 0) warnf(c, "%s: '%.40s' is not an exit code; ignored", path, text);
         free(text);
         return len > 0 ? -1 : 1;  // an empty file: the job is still writing it
     }
     free(text);
-    *code = (int)v;
+    *code = v;
     return 0;
 }
 
@@ -1095,11 +1042,11 @@ static char *dir_signature(const char *dir)
         if (t > bt || (t == bt && strcmp(nm, best) > 0)) { bt = t; snprintf(best, sizeof best, "%s", nm); bst = sb; }
     }
     closedir(d);
-    Buf b = {0};
-    buf_printf(&b, "v1");
+    StrBuf b = {0};
+    sb_printf(&b, "v1");
     for (int i = 0; names[i]; i++)
         if (have[i])
-            buf_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)st[i].st_size, (long long)st[i].st_mtim.tv_sec,
+            sb_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)st[i].st_size, (long long)st[i].st_mtim.tv_sec,
                        (long)st[i].st_mtim.tv_nsec);
     const char *en = NULL;
     const struct stat *es = NULL;
@@ -1107,7 +1054,7 @@ static char *dir_signature(const char *dir)
         if (ehave[i]) { en = err_names[i]; es = &est[i]; }
     if (!en && best[0]) { en = best; es = &bst; }
     if (en)
-        buf_printf(&b, ";%s:%lld:%lld.%09ld", en, (long long)es->st_size, (long long)es->st_mtim.tv_sec,
+        sb_printf(&b, ";%s:%lld:%lld.%09ld", en, (long long)es->st_size, (long long)es->st_mtim.tv_sec,
                    (long)es->st_mtim.tv_nsec);
     return b.p;
 }
@@ -1116,18 +1063,18 @@ static char *dir_signature(const char *dir)
 static char *dir_signature_by_name(const char *dir)
 {
     static const char *const names[] = {"metrics.jsonl", "result.json", "env.json", "exit_code", "runs.tsv", NULL};
-    Buf b = {0};
+    StrBuf b = {0};
     char path[4096];
     struct stat sb;
-    buf_printf(&b, "v1");
+    sb_printf(&b, "v1");
     for (int i = 0; names[i]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         if (stat(path, &sb) == 0)
-            buf_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+            sb_printf(&b, ";%s:%lld:%lld.%09ld", names[i], (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
                        (long)sb.st_mtim.tv_nsec);
     }
     if (find_stderr(dir, path, sizeof path, 0) == 0 && stat(path, &sb) == 0)
-        buf_printf(&b, ";%s:%lld:%lld.%09ld", strrchr(path, '/') + 1, (long long)sb.st_size,
+        sb_printf(&b, ";%s:%lld:%lld.%09ld", strrchr(path, '/') + 1, (long long)sb.st_size,
                    (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
     return b.p;
 }
@@ -1214,11 +1161,11 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
             // The trainer's stderr is empty when it never started: the job's own *.err says why.
             if (!tail && find_stderr(a->run_dir, path, sizeof path, 1) == 0) tail = tail_lines(path, c->stderr_lines);
         }
-        Buf b = {0};
-        if (has_exit) buf_printf(&b, "exit code %d", exit_code);
+        StrBuf b = {0};
+        if (has_exit) sb_printf(&b, "exit code %d", exit_code);
         if (tail) {
-            if (b.len) buf_add(&b, ": ", 2);
-            buf_add(&b, tail, strlen(tail));
+            if (b.len) sb_add(&b, ": ", 2);
+            sb_add(&b, tail, strlen(tail));
         }
         free(tail);
         reason = b.p;
@@ -1454,31 +1401,29 @@ typedef struct { sqlite3_int64 attempt_id; char *run_dir, *state, *json; } EvalR
 // 0 with state/code/reason set, 1 nothing to say yet.
 static int eval_state_from_files(Ctx *c, const char *dir, const char **state, int *code, char **reason)
 {
-    int ec;
+    int ec = 0, tc = 0;
     *reason = NULL;
-    if (read_code_file(c, dir, "eval_exit_code", &ec) == 0) {
-        *state = ec == 0 ? "completed" : "failed";
+    int have_eval = read_code_file(c, dir, "eval_exit_code", &ec) == 0;
+    int have_train = !have_eval && read_exit_code(c, dir, &tc) == 0;
+    JobState st = job_eval_state(have_eval, ec, have_train, tc);   // the rule status settles them by
+    if (st == JOB_UNKNOWN) return 1;
+    *state = job_state_name(st);
+    StrBuf b = {0};
+    if (have_eval) {
         *code = ec;
         if (ec != 0) {
             char path[4096];
             snprintf(path, sizeof path, "%s/eval.stderr.log", dir);
             char *tail = tail_lines(path, c->stderr_lines);
-            Buf b = {0};
-            buf_printf(&b, "exit code %d%s%s", ec, tail ? ": " : "", tail ? tail : "");
+            sb_printf(&b, "exit code %d%s%s", ec, tail ? ": " : "", tail ? tail : "");
             free(tail);
-            *reason = b.p;
         }
-        return 0;
-    }
-    if (read_exit_code(c, dir, &ec) == 0 && ec != 0) {
-        Buf b = {0};
-        buf_printf(&b, "dependency failed: the train job ended with exit code %d", ec);
-        *state = "cancelled";
+    } else {
         *code = -1;
-        *reason = b.p;
-        return 0;
+        sb_printf(&b, "dependency failed: the train job ended with exit code %d", tc);
     }
-    return 1;
+    *reason = b.p;
+    return 0;
 }
 
 // eval.json of one eval job, stored whole and in columns when it differs from what is stored.

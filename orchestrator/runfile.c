@@ -1,5 +1,6 @@
 // orchestrator/runfile.c — bounded, non-blocking reads of run-dir files (see runfile.h).
 #include "orchestrator/runfile.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -239,9 +240,20 @@ int runfile_read_code(const char *run_dir, const char *name, int *code)
     char *text;
     size_t len;
     if (runfile_read(p, 64, &text, &len, e, sizeof e) != 0) return -1;
-    int ok = sscanf(text, "%d", code) == 1;
+    int rc = runfile_parse_code(text, code);
     free(text);
-    return ok ? 0 : -1;
+    return rc;
+}
+
+int runfile_parse_code(const char *text, int *code)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    while (*end && isspace((unsigned char)*end)) end++;
+    if (end == text || *end || errno || v < -1000000 || v > 1000000) return -1;
+    *code = (int)v;
+    return 0;
 }
 
 JobState runfile_eval_state(const char *run_dir, int *eval_code, int *train_code)

@@ -39,6 +39,9 @@ void runfile_lines_close(RunLines *r);
 // the same lines, flags and numbers as runfile_lines_open on the file that held them.
 int runfile_lines_mem(const char *path, char *buf, size_t len, size_t max_line, RunLines **r, char *err, size_t errlen);
 
+// An exit code file's text: a whole number from -1000000 to 1000000, blanks after it allowed.
+// 0 with *code, -1 when it is not one (an empty file: the job is still writing it).
+int runfile_parse_code(const char *text, int *code);
 // The exit code a job left in RUN_DIR/name ("exit_code", "eval_exit_code"): 0 with *code, -1 when
 // the file is absent, not a regular file, or holds no number. (status and collect both read them.)
 int runfile_read_code(const char *run_dir, const char *name, int *code);
