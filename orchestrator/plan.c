@@ -1,4 +1,6 @@
 // orchestrator/plan.c — matrix expansion, cell keys, DB rows and job scripts (see plan.h).
+#include "orchestrator/util/fileio.h"
+#include "orchestrator/util/strbuf.h"
 #include "orchestrator/plan.h"
 #include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
@@ -604,16 +606,8 @@ struct PlanRenderer {
 // The whole file as a NUL-terminated string (malloc'd), or NULL with errno set.
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *t = NULL;
-    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (len >= 0 && fseek(f, 0, SEEK_SET) == 0 && (t = malloc((size_t)len + 1))) {
-        if (fread(t, 1, (size_t)len, f) != (size_t)len) { free(t); t = NULL; errno = EIO; }
-        else t[len] = 0;
-    }
-    fclose(f);
-    return t;
+    char why[PATH_MAX + 128];
+    return file_read(path, 0, NULL, why, sizeof why);
 }
 
 // resources.mem_per_gpu {gpu_type: size}: every GPU type it names must be one of the profile's.
@@ -671,21 +665,12 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
         snprintf(abs, sizeof abs, "/");
     }
     snprintf(r->spec_dir, sizeof r->spec_dir, "%s", abs);
-    FILE *f = fopen(r->tmpl_path, "rb");
-    if (!f) {
+    if (!(r->tmpl = read_text(r->tmpl_path))) {
         snprintf(err, errlen, "%s: cannot read the job template: %s (set SEGX_TEMPLATES to the templates/ folder)",
                  r->tmpl_path, strerror(errno));
         free(r);
         return -1;
     }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    r->tmpl = malloc((size_t)len + 1);
-    size_t got = r->tmpl ? fread(r->tmpl, 1, (size_t)len, f) : 0;
-    fclose(f);
-    if (!r->tmpl || got != (size_t)len) { free(r->tmpl); free(r); snprintf(err, errlen, "%s: read failed", r->tmpl_path); return -1; }
-    r->tmpl[len] = 0;
     if (cluster_load(s->cluster, templates_dir, &r->prof, err, errlen) < 0) { free(r->tmpl); free(r); return -1; }
     if (check_mem_types(s, r->prof, err, errlen) < 0) { plan_renderer_close(r); return -1; }
     if (s->eval_job) {
@@ -715,27 +700,15 @@ void plan_renderer_close(PlanRenderer *r)
     free(r);
 }
 
-typedef struct { char *p; size_t n, cap; } Str;
-static void str_add(Str *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap < b->n + n + 1) cap *= 2;
-        b->p = realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n + 1);
-    b->n += n;
-}
-static void str_word(Str *b, const char *w)
+// The command line, a shell-quoted word at a time (a StrBuf, util/strbuf.h).
+static void str_word(StrBuf *b, const char *w)
 {
     char *q = render_shell_quote(w);
-    if (b->n) str_add(b, " ");
-    str_add(b, q);
+    if (b->len) sb_putc(b, ' ');
+    sb_puts(b, q ? q : "''");
     free(q);
 }
-static void str_flag(Str *b, const char *name, const json_t *v)
+static void str_flag(StrBuf *b, const char *name, const json_t *v)
 {
     char flag[160], val[512];
     snprintf(flag, sizeof flag, "--%s", name);
@@ -783,7 +756,7 @@ static int template_params(const PlanRenderer *r, const PlanCell *c, int attempt
 static char *segx_train_command(const PlanRenderer *r, const PlanCell *c, const char *run_dir, int threads,
                                 int evaluate, int attempt, const char *trainer, char *err, size_t errlen)
 {
-    Str b = {0};
+    StrBuf b = {0};
     char num[64];
     json_t *params;
     if (template_params(r, c, attempt, run_dir, threads, &params, err, errlen) < 0) return NULL;
@@ -1085,17 +1058,6 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
     return rc;
 }
 
-static int mkdir_p(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        int rc = mkdir(path, 0755);
-        *p = '/';
-        if (rc < 0 && errno != EEXIST) return -1;
-    }
-    return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
 
 // RUN_ROOT/<key>/attempt-<n>: usually only the last one or two levels are missing.
 static int make_run_dir(char *dir)
@@ -1107,7 +1069,7 @@ static int make_run_dir(char *dir)
         *slash = '/';
         if ((rc == 0 || errno == EEXIST) && (mkdir(dir, 0755) == 0 || errno == EEXIST)) return 0;
     }
-    return mkdir_p(dir);
+    return file_mkdir_p(dir, 0755);
 }
 
 static int write_script(const char *run_dir, const char *name, const char *script, char *path, size_t pathlen,
