@@ -1,4 +1,5 @@
 // orchestrator/collect_trace.c — trace.json (Chrome trace format) -> traces, trace_ops (collect_trace.h).
+#include "orchestrator/util/clock.h"
 #include "orchestrator/collect_trace.h"
 #include "orchestrator/render.h"
 #include "orchestrator/runfile.h"
@@ -202,9 +203,7 @@ int collect_trace_attempt(sqlite3 *db, sqlite3_int64 attempt_id, const char *run
         if (profile_path(&t, attempt_id, run_dir, base, sizeof base) < 0) return -1;
         if (!base[0] || stat(base, &sb) != 0) return 0;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    double now = now_s();
     for (int rank = 0; rank < MAX_RANKS; rank++) {
         if (rank == 0) snprintf(path, sizeof path, "%s", base);
         else snprintf(path, sizeof path, "%s.rank%d", base, rank);

@@ -24,6 +24,7 @@
 // limit is the job's own, so this is when Slurm would have sent it); the requeue then works as with the
 // other backends. v0.0.39+ send it to the batch shell (kill_warning_flags BATCH_JOB).
 #include "config.h"
+#include "orchestrator/util/clock.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/backend/slurm_rest.h"
 #include "orchestrator/backend/slurm_util.h"
@@ -661,13 +662,6 @@ static int rest_load_jobs(RestBackend *r, SlurmJobInfo **jobs, size_t *n, int *t
     }
     json_decref(j);
     return 0;
-}
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 // GET /jobs with retries while slurmrestd or slurmctld is away (polls must survive a restart).

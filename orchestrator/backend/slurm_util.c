@@ -1,4 +1,5 @@
 // orchestrator/backend/slurm_util.c — shared by the Slurm backends (see slurm_util.h).
+#include "orchestrator/util/clock.h"
 #include "orchestrator/backend/slurm_util.h"
 #include "orchestrator/poll_pace.h"
 #include "orchestrator/util/fileio.h"
@@ -507,13 +508,6 @@ int slurm_match_jobs(const SlurmJobInfo *jobs, size_t njobs, const char *const *
 // ---------------------------------------------------------------------------------------------
 // submit with retries
 
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 int slurm_submit_with_retry(const char *host, int port, double retry_s, const char *job_name,
                             const char *comment, SlurmTrySubmit try_submit, SlurmFindJob find_job, void *ctx,
                             char *job_id, size_t idlen, char *err, size_t errlen)
@@ -590,8 +584,7 @@ int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
     PollPace pace;   // a slow scheduler (slurmrestd listing thousands of jobs) is asked less often
     poll_pace_init(&pace, 2);
     for (int round = 0;; round++) {
-        struct timespec p0, p1;
-        clock_gettime(CLOCK_MONOTONIC, &p0);
+        double p0 = mono_s();
         const char **ids = malloc(t->n * sizeof *ids);
         JobStatus *st = calloc(t->n, sizeof *st);
         if (!ids || !st) { free(ids); free(st); snprintf(err, errlen, "out of memory"); return -1; }
@@ -599,8 +592,7 @@ int slurm_throttle_wait(SlurmThrottle *t, Backend *b, char *err, size_t errlen)
         int rc = b->ops->poll(b, ids, t->n, st, err, errlen);
         free(ids);
         if (rc) { free(st); return -1; }
-        clock_gettime(CLOCK_MONOTONIC, &p1);
-        double paced = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, 0);
+        double paced = poll_pace_next(&pace, mono_s() - p0, 0);
         // keep only the jobs still queued or running
         size_t k = 0;
         for (size_t i = 0; i < t->n; i++)

@@ -9,6 +9,7 @@
 // its slurmdb API when the cluster keeps accounting), and
 // with a container runtime: one short test job (--backend) that runs `RUNTIME --version` and tests
 // the image path on a compute node (--no-job skips it).
+#include "orchestrator/util/clock.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/cmd/cli.h"
 #include "orchestrator/cluster.h"
@@ -357,13 +358,6 @@ static void shell_quote(const char *in, char *out, size_t cap)
     out[k] = '\0';
 }
 
-static double mono_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 // The container runtime and image where jobs run: one short job through the backend (on the
 // partition of the profile's first GPU type, without GPUs) runs `RUNTIME --version` and tests the
 // image path on its compute node; its output comes back through a folder under the current one,
@@ -411,12 +405,12 @@ static void check_nodes(Report *r, const ClusterProfile *p, const json_t *spec_c
         say(r, "warn", "node-check", "the test job was not submitted through %s: %s", b->ops->name, err);
         goto cleanup;
     }
-    double t0 = mono_now(), wait = 0.5;
+    double t0 = mono_s(), wait = 0.5;
     for (;;) {
         const char *ids[1] = {job_id};
         if (b->ops->poll(b, ids, 1, &st, err, sizeof err) < 0) st.state = JOB_SUBMITTED;   // not answering now: try again
         if (st.state == JOB_UNKNOWN || job_state_is_final(st.state)) break;
-        if (mono_now() - t0 > timeout_s) {
+        if (mono_s() - t0 > timeout_s) {
             b->ops->cancel(b, job_id, err, sizeof err);
             say(r, "warn", "node-check", "test job %s did not end within %d s (%s%s%s): cancelled; the runtime on the compute "
                 "nodes is not checked (--job-timeout SECONDS waits longer)", job_id, timeout_s, job_state_name(st.state),

@@ -16,6 +16,61 @@ static int is_blank(const char *s)
     return 1;
 }
 
+// Every statement of sql prepared (and checked read-only) before any runs: a refused write in
+// statement 3 prints nothing, and the JSON shape is known before the first row. 0, or the exit
+// code (said); *stmts holds what was prepared either way.
+static int prepare_all(sqlite3 *db, const char *sql, sqlite3_stmt ***stmts, size_t *nstmt)
+{
+    size_t cap = 0;
+    while (sql && !is_blank(sql)) {
+        sqlite3_stmt *st = NULL;
+        const char *tail = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &st, &tail) != SQLITE_OK) {
+            fprintf(stderr, "segx query: SQL error: %s\n", sqlite3_errmsg(db));
+            return 2;
+        }
+        if (!st) { sql = tail; continue; }  // a comment or empty statement
+        if (!sqlite3_stmt_readonly(st)) {
+            int n = (int)(tail ? tail - sql : (long)strlen(sql));
+            while (n > 0 && (sql[n - 1] == ';' || sql[n - 1] == ' ' || sql[n - 1] == '\n')) n--;
+            while (*sql == ' ' || *sql == '\n' || *sql == '\t') { sql++; n--; }
+            fprintf(stderr, "segx query: refusing statement %zu, it would write to the database: %.*s\n"
+                            "  segx query is read-only; use the sqlite3 shell on a copy to change data\n",
+                    *nstmt + 1, n > 200 ? 200 : n, sql);
+            sqlite3_finalize(st);
+            return 2;
+        }
+        if (*nstmt == cap) {
+            cap = cap ? 2 * cap : 8;
+            sqlite3_stmt **ns = realloc(*stmts, cap * sizeof *ns);
+            if (!ns) { sqlite3_finalize(st); fprintf(stderr, "segx query: out of memory\n"); return 1; }
+            *stmts = ns;
+        }
+        (*stmts)[(*nstmt)++] = st;
+        sql = tail;
+    }
+    return 0;
+}
+
+// JSON: one statement prints its array of row objects; several print one array holding each
+// statement's array, so the output is always one JSON document. 0, or 1 (said).
+static int print_all(sqlite3_stmt **stmts, size_t nstmt, TableFormat fmt)
+{
+    char err[1024];
+    int status = 0, json_outer = fmt == TABLE_JSON && nstmt > 1;
+    if (json_outer) fputs("[\n", stdout);
+    for (size_t i = 0; status == 0 && i < nstmt; i++) {
+        if (i > 0 && json_outer) fputs(",\n", stdout);
+        else if (i > 0 && fmt != TABLE_JSON && fmt != TABLE_CSV) fputc('\n', stdout);
+        if (table_print_stmt(stmts[i], fmt, stdout, err, sizeof err) < 0) {
+            fprintf(stderr, "segx query: %s\n", err);
+            status = 1;
+        }
+    }
+    if (status == 0 && json_outer) fputs("]\n", stdout);
+    return status;
+}
+
 int cmd_query(int argc, char **argv)
 {
     const char *dbflag = NULL, *format = "auto";
@@ -49,60 +104,16 @@ int cmd_query(int argc, char **argv)
         fprintf(stderr, "segx query: %s\n", err);
         return 1;
     }
-    // Every statement is prepared (and checked read-only) before any runs: a refused write in
-    // statement 3 prints nothing, and the JSON shape is known before the first row.
-    const char *sql = a.pos[0];
     sqlite3_stmt **stmts = NULL;
-    size_t nstmt = 0, cap = 0;
-    int status = 0;
-    while (sql && !is_blank(sql)) {
-        sqlite3_stmt *st = NULL;
-        const char *tail = NULL;
-        if (sqlite3_prepare_v2(db, sql, -1, &st, &tail) != SQLITE_OK) {
-            fprintf(stderr, "segx query: SQL error: %s\n", sqlite3_errmsg(db));
-            status = 2;
-            break;
-        }
-        if (!st) { sql = tail; continue; }  // a comment or empty statement
-        if (!sqlite3_stmt_readonly(st)) {
-            int n = (int)(tail ? tail - sql : (long)strlen(sql));
-            while (n > 0 && (sql[n - 1] == ';' || sql[n - 1] == ' ' || sql[n - 1] == '\n')) n--;
-            while (*sql == ' ' || *sql == '\n' || *sql == '\t') { sql++; n--; }
-            fprintf(stderr, "segx query: refusing statement %zu, it would write to the database: %.*s\n"
-                            "  segx query is read-only; use the sqlite3 shell on a copy to change data\n",
-                    nstmt + 1, n > 200 ? 200 : n, sql);
-            sqlite3_finalize(st);
-            status = 2;
-            break;
-        }
-        if (nstmt == cap) {
-            cap = cap ? 2 * cap : 8;
-            sqlite3_stmt **ns = realloc(stmts, cap * sizeof *ns);
-            if (!ns) { sqlite3_finalize(st); fprintf(stderr, "segx query: out of memory\n"); status = 1; break; }
-            stmts = ns;
-        }
-        stmts[nstmt++] = st;
-        sql = tail;
-    }
+    size_t nstmt = 0;
+    int status = prepare_all(db, a.pos[0], &stmts, &nstmt);
     // CSV has no way to say where one table ends and the next begins: one statement only.
     if (status == 0 && fmt == TABLE_CSV && nstmt > 1) {
         fprintf(stderr, "segx query: --format csv prints one table, but the SQL has %zu statements: pass one "
                         "statement per call (or --format json, which prints one result per statement)\n", nstmt);
         status = 2;
     }
-    // JSON: one statement prints its array of row objects; several print one array holding each
-    // statement's array, so the output is always one JSON document.
-    int json_outer = fmt == TABLE_JSON && nstmt > 1;
-    if (status == 0 && json_outer) fputs("[\n", stdout);
-    for (size_t i = 0; status == 0 && i < nstmt; i++) {
-        if (i > 0 && json_outer) fputs(",\n", stdout);
-        else if (i > 0 && fmt != TABLE_JSON && fmt != TABLE_CSV) fputc('\n', stdout);
-        if (table_print_stmt(stmts[i], fmt, stdout, err, sizeof err) < 0) {
-            fprintf(stderr, "segx query: %s\n", err);
-            status = 1;
-        }
-    }
-    if (status == 0 && json_outer) fputs("]\n", stdout);
+    if (status == 0) status = print_all(stmts, nstmt, fmt);
     for (size_t i = 0; i < nstmt; i++) sqlite3_finalize(stmts[i]);
     free(stmts);
     db_close(db);

@@ -7,6 +7,7 @@
 #include "orchestrator/plan.h"
 #include "orchestrator/poll_pace.h"
 #include "orchestrator/report.h"
+#include "orchestrator/util/clock.h"
 #include "orchestrator/submit.h"
 #include "db/db.h"
 #include <limits.h>
@@ -33,11 +34,9 @@ static int run_wait(sqlite3 *db, long long eid, const char *name, int interval, 
     PollPace pace;
     poll_pace_init(&pace, interval);
     for (;;) {
-        struct timespec p0, p1;
-        clock_gettime(CLOCK_MONOTONIC, &p0);
+        double p0 = mono_s();
         if (status_refresh(db, eid, c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
-        clock_gettime(CLOCK_MONOTONIC, &p1);
-        double wait = poll_pace_next(&pace, (double)(p1.tv_sec - p0.tv_sec) + (double)(p1.tv_nsec - p0.tv_nsec) * 1e-9, c->poll_failed);
+        double wait = poll_pace_next(&pace, mono_s() - p0, c->poll_failed);
         char sum[512];
         status_summary(c, sum, sizeof sum);
         if (tty) {
