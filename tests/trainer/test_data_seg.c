@@ -458,20 +458,23 @@ static void test_slide_eval(void **state) {
             for (int x = 0; x < 12; x++) ref[(k * 10 + y) * 12 + x] = win[(k * cs + y) * cs + x];
     assert_int_equal(check_close("slide small", got, ref, (size_t)K * 120, 1e-6, 1e-5), 0);
 
-    // whole: a 32x32 image is resized to 16x16, one forward, logits resized back to 32x32
+    // whole: the image at its own resolution (no test resize): one forward of the 32x32 image on a
+    // model of that size holding m's parameters and BN buffers (mmseg's whole mode)
     c.slide = 0;
     fill_sample(&t, 32, 32, 11);
     float *big = malloc(sizeof(float) * K * 32 * 32);
     assert_int_equal(seg_infer(m, &c, &t, big, &ws), 0);
-    uint8_t *r = malloc(3 * 16 * 16);
-    resize_bilinear_u8(t.img, 3, 32, 32, r, 16, 16);
-    pipeline_normalize(&norm, r, 3, 16, 16, xn);
-    window_logits(m, xn, 16, 16, 0, 0, cs, K, win);
-    float *up = malloc(sizeof(float) * K * 32 * 32);
-    ops_cpu()->upsample_bilinear_forward(1, K, 16, 16, 32, 32, up, win);
+    Model *m32 = small_unet(K, 32, 1);
+    memcpy(model_params(m32), model_params(m), sizeof(float) * model_num_params(m));
+    if (model_num_buffers(m)) memcpy(model_buffers(m32), model_buffers(m), sizeof(float) * model_num_buffers(m));
+    float *x32 = malloc(sizeof(float) * 3 * 32 * 32), *up = malloc(sizeof(float) * K * 32 * 32);
+    pipeline_normalize(&norm, t.img, 3, 32, 32, x32);
+    window_logits(m32, x32, 32, 32, 0, 0, 32, K, up);
     double *ref2 = malloc(sizeof(double) * K * 32 * 32);
     for (int i = 0; i < K * 32 * 32; i++) ref2[i] = up[i];
     assert_int_equal(check_close("whole", big, ref2, (size_t)K * 32 * 32, 1e-6, 1e-5), 0);
+    model_free(m32);
+    free(x32);
 
     // seg_eval_images: the confusion matrix counts every labelled pixel of every image once
     ConfMat cm;
@@ -497,7 +500,7 @@ static void test_slide_eval(void **state) {
     confmat_free(&cm);
     dataset_free(ds);
     model_free(m150);
-    free(r); free(up); free(ref2); free(big);
+    free(up); free(ref2); free(big);
     free(xn); free(got); free(want); free(win); free(cnt); free(ref);
     seg_eval_ws_free(&ws);
     sample_free(&s); sample_free(&t);
