@@ -1264,20 +1264,6 @@ static char *dup_col(sqlite3_stmt *s, int i)
     return t ? strdup((const char *)t) : NULL;
 }
 
-// A dir that plan or submit rendered holds job.sh (and eval.sh); a job that ran leaves more.
-static int dir_has_run_output(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *de;
-    int any = 0;
-    while (!any && (de = readdir(d)))
-        any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "job.sh") &&
-              strcmp(de->d_name, "eval.sh");
-    closedir(d);
-    return any;
-}
-
 #define PAGE 256   // rows read at a time: memory does not grow with the number of cells
 #define PAGE_SQL "256"
 
@@ -1360,7 +1346,7 @@ static int discover_attempts(Ctx *c, sqlite3_int64 exp_id)
                 char path[4400];
                 snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
                 struct stat sb;
-                if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !dir_has_run_output(path)) continue;
+                if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !runfile_dir_has_run_output(path)) continue;
                 if (nfound == capfound) {
                     size_t nc = capfound ? 2 * capfound : 64;
                     Found *nf = realloc(found, nc * sizeof *nf);

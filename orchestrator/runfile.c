@@ -1,6 +1,7 @@
 // orchestrator/runfile.c — bounded, non-blocking reads of run-dir files (see runfile.h).
 #include "orchestrator/runfile.h"
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -263,4 +264,17 @@ JobState runfile_eval_state(const char *run_dir, int *eval_code, int *train_code
     int have_train = !have_eval && runfile_read_code(run_dir, "exit_code", train_code) == 0;
     if (!have_eval) *eval_code = -1;
     return job_eval_state(have_eval, *eval_code, have_train, *train_code);
+}
+
+int runfile_dir_has_run_output(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int any = 0;
+    while (!any && (de = readdir(d)))
+        any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "job.sh") &&
+              strcmp(de->d_name, "eval.sh");
+    closedir(d);
+    return any;
 }

@@ -51,4 +51,8 @@ int runfile_read_code(const char *run_dir, const char *name, int *code);
 // afterok dependency can never be met, cancelled), else JOB_UNKNOWN.
 JobState runfile_eval_state(const char *run_dir, int *eval_code, int *train_code);
 
+// Whether run dir `dir` holds anything but what plan or submit render (job.sh, eval.sh): a job ran
+// there. 0 when it cannot be opened.
+int runfile_dir_has_run_output(const char *dir);
+
 #endif

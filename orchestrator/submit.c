@@ -10,7 +10,7 @@
 #include "orchestrator/render.h"
 #include "orchestrator/util/fileio.h"
 #include "db/db.h"
-#include <dirent.h>
+#include "orchestrator/runfile.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -492,20 +492,6 @@ static int read_cells(Submit *S)
 
 // ---- one cell -------------------------------------------------------------------------------------
 
-// A directory that plan or submit rendered holds job.sh (and eval.sh) only; a job that ran leaves more.
-static int has_run_output(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *de;
-    int any = 0;
-    while (!any && (de = readdir(d)))
-        any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "job.sh") &&
-              strcmp(de->d_name, "eval.sh");
-    closedir(d);
-    return any;
-}
-
 // Whether the cell goes now: 1 yes; 0 skipped (counted).
 static int decide(Submit *S, const Todo *t)
 {
@@ -590,7 +576,7 @@ static int submit_cell(Submit *S, const Todo *t)
         S->nsub++;
     } else if (render_missing(S, &c, attempt, run_dir, sizeof run_dir, script, sizeof script, eval_script, sizeof eval_script) < 0) {
         rc = -1;
-    } else if (has_run_output(run_dir)) {
+    } else if (runfile_dir_has_run_output(run_dir)) {
         rc = record_unrecorded_run(S, t->cid, t->key, attempt, run_dir);
     } else {
         char gpu_type[64], job_name[160], job_id[64];
