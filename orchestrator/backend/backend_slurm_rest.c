@@ -115,9 +115,9 @@ static const char *signal_name(int sig)
     return NULL;
 }
 
-json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const char *script, char *const *env)
+// the job's names, paths and free-text fields, each only when set
+static void body_strings(json_t *job, const SlurmOpts *o)
 {
-    json_t *job = json_object();
     #define STR(key, v) do { if ((v)[0]) json_object_set_new(job, key, json_string(v)); } while (0)
     STR("name", o->job_name);
     STR("partition", o->partition);
@@ -131,8 +131,12 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
     STR("standard_output", o->output);
     STR("standard_error", o->error);
     #undef STR
-    int unl = 0, minutes = o->time[0] ? slurm_time_minutes(o->time, &unl) : -1;
-    if (minutes > 0 && !unl) json_object_set_new(job, "time_limit", number(d, minutes));
+}
+
+// time limit (limit_min: 0 for none or unlimited), nodes, tasks, CPUs, memory and GPUs
+static void body_resources(json_t *job, const RestDialect *d, const SlurmOpts *o, int limit_min)
+{
+    if (limit_min) json_object_set_new(job, "time_limit", number(d, limit_min));
     if (o->nodes) {
         if (d->nodes_minmax) {
             json_object_set_new(job, "minimum_nodes", json_integer(o->nodes));
@@ -151,6 +155,11 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
         snprintf(g, sizeof g, "%s%s", strcmp(d->gres_field, "gres") ? "gres/" : "", o->gres);
         json_object_set_new(job, d->gres_field, json_string(g));
     }
+}
+
+// requeue, hold, open mode and what happens on an invalid dependency
+static void body_flags(json_t *job, const RestDialect *d, const SlurmOpts *o)
+{
     if (o->requeue >= 0) json_object_set_new(job, "requeue", json_boolean(o->requeue));
     if (o->hold) json_object_set_new(job, "hold", json_true());
     if (o->open_append >= 0) {
@@ -164,26 +173,37 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
         else
             json_object_set_new(job, "kill_on_invalid_dependency", json_boolean(o->kill_invalid_dep));
     }
-    char batch_signal[96] = "";
-    if (o->signal_num) {
-        const char *sn = signal_name(o->signal_num);
-        char sig[32];
-        if (sn) snprintf(sig, sizeof sig, "%s", sn); else snprintf(sig, sizeof sig, "%d", o->signal_num);
-        if (d->warn_flags) {
-            json_object_set_new(job, "kill_warning_signal", json_string(sig));
-            json_object_set_new(job, "kill_warning_delay", number(d, o->signal_time));
-            if (o->signal_batch_only) json_object_set_new(job, "kill_warning_flags", json_pack("[s]", "BATCH_JOB"));
-        } else if (!o->signal_batch_only) {
-            char s[64];
-            snprintf(s, sizeof s, "%s@%d", sig, o->signal_time);
-            json_object_set_new(job, "signal", json_string(s));
-        } else if (minutes > 0 && !unl) {
-            // B: (the batch shell) is refused by these versions: the job script signals itself instead,
-            // SECONDS after it starts (templates/job.sbatch.tmpl reads SEGX_BATCH_SIGNAL="SIG SECONDS")
-            snprintf(batch_signal, sizeof batch_signal, "SEGX_BATCH_SIGNAL=%s %d", sig,
-                     minutes * 60 - o->signal_time > 0 ? minutes * 60 - o->signal_time : 0);
-        }
+}
+
+// --signal as this version takes it; where it cannot reach the batch shell, the job's own
+// SEGX_BATCH_SIGNAL="SIG SECONDS" goes into batch_signal (else it stays "")
+static void body_signal(json_t *job, const RestDialect *d, const SlurmOpts *o, int limit_min, char *batch_signal,
+                        size_t cap)
+{
+    if (!o->signal_num) return;
+    const char *sn = signal_name(o->signal_num);
+    char sig[32];
+    if (sn) snprintf(sig, sizeof sig, "%s", sn); else snprintf(sig, sizeof sig, "%d", o->signal_num);
+    if (d->warn_flags) {
+        json_object_set_new(job, "kill_warning_signal", json_string(sig));
+        json_object_set_new(job, "kill_warning_delay", number(d, o->signal_time));
+        if (o->signal_batch_only) json_object_set_new(job, "kill_warning_flags", json_pack("[s]", "BATCH_JOB"));
+    } else if (!o->signal_batch_only) {
+        char s[64];
+        snprintf(s, sizeof s, "%s@%d", sig, o->signal_time);
+        json_object_set_new(job, "signal", json_string(s));
+    } else if (limit_min) {
+        // B: (the batch shell) is refused by these versions: the job script signals itself instead,
+        // SECONDS after it starts (templates/job.sbatch.tmpl reads SEGX_BATCH_SIGNAL="SIG SECONDS")
+        snprintf(batch_signal, cap, "SEGX_BATCH_SIGNAL=%s %d", sig,
+                 limit_min * 60 - o->signal_time > 0 ? limit_min * 60 - o->signal_time : 0);
     }
+}
+
+// the job's environment: env without SLURM_JWT and without an inherited SEGX_BATCH_SIGNAL, then
+// batch_signal when set; ["K=V", ...] or {"K": "V"} as the version takes it
+static json_t *body_environment(const RestDialect *d, char *const *env, char *batch_signal)
+{
     json_t *e = d->env_array ? json_array() : json_object();
     char *const extra[] = {batch_signal[0] ? batch_signal : NULL, NULL};
     char *const *envs[] = {env, extra};
@@ -200,7 +220,20 @@ json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const c
             json_object_set_new(e, k, json_string(eq + 1));
         }
     }
-    json_object_set_new(job, "environment", e);
+    return e;
+}
+
+json_t *slurm_rest_submit_body(const RestDialect *d, const SlurmOpts *o, const char *script, char *const *env)
+{
+    json_t *job = json_object();
+    body_strings(job, o);
+    int unl = 0, minutes = o->time[0] ? slurm_time_minutes(o->time, &unl) : -1;
+    int limit_min = minutes > 0 && !unl ? minutes : 0;   // 0: no limit sent
+    body_resources(job, d, o, limit_min);
+    body_flags(job, d, o);
+    char batch_signal[96] = "";
+    body_signal(job, d, o, limit_min, batch_signal, sizeof batch_signal);
+    json_object_set_new(job, "environment", body_environment(d, env, batch_signal));
     if (d->script_in_job) {
         json_object_set_new(job, "script", json_string(script));
         return json_pack("{s:o}", "job", job);
