@@ -571,23 +571,12 @@ static int token_from_scontrol(RestBackend *r, char *err, size_t errlen)
     return 0;
 }
 
-// One request. *reply gets the parsed JSON body (also for 4xx/5xx that carry one). REST_TRANSIENT:
-// worth retrying (no connection, a cut-short reply, 5xx, slurmctld unreachable behind slurmrestd).
-static int rest_call(RestBackend *r, const char *method, const char *path, const char *body, long *status,
-                     json_t **reply, char *err, size_t errlen)
+// Sets up c for one request to url (headers, body, timeouts, CA bundle); the body goes into b. Returns
+// the header list, which the caller frees after the request.
+static struct curl_slist *rest_prepare(RestBackend *r, const char *method, const char *url, const char *body, Buf *b)
 {
-    *reply = NULL;
-    *status = 0;
-    char url[1400];
-    snprintf(url, sizeof url, "%s%s", r->base_url, path);
-    const char *shown = r->sock[0] ? r->url : url;   // messages name what the user configured
-    char shown_url[1400];
-    if (r->sock[0]) { snprintf(shown_url, sizeof shown_url, "%s%s", shown, path); shown = shown_url; }
-    if (strcmp(r->token_src, "scontrol token") == 0 && r->token_exp > 0 && r->token_exp - (double)time(NULL) < 60)
-        if (token_from_scontrol(r, err, errlen)) return REST_FAIL;
     CURL *c = r->curl;
     curl_easy_reset(c);
-    Buf b = {0};
     char hu[128], ht[4200];
     struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
     if (body) h = curl_slist_append(h, "Content-Type: application/json");
@@ -602,80 +591,118 @@ static int rest_call(RestBackend *r, const char *method, const char *path, const
     if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);   // slurmrestd waits ~10 s for an absent slurmctld
     const char *ca = getenv("CURL_CA_BUNDLE");
     if (!ca || !*ca) ca = getenv("SSL_CERT_FILE");
     if (ca && *ca) curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    CURLcode cc = curl_easy_perform(c);
-    curl_slist_free_all(h);
-    int rc = REST_OK;
-    if (cc != CURLE_OK) {
-        int transient = cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SEND_ERROR ||
-                        cc == CURLE_RECV_ERROR || cc == CURLE_GOT_NOTHING || cc == CURLE_PARTIAL_FILE;
-        if (cc == CURLE_PARTIAL_FILE)
-            snprintf(err, errlen, "%s %s: the reply was cut short after %zu bytes (slurmrestd or a proxy closed the "
-                     "connection early)", method, shown, b.len);
-        else if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION)
-            snprintf(err, errlen, "%s %s: %s: name the site's CA bundle in CURL_CA_BUNDLE", method, shown, curl_easy_strerror(cc));
-        else
-            snprintf(err, errlen, "%s %s: %s%s", method, shown, curl_easy_strerror(cc),
-                     transient ? " (is slurmrestd running? check SEGX_SLURMRESTD_URL)" : "");
-        free(b.buf);
-        return transient ? REST_TRANSIENT : REST_FAIL;
+    return h;
+}
+
+// A request that got no complete HTTP reply (got: the bytes that came): REST_TRANSIENT or REST_FAIL, with why.
+static int curl_failure(CURLcode cc, const char *method, const char *shown, size_t got, char *err, size_t errlen)
+{
+    int transient = cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SEND_ERROR ||
+                    cc == CURLE_RECV_ERROR || cc == CURLE_GOT_NOTHING || cc == CURLE_PARTIAL_FILE;
+    if (cc == CURLE_PARTIAL_FILE)
+        snprintf(err, errlen, "%s %s: the reply was cut short after %zu bytes (slurmrestd or a proxy closed the "
+                 "connection early)", method, shown, got);
+    else if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION)
+        snprintf(err, errlen, "%s %s: %s: name the site's CA bundle in CURL_CA_BUNDLE", method, shown, curl_easy_strerror(cc));
+    else
+        snprintf(err, errlen, "%s %s: %s%s", method, shown, curl_easy_strerror(cc),
+                 transient ? " (is slurmrestd running? check SEGX_SLURMRESTD_URL)" : "");
+    return transient ? REST_TRANSIENT : REST_FAIL;
+}
+
+// A reply whose body is not JSON (ct: its Content-Type, je: the parse error when it had a body): not
+// slurmrestd's JSON: an HTML error or login page of a proxy, a truncated body, an empty reply.
+// REST_TRANSIENT or REST_FAIL, with why.
+static int not_json(const RestBackend *r, const char *method, const char *shown, long status, const char *ct,
+                    const Buf *b, const json_error_t *je, char *err, size_t errlen)
+{
+    char excerpt[121] = "";
+    size_t k = 0;
+    for (size_t i = 0; b->buf && i < b->len && k < sizeof excerpt - 1; i++)
+        excerpt[k++] = isprint((unsigned char)b->buf[i]) ? b->buf[i] : ' ';
+    excerpt[k] = '\0';
+    int html = (ct && strstr(ct, "html")) || (b->buf && strstr(b->buf, "<html")) || (b->buf && strstr(b->buf, "<HTML"));
+    if (html)
+        snprintf(err, errlen, "%s %s: HTTP %ld with an HTML page (\"%.80s\"), not slurmrestd's JSON: is the URL "
+                 "slurmrestd itself and not a proxy or login page? (check SEGX_SLURMRESTD_URL)", method, shown, status, excerpt);
+    else if (b->len && ct && strstr(ct, "json"))
+        snprintf(err, errlen, "%s %s: HTTP %ld with %zu bytes of broken JSON (%s at byte %d: truncated?); "
+                 "try again, and look at slurmrestd's log if it persists", method, shown, status, b->len, je->text, je->position);
+    else if (status == 401 || status == 403)
+        snprintf(err, errlen, "%s %s: HTTP %ld \"%.80s\": slurmrestd refused the credentials%s%s: get a new token "
+                 "(`scontrol token`) and export SLURM_JWT", method, shown, status, excerpt,
+                 r->token_src[0] ? " from " : "", r->token_src);
+    else if (status == 404)
+        snprintf(err, errlen, "%s %s: HTTP 404 \"%.80s\": this slurmrestd does not serve %s (it lists its API "
+                 "versions at /openapi/v3; set SEGX_SLURMRESTD_API to one of them)", method, shown, excerpt,
+                 r->d ? r->d->version : "it");
+    else
+        snprintf(err, errlen, "%s %s: HTTP %ld with %zu bytes that are not JSON (\"%.80s\")%s", method, shown, status,
+                 b->len, excerpt, b->len && !(ct && strstr(ct, "json")) ? ": check SEGX_SLURMRESTD_URL" : "");
+    return status >= 500 || (ct && strstr(ct, "json") && b->len) ? REST_TRANSIENT : REST_FAIL;
+}
+
+// A JSON reply with a status outside 2xx: REST_TRANSIENT or REST_FAIL, with slurmrestd's errors as why.
+static int error_reply(json_t *j, const char *method, const char *shown, long status, char *err, size_t errlen)
+{
+    char es[600];
+    long maxnr;
+    slurm_rest_describe_errors(j, es, sizeof es, &maxnr);
+    if (status == 401 || status == 403) {
+        snprintf(err, errlen, "%s %s: HTTP %ld: slurmrestd refused the credentials (%s): get a new token (`scontrol token`) "
+                 "and export SLURM_JWT", method, shown, status, es[0] ? es : "no details");
+        return REST_FAIL;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    snprintf(err, errlen, "%s %s: HTTP %ld: %s", method, shown, status, es[0] ? es : "no error details");
+    // Slurm's own rejections (ESLURM_*, 2000-4999) are final; -1 and the communication errors
+    // (1000-1999, 5000+) mean slurmctld was not reached: retry
+    return (status >= 500 && !(maxnr >= 2000 && maxnr < 5000)) ? REST_TRANSIENT : REST_FAIL;
+}
+
+// One request. *reply gets the parsed JSON body (also for 4xx/5xx that carry one). REST_TRANSIENT:
+// worth retrying (no connection, a cut-short reply, 5xx, slurmctld unreachable behind slurmrestd).
+static int rest_call(RestBackend *r, const char *method, const char *path, const char *body, long *status,
+                     json_t **reply, char *err, size_t errlen)
+{
+    *reply = NULL;
+    *status = 0;
+    char url[1400];
+    snprintf(url, sizeof url, "%s%s", r->base_url, path);
+    const char *shown = r->sock[0] ? r->url : url;   // messages name what the user configured
+    char shown_url[1400];
+    if (r->sock[0]) { snprintf(shown_url, sizeof shown_url, "%s%s", shown, path); shown = shown_url; }
+    if (strcmp(r->token_src, "scontrol token") == 0 && r->token_exp > 0 && r->token_exp - (double)time(NULL) < 60)
+        if (token_from_scontrol(r, err, errlen)) return REST_FAIL;
+    Buf b = {0};
+    struct curl_slist *h = rest_prepare(r, method, url, body, &b);
+    CURLcode cc = curl_easy_perform(r->curl);
+    curl_slist_free_all(h);
+    if (cc != CURLE_OK) {
+        int rc = curl_failure(cc, method, shown, b.len, err, errlen);
+        free(b.buf);
+        return rc;
+    }
+    curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, status);
     char *ct = NULL;
-    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+    curl_easy_getinfo(r->curl, CURLINFO_CONTENT_TYPE, &ct);
     json_error_t je;
     json_t *j = b.len ? json_loadb(b.buf, b.len, 0, &je) : NULL;
     if (!j) {
-        // not slurmrestd's JSON: an HTML error or login page of a proxy, a truncated body, an empty reply
-        char excerpt[121] = "";
-        size_t k = 0;
-        for (size_t i = 0; b.buf && i < b.len && k < sizeof excerpt - 1; i++)
-            excerpt[k++] = isprint((unsigned char)b.buf[i]) ? b.buf[i] : ' ';
-        excerpt[k] = '\0';
-        int html = (ct && strstr(ct, "html")) || (b.buf && strstr(b.buf, "<html")) || (b.buf && strstr(b.buf, "<HTML"));
-        if (html)
-            snprintf(err, errlen, "%s %s: HTTP %ld with an HTML page (\"%.80s\"), not slurmrestd's JSON: is the URL "
-                     "slurmrestd itself and not a proxy or login page? (check SEGX_SLURMRESTD_URL)", method, shown, *status, excerpt);
-        else if (b.len && ct && strstr(ct, "json"))
-            snprintf(err, errlen, "%s %s: HTTP %ld with %zu bytes of broken JSON (%s at byte %d: truncated?); "
-                     "try again, and look at slurmrestd's log if it persists", method, shown, *status, b.len, je.text, je.position);
-        else if (*status == 401 || *status == 403)
-            snprintf(err, errlen, "%s %s: HTTP %ld \"%.80s\": slurmrestd refused the credentials%s%s: get a new token "
-                     "(`scontrol token`) and export SLURM_JWT", method, shown, *status, excerpt,
-                     r->token_src[0] ? " from " : "", r->token_src);
-        else if (*status == 404)
-            snprintf(err, errlen, "%s %s: HTTP 404 \"%.80s\": this slurmrestd does not serve %s (it lists its API "
-                     "versions at /openapi/v3; set SEGX_SLURMRESTD_API to one of them)", method, shown, excerpt,
-                     r->d ? r->d->version : "it");
-        else
-            snprintf(err, errlen, "%s %s: HTTP %ld with %zu bytes that are not JSON (\"%.80s\")%s", method, shown, *status,
-                     b.len, excerpt, b.len && !(ct && strstr(ct, "json")) ? ": check SEGX_SLURMRESTD_URL" : "");
+        int rc = not_json(r, method, shown, *status, ct, &b, &je, err, errlen);
         free(b.buf);
-        return *status >= 500 || (ct && strstr(ct, "json") && b.len) ? REST_TRANSIENT : REST_FAIL;
+        return rc;
     }
     free(b.buf);
     *reply = j;
     if (*status >= 200 && *status < 300) return REST_OK;
-    char es[600];
-    long maxnr;
-    slurm_rest_describe_errors(j, es, sizeof es, &maxnr);
-    if (*status == 401 || *status == 403) {
-        snprintf(err, errlen, "%s %s: HTTP %ld: slurmrestd refused the credentials (%s): get a new token (`scontrol token`) "
-                 "and export SLURM_JWT", method, shown, *status, es[0] ? es : "no details");
-        rc = REST_FAIL;
-    } else {
-        snprintf(err, errlen, "%s %s: HTTP %ld: %s", method, shown, *status, es[0] ? es : "no error details");
-        // Slurm's own rejections (ESLURM_*, 2000-4999) are final; -1 and the communication errors
-        // (1000-1999, 5000+) mean slurmctld was not reached: retry
-        rc = (*status >= 500 && !(maxnr >= 2000 && maxnr < 5000)) ? REST_TRANSIENT : REST_FAIL;
-    }
-    return rc;
+    return error_reply(j, method, shown, *status, err, errlen);
 }
 
 static int rest_load_jobs(RestBackend *r, SlurmJobInfo **jobs, size_t *n, int *transient, char *err, size_t errlen)
