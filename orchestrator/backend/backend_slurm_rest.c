@@ -878,33 +878,30 @@ static void option_string(const char *options_json, const char *key, const char 
     if (!out[0] && env && getenv(env)) snprintf(out, cap, "%s", getenv(env));
 }
 
-int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, size_t errlen)
+// The local cluster's slurmrestd: slurm/local-cluster puts its socket beside etc/slurm.conf. "unix:PATH"
+// into url when that socket exists, else url is left as it is.
+static void local_socket(const char *options_json, char *url, size_t cap)
 {
-    *out = NULL;
-    static int curl_ready;
-    if (!curl_ready) { curl_global_init(CURL_GLOBAL_DEFAULT); curl_ready = 1; }
-    RestBackend *r = calloc(1, sizeof *r);
-    if (!r || !(r->curl = curl_easy_init())) { free(r); snprintf(err, errlen, "out of memory"); return -1; }
-    r->base.ops = &rest_ops;
-    r->base.impl = r;
+    char conf[1024], e[256], sock[1100];
+    if (slurm_locate_conf(options_json, conf, sizeof conf, e, sizeof e) != 0) return;
+    char *slash = strrchr(conf, '/');
+    if (slash) *slash = '\0';
+    slash = strrchr(conf, '/');
+    if (slash) *slash = '\0';
+    snprintf(sock, sizeof sock, "%s/rest/slurmrestd.socket", conf);
+    struct stat sb;
+    if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode)) snprintf(url, cap, "unix:%s", sock);
+}
+
+// Where requests go: r->url (option, $SEGX_SLURMRESTD_URL or the local socket) and from it r->base_url and
+// r->sock. 0, or -1 with err.
+static int rest_where(RestBackend *r, const char *options_json, char *err, size_t errlen)
+{
     option_string(options_json, "slurmrestd_url", "SEGX_SLURMRESTD_URL", r->url, sizeof r->url);
-    if (!r->url[0]) {
-        // the local cluster: slurm/local-cluster puts slurmrestd's socket beside etc/slurm.conf
-        char conf[1024], e[256], sock[1100];
-        if (slurm_locate_conf(options_json, conf, sizeof conf, e, sizeof e) == 0) {
-            char *slash = strrchr(conf, '/');
-            if (slash) *slash = '\0';
-            slash = strrchr(conf, '/');
-            if (slash) *slash = '\0';
-            snprintf(sock, sizeof sock, "%s/rest/slurmrestd.socket", conf);
-            struct stat sb;
-            if (stat(sock, &sb) == 0 && S_ISSOCK(sb.st_mode)) snprintf(r->url, sizeof r->url, "unix:%s", sock);
-        }
-    }
+    if (!r->url[0]) local_socket(options_json, r->url, sizeof r->url);
     if (!r->url[0]) {
         snprintf(err, errlen, "no slurmrestd to talk to: set SEGX_SLURMRESTD_URL (http://HOST:6820 or unix:/path/slurmrestd.socket), "
                  "or use --backend slurm-cli");
-        rest_close(&r->base);
         return -1;
     }
     size_t ul = strlen(r->url);
@@ -916,10 +913,16 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
         snprintf(r->base_url, sizeof r->base_url, "%s", r->url);
     } else {
         snprintf(err, errlen, "slurmrestd URL '%s' is not http://HOST:PORT, https://HOST:PORT or unix:/PATH", r->url);
-        rest_close(&r->base);
         return -1;
     }
-    // credentials
+    return 0;
+}
+
+// The token and user: $SLURM_JWT, else this process's earlier `scontrol token` while still good, else a
+// new one (none on a unix socket is fine); the user, when no token names one, from $SLURM_USER_NAME or
+// the login name. 0, or -1 with err.
+static int rest_credentials(RestBackend *r, char *err, size_t errlen)
+{
     const char *jwt = getenv("SLURM_JWT");
     if (jwt && *jwt) {
         snprintf(r->token, sizeof r->token, "%s", jwt);
@@ -932,7 +935,6 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
             snprintf(err, errlen, "the token in SLURM_JWT expired at %s: get a new one (`scontrol token lifespan=SECONDS`, "
                      "or from your site) and export SLURM_JWT", when);
-            rest_close(&r->base);
             return -1;
         }
     } else if (strcmp(reopen.url, r->url) == 0 && reopen.token[0] && reopen.token_exp - (double)time(NULL) > 120) {
@@ -944,7 +946,6 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
         char e[600];
         if (token_from_scontrol(r, e, sizeof e) && !r->sock[0]) {
             snprintf(err, errlen, "no token for slurmrestd at %s: SLURM_JWT is not set and %s; export SLURM_JWT=<token>", r->url, e);
-            rest_close(&r->base);
             return -1;
         }
     }
@@ -953,65 +954,101 @@ int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, 
         struct passwd *pw = getpwuid(getuid());
         snprintf(r->user, sizeof r->user, "%s", u && *u ? u : pw ? pw->pw_name : "");
     }
-    double rs = slurm_option_number(options_json, "submit_retry_s", -1);
-    if (rs < 0) { const char *e = getenv("SEGX_SLURMRESTD_RETRY_S"); rs = e && *e ? atof(e) : 60; }
-    r->retry_s = rs;
-    r->throttle.max = slurm_max_submitted(options_json);
-    // the API version: asked for, or the newest both sides speak
+    return 0;
+}
+
+// The API version into r->d: asked for, else what an earlier open learnt, else the newest both sides
+// speak (GET /openapi/v3). 0, or -1 with err.
+static int rest_version(RestBackend *r, const char *options_json, char *err, size_t errlen)
+{
     char ver[32], e[1024];
     option_string(options_json, "api_version", "SEGX_SLURMRESTD_API", ver, sizeof ver);
-    long status;
-    json_t *j = NULL;
     if (ver[0]) {
         if (!(r->d = slurm_rest_dialect(ver))) {
             snprintf(err, errlen, "API version '%s' (SEGX_SLURMRESTD_API): segx speaks v0.0.37 to v0.0.41", ver);
-            rest_close(&r->base);
             return -1;
         }
-    } else if (strcmp(reopen.url, r->url) == 0 && reopen.d) {
+        return 0;
+    }
+    if (strcmp(reopen.url, r->url) == 0 && reopen.d) {
         r->d = reopen.d;
-    } else {
-        if (rest_call(r, "GET", "/openapi/v3", NULL, &status, &j, e, sizeof e) != REST_OK) {
-            snprintf(err, errlen, "cannot ask slurmrestd for its API versions: %s", e);
-            json_decref(j);
-            rest_close(&r->base);
-            return -1;
-        }
-        r->d = slurm_rest_pick_version(j, e, sizeof e);
-        json_decref(j);
-        if (!r->d) {
-            snprintf(err, errlen, "slurmrestd at %s speaks no API version segx knows: %s; use --backend slurm-cli, or "
-                     "a segx that knows this Slurm release", r->url, e);
-            rest_close(&r->base);
-            return -1;
-        }
+        return 0;
     }
-    // one ping: the token and slurmctld, before anything is submitted (not again within a minute)
-    char path[64];
-    snprintf(path, sizeof path, "/slurm/%s/ping", r->d->version);
-    int same = strcmp(reopen.url, r->url) == 0 && reopen.d == r->d && strcmp(reopen.token, r->token) == 0;
-    int pr = REST_OK;
-    if (!same || mono_s() - reopen.ping_at > 60) {
-        pr = rest_call(r, "GET", path, NULL, &status, &j, e, sizeof e);
+    long status;
+    json_t *j = NULL;
+    if (rest_call(r, "GET", "/openapi/v3", NULL, &status, &j, e, sizeof e) != REST_OK) {
+        snprintf(err, errlen, "cannot ask slurmrestd for its API versions: %s", e);
         json_decref(j);
-        if (pr == REST_OK) reopen.ping_at = mono_s();
-    }
-    if (pr != REST_OK) {
-        if (status >= 500)
-            snprintf(err, errlen, "%s — slurmrestd could not reach slurmctld as user '%s': the token%s%s is wrong or expired "
-                     "(get one: `scontrol token`, export SLURM_JWT=...), or slurmctld is down (slurmrestd's log says which)",
-                     e, r->user, r->token_src[0] ? " from " : "", r->token_src);
-        else
-            snprintf(err, errlen, "%s", e);
-        rest_close(&r->base);
         return -1;
     }
+    r->d = slurm_rest_pick_version(j, e, sizeof e);
+    json_decref(j);
+    if (!r->d) {
+        snprintf(err, errlen, "slurmrestd at %s speaks no API version segx knows: %s; use --backend slurm-cli, or "
+                 "a segx that knows this Slurm release", r->url, e);
+        return -1;
+    }
+    return 0;
+}
+
+// One ping: the token and slurmctld, before anything is submitted (not again within a minute for the
+// same URL, version and token). 0, or -1 with err.
+static int rest_ping(RestBackend *r, char *err, size_t errlen)
+{
+    char path[64], e[1024];
+    snprintf(path, sizeof path, "/slurm/%s/ping", r->d->version);
+    int same = strcmp(reopen.url, r->url) == 0 && reopen.d == r->d && strcmp(reopen.token, r->token) == 0;
+    if (same && mono_s() - reopen.ping_at <= 60) return 0;
+    long status;
+    json_t *j = NULL;
+    int pr = rest_call(r, "GET", path, NULL, &status, &j, e, sizeof e);
+    json_decref(j);
+    if (pr == REST_OK) {
+        reopen.ping_at = mono_s();
+        return 0;
+    }
+    if (status >= 500)
+        snprintf(err, errlen, "%s — slurmrestd could not reach slurmctld as user '%s': the token%s%s is wrong or expired "
+                 "(get one: `scontrol token`, export SLURM_JWT=...), or slurmctld is down (slurmrestd's log says which)",
+                 e, r->user, r->token_src[0] ? " from " : "", r->token_src);
+    else
+        snprintf(err, errlen, "%s", e);
+    return -1;
+}
+
+// what the next open in this process may reuse (see reopen)
+static void remember(const RestBackend *r)
+{
     snprintf(reopen.url, sizeof reopen.url, "%s", r->url);
     reopen.d = r->d;
     snprintf(reopen.token, sizeof reopen.token, "%s", r->token);
     snprintf(reopen.token_src, sizeof reopen.token_src, "%s", r->token_src);
     snprintf(reopen.user, sizeof reopen.user, "%s", r->user);
     reopen.token_exp = r->token_exp;
+}
+
+int backend_slurm_rest_open(const char *options_json, Backend **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    static int curl_ready;
+    if (!curl_ready) { curl_global_init(CURL_GLOBAL_DEFAULT); curl_ready = 1; }
+    RestBackend *r = calloc(1, sizeof *r);
+    if (!r || !(r->curl = curl_easy_init())) { free(r); snprintf(err, errlen, "out of memory"); return -1; }
+    r->base.ops = &rest_ops;
+    r->base.impl = r;
+    if (rest_where(r, options_json, err, errlen) || rest_credentials(r, err, errlen)) {
+        rest_close(&r->base);
+        return -1;
+    }
+    double rs = slurm_option_number(options_json, "submit_retry_s", -1);
+    if (rs < 0) { const char *e = getenv("SEGX_SLURMRESTD_RETRY_S"); rs = e && *e ? atof(e) : 60; }
+    r->retry_s = rs;
+    r->throttle.max = slurm_max_submitted(options_json);
+    if (rest_version(r, options_json, err, errlen) || rest_ping(r, err, errlen)) {
+        rest_close(&r->base);
+        return -1;
+    }
+    remember(r);
     *out = &r->base;
     return 0;
 }
