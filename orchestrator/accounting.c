@@ -237,6 +237,123 @@ static int fetch_page(Row *rows, size_t n, Backend **rest, char *why, size_t why
     return 0;
 }
 
+// The paged SELECT of the ended attempts of the Slurm backends without an accounting row into *st (?1:
+// experiment or 0, ?2: after this attempt id) and, without its ORDER BY and LIMIT, into sel (to count
+// those left). 0, or -1 on a database error.
+static int page_query(sqlite3 *db, char *sel, size_t cap, sqlite3_stmt **st)
+{
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slurm_accounting'", -1, st, NULL) != SQLITE_OK)
+        return -1;
+    int have = sqlite3_step(*st) == SQLITE_ROW && sqlite3_column_int(*st, 0) > 0;
+    sqlite3_finalize(*st);
+    *st = NULL;
+    const char *sel_new =
+        "SELECT a.id, a.job_id, a.backend = 'slurm-rest' FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 = 0 OR c.experiment_id = ?1) "
+        "AND a.backend IN ('slurm', 'slurm-cli', 'slurm-rest') AND a.job_id IS NOT NULL "
+        "AND a.state NOT IN " JOB_SQL_UNSETTLED " AND a.id > ?2";
+    char sql[900];
+    snprintf(sel, cap, "%s%s", sel_new, have ? " AND a.id NOT IN (SELECT attempt_id FROM slurm_accounting)" : "");
+    snprintf(sql, sizeof sql, "%s ORDER BY a.id LIMIT %d", sel, ACCT_PAGE);
+    return sqlite3_prepare_v2(db, sql, -1, st, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+// The next page after attempt *last (moved on) into rows, those with a job id sacct takes; *seen: the
+// attempts the page held (0: none left). Returns how many went into rows.
+static size_t read_page(sqlite3_stmt *st, long long eid, long long *last, Row *rows, size_t *seen)
+{
+    sqlite3_bind_int64(st, 1, eid);
+    sqlite3_bind_int64(st, 2, *last);
+    size_t n = 0;
+    *seen = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        (*seen)++;
+        *last = sqlite3_column_int64(st, 0);
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        if (!id || !job_id_ok(id)) continue;
+        memset(&rows[n], 0, sizeof rows[n]);
+        rows[n].attempt_id = *last;
+        rows[n].max_rss = rows[n].gpu_util = rows[n].gpu_mem = -1;
+        snprintf(rows[n].job_id, sizeof rows[n].job_id, "%s", id);
+        rows[n].rest = sqlite3_column_int(st, 2);
+        n++;
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+// The note when a page's accounting could not be fetched: how many attempts are left without it (the
+// page's n from first_id on, and the ones after it) and why.
+static void note_unfetched(sqlite3 *db, const char *sel, long long eid, long long first_id, size_t n, const char *why,
+                           FILE *note)
+{
+    sqlite3_stmt *cnt = NULL;
+    long long left = (long long)n;
+    char csql[1000];
+    snprintf(csql, sizeof csql, "SELECT count(*) FROM (%s)", sel);
+    if (sqlite3_prepare_v2(db, csql, -1, &cnt, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(cnt, 1, eid);
+        sqlite3_bind_int64(cnt, 2, first_id - 1);
+        if (sqlite3_step(cnt) == SQLITE_ROW) left = sqlite3_column_int64(cnt, 0);
+    }
+    sqlite3_finalize(cnt);
+    if (note) fprintf(note, "segx: accounting not imported for %lld Slurm attempt%s (%s): `segx report queue/usage` "
+                      "need slurmdbd (slurm/local-cluster start --accounting); everything else is unaffected\n",
+                      left, left == 1 ? "" : "s", why);
+}
+
+// r's values into the INSERT's parameters (NULL for what sacct did not say)
+static void bind_row(sqlite3_stmt *ins, const Row *r, double now)
+{
+    #define REAL_OR_NULL(k, v) do { if ((v) >= 0) sqlite3_bind_double(ins, k, v); else sqlite3_bind_null(ins, k); } while (0)
+    sqlite3_bind_int64(ins, 1, r->attempt_id);
+    sqlite3_bind_text(ins, 2, r->job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 3, r->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int(ins, 4, r->exit_code);
+    sqlite3_bind_double(ins, 5, r->elapsed);
+    REAL_OR_NULL(6, r->total_cpu);
+    REAL_OR_NULL(7, r->max_rss);
+    REAL_OR_NULL(8, r->req_mem);
+    sqlite3_bind_int(ins, 9, r->alloc_cpus);
+    sqlite3_bind_int(ins, 10, r->alloc_gpus);
+    sqlite3_bind_text(ins, 11, r->alloc_tres, -1, SQLITE_STATIC);
+    if (r->tres_usage[0]) sqlite3_bind_text(ins, 12, r->tres_usage, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 12);
+    REAL_OR_NULL(13, r->gpu_util);
+    REAL_OR_NULL(14, r->gpu_mem);
+    sqlite3_bind_text(ins, 15, r->nodes, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 16, r->partition, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 17, r->qos, -1, SQLITE_STATIC);
+    sqlite3_bind_double(ins, 18, r->submit);
+    sqlite3_bind_double(ins, 19, r->eligible);
+    sqlite3_bind_double(ins, 20, r->start);
+    sqlite3_bind_double(ins, 21, r->end);
+    sqlite3_bind_double(ins, 22, now);
+    #undef REAL_OR_NULL
+}
+
+// The page's rows that slurmdbd knows, in one short write transaction; the table and *ins are made on
+// first use. Adds the rows stored to *imported. 0, or -1 on a database error.
+static int store_page(sqlite3 *db, sqlite3_stmt **ins, const Row *rows, size_t n, int *imported)
+{
+    if (!*ins && (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
+                  sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO slurm_accounting VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                                         "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)", -1, ins, NULL) != SQLITE_OK))
+        return -1;
+    double now = (double)time(NULL);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!rows[i].found) continue;   // slurmdbd has not heard of it (yet)
+        bind_row(*ins, &rows[i], now);
+        if (sqlite3_step(*ins) == SQLITE_DONE) (*imported)++;
+        sqlite3_reset(*ins);
+        sqlite3_clear_bindings(*ins);
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 // Ended attempts of the Slurm backends without an accounting row, a page of ACCT_PAGE at a time
 // (by attempt id): one sacct call and one short write transaction per page, so memory does not
 // grow with the number of attempts (a Row is ~2.3 KB: 100,000 attempts held at once were 230 MB).
@@ -245,102 +362,23 @@ int accounting_import(sqlite3 *db, long long eid, FILE *note)
     sqlite3_stmt *st = NULL, *ins = NULL;
     Row *rows = NULL;
     Backend *rest = NULL;   // slurm-rest, opened for the first page that needs it
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'slurm_accounting'", -1, &st, NULL) != SQLITE_OK)
-        goto sqlfail;
-    int have = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
-    sqlite3_finalize(st);
-    st = NULL;
-    const char *sel_new =
-        "SELECT a.id, a.job_id, a.backend = 'slurm-rest' FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 = 0 OR c.experiment_id = ?1) "
-        "AND a.backend IN ('slurm', 'slurm-cli', 'slurm-rest') AND a.job_id IS NOT NULL "
-        "AND a.state NOT IN " JOB_SQL_UNSETTLED " AND a.id > ?2";
-    char sel[800], sql[900];
-    snprintf(sel, sizeof sel, "%s%s", sel_new, have ? " AND a.id NOT IN (SELECT attempt_id FROM slurm_accounting)" : "");
-    snprintf(sql, sizeof sql, "%s ORDER BY a.id LIMIT %d", sel, ACCT_PAGE);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) goto sqlfail;
+    char sel[800];
+    if (page_query(db, sel, sizeof sel, &st) < 0) goto sqlfail;
     rows = malloc(ACCT_PAGE * sizeof *rows);
     if (!rows) { sqlite3_finalize(st); if (note) fprintf(note, "segx: accounting: out of memory\n"); return -1; }
     int imported = 0;
     long long last = 0;
     for (;;) {
-        sqlite3_bind_int64(st, 1, eid);
-        sqlite3_bind_int64(st, 2, last);
-        size_t n = 0, seen = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            seen++;
-            last = sqlite3_column_int64(st, 0);
-            const char *id = (const char *)sqlite3_column_text(st, 1);
-            if (!id || !job_id_ok(id)) continue;
-            memset(&rows[n], 0, sizeof rows[n]);
-            rows[n].attempt_id = last;
-            rows[n].max_rss = rows[n].gpu_util = rows[n].gpu_mem = -1;
-            snprintf(rows[n].job_id, sizeof rows[n].job_id, "%s", id);
-            rows[n].rest = sqlite3_column_int(st, 2);
-            n++;
-        }
-        sqlite3_reset(st);
+        size_t seen, n = read_page(st, eid, &last, rows, &seen);
         if (seen == 0) break;
         if (n == 0) continue;
         char why[600];
         long long first_id = rows[0].attempt_id;   // fetch_page reorders the page
         if (fetch_page(rows, n, &rest, why, sizeof why) < 0) {
-            // how many are left without accounting (this page and the ones after it)
-            sqlite3_stmt *cnt = NULL;
-            long long left = (long long)n;
-            char csql[1000];
-            snprintf(csql, sizeof csql, "SELECT count(*) FROM (%s)", sel);
-            if (sqlite3_prepare_v2(db, csql, -1, &cnt, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(cnt, 1, eid);
-                sqlite3_bind_int64(cnt, 2, first_id - 1);
-                if (sqlite3_step(cnt) == SQLITE_ROW) left = sqlite3_column_int64(cnt, 0);
-            }
-            sqlite3_finalize(cnt);
-            if (note) fprintf(note, "segx: accounting not imported for %lld Slurm attempt%s (%s): `segx report queue/usage` "
-                              "need slurmdbd (slurm/local-cluster start --accounting); everything else is unaffected\n",
-                              left, left == 1 ? "" : "s", why);
+            note_unfetched(db, sel, eid, first_id, n, why, note);
             break;
         }
-        if (!ins && (sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK ||
-                     sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO slurm_accounting VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                                            "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)", -1, &ins, NULL) != SQLITE_OK))
-            goto sqlfail;
-        double now = (double)time(NULL);
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) goto sqlfail;
-        for (size_t i = 0; i < n; i++) {
-            Row *r = &rows[i];
-            if (!r->found) continue;   // slurmdbd has not heard of it (yet)
-            #define REAL_OR_NULL(k, v) do { if ((v) >= 0) sqlite3_bind_double(ins, k, v); else sqlite3_bind_null(ins, k); } while (0)
-            sqlite3_bind_int64(ins, 1, r->attempt_id);
-            sqlite3_bind_text(ins, 2, r->job_id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(ins, 3, r->state, -1, SQLITE_STATIC);
-            sqlite3_bind_int(ins, 4, r->exit_code);
-            sqlite3_bind_double(ins, 5, r->elapsed);
-            REAL_OR_NULL(6, r->total_cpu);
-            REAL_OR_NULL(7, r->max_rss);
-            REAL_OR_NULL(8, r->req_mem);
-            sqlite3_bind_int(ins, 9, r->alloc_cpus);
-            sqlite3_bind_int(ins, 10, r->alloc_gpus);
-            sqlite3_bind_text(ins, 11, r->alloc_tres, -1, SQLITE_STATIC);
-            if (r->tres_usage[0]) sqlite3_bind_text(ins, 12, r->tres_usage, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 12);
-            REAL_OR_NULL(13, r->gpu_util);
-            REAL_OR_NULL(14, r->gpu_mem);
-            sqlite3_bind_text(ins, 15, r->nodes, -1, SQLITE_STATIC);
-            sqlite3_bind_text(ins, 16, r->partition, -1, SQLITE_STATIC);
-            sqlite3_bind_text(ins, 17, r->qos, -1, SQLITE_STATIC);
-            sqlite3_bind_double(ins, 18, r->submit);
-            sqlite3_bind_double(ins, 19, r->eligible);
-            sqlite3_bind_double(ins, 20, r->start);
-            sqlite3_bind_double(ins, 21, r->end);
-            sqlite3_bind_double(ins, 22, now);
-            #undef REAL_OR_NULL
-            if (sqlite3_step(ins) == SQLITE_DONE) imported++;
-            sqlite3_reset(ins);
-            sqlite3_clear_bindings(ins);
-        }
-        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            goto sqlfail;
-        }
+        if (store_page(db, &ins, rows, n, &imported) < 0) goto sqlfail;
     }
     sqlite3_finalize(st);
     sqlite3_finalize(ins);
