@@ -21,11 +21,6 @@
 
 // ---- small helpers -----------------------------------------------------------------------
 
-const char *collect_state_from_exit(int exit_code)
-{
-    return job_state_name(job_state_from_exit(exit_code));
-}
-
 // States the backend has not settled: collect may set them from the run dir's exit_code.
 static int state_is_open(const char *s) { return !s || job_state_name_in(s, JOB_SET_OPEN); }
 
@@ -1148,7 +1143,7 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     const char *state = a->state;
     int has_exit = a->has_exit, exit_code = a->exit_code;
     if (have) { has_exit = 1; exit_code = code; }
-    if (have && state_is_open(state)) state = collect_state_from_exit(code);
+    if (have && state_is_open(state)) state = job_state_name(job_state_from_exit(code));
     char *reason = NULL;
     if (state_is_failure(state) && (!a->reason || !*a->reason)) {
         char path[4096];

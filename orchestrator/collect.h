@@ -1,5 +1,5 @@
 // orchestrator/collect.h — ingest run dirs into the results DB (segx collect). defines:
-// CollectOptions, CollectStats, collect_run, collect_forget_invented, collect_state_from_exit.
+// CollectOptions, CollectStats, collect_run, collect_forget_invented.
 // Contract:
 //  * For each attempt of the experiment(s) (attempts.run_dir), and each attempt-<n>/ dir with a
 //    run's output found under the dir (runs/<experiment>/<cell-key>/) of a cell submitted at least
@@ -64,8 +64,5 @@ int collect_run(sqlite3 *db, const char *experiment, const CollectOptions *opts,
 // (no write lock is taken when there is nothing to remove); else the caller's transaction.
 // Returns the number of rows removed, or -1 with err.
 int collect_forget_invented(sqlite3 *db, long long experiment_id, int own_transaction, char *err, size_t errlen);
-
-// The state for an exit code when the backend no longer knows the job.
-const char *collect_state_from_exit(int exit_code);
 
 #endif

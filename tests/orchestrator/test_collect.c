@@ -14,6 +14,7 @@
 #include "db/db.h"
 #include "tests/orchestrator/sql_helpers.h"
 #include "orchestrator/collect.h"
+#include "orchestrator/backend/jobstate.h"
 #include "orchestrator/runfile.h"
 #include <jansson.h>
 
@@ -412,9 +413,10 @@ static void test_unknown_experiment(void **state)
     char err[512];
     assert_int_equal(collect_run(fx->db, "nope", NULL, NULL, err, sizeof err), -2);
     assert_non_null(strstr(err, "'nope'"));
-    assert_string_equal(collect_state_from_exit(0), "completed");
-    assert_string_equal(collect_state_from_exit(99), "preempted");
-    assert_string_equal(collect_state_from_exit(1), "failed");
+    // the state collect gives an attempt from its run dir's exit code: the job-state table's
+    assert_string_equal(job_state_name(job_state_from_exit(0)), "completed");
+    assert_string_equal(job_state_name(job_state_from_exit(99)), "preempted");
+    assert_string_equal(job_state_name(job_state_from_exit(1)), "failed");
 }
 
 // ---- the in-place scanner against jansson ---------------------------------------------------
