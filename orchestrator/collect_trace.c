@@ -89,8 +89,16 @@ static int unchanged(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path
 
 enum { PH_DATA, PH_FORWARD, PH_BACKWARD, PH_COMM, PH_OPTIMIZER, PH_EVAL, PH_OTHER, PH_COUNT };
 
-// Reads one rank's trace and replaces its rows. 0 (also for a malformed file: warned), -1 DB error.
-static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb, double now)
+// One rank's sums: seconds per phase, forward passes counted as steps, and per op its calls and seconds.
+typedef struct {
+    double ph[PH_COUNT], ops_s;
+    long steps;
+    json_t *ops;   // name -> [calls, seconds]
+} RankSums;
+
+// The trace at path parsed, or NULL (read error or malformed file: warned, the stored rows stay).
+// *events is its event array, owned by the returned root.
+static json_t *load_trace(Tc *t, const char *path, json_t **events)
 {
     // Read like every other run file (runfile.h): a FIFO or device is refused without waiting on
     // it, and a file over RUNFILE_MAX_TRACE is not loaded; either is a warning, the rows stay.
@@ -99,7 +107,7 @@ static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *pat
     int rr = runfile_read(path, RUNFILE_MAX_TRACE, &text, &len, rerr, sizeof rerr);
     if (rr != 0) {
         if (rr < 0) warnf(t, "%s; the stored trace rows are kept", rerr);
-        return 0;
+        return NULL;
     }
     json_error_t je;
     json_t *root = json_loadb(text, len, 0, &je);
@@ -109,11 +117,15 @@ static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *pat
         warnf(t, "%s:%d:%d: not a Chrome trace (%s); skipped", path, je.line, je.column,
               root ? "no traceEvents array" : je.text);
         json_decref(root);
-        return 0;
+        return NULL;
     }
-    double ph[PH_COUNT] = {0}, ops_s = 0;
-    long steps = 0;
-    json_t *ops = json_object();   // name -> [calls, seconds]
+    *events = ev;
+    return root;
+}
+
+// Adds the complete ("X") events of ev to sums: the "op" category per op name, the rest per phase.
+static void sum_events(json_t *ev, RankSums *sums)
+{
     size_t i;
     json_t *e;
     json_array_foreach(ev, i, e) {
@@ -124,21 +136,25 @@ static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *pat
         if (!type || strcmp(type, "X") || !name || !json_is_number(dur)) continue;
         double s = json_number_value(dur) * 1e-6;   // Chrome traces count microseconds
         if (cat && !strcmp(cat, "op")) {
-            json_t *o = json_object_get(ops, name);
-            if (!o) json_object_set_new(ops, name, o = json_pack("[i,f]", 0, 0.0));
+            json_t *o = json_object_get(sums->ops, name);
+            if (!o) json_object_set_new(sums->ops, name, o = json_pack("[i,f]", 0, 0.0));
             json_array_set_new(o, 0, json_integer(json_integer_value(json_array_get(o, 0)) + 1));
             json_array_set_new(o, 1, json_real(json_real_value(json_array_get(o, 1)) + s));
-            ops_s += s;
+            sums->ops_s += s;
             continue;
         }
         int k = !strcmp(name, "data_wait") || !strcmp(name, "data") ? PH_DATA
               : !strcmp(name, "forward") ? PH_FORWARD : !strcmp(name, "backward") ? PH_BACKWARD
               : !strcmp(name, "comm") ? PH_COMM : !strcmp(name, "optimizer") ? PH_OPTIMIZER
               : !strcmp(name, "eval") ? PH_EVAL : PH_OTHER;
-        ph[k] += s;
-        steps += k == PH_FORWARD;
+        sums->ph[k] += s;
+        sums->steps += k == PH_FORWARD;
     }
-    json_decref(root);
+}
+
+// Deletes the rank's trace_ops rows (the new ones replace them). 0, or -1 DB error.
+static int delete_rank_ops(Tc *t, sqlite3_int64 attempt_id, int rank)
+{
     int rc = 0;
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(t->db, "DELETE FROM trace_ops WHERE attempt_id = ?1 AND rank = ?2", -1, &s, NULL) != SQLITE_OK)
@@ -149,46 +165,73 @@ static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *pat
         if (sqlite3_step(s) != SQLITE_DONE) rc = sql_fail(t, "writing trace_ops");
     }
     sqlite3_finalize(s);
-    if (rc == 0 && sqlite3_prepare_v2(t->db,
+    return rc;
+}
+
+// Upserts the rank's traces row: its phase sums and the file's size and mtime. 0, or -1 DB error.
+static int upsert_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb,
+                       const RankSums *sums, double now)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(t->db,
             "INSERT INTO traces (attempt_id, rank, path, steps, data_s, forward_s, backward_s, comm_s, optimizer_s,"
             " eval_s, other_s, ops_s, size, mtime, collected_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
             " ON CONFLICT (attempt_id, rank) DO UPDATE SET path=excluded.path, steps=excluded.steps,"
             " data_s=excluded.data_s, forward_s=excluded.forward_s, backward_s=excluded.backward_s, comm_s=excluded.comm_s,"
             " optimizer_s=excluded.optimizer_s, eval_s=excluded.eval_s, other_s=excluded.other_s, ops_s=excluded.ops_s,"
             " size=excluded.size, mtime=excluded.mtime, collected_at=excluded.collected_at", -1, &s, NULL) != SQLITE_OK)
-        rc = sql_fail(t, "writing traces");
-    if (rc == 0) {
+        return sql_fail(t, "writing traces");
+    sqlite3_bind_int64(s, 1, attempt_id);
+    sqlite3_bind_int(s, 2, rank);
+    sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, sums->steps);
+    for (int k = 0; k < PH_COUNT; k++) sqlite3_bind_double(s, 5 + k, sums->ph[k]);
+    sqlite3_bind_double(s, 12, sums->ops_s);
+    sqlite3_bind_int64(s, 13, (sqlite3_int64)sb->st_size);
+    sqlite3_bind_double(s, 14, (double)sb->st_mtim.tv_sec + sb->st_mtim.tv_nsec * 1e-9);
+    sqlite3_bind_double(s, 15, now);
+    int rc = sqlite3_step(s) != SQLITE_DONE ? sql_fail(t, "writing traces") : 0;
+    sqlite3_finalize(s);
+    return rc;
+}
+
+// Inserts one trace_ops row per op of ops (name -> [calls, seconds]). 0, or -1 DB error.
+static int insert_rank_ops(Tc *t, sqlite3_int64 attempt_id, int rank, json_t *ops)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(t->db, "INSERT INTO trace_ops (attempt_id, rank, op, calls, total_s) VALUES (?1,?2,?3,?4,?5)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return sql_fail(t, "writing trace_ops");
+    int rc = 0;
+    const char *k;
+    json_t *o;
+    json_object_foreach(ops, k, o) {
         sqlite3_bind_int64(s, 1, attempt_id);
         sqlite3_bind_int(s, 2, rank);
-        sqlite3_bind_text(s, 3, path, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 4, steps);
-        for (int k = 0; k < PH_COUNT; k++) sqlite3_bind_double(s, 5 + k, ph[k]);
-        sqlite3_bind_double(s, 12, ops_s);
-        sqlite3_bind_int64(s, 13, (sqlite3_int64)sb->st_size);
-        sqlite3_bind_double(s, 14, (double)sb->st_mtim.tv_sec + sb->st_mtim.tv_nsec * 1e-9);
-        sqlite3_bind_double(s, 15, now);
-        if (sqlite3_step(s) != SQLITE_DONE) rc = sql_fail(t, "writing traces");
-        sqlite3_finalize(s);
+        sqlite3_bind_text(s, 3, k, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 4, json_integer_value(json_array_get(o, 0)));
+        sqlite3_bind_double(s, 5, json_real_value(json_array_get(o, 1)));
+        int r = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (r != SQLITE_DONE) { rc = sql_fail(t, "writing trace_ops"); break; }
     }
-    if (rc == 0 && sqlite3_prepare_v2(t->db, "INSERT INTO trace_ops (attempt_id, rank, op, calls, total_s) VALUES (?1,?2,?3,?4,?5)",
-                                      -1, &s, NULL) != SQLITE_OK)
-        rc = sql_fail(t, "writing trace_ops");
-    if (rc == 0) {
-        const char *k;
-        json_t *o;
-        json_object_foreach(ops, k, o) {
-            sqlite3_bind_int64(s, 1, attempt_id);
-            sqlite3_bind_int(s, 2, rank);
-            sqlite3_bind_text(s, 3, k, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(s, 4, json_integer_value(json_array_get(o, 0)));
-            sqlite3_bind_double(s, 5, json_real_value(json_array_get(o, 1)));
-            int r = sqlite3_step(s);
-            sqlite3_reset(s);
-            if (r != SQLITE_DONE) { rc = sql_fail(t, "writing trace_ops"); break; }
-        }
-        sqlite3_finalize(s);
-    }
-    json_decref(ops);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+// Reads one rank's trace and replaces its rows. 0 (also for a malformed file: warned), -1 DB error.
+static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *path, const struct stat *sb, double now)
+{
+    json_t *ev;
+    json_t *root = load_trace(t, path, &ev);
+    if (!root) return 0;
+    RankSums sums = {.ops = json_object()};
+    sum_events(ev, &sums);
+    json_decref(root);
+    int rc = delete_rank_ops(t, attempt_id, rank);
+    if (rc == 0) rc = upsert_rank(t, attempt_id, rank, path, sb, &sums, now);
+    if (rc == 0) rc = insert_rank_ops(t, attempt_id, rank, sums.ops);
+    json_decref(sums.ops);
     return rc;
 }
 
