@@ -1083,61 +1083,102 @@ static int attempt_has_rows(Ctx *c, sqlite3_int64 id)
     return has;
 }
 
-static int collect_attempt(Ctx *c, const AttemptRow *a)
+// 1 when attempt a's run dir is there; else warns (a scratch purge or an unmounted file system:
+// nothing to read, and nothing stored goes) and returns 0.
+static int run_dir_present(Ctx *c, const AttemptRow *a)
 {
-    c->st->attempts_seen++;
     struct stat sb;
     struct Pre *pre = c->pre;
     int st_rc = pre ? pre->st_rc : stat(a->run_dir, &sb);
     int st_errno = pre ? pre->st_errno : errno;
-    if (pre ? !pre->is_dir : st_rc != 0 || !S_ISDIR(sb.st_mode)) {
-        // A scratch purge or an unmounted file system: nothing to read, and nothing stored goes.
-        const char *why = st_rc == 0 ? "is not a directory" : st_errno == ENOENT || st_errno == ENOTDIR ? "not found" : strerror(st_errno);
-        warnf(c, "%s: run dir %s (moved away or purged?); keeping what the DB holds for this attempt", a->run_dir, why);
-        c->st->attempts_missing++;
-        return 0;
-    }
+    if (pre ? pre->is_dir : st_rc == 0 && S_ISDIR(sb.st_mode)) return 1;
+    const char *why = st_rc == 0 ? "is not a directory" : st_errno == ENOENT || st_errno == ENOTDIR ? "not found" : strerror(st_errno);
+    warnf(c, "%s: run dir %s (moved away or purged?); keeping what the DB holds for this attempt", a->run_dir, why);
+    c->st->attempts_missing++;
+    return 0;
+}
+
+// For files read before this transaction: 0 when the attempt has gone since (nothing is written
+// for it), or another collect ingested it (its fingerprint moved on: the attempt is left to that
+// collect's rows, only --force reads it again, with *changed cleared); else 1.
+static int pre_still_current(Ctx *c, const AttemptRow *a, int *changed)
+{
+    sqlite3_stmt *q = c->s[S_SIG_NOW];
+    sqlite3_bind_int64(q, 1, a->id);
+    int exists = sqlite3_step(q) == SQLITE_ROW;
+    const unsigned char *now_sig = exists ? sqlite3_column_text(q, 0) : NULL;
+    int moved = (now_sig == NULL) != (a->sig == NULL) || (now_sig && strcmp((const char *)now_sig, a->sig) != 0);
+    sqlite3_reset(q);
+    if (!exists) return 0;
+    if (moved) *changed = 0;
+    return !(moved && !c->force);
+}
+
+// Ingests the attempt's files (metrics, result, env, runs, traces); stores their fingerprint sig
+// when they changed and none was kept. 0, or -1 on a database error.
+static int ingest_files(Ctx *c, const AttemptRow *a, const char *sig, int changed)
+{
+    c->st->attempts_ingested++;
+    c->kept = 0;
+    sqlite3_bind_int64(c->s[S_LAST_EPOCH], 1, a->id);
+    if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || run_stmt(c, S_LAST_EPOCH) < 0 ||
+        ingest_result(c, a->id, a->run_dir) < 0 ||
+        ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0 ||
+        collect_trace_attempt(c->db, a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err, c->errlen) < 0)
+        return -1;
+    // A source that was gone or unreadable: its fingerprint is not stored, so the next collect
+    // looks again (and says so again) until the files are back or replaced.
+    if (!changed || c->kept) return 0;
+    sqlite3_bind_int64(c->s[S_ATTEMPT_FILES], 1, a->id);
+    sqlite3_bind_text(c->s[S_ATTEMPT_FILES], 2, sig, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(c->s[S_ATTEMPT_FILES], 3, c->now);
+    return run_stmt(c, S_ATTEMPT_FILES) < 0 ? -1 : 0;
+}
+
+// The files of attempt a, ingested when their fingerprint changed (or with --force).
+// 0, 1 when the attempt is left alone (no run dir, or no longer ours to write), -1 on an error.
+static int ingest_attempt(Ctx *c, const AttemptRow *a)
+{
+    if (!run_dir_present(c, a)) return 1;
+    struct Pre *pre = c->pre;
     char *sig = pre ? pre->sig : dir_signature(a->run_dir);
     if (pre) pre->sig = NULL;
     if (!sig) return sql_fail(c, "out of memory");
     int changed = !a->sig || strcmp(sig, a->sig) != 0;
-    if (pre) {
-        // Read before this transaction: the attempt may have gone since (nothing is written for
-        // it), or another collect may have ingested it: its fingerprint moved on, so the attempt
-        // is left to that collect's rows.
-        sqlite3_stmt *q = c->s[S_SIG_NOW];
-        sqlite3_bind_int64(q, 1, a->id);
-        int exists = sqlite3_step(q) == SQLITE_ROW;
-        const unsigned char *now_sig = exists ? sqlite3_column_text(q, 0) : NULL;
-        int moved = (now_sig == NULL) != (a->sig == NULL) || (now_sig && strcmp((const char *)now_sig, a->sig) != 0);
-        sqlite3_reset(q);
-        if (!exists) { free(sig); return 0; }
-        if (moved) changed = 0;
-        if (moved && !c->force) { free(sig); return 0; }
-    }
-    if (changed || c->force) {
-        c->st->attempts_ingested++;
-        c->kept = 0;
-        sqlite3_bind_int64(c->s[S_LAST_EPOCH], 1, a->id);
-        if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || run_stmt(c, S_LAST_EPOCH) < 0 ||
-            ingest_result(c, a->id, a->run_dir) < 0 ||
-            ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0 ||
-            collect_trace_attempt(c->db, a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err, c->errlen) < 0) {
-            free(sig);
-            return -1;
-        }
-        // A source that was gone or unreadable: its fingerprint is not stored, so the next collect
-        // looks again (and says so again) until the files are back or replaced.
-        if (changed && !c->kept) {
-            sqlite3_bind_int64(c->s[S_ATTEMPT_FILES], 1, a->id);
-            sqlite3_bind_text(c->s[S_ATTEMPT_FILES], 2, sig, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_double(c->s[S_ATTEMPT_FILES], 3, c->now);
-            if (run_stmt(c, S_ATTEMPT_FILES) < 0) { free(sig); return -1; }
-        }
-    }
+    int rc = pre && !pre_still_current(c, a, &changed) ? 1 : 0;
+    if (rc == 0 && (changed || c->force)) rc = ingest_files(c, a, sig, changed);
     free(sig);
+    return rc;
+}
 
-    // State, exit code and reason: from the run dir where the backend has not settled them.
+// Why an attempt failed: "exit code N" (has_exit) and its stderr's last lines, either part
+// absent when unknown; NULL when both are. Caller frees.
+static char *failure_reason(Ctx *c, const char *run_dir, int has_exit, int exit_code)
+{
+    struct Pre *pre = c->pre;
+    char path[4096];
+    char *tail = NULL;
+    if (pre && pre->have_tail) {
+        tail = pre->tail;
+        pre->tail = NULL;
+    } else {
+        tail = find_stderr(run_dir, path, sizeof path, 0) == 0 ? tail_lines(path, c->stderr_lines) : NULL;
+        // The trainer's stderr is empty when it never started: the job's own *.err says why.
+        if (!tail && find_stderr(run_dir, path, sizeof path, 1) == 0) tail = tail_lines(path, c->stderr_lines);
+    }
+    StrBuf b = {0};
+    if (has_exit) sb_printf(&b, "exit code %d", exit_code);
+    if (tail) {
+        if (b.len) sb_add(&b, ": ", 2);
+        sb_add(&b, tail, strlen(tail));
+    }
+    free(tail);
+    return b.p;
+}
+
+// State, exit code and reason: from the run dir where the backend has not settled them.
+static int settle_attempt(Ctx *c, const AttemptRow *a)
+{
     int code = 0;
     int have = read_exit_code(c, a->run_dir, &code) == 0;
     const char *state = a->state;
@@ -1145,26 +1186,7 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     if (have) { has_exit = 1; exit_code = code; }
     if (have && state_is_open(state)) state = job_state_name(job_state_from_exit(code));
     char *reason = NULL;
-    if (state_is_failure(state) && (!a->reason || !*a->reason)) {
-        char path[4096];
-        char *tail = NULL;
-        if (pre && pre->have_tail) {
-            tail = pre->tail;
-            pre->tail = NULL;
-        } else {
-            tail = find_stderr(a->run_dir, path, sizeof path, 0) == 0 ? tail_lines(path, c->stderr_lines) : NULL;
-            // The trainer's stderr is empty when it never started: the job's own *.err says why.
-            if (!tail && find_stderr(a->run_dir, path, sizeof path, 1) == 0) tail = tail_lines(path, c->stderr_lines);
-        }
-        StrBuf b = {0};
-        if (has_exit) sb_printf(&b, "exit code %d", exit_code);
-        if (tail) {
-            if (b.len) sb_add(&b, ": ", 2);
-            sb_add(&b, tail, strlen(tail));
-        }
-        free(tail);
-        reason = b.p;
-    }
+    if (state_is_failure(state) && (!a->reason || !*a->reason)) reason = failure_reason(c, a->run_dir, has_exit, exit_code);
     sqlite3_stmt *s = c->s[S_ATTEMPT_STATE];
     sqlite3_bind_int64(s, 1, a->id);
     if (state) sqlite3_bind_text(s, 2, state, -1, SQLITE_TRANSIENT);
@@ -1175,6 +1197,14 @@ static int collect_attempt(Ctx *c, const AttemptRow *a)
     int rc = run_stmt(c, S_ATTEMPT_STATE);
     free(reason);
     return rc;
+}
+
+// One attempt: its files when they changed, then its state from the run dir.
+static int collect_attempt(Ctx *c, const AttemptRow *a)
+{
+    c->st->attempts_seen++;
+    int rc = ingest_attempt(c, a);
+    return rc == 0 ? settle_attempt(c, a) : rc < 0 ? -1 : 0;
 }
 
 // ---- targets from the spec -------------------------------------------------------------------
@@ -1560,21 +1590,53 @@ static int write_batch(Ctx *c, AttemptRow *rows, struct Pre *pre, size_t n)
     return -1;
 }
 
-// The whole ingest, in short write transactions, each taken only when there is something to
-// write: forgotten rows; found attempt dirs (a page of cells each); the attempts, a batch each
-// (read first, batch_bytes of files at most, then written); targets, eval jobs and cell states.
-// Each attempt's rows and its fingerprint commit together, so a collect killed half-way leaves
-// every attempt as it was or fully ingested, and the next one goes on from there.
-static int collect_all(Ctx *c, sqlite3_int64 exp_id)
+// Reads the next page of attempts (id > last) from q into rows: their count (the caller frees
+// them), with *rc -1 on an error.
+static size_t read_attempt_page(Ctx *c, sqlite3_stmt *q, sqlite3_int64 exp_id, sqlite3_int64 last, AttemptRow *rows,
+                                int *rc)
+{
+    if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
+    sqlite3_bind_int64(q, 2, last);
+    int src = SQLITE_DONE;
+    size_t n = 0;
+    while (n < PAGE && (src = sqlite3_step(q)) == SQLITE_ROW) {
+        AttemptRow *a = &rows[n++];
+        a->id = sqlite3_column_int64(q, 0);
+        a->run_dir = dup_col(q, 1);
+        a->state = dup_col(q, 2);
+        a->reason = dup_col(q, 3);
+        a->sig = dup_col(q, 4);
+        a->has_exit = sqlite3_column_type(q, 5) != SQLITE_NULL;
+        a->exit_code = sqlite3_column_int(q, 5);
+        a->has_run_s = sqlite3_column_type(q, 6) != SQLITE_NULL;
+    }
+    if (n < PAGE && src != SQLITE_DONE) *rc = sql_fail(c, "reading attempts");
+    sqlite3_reset(q);
+    return n;
+}
+
+// Collects rows[0..n): batches of batch_bytes of files at most, each read, then written. 0 or -1.
+static int collect_page(Ctx *c, AttemptRow *rows, struct Pre *pre, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        size_t j = i, bytes = 0;
+        for (; j < n && (j == i || bytes < c->batch_bytes); j++) {
+            if (rows[j].run_dir) pre_read(c, &rows[j], &pre[j]);
+            bytes += pre[j].bytes;
+        }
+        rc = write_batch(c, rows + i, pre + i, j - i);
+        for (size_t k = i; k < j; k++) pre_free(&pre[k]);
+        i = j;
+    }
+    return rc;
+}
+
+// The attempts, a page at a time (memory stays the same for 100 or 100,000 cells): each page
+// read with no transaction open, its files read, then written in batches.
+static int collect_attempts(Ctx *c, sqlite3_int64 exp_id)
 {
     sqlite3_stmt *q;
-    int forgot = collect_forget_invented(c->db, exp_id, 1, c->err, c->errlen);
-    if (forgot < 0) return -1;
-    c->st->attempts_forgotten = forgot;
-    if (discover_attempts(c, exp_id) < 0) return -1;
-
-    // The attempts, a page at a time (memory stays the same for 100 or 100,000 cells): each page
-    // read with no transaction open, its files read, then written in batches.
     if (sqlite3_prepare_v2(c->db, "SELECT a.id, a.run_dir, a.state, a.reason, a.ingest_sig, a.exit_code, a.run_s"
                            " FROM attempts a JOIN cells c ON c.id = a.cell_id WHERE (?1 IS NULL OR c.experiment_id = ?1)"
                            " AND a.id > ?2 ORDER BY a.id LIMIT " PAGE_SQL, -1, &q, NULL) != SQLITE_OK)
@@ -1585,34 +1647,9 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
     sqlite3_int64 last = 0;
     int rc = 0;
     for (size_t n = PAGE; rc == 0 && n == PAGE;) {
-        if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
-        sqlite3_bind_int64(q, 2, last);
-        int src = SQLITE_DONE;
-        n = 0;
-        while (n < PAGE && (src = sqlite3_step(q)) == SQLITE_ROW) {
-            AttemptRow *a = &rows[n++];
-            a->id = sqlite3_column_int64(q, 0);
-            a->run_dir = dup_col(q, 1);
-            a->state = dup_col(q, 2);
-            a->reason = dup_col(q, 3);
-            a->sig = dup_col(q, 4);
-            a->has_exit = sqlite3_column_type(q, 5) != SQLITE_NULL;
-            a->exit_code = sqlite3_column_int(q, 5);
-            a->has_run_s = sqlite3_column_type(q, 6) != SQLITE_NULL;
-        }
-        if (n < PAGE && src != SQLITE_DONE) rc = sql_fail(c, "reading attempts");
-        sqlite3_reset(q);
+        n = read_attempt_page(c, q, exp_id, last, rows, &rc);
         if (n) last = rows[n - 1].id;
-        for (size_t i = 0; i < n && rc == 0;) {
-            size_t j = i, bytes = 0;
-            for (; j < n && (j == i || bytes < c->batch_bytes); j++) {
-                if (rows[j].run_dir) pre_read(c, &rows[j], &pre[j]);
-                bytes += pre[j].bytes;
-            }
-            rc = write_batch(c, rows + i, pre + i, j - i);
-            for (size_t k = i; k < j; k++) pre_free(&pre[k]);
-            i = j;
-        }
+        if (rc == 0) rc = collect_page(c, rows, pre, n);
         for (size_t i = 0; i < n; i++) {
             pre_free(&pre[i]);
             free(rows[i].run_dir);
@@ -1623,7 +1660,13 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
     }
     free(pre);
     sqlite3_finalize(q);
-    if (rc < 0) return -1;
+    return rc < 0 ? -1 : 0;
+}
+
+// Targets from each experiment's spec, eval jobs and cell states, in one transaction. 0 or -1.
+static int collect_experiments(Ctx *c, sqlite3_int64 exp_id)
+{
+    sqlite3_stmt *q;
     if (db_begin(c->db, c->err, c->errlen) < 0) return -1;
     // Targets from each experiment's spec.
     if (sqlite3_prepare_v2(c->db, "SELECT id, name, spec_text FROM experiments WHERE ?1 IS NULL OR id = ?1",
@@ -1651,11 +1694,26 @@ static int collect_all(Ctx *c, sqlite3_int64 exp_id)
         return -1;
     }
     if (exp_id > 0) sqlite3_bind_int64(q, 1, exp_id);
-    rc = sqlite3_step(q) == SQLITE_DONE ? 0 : sql_fail(c, "updating cell states");
+    int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : sql_fail(c, "updating cell states");
     sqlite3_finalize(q);
     if (rc == 0 && db_commit(c->db, c->err, c->errlen) == 0) return 0;
     db_rollback(c->db);
     return -1;
+}
+
+// The whole ingest, in short write transactions, each taken only when there is something to
+// write: forgotten rows; found attempt dirs (a page of cells each); the attempts, a batch each
+// (read first, batch_bytes of files at most, then written); targets, eval jobs and cell states.
+// Each attempt's rows and its fingerprint commit together, so a collect killed half-way leaves
+// every attempt as it was or fully ingested, and the next one goes on from there.
+static int collect_all(Ctx *c, sqlite3_int64 exp_id)
+{
+    int forgot = collect_forget_invented(c->db, exp_id, 1, c->err, c->errlen);
+    if (forgot < 0) return -1;
+    c->st->attempts_forgotten = forgot;
+    if (discover_attempts(c, exp_id) < 0) return -1;
+    if (collect_attempts(c, exp_id) < 0) return -1;
+    return collect_experiments(c, exp_id);
 }
 
 static int collect_in_transaction(Ctx *cp, sqlite3 *db, sqlite3_int64 exp_id, char *err, size_t errlen);
