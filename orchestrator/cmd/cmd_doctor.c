@@ -358,6 +358,112 @@ static void shell_quote(const char *in, char *out, size_t cap)
     out[k] = '\0';
 }
 
+// The node check's test job: what it runs, where its files are, and how it went.
+typedef struct {
+    const char *prog, *image;   // the runtime's program, its image ("" none)
+    char cwd[PATH_MAX], dir[PATH_MAX + 32], script[PATH_MAX + 64];
+    char job_id[64];            // "" until submitted
+    Backend *b;
+    JobStatus st;
+} NodeJob;
+
+// The test job's script: its node, the runtime's first line of `--version` (enroot: `version`), and
+// with image_is_path whether the image is readable there. 0, or -1 when it cannot be written.
+static int write_node_script(const NodeJob *nj, const char *vflag, int image_is_path)
+{
+    char qprog[256], qimg[PATH_MAX * 4 + 8];
+    shell_quote(nj->prog, qprog, sizeof qprog);
+    shell_quote(nj->image, qimg, sizeof qimg);
+    FILE *f = fopen(nj->script, "w");
+    if (!f) return -1;
+    fprintf(f, "#!/bin/bash\n#SBATCH --ntasks=1\n# segx doctor: is the container runtime and image there on a compute node?\n"
+               "export USER=\"${USER:-$(id -un)}\"   # ch-run needs it\necho \"node=$(hostname)\"\n"
+               "if command -v %s >/dev/null 2>&1; then echo \"runtime=$(%s %s 2>&1 | head -n 1)\"; else echo runtime=missing; fi\n",
+            qprog, qprog, vflag);
+    if (image_is_path) fprintf(f, "if [ -r %s ]; then echo image=ok; else echo image=missing; fi\n", qimg);
+    fclose(f);
+    return 0;
+}
+
+// Submits the test job through nj->b (on the partition of the profile's first GPU type, without
+// GPUs) and waits for its end, at most timeout_s: 0 ended (nj->st), -1 not submitted or cancelled (warned).
+static int run_node_job(Report *r, NodeJob *nj, const ClusterProfile *p, int timeout_s)
+{
+    char key[64], err[2048];
+    const char *part = NULL;
+    for (size_t i = 0; p && i < cluster_gpu_count(p) && !part; i++)
+        if (cluster_gpu_at(p, i)->partition[0]) part = cluster_gpu_at(p, i)->partition;
+    snprintf(key, sizeof key, "node-check-%ld-%ld", (long)getpid(), (long)time(NULL));
+    JobSpec js = {.experiment = "doctor", .cell_key = key, .run_dir = nj->dir, .script_path = nj->script,
+                  .job_name = "segx-doctor", .attempt = 1, .gpus = 0, .nodes = 1, .cpus_per_task = 1, .gpu_type = "cpu",
+                  .partition = part, .time_limit = "00:02:00"};
+    Backend *b = nj->b;
+    if (b->ops->submit(b, &js, nj->job_id, sizeof nj->job_id, err, sizeof err) < 0) {
+        say(r, "warn", "node-check", "the test job was not submitted through %s: %s", b->ops->name, err);
+        return -1;
+    }
+    double t0 = mono_s(), wait = 0.5;
+    for (;;) {
+        const char *ids[1] = {nj->job_id};
+        if (b->ops->poll(b, ids, 1, &nj->st, err, sizeof err) < 0) nj->st.state = JOB_SUBMITTED;   // not answering now: try again
+        if (nj->st.state == JOB_UNKNOWN || job_state_is_final(nj->st.state)) return 0;
+        if (mono_s() - t0 > timeout_s) {
+            b->ops->cancel(b, nj->job_id, err, sizeof err);
+            say(r, "warn", "node-check", "test job %s did not end within %d s (%s%s%s): cancelled; the runtime on the compute "
+                "nodes is not checked (--job-timeout SECONDS waits longer)", nj->job_id, timeout_s,
+                job_state_name(nj->st.state), nj->st.reason[0] ? ": " : "", nj->st.reason);
+            return -1;
+        }
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        if (wait < 5) wait *= 2;
+    }
+}
+
+// What the ended test job wrote (DIR/slurm-ID.out): the runtime and the image on its node.
+static void report_node_output(Report *r, const NodeJob *nj)
+{
+    char out[PATH_MAX + 128], line[1024], node[256] = "", rt[512] = "", img[32] = "";
+    const char *id = nj->job_id, *state = job_state_name(nj->st.state), *via = nj->b->ops->name;
+    snprintf(out, sizeof out, "%s/slurm-%s.out", nj->dir, id);
+    FILE *o = fopen(out, "r");
+    if (!o) {
+        say(r, "FAIL", "node-check", "test job %s ended %s but wrote no %s: do the compute nodes see %s? (run dirs must be "
+            "shared the same way)", id, state, out, nj->cwd);
+        return;
+    }
+    while (fgets(line, sizeof line, o)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!strncmp(line, "node=", 5)) snprintf(node, sizeof node, "%.255s", line + 5);
+        else if (!strncmp(line, "runtime=", 8)) snprintf(rt, sizeof rt, "%.511s", line + 8);
+        else if (!strncmp(line, "image=", 6)) snprintf(img, sizeof img, "%.31s", line + 6);
+    }
+    fclose(o);
+    if (!rt[0]) say(r, "FAIL", "node-check", "test job %s on %s ended %s without an answer (see its output %s)", id,
+                    node[0] ? node : "?", state, out);
+    else if (!strcmp(rt, "missing"))
+        say(r, "FAIL", "node-check", "%s is not on PATH on compute node %s (test job %s via %s): install it there, or load "
+            "it with the profile's modules", nj->prog, node, id, via);
+    else say(r, "ok", "node-check", "%s on compute node %s: %s (test job %s via %s)", nj->prog, node, rt, id, via);
+    if (!strcmp(img, "missing"))
+        say(r, "FAIL", "node-image", "%s is not readable on compute node %s (test job %s): put the image where the nodes "
+            "see it", nj->image, node, id);
+    else if (!strcmp(img, "ok")) say(r, "ok", "node-image", "%s readable on compute node %s", nj->image, node);
+}
+
+// Closes the backend and removes the test job's folder with what it wrote there.
+static void remove_node_job(NodeJob *nj)
+{
+    backend_close(nj->b);
+    char path[PATH_MAX + 128];   // dir, "/slurm-", the job id, ".err"
+    snprintf(path, sizeof path, "%s/slurm-%s.out", nj->dir, nj->job_id);
+    if (nj->job_id[0]) unlink(path);
+    snprintf(path, sizeof path, "%s/slurm-%s.err", nj->dir, nj->job_id);
+    if (nj->job_id[0]) unlink(path);
+    unlink(nj->script);
+    rmdir(nj->dir);
+}
+
 // The container runtime and image where jobs run: one short job through the backend (on the
 // partition of the profile's first GPU type, without GPUs) runs `RUNTIME --version` and tests the
 // image path on its compute node; its output comes back through a folder under the current one,
@@ -367,96 +473,24 @@ static void check_nodes(Report *r, const ClusterProfile *p, const json_t *spec_c
     const char *runtime, *image;
     container_of(p, spec_container, &runtime, &image);
     if (!*runtime) return;
-    const char *prog = !strcmp(runtime, "charliecloud") ? "ch-run" : runtime;
+    NodeJob nj = {.prog = !strcmp(runtime, "charliecloud") ? "ch-run" : runtime, .image = image, .st.state = JOB_UNKNOWN};
     const char *vflag = !strcmp(runtime, "enroot") ? "version" : "--version";
     int image_is_path = *image && strcmp(runtime, "enroot") && strcmp(runtime, "podman") && !strstr(image, "://");
-    char cwd[PATH_MAX], dir[PATH_MAX + 32], script[PATH_MAX + 64], err[2048];
-    if (!getcwd(cwd, sizeof cwd)) { say(r, "warn", "node-check", "no current directory: test job skipped"); return; }
-    snprintf(dir, sizeof dir, "%s/.segx-doctor-XXXXXX", cwd);
-    if (!mkdtemp(dir)) { say(r, "warn", "node-check", "cannot create a folder in %s for the test job: skipped", cwd); return; }
-    snprintf(script, sizeof script, "%s/check.sh", dir);
-    char qprog[256], qimg[PATH_MAX * 4 + 8];
-    shell_quote(prog, qprog, sizeof qprog);
-    shell_quote(image, qimg, sizeof qimg);
-    FILE *f = fopen(script, "w");
-    if (!f) { say(r, "warn", "node-check", "cannot write %s: test job skipped", script); rmdir(dir); return; }
-    fprintf(f, "#!/bin/bash\n#SBATCH --ntasks=1\n# segx doctor: is the container runtime and image there on a compute node?\n"
-               "export USER=\"${USER:-$(id -un)}\"   # ch-run needs it\necho \"node=$(hostname)\"\n"
-               "if command -v %s >/dev/null 2>&1; then echo \"runtime=$(%s %s 2>&1 | head -n 1)\"; else echo runtime=missing; fi\n",
-            qprog, qprog, vflag);
-    if (image_is_path) fprintf(f, "if [ -r %s ]; then echo image=ok; else echo image=missing; fi\n", qimg);
-    fclose(f);
-    Backend *b = NULL;
-    char job_id[64] = "", key[64];
-    const char *part = NULL;
-    for (size_t i = 0; p && i < cluster_gpu_count(p) && !part; i++)
-        if (cluster_gpu_at(p, i)->partition[0]) part = cluster_gpu_at(p, i)->partition;
-    snprintf(key, sizeof key, "node-check-%ld-%ld", (long)getpid(), (long)time(NULL));
-    JobSpec js = {.experiment = "doctor", .cell_key = key, .run_dir = dir, .script_path = script, .job_name = "segx-doctor",
-                  .attempt = 1, .gpus = 0, .nodes = 1, .cpus_per_task = 1, .gpu_type = "cpu", .partition = part,
-                  .time_limit = "00:02:00"};
-    JobStatus st = {0};
-    st.state = JOB_UNKNOWN;
-    if (backend_open(backend_name, NULL, &b, err, sizeof err) < 0) {
+    char err[2048];
+    if (!getcwd(nj.cwd, sizeof nj.cwd)) { say(r, "warn", "node-check", "no current directory: test job skipped"); return; }
+    snprintf(nj.dir, sizeof nj.dir, "%s/.segx-doctor-XXXXXX", nj.cwd);
+    if (!mkdtemp(nj.dir)) { say(r, "warn", "node-check", "cannot create a folder in %s for the test job: skipped", nj.cwd); return; }
+    snprintf(nj.script, sizeof nj.script, "%s/check.sh", nj.dir);
+    if (write_node_script(&nj, vflag, image_is_path) < 0) {
+        say(r, "warn", "node-check", "cannot write %s: test job skipped", nj.script);
+        rmdir(nj.dir);
+        return;
+    }
+    if (backend_open(backend_name, NULL, &nj.b, err, sizeof err) < 0)
         say(r, "warn", "node-check", "backend %s: %s: the runtime on the compute nodes is not checked", backend_name, err);
-        goto cleanup;
-    }
-    if (b->ops->submit(b, &js, job_id, sizeof job_id, err, sizeof err) < 0) {
-        say(r, "warn", "node-check", "the test job was not submitted through %s: %s", b->ops->name, err);
-        goto cleanup;
-    }
-    double t0 = mono_s(), wait = 0.5;
-    for (;;) {
-        const char *ids[1] = {job_id};
-        if (b->ops->poll(b, ids, 1, &st, err, sizeof err) < 0) st.state = JOB_SUBMITTED;   // not answering now: try again
-        if (st.state == JOB_UNKNOWN || job_state_is_final(st.state)) break;
-        if (mono_s() - t0 > timeout_s) {
-            b->ops->cancel(b, job_id, err, sizeof err);
-            say(r, "warn", "node-check", "test job %s did not end within %d s (%s%s%s): cancelled; the runtime on the compute "
-                "nodes is not checked (--job-timeout SECONDS waits longer)", job_id, timeout_s, job_state_name(st.state),
-                st.reason[0] ? ": " : "", st.reason);
-            goto cleanup;
-        }
-        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-        nanosleep(&ts, NULL);
-        if (wait < 5) wait *= 2;
-    }
-    {
-        char out[PATH_MAX + 96], line[1024], node[256] = "", rt[512] = "", img[32] = "";
-        snprintf(out, sizeof out, "%s/slurm-%s.out", dir, job_id);
-        FILE *o = fopen(out, "r");
-        if (!o) {
-            say(r, "FAIL", "node-check", "test job %s ended %s but wrote no %s: do the compute nodes see %s? (run dirs must be "
-                "shared the same way)", job_id, job_state_name(st.state), out, cwd);
-            goto cleanup;
-        }
-        while (fgets(line, sizeof line, o)) {
-            line[strcspn(line, "\n")] = '\0';
-            if (!strncmp(line, "node=", 5)) snprintf(node, sizeof node, "%.255s", line + 5);
-            else if (!strncmp(line, "runtime=", 8)) snprintf(rt, sizeof rt, "%.511s", line + 8);
-            else if (!strncmp(line, "image=", 6)) snprintf(img, sizeof img, "%.31s", line + 6);
-        }
-        fclose(o);
-        if (!rt[0]) say(r, "FAIL", "node-check", "test job %s on %s ended %s without an answer (see its output %s)", job_id,
-                        node[0] ? node : "?", job_state_name(st.state), out);
-        else if (!strcmp(rt, "missing"))
-            say(r, "FAIL", "node-check", "%s is not on PATH on compute node %s (test job %s via %s): install it there, or load "
-                "it with the profile's modules", prog, node, job_id, b->ops->name);
-        else say(r, "ok", "node-check", "%s on compute node %s: %s (test job %s via %s)", prog, node, rt, job_id, b->ops->name);
-        if (!strcmp(img, "missing"))
-            say(r, "FAIL", "node-image", "%s is not readable on compute node %s (test job %s): put the image where the nodes "
-                "see it", image, node, job_id);
-        else if (!strcmp(img, "ok")) say(r, "ok", "node-image", "%s readable on compute node %s", image, node);
-    }
-cleanup:
-    backend_close(b);
-    char path[PATH_MAX + 96];
-    snprintf(path, sizeof path, "%s/slurm-%s.out", dir, job_id);
-    if (job_id[0]) unlink(path);
-    snprintf(path, sizeof path, "%s/slurm-%s.err", dir, job_id);
-    if (job_id[0]) unlink(path);
-    unlink(script);
-    rmdir(dir);
+    else if (run_node_job(r, &nj, p, timeout_s) == 0)
+        report_node_output(r, &nj);
+    remove_node_job(&nj);
 }
 
 // Any trainer value that names an absolute path, or a key that says it is one.
@@ -475,6 +509,21 @@ static void check_paths(Report *r, const json_t *obj, const char *prefix, int *n
         (*n)++;
         if (access(s, R_OK) == 0) say(r, "ok", "data", "%s = %s readable", key, s);
         else say(r, "FAIL", "data", "%s = %s is not readable", key, s);
+    }
+}
+
+// The closing lines: with --json every check and the counts as one document (r->json is consumed),
+// else the summary line.
+static void print_report(Report *r)
+{
+    if (r->json) {
+        json_t *o = json_pack("{s:o,s:i,s:i}", "checks", r->json, "failed", r->fails, "warnings", r->warns);
+        char *txt = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", txt);
+        free(txt);
+        json_decref(o);
+    } else {
+        printf("%s: %d failed, %d warning%s\n", r->fails ? "problems" : "ready", r->fails, r->warns, r->warns == 1 ? "" : "s");
     }
 }
 
@@ -546,15 +595,7 @@ int cmd_doctor(int argc, char **argv)
         check_paths(&r, s->trainer, "trainer.", &n);
         if (n == 0) say(&r, "ok", "data", "the spec names no data path");
     }
-    if (r.json) {
-        json_t *o = json_pack("{s:o,s:i,s:i}", "checks", r.json, "failed", r.fails, "warnings", r.warns);
-        char *txt = json_dumps(o, JSON_INDENT(2));
-        printf("%s\n", txt);
-        free(txt);
-        json_decref(o);
-    } else {
-        printf("%s: %d failed, %d warning%s\n", r.fails ? "problems" : "ready", r.fails, r.warns, r.warns == 1 ? "" : "s");
-    }
+    print_report(&r);
     cluster_free(p);
     spec_free(s);
     return r.fails ? 1 : 0;
