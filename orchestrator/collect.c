@@ -990,11 +990,10 @@ static void pre_read(Ctx *c, const AttemptRow *a, struct Pre *p)
     // a reason, or an open state that exit_code will make failed.
     if (a->reason && *a->reason) return;
     int failed = state_is_failure(a->state);
-    if (!failed && state_is_open(a->state) && p->f[PF_EXIT].rc == 0 && p->f[PF_EXIT].text) {
-        char *end;
-        long v = strtol(p->f[PF_EXIT].text, &end, 10);
-        failed = end != p->f[PF_EXIT].text && v != 0 && v != 99;
-    }
+    int v;   // exit_code read by settle_attempt's rule (read_code_file, job_state_from_exit)
+    if (!failed && state_is_open(a->state) && p->f[PF_EXIT].rc == 0 && p->f[PF_EXIT].text)
+        failed = runfile_parse_code(p->f[PF_EXIT].text, &v) == 0 &&
+                 job_state_in(job_state_from_exit(v), JOB_SET_UNSUCCESSFUL);
     if (!failed) return;
     char sp[4096];
     p->tail = find_stderr(a->run_dir, sp, sizeof sp, 0) == 0 ? tail_lines(sp, c->stderr_lines) : NULL;
