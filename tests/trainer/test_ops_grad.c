@@ -14,6 +14,7 @@
 #include "test_ops_common.h"
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
+#include "trainer/ops/conv_cut.h"
 #include "trainer/ops/conv_dnnl.h"
 
 #define FD_H 1e-5
@@ -372,6 +373,125 @@ static void test_conv_dnnl_matches_own_paths(void **s) {
         }
     conv_dnnl_enable(1);
     free(x); free(w); free(b); free(dy); free(ws);
+}
+
+// ----------------------------------------------------------------------------------------------
+// dilated convolutions cut to their live taps (conv_cut.h): which taps are cut, the gradients against
+// finite differences of the full convolution's reference, and the cut against the full op itself
+
+// What conv_cut_desc makes of k x k kernels at dilation dil on h x w maps: rows and columns cut
+// separately, map sizes below, equal to and above the dilation, padding moved (or negative: a crop).
+static void test_conv_cut_desc(void **s) {
+    (void)s;
+    struct { int h, w, k, pad, dil, cut, kh, kw, padh, padw, pad_r; } c[] = {
+        {8, 8, 3, 12, 12, 1, 1, 1, 0, 0, 0},      // ASPP rate 12 on 8x8: 1x1, dilation dropped
+        {8, 8, 3, 18, 18, 1, 1, 1, 0, 0, 0},      // rate 18
+        {8, 8, 3, 6, 6, 0, 0, 0, 0, 0, 0},        // rate 6: every tap reads the image
+        {8, 8, 3, 8, 8, 1, 1, 1, 0, 0, 0},        // map = dilation: the outer taps' windows end at -1 / start at 8
+        {9, 9, 3, 8, 8, 0, 0, 0, 0, 0, 0},        // map = dilation + 1: row 0 / row 8 read
+        {4, 16, 3, 6, 6, 1, 1, 3, 0, 6, -1},      // rows only (pad -1: the sides differ)
+        {16, 4, 3, 6, 6, 1, 3, 1, 6, 0, -1},      // columns only
+        {2, 2, 5, 2, 1, 1, 3, 3, 1, 1, 1},        // 5x5 on 2x2: the middle 3x3, padding 1 all round
+        {2, 7, 5, 4, 2, 1, 1, 5, 0, 4, -1},       // 5x5 dilation 2 on 2 rows: one row
+        {10, 10, 3, 5, 8, 1, 1, 1, -3, -3, -1},   // padding short of the dilation: a crop (negative padding)
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        ConvDesc d, r; int ky0 = -1, kx0 = -1;
+        assert_int_equal(ops_conv2d_desc(&d, 2, 3, c[i].h, c[i].w, c[i].k, 1, c[i].pad, c[i].dil), 0);
+        assert_int_equal(conv_cut_desc(&d, &r, &ky0, &kx0), c[i].cut);
+        if (!c[i].cut) continue;
+        assert_int_equal(r.kh, c[i].kh); assert_int_equal(r.kw, c[i].kw);
+        assert_int_equal(r.padh, c[i].padh); assert_int_equal(r.padw, c[i].padw); assert_int_equal(r.pad, c[i].pad_r);
+        assert_int_equal(r.oh, d.oh); assert_int_equal(r.ow, d.ow);
+        assert_int_equal(ky0, (c[i].k - c[i].kh) / 2); assert_int_equal(kx0, (c[i].k - c[i].kw) / 2);
+        assert_int_equal(r.dil, r.kh == 1 && r.kw == 1 ? 1 : c[i].dil);
+    }
+    // strided, grouped, or no live tap in a dimension: left whole
+    ConvDesc d, r; int ky0, kx0;
+    assert_int_equal(ops_conv2d_desc(&d, 2, 3, 4, 4, 3, 2, 6, 6), 0);
+    assert_int_equal(conv_cut_desc(&d, &r, &ky0, &kx0), 0);
+    assert_int_equal(ops_conv2d_desc_grouped(&d, 2, 2, 4, 4, 3, 1, 6, 6, 2), 0);
+    assert_int_equal(conv_cut_desc(&d, &r, &ky0, &kx0), 0);
+    assert_int_equal(ops_conv2d_desc(&d, 2, 3, 1, 1, 2, 1, 2, 3), 0);   // both taps read padding only
+    assert_int_equal(conv_cut_desc(&d, &r, &ky0, &kx0), 0);
+}
+
+// Finite differences of the full convolution's reference against the cut op, on oneDNN and on the own
+// paths (im2col + sgemm, the direct kernel where the cut leaves a 3x3 pad-1 kernel).
+static void test_conv_cut_grad(void **s) {
+    (void)s;
+    for (int dn = 0; dn < 2; dn++) {
+        conv_dnnl_enable(dn ? 2 : 0);
+        conv_case(2, 3, 4, 8, 8, 3, 1, 12, 12, 1, 0);   // 1x1
+        conv_case(2, 3, 4, 5, 5, 3, 1, 5, 5, 0, 1);     // map = dilation, dx accumulated
+        conv_case(2, 3, 4, 4, 9, 3, 1, 5, 5, 1, 0);     // rows cut (4 < 5), columns kept (9 > 5)
+        conv_case(2, 3, 4, 9, 3, 3, 1, 4, 4, 0, 0);     // columns cut, rows kept
+        conv_case(2, 2, 3, 2, 2, 5, 1, 2, 1, 1, 0);     // 5x5 -> 3x3 pad 1
+        conv_case(2, 2, 3, 2, 7, 5, 1, 4, 2, 1, 1);     // 5x5 dilation 2 -> 1x5
+        conv_case(2, 2, 3, 10, 10, 3, 1, 5, 8, 1, 0);   // a crop: negative padding (own paths only)
+    }
+    conv_dnnl_enable(1);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+// The cut op against the full op (cut switched off) on the same inputs: y, dx, dw, db within float
+// rounding (the sums run in another order: the full op adds the dropped taps' zero products too).
+static void cut_matches_full(int B, int cin, int cout, int h, int w, int k, int pad, int dil, int accumulate) {
+    ConvDesc d, r; int ky0, kx0;
+    assert_int_equal(ops_conv2d_desc(&d, cin, cout, h, w, k, 1, pad, dil), 0);
+    assert_int_equal(conv_cut_desc(&d, &r, &ky0, &kx0), 1);
+    size_t nx = (size_t)B * cin * h * w, nw = (size_t)cout * cin * k * k, ny = (size_t)B * cout * d.oh * d.ow;
+    conv_cut_enable(0);
+    size_t nws = O->conv2d_workspace(&d, B);
+    conv_cut_enable(1);
+    if (O->conv2d_workspace(&d, B) > nws) nws = O->conv2d_workspace(&d, B);
+    float *x = rand_f(nx, 1, 0), *wt = rand_f(nw, 0.1f, 0), *b = rand_f(cout, 0.3f, 0), *dy = rand_f(ny, 1, 0);
+    float *ws = fill_f(nws, 0), *y[2], *dx[2], *dw[2], *db[2];
+    for (int cut = 0; cut < 2; cut++) {
+        conv_cut_enable(cut);
+        y[cut] = fill_f(ny, 99); dx[cut] = fill_f(nx, 0.5f); dw[cut] = fill_f(nw, 0.25f); db[cut] = fill_f(cout, 1);
+        O->conv2d_forward(&d, B, y[cut], x, wt, b, ws);
+        O->conv2d_backward(&d, B, dx[cut], dw[cut], db[cut], dy, x, wt, ws, accumulate);
+    }
+    conv_cut_enable(1);
+    printf("# cut %dx%d k%d p%d d%d -> %dx%d: max |cut - full| y %g dx %g dw %g db %g\n", h, w, k, pad, dil, r.kh, r.kw,
+           max_abs_diff(y[1], y[0], ny), max_abs_diff(dx[1], dx[0], nx), max_abs_diff(dw[1], dw[0], nw),
+           max_abs_diff(db[1], db[0], cout));
+    double *ry = to_d(y[0], ny), *rdx = to_d(dx[0], nx), *rdw = to_d(dw[0], nw), *rdb = to_d(db[0], cout);
+    char what[96];
+    snprintf(what, sizeof what, "cut %dx%d k%d p%d d%d y vs full", h, w, k, pad, dil);
+    assert_int_equal(check_close(what, y[1], ry, ny, 1e-5, 1e-5), 0);
+    snprintf(what, sizeof what, "cut %dx%d k%d p%d d%d dx vs full", h, w, k, pad, dil);
+    assert_int_equal(check_close(what, dx[1], rdx, nx, 1e-5, 1e-5), 0);
+    snprintf(what, sizeof what, "cut %dx%d k%d p%d d%d dw vs full", h, w, k, pad, dil);
+    assert_int_equal(check_close(what, dw[1], rdw, nw, 1e-5, 1e-5), 0);
+    assert_int_equal(check_close("cut db vs full", db[1], rdb, cout, 1e-5, 1e-5), 0);
+    for (size_t i = 0; i < nw; i++)   // the dropped taps' gradient is exactly what the full op adds: zero
+        if ((long)(i % ((size_t)k * k)) / k < ky0 || (long)(i % ((size_t)k * k)) / k >= ky0 + r.kh ||
+            (long)(i % k) < kx0 || (long)(i % k) >= kx0 + r.kw)
+            assert_true(dw[1][i] == 0.25f && dw[0][i] == 0.25f);
+    free(ry); free(rdx); free(rdw); free(rdb);
+    for (int j = 0; j < 2; j++) { free(y[j]); free(dx[j]); free(dw[j]); free(db[j]); }
+    free(x); free(wt); free(b); free(dy); free(ws);
+}
+
+// ASPP-like shapes (oneDNN's choice for >= 64 channels) and small ones (im2col + sgemm), square and not.
+static void test_conv_cut_matches_full(void **s) {
+    (void)s;
+    conv_dnnl_enable(1);
+    cut_matches_full(2, 64, 48, 8, 8, 3, 12, 12, 0);    // rate 12 on 8x8
+    cut_matches_full(3, 64, 48, 8, 8, 3, 18, 18, 1);    // rate 18, dx accumulated
+    cut_matches_full(2, 64, 32, 6, 8, 3, 7, 7, 0);      // below the dilation in both
+    cut_matches_full(2, 64, 32, 7, 7, 3, 7, 7, 0);      // equal to it
+    cut_matches_full(2, 64, 32, 4, 12, 3, 6, 6, 1);     // rows cut, columns above the dilation
+    cut_matches_full(2, 64, 32, 12, 4, 3, 6, 6, 0);     // columns cut
+    cut_matches_full(2, 5, 7, 5, 9, 3, 6, 6, 0);        // few channels: im2col + sgemm
+    cut_matches_full(2, 5, 7, 10, 10, 3, 5, 8, 1);      // a crop
 }
 
 static void test_convt2x2(void **s) {
@@ -761,7 +881,9 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1_stride2), cmocka_unit_test(test_conv_accumulate_dx),
         cmocka_unit_test(test_conv_large_map), cmocka_unit_test(test_conv_direct_shapes),
         cmocka_unit_test(test_conv_direct_matches_im2col), cmocka_unit_test(test_conv_dnnl_shapes),
-        cmocka_unit_test(test_conv_dnnl_matches_own_paths), cmocka_unit_test(test_convt2x2),
+        cmocka_unit_test(test_conv_dnnl_matches_own_paths), cmocka_unit_test(test_conv_cut_desc),
+        cmocka_unit_test(test_conv_cut_grad), cmocka_unit_test(test_conv_cut_matches_full),
+        cmocka_unit_test(test_convt2x2),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_batchnorm_relu),
         cmocka_unit_test(test_batchnorm_sync_hook), cmocka_unit_test(test_batchnorm_eval),
         cmocka_unit_test(test_relu_add), cmocka_unit_test(test_maxpool), cmocka_unit_test(test_avgpool),

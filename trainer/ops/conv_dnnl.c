@@ -36,11 +36,19 @@ static int engine_ready(void) {   // called with mu held
     return 1;
 }
 
+// A cut kernel's (conv_cut.h, pad -1: sides differ) negative padding on a side, a crop: not asked of oneDNN.
+static int cut_crops(const ConvDesc *d) {
+    int bottom = (d->oh - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->padh;
+    int right = (d->ow - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->padw;
+    return d->padh < 0 || d->padw < 0 || bottom < 0 || right < 0;
+}
+
 int conv_dnnl_ok(const ConvDesc *d) {
     if (enabled < 0) {
         const char *e = getenv("SEGX_CONV_DNNL");
         enabled = e && strcmp(e, "0") == 0 ? 0 : e && strcmp(e, "all") == 0 ? 2 : 1;
     }
+    if (d->pad < 0 && cut_crops(d)) return 0;
     return enabled && d->cin >= 1 && d->cout >= 1 && d->groups <= 1;   // grouped: cpu_mobile.c
 }
 
@@ -136,9 +144,9 @@ static Entry *entry_build(const ConvDesc *d, int B, int bias, int nthr) {
     dnnl_dims_t bd = {d->cout};
     dnnl_memory_desc_init_by_tag(&bias_u, 1, bd, dnnl_f32, dnnl_x);
     bias_a = bias_u;
-    dnnl_dims_t strides = {d->stride, d->stride}, dil = {d->dil - 1, d->dil - 1}, pl = {d->pad, d->pad};
-    dnnl_dims_t pr = {(d->oh - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->pad,
-                      (d->ow - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->pad};
+    dnnl_dims_t strides = {d->stride, d->stride}, dil = {d->dil - 1, d->dil - 1}, pl = {d->padh, d->padw};
+    dnnl_dims_t pr = {(d->oh - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->padh,
+                      (d->ow - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->padw};
     dnnl_convolution_desc_t fd, dd, wd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL;
@@ -372,6 +380,13 @@ int conv_dnnl_backward_weights(const ConvDesc *d, int B, float *dw, float *db, c
 #else  // !SEGX_HAVE_DNNL: built without oneDNN; ops_cpu keeps its own paths
 
 void conv_dnnl_enable(int on) { (void)on; }
+// A cut kernel's (conv_cut.h, pad -1: sides differ) negative padding on a side, a crop: not asked of oneDNN.
+static int cut_crops(const ConvDesc *d) {
+    int bottom = (d->oh - 1) * d->stride + (d->kh - 1) * d->dil + 1 - d->h - d->padh;
+    int right = (d->ow - 1) * d->stride + (d->kw - 1) * d->dil + 1 - d->w - d->padw;
+    return d->padh < 0 || d->padw < 0 || bottom < 0 || right < 0;
+}
+
 int conv_dnnl_ok(const ConvDesc *d) { (void)d; return 0; }
 size_t conv_dnnl_workspace(const ConvDesc *d, int max_batch) { (void)d; (void)max_batch; return 0; }
 void conv_dnnl_set_threads(int n) { (void)n; }

@@ -21,6 +21,10 @@ typedef struct {
     int oh, ow;             // output size (filled by ops_conv2d_desc)
     int groups;             // cin and cout split into `groups` independent convolutions; weights
                             // (cout, cin/groups, kh, kw); groups == cin == cout is depthwise
+    int padh, padw;         // top and left padding: pad (ops_conv2d_desc), except on the smaller
+                            // convolutions ops_cpu cuts from dilated ones (conv_cut.h), whose padding may
+                            // differ per side or be negative (then pad is -1; bottom and right follow
+                            // from oh and ow)
 } ConvDesc;
 
 // Fills the output size (groups = 1); returns 0, or -1 when the output would be empty.

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
+#include "trainer/ops/conv_cut.h"
 #include "trainer/ops/conv_dnnl.h"
 #include "trainer/ops/cpu_mobile.h"
 // defines: ops_cpu, ops_conv2d_desc, ops_conv2d_desc_grouped
@@ -29,7 +30,7 @@ static void cpu_set_threads(int n) {
 
 int ops_conv2d_desc(ConvDesc *d, int cin, int cout, int h, int w, int k, int stride, int pad, int dil) {
     *d = (ConvDesc){.cin = cin, .cout = cout, .h = h, .w = w, .kh = k, .kw = k,
-                    .stride = stride, .pad = pad, .dil = dil, .groups = 1};
+                    .stride = stride, .pad = pad, .dil = dil, .groups = 1, .padh = pad, .padw = pad};
     if (cin < 1 || cout < 1 || k < 1 || stride < 1 || dil < 1 || pad < 0) return -1;
     d->oh = (h + 2 * pad - dil * (k - 1) - 1) / stride + 1;
     d->ow = (w + 2 * pad - dil * (k - 1) - 1) / stride + 1;
@@ -63,12 +64,34 @@ static int conv_chunk(const ConvDesc *d, int B) {
     return nb < 1 ? 1 : (int)nb;
 }
 
+// A cut convolution (conv_cut.h) takes oneDNN for a pass when the full one would, or when it would itself.
+static int cut_dnnl_pass(const ConvDesc *d, const ConvDesc *r, int pass) {
+    return dnnl_pass(d, pass) || dnnl_pass(r, pass);
+}
+static int any_dnnl_pass(const ConvDesc *d) {
+    return dnnl_pass(d, PASS_FW) || dnnl_pass(d, PASS_DATA) || dnnl_pass(d, PASS_WEIGHTS);
+}
+// floats of a cut convolution's compact weights, in 64-byte steps (the rest of the workspace stays aligned)
+static size_t cut_weight_floats(const ConvDesc *r) { return ((size_t)r->cout * r->cin * r->kh * r->kw + 15) & ~(size_t)15; }
+static size_t conv2d_workspace_on(const ConvDesc *d, int max_batch, int dnnl);
+
 static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
     if (d->groups > 1) {   // depthwise needs none; other groups run one (sample, group) at a time
         if (d->groups == d->cin && d->cout == d->cin) return 0;
         ConvDesc g = cpu_group_desc(d);
         return cpu_conv2d_workspace(&g, 1);
     }
+    ConvDesc r; int ky0, kx0;
+    if (conv_cut_desc(d, &r, &ky0, &kx0)) {   // the compact weights and their gradient, then the cut conv's
+        int dnnl = cut_dnnl_pass(d, &r, PASS_FW) || cut_dnnl_pass(d, &r, PASS_DATA) ||
+                   cut_dnnl_pass(d, &r, PASS_WEIGHTS);
+        return 2 * cut_weight_floats(&r) + conv2d_workspace_on(&r, max_batch, dnnl);
+    }
+    return conv2d_workspace_on(d, max_batch, any_dnnl_pass(d));
+}
+
+// The workspace of d's own paths (im2col, direct kernel), and of oneDNN's when dnnl is set.
+static size_t conv2d_workspace_on(const ConvDesc *d, int max_batch, int dnnl) {
     int nb = conv_chunk(d, max_batch);
     size_t n = (size_t)nb * d->oh * d->ow, K = (size_t)d->cin * d->kh * d->kw;
     size_t ws = K * n + (nb > 1 ? (size_t)d->cout * n : 0);
@@ -76,7 +99,7 @@ static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
         size_t dw = conv3x3_direct_workspace(d, max_batch);
         if (dw > ws) ws = dw;
     }
-    if (dnnl_pass(d, PASS_FW) || dnnl_pass(d, PASS_DATA) || dnnl_pass(d, PASS_WEIGHTS)) {
+    if (dnnl) {
         size_t dn = conv_dnnl_workspace(d, max_batch);
         if (dn > ws) ws = dn;
     }
@@ -94,11 +117,11 @@ static void im2col_rows(void *vctx, long r0, long r1) {
         for (int s = 0; s < c->nb; s++) {
             const float *src = c->x + ((long)s * d->cin + ci) * hw;
             for (int oy = 0; oy < d->oh; oy++) {
-                int iy = oy * d->stride - d->pad + ky * d->dil;
+                int iy = oy * d->stride - d->padh + ky * d->dil;
                 float *o = dst + s * ohw + (long)oy * d->ow;
                 if (iy < 0 || iy >= d->h) { memset(o, 0, sizeof(float) * d->ow); continue; }
                 const float *row = src + (long)iy * d->w;
-                int ix0 = -d->pad + kx * d->dil;
+                int ix0 = -d->padw + kx * d->dil;
                 if (d->stride == 1) {
                     int lo = ix0 < 0 ? -ix0 : 0;                    // first ox with ix >= 0
                     int hi = d->w - ix0; if (hi > d->ow) hi = d->ow; // ox < hi has ix < w
@@ -128,11 +151,11 @@ static void col2im_channels(void *vctx, long c0, long c1) {
                 for (int s = 0; s < c->nb; s++) {
                     float *dst = c->dx + ((long)s * d->cin + ci) * hw;
                     for (int oy = 0; oy < d->oh; oy++) {
-                        int iy = oy * d->stride - d->pad + ky * d->dil;
+                        int iy = oy * d->stride - d->padh + ky * d->dil;
                         if (iy < 0 || iy >= d->h) continue;
                         const float *o = srow + s * ohw + (long)oy * d->ow;
                         float *row = dst + (long)iy * d->w;
-                        int ix0 = -d->pad + kx * d->dil;
+                        int ix0 = -d->padw + kx * d->dil;
                         if (d->stride == 1) {                     // contiguous: a vectorizable add
                             int lo = ix0 < 0 ? -ix0 : 0, hi = d->w - ix0;
                             if (hi > d->ow) hi = d->ow;
@@ -172,10 +195,10 @@ static void bias_planes(void *vctx, long p0, long p1) {
     }
 }
 
-static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
-                               const float *b, float *ws) {
-    if (d->groups > 1) { cpu_grouped_conv_forward(d, B, y, x, w, b, ws, cpu_conv2d_forward); return; }
-    if (dnnl_pass(d, PASS_FW) && conv_dnnl_forward(d, B, y, x, w, b, ws) == 0) return;
+// The forward pass on oneDNN (when dnnl is set and it takes the call), the direct kernel or im2col + sgemm.
+static void conv2d_forward_on(const ConvDesc *d, int dnnl, int B, float *y, const float *x, const float *w,
+                              const float *b, float *ws) {
+    if (dnnl && conv_dnnl_forward(d, B, y, x, w, b, ws) == 0) return;
     if (direct_data(d)) { conv3x3_direct_forward(d, B, y, x, w, b, ws); return; }
     int nb = conv_chunk(d, B);
     long ohw = (long)d->oh * d->ow, K = (long)d->cin * d->kh * d->kw, hw = (long)d->h * d->w;
@@ -200,6 +223,19 @@ static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *
             ops_parallel_for(d->cout, 1, bias_planes, &bc);
         }
     }
+}
+
+static void cpu_conv2d_forward(const ConvDesc *d, int B, float *y, const float *x, const float *w,
+                               const float *b, float *ws) {
+    if (d->groups > 1) { cpu_grouped_conv_forward(d, B, y, x, w, b, ws, cpu_conv2d_forward); return; }
+    ConvDesc r; int ky0, kx0;
+    if (conv_cut_desc(d, &r, &ky0, &kx0)) {   // only the taps that read the image, on compact weights
+        size_t wf = cut_weight_floats(&r);
+        conv_cut_gather(d, &r, ky0, kx0, ws, w);
+        conv2d_forward_on(&r, cut_dnnl_pass(d, &r, PASS_FW), B, y, x, ws, b, ws + 2 * wf);
+        return;
+    }
+    conv2d_forward_on(d, dnnl_pass(d, PASS_FW), B, y, x, w, b, ws);
 }
 
 static void row_sums_acc(float *db, const float *a, int rows, long cols) {
@@ -282,14 +318,12 @@ static void conv2d_backward_im2col(const ConvDesc *d, int B, float *dx, float *d
     }
 }
 
-static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
-                                const float *x, const float *w, float *ws, int accumulate) {
-    if (d->groups > 1) {
-        cpu_grouped_conv_backward(d, B, dx, dw, db, dy, x, w, ws, accumulate, cpu_conv2d_backward);
-        return;
-    }
-    if (dnnl_pass(d, PASS_WEIGHTS) && conv_dnnl_backward_weights(d, B, dw, db, dy, x, ws) == 0) dw = NULL;
-    if (dx && dnnl_pass(d, PASS_DATA) && conv_dnnl_backward_data(d, B, dx, dy, w, ws, accumulate) == 0) dx = NULL;
+// The backward passes, each on oneDNN (when dnnl_w / dnnl_d is set and it takes the call), the direct
+// kernels or im2col + sgemm.
+static void conv2d_backward_on(const ConvDesc *d, int dnnl_w, int dnnl_d, int B, float *dx, float *dw, float *db,
+                               const float *dy, const float *x, const float *w, float *ws, int accumulate) {
+    if (dw && dnnl_w && conv_dnnl_backward_weights(d, B, dw, db, dy, x, ws) == 0) dw = NULL;
+    if (dx && dnnl_d && conv_dnnl_backward_data(d, B, dx, dy, w, ws, accumulate) == 0) dx = NULL;
     if (!dw && !dx) return;
     int dd = dx && direct_data(d), dwk = dw && direct_weights(d);
     if (!dd && !dwk) { conv2d_backward_im2col(d, B, dx, dw, db, dy, x, w, ws, accumulate); return; }
@@ -297,6 +331,34 @@ static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, 
     else if (dw) conv2d_backward_im2col(d, B, NULL, dw, db, dy, x, w, ws, 0);
     if (dd) conv3x3_direct_backward_data(d, B, dx, dy, w, ws, accumulate);
     else if (dx) conv2d_backward_im2col(d, B, dx, NULL, NULL, dy, x, w, ws, accumulate);
+}
+
+// The cut convolution's backward: the weight gradient into a zeroed compact buffer, added back at the
+// kept taps (the dropped ones' gradient is zero); the input gradient from the compact weights.
+static void conv2d_backward_cut(const ConvDesc *d, const ConvDesc *r, int ky0, int kx0, int B, float *dx, float *dw,
+                                float *db, const float *dy, const float *x, const float *w, float *ws, int accumulate) {
+    size_t wf = cut_weight_floats(r);
+    float *wc = ws, *dwc = dw ? ws + wf : NULL;
+    if (dx) conv_cut_gather(d, r, ky0, kx0, wc, w);
+    if (dwc) memset(dwc, 0, sizeof(float) * wf);
+    conv2d_backward_on(r, cut_dnnl_pass(d, r, PASS_WEIGHTS), cut_dnnl_pass(d, r, PASS_DATA), B, dx, dwc, db, dy, x,
+                       wc, ws + 2 * wf, accumulate);
+    if (dwc) conv_cut_add_back(d, r, ky0, kx0, dw, dwc);
+}
+
+static void cpu_conv2d_backward(const ConvDesc *d, int B, float *dx, float *dw, float *db, const float *dy,
+                                const float *x, const float *w, float *ws, int accumulate) {
+    if (d->groups > 1) {
+        cpu_grouped_conv_backward(d, B, dx, dw, db, dy, x, w, ws, accumulate, cpu_conv2d_backward);
+        return;
+    }
+    ConvDesc r; int ky0, kx0;
+    if (conv_cut_desc(d, &r, &ky0, &kx0)) {
+        conv2d_backward_cut(d, &r, ky0, kx0, B, dx, dw, db, dy, x, w, ws, accumulate);
+        return;
+    }
+    conv2d_backward_on(d, dnnl_pass(d, PASS_WEIGHTS), dnnl_pass(d, PASS_DATA), B, dx, dw, db, dy, x, w, ws,
+                       accumulate);
 }
 
 // ----------------------------------------------------------------------------------------------
