@@ -336,6 +336,10 @@ static Case *build_cases(int *count) {
     cs[n++] = conv_case("conv3x3 dil2 p2", "conv", 2, 4, 4, 12, 12, 3, 1, 2, 2, 1, 0, GPU_FP32);
     cs[n++] = conv_case("conv7x7 s2 p3 stem", "conv", 2, 3, 8, 16, 16, 7, 2, 3, 1, 0, 0, GPU_FP32);
     cs[n++] = conv_case("conv3x3 wide batch", "conv", 8, 32, 32, 8, 8, 3, 1, 1, 1, 0, 0, GPU_FP32);
+    // dilated past the map (ASPP rate 12 on 8x8; rows only): ops_cpu cuts the kernel to the taps that
+    // read the image (conv_cut.h), cuDNN computes it whole: the same numbers
+    cs[n++] = conv_case("conv3x3 dil12 8x8 (cut 1x1)", "conv", 2, 64, 16, 8, 8, 3, 1, 12, 12, 1, 0, GPU_FP32);
+    cs[n++] = conv_case("conv3x3 dil6 4x12 (cut 1x3)", "conv", 2, 8, 8, 4, 12, 3, 1, 6, 6, 0, 1, GPU_FP32);
     for (int prec = 0; prec < 2; prec++) {
         int B = 2, ci = 6, co = 4, h = 5, w = 7;
         size_t xn = (size_t)B * ci * h * w, yn = (size_t)B * co * 4 * h * w, wn = (size_t)ci * co * 4;
