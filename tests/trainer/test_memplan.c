@@ -99,6 +99,86 @@ static void test_check_refuses_and_says_what_fits(void **state) {
     unsetenv("SLURM_MEM_PER_NODE");
 }
 
+// ---- evaluation at each image's own size (seg_eval.c) -------------------------------------------
+
+static const ModelConfig unet32 = {.name = "unet", .in_channels = 1, .classes = 11, .height = 32, .width = 32,
+                                   .base_width = 8, .batch_norm = 1, .max_batch = 4};
+
+// What model_create_on allocates for unet32 at h x w and batch 1, counted here; its parameter and buffer counts.
+static double counted_model(int h, int w, size_t *np, size_t *nb) {
+    Ops ops = *ops_cpu();
+    ops.alloc = test_alloc;
+    ModelConfig c = unet32;
+    c.height = h; c.width = w; c.max_batch = 1;
+    Model *m;
+    char err[512];
+    test_bytes = 0;
+    if (model_create_on(&c, &ops, &m, err, sizeof err)) fail_msg("unet %dx%d: %s", h, w, err);
+    *np = model_num_params(m); *nb = model_num_buffers(m);
+    model_free(m);
+    return (double)test_bytes;
+}
+
+// seg_eval_images' own buffers for an h x w image of C channels and K classes (read off seg_eval.c):
+// logits, predictions, labels, the normalised image, two decoded samples.
+static double image_buffers(int C, int K, int h, int w) {
+    double hw = (double)h * w;
+    return 4.0 * K * hw + 8.0 * hw + 4.0 * C * hw + 2.0 * (C * hw + hw);
+}
+
+static void test_eval_images_planned(void **state) {
+    (void)state;
+    char err[512];
+    double fixed, per;
+    MemRun r = {.batch = 4, .eval_images = MEM_EVAL_IMAGES_NONE};
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    assert_true(fixed == 0 && per == 0);
+    // whole: a second model at the image's size (40x48, which unet takes) + the host copy of its parameters
+    r.eval_images = MEM_EVAL_IMAGES_WHOLE; r.eval_h = 40; r.eval_w = 48;
+    size_t np, nb;
+    double model = counted_model(40, 48, &np, &nb);
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    double want = model + 4.0 * (np > nb ? np : nb) + image_buffers(1, 11, 40, 48);
+    if (fabs(fixed - want) > 0.5) fail_msg("whole 40x48: planned %.0f bytes, want %.0f", fixed, want);
+    assert_true(per == 0);
+    // a size unet refuses (sides not multiples of 8): the model is built at 64x64 with a padded input
+    r.eval_h = 36; r.eval_w = 44;
+    model = counted_model(64, 64, &np, &nb);
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    want = model + 4.0 * 64 * 64 + 4.0 * (np > nb ? np : nb) + image_buffers(1, 11, 36, 44);
+    if (fabs(fixed - want) > 0.5) fail_msg("whole 36x44: planned %.0f bytes, want %.0f", fixed, want);
+    // eval size unknown: the model's input size
+    r.eval_h = r.eval_w = 0;
+    model = counted_model(32, 32, &np, &nb);
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    want = model + 4.0 * (np > nb ? np : nb) + image_buffers(1, 11, 32, 32);
+    if (fabs(fixed - want) > 0.5) fail_msg("whole 32x32: planned %.0f bytes, want %.0f", fixed, want);
+    // slide: windows of the model's input through the training model (per sample), per-pixel counts
+    r.eval_images = MEM_EVAL_IMAGES_SLIDE; r.eval_h = 100; r.eval_w = 70;
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    assert_true(fabs(fixed - (image_buffers(1, 11, 100, 70) + 4.0 * 100 * 70)) < 0.5);
+    assert_true(per == 4.0 * 32 * 32);
+}
+
+// The check counts the second model: a run that fits without it is warned about with it.
+static void test_check_counts_whole_eval(void **state) {
+    (void)state;
+    char err[1024];
+    double fixed, per;
+    MemRun r = {.batch = 4, .workers = 0, .optim_slots = 1, .sample_floats = 32 * 32, .label_ints = 32 * 32,
+                .eval_images = MEM_EVAL_IMAGES_WHOLE, .eval_h = 1024, .eval_w = 1024};
+    assert_int_equal(memplan_eval_images(&unet32, &r, &fixed, &per, err, sizeof err), 0);
+    assert_true(fixed > 512.0 * 1048576);   // unet at 1024x1024: far more than the 32x32 training run
+    char mb[32];
+    snprintf(mb, sizeof mb, "%ld", (long)(fixed / 1048576));   // the limit: the evaluation alone
+    setenv("SLURM_MEM_PER_NODE", mb, 1);
+    assert_int_equal(memplan_check(&unet32, &r, err, sizeof err), 1);
+    assert_non_null(strstr(err, "of it evaluation at each image's size"));
+    r.eval_images = MEM_EVAL_IMAGES_NONE;
+    assert_int_equal(memplan_check(&unet32, &r, err, sizeof err), 0);
+    unsetenv("SLURM_MEM_PER_NODE");
+}
+
 int main(void) {
     unsetenv("SLURM_MEM_PER_NODE");
     unsetenv("SLURM_MEM_PER_CPU");
@@ -106,6 +186,8 @@ int main(void) {
         cmocka_unit_test(test_plan_predicts_allocations),
         cmocka_unit_test(test_limit_from_slurm_mem_shared_by_ranks),
         cmocka_unit_test(test_check_refuses_and_says_what_fits),
+        cmocka_unit_test(test_eval_images_planned),
+        cmocka_unit_test(test_check_counts_whole_eval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 // trainer/run/memplan.c — planned host memory of a CPU run against the rank's limit (see memplan.h).
 #include "trainer/run/memplan.h"
-// defines: memplan_model, memplan_limit, memplan_check
+// defines: memplan_model, memplan_limit, memplan_check, memplan_eval_images
 
 #include "trainer/ops/ops.h"
 
@@ -90,6 +90,46 @@ int memplan_model(const ModelConfig *mc, MemPlan *p, char *err, size_t errlen)
     if (model_bytes(mc, &mb, err, errlen)) return -1;
     p->fixed = mb.fixed;
     p->per_sample = mb.per_sample;
+    return 0;
+}
+
+// ---- evaluation at each image's own size (seg_eval.c) ---------------------------------------------
+
+// The second model of whole mode: the image's size at batch 1, or (a size the model refuses) padded up
+// to a multiple of 32 as whole_model pads it; *mh, *mw the size it was built at.
+static int whole_model_bytes(const ModelConfig *mc, int h, int w, double *bytes, ModelBytes *mb, int *mh, int *mw,
+                             char *err, size_t errlen)
+{
+    ModelConfig c = *mc;
+    c.height = *mh = h; c.width = *mw = w;
+    if (bytes_at(&c, 1, bytes, mb, err, errlen) == 0) return 0;
+    c.height = *mh = (h < 32 ? 32 : h + 31) / 32 * 32;
+    c.width = *mw = (w < 32 ? 32 : w + 31) / 32 * 32;
+    return bytes_at(&c, 1, bytes, mb, err, errlen);
+}
+
+int memplan_eval_images(const ModelConfig *mc, const MemRun *r, double *fixed, double *per_sample, char *err,
+                        size_t errlen)
+{
+    *fixed = *per_sample = 0;
+    if (r->eval_images == MEM_EVAL_IMAGES_NONE) return 0;
+    double C = mc->in_channels, K = mc->classes;
+    int h = r->eval_h > 0 ? r->eval_h : mc->height, w = r->eval_w > 0 ? r->eval_w : mc->width;
+    double hw = (double)h * w;
+    // seg_eval_images: logits, predictions and labels of the image; its normalised copy (SegEvalWs.x);
+    // two decoded samples (image and label bytes), one fetched ahead on a helper thread
+    *fixed = 4.0 * K * hw + 2 * 4.0 * hw + 4.0 * C * hw + 2 * (C * hw + hw);
+    if (r->eval_images == MEM_EVAL_IMAGES_SLIDE) {   // per-pixel counts; a batch of windows (at most 64)
+        double win = 4.0 * C * mc->height * mc->width;
+        *fixed += 4.0 * hw + (r->batch > 64 ? 64 * win : 0);
+        *per_sample = r->batch > 64 ? 0 : win;
+        return 0;
+    }
+    double model; ModelBytes mb; int mh, mw;
+    if (whole_model_bytes(mc, h, w, &model, &mb, &mh, &mw, err, errlen)) return -1;
+    // the model, the padded input (when padded), the host copy its parameters and buffers pass through
+    double big = mb.params > mb.buffers ? mb.params : mb.buffers;
+    *fixed += model + (mh != h || mw != w ? 4.0 * C * mh * mw : 0) + 4.0 * big;
     return 0;
 }
 
@@ -229,46 +269,24 @@ static double resident_bytes(void)
     return ok ? (double)rss * (double)sysconf(_SC_PAGESIZE) : 0;
 }
 
-int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errlen)
+// The error (or warning) for a plan over the limit: what was planned, of what, and the largest batch
+// that fits by the plan's own fixed and per-sample bytes.
+typedef struct { double planned, fixed, per_sample, in_use, limit, eval; int over_request; } Over;
+
+static void say_over(const MemRun *r, const Over *o, const char *src, char *err, size_t errlen)
 {
-    const char *off = getenv("SEGX_MEMORY_CHECK");
-    if (off && strcmp(off, "0") == 0) return 0;
-    char src[256], req_src[256];
-    double hard = limit_of(0, src, sizeof src), req = limit_of(1, req_src, sizeof req_src);
-    int over_request = 0;   // which limit the message is about
-    double limit = hard;
-    if (req > 0 && (hard <= 0 || req < hard)) { limit = req; over_request = 1; }
-    if (limit <= 0) return 0;   // nothing known to check against
-    // the model at this batch (one build: the common case ends here)
-    ModelBytes mb;
-    double at_b;
-    if (bytes_at(mc, r->batch, &at_b, &mb, err, errlen)) return 0;   // cannot even be mapped: model_create says so
-    // beyond the model: optimizer state and the host copies of parameters, buffers and state
-    double extra_fixed = 4.0 * ((double)r->optim_slots * mb.params + (double)mb.params + mb.buffers +
-                                (double)r->optim_slots * mb.params);
-    // loader slots (workers + 2 per loader), the 2 staging slots, eval predictions
-    double sample = 4.0 * ((double)r->sample_floats + (double)r->label_ints);
-    int slots = (r->workers + 2) * (r->has_eval ? 2 : 1) + 2;
-    double extra_sample = sample * slots + (r->has_eval ? 4.0 * (double)r->label_ints : 0);
-    double in_use = resident_bytes();
-    double planned = in_use + at_b + extra_fixed + extra_sample * r->batch;
-    if (planned <= limit) return 0;
-    if (over_request && hard > 0 && planned > hard) { limit = hard; over_request = 0; }
-    if (over_request) snprintf(src, sizeof src, "%s", req_src);
-    // too big: the model's slope (towards half the batch) says what fits
-    int hi = r->batch > 1 ? r->batch : 2, lo = hi / 2;
-    double at_hi = at_b, at_lo;
-    if (hi != r->batch && bytes_at(mc, hi, &at_hi, &mb, err, errlen)) return 0;
-    if (bytes_at(mc, lo, &at_lo, &mb, err, errlen)) return 0;
-    double per_sample = (at_hi - at_lo) / (hi - lo) + extra_sample;
-    double fixed = at_hi - (at_hi - at_lo) / (hi - lo) * hi + extra_fixed;
-    char a[32], b[32], c[32], d[32], e[32];
-    fmt_bytes(planned, a, sizeof a);
-    fmt_bytes(fixed, b, sizeof b);
-    fmt_bytes(per_sample, c, sizeof c);
-    fmt_bytes(in_use, d, sizeof d);
-    fmt_bytes(limit, e, sizeof e);
-    double fit = (limit - in_use - fixed) / per_sample;
+    char a[32], b[32], c[32], d[32], e[32], ev[96] = "";
+    fmt_bytes(o->planned, a, sizeof a);
+    fmt_bytes(o->fixed, b, sizeof b);
+    fmt_bytes(o->per_sample, c, sizeof c);
+    fmt_bytes(o->in_use, d, sizeof d);
+    fmt_bytes(o->limit, e, sizeof e);
+    if (o->eval > 0) {
+        char f[32];
+        fmt_bytes(o->eval, f, sizeof f);
+        snprintf(ev, sizeof ev, " (%s of it evaluation at each image's size)", f);
+    }
+    double fit = (o->limit - o->in_use - o->fixed) / o->per_sample;
     long max_batch = fit >= 1 ? (long)fit : 0;
     char fits[160];
     if (max_batch > 0)
@@ -277,10 +295,46 @@ int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errl
     else
         snprintf(fits, sizeof fits, "not even a batch of 1 fits: use a smaller model or ask for more memory (sbatch --mem)");
     snprintf(err, errlen,
-             "--batch-size %d needs about %s of memory (%s for parameters, gradients and optimizer state + %s per "
+             "--batch-size %d needs about %s of memory (%s for parameters, gradients and optimizer state%s + %s per "
              "sample x %d, on top of %s in use; every allocation counted) but %s %s (%s)%s; %s%s",
-             r->batch, a, b, c, r->batch, d, over_request ? "the job asked for" : "this rank may use", e, src,
-             over_request ? ": a cluster that enforces it kills the job when it goes over" : "", fits,
-             over_request ? "" : " (SEGX_MEMORY_CHECK=0 skips this check)");
-    return over_request ? 1 : -1;
+             r->batch, a, b, ev, c, r->batch, d, o->over_request ? "the job asked for" : "this rank may use", e, src,
+             o->over_request ? ": a cluster that enforces it kills the job when it goes over" : "", fits,
+             o->over_request ? "" : " (SEGX_MEMORY_CHECK=0 skips this check)");
+}
+
+int memplan_check(const ModelConfig *mc, const MemRun *r, char *err, size_t errlen)
+{
+    const char *off = getenv("SEGX_MEMORY_CHECK");
+    if (off && strcmp(off, "0") == 0) return 0;
+    char src[256], req_src[256];
+    double hard = limit_of(0, src, sizeof src), req = limit_of(1, req_src, sizeof req_src);
+    Over o = {.limit = hard};   // which limit the message is about: over_request
+    if (req > 0 && (hard <= 0 || req < hard)) { o.limit = req; o.over_request = 1; }
+    if (o.limit <= 0) return 0;   // nothing known to check against
+    // the model at this batch (one build: the common case ends here)
+    ModelBytes mb;
+    double at_b, eval_sample;
+    if (bytes_at(mc, r->batch, &at_b, &mb, err, errlen)) return 0;   // cannot even be mapped: model_create says so
+    if (memplan_eval_images(mc, r, &o.eval, &eval_sample, err, errlen)) return 0;   // nor this: evaluation says so
+    // beyond the model: optimizer state and the host copies of parameters, buffers and state
+    double extra_fixed = 4.0 * ((double)r->optim_slots * mb.params + (double)mb.params + mb.buffers +
+                                (double)r->optim_slots * mb.params) + o.eval;
+    // loader slots (workers + 2 per loader), the 2 staging slots, eval predictions
+    double sample = 4.0 * ((double)r->sample_floats + (double)r->label_ints);
+    int slots = (r->workers + 2) * (r->has_eval ? 2 : 1) + 2;
+    double extra_sample = sample * slots + (r->has_eval ? 4.0 * (double)r->label_ints : 0) + eval_sample;
+    o.in_use = resident_bytes();
+    o.planned = o.in_use + at_b + extra_fixed + extra_sample * r->batch;
+    if (o.planned <= o.limit) return 0;
+    if (o.over_request && hard > 0 && o.planned > hard) { o.limit = hard; o.over_request = 0; }
+    if (o.over_request) snprintf(src, sizeof src, "%s", req_src);
+    // too big: the model's slope (towards half the batch) says what fits
+    int hi = r->batch > 1 ? r->batch : 2, lo = hi / 2;
+    double at_hi = at_b, at_lo;
+    if (hi != r->batch && bytes_at(mc, hi, &at_hi, &mb, err, errlen)) return 0;
+    if (bytes_at(mc, lo, &at_lo, &mb, err, errlen)) return 0;
+    o.per_sample = (at_hi - at_lo) / (hi - lo) + extra_sample;
+    o.fixed = at_hi - (at_hi - at_lo) / (hi - lo) * hi + extra_fixed;
+    say_over(r, &o, src, err, errlen);
+    return o.over_request ? 1 : -1;
 }
