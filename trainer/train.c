@@ -458,9 +458,14 @@ static int setup_model(Trainer *t, int in_h, int in_w) {
         OptKind pk;
         optim_parse(c->optimizer, &pk);
         size_t pix = (size_t)in_h * in_w;   // a sample as the loader hands it over: the crop, not 0 x 0 for mixed sizes
-        MemRun mr = { .batch = c->batch, .workers = c->workers, .has_eval = t->eval_ds != NULL,
+        MemRun mr = { .batch = c->batch, .workers = c->workers, .has_eval = t->eval_ds && !t->pipe.crop_h,
                       .optim_slots = optim_slots(pk), .sample_floats = (size_t)t->train_ds->channels * pix,
                       .label_ints = t->train_ds->segmentation ? pix : 1 };
+        if (t->eval_ds && t->pipe.crop_h) {   // seg_eval.c: each image at its own size, the largest planned
+            mr.eval_images = t->seg.slide ? MEM_EVAL_IMAGES_SLIDE : MEM_EVAL_IMAGES_WHOLE;
+            mr.eval_h = t->eval_ds->height ? t->eval_ds->height : t->eval_ds->max_height;
+            mr.eval_w = t->eval_ds->width ? t->eval_ds->width : t->eval_ds->max_width;
+        }
         int mrc = memplan_check(&mc, &mr, err, el);
         if (mrc < 0) return TRAIN_EXIT_USAGE;
         if (mrc > 0 && t->rank == 0) fprintf(stderr, "segx-train: warning: %s\n", err);

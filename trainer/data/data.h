@@ -25,6 +25,8 @@ struct Dataset {
     char name[64];
     long n;                    // samples
     int channels, height, width;
+    int max_height, max_width; // sets of mixed sizes: the tallest and widest image (from the headers read at
+                               // open; 0: not known). Plans evaluation at each image's size (memplan.h).
     int classes;
     int segmentation;          // labels per pixel (1) or per sample (0)
     // Fills img (channels*height*width bytes) and labels (height*width or 1). Thread-safe.

@@ -137,8 +137,8 @@ done:
 }
 
 // Both headers of every pair: the image must be 3-channel-decodable and the label map 8-bit one
-// channel of the same size.
-static int check_headers(SegSet *s, char *err, size_t errlen) {
+// channel of the same size. The largest height and width go to ds.
+static int check_headers(SegSet *s, Dataset *ds, char *err, size_t errlen) {
     for (long i = 0; i < s->n; i++) {
         int w, h, c, mw, mh, mc;
         if (image_probe(s->images[i], &w, &h, &c, err, errlen) || image_probe(s->masks[i], &mw, &mh, &mc, err, errlen))
@@ -151,6 +151,8 @@ static int check_headers(SegSet *s, char *err, size_t errlen) {
             snprintf(err, errlen, "%s: label map is %dx%d but its image %s is %dx%d", s->masks[i], mw, mh, s->images[i], w, h);
             return -1;
         }
+        if (h > ds->max_height) ds->max_height = h;
+        if (w > ds->max_width) ds->max_width = w;
     }
     return 0;
 }
@@ -267,7 +269,7 @@ int segsets_open(const char *kind, const char *root, DataSplit split, const Data
     }
     ds->n = s->n;
     ds->classes = s->classes;
-    if (check_headers(s, err, errlen)) goto fail;
+    if (check_headers(s, ds, err, errlen)) goto fail;
     if (opt && opt->verify) {
         Sample smp = { 0 };
         for (long i = 0; i < s->n; i++)
