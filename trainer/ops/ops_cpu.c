@@ -72,7 +72,9 @@ static int any_dnnl_pass(const ConvDesc *d) {
     return dnnl_pass(d, PASS_FW) || dnnl_pass(d, PASS_DATA) || dnnl_pass(d, PASS_WEIGHTS);
 }
 // floats of a cut convolution's compact weights, in 64-byte steps (the rest of the workspace stays aligned)
-static size_t cut_weight_floats(const ConvDesc *r) { return ((size_t)r->cout * r->cin * r->kh * r->kw + 15) & ~(size_t)15; }
+static size_t cut_weight_floats(const ConvDesc *r) {
+    return ((size_t)r->cout * r->cin * r->kh * r->kw + 15) & ~(size_t)15;
+}
 static size_t conv2d_workspace_on(const ConvDesc *d, int max_batch, int dnnl);
 
 static size_t cpu_conv2d_workspace(const ConvDesc *d, int max_batch) {
