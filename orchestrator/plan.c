@@ -2,7 +2,7 @@
 #include "orchestrator/util/fileio.h"
 #include "orchestrator/util/strbuf.h"
 #include "orchestrator/plan.h"
-#include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/paths.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/render.h"
 #include <errno.h>
@@ -653,8 +653,8 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
     if (!r) { snprintf(err, errlen, "out of memory"); return -1; }
     r->s = s;
     snprintf(r->run_root, sizeof r->run_root, "%s", run_root);
-    snprintf(r->segx, sizeof r->segx, "%s", cli_self_path());
-    snprintf(r->trainer, sizeof r->trainer, "%s", cli_trainer_path());
+    snprintf(r->segx, sizeof r->segx, "%s", paths_self_path());
+    snprintf(r->trainer, sizeof r->trainer, "%s", paths_trainer_path());
     snprintf(r->tmpl_path, sizeof r->tmpl_path, "%s/job.sbatch.tmpl", templates_dir);
     char abs[PATH_MAX];
     if (realpath(s->path, abs)) {

@@ -54,7 +54,7 @@ int  plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char
                 PlanCell *cells, size_t n, size_t *added, char *err, size_t errlen);
 
 // Renders job scripts: open once per experiment (loads the template and cluster profile), then
-// plan_render_job per cell attempt. templates_dir: cli_templates_dir().
+// plan_render_job per cell attempt. templates_dir: paths_templates_dir().
 typedef struct PlanRenderer PlanRenderer;
 int  plan_renderer_open(const Spec *s, const char *templates_dir, const char *run_root,
                         PlanRenderer **out, char *err, size_t errlen);

@@ -1,6 +1,6 @@
 // orchestrator/plan_spec.c — a spec file planned into the DB and the run dirs (see plan_spec.h).
 #include "orchestrator/plan_spec.h"
-#include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/paths.h"
 #include "db/db.h"
 #include <pthread.h>
 #include <stdio.h>
@@ -194,7 +194,7 @@ int plan_spec_run(const char *spec_path, const PlanOptions *o, PlanOutcome *P, c
     // comes before the DB is opened read-write, so bad input never creates or changes the file.
     resolve_run_root(P->spec, o, dbp, P->run_root, sizeof P->run_root);
     PlanRenderer *r = NULL;
-    if (plan_renderer_open(P->spec, cli_templates_dir(), P->run_root, &r, err, errlen) < 0) return 2;
+    if (plan_renderer_open(P->spec, paths_templates_dir(), P->run_root, &r, err, errlen) < 0) return 2;
     int rc = o->dry_run ? render_only(r, P, err, errlen) : render_store_write(r, P, spec_abs, dbp, err, errlen);
     plan_renderer_close(r);
     return rc;

@@ -1,6 +1,6 @@
 // orchestrator/spec.c — reading and checking experiment specs (see spec.h).
 #include "orchestrator/spec.h"
-#include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/suggest.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/notify.h"
 #include "orchestrator/util/fileio.h"
@@ -214,7 +214,7 @@ static int int_in(const Chk *c, const char *keypath, const json_t *v, json_int_t
 
 static int unknown_key(const Chk *c, const char *keypath, const char *key, const char *const *known)
 {
-    const char *near = cli_closest(key, known);
+    const char *near = suggest_closest(key, known);
     char list[512] = "";
     size_t n = 0;
     for (const char *const *k = known; *k && n < sizeof list - 40; k++)
@@ -473,7 +473,7 @@ static int check_trainer(const Chk *c, Spec *s)
             }
             s->metrics = v;
         } else if (!is_scalar(v)) {
-            const char *near = cli_closest(k, TRAINER_KEYS);
+            const char *near = suggest_closest(k, TRAINER_KEYS);
             if (near) return fail(c, kp, 1, "unknown key '%s' (did you mean '%s'?)", k, near);
             return fail(c, kp, 0, "a trainer flag must be a string, number or boolean, got %s", shown(v));
         }
@@ -533,7 +533,7 @@ static int check_matrix(const Chk *c, Spec *s)
         if (!is_known_axis(k)) {
             // Extra axes are trainer flags, but one a letter or two from a known axis is a typo.
             for (const char *const *q = SPEC_KNOWN_AXES; *q; q++) {
-                int dist = cli_edit_distance(k, *q);
+                int dist = suggest_edit_distance(k, *q);
                 if (dist > 0 && dist <= (strlen(*q) <= 4 ? 1 : 2))
                     return fail(c, kp, 1, "unknown axis '%s' (did you mean '%s'?)", k, *q);
             }
@@ -583,7 +583,7 @@ static int check_partials(const Chk *c, Spec *s, const char *what, json_t *list)
                 json_object_foreach(s->matrix, mk, mv) if (n < 40) names[n++] = mk;
                 for (const char *const *q = SPEC_KNOWN_AXES; *q && n < 62; q++) names[n++] = *q;
                 names[n] = NULL;
-                const char *near = cli_closest(k, names);
+                const char *near = suggest_closest(k, names);
                 if (near) return fail(c, kp, 1, "unknown axis '%s' (did you mean '%s'?)", k, near);
                 return fail(c, kp, 1, "unknown axis '%s' (not in matrix)", k);
             }

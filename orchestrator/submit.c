@@ -2,7 +2,7 @@
 // submission (see submit.h). Phases of submit_experiment: open (DB, spec, backend, lock), read the
 // cells, one cell at a time decide / render / submit / record, the job arrays, the summary.
 #include "orchestrator/submit.h"
-#include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/paths.h"
 #include "orchestrator/collect.h"
 #include "orchestrator/experiment_lookup.h"
 #include "orchestrator/notify.h"
@@ -507,7 +507,7 @@ static int decide(Submit *S, const Todo *t)
 static int render_missing(Submit *S, PlanCell *c, int attempt, char *run_dir, size_t rdlen, char *script, size_t slen,
                           char *eval_script, size_t elen)
 {
-    const char *tdir = S->o->templates_dir ? S->o->templates_dir : cli_templates_dir();
+    const char *tdir = S->o->templates_dir ? S->o->templates_dir : paths_templates_dir();
     char err[2048];
     struct stat sb;
     if (S->s->eval_job && stat(eval_script, &sb) != 0) {

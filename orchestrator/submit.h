@@ -33,7 +33,7 @@ typedef struct {
     void (*say)(void *ctx, int problem, const char *line);
     void *say_ctx;
     BackendOpenFn open;       // NULL: backend_open (the unit tests pass a fake BackendOps here)
-    const char *templates_dir;   // NULL: cli_templates_dir()
+    const char *templates_dir;   // NULL: paths_templates_dir()
 } SubmitOptions;
 
 // Returns the exit code (0, 1, 2). *submitted gets the number of jobs sent (may be NULL).

@@ -1,11 +1,11 @@
-// orchestrator/cmd/cli.c — long-option parser, --help and path lookup (see cli.h).
+// orchestrator/cmd/cli.c — long-option parser and --help (see cli.h).
 #include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/suggest.h"
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 // ---------------------------------------------------------------------------------------------
@@ -27,49 +27,6 @@ void cli_print_help(const CliCommand *cmd, FILE *f)
     }
     fprintf(f, "  %-28s %s\n", "-h, --help", "show this help and exit");
     if (cmd->epilog) fprintf(f, "\n%s\n", cmd->epilog);
-}
-
-// ---------------------------------------------------------------------------------------------
-// edit distance
-
-// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("modle" -> "model"
-// is one edit), the commonest typo in keys and flags.
-int cli_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 255 || lb > 255) return (int)(la > lb ? la : lb);
-    int rows[3][256];
-    int *pp = rows[0], *prev = rows[1], *cur = rows[2];
-    for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            int del = prev[j] + 1, ins = cur[j - 1] + 1;
-            int m = sub < del ? sub : del;
-            m = m < ins ? m : ins;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < m) m = pp[j - 2] + 1;
-            cur[j] = m;
-        }
-        int *t = pp;
-        pp = prev;
-        prev = cur;
-        cur = t;
-    }
-    return prev[lb];
-}
-
-const char *cli_closest(const char *word, const char *const *candidates)
-{
-    int limit = (int)strlen(word) / 3;
-    if (limit < 1) limit = 1;
-    const char *best = NULL;
-    int bestd = limit + 1;
-    for (const char *const *c = candidates; *c; c++) {
-        int d = cli_edit_distance(word, *c);
-        if (d < bestd) { bestd = d; best = *c; }
-    }
-    return best;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +117,7 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv, CliArgs *out)
                 names[n] = NULL;
                 char word[128];
                 snprintf(word, sizeof word, "%.*s", (int)len, name);
-                const char *near = cli_closest(word, names);
+                const char *near = suggest_closest(word, names);
                 if (near) snprintf(msg, sizeof msg, "unknown option '--%s' (did you mean '--%s'?)", word, near);
                 else snprintf(msg, sizeof msg, "unknown option '--%s'", word);
                 return usage_error(cmd, argv0, msg);
@@ -200,77 +157,7 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv, CliArgs *out)
 }
 
 // ---------------------------------------------------------------------------------------------
-// paths
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_exec(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
-}
-
-const char *cli_self_path(void)
-{
-    static char buf[PATH_MAX];
-    const char *env = getenv("SEGX_SELF");
-    if (env && *env) { snprintf(buf, sizeof buf, "%s", env); return buf; }
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return "segx";
-    buf[n] = 0;
-    return buf;
-}
-
-const char *cli_self_dir(void)
-{
-    static char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", cli_self_path());
-    char *slash = strrchr(buf, '/');
-    if (slash) *slash = 0;
-    else snprintf(buf, sizeof buf, ".");
-    return buf;
-}
-
-const char *cli_templates_dir(void)
-{
-    static char buf[PATH_MAX];
-    const char *env = getenv("SEGX_TEMPLATES");
-    if (env && *env) { snprintf(buf, sizeof buf, "%s", env); return buf; }
-    // bin/segx -> templates; BUILD/bin/segx (per-engineer build dirs) -> ../../templates
-    const char *self = cli_self_dir();
-    snprintf(buf, sizeof buf, "%s/../templates", self);
-    if (is_dir(buf)) return buf;
-    snprintf(buf, sizeof buf, "%s/../../templates", self);
-    if (is_dir(buf)) return buf;
-    // an installed segx (make install): PREFIX/bin/segx -> PREFIX/share/segx/templates
-    snprintf(buf, sizeof buf, "%s/../share/segx/templates", self);
-    if (is_dir(buf)) return buf;
-    const char *root = getenv("SEGX_ROOT");
-    if (root && *root) {
-        snprintf(buf, sizeof buf, "%s/templates", root);
-        if (is_dir(buf)) return buf;
-    }
-    return "templates";
-}
-
-const char *cli_trainer_path(void)
-{
-    static char buf[PATH_MAX];
-    const char *env = getenv("SEGX_TRAIN");
-    if (env && *env) { snprintf(buf, sizeof buf, "%s", env); return buf; }
-    snprintf(buf, sizeof buf, "%s/segx-train", cli_self_dir());
-    if (is_exec(buf)) return buf;
-    const char *bin = getenv("SEGX_BIN");
-    if (bin && *bin) {
-        snprintf(buf, sizeof buf, "%s/segx-train", bin);
-        if (is_exec(buf)) return buf;
-    }
-    return "segx-train";
-}
+// terminal
 
 int cli_is_tty(FILE *f)
 {

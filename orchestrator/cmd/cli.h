@@ -1,9 +1,9 @@
 // orchestrator/cmd/cli.h — the shared command-line helper of the segx subcommands: long options
 // (`--name value`, `--name=value`, flags, `-h`/`--help`, `--` ends options), positional
-// arguments, --help text generated from the option table, "did you mean" for misspelt flags,
-// and the paths every subcommand needs (templates dir, the segx-train beside segx).
-// defines: CliOption, CliCommand, CliArgs, cli_parse, cli_print_help, cli_edit_distance,
-// cli_closest, cli_self_dir, cli_templates_dir, cli_trainer_path, cli_is_tty.
+// arguments, --help text generated from the option table, "did you mean" for misspelt flags
+// (util/suggest.h). The paths every subcommand needs (templates dir, the segx-train beside segx)
+// are util/paths.h's.
+// defines: CliOption, CliCommand, CliArgs, cli_parse, cli_print_help, cli_is_tty.
 //
 // Usage in a cmd_<name>.c:
 //     const char *db = NULL; int json = 0;
@@ -52,21 +52,6 @@ typedef struct {
 int  cli_parse(const CliCommand *cmd, int argc, char **argv, CliArgs *out);
 void cli_print_help(const CliCommand *cmd, FILE *f);
 
-// Edit distance (bytes; insert, delete, substitute, swap two adjacent). cli_closest returns the candidate nearest to word when it is
-// within max(1, strlen(word)/3) edits, else NULL; candidates ends with NULL.
-int  cli_edit_distance(const char *a, const char *b);
-const char *cli_closest(const char *word, const char *const *candidates);
-
-// Directory of the running segx binary (from /proc/self/exe), e.g. "/opt/segx/bin". Static buffer.
-const char *cli_self_dir(void);
-// $SEGX_TEMPLATES, else <dir of the segx binary>/../templates, else the source tree's templates/
-// (compiled in), else "templates". Static buffer.
-const char *cli_templates_dir(void);
-// $SEGX_TRAIN, else segx-train beside the segx binary, else "segx-train" (PATH). Static buffer.
-const char *cli_trainer_path(void);
-// Absolute path of the segx binary itself ($SEGX_SELF overrides; tests link libsegx into
-// other programs and set it). Static buffer.
-const char *cli_self_path(void);
 int  cli_is_tty(FILE *f);
 
 #endif

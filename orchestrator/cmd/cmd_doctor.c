@@ -12,6 +12,7 @@
 #include "orchestrator/util/clock.h"
 #include "orchestrator/backend/backends.h"
 #include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/paths.h"
 #include "orchestrator/cluster.h"
 #include "orchestrator/plan.h"
 #include "db/db.h"
@@ -566,7 +567,7 @@ int cmd_doctor(int argc, char **argv)
     }
     json_t *cl = cluster ? json_string(cluster) : (s && s->cluster ? json_incref(s->cluster) : json_string("local"));
     ClusterProfile *p = NULL;
-    if (cluster_load(cl, cli_templates_dir(), &p, err, sizeof err) < 0) say(&r, "FAIL", "profile", "%s", err);
+    if (cluster_load(cl, paths_templates_dir(), &p, err, sizeof err) < 0) say(&r, "FAIL", "profile", "%s", err);
     else say(&r, "ok", "profile", "%s (%s), %zu GPU types", cluster_name(p), cluster_path(p)[0] ? cluster_path(p) : "inline",
              cluster_gpu_count(p));
     json_decref(cl);
@@ -585,7 +586,7 @@ int cmd_doctor(int argc, char **argv)
     if (reachable && !no_job) check_nodes(&r, p, s ? s->container : NULL, backend, job_timeout > 0 ? job_timeout : 300);
 
     if (!s || !s->external) {
-        const char *t = cli_trainer_path();
+        const char *t = paths_trainer_path();
         char found[4096];
         if (on_path(t, found, sizeof found)) say(&r, "ok", "trainer", "%s", found);
         else say(&r, "FAIL", "trainer", "segx-train not found (%s): build it with make, or set SEGX_TRAIN", t);

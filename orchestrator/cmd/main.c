@@ -1,5 +1,6 @@
 // orchestrator/cmd/main.c — `segx`: dispatches `segx CMD ...` to cmd_<CMD>(argc, argv) (commands.h).
 #include "orchestrator/cmd/commands.h"
+#include "orchestrator/util/suggest.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -37,30 +38,10 @@ static void usage(FILE *f)
                "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 
-// Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean".
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 32 || lb > 32) return 99;
-    size_t d[33][33];
-    for (size_t i = 0; i <= la; i++) d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[la][lb];
-}
-
 // git's way: the commands closest to the typo (distance <= 2, or the typo starts a command's name).
 static size_t closeness(const char *typo, const char *cmd)
 {
-    return strncmp(cmd, typo, strlen(typo)) == 0 ? 1 : distance(typo, cmd);
+    return strncmp(cmd, typo, strlen(typo)) == 0 ? 1 : (size_t)suggest_edit_distance(typo, cmd);
 }
 
 static void suggest(const char *name)

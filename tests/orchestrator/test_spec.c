@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "orchestrator/cmd/cli.h"
+#include "orchestrator/util/suggest.h"
 #include "orchestrator/spec.h"
 #include "orchestrator/backend/slurm_util.h"
 #include <stdio.h>
@@ -456,12 +457,12 @@ static void test_cli_parse(void **state)
     assert_int_equal(cli_parse(&cmd, 4, bad5, &a), 2);
     char *bad6[] = {"t", "--json=1", "a", NULL};
     assert_int_equal(cli_parse(&cmd, 3, bad6, &a), 2);
-    assert_int_equal(cli_edit_distance("modle", "model"), 1);
-    assert_int_equal(cli_edit_distance("kitten", "sitting"), 3);
-    assert_int_equal(cli_edit_distance("", "abc"), 3);
+    assert_int_equal(suggest_edit_distance("modle", "model"), 1);
+    assert_int_equal(suggest_edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(suggest_edit_distance("", "abc"), 3);
     const char *cands[] = {"max-parallel", "db", "json", NULL};
-    assert_string_equal(cli_closest("max-paralel", cands), "max-parallel");
-    assert_null(cli_closest("banana", cands));
+    assert_string_equal(suggest_closest("max-paralel", cands), "max-parallel");
+    assert_null(suggest_closest("banana", cands));
 }
 
 int main(void)
