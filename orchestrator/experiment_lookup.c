@@ -40,18 +40,15 @@ int experiment_find(sqlite3 *db, const char *name, ExperimentRef *x, char *err, 
     return 0;
 }
 
-int experiment_open(const char *cmd, const char *db_path, const char *name, sqlite3 **db, ExperimentRef *x)
+int experiment_open(const char *db_path, const char *name, sqlite3 **db, ExperimentRef *x, char *err, size_t errlen)
 {
-    char err[2048];
     *db = NULL;
-    if (db_open(db_path_default(db_path), DB_EXISTING, db, err, sizeof err) < 0) {
-        fprintf(stderr, "segx %s: %s\n", cmd, err);
+    if (db_open(db_path_default(db_path), DB_EXISTING, db, err, errlen) < 0) {
         *db = NULL;
         return 1;
     }
-    int frc = experiment_find(*db, name, x, err, sizeof err);
+    int frc = experiment_find(*db, name, x, err, errlen);
     if (frc < 0) {
-        fprintf(stderr, "segx %s: %s\n", cmd, err);
         db_close(*db);
         *db = NULL;
         return frc == -2 ? 2 : 1;

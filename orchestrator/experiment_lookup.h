@@ -18,8 +18,9 @@ typedef struct {
 int experiment_find(sqlite3 *db, const char *name, ExperimentRef *x, char *err, size_t errlen);
 
 // db_path NULL: db_path_default; name NULL: the only experiment. 0 with *db open (the caller
-// closes it); else prints "segx CMD: <why>" to stderr, leaves *db NULL and returns the exit code:
-// 1 the DB cannot be opened or read, 2 no such experiment / several and none named.
-int experiment_open(const char *cmd, const char *db_path, const char *name, sqlite3 **db, ExperimentRef *x);
+// closes it); else leaves *db NULL, puts why into err (the command prints "segx CMD: <why>") and
+// returns the exit code: 1 the DB cannot be opened or read, 2 no such experiment / several and
+// none named. Prints nothing.
+int experiment_open(const char *db_path, const char *name, sqlite3 **db, ExperimentRef *x, char *err, size_t errlen);
 
 #endif

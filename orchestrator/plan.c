@@ -683,11 +683,16 @@ int plan_renderer_open(const Spec *s, const char *templates_dir, const char *run
         }
     }
     if (s->metrics) r->rules = json_dumps(s->metrics, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!s->external && r->trainer[0] != '/')
-        fprintf(stderr, "segx: warning: no segx-train beside %s (build it with `make`, or set SEGX_TRAIN); "
-                "job scripts will look for '%s' in PATH\n", r->segx, r->trainer);
     *out = r;
     return 0;
+}
+
+int plan_renderer_warning(const PlanRenderer *r, char *buf, size_t len)
+{
+    if (r->s->external || r->trainer[0] == '/') return 0;
+    snprintf(buf, len, "no segx-train beside %s (build it with `make`, or set SEGX_TRAIN); "
+             "job scripts will look for '%s' in PATH", r->segx, r->trainer);
+    return 1;
 }
 
 void plan_renderer_close(PlanRenderer *r)

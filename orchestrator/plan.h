@@ -1,7 +1,7 @@
 // orchestrator/plan.h — from a checked spec to cells (matrix minus exclude plus include, with the
 // scaling rules applied), their rows in the DB and their rendered job scripts.
 // defines: PlanCell, plan_expand, plan_cells_free, plan_store, plan_render_job, plan_cell_from_params,
-// PlanRenderer, plan_renderer_open/close, plan_hash.
+// PlanRenderer, plan_renderer_open/close/warning, plan_hash.
 //
 // Cell parameters (cells.params, canonical JSON with sorted keys) = the trainer's fixed keys and
 // args (minus command/metrics/launch; plus "command" for external trainers) + "eval" + one value
@@ -66,6 +66,10 @@ int  plan_render_job(PlanRenderer *r, const PlanCell *c, int attempt, char *path
 int  plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
                       char **script, char *err, size_t errlen);
 void plan_renderer_close(PlanRenderer *r);
+// What the caller should warn about after plan_renderer_open (the library prints nothing): 1 with
+// the line in buf (no newline; the commands print "segx: warning: LINE") when job scripts of a
+// segx-train spec will look for segx-train in PATH (none beside segx, no SEGX_TRAIN), else 0.
+int  plan_renderer_warning(const PlanRenderer *r, char *buf, size_t len);
 // The eval job (spec with eval.job; templates/eval.sbatch.tmpl): 1 when the spec asks for one.
 int  plan_has_eval(const PlanRenderer *r);
 // Renders the cell attempt's eval.sh (one process: segx-train --evaluate, or eval.job.command;
@@ -104,6 +108,10 @@ typedef struct {
     const char *format;      // table | csv | json | markdown (NULL: table)
     int quiet;               // summary line only
     int limit;               // table rows shown (0: all)
+    // A warning (plan_renderer_warning's line, no newline); NULL: not said. plan_spec_file
+    // prints it on stderr after "segx: warning: ".
+    void (*warn)(void *ctx, const char *line);
+    void *warn_ctx;
 } PlanOptions;
 int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size_t namelen);
 

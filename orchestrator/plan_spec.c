@@ -195,6 +195,8 @@ int plan_spec_run(const char *spec_path, const PlanOptions *o, PlanOutcome *P, c
     resolve_run_root(P->spec, o, dbp, P->run_root, sizeof P->run_root);
     PlanRenderer *r = NULL;
     if (plan_renderer_open(P->spec, paths_templates_dir(), P->run_root, &r, err, errlen) < 0) return 2;
+    char warning[2 * PATH_MAX + 200];
+    if (o->warn && plan_renderer_warning(r, warning, sizeof warning)) o->warn(o->warn_ctx, warning);
     int rc = o->dry_run ? render_only(r, P, err, errlen) : render_store_write(r, P, spec_abs, dbp, err, errlen);
     plan_renderer_close(r);
     return rc;

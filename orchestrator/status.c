@@ -72,6 +72,7 @@ typedef struct {
     const char **ids;
     JobStatus *js;
     StatusCounts *counts;
+    const StatusRefreshOptions *o;   // its say hears of a backend that did not answer
 } Poll;
 
 // One poll per backend for all of its jobs; an unreachable scheduler keeps the stored states
@@ -82,7 +83,11 @@ static void poll_group(Backend *b, size_t from, size_t to, const char *why, void
     char e[1024];
     int ok = b && b->ops->poll(b, P->ids + from, to - from, P->js + from, e, sizeof e) == 0;
     if (ok) return;
-    fprintf(stderr, "segx status: %s backend: %s (states not refreshed)\n", P->u[from].backend, b ? e : why);
+    if (P->o->say) {
+        char line[1200];
+        snprintf(line, sizeof line, "%s backend: %s (states not refreshed)", P->u[from].backend, b ? e : why);
+        P->o->say(P->o->say_ctx, line);
+    }
     if (P->counts) P->counts->poll_failed = 1;
     for (size_t k = from; k < to; k++) P->js[k].state = JOB_SUBMITTED, P->js[k].exit_code = -2;
 }
@@ -192,12 +197,7 @@ sqlfail:
 
 int status_refresh(sqlite3 *db, long long eid, StatusCounts *counts, char *err, size_t errlen)
 {
-    return status_refresh_wait(db, eid, -1, counts, err, errlen);
-}
-
-int status_refresh_wait(sqlite3 *db, long long eid, int write_wait_ms, StatusCounts *counts, char *err, size_t errlen)
-{
-    StatusRefreshOptions o = {.write_wait_ms = write_wait_ms};
+    StatusRefreshOptions o = {.write_wait_ms = -1};
     return status_refresh_ex(db, eid, &o, counts, err, errlen);
 }
 
@@ -234,7 +234,7 @@ int status_refresh_ex(sqlite3 *db, long long eid, const StatusRefreshOptions *o,
             // polled before taking the write lock (a slow scheduler must not hold up other writers)
             char opts[PATH_MAX + 128];
             submit_backend_options(run_root, 0, opts, sizeof opts);
-            Poll P = {.u = u, .ids = ids, .js = js, .counts = counts};
+            Poll P = {.u = u, .ids = ids, .js = js, .counts = counts, .o = o};
             backend_each_group(names, n, o->open, opts, poll_group, &P);
             rc = store_states(db, u, js, n, wait_ms, err, errlen);
         }

@@ -502,24 +502,34 @@ static int decide(Submit *S, const Todo *t)
     return 1;
 }
 
+// S->r, opened on first use (templates, cluster profile); its warning is said once. 0, or -1 with err.
+static int open_renderer(Submit *S, char *err, size_t errlen)
+{
+    if (S->r) return 0;
+    const char *tdir = S->o->templates_dir ? S->o->templates_dir : paths_templates_dir();
+    if (plan_renderer_open(S->s, tdir, S->x.run_root, &S->r, err, errlen) < 0) return -1;
+    char warning[2 * PATH_MAX + 200];
+    if (plan_renderer_warning(S->r, warning, sizeof warning)) say(S, 2, "%s", warning);
+    return 0;
+}
+
 // Renders what the attempt's dir lacks: eval.sh (an eval job added to the spec after plan, or a
 // later attempt) and job.sh (attempts after the first, or a removed run dir). 0, or -1 (said).
 static int render_missing(Submit *S, PlanCell *c, int attempt, char *run_dir, size_t rdlen, char *script, size_t slen,
                           char *eval_script, size_t elen)
 {
-    const char *tdir = S->o->templates_dir ? S->o->templates_dir : paths_templates_dir();
     char err[2048];
     struct stat sb;
     if (S->s->eval_job && stat(eval_script, &sb) != 0) {
         char *text = NULL;
-        int bad = (!S->r && plan_renderer_open(S->s, tdir, S->x.run_root, &S->r, err, sizeof err) < 0) ||
+        int bad = open_renderer(S, err, sizeof err) < 0 ||
                   plan_render_eval_text(S->r, c, attempt, run_dir, &text, err, sizeof err) < 0 ||
                   plan_write_eval(run_dir, text, eval_script, elen, err, sizeof err) < 0;
         free(text);
         if (bad) { say(S, 1, "%s", err); return -1; }
     }
     if (stat(script, &sb) != 0) {
-        if ((!S->r && plan_renderer_open(S->s, tdir, S->x.run_root, &S->r, err, sizeof err) < 0) ||
+        if (open_renderer(S, err, sizeof err) < 0 ||
             plan_render_job(S->r, c, attempt, script, slen, run_dir, rdlen, err, sizeof err) < 0) {
             say(S, 1, "%s", err);
             return -1;

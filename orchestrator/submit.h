@@ -28,8 +28,9 @@ typedef struct {
     int quiet;
     const char *notify_url;   // --notify: POST when the experiment finishes or a cell fails (notify.h)
     // Where its lines go: say(ctx, 0, line) for progress and the summary (what `segx submit`
-    // prints on stdout), say(ctx, 1, line) for a problem (stderr, after "segx submit: "). Lines
-    // have no newline. NULL: nothing is said.
+    // prints on stdout), say(ctx, 1, line) for a problem (stderr, after "segx submit: "),
+    // say(ctx, 2, line) for a warning from the job-script renderer (plan_renderer_warning:
+    // stderr, after "segx: warning: "). Lines have no newline. NULL: nothing is said.
     void (*say)(void *ctx, int problem, const char *line);
     void *say_ctx;
     BackendOpenFn open;       // NULL: backend_open (the unit tests pass a fake BackendOps here)

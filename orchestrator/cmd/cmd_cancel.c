@@ -80,10 +80,13 @@ int cmd_cancel(int argc, char **argv)
 
     sqlite3 *db;
     ExperimentRef ex;
-    if ((rc = experiment_open("cancel", db_path, a.npos ? a.pos[0] : NULL, &db, &ex)) != 0) return rc;
+    char err[2048];
+    if ((rc = experiment_open(db_path, a.npos ? a.pos[0] : NULL, &db, &ex, err, sizeof err)) != 0) {
+        fprintf(stderr, "segx cancel: %s\n", err);
+        return rc;
+    }
     CancelOptions o = {.cells = sel, .ncells = nsel, .dry_run = dry_run};
     CancelResult r;
-    char err[2048];
     int crc = cancel_experiment(db, ex.id, ex.run_root, &o, &r, err, sizeof err);
     for (int i = 0; i < nsel; i++)
         if (!r.matched[i]) fprintf(stderr, "segx cancel: no submitted, pending or running cell of '%s' matches '%s'\n", ex.name, sel[i]);

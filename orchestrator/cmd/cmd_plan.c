@@ -54,6 +54,13 @@ static void print_table(const PlanCell *cells, size_t n, long time_s, TableForma
     free(params);
 }
 
+// PlanOptions.warn of plan_spec_file (plan, run): on stderr after "segx: warning: ".
+static void plan_warn(void *ctx, const char *line)
+{
+    (void)ctx;
+    fprintf(stderr, "segx: warning: %s\n", line);
+}
+
 int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size_t namelen)
 {
     TableFormat fmt = TABLE_TEXT;
@@ -64,7 +71,9 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
     fmt = table_format_resolve(fmt, stdout);
     PlanOutcome P;
     char err[2048];
-    int rc = plan_spec_run(spec_path, o, &P, err, sizeof err);
+    PlanOptions po = *o;
+    if (!po.warn) po.warn = plan_warn;
+    int rc = plan_spec_run(spec_path, &po, &P, err, sizeof err);
     if (name && P.spec) snprintf(name, namelen, "%s", P.spec->name);
     if (rc != 0) {
         fprintf(stderr, "segx plan: %s\n", err);

@@ -40,10 +40,14 @@ int cmd_resubmit(int argc, char **argv)
     char err[2048], last_backend[32] = "";
     sqlite3 *db;
     ExperimentRef ex;
-    if ((rc = experiment_open("resubmit", db_path, a.npos ? a.pos[0] : NULL, &db, &ex)) != 0) return rc;
+    if ((rc = experiment_open(db_path, a.npos ? a.pos[0] : NULL, &db, &ex, err, sizeof err)) != 0) {
+        fprintf(stderr, "segx resubmit: %s\n", err);
+        return rc;
+    }
     const long long eid = ex.id;
     StatusCounts counts;
-    if (status_refresh(db, eid, &counts, err, sizeof err) < 0)
+    const StatusRefreshOptions so = {.write_wait_ms = -1, .say = cmd_status_say};
+    if (status_refresh_ex(db, eid, &so, &counts, err, sizeof err) < 0)
         fprintf(stderr, "segx resubmit: states not refreshed: %s\n", err);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT a.backend FROM attempts a JOIN cells c ON c.id = a.cell_id "

@@ -29,13 +29,14 @@ static int settled(const StatusCounts *c)
 static int run_wait(sqlite3 *db, long long eid, const char *name, int interval, int timeout, StatusCounts *c)
 {
     char err[2048], last[512] = "";
+    const StatusRefreshOptions so = {.write_wait_ms = -1, .say = cmd_status_say};
     int tty = cli_is_tty(stdout);
     time_t t0 = time(NULL);
     PollPace pace;
     poll_pace_init(&pace, interval);
     for (;;) {
         double p0 = mono_s();
-        if (status_refresh(db, eid, c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
+        if (status_refresh_ex(db, eid, &so, c, err, sizeof err) < 0) { fprintf(stderr, "segx run: %s\n", err); return 1; }
         double wait = poll_pace_next(&pace, mono_s() - p0, c->poll_failed);
         char sum[512];
         status_summary(c, sum, sizeof sum);
@@ -138,7 +139,8 @@ int cmd_run(int argc, char **argv)
         return rc;
     }
     // the collect step may have settled states the backend had not
-    status_refresh(db, x.id, &c, err, sizeof err);
+    const StatusRefreshOptions ro = {.write_wait_ms = -1, .say = cmd_status_say};
+    status_refresh_ex(db, x.id, &ro, &c, err, sizeof err);
     db_close(db);
     long bad = c.total - c.by_state[JOB_COMPLETED];
     if (bad > 0) {

@@ -16,6 +16,12 @@
 // the stored states without the freshly polled ones.
 #define STATUS_WRITE_WAIT_MS 2000
 
+void cmd_status_say(void *ctx, const char *line)
+{
+    (void)ctx;
+    fprintf(stderr, "segx status: %s\n", line);
+}
+
 static int all_settled(const StatusCounts *c)
 {
     long active = c->evals_in_flight;
@@ -55,17 +61,21 @@ int cmd_status(int argc, char **argv)
     if (poll_interval == -1) poll_interval = interval < 1 ? 1 : interval;
     PollPace pace;
     poll_pace_init(&pace, poll_interval);
-    char err[1024];
+    char err[2048];
     sqlite3 *db;
     ExperimentRef x;
-    if ((rc = experiment_open("status", db_path, a.npos ? a.pos[0] : NULL, &db, &x)) != 0) return rc;
+    if ((rc = experiment_open(db_path, a.npos ? a.pos[0] : NULL, &db, &x, err, sizeof err)) != 0) {
+        fprintf(stderr, "segx status: %s\n", err);
+        return rc;
+    }
     const long long eid = x.id;
     const char *name = x.name;
     int tty = cli_is_tty(stdout);
+    const StatusRefreshOptions so = {.write_wait_ms = STATUS_WRITE_WAIT_MS, .say = cmd_status_say};
     for (;;) {
         StatusCounts c;
         double t0 = now_s();
-        int r = no_poll ? 0 : status_refresh_wait(db, eid, STATUS_WRITE_WAIT_MS, &c, err, sizeof err);
+        int r = no_poll ? 0 : status_refresh_ex(db, eid, &so, &c, err, sizeof err);
         double wait = poll_pace_next(&pace, now_s() - t0, !no_poll && r >= 0 && c.poll_failed);
         if (r < 0) { fprintf(stderr, "segx status: %s\n", err); rc = 1; break; }
         if (r == 1) fprintf(stderr, "segx status: the database is busy with another writer (a collect?): showing the stored states\n");

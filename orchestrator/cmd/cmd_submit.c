@@ -8,7 +8,8 @@
 void cmd_submit_say(void *ctx, int problem, const char *line)
 {
     (void)ctx;
-    if (problem) fprintf(stderr, "segx submit: %s\n", line);
+    if (problem == 2) fprintf(stderr, "segx: warning: %s\n", line);
+    else if (problem) fprintf(stderr, "segx submit: %s\n", line);
     else printf("%s\n", line);
 }
 

@@ -18,6 +18,9 @@ int cmd_serve(int argc, char **argv);     // cmd_serve.c     (the dashboard, web
 int cmd_plot(int argc, char **argv);      // cmd_plot.c      (figures through gnuplot)
 
 // SubmitOptions.say for the commands that submit (submit, run, resubmit): progress and the
-// summary on stdout, problems on stderr after "segx submit: ".
+// summary on stdout, problems on stderr after "segx submit: ", warnings after "segx: warning: ".
 void cmd_submit_say(void *ctx, int problem, const char *line);
+// StatusRefreshOptions.say for the commands that refresh states (status, run, resubmit): a backend
+// that did not answer, on stderr after "segx status: ".
+void cmd_status_say(void *ctx, const char *line);
 #endif
