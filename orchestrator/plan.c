@@ -6,7 +6,6 @@
 #include "orchestrator/cluster.h"
 #include "orchestrator/render.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -1090,6 +1089,16 @@ int plan_write_eval(const char *run_dir, const char *script, char *path, size_t 
     return write_script(run_dir, "eval.sh", script, path, pathlen, err, errlen);
 }
 
+// The reason in file_write_atomic's "<path>: cannot write: <reason>" (other failures: what follows
+// "<path>: "), so a failed write reads as it always has: "<path>: cannot write the job script: <reason>".
+static const char *write_reason(const char *why, const char *path)
+{
+    size_t plen = strlen(path);
+    if (strncmp(why, path, plen) != 0 || strncmp(why + plen, ": ", 2) != 0) return why;
+    why += plen + 2;
+    return strncmp(why, "cannot write: ", 14) == 0 ? why + 14 : why;
+}
+
 static int write_script(const char *run_dir, const char *name, const char *script, char *path, size_t pathlen,
                         char *err, size_t errlen)
 {
@@ -1099,14 +1108,12 @@ static int write_script(const char *run_dir, const char *name, const char *scrip
         snprintf(err, errlen, "%s: cannot create the run dir: %s", run_dir, strerror(errno));
         return -1;
     }
-    // Written in place: a job script is only rendered for an attempt that was never submitted.
+    // Replaced atomically (temp + fsync + rename): a plan killed mid-write leaves the old script
+    // or none, never a part of one that a later submit would send.
     snprintf(path, pathlen, "%s/%s", run_dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    size_t len = strlen(script);
-    int ok = fd >= 0 && write(fd, script, len) == (ssize_t)len;
-    if (fd >= 0 && close(fd) < 0) ok = 0;
-    if (!ok) {
-        snprintf(err, errlen, "%s: cannot write the job script: %s", path, strerror(errno));
+    char why[PATH_MAX + 300];
+    if (file_write_atomic(path, script, strlen(script), 0755, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: cannot write the job script: %s", path, write_reason(why, path));
         return -1;
     }
     return 0;
