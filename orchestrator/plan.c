@@ -137,10 +137,11 @@ static int int_of(const json_t *o, const char *k, int dflt)
                ? (int)json_integer_value(v) : dflt;
 }
 
-// Fills c from the base parameters + combo; the learning rate is finished in finish_cell.
-static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *err, size_t errlen)
+// The cell's parameters before the scaling rules: the trainer's fixed keys and args (minus
+// command/metrics/launch), "command" for an external trainer, "eval" (minus targets and job), then
+// the combination's axis values.
+static json_t *base_params(const Spec *s, const json_t *combo)
 {
-    memset(c, 0, sizeof *c);
     json_t *p = json_object();
     const char *k;
     json_t *v;
@@ -159,64 +160,94 @@ static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *er
         json_decref(ev);
     }
     json_object_update(p, (json_t *)combo);
+    return p;
+}
+
+// Strong scaling: batch_per_gpu = global_batch / gpus (the global batch must split evenly).
+// 0, or -1 with err naming the cell.
+static int strong_batch(const Spec *s, const json_t *combo, PlanCell *c, char *err, size_t errlen)
+{
+    char label[512];
+    if (json_object_get(combo, "batch_per_gpu")) {
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: strong scaling takes global_batch, not batch_per_gpu", s->path, label);
+        return -1;
+    }
+    c->global_batch = int_of(c->params, "global_batch", 0);
+    if (c->global_batch < 1 || c->global_batch % c->gpus) {
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: global_batch %d is not divisible by gpus %d (strong scaling "
+                 "splits the global batch evenly; exclude this cell or change the values)",
+                 s->path, label, c->global_batch, c->gpus);
+        return -1;
+    }
+    c->batch_per_gpu = c->global_batch / c->gpus;
+    json_object_set_new(c->params, "batch_per_gpu", json_integer(c->batch_per_gpu));
+    return 0;
+}
+
+// Weak scaling: global_batch = batch_per_gpu x gpus (at most SPEC_MAX_BATCH). 0, or -1 with err.
+static int weak_batch(const Spec *s, const json_t *combo, PlanCell *c, char *err, size_t errlen)
+{
+    char label[512];
+    if (json_object_get(combo, "global_batch")) {
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: weak scaling takes batch_per_gpu, not global_batch", s->path, label);
+        return -1;
+    }
+    c->batch_per_gpu = int_of(c->params, "batch_per_gpu", 0);
+    // each value is range-checked by spec.c; their product is checked here, before it is an int
+    long long gb = (long long)c->batch_per_gpu * c->gpus;
+    if (gb > SPEC_MAX_BATCH) {
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: global batch %d x %d = %lld is more than %ld (exclude this cell or "
+                 "change the values)", s->path, label, c->batch_per_gpu, c->gpus, gb, SPEC_MAX_BATCH);
+        return -1;
+    }
+    c->global_batch = (int)gb;
+    json_object_set_new(c->params, "global_batch", json_integer(c->global_batch));
+    return 0;
+}
+
+// Weak-data scaling: the training set grows with the GPUs (train_limit per GPU x gpus; the per-GPU
+// value stays as train_limit_per_gpu). 0, or -1 with err.
+static int weak_data_limit(const Spec *s, PlanCell *c, char *err, size_t errlen)
+{
+    json_t *p = c->params;
+    const char *tk = json_object_get(p, "train-limit") ? "train-limit" : "train_limit";
+    json_t *tl = json_object_get(p, tk);
+    if (!json_is_integer(tl) || json_integer_value(tl) < 1 || json_integer_value(tl) > INT_MAX / c->gpus) {
+        char label[512];
+        plan_cell_label(c, label, sizeof label);
+        snprintf(err, errlen, "%s: cell {%s}: \"scaling\": \"weak-data\" multiplies the training set by gpus: "
+                 "set trainer.args.train-limit (or a train_limit axis) to a positive integer, the samples per GPU",
+                 s->path, label);
+        return -1;
+    }
+    json_object_set_new(p, "train_limit_per_gpu", json_integer(json_integer_value(tl)));
+    json_object_set_new(p, tk, json_integer(json_integer_value(tl) * c->gpus));
+    return 0;
+}
+
+// Fills c from the base parameters + combo; the learning rate is finished in finish_cell.
+static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    json_t *p = base_params(s, combo);
     c->params = p;
     c->gpus = int_of(p, "gpus", 1);
     c->nodes = int_of(p, "nodes", 1);
     json_object_set_new(p, "gpus", json_integer(c->gpus));
     json_object_set_new(p, "nodes", json_integer(c->nodes));
-    char label[512];
     if (c->gpus % c->nodes) {
+        char label[512];
         plan_cell_label(c, label, sizeof label);
         snprintf(err, errlen, "%s: cell {%s}: gpus %d do not split evenly over nodes %d", s->path, label, c->gpus, c->nodes);
         return -1;
     }
-    if (s->strong) {
-        if (json_object_get(combo, "batch_per_gpu")) {
-            plan_cell_label(c, label, sizeof label);
-            snprintf(err, errlen, "%s: cell {%s}: strong scaling takes global_batch, not batch_per_gpu", s->path, label);
-            return -1;
-        }
-        c->global_batch = int_of(p, "global_batch", 0);
-        if (c->global_batch < 1 || c->global_batch % c->gpus) {
-            plan_cell_label(c, label, sizeof label);
-            snprintf(err, errlen, "%s: cell {%s}: global_batch %d is not divisible by gpus %d (strong scaling "
-                     "splits the global batch evenly; exclude this cell or change the values)",
-                     s->path, label, c->global_batch, c->gpus);
-            return -1;
-        }
-        c->batch_per_gpu = c->global_batch / c->gpus;
-        json_object_set_new(p, "batch_per_gpu", json_integer(c->batch_per_gpu));
-    } else {
-        if (json_object_get(combo, "global_batch")) {
-            plan_cell_label(c, label, sizeof label);
-            snprintf(err, errlen, "%s: cell {%s}: weak scaling takes batch_per_gpu, not global_batch", s->path, label);
-            return -1;
-        }
-        c->batch_per_gpu = int_of(p, "batch_per_gpu", 0);
-        // each value is range-checked by spec.c; their product is checked here, before it is an int
-        long long gb = (long long)c->batch_per_gpu * c->gpus;
-        if (gb > SPEC_MAX_BATCH) {
-            plan_cell_label(c, label, sizeof label);
-            snprintf(err, errlen, "%s: cell {%s}: global batch %d x %d = %lld is more than %ld (exclude this cell or "
-                     "change the values)", s->path, label, c->batch_per_gpu, c->gpus, gb, SPEC_MAX_BATCH);
-            return -1;
-        }
-        c->global_batch = (int)gb;
-        json_object_set_new(p, "global_batch", json_integer(c->global_batch));
-    }
-    if (s->weak_data) {   // the training set grows with the GPUs: train_limit per GPU x gpus
-        const char *tk = json_object_get(p, "train-limit") ? "train-limit" : "train_limit";
-        json_t *tl = json_object_get(p, tk);
-        if (!json_is_integer(tl) || json_integer_value(tl) < 1 || json_integer_value(tl) > INT_MAX / c->gpus) {
-            plan_cell_label(c, label, sizeof label);
-            snprintf(err, errlen, "%s: cell {%s}: \"scaling\": \"weak-data\" multiplies the training set by gpus: "
-                     "set trainer.args.train-limit (or a train_limit axis) to a positive integer, the samples per GPU",
-                     s->path, label);
-            return -1;
-        }
-        json_object_set_new(p, "train_limit_per_gpu", json_integer(json_integer_value(tl)));
-        json_object_set_new(p, tk, json_integer(json_integer_value(tl) * c->gpus));
-    }
+    int rc = s->strong ? strong_batch(s, combo, c, err, errlen) : weak_batch(s, combo, c, err, errlen);
+    if (rc < 0) return -1;
+    if (s->weak_data && weak_data_limit(s, c, err, errlen) < 0) return -1;
     json_object_set_new(p, "scaling", json_string(s->strong ? "strong" : s->weak_data ? "weak-data" : "weak"));
     c->model = json_string_value(json_object_get(p, "model"));
     c->gpu_type = json_string_value(json_object_get(p, "gpu_type"));
@@ -497,91 +528,125 @@ static int sql_fail(sqlite3 *db, const char *what, char *err, size_t errlen)
     return -1;
 }
 
-int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char *run_root,
-               PlanCell *cells, size_t n, size_t *added, char *err, size_t errlen)
+// The experiment row, inserted or updated (spec, run root, updated_at); *eid its id. 0, or -1 with err.
+static int store_experiment(sqlite3 *db, const Spec *s, const char *spec_abspath, const char *run_root, double now,
+                            sqlite3_int64 *eid, char *err, size_t errlen)
 {
-    *added = 0;
-    double now = (double)time(NULL);
-    sqlite3_stmt *exp = NULL, *ins = NULL, *upd = NULL, *sel = NULL;
-    int rc = -1;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return sql_fail(db, "begin", err, errlen);
+    sqlite3_stmt *exp = NULL;
     if (sqlite3_prepare_v2(db,
             "INSERT INTO experiments(name, spec_path, spec_text, run_root, created_at, updated_at) "
             "VALUES(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET spec_path = excluded.spec_path, "
             "spec_text = excluded.spec_text, run_root = excluded.run_root, updated_at = excluded.updated_at "
-            "RETURNING id", -1, &exp, NULL) != SQLITE_OK) { sql_fail(db, "experiments", err, errlen); goto out; }
+            "RETURNING id", -1, &exp, NULL) != SQLITE_OK) return sql_fail(db, "experiments", err, errlen);
     sqlite3_bind_text(exp, 1, s->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(exp, 2, spec_abspath, -1, SQLITE_STATIC);
     sqlite3_bind_text(exp, 3, s->text, -1, SQLITE_STATIC);
     sqlite3_bind_text(exp, 4, run_root, -1, SQLITE_STATIC);
     sqlite3_bind_double(exp, 5, now);
-    if (sqlite3_step(exp) != SQLITE_ROW) { sql_fail(db, "experiments", err, errlen); goto out; }
-    sqlite3_int64 eid = sqlite3_column_int64(exp, 0);
-    sqlite3_reset(exp);
-    if (sqlite3_prepare_v2(db,
+    int rc = sqlite3_step(exp) == SQLITE_ROW ? 0 : sql_fail(db, "experiments", err, errlen);
+    if (rc == 0) *eid = sqlite3_column_int64(exp, 0);
+    sqlite3_finalize(exp);
+    return rc;
+}
+
+// The statements plan_store runs per cell: insert if new, else refresh the time limit, then look
+// up the id and the highest attempt.
+typedef struct {
+    sqlite3 *db;
+    sqlite3_stmt *ins, *upd, *sel;
+    sqlite3_int64 eid;
+    double now;
+} CellStore;
+
+static int cell_store_prepare(CellStore *cs, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v2(cs->db,
             "INSERT OR IGNORE INTO cells(experiment_id, key, params, group_key, scaling_key, model, gpu_type, gpus, "
             "nodes, batch_per_gpu, global_batch, scaling, optimizer, lr, seed, time_limit_s, est_gpu_hours, created_at) "
-            "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)", -1, &ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "UPDATE cells SET time_limit_s = ?1, est_gpu_hours = ?2 WHERE experiment_id = ?3 AND key = ?4",
-                           -1, &upd, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "SELECT id, (SELECT COALESCE(max(attempt), 0) FROM attempts WHERE cell_id = cells.id) "
-                           "FROM cells WHERE experiment_id = ?1 AND key = ?2", -1, &sel, NULL) != SQLITE_OK) {
-        sql_fail(db, "prepare cells", err, errlen);
-        goto out;
+            "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)", -1, &cs->ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(cs->db, "UPDATE cells SET time_limit_s = ?1, est_gpu_hours = ?2 WHERE experiment_id = ?3 AND key = ?4",
+                           -1, &cs->upd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(cs->db, "SELECT id, (SELECT COALESCE(max(attempt), 0) FROM attempts WHERE cell_id = cells.id) "
+                           "FROM cells WHERE experiment_id = ?1 AND key = ?2", -1, &cs->sel, NULL) != SQLITE_OK)
+        return sql_fail(cs->db, "prepare cells", err, errlen);
+    return 0;
+}
+
+static void cell_store_finalize(CellStore *cs)
+{
+    sqlite3_finalize(cs->ins);
+    sqlite3_finalize(cs->upd);
+    sqlite3_finalize(cs->sel);
+}
+
+// INSERT OR IGNORE of one cell's row (the columns are what the cell says, one bind each); the
+// step's result code (the caller resets the statement).
+static int cell_insert(CellStore *cs, const Spec *s, const PlanCell *c, double gpuh)
+{
+    sqlite3_stmt *ins = cs->ins;
+    const char *opt = json_string_value(json_object_get(c->params, "optimizer"));
+    sqlite3_bind_int64(ins, 1, cs->eid);
+    sqlite3_bind_text(ins, 2, c->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 3, c->canon, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 4, c->group_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 5, c->scaling_key, -1, SQLITE_STATIC);
+    if (c->model) sqlite3_bind_text(ins, 6, c->model, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 6);
+    if (c->gpu_type) sqlite3_bind_text(ins, 7, c->gpu_type, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 7);
+    sqlite3_bind_int(ins, 8, c->gpus);
+    sqlite3_bind_int(ins, 9, c->nodes);
+    sqlite3_bind_int(ins, 10, c->batch_per_gpu);
+    sqlite3_bind_int(ins, 11, c->global_batch);
+    // the batch rule; weak-data keeps the batch per GPU (its params' "scaling" says weak-data)
+    sqlite3_bind_text(ins, 12, s->strong ? "strong" : "weak", -1, SQLITE_STATIC);
+    if (opt) sqlite3_bind_text(ins, 13, opt, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 13);
+    if (c->lr > 0) sqlite3_bind_double(ins, 14, c->lr); else sqlite3_bind_null(ins, 14);
+    if (c->has_seed) sqlite3_bind_int64(ins, 15, c->seed); else sqlite3_bind_null(ins, 15);
+    sqlite3_bind_int64(ins, 16, s->time_s);
+    sqlite3_bind_double(ins, 17, gpuh);
+    sqlite3_bind_double(ins, 18, cs->now);
+    return sqlite3_step(ins);
+}
+
+// One cell: inserted when new (cell_id, next_attempt 1), else its time limit refreshed and its id
+// and highest attempt read. 0, or -1 with err.
+static int store_cell(CellStore *cs, const Spec *s, PlanCell *c, size_t *added, char *err, size_t errlen)
+{
+    double gpuh = (double)c->gpus * (double)s->time_s / 3600.0;
+    if (cell_insert(cs, s, c, gpuh) != SQLITE_DONE) return sql_fail(cs->db, "insert cell", err, errlen);
+    sqlite3_reset(cs->ins);
+    c->is_new = sqlite3_changes(cs->db) > 0;
+    if (c->is_new) {
+        (*added)++;
+        c->cell_id = sqlite3_last_insert_rowid(cs->db);
+        c->next_attempt = 1;
+        return 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        PlanCell *c = &cells[i];
-        double gpuh = (double)c->gpus * (double)s->time_s / 3600.0;
-        const char *opt = json_string_value(json_object_get(c->params, "optimizer"));
-        sqlite3_bind_int64(ins, 1, eid);
-        sqlite3_bind_text(ins, 2, c->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 3, c->canon, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, c->group_key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 5, c->scaling_key, -1, SQLITE_STATIC);
-        if (c->model) sqlite3_bind_text(ins, 6, c->model, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 6);
-        if (c->gpu_type) sqlite3_bind_text(ins, 7, c->gpu_type, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 7);
-        sqlite3_bind_int(ins, 8, c->gpus);
-        sqlite3_bind_int(ins, 9, c->nodes);
-        sqlite3_bind_int(ins, 10, c->batch_per_gpu);
-        sqlite3_bind_int(ins, 11, c->global_batch);
-        // the batch rule; weak-data keeps the batch per GPU (its params' "scaling" says weak-data)
-        sqlite3_bind_text(ins, 12, s->strong ? "strong" : "weak", -1, SQLITE_STATIC);
-        if (opt) sqlite3_bind_text(ins, 13, opt, -1, SQLITE_STATIC); else sqlite3_bind_null(ins, 13);
-        if (c->lr > 0) sqlite3_bind_double(ins, 14, c->lr); else sqlite3_bind_null(ins, 14);
-        if (c->has_seed) sqlite3_bind_int64(ins, 15, c->seed); else sqlite3_bind_null(ins, 15);
-        sqlite3_bind_int64(ins, 16, s->time_s);
-        sqlite3_bind_double(ins, 17, gpuh);
-        sqlite3_bind_double(ins, 18, now);
-        if (sqlite3_step(ins) != SQLITE_DONE) { sql_fail(db, "insert cell", err, errlen); goto out; }
-        sqlite3_reset(ins);
-        c->is_new = sqlite3_changes(db) > 0;
-        if (c->is_new) {
-            (*added)++;
-            c->cell_id = sqlite3_last_insert_rowid(db);
-            c->next_attempt = 1;
-            continue;
-        } else {
-            sqlite3_bind_int64(upd, 1, s->time_s);
-            sqlite3_bind_double(upd, 2, gpuh);
-            sqlite3_bind_int64(upd, 3, eid);
-            sqlite3_bind_text(upd, 4, c->key, -1, SQLITE_STATIC);
-            if (sqlite3_step(upd) != SQLITE_DONE) { sql_fail(db, "update cell", err, errlen); goto out; }
-            sqlite3_reset(upd);
-        }
-        sqlite3_bind_int64(sel, 1, eid);
-        sqlite3_bind_text(sel, 2, c->key, -1, SQLITE_STATIC);
-        if (sqlite3_step(sel) != SQLITE_ROW) { sql_fail(db, "select cell", err, errlen); goto out; }
-        c->cell_id = sqlite3_column_int64(sel, 0);
-        c->next_attempt = sqlite3_column_int(sel, 1) + 1;
-        sqlite3_reset(sel);
-    }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) { sql_fail(db, "commit", err, errlen); goto out; }
-    rc = 0;
-out:
-    sqlite3_finalize(exp);
-    sqlite3_finalize(ins);
-    sqlite3_finalize(upd);
-    sqlite3_finalize(sel);
+    sqlite3_bind_int64(cs->upd, 1, s->time_s);
+    sqlite3_bind_double(cs->upd, 2, gpuh);
+    sqlite3_bind_int64(cs->upd, 3, cs->eid);
+    sqlite3_bind_text(cs->upd, 4, c->key, -1, SQLITE_STATIC);
+    if (sqlite3_step(cs->upd) != SQLITE_DONE) return sql_fail(cs->db, "update cell", err, errlen);
+    sqlite3_reset(cs->upd);
+    sqlite3_bind_int64(cs->sel, 1, cs->eid);
+    sqlite3_bind_text(cs->sel, 2, c->key, -1, SQLITE_STATIC);
+    if (sqlite3_step(cs->sel) != SQLITE_ROW) return sql_fail(cs->db, "select cell", err, errlen);
+    c->cell_id = sqlite3_column_int64(cs->sel, 0);
+    c->next_attempt = sqlite3_column_int(cs->sel, 1) + 1;
+    sqlite3_reset(cs->sel);
+    return 0;
+}
+
+int plan_store(sqlite3 *db, const Spec *s, const char *spec_abspath, const char *run_root,
+               PlanCell *cells, size_t n, size_t *added, char *err, size_t errlen)
+{
+    *added = 0;
+    CellStore cs = {.db = db, .now = (double)time(NULL)};
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return sql_fail(db, "begin", err, errlen);
+    int rc = store_experiment(db, s, spec_abspath, run_root, cs.now, &cs.eid, err, errlen);
+    if (rc == 0) rc = cell_store_prepare(&cs, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++) rc = store_cell(&cs, s, &cells[i], added, err, errlen);
+    if (rc == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = sql_fail(db, "commit", err, errlen);
+    cell_store_finalize(&cs);
     if (rc < 0) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
@@ -861,6 +926,68 @@ static int container_context(const PlanRenderer *r, const Container *box, int gp
     return rc;
 }
 
+// The cell's GPU type from the profile, with the spec's overrides: resources.cpus_per_gpu (so
+// --cpus-per-task and the trainer's --threads always agree; before, a profile's 12 CPUs per GPU
+// ran with --threads 1) and resources.mem_per_gpu per GPU type (--mem = it x GPUs per node).
+// 0, or -1 with err naming the cell.
+static int train_gpu(const PlanRenderer *r, const char *gt, const char *label, ClusterGpu *gpu, char *err, size_t errlen)
+{
+    const Spec *s = r->s;
+    const ClusterGpu *pg = cluster_find_gpu(r->prof, gt);
+    if (!pg) {
+        snprintf(err, errlen, "%s: cell {%s}: gpu_type '%s' is not in cluster profile '%s' (templates/clusters/)",
+                 s->path, label, gt, cluster_name(r->prof));
+        return -1;
+    }
+    *gpu = *pg;
+    if (s->cpus_per_gpu_set) gpu->cpus_per_gpu = s->cpus_per_gpu;
+    const char *mem = mem_override(s, gt);
+    if (mem) snprintf(gpu->mem_per_gpu, sizeof gpu->mem_per_gpu, "%s", mem);
+    return 0;
+}
+
+// The train job template's variables, but the launch words (container_context adds them).
+static json_t *train_context(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                             const char *job_name, int cpus_per_gpu, const char *directives)
+{
+    const Spec *s = r->s;
+    json_t *ctx = json_object();
+    json_object_set_new(ctx, "experiment", json_string(s->name));
+    json_object_set_new(ctx, "cell_key", json_string(c->key));
+    json_object_set_new(ctx, "attempt", json_integer(attempt));
+    json_object_set_new(ctx, "run_dir", json_string(run_dir));
+    json_object_set_new(ctx, "job_name", json_string(job_name));
+    json_object_set_new(ctx, "gpus", json_integer(c->gpus));
+    json_object_set_new(ctx, "nodes", json_integer(c->nodes));
+    json_object_set_new(ctx, "cpus_per_gpu", json_integer(cpus_per_gpu));
+    json_object_set_new(ctx, "time_limit", json_string(s->time));
+    json_object_set_new(ctx, "sbatch", json_string(directives));
+    json_object_set_new(ctx, "segx", json_string(r->segx));
+    json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
+    json_object_set_new(ctx, "launch_once", json_boolean(s->launch_once));
+    json_object_set_new(ctx, "external", json_boolean(s->external));
+    if (r->rules) json_object_set_new(ctx, "metrics_rules", json_string(r->rules));
+    json_object_set(ctx, "params", c->params);
+    return ctx;
+}
+
+// What the train job runs: trainer.command rendered with every parameter plus the job's own
+// variables (external trainers), else segx-train's command line. NULL with err.
+static char *train_command(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                           int cpus_per_gpu, const Container *box, char *err, size_t errlen)
+{
+    const Spec *s = r->s;
+    if (!s->external)
+        return segx_train_command(r, c, run_dir, cpus_per_gpu, 0, attempt, container_trainer(r, box), err, errlen);
+    json_t *vars = command_vars(r, c, attempt, run_dir, cpus_per_gpu);
+    char *command = NULL, e[512];
+    if (render_template(s->command, "trainer.command", vars, &command, e, sizeof e) < 0)
+        snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
+                 "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
+    json_decref(vars);
+    return command;
+}
+
 int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
                      char **script, char *err, size_t errlen)
 {
@@ -869,20 +996,8 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     char label[512], job_name[160];
     plan_cell_label(c, label, sizeof label);
     const char *gt = c->gpu_type ? c->gpu_type : "cpu";
-    const ClusterGpu *pg = cluster_find_gpu(r->prof, gt);
-    if (!pg) {
-        snprintf(err, errlen, "%s: cell {%s}: gpu_type '%s' is not in cluster profile '%s' (templates/clusters/)",
-                 s->path, label, gt, cluster_name(r->prof));
-        return -1;
-    }
-    // resources.cpus_per_gpu overrides the profile's, so --cpus-per-task and the trainer's
-    // --threads always agree (before, a profile's 12 CPUs per GPU ran with --threads 1).
-    ClusterGpu gpu = *pg;
-    const ClusterGpu *g = &gpu;
-    if (s->cpus_per_gpu_set) gpu.cpus_per_gpu = s->cpus_per_gpu;
-    // resources.mem_per_gpu overrides the profile's per GPU type (--mem = it x GPUs per node)
-    const char *mem = mem_override(s, gt);
-    if (mem) snprintf(gpu.mem_per_gpu, sizeof gpu.mem_per_gpu, "%s", mem);
+    ClusterGpu gpu;
+    if (train_gpu(r, gt, label, &gpu, err, errlen) < 0) return -1;
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s", s->name, c->key);
     Container box;
     char cerr[1200];
@@ -892,53 +1007,16 @@ int plan_render_text(PlanRenderer *r, const PlanCell *c, int attempt, const char
     }
     const ClusterJobOpts train = {.log_prefix = "slurm", .requeue = 1, .setup_in_container = container_enabled(&box)};
     char *directives = NULL;
-    if (cluster_render_job_directives(r->prof, g, c->gpus, c->nodes, s->time, job_name, run_dir, &train, &directives) < 0) {
+    if (cluster_render_job_directives(r->prof, &gpu, c->gpus, c->nodes, s->time, job_name, run_dir, &train, &directives) < 0) {
         snprintf(err, errlen, "%s: cell {%s}: %s", s->path, label, directives);   // the message is in its output
         free(directives);
         container_clear(&box);
         return -1;
     }
-    json_t *ctx = json_object();
-    json_object_set_new(ctx, "experiment", json_string(s->name));
-    json_object_set_new(ctx, "cell_key", json_string(c->key));
-    json_object_set_new(ctx, "attempt", json_integer(attempt));
-    json_object_set_new(ctx, "run_dir", json_string(run_dir));
-    json_object_set_new(ctx, "job_name", json_string(job_name));
-    json_object_set_new(ctx, "gpus", json_integer(c->gpus));
-    json_object_set_new(ctx, "nodes", json_integer(c->nodes));
-    json_object_set_new(ctx, "cpus_per_gpu", json_integer(g->cpus_per_gpu));
-    json_object_set_new(ctx, "time_limit", json_string(s->time));
-    json_object_set_new(ctx, "sbatch", json_string(directives));
-    json_object_set_new(ctx, "segx", json_string(r->segx));
-    json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
-    json_object_set_new(ctx, "launch_once", json_boolean(s->launch_once));
-    json_object_set_new(ctx, "external", json_boolean(s->external));
-    if (r->rules) json_object_set_new(ctx, "metrics_rules", json_string(r->rules));
-    json_object_set(ctx, "params", c->params);
+    json_t *ctx = train_context(r, c, attempt, run_dir, job_name, gpu.cpus_per_gpu, directives);
     free(directives);
-
-    char *command = NULL;
-    int rc = 0;
-    if (s->external) {
-        // The command template sees every parameter plus the job's own variables.
-        json_t *vars = json_copy(c->params);
-        json_object_set_new(vars, "run_dir", json_string(run_dir));
-        json_object_set_new(vars, "experiment", json_string(s->name));
-        json_object_set_new(vars, "cell_key", json_string(c->key));
-        json_object_set_new(vars, "attempt", json_integer(attempt));
-        json_object_set_new(vars, "cpus_per_gpu", json_integer(g->cpus_per_gpu));
-        json_object_set_new(vars, "spec_dir", json_string(r->spec_dir));
-        if (c->lr > 0) json_object_set_new(vars, "lr", json_real(c->lr));
-        if (!json_object_get(vars, "seed")) json_object_set_new(vars, "seed", json_integer(0));
-        char e[512];
-        rc = render_template(s->command, "trainer.command", vars, &command, e, sizeof e);
-        json_decref(vars);
-        if (rc < 0) snprintf(err, errlen, "%s: %s (variables: every matrix axis, gpus, nodes, batch_per_gpu, "
-                             "global_batch, lr, seed, run_dir, cell_key, attempt)", s->path, e);
-    } else {
-        command = segx_train_command(r, c, run_dir, g->cpus_per_gpu, 0, attempt, container_trainer(r, &box), err, errlen);
-        if (!command) rc = -1;
-    }
+    char *command = train_command(r, c, attempt, run_dir, gpu.cpus_per_gpu, &box, err, errlen);
+    int rc = command ? 0 : -1;
     if (rc == 0 && (rc = container_context(r, &box, strcasecmp(gt, "cpu") != 0, run_dir, c->gpus, c->nodes,
                                            s->launch_once, ctx, &command, err, errlen)) == 0)
         rc = render_template(r->tmpl, r->tmpl_path, ctx, script, err, errlen);
@@ -974,15 +1052,13 @@ static void spec_where(const Spec *s, const char *keypath, char *out, size_t len
 
 int plan_has_eval(const PlanRenderer *r) { return r->s->eval_job != NULL; }
 
-int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
-                          char **script, char *err, size_t errlen)
+// The eval job's GPU type (eval.job.gpu_type, else the cell's) from the profile, on one node, with
+// eval.job's CPUs and memory per GPU (else the spec's resources, else the profile's). 0, or -1
+// with err naming the spec key or the cell.
+static int eval_gpu(const PlanRenderer *r, const char *gt, const char *label, ClusterGpu *gpu, char *err, size_t errlen)
 {
-    *script = NULL;
     const Spec *s = r->s;
-    if (!s->eval_job || !r->eval_tmpl) { snprintf(err, errlen, "%s: the spec has no eval.job", s->path); return -1; }
-    char label[512], job_name[160], where[1200];
-    plan_cell_label(c, label, sizeof label);
-    const char *gt = s->eval_gpu_type ? s->eval_gpu_type : c->gpu_type ? c->gpu_type : "cpu";
+    char where[1200];
     const ClusterGpu *pg = cluster_find_gpu(r->prof, gt);
     if (!pg) {
         if (s->eval_gpu_type) {
@@ -1001,10 +1077,63 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
                  where, s->eval_gpus, pg->gpu_type, cluster_name(r->prof), pg->gpus_per_node);
         return -1;
     }
-    ClusterGpu gpu = *pg;
-    gpu.cpus_per_gpu = s->eval_cpus_per_gpu ? s->eval_cpus_per_gpu : s->cpus_per_gpu_set ? s->cpus_per_gpu : pg->cpus_per_gpu;
+    *gpu = *pg;
+    gpu->cpus_per_gpu = s->eval_cpus_per_gpu ? s->eval_cpus_per_gpu : s->cpus_per_gpu_set ? s->cpus_per_gpu : pg->cpus_per_gpu;
     const char *mem = s->eval_mem_per_gpu ? s->eval_mem_per_gpu : mem_override(s, gt);
-    if (mem) snprintf(gpu.mem_per_gpu, sizeof gpu.mem_per_gpu, "%s", mem);
+    if (mem) snprintf(gpu->mem_per_gpu, sizeof gpu->mem_per_gpu, "%s", mem);
+    return 0;
+}
+
+// What the eval job runs: eval.job.command rendered (the command variables plus eval_gpus), else
+// segx-train --evaluate with every CPU of the job. NULL with err.
+static char *eval_command(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                          int cpus_per_gpu, int threads, const Container *box, char *err, size_t errlen)
+{
+    const Spec *s = r->s;
+    if (!s->eval_command)
+        return segx_train_command(r, c, run_dir, threads, 1, attempt, container_trainer(r, box), err, errlen);
+    json_t *vars = command_vars(r, c, attempt, run_dir, cpus_per_gpu);
+    json_object_set_new(vars, "eval_gpus", json_integer(s->eval_gpus));
+    char *command = NULL, e[512];
+    if (render_template(s->eval_command, "eval.job.command", vars, &command, e, sizeof e) < 0) {
+        char where[1200];
+        spec_where(s, "eval.job.command", where, sizeof where);
+        snprintf(err, errlen, "%s%s (variables: every matrix axis, gpus, nodes, batch_per_gpu, global_batch, lr, "
+                 "seed, run_dir, cell_key, attempt, cpus_per_gpu, eval_gpus)", where, e);
+    }
+    json_decref(vars);
+    return command;
+}
+
+// Fills the eval template's variables into ctx (beside container_context's launch words) and
+// renders it. 0, or -1 with err.
+static int render_eval_context(const PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                               const char *job_name, const char *directives, json_t *ctx, char **script,
+                               char *err, size_t errlen)
+{
+    const Spec *s = r->s;
+    json_object_set_new(ctx, "experiment", json_string(s->name));
+    json_object_set_new(ctx, "cell_key", json_string(c->key));
+    json_object_set_new(ctx, "attempt", json_integer(attempt));
+    json_object_set_new(ctx, "run_dir", json_string(run_dir));
+    json_object_set_new(ctx, "job_name", json_string(job_name));
+    json_object_set_new(ctx, "gpus", json_integer(s->eval_gpus));
+    json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
+    json_object_set_new(ctx, "sbatch", json_string(directives));
+    return render_template(r->eval_tmpl, r->eval_tmpl_path, ctx, script, err, errlen);
+}
+
+int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const char *run_dir,
+                          char **script, char *err, size_t errlen)
+{
+    *script = NULL;
+    const Spec *s = r->s;
+    if (!s->eval_job || !r->eval_tmpl) { snprintf(err, errlen, "%s: the spec has no eval.job", s->path); return -1; }
+    char label[512], job_name[160];
+    plan_cell_label(c, label, sizeof label);
+    const char *gt = s->eval_gpu_type ? s->eval_gpu_type : c->gpu_type ? c->gpu_type : "cpu";
+    ClusterGpu gpu;
+    if (eval_gpu(r, gt, label, &gpu, err, errlen) < 0) return -1;
     int threads = gpu.cpus_per_gpu * s->eval_gpus;
     snprintf(job_name, sizeof job_name, "segx-%s-%.8s-eval", s->name, c->key);
     // one process with every CPU of the allocation (the evaluator is not launched per GPU)
@@ -1024,37 +1153,12 @@ int plan_render_eval_text(PlanRenderer *r, const PlanCell *c, int attempt, const
         container_clear(&box);
         return -1;
     }
-    char *command = NULL;
-    int rc = 0;
-    if (s->eval_command) {
-        json_t *vars = command_vars(r, c, attempt, run_dir, gpu.cpus_per_gpu);
-        json_object_set_new(vars, "eval_gpus", json_integer(s->eval_gpus));
-        char e[512];
-        rc = render_template(s->eval_command, "eval.job.command", vars, &command, e, sizeof e);
-        json_decref(vars);
-        if (rc < 0) {
-            spec_where(s, "eval.job.command", where, sizeof where);
-            snprintf(err, errlen, "%s%s (variables: every matrix axis, gpus, nodes, batch_per_gpu, global_batch, lr, "
-                     "seed, run_dir, cell_key, attempt, cpus_per_gpu, eval_gpus)", where, e);
-        }
-    } else {
-        command = segx_train_command(r, c, run_dir, threads, 1, attempt, container_trainer(r, &box), err, errlen);
-        if (!command) rc = -1;
-    }
+    char *command = eval_command(r, c, attempt, run_dir, gpu.cpus_per_gpu, threads, &box, err, errlen);
+    int rc = command ? 0 : -1;
     json_t *ctx = json_object();
     if (rc == 0)   // one process with every GPU of the eval job (Pyxis: an srun step of one task)
         rc = container_context(r, &box, strcasecmp(gt, "cpu") != 0, run_dir, 1, 1, 1, ctx, &command, err, errlen);
-    if (rc == 0) {
-        json_object_set_new(ctx, "experiment", json_string(s->name));
-        json_object_set_new(ctx, "cell_key", json_string(c->key));
-        json_object_set_new(ctx, "attempt", json_integer(attempt));
-        json_object_set_new(ctx, "run_dir", json_string(run_dir));
-        json_object_set_new(ctx, "job_name", json_string(job_name));
-        json_object_set_new(ctx, "gpus", json_integer(s->eval_gpus));
-        json_object_set_new(ctx, "spec_dir", json_string(r->spec_dir));
-        json_object_set_new(ctx, "sbatch", json_string(directives));
-        rc = render_template(r->eval_tmpl, r->eval_tmpl_path, ctx, script, err, errlen);
-    }
+    if (rc == 0) rc = render_eval_context(r, c, attempt, run_dir, job_name, directives, ctx, script, err, errlen);
     json_decref(ctx);
     free(command);
     free(directives);
