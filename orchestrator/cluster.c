@@ -348,88 +348,101 @@ int cluster_render_directives(const ClusterProfile *p, const ClusterGpu *g, int 
     return cluster_render_job_directives(p, g, gpus, nodes, time_limit, job_name, run_dir, &train, out);
 }
 
+// The job's shape and the words that go unquoted into #SBATCH lines. NULL when they are fine,
+// else the malloc'd message.
+static char *job_args_problem(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
+                              const char *time_limit, const char *job_name, const char *run_dir)
+{
+    if (!p || !g) return fail_msg("no cluster profile or GPU type given");
+    if (nodes < 1 || gpus < 1) return fail_msg("gpus (%d) and nodes (%d) must be at least 1", gpus, nodes);
+    if (gpus % nodes) return fail_msg("%d GPUs do not split evenly over %d nodes", gpus, nodes);
+    int per_node = gpus / nodes;
+    if (per_node > g->gpus_per_node)
+        return fail_msg("cluster '%s': %d %s GPUs per node requested but its nodes have %d; use more nodes",
+                        p->name, per_node, g->gpu_type, g->gpus_per_node);
+    if (job_name && (!safe_word(job_name) || !*job_name))
+        return fail_msg("job name '%s' may use only letters, digits and _-.,:+=@", job_name);
+    if (run_dir && (strchr(run_dir, '\n') || strchr(run_dir, ' ') || strchr(run_dir, '"')))
+        return fail_msg("run dir '%s' must not contain spaces, quotes or newlines (Slurm reads #SBATCH values unquoted)", run_dir);
+    if (time_limit && (!*time_limit || !safe_word(time_limit)))
+        return fail_msg("time limit '%s' is not a Slurm time such as 01:30:00 or 2-00:00:00", time_limit);
+    return NULL;
+}
+
+// The #SBATCH lines: name, where, how long, the shape (tasks, CPUs, GPUs, memory per node), the
+// logs, requeue, the dependency rule and the profile's extra lines.
+static void sbatch_lines(StrBuf *b, const ClusterProfile *p, const ClusterGpu *g, int nodes, int per_node,
+                         const char *time_limit, const char *job_name, const char *run_dir, const ClusterJobOpts *jo)
+{
+    if (job_name) sb_printf(b, "#SBATCH --job-name=%s\n", job_name);
+    if (g->partition[0]) sb_printf(b, "#SBATCH --partition=%s\n", g->partition);
+    if (p->account[0]) sb_printf(b, "#SBATCH --account=%s\n", p->account);
+    if (p->qos[0]) sb_printf(b, "#SBATCH --qos=%s\n", p->qos);
+    if (time_limit) sb_printf(b, "#SBATCH --time=%s\n", time_limit);
+    sb_printf(b, "#SBATCH --nodes=%d\n", nodes);
+    int tasks = jo->tasks_per_node > 0 ? jo->tasks_per_node : per_node;
+    sb_printf(b, "#SBATCH --ntasks-per-node=%d\n", tasks);
+    sb_printf(b, "#SBATCH --cpus-per-task=%d\n", jo->cpus_per_task > 0 ? jo->cpus_per_task : g->cpus_per_gpu);
+    if (!is_cpu(g)) {
+        if (strcmp(p->gres_style, "gpus-per-node") == 0)
+            sb_printf(b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
+        else
+            sb_printf(b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
+    }
+    if (g->constraint[0]) sb_printf(b, "#SBATCH --constraint=%s\n", g->constraint);
+    if (g->mem_per_gpu[0]) sb_printf(b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
+    const char *logs = jo->log_prefix && *jo->log_prefix ? jo->log_prefix : "slurm";
+    if (run_dir) {
+        sb_printf(b, "#SBATCH --output=%s/%s-%%j.out\n", run_dir, logs);
+        sb_printf(b, "#SBATCH --error=%s/%s-%%j.err\n", run_dir, logs);
+        sb_printf(b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
+    }
+    if (jo->requeue) {
+        if (p->signal_grace_s > 0) sb_printf(b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
+        sb_printf(b, "#SBATCH --requeue\n");
+    } else {
+        sb_printf(b, "#SBATCH --no-requeue\n");
+    }
+    // without it, a job whose afterok dependency failed stays pending forever (DependencyNeverSatisfied)
+    if (jo->kill_on_invalid_dep) sb_printf(b, "#SBATCH --kill-on-invalid-dep=yes\n");
+    for (size_t i = 0; i < p->nextra; i++) sb_printf(b, "#SBATCH %s\n", p->extra_sbatch[i]);
+}
+
+// After the #SBATCH block: the profile's modules and (unless they run inside the container) setup
+// lines, then the rendezvous for multi-process training.
+static void prologue_lines(StrBuf *b, const ClusterProfile *p, const ClusterJobOpts *jo)
+{
+    for (size_t i = 0; i < p->nmodules; i++) {   // checked when loaded; quoted anyway, one word per name
+        sb_printf(b, "module load");
+        char *copy = strdup(p->modules[i]), *save = NULL;
+        for (char *w = copy ? strtok_r(copy, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save)) {
+            sb_printf(b, " ");
+            buf_word(b, w);
+        }
+        if (!copy) b->oom = 1;
+        free(copy);
+        sb_printf(b, "\n");
+    }
+    if (!jo->setup_in_container)   // else the job runs them inside the container (cluster_setup_lines)
+        for (size_t i = 0; i < p->nsetup; i++) sb_printf(b, "%s\n", p->setup[i]);
+    // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
+    // by its address (emulated nodes share localhost), and a port derived from the job id
+    sb_printf(b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
+                  "  segx_first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n1)\n"
+                  "  MASTER_ADDR=$(scontrol -o show node \"$segx_first\" 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
+                  "  export MASTER_ADDR=${MASTER_ADDR:-$segx_first} MASTER_PORT=$((20000 + SLURM_JOB_ID %% 20000))\n"
+                  "fi\n");
+}
+
 int cluster_render_job_directives(const ClusterProfile *p, const ClusterGpu *g, int gpus, int nodes,
                                   const char *time_limit, const char *job_name, const char *run_dir,
                                   const ClusterJobOpts *jo, char **out)
 {
-    *out = NULL;
-    if (!p || !g) { *out = fail_msg("no cluster profile or GPU type given"); return -1; }
-    if (nodes < 1 || gpus < 1) { *out = fail_msg("gpus (%d) and nodes (%d) must be at least 1", gpus, nodes); return -1; }
-    if (gpus % nodes) {
-        *out = fail_msg("%d GPUs do not split evenly over %d nodes", gpus, nodes);
-        return -1;
-    }
-    int per_node = gpus / nodes;
-    if (per_node > g->gpus_per_node) {
-        *out = fail_msg("cluster '%s': %d %s GPUs per node requested but its nodes have %d; use more nodes",
-                        p->name, per_node, g->gpu_type, g->gpus_per_node);
-        return -1;
-    }
-    if (job_name && (!safe_word(job_name) || !*job_name)) {
-        *out = fail_msg("job name '%s' may use only letters, digits and _-.,:+=@", job_name);
-        return -1;
-    }
-    if (run_dir && (strchr(run_dir, '\n') || strchr(run_dir, ' ') || strchr(run_dir, '"'))) {
-        *out = fail_msg("run dir '%s' must not contain spaces, quotes or newlines (Slurm reads #SBATCH values unquoted)", run_dir);
-        return -1;
-    }
-    if (time_limit && (!*time_limit || !safe_word(time_limit))) {
-        *out = fail_msg("time limit '%s' is not a Slurm time such as 01:30:00 or 2-00:00:00", time_limit);
-        return -1;
-    }
+    *out = job_args_problem(p, g, gpus, nodes, time_limit, job_name, run_dir);
+    if (*out) return -1;
     StrBuf b = {0};
-    if (job_name) sb_printf(&b, "#SBATCH --job-name=%s\n", job_name);
-    if (g->partition[0]) sb_printf(&b, "#SBATCH --partition=%s\n", g->partition);
-    if (p->account[0]) sb_printf(&b, "#SBATCH --account=%s\n", p->account);
-    if (p->qos[0]) sb_printf(&b, "#SBATCH --qos=%s\n", p->qos);
-    if (time_limit) sb_printf(&b, "#SBATCH --time=%s\n", time_limit);
-    sb_printf(&b, "#SBATCH --nodes=%d\n", nodes);
-    int tasks = jo->tasks_per_node > 0 ? jo->tasks_per_node : per_node;
-    sb_printf(&b, "#SBATCH --ntasks-per-node=%d\n", tasks);
-    sb_printf(&b, "#SBATCH --cpus-per-task=%d\n", jo->cpus_per_task > 0 ? jo->cpus_per_task : g->cpus_per_gpu);
-    if (!is_cpu(g)) {
-        if (strcmp(p->gres_style, "gpus-per-node") == 0)
-            sb_printf(&b, "#SBATCH --gpus-per-node=%s:%d\n", g->gres_type, per_node);
-        else
-            sb_printf(&b, "#SBATCH --gres=gpu:%s:%d\n", g->gres_type, per_node);
-    }
-    if (g->constraint[0]) sb_printf(&b, "#SBATCH --constraint=%s\n", g->constraint);
-    if (g->mem_per_gpu[0]) sb_printf(&b, "#SBATCH --mem=%ldM\n", cluster_mem_mb(g->mem_per_gpu) * per_node);
-    const char *logs = jo->log_prefix && *jo->log_prefix ? jo->log_prefix : "slurm";
-    if (run_dir) {
-        sb_printf(&b, "#SBATCH --output=%s/%s-%%j.out\n", run_dir, logs);
-        sb_printf(&b, "#SBATCH --error=%s/%s-%%j.err\n", run_dir, logs);
-        sb_printf(&b, "#SBATCH --open-mode=append\n");   // a requeued run adds to the same logs
-    }
-    if (jo->requeue) {
-        if (p->signal_grace_s > 0) sb_printf(&b, "#SBATCH --signal=B:USR1@%d\n", p->signal_grace_s);
-        sb_printf(&b, "#SBATCH --requeue\n");
-    } else {
-        sb_printf(&b, "#SBATCH --no-requeue\n");
-    }
-    // without it, a job whose afterok dependency failed stays pending forever (DependencyNeverSatisfied)
-    if (jo->kill_on_invalid_dep) sb_printf(&b, "#SBATCH --kill-on-invalid-dep=yes\n");
-    for (size_t i = 0; i < p->nextra; i++) sb_printf(&b, "#SBATCH %s\n", p->extra_sbatch[i]);
-    for (size_t i = 0; i < p->nmodules; i++) {   // checked when loaded; quoted anyway, one word per name
-        sb_printf(&b, "module load");
-        char *copy = strdup(p->modules[i]), *save = NULL;
-        for (char *w = copy ? strtok_r(copy, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save)) {
-            sb_printf(&b, " ");
-            buf_word(&b, w);
-        }
-        if (!copy) b.oom = 1;
-        free(copy);
-        sb_printf(&b, "\n");
-    }
-    if (!jo->setup_in_container)   // else the job runs them inside the container (cluster_setup_lines)
-        for (size_t i = 0; i < p->nsetup; i++) sb_printf(&b, "%s\n", p->setup[i]);
-    // rendezvous for multi-process training (NCCL/torch style): the first node of the allocation,
-    // by its address (emulated nodes share localhost), and a port derived from the job id
-    sb_printf(&b, "if [ -n \"${SLURM_JOB_ID:-}\" ] && [ -z \"${MASTER_ADDR:-}\" ]; then\n"
-                   "  segx_first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n1)\n"
-                   "  MASTER_ADDR=$(scontrol -o show node \"$segx_first\" 2>/dev/null | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
-                   "  export MASTER_ADDR=${MASTER_ADDR:-$segx_first} MASTER_PORT=$((20000 + SLURM_JOB_ID %% 20000))\n"
-                   "fi\n");
+    sbatch_lines(&b, p, g, nodes, gpus / nodes, time_limit, job_name, run_dir, jo);
+    prologue_lines(&b, p, jo);
     if (b.oom) { sb_free(&b); *out = fail_msg("out of memory"); return -1; }
     *out = sb_take(&b);
     return 0;
