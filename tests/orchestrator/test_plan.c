@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include "db/db.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/util/fileio.h"
 #include <fcntl.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -708,6 +709,48 @@ static void test_eval_job_script(void **state)
     spec_free(s);
 }
 
+// plan_write_job replaces job.sh through a temporary file and a rename (util/fileio): a script
+// already there is replaced whole, the new one has mode 0755, no temporary file stays, and a
+// failed write says "<path>: cannot write the job script: <why>". plan_renderer_warning says
+// what plan used to print itself when no segx-train is found (the library prints nothing).
+static void test_write_job_atomic_and_warning(void **state)
+{
+    (void)state;
+    char rd[512], path[1024], err[1024];
+    snprintf(rd, sizeof rd, "%s/w/k1/attempt-1", tmpdir);
+    assert_int_equal(plan_write_job(rd, "#!/bin/sh\necho long old script\n", path, sizeof path, err, sizeof err), 0);
+    assert_int_equal(plan_write_job(rd, "#!/bin/sh\n", path, sizeof path, err, sizeof err), 0);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_size, 10);
+    assert_int_equal(sb.st_mode & 07777, 0755);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "test \"$(ls -A '%s')\" = job.sh", rd);
+    assert_int_equal(system(cmd), 0);
+    snprintf(rd, sizeof rd, "%s/w/k2/attempt-1/job.sh", tmpdir);   // job.sh is a folder: the rename fails
+    assert_int_equal(file_mkdir_p(rd, 0755), 0);
+    *strrchr(rd, '/') = 0;
+    assert_int_equal(plan_write_job(rd, "x", path, sizeof path, err, sizeof err), -1);
+    char want[1200];
+    snprintf(want, sizeof want, "%s/job.sh: cannot write the job script: Is a directory", rd);
+    assert_string_equal(err, want);
+
+    Spec *s = base_spec("", "");
+    PlanRenderer *r;
+    setenv("SEGX_TRAIN", "segx-train-nowhere", 1);
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, sizeof err) < 0) fail_msg("%s", err);
+    char w[8192];
+    assert_int_equal(plan_renderer_warning(r, w, sizeof w), 1);
+    assert_non_null(strstr(w, "(build it with `make`, or set SEGX_TRAIN); job scripts will look for 'segx-train-nowhere' in PATH"));
+    plan_renderer_close(r);
+    setenv("SEGX_TRAIN", "/opt/segx/bin/segx-train", 1);
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), "/tmp/none/m", &r, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_int_equal(plan_renderer_warning(r, w, sizeof w), 0);
+    plan_renderer_close(r);
+    unsetenv("SEGX_TRAIN");
+    spec_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
         cmocka_unit_test(test_mem_per_gpu_overrides_profile),
         cmocka_unit_test(test_eval_job_script),
+        cmocka_unit_test(test_write_job_atomic_and_warning),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
