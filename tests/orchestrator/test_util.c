@@ -1,5 +1,6 @@
 // tests/orchestrator/test_util.c — the small utilities every module shares (orchestrator/util/):
-// the string buffer, whole-file read, atomic write, mkdir -p.
+// the string buffer, whole-file read, atomic write, mkdir -p, the install-relative paths and
+// "did you mean".
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,7 +15,9 @@
 #include <unistd.h>
 #include "orchestrator/util/clock.h"
 #include "orchestrator/util/fileio.h"
+#include "orchestrator/util/paths.h"
 #include "orchestrator/util/strbuf.h"
+#include "orchestrator/util/suggest.h"
 
 static char tmpdir[64];
 
@@ -103,6 +106,64 @@ static void test_clocks(void **state)
     assert_true(m1 >= m0);
 }
 
+// util/paths: SEGX_SELF names the binary (its folder is self_dir); templates from SEGX_TEMPLATES,
+// else beside the binary (BIN/../templates), else $SEGX_ROOT/templates, else "templates";
+// segx-train from SEGX_TRAIN, else an executable beside segx, else $SEGX_BIN/, else PATH.
+static void test_paths(void **state)
+{
+    (void)state;
+    char bin[128], tdir[160], train[160];
+    snprintf(bin, sizeof bin, "%s/inst/bin", tmpdir);
+    snprintf(tdir, sizeof tdir, "%s/inst/templates", tmpdir);
+    assert_int_equal(file_mkdir_p(bin, 0755), 0);
+    char self[160];
+    snprintf(self, sizeof self, "%s/segx", bin);
+    setenv("SEGX_SELF", self, 1);
+    assert_string_equal(paths_self_path(), self);
+    assert_string_equal(paths_self_dir(), bin);
+    unsetenv("SEGX_TEMPLATES");
+    unsetenv("SEGX_ROOT");
+    assert_string_equal(paths_templates_dir(), "templates");
+    assert_int_equal(file_mkdir_p(tdir, 0755), 0);
+    char want[200];
+    snprintf(want, sizeof want, "%s/../templates", bin);
+    assert_string_equal(paths_templates_dir(), want);
+    setenv("SEGX_TEMPLATES", "/elsewhere/templates", 1);
+    assert_string_equal(paths_templates_dir(), "/elsewhere/templates");
+    unsetenv("SEGX_TEMPLATES");
+
+    unsetenv("SEGX_TRAIN");
+    unsetenv("SEGX_BIN");
+    assert_string_equal(paths_trainer_path(), "segx-train");
+    snprintf(train, sizeof train, "%s/segx-train", bin);
+    char err[256];
+    assert_int_equal(file_write_atomic(train, "#!/bin/sh\n", 10, 0644, err, sizeof err), 0);
+    assert_string_equal(paths_trainer_path(), "segx-train");   // not executable: not found
+    assert_int_equal(chmod(train, 0755), 0);
+    assert_string_equal(paths_trainer_path(), train);
+    setenv("SEGX_TRAIN", "/opt/x/segx-train", 1);
+    assert_string_equal(paths_trainer_path(), "/opt/x/segx-train");
+    unsetenv("SEGX_TRAIN");
+    unsetenv("SEGX_SELF");
+}
+
+// util/suggest: optimal string alignment distance (a swap is one edit) and the closest candidate
+// within max(1, len/3) edits, the first of equals.
+static void test_suggest(void **state)
+{
+    (void)state;
+    assert_int_equal(suggest_edit_distance("modle", "model"), 1);
+    assert_int_equal(suggest_edit_distance("", ""), 0);
+    assert_int_equal(suggest_edit_distance("abc", ""), 3);
+    assert_int_equal(suggest_edit_distance("ca", "abc"), 3);   // OSA, not Damerau: no edit of a swapped pair
+    const char *const cands[] = {"status", "submit", "plan", NULL};
+    assert_string_equal(suggest_closest("stauts", cands), "status");
+    assert_string_equal(suggest_closest("pln", cands), "plan");
+    assert_null(suggest_closest("report", cands));
+    const char *const ties[] = {"ab", "ba", NULL};
+    assert_string_equal(suggest_closest("aa", ties), "ab");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -124,6 +185,8 @@ int main(void)
         cmocka_unit_test(test_strbuf),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_suggest),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
