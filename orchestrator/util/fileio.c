@@ -63,7 +63,9 @@ static int fsync_dir_of(const char *path)
     return rc < 0 && errno != EINVAL && errno != EROFS ? -1 : 0;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t n, mode_t mode, char *err, size_t errlen)
+// Both writers: temp file, rename over path; durable: fsync the file before and its folder after.
+static int write_via_rename(const char *path, const void *data, size_t n, mode_t mode, int durable, char *err,
+                            size_t errlen)
 {
     // a hidden name beside it (folder scans skip dot files): DIR/.BASE.tmp.XXXXXX
     char tmp[PATH_MAX + 32];
@@ -86,7 +88,7 @@ int file_write_atomic(const char *path, const void *data, size_t n, mode_t mode,
         left -= (size_t)w;
     }
     if (!e && fchmod(fd, mode) < 0) e = errno;
-    if (!e && fsync(fd) < 0) e = errno;
+    if (!e && durable && fsync(fd) < 0) e = errno;
     if (close(fd) < 0 && !e) e = errno;
     if (!e && rename(tmp, path) < 0) e = errno;
     if (e) {
@@ -94,8 +96,18 @@ int file_write_atomic(const char *path, const void *data, size_t n, mode_t mode,
         snprintf(err, errlen, "%s: cannot write: %s", path, strerror(e));
         return -1;
     }
-    if (fsync_dir_of(path) < 0) { snprintf(err, errlen, "%s: written, but its folder could not be synced: %s", path, strerror(errno)); return -1; }
+    if (durable && fsync_dir_of(path) < 0) { snprintf(err, errlen, "%s: written, but its folder could not be synced: %s", path, strerror(errno)); return -1; }
     return 0;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t n, mode_t mode, char *err, size_t errlen)
+{
+    return write_via_rename(path, data, n, mode, 1, err, errlen);
+}
+
+int file_write_replace(const char *path, const void *data, size_t n, mode_t mode, char *err, size_t errlen)
+{
+    return write_via_rename(path, data, n, mode, 0, err, errlen);
 }
 
 int file_mkdir_p(const char *path, mode_t mode)

@@ -96,6 +96,20 @@ static void test_files(void **state)
     snprintf(path, sizeof path, "%s/f.json/sub", dir);          // a file in the way
     assert_int_equal(file_mkdir_p(path, 0755), -1);
     assert_int_equal(errno, ENOTDIR);
+    // file_write_replace: the same replace-whole contract without the fsyncs (a new inode each time)
+    snprintf(path, sizeof path, "%s/job.sh", dir);
+    assert_int_equal(file_write_replace(path, "#!/bin/sh\n", 10, 0755, err, sizeof err), 0);
+    struct stat first;
+    assert_int_equal(stat(path, &first), 0);
+    assert_int_equal(file_write_replace(path, "#!/bin/sh\nexit 3\n", 17, 0755, err, sizeof err), 0);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0755);
+    assert_int_equal(sb.st_size, 17);
+    assert_true(sb.st_ino != first.st_ino);   // renamed over, never rewritten in place
+    assert_int_equal(count_entries(dir), 2);  // f.json and job.sh: no temporary file left
+    snprintf(path, sizeof path, "%s/no/such/dir/job.sh", tmpdir);
+    assert_int_equal(file_write_replace(path, "x", 1, 0755, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
 }
 
 static void test_clocks(void **state)
