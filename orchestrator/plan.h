@@ -98,9 +98,7 @@ long plan_canon_members(const char *canon, PlanMember *m, size_t max);
 // in the first object's key order, at most max; names are borrowed from params[0].
 size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max);
 
-// `segx plan` as a function (cmd_plan and cmd_run): loads the spec, expands, stores, renders
-// attempt 1 of never-submitted cells and prints the table. Returns the exit code (0, 1, 2);
-// copies the experiment name into name (may be NULL).
+// How `segx plan` runs (plan_spec.c's planning, and cmd/'s plan_spec_file, which prints).
 typedef struct {
     const char *db_path;     // NULL: db_path_default
     const char *runs_dir;    // NULL: the experiment's stored run root, else ./runs
@@ -113,6 +111,5 @@ typedef struct {
     void (*warn)(void *ctx, const char *line);
     void *warn_ctx;
 } PlanOptions;
-int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size_t namelen);
 
 #endif

@@ -3,6 +3,8 @@
 // 2 bad usage or bad input. Each lives in orchestrator/cmd/cmd_<name>.c with its --help text.
 #ifndef SEGX_COMMANDS_H
 #define SEGX_COMMANDS_H
+#include <stddef.h>
+#include "orchestrator/plan.h"
 int cmd_plan(int argc, char **argv);      // cmd_plan.c      (spec -> cells + job scripts)
 int cmd_submit(int argc, char **argv);    // cmd_submit.c    (cells -> backend)
 int cmd_status(int argc, char **argv);    // cmd_status.c
@@ -23,4 +25,8 @@ void cmd_submit_say(void *ctx, int problem, const char *line);
 // StatusRefreshOptions.say for the commands that refresh states (status, run, resubmit): a backend
 // that did not answer, on stderr after "segx status: ".
 void cmd_status_say(void *ctx, const char *line);
+// `segx plan` of one spec file with its output (cmd_plan and cmd_run; cmd_plan.c): loads the spec,
+// expands, stores, renders attempt 1 of never-submitted cells and prints the table. Returns the
+// exit code (0, 1, 2); copies the experiment name into name (may be NULL).
+int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size_t namelen);
 #endif

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include "db/db.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/plan_spec.h"
 #include "orchestrator/util/fileio.h"
 #include <fcntl.h>
 #include <math.h>
@@ -337,7 +338,10 @@ static void test_plan_script_budget(void **state)
         snprintf(db, sizeof db, "%s.db", dir[k]);
         if (k) setenv("SEGX_PLAN_SCRIPT_BUDGET", "1", 1);   // keeps none: every script rendered again
         PlanOptions o = {.db_path = db, .runs_dir = dir[k], .quiet = 1};
-        assert_int_equal(plan_spec_file(spec, &o, NULL, 0), 0);
+        PlanOutcome out;
+        char err[1024];
+        assert_int_equal(plan_spec_run(spec, &o, &out, err, sizeof err), 0);
+        plan_outcome_free(&out);
         unsetenv("SEGX_PLAN_SCRIPT_BUDGET");
     }
     char cmd[1400];

@@ -15,6 +15,7 @@
 #include "db/db.h"
 #include "orchestrator/backend/local_jobs.h"
 #include "orchestrator/plan.h"
+#include "orchestrator/plan_spec.h"
 #include "orchestrator/submit.h"
 
 static char tmpdir[256];
@@ -103,7 +104,10 @@ static void plan(const char *name, const char *codes, int eval, char *db, size_t
             name, codes, eval ? ", \"eval\": {\"job\": {\"time\": \"00:05:00\", \"command\": \"true\"}}" : "");
     fclose(f);
     PlanOptions o = {.db_path = db, .runs_dir = runs, .quiet = 1};
-    assert_int_equal(plan_spec_file(spec, &o, NULL, 0), 0);
+    PlanOutcome out;
+    char err[1024];
+    assert_int_equal(plan_spec_run(spec, &o, &out, err, sizeof err), 0);
+    plan_outcome_free(&out);
 }
 
 static long long q_int(const char *db_path, const char *sql)
