@@ -1,0 +1,213 @@
+// orchestrator/util/jscan.c — a small JSON tokenizer with positions (see jscan.h).
+#include "orchestrator/util/jscan.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- strings -------------------------------------------------------------------------------
+
+// One escape after the backslash at p: its length past the backslash, or 0 when malformed.
+static int escape_len(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 2) return 0;
+    if (p[1] && strchr("\"\\/bfnrt", p[1])) return 1;
+    if (p[1] != 'u' || end - p < 6) return 0;
+    for (int k = 2; k < 6; k++)
+        if (!((p[k] >= '0' && p[k] <= '9') || (p[k] >= 'a' && p[k] <= 'f') || (p[k] >= 'A' && p[k] <= 'F')))
+            return 0;
+    return 5;
+}
+
+// The bytes of one multi-byte UTF-8 character at p (lead byte >= 0x80), or -1 when invalid.
+static int utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char ch = *p;
+    int n = ch >= 0xC2 && ch <= 0xDF ? 1 : ch >= 0xE0 && ch <= 0xEF ? 2 : ch >= 0xF0 && ch <= 0xF4 ? 3 : -1;
+    if (n < 0 || end - p <= n) return -1;
+    for (int k = 1; k <= n; k++)
+        if ((p[k] & 0xC0) != 0x80) return -1;
+    if ((ch == 0xE0 && p[1] < 0xA0) || (ch == 0xED && p[1] >= 0xA0) || (ch == 0xF0 && p[1] < 0x90) ||
+        (ch == 0xF4 && p[1] >= 0x90))
+        return -1;  // overlong, surrogate, beyond U+10FFFF
+    return n + 1;
+}
+
+int jscan_string(JScan *s)
+{
+    const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
+    while (p < end) {
+        unsigned char ch = *p;
+        if (ch == '"') { s->p = (const char *)p + 1; return JSCAN_OK; }
+        if (ch == '\\') {
+            if (s->fast) return JSCAN_DEFER;
+            int n = escape_len(p, end);
+            if (!n) return JSCAN_BAD;
+            p += n + 1;
+            continue;
+        }
+        if (ch < 0x20) return JSCAN_BAD;
+        if (ch < 0x80) { p++; continue; }
+        int n = utf8_len(p, end);
+        if (n < 0) return JSCAN_BAD;
+        p += n;
+    }
+    return JSCAN_BAD;
+}
+
+// ---- numbers -------------------------------------------------------------------------------
+
+static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
+
+// Clinger's fast path: a decimal whose digits fit in 53 bits times a power of ten up to 1e22 is
+// one correctly rounded IEEE multiply or divide, so the result equals strtod's. Anything else
+// (more digits, larger exponents) returns -1 for strtod. [p, end) is a valid JSON number.
+static int fast_decimal(const char *p, const char *end, double *v)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int neg = *p == '-';
+    if (neg) p++;
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (m || *p != '0') digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 15) return -1;
+    }
+    if (p < end && *p == '.')
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (m || *p != '0') digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            exp10--;
+            if (digits > 15) return -1;
+        }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = *p == '-', e = 0;
+        if (*p == '+' || *p == '-') p++;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            e = e * 10 + (*p - '0');
+            if (e > 400) return -1;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (m >= (1ULL << 53) || exp10 > 22 || exp10 < -22) return -1;
+    double d = (double)m;
+    d = exp10 >= 0 ? d * pow10[exp10] : d / pow10[-exp10];
+    *v = neg ? -d : d;
+    return 0;
+}
+
+// The value of the valid number [p, q) (integral: no fraction or exponent), or JSCAN_DEFER.
+static int number_value(const char *p, const char *q, int integral, double *v)
+{
+    size_t n = (size_t)(q - p);
+    if (n >= 64 || (integral && n > 18)) return JSCAN_DEFER;  // jansson's integer range rules
+    if (fast_decimal(p, q, v) != 0) {
+        char buf[64];
+        memcpy(buf, p, n);
+        buf[n] = 0;
+        *v = strtod(buf, NULL);
+        if (isinf(*v)) return JSCAN_DEFER;
+    }
+    return JSCAN_OK;
+}
+
+int jscan_number(JScan *s, double *v)
+{
+    const char *q = s->p, *end = s->end;
+    int integral = 1;
+    if (q < end && *q == '-') q++;
+    if (!is_digit(q, end)) return JSCAN_BAD;
+    if (*q == '0') q++;
+    else while (is_digit(q, end)) q++;
+    if (q < end && *q == '.') {
+        integral = 0;
+        q++;
+        if (!is_digit(q, end)) return JSCAN_BAD;
+        while (is_digit(q, end)) q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        integral = 0;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (!is_digit(q, end)) return JSCAN_BAD;
+        while (is_digit(q, end)) q++;
+    }
+    if (s->fast) {
+        double d;
+        int rc = number_value(s->p, q, integral, &d);
+        if (rc != JSCAN_OK) return rc;
+        if (v) *v = d;
+    }
+    s->p = q;
+    return JSCAN_OK;
+}
+
+// ---- values --------------------------------------------------------------------------------
+
+static int value_at(JScan *s, int depth, char *type, double *num);
+
+// '[' or '{' at s->p, depth deep: checks and skips the container.
+static int container(JScan *s, int depth)
+{
+    if (depth > s->max_depth) return JSCAN_DEFER;
+    char close = *s->p == '[' ? ']' : '}';
+    int object = close == '}';
+    s->p++;
+    jscan_ws(s);
+    if (jscan_at(s, close)) { s->p++; return JSCAN_OK; }
+    for (;;) {
+        char t;
+        int rc;
+        if (object) {
+            if (!jscan_at(s, '"')) return JSCAN_BAD;
+            if ((rc = jscan_string(s)) != JSCAN_OK) return rc;
+            jscan_ws(s);
+            if (!jscan_at(s, ':')) return JSCAN_BAD;
+            s->p++;
+            jscan_ws(s);
+        }
+        if ((rc = value_at(s, depth + 1, &t, NULL)) != JSCAN_OK) return rc;
+        jscan_ws(s);
+        if (jscan_at(s, ',')) { s->p++; jscan_ws(s); continue; }
+        if (jscan_at(s, close)) { s->p++; return JSCAN_OK; }
+        return JSCAN_BAD;
+    }
+}
+
+static int literal(JScan *s, const char *lit, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0) return JSCAN_BAD;
+    s->p += n;
+    return JSCAN_OK;
+}
+
+static int value_at(JScan *s, int depth, char *type, double *num)
+{
+    if (s->p >= s->end) return JSCAN_BAD;
+    switch (*s->p) {
+    case '"': *type = 's'; return jscan_string(s);
+    case '[': *type = 'a'; return container(s, depth);
+    case '{': *type = 'o'; return container(s, depth);
+    case 't': *type = 'b'; return literal(s, "true", 4);
+    case 'f': *type = 'b'; return literal(s, "false", 5);
+    case 'n': *type = 'z'; return literal(s, "null", 4);
+    default:  *type = 'n'; return jscan_number(s, num);
+    }
+}
+
+int jscan_value(JScan *s, char *type, double *num) { return value_at(s, 1, type, num); }
+
+// ---- positions -----------------------------------------------------------------------------
+
+void jscan_line_col(const char *text, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at; p++) {
+        if (*p == '\n') { (*line)++; *col = 1; }
+        else (*col)++;
+    }
+}
