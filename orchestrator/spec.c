@@ -4,6 +4,7 @@
 #include "orchestrator/cluster.h"
 #include "orchestrator/notify.h"
 #include "orchestrator/util/fileio.h"
+#include "orchestrator/util/jscan.h"
 #include "orchestrator/util/units.h"
 #include <ctype.h>
 #include <errno.h>
@@ -27,103 +28,73 @@ static const char *const TRAINER_KEYS[] = {
 // ---------------------------------------------------------------------------------------------
 // locating a key path in the JSON text (jansson keeps no positions for decoded values)
 
-static const char *ws(const char *p)
+// Steps into the array at s->p past idx elements and their commas; 0, or -1 when it cannot.
+static int enter_index(JScan *s, long idx)
 {
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    return p;
+    char t;
+    if (!jscan_at(s, '[')) return -1;
+    s->p++;
+    jscan_ws(s);
+    for (long i = 0; i < idx; i++) {
+        if (jscan_value(s, &t, NULL) != JSCAN_OK) return -1;
+        jscan_ws(s);
+        if (!jscan_at(s, ',')) return -1;
+        s->p++;
+        jscan_ws(s);
+    }
+    return 0;
 }
 
-static const char *skip_string(const char *p)
+// Steps into the object at s->p to the value of key [k, k + n) (*keypos: the key's opening quote);
+// 0, or -1 when the key is not there.
+static int enter_key(JScan *s, const char *k, size_t n, const char **keypos)
 {
-    if (*p != '"') return NULL;
-    for (p++; *p && *p != '"'; p++)
-        if (*p == '\\' && p[1]) p++;
-    return *p == '"' ? p + 1 : NULL;
-}
-
-static const char *skip_value(const char *p)
-{
-    p = ws(p);
-    if (*p == '"') return skip_string(p);
-    if (*p == '{' || *p == '[') {
-        char close = *p == '{' ? '}' : ']';
-        p = ws(p + 1);
-        if (*p == close) return p + 1;
-        for (;;) {
-            if (close == '}') {
-                p = skip_string(ws(p));
-                if (!p) return NULL;
-                p = ws(p);
-                if (*p != ':') return NULL;
-                p++;
-            }
-            p = skip_value(p);
-            if (!p) return NULL;
-            p = ws(p);
-            if (*p == ',') { p++; continue; }
-            if (*p == close) return p + 1;
-            return NULL;
+    char t;
+    if (!jscan_at(s, '{')) return -1;
+    s->p++;
+    jscan_ws(s);
+    while (jscan_at(s, '"')) {
+        const char *kstart = s->p;
+        if (jscan_string(s) != JSCAN_OK) return -1;
+        size_t klen = (size_t)(s->p - kstart - 2);
+        jscan_ws(s);
+        if (!jscan_at(s, ':')) return -1;
+        s->p++;
+        jscan_ws(s);
+        if (klen == n && strncmp(kstart + 1, k, n) == 0) {
+            *keypos = kstart;
+            return 0;
+        }
+        if (jscan_value(s, &t, NULL) != JSCAN_OK) return -1;
+        jscan_ws(s);
+        if (jscan_at(s, ',')) {
+            s->p++;
+            jscan_ws(s);
         }
     }
-    while (*p && !strchr(",]} \t\r\n", *p)) p++;
-    return p;
+    return -1;
 }
 
 // Finds the value (or, with want_key, the key) at keypath; NULL when absent.
 static const char *locate_ptr(const char *text, const char *keypath, int want_key)
 {
-    const char *p = ws(text), *kp = keypath, *keypos = NULL;
+    JScan s = {text, text + strlen(text), JSCAN_DEEPEST, 0};
+    const char *kp = keypath, *keypos = NULL;
+    jscan_ws(&s);
     while (*kp) {
         if (*kp == '.') kp++;
         if (*kp == '[') {
             long idx = strtol(kp + 1, (char **)&kp, 10);
             if (*kp == ']') kp++;
-            if (*p != '[') return NULL;
-            p = ws(p + 1);
-            for (long i = 0; i < idx; i++) {
-                p = skip_value(p);
-                if (!p) return NULL;
-                p = ws(p);
-                if (*p != ',') return NULL;
-                p = ws(p + 1);
-            }
-            keypos = p;
+            if (enter_index(&s, idx) < 0) return NULL;
+            keypos = s.p;
             continue;
         }
         size_t n = strcspn(kp, ".[");
-        if (*p != '{') return NULL;
-        p = ws(p + 1);
-        int found = 0;
-        while (*p == '"') {
-            const char *kstart = p, *kend = skip_string(p);
-            if (!kend) return NULL;
-            p = ws(kend);
-            if (*p != ':') return NULL;
-            p = ws(p + 1);
-            if ((size_t)(kend - kstart - 2) == n && strncmp(kstart + 1, kp, n) == 0) {
-                keypos = kstart;
-                found = 1;
-                break;
-            }
-            p = skip_value(p);
-            if (!p) return NULL;
-            p = ws(p);
-            if (*p == ',') p = ws(p + 1);
-        }
-        if (!found) return NULL;
+        if (enter_key(&s, kp, n, &keypos) < 0) return NULL;
         kp += n;
     }
-    return want_key && keypos ? keypos : p;
-}
-
-static void line_col(const char *text, const char *at, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (const char *p = text; p < at; p++) {
-        if (*p == '\n') { (*line)++; *col = 1; }
-        else (*col)++;
-    }
+    return want_key && keypos ? keypos : s.p;
 }
 
 int spec_locate(const char *text, const char *keypath, int *line, int *col)
@@ -131,7 +102,7 @@ int spec_locate(const char *text, const char *keypath, int *line, int *col)
     *line = *col = 0;
     const char *p = locate_ptr(text, keypath, 0);
     if (!p) return -1;
-    line_col(text, p, line, col);
+    jscan_line_col(text, p, line, col);
     return 0;
 }
 
@@ -154,7 +125,7 @@ static int fail(const Chk *c, const char *keypath, int at_key, const char *fmt, 
     va_end(ap);
     int line = 0, col = 0;
     const char *at = keypath && *keypath ? locate_ptr(c->text, keypath, at_key) : NULL;
-    if (at) line_col(c->text, at, &line, &col);
+    if (at) jscan_line_col(c->text, at, &line, &col);
     if (line) snprintf(c->err, c->errlen, "%s:%d:%d: %s: %s", c->path, line, col, keypath, msg);
     else if (keypath && *keypath) snprintf(c->err, c->errlen, "%s: %s: %s", c->path, keypath, msg);
     else snprintf(c->err, c->errlen, "%s: %s", c->path, msg);
