@@ -1,5 +1,6 @@
 // orchestrator/collect.c — run dirs -> DB (see collect.h for the contract).
 #include "orchestrator/util/clock.h"
+#include "orchestrator/util/jscan.h"
 #include "orchestrator/util/strbuf.h"
 #include "orchestrator/collect.h"
 #include "orchestrator/accounting.h"
@@ -335,9 +336,9 @@ static int store_metrics_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
 
 // ---- a strict in-place scanner for one metrics line ----------------------------------------
 // jansson builds a hash table per line (about 12 us a line measured, most of collect's time on
-// 500k lines); metrics lines are flat objects of numbers, so this reads them in place. A line
-// it does not handle (escapes in strings, huge integers, deep nesting) or finds invalid goes to
-// jansson, which decides and words the error message.
+// 500k lines); metrics lines are flat objects of numbers, so this reads them in place with
+// util/jscan (fast mode). A line it does not handle (escapes in strings, huge integers, deep
+// nesting) or finds invalid goes to jansson, which decides and words the error message.
 
 typedef struct {
     const char *key, *val;  // key without quotes; raw value text
@@ -346,200 +347,43 @@ typedef struct {
     double num;
 } Field;
 
-enum { SCAN_OK = 0, SCAN_BAD = -1, SCAN_JANSSON = -2 };
+// The tokenizer's results under the names of what collect does with them.
+enum { SCAN_OK = JSCAN_OK, SCAN_BAD = JSCAN_BAD, SCAN_JANSSON = JSCAN_DEFER };
 #define MAX_FIELDS 64
-
-typedef struct {
-    const char *p, *end;
-} Scan;
-
-static void skip_ws(Scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n')) s->p++;
-}
-
-static int scan_string(Scan *s)
-{
-    const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
-    while (p < end) {
-        unsigned char ch = *p;
-        if (ch == '"') { s->p = (const char *)p + 1; return SCAN_OK; }
-        if (ch == '\\') return SCAN_JANSSON;
-        if (ch < 0x20) return SCAN_BAD;
-        if (ch < 0x80) { p++; continue; }
-        int n = ch >= 0xC2 && ch <= 0xDF ? 1 : ch >= 0xE0 && ch <= 0xEF ? 2 : ch >= 0xF0 && ch <= 0xF4 ? 3 : -1;
-        if (n < 0 || end - p <= n) return SCAN_BAD;
-        for (int k = 1; k <= n; k++)
-            if ((p[k] & 0xC0) != 0x80) return SCAN_BAD;
-        if ((ch == 0xE0 && p[1] < 0xA0) || (ch == 0xED && p[1] >= 0xA0) || (ch == 0xF0 && p[1] < 0x90) ||
-            (ch == 0xF4 && p[1] >= 0x90))
-            return SCAN_BAD;  // overlong, surrogate, beyond U+10FFFF
-        p += n + 1;
-    }
-    return SCAN_BAD;
-}
-
-static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
-
-// Clinger's fast path: a decimal whose digits fit in 53 bits times a power of ten up to 1e22 is
-// one correctly rounded IEEE multiply or divide, so the result equals strtod's. Anything else
-// (more digits, larger exponents) returns -1 for strtod. [p, end) is a valid JSON number.
-static int fast_decimal(const char *p, const char *end, double *v)
-{
-    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    int neg = *p == '-';
-    if (neg) p++;
-    uint64_t m = 0;
-    int digits = 0, exp10 = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (m || *p != '0') digits++;
-        m = m * 10 + (uint64_t)(*p - '0');
-        if (digits > 15) return -1;
-    }
-    if (p < end && *p == '.')
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (m || *p != '0') digits++;
-            m = m * 10 + (uint64_t)(*p - '0');
-            exp10--;
-            if (digits > 15) return -1;
-        }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        int eneg = *p == '-', e = 0;
-        if (*p == '+' || *p == '-') p++;
-        for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            e = e * 10 + (*p - '0');
-            if (e > 400) return -1;
-        }
-        exp10 += eneg ? -e : e;
-    }
-    if (m >= (1ULL << 53) || exp10 > 22 || exp10 < -22) return -1;
-    double d = (double)m;
-    d = exp10 >= 0 ? d * pow10[exp10] : d / pow10[-exp10];
-    *v = neg ? -d : d;
-    return 0;
-}
-
-static int scan_number(Scan *s, double *v)
-{
-    const char *q = s->p, *end = s->end;
-    int integral = 1;
-    if (q < end && *q == '-') q++;
-    if (!is_digit(q, end)) return SCAN_BAD;
-    if (*q == '0') q++;
-    else while (is_digit(q, end)) q++;
-    if (q < end && *q == '.') {
-        integral = 0;
-        q++;
-        if (!is_digit(q, end)) return SCAN_BAD;
-        while (is_digit(q, end)) q++;
-    }
-    if (q < end && (*q == 'e' || *q == 'E')) {
-        integral = 0;
-        q++;
-        if (q < end && (*q == '+' || *q == '-')) q++;
-        if (!is_digit(q, end)) return SCAN_BAD;
-        while (is_digit(q, end)) q++;
-    }
-    size_t n = (size_t)(q - s->p);
-    if (n >= 64 || (integral && n > 18)) return SCAN_JANSSON;  // jansson's integer range rules
-    if (fast_decimal(s->p, q, v) != 0) {
-        char buf[64];
-        memcpy(buf, s->p, n);
-        buf[n] = 0;
-        *v = strtod(buf, NULL);
-        if (isinf(*v)) return SCAN_JANSSON;
-    }
-    s->p = q;
-    return SCAN_OK;
-}
-
-static int scan_value(Scan *s, int depth, char *type, double *num);
-
-// '[' or '{' at s->p: validates and skips the container.
-static int scan_container(Scan *s, int depth)
-{
-    if (depth > 32) return SCAN_JANSSON;
-    char close = *s->p == '[' ? ']' : '}';
-    int object = close == '}';
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == close) { s->p++; return SCAN_OK; }
-    for (;;) {
-        char t;
-        double d;
-        int rc;
-        if (object) {
-            if (s->p >= s->end || *s->p != '"') return SCAN_BAD;
-            if ((rc = scan_string(s)) != SCAN_OK) return rc;
-            skip_ws(s);
-            if (s->p >= s->end || *s->p != ':') return SCAN_BAD;
-            s->p++;
-            skip_ws(s);
-        }
-        if ((rc = scan_value(s, depth + 1, &t, &d)) != SCAN_OK) return rc;
-        skip_ws(s);
-        if (s->p < s->end && *s->p == ',') { s->p++; skip_ws(s); continue; }
-        if (s->p < s->end && *s->p == close) { s->p++; return SCAN_OK; }
-        return SCAN_BAD;
-    }
-}
-
-static int scan_literal(Scan *s, const char *lit)
-{
-    size_t n = strlen(lit);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0) return SCAN_BAD;
-    s->p += n;
-    return SCAN_OK;
-}
-
-static int scan_value(Scan *s, int depth, char *type, double *num)
-{
-    if (s->p >= s->end) return SCAN_BAD;
-    switch (*s->p) {
-    case '"': *type = 's'; return scan_string(s);
-    case '[': *type = 'a'; return scan_container(s, depth);
-    case '{': *type = 'o'; return scan_container(s, depth);
-    case 't': *type = 'b'; return scan_literal(s, "true");
-    case 'f': *type = 'b'; return scan_literal(s, "false");
-    case 'n': *type = 'z'; return scan_literal(s, "null");
-    default:  *type = 'n'; return scan_number(s, num);
-    }
-}
+#define SCAN_DEPTH 32   // containers nested deeper inside a field's value go to jansson
 
 // One line as a flat object: fills f[0..*nf). SCAN_OK, SCAN_BAD or SCAN_JANSSON.
 static int scan_line(const char *p, const char *end, Field *f, int *nf)
 {
-    Scan s = {p, end};
+    JScan s = {p, end, SCAN_DEPTH, 1};
     *nf = 0;
-    skip_ws(&s);
-    if (s.p >= s.end || *s.p != '{') return SCAN_BAD;
+    jscan_ws(&s);
+    if (!jscan_at(&s, '{')) return SCAN_BAD;
     s.p++;
-    skip_ws(&s);
-    if (s.p < s.end && *s.p == '}') { s.p++; goto tail; }
+    jscan_ws(&s);
+    if (jscan_at(&s, '}')) { s.p++; goto tail; }
     for (;;) {
         if (*nf == MAX_FIELDS) return SCAN_JANSSON;
         Field *x = &f[(*nf)++];
-        if (s.p >= s.end || *s.p != '"') return SCAN_BAD;
+        if (!jscan_at(&s, '"')) return SCAN_BAD;
         x->key = s.p + 1;
-        int rc = scan_string(&s);
+        int rc = jscan_string(&s);
         if (rc != SCAN_OK) return rc;
         x->klen = (size_t)(s.p - 1 - x->key);
-        skip_ws(&s);
-        if (s.p >= s.end || *s.p != ':') return SCAN_BAD;
+        jscan_ws(&s);
+        if (!jscan_at(&s, ':')) return SCAN_BAD;
         s.p++;
-        skip_ws(&s);
+        jscan_ws(&s);
         x->val = s.p;
-        if ((rc = scan_value(&s, 1, &x->type, &x->num)) != SCAN_OK) return rc;
+        if ((rc = jscan_value(&s, &x->type, &x->num)) != SCAN_OK) return rc;
         x->vlen = (size_t)(s.p - x->val);
-        skip_ws(&s);
-        if (s.p < s.end && *s.p == ',') { s.p++; skip_ws(&s); continue; }
-        if (s.p < s.end && *s.p == '}') { s.p++; break; }
+        jscan_ws(&s);
+        if (jscan_at(&s, ',')) { s.p++; jscan_ws(&s); continue; }
+        if (jscan_at(&s, '}')) { s.p++; break; }
         return SCAN_BAD;
     }
 tail:
-    skip_ws(&s);
+    jscan_ws(&s);
     return s.p == s.end ? SCAN_OK : SCAN_BAD;
 }
 
@@ -606,20 +450,20 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     if (!ious) return fresh ? 0 : delete_line_ious(c, attempt_id, line);
     if (!fresh) epoch_id = epoch_id_of(c, attempt_id, line);
     // Elements: numbers, or NULL for anything else (absent classes are null).
-    Scan sc = {ious->val + 1, ious->val + ious->vlen};
+    JScan sc = {ious->val + 1, ious->val + ious->vlen, SCAN_DEPTH, 1};
     long k = 0;
-    for (skip_ws(&sc); sc.p < sc.end && *sc.p != ']'; k++) {
+    for (jscan_ws(&sc); sc.p < sc.end && *sc.p != ']'; k++) {
         char t;
         double d = 0;
-        scan_value(&sc, 1, &t, &d);  // validated by scan_line already
+        jscan_value(&sc, &t, &d);  // validated by scan_line already
         sqlite3_bind_int64(c->s[S_IOU], 1, epoch_id);
         sqlite3_bind_int64(c->s[S_IOU], 2, k);
         if (t == 'n') sqlite3_bind_double(c->s[S_IOU], 3, d);
         else sqlite3_bind_null(c->s[S_IOU], 3);
         if (run_stmt(c, S_IOU) < 0) return -1;
-        skip_ws(&sc);
-        if (sc.p < sc.end && *sc.p == ',') sc.p++;
-        skip_ws(&sc);
+        jscan_ws(&sc);
+        if (jscan_at(&sc, ',')) sc.p++;
+        jscan_ws(&sc);
     }
     if (fresh) return 0;
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
