@@ -33,23 +33,29 @@ static int utf8_len(const unsigned char *p, const unsigned char *end)
     return n + 1;
 }
 
+// The escape (after a backslash) or the byte that is not plain ASCII at p: its length, or
+// JSCAN_BAD / JSCAN_DEFER. Not inlined: jscan_string's loop stays small (keys are short).
+__attribute__((noinline)) static int special_len(int fast, const unsigned char *p, const unsigned char *end)
+{
+    if (*p == '\\') {
+        if (fast) return JSCAN_DEFER;
+        int n = escape_len(p, end);
+        return n ? n + 1 : JSCAN_BAD;
+    }
+    if (*p < 0x20) return JSCAN_BAD;
+    int n = utf8_len(p, end);
+    return n < 0 ? JSCAN_BAD : n;
+}
+
 int jscan_string(JScan *s)
 {
     const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
     while (p < end) {
         unsigned char ch = *p;
         if (ch == '"') { s->p = (const char *)p + 1; return JSCAN_OK; }
-        if (ch == '\\') {
-            if (s->fast) return JSCAN_DEFER;
-            int n = escape_len(p, end);
-            if (!n) return JSCAN_BAD;
-            p += n + 1;
-            continue;
-        }
-        if (ch < 0x20) return JSCAN_BAD;
-        if (ch < 0x80) { p++; continue; }
-        int n = utf8_len(p, end);
-        if (n < 0) return JSCAN_BAD;
+        if (ch >= 0x20 && ch < 0x80 && ch != '\\') { p++; continue; }
+        int n = special_len(s->fast, p, end);
+        if (n < 0) return n;
         p += n;
     }
     return JSCAN_BAD;
