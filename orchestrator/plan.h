@@ -98,6 +98,16 @@ long plan_canon_members(const char *canon, PlanMember *m, size_t max);
 // in the first object's key order, at most max; names are borrowed from params[0].
 size_t plan_varying_keys(json_t *const *params, size_t n, const char **keys, size_t max);
 
+enum { PLAN_SCRIPTS_AUTO = 0, PLAN_SCRIPTS_ALL, PLAN_SCRIPTS_NONE };
+#define PLAN_SCRIPTS_AUTO_MAX 10000
+
+// What decides how a cell's job script renders, as text into buf (NUL-terminated, cut at len): its
+// GPU type, GPUs and nodes (the #SBATCH lines, the container), then each parameter's name with the
+// kind of its value (string, number, bool, null, array, object) and whether the template would
+// take it as true. Cells with the same signature differ only in the words substituted, so one
+// rendering of each checks them all. The length written.
+size_t plan_shape_signature(const PlanCell *c, char *buf, size_t len);
+
 // How `segx plan` runs (plan_spec.c's planning, and cmd/'s plan_spec_file, which prints).
 typedef struct {
     const char *db_path;     // NULL: db_path_default
@@ -106,6 +116,11 @@ typedef struct {
     const char *format;      // table | csv | json | markdown (NULL: table)
     int quiet;               // summary line only
     int limit;               // table rows shown (0: all)
+    // Attempt 1's job scripts: written by plan (PLAN_SCRIPTS_ALL), left to submit, which renders a
+    // missing one when it sends the cell (PLAN_SCRIPTS_NONE), or AUTO (0): all up to
+    // PLAN_SCRIPTS_AUTO_MAX cells, none beyond (creating 100,000 files is most of a big plan's time).
+    // Without scripts, rendering is checked once per distinct shape of cell (plan_shape_signature).
+    int scripts;
     // A warning (plan_renderer_warning's line, no newline); NULL: not said. plan_spec_file
     // prints it on stderr after "segx: warning: ".
     void (*warn)(void *ctx, const char *line);

@@ -3,6 +3,7 @@
 #include "orchestrator/util/paths.h"
 #include "db/db.h"
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,12 @@ static void resolve_run_root(const Spec *s, const PlanOptions *o, const char *db
     }
 }
 
+// --dry-run: every cell counts as new, on attempt 1.
+static void mark_new(PlanOutcome *P)
+{
+    for (size_t i = 0; i < P->n; i++) P->cells[i].next_attempt = P->cells[i].is_new = 1;
+}
+
 // --dry-run: every cell rendered in memory so a bad cell is reported; nothing written. 0, or 2.
 static int render_only(PlanRenderer *r, PlanOutcome *P, char *err, size_t errlen)
 {
@@ -145,6 +152,91 @@ static int render_only(PlanRenderer *r, PlanOutcome *P, char *err, size_t errlen
         P->cells[i].is_new = 1;
     }
     return 0;
+}
+
+// The signatures seen so far: an open-addressing set of malloc'd strings (FNV-1a).
+typedef struct {
+    char **slot;
+    size_t cap, n;
+} ShapeSet;
+
+static uint64_t fnv1a(const char *p)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+// 1 when sig was new (now added), 0 when seen, -1 out of memory.
+static int shape_add(ShapeSet *set, const char *sig)
+{
+    if (2 * (set->n + 1) > set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 64;
+        char **slot = calloc(cap, sizeof *slot);
+        if (!slot) return -1;
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slot[i]) continue;
+            size_t j = fnv1a(set->slot[i]) & (cap - 1);
+            while (slot[j]) j = (j + 1) & (cap - 1);
+            slot[j] = set->slot[i];
+        }
+        free(set->slot);
+        set->slot = slot;
+        set->cap = cap;
+    }
+    size_t j = fnv1a(sig) & (set->cap - 1);
+    for (; set->slot[j]; j = (j + 1) & (set->cap - 1))
+        if (strcmp(set->slot[j], sig) == 0) return 0;
+    if (!(set->slot[j] = strdup(sig))) return -1;
+    set->n++;
+    return 1;
+}
+
+static void shape_set_free(ShapeSet *set)
+{
+    for (size_t i = 0; i < set->cap; i++) free(set->slot[i]);
+    free(set->slot);
+}
+
+// Renders the first cell of each distinct shape (plan_shape_signature), job and eval script: the
+// check when the job scripts are left to submit (the others differ only in substituted words).
+// A signature cut at the buffer's end is not trusted: that cell is rendered itself. 0, or 2.
+static int render_shapes(PlanRenderer *r, const PlanOutcome *P, char *err, size_t errlen)
+{
+    enum { SIG_MAX = 16384 };
+    char *sig = malloc(SIG_MAX);
+    ShapeSet set = {0};
+    int rc = sig ? 0 : 1;
+    if (!sig) snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; rc == 0 && i < P->n; i++) {
+        int fresh = plan_shape_signature(&P->cells[i], sig, SIG_MAX) + 1 >= SIG_MAX ? 1 : shape_add(&set, sig);
+        if (fresh < 0) { snprintf(err, errlen, "out of memory"); rc = 1; }
+        if (fresh <= 0) continue;
+        char *script, rd[3 * PATH_MAX];
+        snprintf(rd, sizeof rd, "%s/%s/attempt-1", P->run_root, P->cells[i].key);
+        if (plan_render_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) { rc = 2; break; }
+        free(script);
+        if (plan_has_eval(r) && plan_render_eval_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) rc = 2;
+        else if (plan_has_eval(r)) free(script);
+    }
+    shape_set_free(&set);
+    free(sig);
+    return rc;
+}
+
+// Store the cells without writing job scripts (submit renders each when it sends the cell), after
+// checking one rendering per shape. 0, or the exit code.
+static int check_store(PlanRenderer *r, PlanOutcome *P, const char *spec_abs, const char *dbp, char *err,
+                       size_t errlen)
+{
+    int rc = render_shapes(r, P, err, errlen);
+    if (rc != 0) return rc;
+    sqlite3 *db = NULL;
+    rc = db_open(dbp, DB_CREATE, &db, err, errlen) == 0 &&
+                 plan_store(db, P->spec, spec_abs, P->run_root, P->cells, P->n, &P->added, err, errlen) == 0
+             ? 0 : 1;
+    db_close(db);
+    return rc;
 }
 
 // Render first (bad cells are input errors and must leave the DB untouched), then store, then
@@ -197,7 +289,16 @@ int plan_spec_run(const char *spec_path, const PlanOptions *o, PlanOutcome *P, c
     if (plan_renderer_open(P->spec, paths_templates_dir(), P->run_root, &r, err, errlen) < 0) return 2;
     char warning[2 * PATH_MAX + 200];
     if (o->warn && plan_renderer_warning(r, warning, sizeof warning)) o->warn(o->warn_ctx, warning);
-    int rc = o->dry_run ? render_only(r, P, err, errlen) : render_store_write(r, P, spec_abs, dbp, err, errlen);
+    P->scripts = o->scripts == PLAN_SCRIPTS_ALL || (o->scripts == PLAN_SCRIPTS_AUTO && P->n <= PLAN_SCRIPTS_AUTO_MAX);
+    int rc;
+    if (o->dry_run && P->scripts) rc = render_only(r, P, err, errlen);
+    else if (o->dry_run) {
+        mark_new(P);
+        rc = render_shapes(r, P, err, errlen);
+    }
+    else if (P->scripts) rc = render_store_write(r, P, spec_abs, dbp, err, errlen);
+    else rc = check_store(r, P, spec_abs, dbp, err, errlen);
+    if (o->dry_run) P->scripts = 0;
     plan_renderer_close(r);
     return rc;
 }

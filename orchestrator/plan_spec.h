@@ -1,6 +1,7 @@
 // orchestrator/plan_spec.h — `segx plan` as a function without its output: load and check the
-// spec, expand the matrix, render every cell (an input error leaves the DB and files untouched),
-// store new cells, write attempt 1's job scripts of never-submitted cells. defines: PlanOutcome,
+// spec, expand the matrix, render every cell, or one of each shape when submit is left to write the
+// job scripts (an input error leaves the DB and files untouched), store new cells, write attempt 1's
+// job scripts of never-submitted cells (PlanOptions.scripts). defines: PlanOutcome,
 // plan_spec_run, plan_outcome_free. Contract: prints nothing; cmd/cmd_plan.c shows the outcome.
 #ifndef SEGX_PLAN_SPEC_H
 #define SEGX_PLAN_SPEC_H
@@ -12,6 +13,7 @@ typedef struct {
     Spec *spec;
     PlanCell *cells;           // every cell of the spec (is_new, next_attempt set)
     size_t n, added;           // cells, and how many of them were new to the DB
+    int scripts;               // 1: attempt 1's job scripts were written (PlanOptions.scripts)
     char run_root[2 * PATH_MAX];
 } PlanOutcome;
 

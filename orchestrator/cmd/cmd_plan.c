@@ -84,11 +84,16 @@ int plan_spec_file(const char *spec_path, const PlanOptions *o, char *name, size
     double gpuh = 0;
     for (size_t i = 0; i < P.n; i++) gpuh += (double)P.cells[i].gpus * (double)s->time_s / 3600.0;
     if (!o->quiet) print_table(P.cells, P.n, s->time_s, fmt, o->limit);
+    char where[3 * PATH_MAX];
+    if (o->dry_run) snprintf(where, sizeof where, " — dry run, nothing written");
+    else if (P.scripts) snprintf(where, sizeof where, "; job scripts in %s", P.run_root);
+    else
+        snprintf(where, sizeof where, "; job scripts are written when cells are submitted (%s; --scripts all "
+                 "writes them now) under %s", o->scripts == PLAN_SCRIPTS_NONE ? "--scripts none" : "over 10000 cells",
+                 P.run_root);
     if (fmt == TABLE_TEXT || o->quiet)
-        fprintf(fmt == TABLE_TEXT ? stdout : stderr,
-                "%s: %zu cells (%zu new), %.1f GPU-hours at the %s limit%s%s\n", s->name, P.n, o->dry_run ? P.n : P.added,
-                gpuh, s->time, o->dry_run ? " — dry run, nothing written" : "; job scripts in ",
-                o->dry_run ? "" : P.run_root);
+        fprintf(fmt == TABLE_TEXT ? stdout : stderr, "%s: %zu cells (%zu new), %.1f GPU-hours at the %s limit%s\n",
+                s->name, P.n, o->dry_run ? P.n : P.added, gpuh, s->time, where);
     plan_outcome_free(&P);
     return 0;
 }
@@ -97,6 +102,7 @@ int cmd_plan(int argc, char **argv)
 {
     PlanOptions o = {.limit = 100};
     int json = 0;
+    const char *scripts = NULL;
     const CliOption opts[] = {
         {"db", 0, CLI_STRING, &o.db_path, "FILE", "results database (default ./segx.db or $SEGX_DB)"},
         {"runs", 0, CLI_STRING, &o.runs_dir, "DIR", "where run dirs go (default ./runs, or where the experiment was planned)"},
@@ -105,18 +111,28 @@ int cmd_plan(int argc, char **argv)
         {"json", 0, CLI_FLAG, &json, NULL, "same as --format json"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "print only the summary line"},
         {"limit", 0, CLI_INT, &o.limit, "N", "table rows shown on a terminal (default 100, 0 = all)"},
+        {"scripts", 0, CLI_STRING, &scripts, "WHEN",
+         "write attempt 1's job scripts now: all, none (submit writes them) or auto (default: all up to 10000 cells)"},
         {0}};
     const CliCommand cmd = {
         "segx plan SPEC.json [options]",
         "Expands the spec's matrix (minus exclude, plus include) into cells, stores new cells in the\n"
         "DB (planning again adds only cells that are new) and renders each new cell's job script into\n"
-        "RUNS/<experiment>/<cell-key>/attempt-1/job.sh (and eval.sh when the spec has eval.job). Prints the\n"
-        "cells with their estimated GPU-hours.",
+        "RUNS/<experiment>/<cell-key>/attempt-1/job.sh (and eval.sh when the spec has eval.job). Beyond\n"
+        "10000 cells the scripts are left to submit (it writes each as it sends the cell) and plan renders\n"
+        "one cell of each shape to check the templates; --scripts all|none decides it. Prints the cells\n"
+        "with their estimated GPU-hours.",
         opts, 1, 1,
         "examples:\n  segx plan examples/quickstart.json\n  segx plan spec.json --dry-run --format json"};
     CliArgs a;
     int rc = cli_parse(&cmd, argc, argv, &a);
     if (rc != CLI_CONTINUE) return rc;
     if (json) o.format = "json";
+    if (scripts && strcmp(scripts, "all") == 0) o.scripts = PLAN_SCRIPTS_ALL;
+    else if (scripts && strcmp(scripts, "none") == 0) o.scripts = PLAN_SCRIPTS_NONE;
+    else if (scripts && strcmp(scripts, "auto") != 0) {
+        fprintf(stderr, "segx plan: --scripts '%s': expected all, none or auto\n", scripts);
+        return 2;
+    }
     return plan_spec_file(a.pos[0], &o, NULL, 0);
 }

@@ -39,6 +39,14 @@ check_eq "a cell too big for the profile exits 2" 2 "$rc"
 case $out in *"64 cpu GPUs per node requested but its nodes have 4"*) pass "render error names the cell and the profile";;
   *) fail "render error names the cell and the profile" "$out";; esac
 check_eq "a render-time error creates no DB and no run dir" "no:no" "$([ -e "$SEGX_DB" ] && echo yes || echo no):$([ -e runs ] && echo yes || echo no)"
+# ... also when plan leaves the job scripts to submit (it renders one cell of each shape)
+out=$("$SEGX" plan toobig.json --scripts none 2>&1); rc=$?
+case $rc:$out in 2:*"64 cpu GPUs per node requested but its nodes have 4"*) pass "--scripts none: the render error, exit 2";;
+  *) fail "--scripts none: the render error, exit 2" "$rc: $out";; esac
+check_eq "--scripts none: no DB, no run dir" "no:no" "$([ -e "$SEGX_DB" ] && echo yes || echo no):$([ -e runs ] && echo yes || echo no)"
+out=$("$SEGX" plan spec.json --scripts some 2>&1); rc=$?
+case $rc:$out in 2:*"--scripts 'some': expected all, none or auto"*) pass "a bad --scripts exits 2 and names it";;
+  *) fail "a bad --scripts exits 2 and names it" "$rc: $out";; esac
 
 # --- plan (twice: the second adds nothing)
 out=$("$SEGX" plan spec.json --dry-run 2>&1)
@@ -124,7 +132,13 @@ cat >agentkill.json <<'EOF2'
 {"name": "agent-kill", "trainer": {"command": "python3 fake_mmseg_train.py cfg.py --bs {{batch_per_gpu}} --epochs 1 --sleep 0.5 --work-dir {{run_dir}}"},
  "matrix": {"batch_per_gpu": [8]}, "resources": {"time": "00:05:00"}}
 EOF2
-"$SEGX" plan agentkill.json >/dev/null && "$SEGX" submit agent-kill --backend local >/dev/null
+# (planned with --scripts none: submit writes the job script when it sends the cell)
+out=$("$SEGX" plan agentkill.json --scripts none 2>&1)
+case $out in *"job scripts are written when cells are submitted (--scripts none"*) pass "plan --scripts none says who writes the scripts";;
+  *) fail "plan --scripts none says who writes the scripts" "$out";; esac
+check_eq "plan --scripts none writes no job script" no "$(ls runs/agent-kill/*/attempt-1/job.sh >/dev/null 2>&1 && echo yes || echo no)"
+"$SEGX" submit agent-kill --backend local >/dev/null
+check_eq "submit wrote the job script" yes "$(ls runs/agent-kill/*/attempt-1/job.sh >/dev/null 2>&1 && echo yes || echo no)"
 for _ in $(seq 1 3000); do [ "$(q "SELECT a.state FROM attempts a JOIN cells c ON c.id=a.cell_id JOIN experiments e ON e.id=c.experiment_id WHERE e.name='agent-kill'")" = running ] && break; "$SEGX" status agent-kill >/dev/null; sleep 0.1; done
 apid=$(cat runs/.local/agent.pid 2>/dev/null)
 [ -n "$apid" ] && kill -9 "$apid"

@@ -317,53 +317,41 @@ static char *read_all(const char *path)
     return t;
 }
 
-// segx plan keeps at most SEGX_PLAN_SCRIPT_BUDGET bytes of rendered scripts between checking and
-// writing (a 100,000-cell plan held ~700 MB); the ones it dropped are rendered again: every job.sh
-// and eval.sh must be the same as with all of them kept.
-static void test_plan_script_budget(void **state)
+// The spec of 300 cells (2 GPU counts x 3 batches x 50 seeds) with an eval job, written to tmpdir/NAME.
+static void write_budget_spec(const char *spec)
 {
-    (void)state;
-    char spec[512], dir[2][512];
-    snprintf(spec, sizeof spec, "%s/budget.json", tmpdir);
     FILE *f = fopen(spec, "w");
+    assert_non_null(f);
     fputs("{\"name\": \"b\", \"trainer\": {\"dataset\": \"synthetic\", \"epochs\": 1}, \"matrix\": {\"model\": [\"cnn\"],"
           " \"gpu_type\": [\"cpu\"], \"gpus\": [1, 2], \"batch_per_gpu\": [4, 8, 16], \"seed\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
           " 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,"
           " 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]},"
           " \"eval\": {\"job\": {\"time\": \"00:05:00\"}}}", f);
     fclose(f);
-    for (int k = 0; k < 2; k++) {
-        char db[1100];
-        snprintf(dir[k], sizeof dir[k], "%s/budget%d", tmpdir, k);
-        snprintf(db, sizeof db, "%s.db", dir[k]);
-        if (k) setenv("SEGX_PLAN_SCRIPT_BUDGET", "1", 1);   // keeps none: every script rendered again
-        PlanOptions o = {.db_path = db, .runs_dir = dir[k], .quiet = 1};
-        PlanOutcome out;
-        char err[1024];
-        assert_int_equal(plan_spec_run(spec, &o, &out, err, sizeof err), 0);
-        plan_outcome_free(&out);
-        unsetenv("SEGX_PLAN_SCRIPT_BUDGET");
-    }
+}
+
+// Every *.sh under a/b/ equals the same file under b/b/ (with b's dir written as a's: the scripts
+// name their own run dir); the number of files compared.
+static int same_scripts(const char *a_dir, const char *b_dir)
+{
     char cmd[1400];
-    snprintf(cmd, sizeof cmd, "cd '%s/b' && find . -name '*.sh' | sort", dir[0]);
+    snprintf(cmd, sizeof cmd, "cd '%s/b' && find . -name '*.sh' | sort", a_dir);
     FILE *l = popen(cmd, "r");
     char rel[512];
     int files = 0;
     while (fgets(rel, sizeof rel, l)) {
         rel[strcspn(rel, "\n")] = 0;
         char a[1200], b[1200];
-        snprintf(a, sizeof a, "%s/b/%s", dir[0], rel + 2);
-        snprintf(b, sizeof b, "%s/b/%s", dir[1], rel + 2);
+        snprintf(a, sizeof a, "%s/b/%s", a_dir, rel + 2);
+        snprintf(b, sizeof b, "%s/b/%s", b_dir, rel + 2);
         char *ta = read_all(a), *tb = read_all(b);
         assert_non_null(ta);
-        if (!tb) fail_msg("%s missing with a small script budget", b);
-        // the scripts name their own run dir: compare with it swapped
-        char *at = strstr(tb, dir[1]);
-        assert_non_null(at);
-        char fixed[1 << 16];
+        if (!tb) fail_msg("%s missing", b);
+        assert_non_null(strstr(tb, b_dir));
+        static char fixed[1 << 16];
         size_t out = 0;
         for (const char *p = tb; *p;) {
-            if (strncmp(p, dir[1], strlen(dir[1])) == 0) { out += (size_t)snprintf(fixed + out, sizeof fixed - out, "%s", dir[0]); p += strlen(dir[1]); }
+            if (strncmp(p, b_dir, strlen(b_dir)) == 0) { out += (size_t)snprintf(fixed + out, sizeof fixed - out, "%s", a_dir); p += strlen(b_dir); }
             else fixed[out++] = *p++;
         }
         fixed[out] = 0;
@@ -373,7 +361,171 @@ static void test_plan_script_budget(void **state)
         files++;
     }
     pclose(l);
-    assert_int_equal(files, 600);   // 300 cells (two render/write threads) x (job.sh + eval.sh)
+    return files;
+}
+
+// segx plan keeps at most SEGX_PLAN_SCRIPT_BUDGET bytes of rendered scripts between checking and
+// writing (a 100,000-cell plan held ~700 MB); the ones it dropped are rendered again: every job.sh
+// and eval.sh must be the same as with all of them kept.
+static void test_plan_script_budget(void **state)
+{
+    (void)state;
+    char spec[512], dir[2][512];
+    snprintf(spec, sizeof spec, "%s/budget.json", tmpdir);
+    write_budget_spec(spec);
+    for (int k = 0; k < 2; k++) {
+        char db[1100];
+        snprintf(dir[k], sizeof dir[k], "%s/budget%d", tmpdir, k);
+        snprintf(db, sizeof db, "%s.db", dir[k]);
+        if (k) setenv("SEGX_PLAN_SCRIPT_BUDGET", "1", 1);   // keeps none: every script rendered again
+        PlanOptions o = {.db_path = db, .runs_dir = dir[k], .quiet = 1};
+        PlanOutcome out;
+        char err[1024];
+        assert_int_equal(plan_spec_run(spec, &o, &out, err, sizeof err), 0);
+        assert_int_equal(out.scripts, 1);   // 300 cells: auto writes them
+        plan_outcome_free(&out);
+        unsetenv("SEGX_PLAN_SCRIPT_BUDGET");
+    }
+    assert_int_equal(same_scripts(dir[0], dir[1]), 600);   // 300 cells (two render/write threads) x (job.sh + eval.sh)
+}
+
+// The rows of a DB's cells as one text (all but created_at), for comparing two plans.
+static char *cells_text(const char *dbp)
+{
+    sqlite3 *db;
+    char err[512];
+    if (db_open(dbp, DB_EXISTING, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(x, char(10)) FROM (SELECT quote(key) || quote(params) || "
+                                        "quote(group_key) || quote(scaling_key) || quote(model) || quote(gpu_type) || quote(gpus) "
+                                        "|| quote(nodes) || quote(batch_per_gpu) || quote(global_batch) || quote(scaling) || "
+                                        "quote(optimizer) || quote(lr) || quote(seed) || quote(time_limit_s) || "
+                                        "quote(est_gpu_hours) || quote(state) AS x FROM cells ORDER BY id)", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char *t = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    db_close(db);
+    return t;
+}
+
+// --scripts none: plan stores the same rows and writes no file; what submit then renders from the
+// stored params (plan_cell_from_params + plan_render_job, as submit.c's render_missing does) is
+// byte for byte what plan would have written.
+static void test_plan_scripts_left_to_submit(void **state)
+{
+    (void)state;
+    char spec[512], dir[2][512], db[2][1100], err[1024];
+    snprintf(spec, sizeof spec, "%s/deferred.json", tmpdir);
+    write_budget_spec(spec);
+    for (int k = 0; k < 2; k++) {
+        snprintf(dir[k], sizeof dir[k], "%s/deferred%d", tmpdir, k);
+        snprintf(db[k], sizeof db[k], "%s.db", dir[k]);
+        PlanOptions o = {.db_path = db[k], .runs_dir = dir[k], .quiet = 1, .scripts = k ? PLAN_SCRIPTS_NONE : PLAN_SCRIPTS_ALL};
+        PlanOutcome out;
+        assert_int_equal(plan_spec_run(spec, &o, &out, err, sizeof err), 0);
+        assert_int_equal(out.scripts, !k);
+        assert_int_equal(out.added, 300);
+        plan_outcome_free(&out);
+    }
+    struct stat sb;
+    assert_int_equal(stat(dir[1], &sb), -1);   // not even the run root
+    char *a = cells_text(db[0]), *b = cells_text(db[1]);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    Spec *s;
+    assert_int_equal(spec_load(spec, &s, err, sizeof err), 0);
+    PlanRenderer *r;
+    char root[600];
+    snprintf(root, sizeof root, "%s/b", dir[1]);
+    if (plan_renderer_open(s, getenv("SEGX_TEMPLATES"), root, &r, err, sizeof err) < 0) fail_msg("%s", err);
+    sqlite3 *d;
+    assert_int_equal(db_open(db[1], DB_EXISTING, &d, err, sizeof err), 0);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(d, "SELECT params FROM cells ORDER BY id", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        PlanCell c;
+        char path[1400], rd[1400], *text;
+        if (plan_cell_from_params(s, (const char *)sqlite3_column_text(st, 0), &c, err, sizeof err) < 0) fail_msg("%s", err);
+        if (plan_render_job(r, &c, 1, path, sizeof path, rd, sizeof rd, err, sizeof err) < 0) fail_msg("%s", err);
+        if (plan_render_eval_text(r, &c, 1, rd, &text, err, sizeof err) < 0) fail_msg("%s", err);
+        if (plan_write_eval(rd, text, path, sizeof path, err, sizeof err) < 0) fail_msg("%s", err);
+        free(text);
+        plan_cell_clear(&c);
+    }
+    sqlite3_finalize(st);
+    db_close(d);
+    plan_renderer_close(r);
+    spec_free(s);
+    assert_int_equal(same_scripts(dir[0], dir[1]), 600);
+}
+
+// Without scripts, plan renders one cell of each shape: a cell that cannot render is still found
+// before anything is written (no DB file), with the message a full render gives; auto leaves the
+// scripts to submit beyond PLAN_SCRIPTS_AUTO_MAX cells.
+static void test_plan_shapes_checked(void **state)
+{
+    (void)state;
+    char spec[512], db[600], runs[600], err[2][1024];
+    snprintf(spec, sizeof spec, "%s/shapes.json", tmpdir);
+    snprintf(db, sizeof db, "%s/shapes.db", tmpdir);
+    snprintf(runs, sizeof runs, "%s/shapes-runs", tmpdir);
+    FILE *f = fopen(spec, "w");
+    fputs("{\"name\": \"s\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"cpu\"], \"gpus\": [1, 2, 64], \"batch_per_gpu\": [8], \"seed\": [1, 2, 3]}}", f);
+    fclose(f);
+    for (int k = 0; k < 2; k++) {
+        PlanOptions o = {.db_path = db, .runs_dir = runs, .scripts = k ? PLAN_SCRIPTS_NONE : PLAN_SCRIPTS_ALL};
+        PlanOutcome out;
+        assert_int_equal(plan_spec_run(spec, &o, &out, err[k], sizeof err[k]), 2);
+        plan_outcome_free(&out);
+    }
+    if (!strstr(err[1], "64 cpu GPUs per node requested but its nodes have 4")) fail_msg("%s", err[1]);
+    assert_string_equal(err[0], err[1]);
+    struct stat sb;
+    assert_int_equal(stat(db, &sb), -1);
+    // 10,001 cells: over the limit, so auto writes no script
+    f = fopen(spec, "w");
+    fputs("{\"name\": \"big\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"cpu\"], \"batch_per_gpu\": [8], \"seed\": [", f);
+    for (int i = 0; i <= PLAN_SCRIPTS_AUTO_MAX; i++) fprintf(f, "%s%d", i ? ", " : "", i);
+    fputs("]}}", f);
+    fclose(f);
+    PlanOptions o = {.db_path = db, .runs_dir = runs};
+    PlanOutcome out;
+    assert_int_equal(plan_spec_run(spec, &o, &out, err[0], sizeof err[0]), 0);
+    assert_int_equal(out.n, PLAN_SCRIPTS_AUTO_MAX + 1);
+    assert_int_equal(out.added, PLAN_SCRIPTS_AUTO_MAX + 1);
+    assert_int_equal(out.scripts, 0);
+    plan_outcome_free(&out);
+    assert_int_equal(stat(runs, &sb), -1);
+}
+
+// Cells that differ only in the words substituted share a shape; GPUs, GPU type and a value's kind
+// or truth (what a template section tests) make another.
+static void test_shape_signature(void **state)
+{
+    (void)state;
+    Spec *s = spec_ok("{\"name\": \"g\", \"trainer\": {}, \"matrix\": {\"gpu_type\": [\"cpu\"], \"gpus\": [1, 2], "
+                      "\"batch_per_gpu\": [8], \"tag\": [\"a\", \"b\", \"\"], \"w\": [0.1, 0.2, 0], \"seed\": [1, 2]}}");
+    PlanCell *c;
+    size_t n;
+    char err[512];
+    assert_int_equal(plan_expand(s, &c, &n, err, sizeof err), 0);
+    assert_int_equal(n, 36);
+    size_t distinct = 0;
+    char sig[36][2048];
+    for (size_t i = 0; i < n; i++) {
+        plan_shape_signature(&c[i], sig[i], sizeof sig[i]);
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = strcmp(sig[i], sig[j]) == 0;
+        distinct += !seen;
+    }
+    // gpus {1, 2} x tag {non-empty, empty} x w {non-zero, zero}
+    assert_int_equal(distinct, 8);
+    assert_non_null(strstr(sig[0], "cpu|1|1|"));
+    assert_non_null(strstr(sig[0], "\"tag\"S"));
+    assert_non_null(strstr(sig[n - 1], "\"tag\"s"));
+    plan_cells_free(c, n);
+    spec_free(s);
 }
 
 static void test_keys_stable_across_replans(void **state)
@@ -766,6 +918,9 @@ int main(void)
         cmocka_unit_test(test_keys_stable_across_replans),
         cmocka_unit_test(test_group_keys_match_jansson),
         cmocka_unit_test(test_plan_script_budget),
+        cmocka_unit_test(test_plan_scripts_left_to_submit),
+        cmocka_unit_test(test_plan_shapes_checked),
+        cmocka_unit_test(test_shape_signature),
         cmocka_unit_test(test_job_script_executes_with_flags),
         cmocka_unit_test(test_multi_rank_and_bad_gpu_type),
         cmocka_unit_test(test_mem_per_gpu_overrides_profile),
