@@ -3,6 +3,7 @@
 #include "web/web_impl.h"
 #include "orchestrator/report.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -240,6 +241,179 @@ json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const
     }
     return json_pack("{s:s, s:o, s:o, s:i}", "metric", metric, "target", target ? target : json_null(), "points", out,
                      "max_points_per_series", WEB_CURVE_POINTS);
+}
+
+// ---- compact answers: columns instead of one object per row ------------------------------------
+
+// Writes j as compact JSON, each real in its shortest exact form (table_format_real, as
+// `segx report --format json` writes them; jansson's %.17g is up to twice as long).
+static void json_write(FILE *f, json_t *j)
+{
+    if (json_is_real(j)) {
+        char b[64];
+        if (!isfinite(json_real_value(j))) { fputs("null", f); return; }
+        table_format_real(json_real_value(j), b, sizeof b);
+        fputs(b, f);
+    } else if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        fputc('[', f);
+        json_array_foreach(j, i, v) {
+            if (i) fputc(',', f);
+            json_write(f, v);
+        }
+        fputc(']', f);
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        int first = 1;
+        fputc('{', f);
+        json_object_foreach(j, k, v) {
+            if (!first) fputc(',', f);
+            first = 0;
+            json_t *ks = json_string(k);
+            json_dumpf(ks, f, JSON_ENCODE_ANY);
+            json_decref(ks);
+            fputc(':', f);
+            json_write(f, v);
+        }
+        fputc('}', f);
+    } else {
+        json_dumpf(j, f, JSON_ENCODE_ANY);
+    }
+}
+
+// j (stolen) as a 200 JSON answer written by json_write.
+static void json_answer(WebResponse *r, json_t *j)
+{
+    Out o;
+    if (!j || out_open(&o) < 0) { json_decref(j); web_error(r, 1, 500, "out of memory"); return; }
+    json_write(o.f, j);
+    json_decref(j);
+    out_finish(&o, r, 200, "application/json");
+}
+
+// ?offset= and ?limit= (a count, or "all"; def when absent). 0, or -1 with err.
+static int page_args(const WebRequest *q, size_t def, size_t *off, size_t *lim, char *err, size_t errlen)
+{
+    const char *o = q->arg(q->ctx, "offset"), *l = q->arg(q->ctx, "limit");
+    *off = 0;
+    *lim = def;
+    char *end;
+    if (o && *o) {
+        unsigned long long v = strtoull(o, &end, 10);
+        if (*end || o[0] == '-' || o[0] == '+') { snprintf(err, errlen, "offset '%.40s': expected a count from 0", o); return -1; }
+        *off = (size_t)v;
+    }
+    if (l && *l && strcmp(l, "all") == 0) *lim = SIZE_MAX;
+    else if (l && *l) {
+        unsigned long long v = strtoull(l, &end, 10);
+        if (*end || v == 0 || l[0] == '-' || l[0] == '+') {
+            snprintf(err, errlen, "limit '%.40s': expected a count from 1, or all", l);
+            return -1;
+        }
+        *lim = (size_t)v;
+    }
+    return 0;
+}
+
+// {"total", "offset", "limit" (null: all), "count"} of a page of total items.
+static json_t *page_head_json(size_t total, size_t off, size_t lim, size_t count)
+{
+    return json_pack("{s:I, s:I, s:o, s:I}", "total", (json_int_t)total, "offset", (json_int_t)off, "limit",
+                     lim == SIZE_MAX ? json_null() : json_integer((json_int_t)lim), "count", (json_int_t)count);
+}
+
+// The column names of ?columns= (comma-separated) that rows' first object has, in the
+// report's order; all its keys when absent. NULL with err for an unknown name.
+static json_t *pick_columns(json_t *rows, const char *want, char *err, size_t errlen)
+{
+    json_t *first = json_array_get(rows, 0), *names = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(first, k, v) {
+        size_t n = strlen(k);
+        int in = !want || !*want;
+        for (const char *p = want; !in && p && *p;) {
+            const char *c = strchr(p, ',');
+            size_t len = c ? (size_t)(c - p) : strlen(p);
+            in = len == n && strncmp(p, k, n) == 0;
+            p = c ? c + 1 : NULL;
+        }
+        if (in) json_array_append_new(names, json_string(k));
+    }
+    for (const char *p = first && want ? want : NULL; p && *p;) {   // each name asked for must exist
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        char name[80];
+        snprintf(name, sizeof name, "%.*s", (int)(len < 79 ? len : 79), p);
+        if (!json_object_get(first, name)) {
+            snprintf(err, errlen, "columns: no column '%s' in the cells report", name);
+            json_decref(names);
+            return NULL;
+        }
+        p = c ? c + 1 : NULL;
+    }
+    return names;
+}
+
+json_t *web_cells_columns(json_t *rows, const char *columns, const char *model, size_t off, size_t lim, char *err,
+                          size_t errlen)
+{
+    json_t *names = pick_columns(rows, columns, err, errlen);
+    if (!names) return NULL;
+    json_t *cols = json_object(), *name;
+    size_t i, c, total = 0, count = 0;
+    json_array_foreach(names, c, name) json_object_set_new(cols, json_string_value(name), json_array());
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *m = json_string_value(json_object_get(row, "model"));
+        if (model && (!m || strcmp(m, model) != 0)) continue;
+        if (total++ < off || count >= lim) continue;
+        count++;
+        json_array_foreach(names, c, name) {
+            json_t *v = json_object_get(row, json_string_value(name));
+            json_array_append(json_object_get(cols, json_string_value(name)), v ? v : json_null());
+        }
+    }
+    json_decref(names);
+    json_t *out = page_head_json(total, off, lim, count);
+    json_object_set_new(out, "columns", cols);
+    return out;
+}
+
+// The per-group keys of a curve point that its series carries once, and those it keeps per point.
+static const char *const series_keys[] = {"model", "gpu_type", "gpus", "batch_per_gpu", "global_batch", "group_key",
+                                          NULL};
+static const char *const point_keys[] = {"epoch", "wall_s", "mean", "lo", "hi", "n", NULL};
+
+json_t *web_curves_series(json_t *curves, size_t off, size_t lim)
+{
+    json_t *series = json_array(), *cur = NULL, *p;
+    size_t i, total = 0;
+    const char *group = NULL;
+    json_array_foreach(json_object_get(curves, "points"), i, p) {
+        const char *g = json_string_value(json_object_get(p, "group_key"));
+        if (!group || !g || strcmp(g, group) != 0) {   // a new group (the points come ordered by group)
+            group = g;
+            cur = NULL;
+            if (total++ < off || json_array_size(series) >= lim) continue;
+            cur = json_object();
+            for (int k = 0; series_keys[k]; k++) json_object_set(cur, series_keys[k], json_object_get(p, series_keys[k]));
+            for (int k = 0; point_keys[k]; k++) json_object_set_new(cur, point_keys[k], json_array());
+            json_array_append_new(series, cur);
+        }
+        for (int k = 0; cur && point_keys[k]; k++) {
+            json_t *v = json_object_get(p, point_keys[k]);
+            json_array_append(json_object_get(cur, point_keys[k]), v ? v : json_null());
+        }
+    }
+    json_t *out = page_head_json(total, off, lim, json_array_size(series));
+    json_object_set(out, "metric", json_object_get(curves, "metric"));
+    json_object_set(out, "target", json_object_get(curves, "target"));
+    json_object_set(out, "max_points_per_series", json_object_get(curves, "max_points_per_series"));
+    json_object_set_new(out, "series", series);
+    return out;
 }
 
 json_t *web_scaling_errors_json(sqlite3 *db, long long exp_id, char *err, size_t errlen)
@@ -485,6 +659,36 @@ void api_sql(sqlite3 *db, const WebRequest *q, WebResponse *r)
 
 // ---- /api/e/NAME/... --------------------------------------------------------------------------
 
+// /api/e/NAME/cells (the cells report as columns) and /api/e/NAME/curves (one series per cell
+// group), a page of ?offset= / ?limit= rows or series; web/README.md has the format.
+static void api_columns(sqlite3 *db, const char *name, long long id, const char *what, const WebRequest *q,
+                        WebResponse *r)
+{
+    char err[1024] = "";
+    size_t off, lim;
+    int cells = strcmp(what, "cells") == 0;
+    if (page_args(q, cells ? WEB_CELLS_LIMIT : WEB_SERIES_LIMIT, &off, &lim, err, sizeof err) < 0) {
+        web_error(r, 1, 400, "%s", err);
+        return;
+    }
+    const char *model = q->arg(q->ctx, "model");
+    json_t *j;
+    if (cells) {
+        json_t *rows = web_report(db, "cells", name, NULL, err, sizeof err);
+        if (!rows) { web_error(r, 1, 500, "%s", err); return; }
+        j = web_cells_columns(rows, q->arg(q->ctx, "columns"), model, off, lim, err, sizeof err);
+        json_decref(rows);
+        if (!j) { web_error(r, 1, 400, "%s", err); return; }
+    } else {
+        const char *m = q->arg(q->ctx, "metric");
+        json_t *c = web_curves_json(db, id, m ? m : "miou", model, err, sizeof err);
+        if (!c) { web_error(r, 1, strstr(err, "metric '") == err ? 400 : 500, "%s", err); return; }
+        j = web_curves_series(c, off, lim);
+        json_decref(c);
+    }
+    json_answer(r, j);
+}
+
 void api_experiment(sqlite3 *db, const char *name, const char *what, const char *rest, const WebRequest *q,
                     WebResponse *r)
 {
@@ -506,6 +710,17 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
         return;
     }
     if (*rest && strcmp(what, "cell") != 0) { web_error(r, 1, 404, "no such endpoint: %s/%s", what, rest); return; }
+    if (strcmp(what, "cells") == 0 || strcmp(what, "curves") == 0) {
+        const char *fmt = q->arg(q->ctx, "format");
+        if (fmt && strcmp(fmt, "rows") != 0 && strcmp(fmt, "columns") != 0) {
+            web_error(r, 1, 400, "format '%.40s': expected columns (the default) or rows", fmt);
+            return;
+        }
+        if (strcmp(what, "curves") == 0 || !fmt || strcmp(fmt, "columns") == 0) {
+            api_columns(db, name, id, what, q, r);
+            return;
+        }
+    }
     if (report_kind_valid(what)) {
         const char *target = q->arg(q->ctx, "target");
         const char *model = q->arg(q->ctx, "model");
@@ -525,10 +740,7 @@ void api_experiment(sqlite3 *db, const char *name, const char *what, const char 
     }
     json_t *j = NULL;
     int bad = 400;
-    if (strcmp(what, "curves") == 0) {
-        const char *m = q->arg(q->ctx, "metric");
-        j = web_curves_json(db, id, m ? m : "miou", q->arg(q->ctx, "model"), err, sizeof err);
-    } else if (strcmp(what, "scaling-errors") == 0) {
+    if (strcmp(what, "scaling-errors") == 0) {
         j = web_scaling_errors_json(db, id, err, sizeof err);
         const char *model = q->arg(q->ctx, "model");
         for (size_t i = json_array_size(j); model && i-- > 0;) {

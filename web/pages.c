@@ -4,6 +4,7 @@
 // the DB goes through web_html_escape.
 #include "web/web_impl.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -435,6 +436,27 @@ static void filters_form(FILE *f, const char *exp, const Axis *ax, size_t nax, c
     fputs("<button>filter</button></form>\n", f);
 }
 
+// The filters set on the page other than a grid place's own keys, as "&k=v..." (malloc'd).
+static char *other_filters(const Axis *ax, size_t nax, const WebRequest *q)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    for (size_t a = 0; a < nax; a++) {
+        const char *want = q->arg(q->ctx, ax[a].name);
+        if (!want || !*want || strcmp(ax[a].name, "model") == 0 || strcmp(ax[a].name, "gpu_type") == 0 ||
+            strcmp(ax[a].name, "gpus") == 0 || strcmp(ax[a].name, "batch_per_gpu") == 0)
+            continue;
+        fputc('&', f);
+        url_escape(f, ax[a].name);
+        fputc('=', f);
+        url_escape(f, want);
+    }
+    fclose(f);
+    return buf;
+}
+
 typedef struct {
     size_t m, t, g, b, i;   // the cell's row (model, GPU type), column (GPUs, batch) and place in rows
 } GridPos;
@@ -483,7 +505,45 @@ static void grid_box(FILE *f, const char *exp, json_t *row, const Progress *prog
     fputs("</a>", f);
 }
 
-static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *prog, size_t nprog)
+// One place of a big grid (its cells rows[pos[0..n).i]): a bar of its cells by state, the
+// count, and a link to the page filtered to it (there, one box per cell). filt: the page's
+// other filters as "&k=v..." (URL-escaped), kept in the link.
+static void grid_place(FILE *f, const char *exp, const char *filt, json_t *rows, const GridPos *pos, size_t n,
+                       json_t *const place[4], const Progress *prog, size_t nprog)
+{
+    static const char *const keys[] = {"model", "gpu_type", "gpus", "batch_per_gpu"};
+    size_t counts[sizeof states / sizeof states[0]] = {0}, nprogress = 0;
+    double frac = 0;
+    for (size_t k = 0; k < n; k++) {
+        json_t *row = json_array_get(rows, pos[k].i);
+        const char *st = json_string_value(json_object_get(row, "state"));
+        for (size_t s = 0; st && states[s]; s++)
+            if (strcmp(st, states[s]) == 0) counts[s]++;
+        const char *key = json_string_value(json_object_get(row, "cell"));
+        const Progress *p = key ? find_progress(prog, nprog, key) : NULL;
+        if (p && isfinite(p->frac)) { frac += p->frac; nprogress++; }
+    }
+    fputs("<a class=place href=\"/e/", f);
+    web_html_escape(f, exp);
+    for (int a = 0; a < 4; a++) {
+        if (!place[a] || json_is_null(place[a])) continue;
+        char t[512];
+        value_text(place[a], t, sizeof t);
+        fprintf(f, "%s%s=", a ? "&amp;" : "?", keys[a]);
+        url_escape(f, t);
+    }
+    web_html_escape(f, filt);
+    fprintf(f, "\" title=\"%zu cell%s:", n, n == 1 ? "" : "s");
+    for (size_t s = 0; states[s]; s++)
+        if (counts[s]) fprintf(f, " %zu %s", counts[s], states[s]);
+    if (nprogress) fprintf(f, ", mean progress of the running %.0f%%", 100 * frac / (double)nprogress);
+    fputs("\">", f);
+    for (size_t s = 0; states[s]; s++)
+        if (counts[s]) fprintf(f, "<i class=st-%s style=\"flex:%zu\"></i>", states[s], counts[s]);
+    fprintf(f, "<b>%zu</b></a>", n);
+}
+
+static void cell_grid(FILE *f, const char *exp, const char *filt, json_t *rows, const Progress *prog, size_t nprog)
 {
     // Rows: (model, GPU type); columns: (GPUs, batch per GPU); boxes: the cells (seeds, ...).
     // Each cell's place is found once and the cells sorted by it (a 10,000-cell study's grid
@@ -506,7 +566,11 @@ static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *pr
         if (p.m < nm && p.t < nt && p.g < ng && p.b < nb) pos[np++] = p;   // (no model / GPU type: not in the grid)
     }
     if (pos) qsort(pos, np, sizeof *pos, cmp_grid);
-    fputs("<div class=scroll><table class=grid id=grid><thead><tr><th>model</th><th>GPU type</th>", f);
+    if (np > WEB_GRID_BOXES)
+        fprintf(f, "<p class=note>%zu cells: each place shows its cells by state (hover for the counts); "
+                   "click one, or filter, to see a box per cell (up to %d).</p>\n", np, WEB_GRID_BOXES);
+    fprintf(f, "<div class=scroll><table class=\"grid%s\" id=grid><thead><tr><th>model</th><th>GPU type</th>",
+            np > WEB_GRID_BOXES ? " places" : "");
     for (size_t g = 0; g < ng; g++)
         for (size_t b = 0; b < nb; b++) {
             fprintf(f, "<th>%lld GPU%s", (long long)json_integer_value(gpus[g]), json_integer_value(gpus[g]) == 1 ? "" : "s");
@@ -524,8 +588,12 @@ static void cell_grid(FILE *f, const char *exp, json_t *rows, const Progress *pr
         for (size_t g = 0; g < ng; g++)
             for (size_t b = 0; b < nb; b++) {
                 fputs("<td>", f);
-                for (; k < np && pos[k].m == m && pos[k].t == t && pos[k].g == g && pos[k].b == b; k++)
-                    grid_box(f, exp, json_array_get(rows, pos[k].i), prog, nprog);
+                size_t k0 = k;
+                while (k < np && pos[k].m == m && pos[k].t == t && pos[k].g == g && pos[k].b == b) k++;
+                json_t *place[4] = {models[m], types[t], gpus[g], batches[b]};
+                if (np > WEB_GRID_BOXES && k > k0) grid_place(f, exp, filt, rows, pos + k0, k - k0, place, prog, nprog);
+                for (size_t j = k0; np <= WEB_GRID_BOXES && j < k; j++)
+                    grid_box(f, exp, json_array_get(rows, pos[j].i), prog, nprog);
                 fputs("</td>", f);
             }
         fputs("</tr>\n", f);
@@ -575,10 +643,11 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     fputs("</div></div>\n", f);
     json_decref(counts);
     filters_form(f, exp, ax, nax, q);
-    free(ax);
     json_decref(axrows);
     fprintf(f, "<p class=note>%zu of %lld cells shown.</p>\n", json_array_size(shown), total);
-    cell_grid(f, exp, shown, prog, nprog);
+    char *filt = other_filters(ax, nax, q);
+    cell_grid(f, exp, filt ? filt : "", shown, prog, nprog);
+    free(filt);
     fputs("<h2>Cells</h2>\n", f);
     if (json_array_size(shown) > WEB_TABLE_ROWS) {   // a 10,000-cell table is megabytes: filter to see the rest
         fprintf(f, "<p class=note>The first %d of %zu cells; filter above, or see /api/e/NAME/cells.</p>\n",
@@ -587,6 +656,7 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     }
     report_table(f, "report-cells", shown, cells_cols, exp);
     json_decref(shown);
+    free(ax);
     free(prog);
 }
 
@@ -872,6 +942,13 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
                    "reaches it.</p>\n", f);
         chart_div(f, "cost", exp, metric, extra);
         fputs("<h2>segx report cost</h2>\n", f);
+        if (json_array_size(cost) > WEB_TABLE_ROWS) {   // a big study's table took longer than its chart
+            fprintf(f, "<p class=note>The first %d of %zu rows; all of them: <code>segx report cost</code> or "
+                       "<a href=\"/api/e/", WEB_TABLE_ROWS, json_array_size(cost));
+            web_html_escape(f, exp);
+            fputs("/cost\">its JSON</a>.</p>\n", f);
+            while (json_array_size(cost) > WEB_TABLE_ROWS) json_array_remove(cost, json_array_size(cost) - 1);
+        }
         report_table(f, "report-cost", cost, cost_cols, exp);
         json_decref(cost);
     }
@@ -985,13 +1062,17 @@ int web_report_html(sqlite3 *db, const char *exp, FILE *out, char *err, size_t e
         return -1;
     }
     json_t *data = json_object();
-    embed(data, exp, "cells", json_incref(cells));
+    // the answers app.js asks for (the same keys: /api/ paths with their queries)
+    char cw[128], cols[96];
+    snprintf(cols, sizeof cols, WEB_COST_COLUMNS ",%s", metric);
+    snprintf(cw, sizeof cw, "cells?columns=%s&limit=all", cols);
+    embed(data, exp, cw, web_cells_columns(cells, cols, NULL, 0, SIZE_MAX, err, errlen));
     embed(data, exp, "accuracy", json_incref(acc));
     embed(data, exp, "speedup", json_incref(sp));
     embed(data, exp, "scaling-errors", errs);
-    char cw[64];
-    snprintf(cw, sizeof cw, "curves?metric=%s", metric);
-    embed(data, exp, cw, curves);
+    snprintf(cw, sizeof cw, "curves?metric=%s&limit=all", metric);
+    embed(data, exp, cw, web_curves_series(curves, 0, SIZE_MAX));
+    json_decref(curves);
     char *vega = NULL, *djs = NULL;
     size_t vlen = 0;
     char verr[512];

@@ -29,6 +29,10 @@
 #define WEB_SQL_ROWS 1000      // rows shown / downloaded by the SQL box
 #define WEB_SQL_MS 2000        // its time limit
 #define WEB_CURVE_POINTS 2000  // curves: points per series at most (downsampled server-side)
+#define WEB_CELLS_LIMIT 1000   // /api/e/NAME/cells: rows per answer unless ?limit= (a count or all)
+#define WEB_SERIES_LIMIT 100   // /api/e/NAME/curves: series per answer unless ?limit=
+#define WEB_COST_COLUMNS "cell,model,gpu_type,gpus,seed,gpu_hours"   // the cost chart's (app.js), + the metric
+#define WEB_GRID_BOXES 1000    // the grid page: one box per cell up to this many shown, else counts per place
 #define WEB_TABLE_ROWS 200     // the grid page's cells table: rows at most (a big study: filter, or /api/)
 #define WEB_URL_MAX 8192       // longer URLs get 414
 #define WEB_CACHE_ENTRIES 128  // cached answers at most ...
@@ -122,6 +126,16 @@ json_t *web_report(sqlite3 *db, const char *kind, const char *experiment, const 
 // WEB_CURVE_POINTS per group (web_downsample of the means).
 json_t *web_curves_json(sqlite3 *db, long long exp_id, const char *metric, const char *model, char *err,
                         size_t errlen);
+// The curves (web_curves_json) as one object per cell group: its model, gpu_type, gpus,
+// batch_per_gpu, global_batch, group_key, and arrays epoch, wall_s, mean, lo, hi, n (a point
+// each); series [off, off + lim) of them, under {"total", "offset", "limit", "count", "metric",
+// "target", "max_points_per_series", "series"}. lim SIZE_MAX: all.
+json_t *web_curves_series(json_t *curves, size_t off, size_t lim);
+// The cells report's rows as {"total", "offset", "limit", "count", "columns": {NAME: [values]}}:
+// the columns named in columns (comma-separated; NULL: all, in the report's order), the rows of
+// model (NULL: all) from off, at most lim. NULL with err for an unknown column.
+json_t *web_cells_columns(json_t *rows, const char *columns, const char *model, size_t off, size_t lim, char *err,
+                          size_t errlen);
 // Picks at most max of n points to draw a curve y[0..n) (max >= 4): all when n <= max, else the
 // first, the last, and the lowest and highest of each of (max - 2) / 2 equal runs between them.
 // Writes their indices, ascending, to keep (room for n) and returns how many.

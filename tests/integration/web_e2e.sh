@@ -201,6 +201,13 @@ check_eq "... and nothing was deleted" 8 "$(sqlite3 segx.db 'SELECT count(*) FRO
 check_eq "unknown experiment: 404 JSON" "404 no experiment named 'nope' in the database" \
   "$(curl -s -w ' %{http_code}' "$base/api/e/nope/speedup" | python3 -c 'import json,sys; t=sys.stdin.read(); j,c=t.rsplit(" ",1); print(c, json.loads(j)["error"])')"
 check_eq "/api/e/NAME/speedup is segx report speedup --format json, byte for byte" "$(cat report-speedup.json)" "$(curl -s "$base/api/e/web-e2e/speedup")"
+check_eq "/api/e/NAME/cells?format=rows is segx report cells --format json, byte for byte" "$(cat report-cells.json)" \
+  "$(curl -s "$base/api/e/web-e2e/cells?format=rows")"
+check_eq "/api/e/NAME/cells (columns) holds the report's numbers" "ok 8" "$(curl -s "$base/api/e/web-e2e/cells" | python3 -c '
+import json, sys
+c = json.load(sys.stdin); rows = json.load(open(sys.argv[1]))
+bad = [(i, k) for i, r in enumerate(rows) for k, v in r.items() if c["columns"][k][i] != v]
+print("bad %r" % bad[:3] if bad or c["total"] != len(rows) else "ok %d" % c["count"])' report-cells.json)"
 
 kill $serve_pid; wait $serve_pid 2>/dev/null
 check_eq "segx serve stops on SIGTERM" "segx serve: stopped" "$(tail -1 serve.log)"

@@ -147,7 +147,7 @@ static void test_api_reports_equal_segx_report(void **state)
     for (int k = 0; k < 4; k++) {
         char path[64];
         snprintf(path, sizeof path, "/api/e/scale/%s", kinds[k]);
-        WebResponse r = get("GET", path, "");
+        WebResponse r = get("GET", path, k == 0 ? "format=rows" : "");   // cells: columns unless ?format=rows
         assert_int_equal(r.status, 200);
         assert_string_equal(r.type, "application/json");
         char *got = body(&r), *want = report_bytes(kinds[k], "scale");
@@ -164,6 +164,59 @@ static void test_api_reports_equal_segx_report(void **state)
     assert_true(json_number_value(json_object_get(json_array_get(j, 0), "wall_s_mean")) == 20.0);
     json_decref(j);
     web_response_free(&r);
+}
+
+// /api/e/NAME/cells answers columns: the same values as the report's rows (each number the
+// same double), a page of ?offset= / ?limit= rows, ?columns= a subset in the report's order.
+static void test_cells_columns(void **state)
+{
+    char *want = report_bytes("cells", "scale");
+    json_t *rows = json_loads(want, 0, NULL);
+    free(want);
+    WebResponse r = get("GET", "/api/e/scale/cells", "");
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 8);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 8);
+    assert_int_equal(json_integer_value(json_object_get(j, "limit")), WEB_CELLS_LIMIT);
+    json_t *cols = json_object_get(j, "columns");
+    assert_int_equal(json_object_size(cols), json_object_size(json_array_get(rows, 0)));
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(row, k, v) {
+            json_t *got = json_array_get(json_object_get(cols, k), i);
+            if (json_is_number(v)) assert_true(json_is_number(got) && json_number_value(got) == json_number_value(v));
+            else if (!json_equal(got, v)) fail_msg("row %zu %s differs", i, k);
+        }
+    }
+    json_decref(j);
+    r = get("GET", "/api/e/scale/cells", "offset=6&limit=5&columns=state,cell");   // rows 6 and 7
+    j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 2);
+    cols = json_object_get(j, "columns");
+    assert_int_equal(json_object_size(cols), 2);
+    assert_string_equal(json_object_iter_key(json_object_iter(cols)), "cell");   // the report's order
+    assert_true(json_equal(json_array_get(json_object_get(cols, "cell"), 1),
+                           json_object_get(json_array_get(rows, 7), "cell")));
+    json_decref(j);
+    r = get("GET", "/api/e/scale/cells", "limit=all&model=m");
+    j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 4);
+    assert_true(json_is_null(json_object_get(j, "limit")));
+    json_decref(j);
+    json_decref(rows);
+    static const char *const bad[] = {"limit=0", "limit=-1", "offset=x", "columns=cell,nope", "format=csv"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        r = get("GET", "/api/e/scale/cells", bad[k]);
+        if (r.status != 400) fail_msg("%s: %d, expected 400", bad[k], r.status);
+        web_response_free(&r);
+    }
 }
 
 static void test_unknown_and_malformed(void **state)
@@ -349,24 +402,40 @@ static void test_curves_downsampled(void **state)
     assert_int_equal(r.status, 200);
     json_t *j = json_loadb(r.body, r.len, 0, NULL);
     web_response_free(&r);
-    json_t *pts = json_object_get(j, "points");
-    size_t n = json_array_size(pts);
+    assert_int_equal(json_array_size(json_object_get(j, "series")), 1);
+    json_t *g = json_array_get(json_object_get(j, "series"), 0);
+    json_t *ep = json_object_get(g, "epoch");
+    size_t n = json_array_size(ep);
     assert_true(n <= WEB_CURVE_POINTS && n >= WEB_CURVE_POINTS / 2);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, 0), "epoch")), 1);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, n - 1), "epoch")), 5000);
-    assert_true(json_real_value(json_object_get(json_array_get(pts, n - 1), "wall_s")) == 10000.0);
+    assert_int_equal(json_array_size(json_object_get(g, "mean")), n);
+    assert_int_equal(json_integer_value(json_array_get(ep, 0)), 1);
+    assert_int_equal(json_integer_value(json_array_get(ep, n - 1)), 5000);
+    assert_true(json_number_value(json_array_get(json_object_get(g, "wall_s"), n - 1)) == 10000.0);
     json_decref(j);
-    // scale: 2 seeds per group, mean/lo/hi over them
+    // scale: 2 seeds per group, mean/lo/hi over them; one series per group
     r = get("GET", "/api/e/scale/curves", "metric=miou&model=m");
     j = json_loadb(r.body, r.len, 0, NULL);
     web_response_free(&r);
-    pts = json_object_get(j, "points");
-    assert_int_equal(json_array_size(pts), 6);   // 2 groups x 3 epochs
-    json_t *last = json_array_get(pts, 2);       // 1 GPU, epoch 3: 0.50 and 0.51
-    assert_true(fabs(json_real_value(json_object_get(last, "mean")) - 0.505) < 1e-12);
-    assert_true(json_real_value(json_object_get(last, "lo")) == 0.5);
-    assert_int_equal(json_integer_value(json_object_get(last, "n")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 2);   // 2 groups x 3 epochs
+    g = json_array_get(json_object_get(j, "series"), 0);                     // 1 GPU
+    assert_int_equal(json_integer_value(json_object_get(g, "gpus")), 1);
+    assert_int_equal(json_array_size(json_object_get(g, "epoch")), 3);
+    // epoch 3: 0.50 and 0.51
+    assert_true(fabs(json_number_value(json_array_get(json_object_get(g, "mean"), 2)) - 0.505) < 1e-12);
+    assert_true(json_number_value(json_array_get(json_object_get(g, "lo"), 2)) == 0.5);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(g, "n"), 2)), 2);
     json_decref(j);
+    // pages of series: ?offset=1&limit=1 is the second group (4 GPUs)
+    r = get("GET", "/api/e/scale/curves", "metric=miou&model=m&offset=1&limit=1");
+    j = json_loadb(r.body, r.len, 0, NULL);
+    web_response_free(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 2);
+    assert_int_equal(json_array_size(json_object_get(j, "series")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "series"), 0), "gpus")), 4);
+    json_decref(j);
+    r = get("GET", "/api/e/scale/curves", "metric=miou&limit=none");
+    assert_int_equal(r.status, 400);
+    web_response_free(&r);
 }
 
 static void test_sql_box(void **state)
@@ -618,10 +687,50 @@ static void test_serve_refuses_open_bind_without_token(void **state)
     free(out);
 }
 
+// A study of more than WEB_GRID_BOXES cells: the grid shows each place's cells by state and
+// links to the page filtered to it, which shows a box per cell (with the page's other filters).
+static void test_big_grid_groups_places(void **state)
+{
+    sqlite3 *db;
+    char err[512];
+    if (db_open(dbpath, DB_EXISTING, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES"
+              " (3, 'big', '{}', '/z', 0, 10)");
+    // 1200 cells: 2 models x 3 GPU counts x 200 seeds; seed 7's cells failed
+    execf(db, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1199)"
+              " INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, model, gpu_type, gpus,"
+              " batch_per_gpu, seed, state, created_at)"
+              " SELECT 1000 + i, 3, printf('big%%05d', i), json_object('model', 'm' || (i %% 2), 'gpus', 1 << (i / 2 %% 3),"
+              " 'seed', i / 6), 'g', 's', 'm' || (i %% 2), 'a100', 1 << (i / 2 %% 3), 8, i / 6,"
+              " CASE WHEN i / 6 = 7 THEN 'failed' ELSE 'completed' END, 0 FROM n");
+    db_close(db);
+    WebResponse r = get("GET", "/e/big", "");
+    assert_int_equal(r.status, 200);
+    char *s = body(&r);
+    assert_null(strstr(s, "class=\"box"));
+    assert_non_null(strstr(s, "<a class=place href=\"/e/big?model=m0&amp;gpu_type=a100&amp;gpus=2&amp;batch_per_gpu=8\""
+                              " title=\"200 cells: 199 completed 1 failed\">"));
+    free(s);
+    r = get("GET", "/e/big", "state=failed");   // 6 cells: boxes
+    s = body(&r);
+    assert_non_null(strstr(s, "6 of 1200 cells shown."));
+    assert_non_null(strstr(s, "class=\"box st-failed"));
+    free(s);
+    r = get("GET", "/e/big", "model=m0&gpu_type=a100&gpus=2&batch_per_gpu=8&seed=7");   // a place, kept filters
+    s = body(&r);
+    assert_non_null(strstr(s, "1 of 1200 cells shown."));
+    free(s);
+    if (db_open(dbpath, DB_EXISTING, &db, err, sizeof err) < 0) fail_msg("%s", err);
+    execf(db, "DELETE FROM cells WHERE experiment_id = 3");
+    execf(db, "DELETE FROM experiments WHERE id = 3");
+    db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_reports_equal_segx_report),
+        cmocka_unit_test(test_cells_columns),
         cmocka_unit_test(test_unknown_and_malformed),
         cmocka_unit_test(test_pages_escape_db_values),
         cmocka_unit_test(test_page_numbers_are_the_report),
@@ -634,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_model_filter),
         cmocka_unit_test(test_query_arg_and_escape),
         cmocka_unit_test(test_vega_bundle),
+        cmocka_unit_test(test_big_grid_groups_places),
         cmocka_unit_test(test_server),
         cmocka_unit_test(test_serve_refuses_open_bind_without_token),
     };

@@ -187,6 +187,10 @@ function draw(div, spec, npoints, note) {
   });
 }
 
+// The cells report's columns the cost chart reads (plus the metric): /api/e/NAME/cells answers
+// columns, not one object per cell (web/README.md).
+var COST_COLUMNS = 'cell,model,gpu_type,gpus,seed,gpu_hours';
+
 var charts = {
   speedup: scaling('speedup'),
   efficiency: scaling('efficiency'),
@@ -210,11 +214,14 @@ var charts = {
   'curve-wall': curve('wall_s'),
   cost: function (div) {
     var m = div.dataset.metric, target = parseFloat(div.dataset.target), lower = /loss$/.test(m);
-    return api(expPath(div, 'cells')).then(function (rows) {
-      var pts = rows.filter(function (r) { return num(r[m]) && num(r.gpu_hours); }).map(function (r) {
-        return {x: r.gpu_hours, y: r[m], s: r.model + ' · ' + r.gpu_type, m: r.model, key: r.cell,
-                tip: r.cell.slice(0, 12) + ' · ' + r.model + ' · ' + r.gpus + ' GPUs · seed ' + r.seed + ': ' +
-                     r.gpu_hours.toFixed(4) + ' GPU-h, ' + m + ' ' + r[m].toFixed(4)};
+    return api(expPath(div, 'cells') + '?columns=' + COST_COLUMNS + ',' + m + '&limit=all').then(function (ans) {
+      var c = ans.columns, pts = [];
+      (c.cell || []).forEach(function (key, i) {
+        var y = c[m][i], x = c.gpu_hours[i];
+        if (!num(y) || !num(x)) return;
+        pts.push({x: x, y: y, s: c.model[i] + ' · ' + c.gpu_type[i], m: c.model[i], key: key,
+                  tip: key.slice(0, 12) + ' · ' + c.model[i] + ' · ' + c.gpus[i] + ' GPUs · seed ' + c.seed[i] + ': ' +
+                       x.toFixed(4) + ' GPU-h, ' + m + ' ' + y.toFixed(4)});
       });
       var hl = [];
       if (num(target)) {
@@ -262,19 +269,21 @@ function scaling(which) {
 function curve(xField) {
   return function (div) {
     var m = div.dataset.metric, lower = /loss$/.test(m);
-    return api(expPath(div, 'curves') + '?metric=' + encodeURIComponent(m) + modelQuery(div, '&')).then(function (c) {
+    return api(expPath(div, 'curves') + '?metric=' + encodeURIComponent(m) + modelQuery(div, '&') + '&limit=all').then(function (c) {
       var pts = [], band = [], hl = [], reached = {};
-      c.points.forEach(function (p) {
-        var s = p.model + ' · ' + p.gpu_type + ' · ' + p.gpus + ' GPUs · batch/GPU ' + p.batch_per_gpu;
-        var x = xField === 'epoch' ? p.epoch : p.wall_s;
-        if (!num(x) || !num(p.mean)) return;
-        pts.push({x: x, y: p.mean, s: s, m: p.model, g: p.gpu_type, tip: s + ' · epoch ' + p.epoch + ' · ' + (num(p.wall_s) ? p.wall_s.toFixed(1) + ' s' : '') +
-                  ': ' + m + ' ' + p.mean.toFixed(4) + ' (' + p.n + ' seed' + (p.n === 1 ? '' : 's') + ')'});
-        if (p.n > 1) band.push({x: x, lo: p.lo, hi: p.hi, s: s, m: p.model, g: p.gpu_type});
-        if (num(c.target) && !reached[s] && (lower ? p.mean <= c.target : p.mean >= c.target)) {
-          reached[s] = true;
-          hl.push({x: x, y: p.mean, label: '', m: p.model, g: p.gpu_type});
-        }
+      c.series.forEach(function (g) {   // one cell group: its points as arrays (web/README.md)
+        var s = g.model + ' · ' + g.gpu_type + ' · ' + g.gpus + ' GPUs · batch/GPU ' + g.batch_per_gpu;
+        g.epoch.forEach(function (epoch, i) {
+          var wall = g.wall_s[i], mean = g.mean[i], n = g.n[i], x = xField === 'epoch' ? epoch : wall;
+          if (!num(x) || !num(mean)) return;
+          pts.push({x: x, y: mean, s: s, m: g.model, g: g.gpu_type, tip: s + ' · epoch ' + epoch + ' · ' + (num(wall) ? wall.toFixed(1) + ' s' : '') +
+                    ': ' + m + ' ' + mean.toFixed(4) + ' (' + n + ' seed' + (n === 1 ? '' : 's') + ')'});
+          if (n > 1) band.push({x: x, lo: g.lo[i], hi: g.hi[i], s: s, m: g.model, g: g.gpu_type});
+          if (num(c.target) && !reached[s] && (lower ? mean <= c.target : mean >= c.target)) {
+            reached[s] = true;
+            hl.push({x: x, y: mean, label: '', m: g.model, g: g.gpu_type});
+          }
+        });
       });
       var lim = limitSeries(div, pts, band.concat(hl));
       pts = lim.points;
