@@ -9,7 +9,9 @@ navigation start) or failed, and reads the page's load event time, and the CPU t
 Chromium's processes used meanwhile (/proc: a figure the machine's load does not inflate the way
 it does wall time; the polling adds a little). Prints one line per URL:
   URL charts_ms=a,b,c load_ms=a,b,c chromium_cpu_ms=a,b,c points=N errors=K
-usage: bench/web_chrome.py [--runs N] URL...
+With --warm, each URL is loaded once more first, untimed (the server computes the answers the
+page fetches; later runs measure the browser with the server's cache warm).
+usage: bench/web_chrome.py [--runs N] [--warm] URL...
 """
 import json, os, subprocess, sys, tempfile, time
 
@@ -34,8 +36,10 @@ def tree_cpu_ms(root):
 def main():
     args = sys.argv[1:]
     runs = 3
-    if args[:1] == ["--runs"]:
-        runs = int(args[1]); args = args[2:]
+    warm = 0
+    while args[:1] in (["--runs"], ["--warm"]):
+        if args[0] == "--warm": warm = 1; args = args[1:]
+        else: runs = int(args[1]); args = args[2:]
     prof = tempfile.mkdtemp(prefix="segx-chrome-")
     r_ours, w_chrome = os.pipe()   # chrome writes fd 4, we read
     r_chrome, w_ours = os.pipe()   # we write, chrome reads fd 3
@@ -76,7 +80,7 @@ def main():
     try:
         for url in args:
             charts, loads, cpus, points, errors = [], [], [], "", 0
-            for _ in range(runs):
+            for run in range(runs + warm):
                 t = call("Target.createTarget", {"url": "about:blank"})["targetId"]
                 s = call("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
                 call("Network.enable", {}, s)
@@ -98,6 +102,9 @@ def main():
                     if res and res["ready"] == "complete" and res["load"] and (res["charts"] == 0 or res["ms"]):
                         break
                     time.sleep(0.02)
+                if run < warm:   # untimed
+                    call("Target.closeTarget", {"targetId": t})
+                    continue
                 cpus.append(str(round(tree_cpu_ms(p.pid) - cpu0)))
                 res = res or {"ms": None, "load": None, "points": "", "errors": 0}
                 charts.append(res["ms"] or "-")
