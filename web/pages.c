@@ -774,6 +774,62 @@ static void model_attr(char *buf, size_t len, const char *m)
     free(t);
 }
 
+// /e/NAME/cost after the page's head: the chart (cells' GPU-hours against the metric, the
+// target ringed) and the cost report's table. 0, or -1 with the error answer in r.
+static int page_cost(FILE *f, sqlite3 *db, long long id, const char *exp, const WebRequest *q, json_t *rows,
+                     WebResponse *r)
+{
+    char err[1024];
+    const char *metric = pick_metric(q, rows, "");
+    json_t *cost = web_report(db, "cost", exp, NULL, err, sizeof err);
+    if (!cost) { web_error(r, 0, 500, "%s", err); return -1; }
+    char extra[160] = "";
+    const char *tv = q->arg(q->ctx, "target");
+    double target = NAN;
+    if (tv && *tv) {
+        char *end;
+        target = strtod(tv, &end);
+        if (end == tv || *end || !isfinite(target)) {
+            json_decref(cost);
+            web_error(r, 0, 400, "target '%.40s': expected a number, e.g. ?target=0.5", tv);
+            return -1;
+        }
+    } else {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, "SELECT value FROM targets WHERE experiment_id = ?1 AND metric = ?2", -1, &st,
+                               NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW) target = sqlite3_column_double(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    if (isfinite(target)) {
+        char t[48];
+        table_format_real(target, t, sizeof t);
+        snprintf(extra, sizeof extra, " data-target=\"%s\"", t);
+    }
+    page_head(f, "cost", exp, "cost", 0);
+    fputs("<h1>Cost</h1>", f);
+    metric_links(f, exp, "cost", metric);
+    fprintf(f, "<p class=note>One point per cell: GPU-hours used against its final %s. ", metric);
+    if (extra[0]) fputs("The cheapest cell that reached the target is ringed.</p>\n", f);
+    else fputs("Add <code>?target=VALUE</code> (or eval.targets in the spec) to ring the cheapest cell that "
+               "reaches it.</p>\n", f);
+    chart_div(f, "cost", exp, metric, extra);
+    fputs("<h2>segx report cost</h2>\n", f);
+    if (json_array_size(cost) > WEB_TABLE_ROWS) {   // a big study's table took longer than its chart
+        fprintf(f, "<p class=note>The first %d of %zu rows; all of them: <code>segx report cost</code> or "
+                   "<a href=\"/api/e/", WEB_TABLE_ROWS, json_array_size(cost));
+        web_html_escape(f, exp);
+        fputs("/cost\">its JSON</a>.</p>\n", f);
+        while (json_array_size(cost) > WEB_TABLE_ROWS) json_array_remove(cost, json_array_size(cost) - 1);
+    }
+    report_table(f, "report-cost", cost, cost_cols, exp);
+    json_decref(cost);
+    return 0;
+}
+
 void page_experiment(sqlite3 *db, const char *exp, const char *what, const char *rest, const WebRequest *q,
                      WebResponse *r)
 {
@@ -903,54 +959,10 @@ void page_experiment(sqlite3 *db, const char *exp, const char *what, const char 
         chart_div(f, "curve-epoch", exp, metric, attr);
         chart_div(f, "curve-wall", exp, metric, attr);
         fputs("</div>\n", f);
-    } else {   // cost
-        const char *metric = pick_metric(q, rows, "");
-        json_t *cost = web_report(db, "cost", exp, NULL, err, sizeof err);
-        if (!cost) { out_discard(&o); json_decref(rows); web_error(r, 0, 500, "%s", err); return; }
-        char extra[160] = "";
-        const char *tv = q->arg(q->ctx, "target");
-        double target = NAN;
-        if (tv && *tv) {
-            char *end;
-            target = strtod(tv, &end);
-            if (end == tv || *end || !isfinite(target)) {
-                out_discard(&o); json_decref(rows); json_decref(cost);
-                web_error(r, 0, 400, "target '%.40s': expected a number, e.g. ?target=0.5", tv);
-                return;
-            }
-        } else {
-            sqlite3_stmt *st;
-            if (sqlite3_prepare_v2(db, "SELECT value FROM targets WHERE experiment_id = ?1 AND metric = ?2", -1, &st,
-                                   NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, id);
-                sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
-                if (sqlite3_step(st) == SQLITE_ROW) target = sqlite3_column_double(st, 0);
-                sqlite3_finalize(st);
-            }
-        }
-        if (isfinite(target)) {
-            char t[48];
-            table_format_real(target, t, sizeof t);
-            snprintf(extra, sizeof extra, " data-target=\"%s\"", t);
-        }
-        page_head(f, "cost", exp, "cost", 0);
-        fputs("<h1>Cost</h1>", f);
-        metric_links(f, exp, "cost", metric);
-        fprintf(f, "<p class=note>One point per cell: GPU-hours used against its final %s. ", metric);
-        if (extra[0]) fputs("The cheapest cell that reached the target is ringed.</p>\n", f);
-        else fputs("Add <code>?target=VALUE</code> (or eval.targets in the spec) to ring the cheapest cell that "
-                   "reaches it.</p>\n", f);
-        chart_div(f, "cost", exp, metric, extra);
-        fputs("<h2>segx report cost</h2>\n", f);
-        if (json_array_size(cost) > WEB_TABLE_ROWS) {   // a big study's table took longer than its chart
-            fprintf(f, "<p class=note>The first %d of %zu rows; all of them: <code>segx report cost</code> or "
-                       "<a href=\"/api/e/", WEB_TABLE_ROWS, json_array_size(cost));
-            web_html_escape(f, exp);
-            fputs("/cost\">its JSON</a>.</p>\n", f);
-            while (json_array_size(cost) > WEB_TABLE_ROWS) json_array_remove(cost, json_array_size(cost) - 1);
-        }
-        report_table(f, "report-cost", cost, cost_cols, exp);
-        json_decref(cost);
+    } else if (page_cost(f, db, id, exp, q, rows, r) < 0) {   // cost
+        out_discard(&o);
+        json_decref(rows);
+        return;
     }
     json_decref(rows);
     page_foot(f, charts);
@@ -1032,6 +1044,25 @@ static int embed(json_t *data, const char *exp, const char *what, json_t *j)
     return 0;
 }
 
+// The answers app.js asks for, keyed by their /api/ paths and queries (the report's charts
+// read them offline). Takes errs and curves.
+static json_t *embedded_answers(const char *exp, const char *metric, json_t *cells, json_t *acc, json_t *sp,
+                                json_t *errs, json_t *curves, char *err, size_t errlen)
+{
+    json_t *data = json_object();
+    char cw[128], cols[96];
+    snprintf(cols, sizeof cols, WEB_COST_COLUMNS ",%s", metric);
+    snprintf(cw, sizeof cw, "cells?columns=%s&limit=all", cols);
+    embed(data, exp, cw, web_cells_columns(cells, cols, NULL, 0, SIZE_MAX, err, errlen));
+    embed(data, exp, "accuracy", json_incref(acc));
+    embed(data, exp, "speedup", json_incref(sp));
+    embed(data, exp, "scaling-errors", errs);
+    snprintf(cw, sizeof cw, "curves?metric=%s&limit=all", metric);
+    embed(data, exp, cw, web_curves_series(curves, 0, SIZE_MAX));
+    json_decref(curves);
+    return data;
+}
+
 int web_report_html(sqlite3 *db, const char *exp, FILE *out, char *err, size_t errlen)
 {
     long long id = web_experiment_id(db, exp);
@@ -1061,18 +1092,7 @@ int web_report_html(sqlite3 *db, const char *exp, FILE *out, char *err, size_t e
         json_decref(cells); json_decref(acc); json_decref(sp); json_decref(cost); json_decref(errs);
         return -1;
     }
-    json_t *data = json_object();
-    // the answers app.js asks for (the same keys: /api/ paths with their queries)
-    char cw[128], cols[96];
-    snprintf(cols, sizeof cols, WEB_COST_COLUMNS ",%s", metric);
-    snprintf(cw, sizeof cw, "cells?columns=%s&limit=all", cols);
-    embed(data, exp, cw, web_cells_columns(cells, cols, NULL, 0, SIZE_MAX, err, errlen));
-    embed(data, exp, "accuracy", json_incref(acc));
-    embed(data, exp, "speedup", json_incref(sp));
-    embed(data, exp, "scaling-errors", errs);
-    snprintf(cw, sizeof cw, "curves?metric=%s&limit=all", metric);
-    embed(data, exp, cw, web_curves_series(curves, 0, SIZE_MAX));
-    json_decref(curves);
+    json_t *data = embedded_answers(exp, metric, cells, acc, sp, errs, curves, err, errlen);   // (takes errs, curves)
     char *vega = NULL, *djs = NULL;
     size_t vlen = 0;
     char verr[512];

@@ -2,8 +2,8 @@
 // them directly) and the libmicrohttpd server around them (web_serve).
 // defines: WebApp, WebRequest, WebResponse, web_app_open, web_app_close, web_handle,
 //          web_response_free, web_query_arg, web_html_escape, web_json_for_script, web_vega_bundle,
-//          web_report, web_curves_json, web_scaling_errors_json, web_plot, web_report_html,
-//          web_serve, WebServeOptions.
+//          web_report, web_curves_json, web_curves_series, web_cells_columns, web_scaling_errors_json,
+//          web_plot, web_report_html, web_serve, WebServeOptions.
 // Contract:
 //  * The DB is opened read-only (SQLITE_OPEN_READONLY + PRAGMA query_only), one connection per
 //    concurrent request from a pool; nothing here writes, and WAL readers see each committed

@@ -1,7 +1,9 @@
 // tests/orchestrator/test_web.c — the dashboard's handlers (web/web.h) on hand-inserted data,
-// without a socket: /api/ reports byte-identical to `segx report --format json`, escaping of a
-// hostile model name and log text, 404/405/400 answers, the SQL box's refusals, row and time
-// limits, curve downsampling, the experiments list's GPU-hours against the cost report, and
+// without a socket: /api/ reports byte-identical to `segx report --format json` (cells with
+// ?format=rows; its default columns hold the same values, paged), escaping of a hostile model
+// name and log text, 404/405/400 answers, the SQL box's refusals, row and time limits, curve
+// series and downsampling, a big study's grid by place, the experiments list's GPU-hours
+// against the cost report, and
 // the real libmicrohttpd server on a loopback port (token, 401, oversized request).
 #include <setjmp.h>
 #include <stdarg.h>
