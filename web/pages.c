@@ -643,9 +643,9 @@ static void page_cells(FILE *f, sqlite3 *db, const char *exp, const WebRequest *
     fputs("</div></div>\n", f);
     json_decref(counts);
     filters_form(f, exp, ax, nax, q);
+    char *filt = other_filters(ax, nax, q);   // (before axrows goes: the axes' names are its keys)
     json_decref(axrows);
     fprintf(f, "<p class=note>%zu of %lld cells shown.</p>\n", json_array_size(shown), total);
-    char *filt = other_filters(ax, nax, q);
     cell_grid(f, exp, filt ? filt : "", shown, prog, nprog);
     free(filt);
     fputs("<h2>Cells</h2>\n", f);
