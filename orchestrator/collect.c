@@ -32,7 +32,8 @@ static int state_is_failure(const char *s) { return s && job_state_name_in(s, JO
 
 enum {
     S_EPOCH, S_EPOCH_NEW, S_EPOCH_ID, S_DEL_IOU_LINE, S_MAX_LINE, S_IOU, S_DEL_IOU_FROM, S_RESULT, S_HAS_RESULT,
-    S_ENV, S_HAS_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_SIG_NOW, S_LAST_EPOCH, S_COUNT
+    S_ENV, S_HAS_ENV, S_ATTEMPT_FILES, S_RUN_S, S_ATTEMPT_STATE, S_HAS_EPOCHS, S_SIG_NOW, S_LAST_EPOCH, S_TRACE_CELL,
+    S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -76,6 +77,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SIG_NOW] = "SELECT ingest_sig FROM attempts WHERE id = ?1",
     [S_ATTEMPT_STATE] = "UPDATE attempts SET state = ?2, exit_code = ?3, reason = ?4 WHERE id = ?1"
                         " AND (state IS NOT ?2 OR exit_code IS NOT ?3 OR reason IS NOT ?4)",
+    [S_TRACE_CELL] = COLLECT_TRACE_CELL_SQL,   // prepared once, not once per attempt
 };
 
 typedef struct {
@@ -967,7 +969,8 @@ static int ingest_files(Ctx *c, const AttemptRow *a, const char *sig, int change
     if (ingest_metrics(c, a->id, a->run_dir, !a->sig && !attempt_has_rows(c, a->id)) < 0 || run_stmt(c, S_LAST_EPOCH) < 0 ||
         ingest_result(c, a->id, a->run_dir) < 0 ||
         ingest_env(c, a->id, a->run_dir) < 0 || ingest_runs(c, a->id, a->run_dir, a->has_run_s) < 0 ||
-        collect_trace_attempt(c->db, a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err, c->errlen) < 0)
+        collect_trace_attempt(c->db, c->s[S_TRACE_CELL], a->id, a->run_dir, c->force, c->warn, &c->st->warnings, c->err,
+                              c->errlen) < 0)
         return -1;
     // A source that was gone or unreadable: its fingerprint is not stored, so the next collect
     // looks again (and says so again) until the files are back or replaced.

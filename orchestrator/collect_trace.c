@@ -39,34 +39,35 @@ static int sql_fail(Tc *t, const char *what)
 }
 
 // The cell's "profile" flag value with its {{var}} expanded as the job script got it (plan.c),
-// when it is an absolute path; else "" (the caller looks for RUN_DIR/trace.json).
-static int profile_path(Tc *t, sqlite3_int64 attempt_id, const char *run_dir, char *out, size_t len)
+// when it is an absolute path; else "" (the caller looks for RUN_DIR/trace.json). q: the caller's
+// COLLECT_TRACE_CELL_SQL, or NULL.
+static int profile_path(Tc *t, sqlite3_stmt *q, sqlite3_int64 attempt_id, const char *run_dir, char *out, size_t len)
 {
     out[0] = '\0';
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(t->db, "SELECT c.params, c.key, a.attempt, e.name FROM attempts a JOIN cells c ON c.id = a.cell_id"
-                           " JOIN experiments e ON e.id = c.experiment_id WHERE a.id = ?1", -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = q;
+    if (!s && sqlite3_prepare_v2(t->db, COLLECT_TRACE_CELL_SQL, -1, &s, NULL) != SQLITE_OK)
         return sql_fail(t, "reading the cell of an attempt");
     sqlite3_bind_int64(s, 1, attempt_id);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        json_t *params = json_loads((const char *)sqlite3_column_text(s, 0), 0, NULL);
-        const char *v = json_string_value(json_object_get(params, "profile"));
-        if (v && strstr(v, "{{")) {
-            json_t *vars = json_deep_copy(params);
-            json_object_set_new(vars, "run_dir", json_string(run_dir));
-            json_object_set_new(vars, "cell_key", json_string((const char *)sqlite3_column_text(s, 1)));
-            json_object_set_new(vars, "attempt", json_integer(sqlite3_column_int(s, 2)));
-            json_object_set_new(vars, "experiment", json_string((const char *)sqlite3_column_text(s, 3)));
-            char *r = NULL, e[256];
-            if (render_value(v, "profile", vars, &r, e, sizeof e) == 0 && r[0] == '/') snprintf(out, len, "%s", r);
-            free(r);
-            json_decref(vars);
-        } else if (v && v[0] == '/') {
-            snprintf(out, len, "%s", v);
-        }
-        json_decref(params);
+    const char *text = sqlite3_step(s) == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+    // Most cells have no "profile" key: their params need no parsing.
+    json_t *params = text && strstr(text, "\"profile\"") ? json_loads(text, 0, NULL) : NULL;
+    const char *v = json_string_value(json_object_get(params, "profile"));
+    if (v && strstr(v, "{{")) {
+        json_t *vars = json_deep_copy(params);
+        json_object_set_new(vars, "run_dir", json_string(run_dir));
+        json_object_set_new(vars, "cell_key", json_string((const char *)sqlite3_column_text(s, 1)));
+        json_object_set_new(vars, "attempt", json_integer(sqlite3_column_int(s, 2)));
+        json_object_set_new(vars, "experiment", json_string((const char *)sqlite3_column_text(s, 3)));
+        char *r = NULL, e[256];
+        if (render_value(v, "profile", vars, &r, e, sizeof e) == 0 && r[0] == '/') snprintf(out, len, "%s", r);
+        free(r);
+        json_decref(vars);
+    } else if (v && v[0] == '/') {
+        snprintf(out, len, "%s", v);
     }
-    sqlite3_finalize(s);
+    json_decref(params);
+    if (q) sqlite3_reset(q);
+    else sqlite3_finalize(s);
     return 0;
 }
 
@@ -235,15 +236,15 @@ static int store_rank(Tc *t, sqlite3_int64 attempt_id, int rank, const char *pat
     return rc;
 }
 
-int collect_trace_attempt(sqlite3 *db, sqlite3_int64 attempt_id, const char *run_dir, int force, FILE *warn,
-                          long *warnings, char *err, size_t errlen)
+int collect_trace_attempt(sqlite3 *db, sqlite3_stmt *cell_q, sqlite3_int64 attempt_id, const char *run_dir, int force,
+                          FILE *warn, long *warnings, char *err, size_t errlen)
 {
     Tc t = {.db = db, .warn = warn, .warnings = warnings, .err = err, .errlen = errlen};
     char base[4096], path[4200];
     struct stat sb;
     snprintf(base, sizeof base, "%s/trace.json", run_dir);
     if (stat(base, &sb) != 0) {   // not in the run dir: where the cell's --profile pointed
-        if (profile_path(&t, attempt_id, run_dir, base, sizeof base) < 0) return -1;
+        if (profile_path(&t, cell_q, attempt_id, run_dir, base, sizeof base) < 0) return -1;
         if (!base[0] || stat(base, &sb) != 0) return 0;
     }
     double now = now_s();

@@ -12,8 +12,15 @@
 #include <stddef.h>
 #include <stdio.h>
 
-// Inside the caller's transaction. force: read even unchanged files. Warnings go to warn (NULL:
+// The look-up of an attempt's cell (params, key, attempt, experiment name; ?1 the attempt id) that
+// finds a trace outside the run dir. A caller that collects many attempts prepares it once.
+#define COLLECT_TRACE_CELL_SQL \
+    "SELECT c.params, c.key, a.attempt, e.name FROM attempts a JOIN cells c ON c.id = a.cell_id" \
+    " JOIN experiments e ON e.id = c.experiment_id WHERE a.id = ?1"
+
+// Inside the caller's transaction. cell_q: COLLECT_TRACE_CELL_SQL prepared on db (reset after use),
+// or NULL to prepare it here. force: read even unchanged files. Warnings go to warn (NULL:
 // stderr), each adds one to *warnings. 0, or -1 with err on a database error.
-int collect_trace_attempt(sqlite3 *db, sqlite3_int64 attempt_id, const char *run_dir, int force, FILE *warn,
-                          long *warnings, char *err, size_t errlen);
+int collect_trace_attempt(sqlite3 *db, sqlite3_stmt *cell_q, sqlite3_int64 attempt_id, const char *run_dir, int force,
+                          FILE *warn, long *warnings, char *err, size_t errlen);
 #endif
