@@ -91,6 +91,7 @@ typedef struct {
     const char *pre_dir; // ... and its run dir
     size_t batch_bytes;  // PRE_BATCH_BYTES, or SEGX_COLLECT_BATCH_BYTES (tests set it low)
     sqlite3_stmt *s[S_COUNT];
+    StrBuf extra;        // a metrics line's epochs.extra, reused from line to line
     char *err;
     size_t errlen;
 } Ctx;
@@ -394,19 +395,34 @@ static int key_is(const Field *x, const char *name)
     return strlen(name) == x->klen && memcmp(x->key, name, x->klen) == 0;
 }
 
+// The metric_cols index of x's key, or N_METRIC_COLS. The search starts at *hint (lines name
+// their keys in the same order, so the first comparison is most often the match) and leaves it
+// after the match.
+static size_t metric_col(const Field *x, size_t *hint)
+{
+    for (size_t i = 0, k = *hint; i < N_METRIC_COLS; i++, k = k + 1 == N_METRIC_COLS ? 0 : k + 1)
+        if (metric_cols[k].len == x->klen && memcmp(metric_cols[k].key, x->key, x->klen) == 0) {
+            *hint = k + 1 == N_METRIC_COLS ? 0 : k + 1;
+            return k;
+        }
+    return N_METRIC_COLS;
+}
+
 // The scanned twin of store_metrics_line. 0 stored, -1 DB error.
 static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, const Field *f, int nf,
                               int fresh)
 {
     sqlite3_stmt *s = c->s[fresh ? S_EPOCH_NEW : S_EPOCH];
-    StrBuf extra = {0};
+    StrBuf extra = c->extra;   // its buffer, kept from the lines before
+    extra.len = 0;
+    if (extra.oom) extra = (StrBuf){0};
     const Field *ious = NULL;
     sqlite3_bind_int64(s, 1, attempt_id);
     sqlite3_bind_int64(s, 2, line);
+    size_t hint = 0;
     for (int i = 0; i < nf; i++) {
         const Field *x = &f[i];
-        size_t k = 0;
-        while (k < N_METRIC_COLS && (metric_cols[k].len != x->klen || memcmp(metric_cols[k].key, x->key, x->klen) != 0)) k++;
+        size_t k = metric_col(x, &hint);
         int keep = 0;
         if (k < N_METRIC_COLS) {
             if (x->type == 'z') continue;
@@ -446,7 +462,7 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     sqlite3_int64 epoch_id = fresh ? sqlite3_last_insert_rowid(c->db) : 0;
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    free(extra.p);
+    c->extra = extra;
     if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
     c->st->epochs++;
     if (!ious) return fresh ? 0 : delete_line_ious(c, attempt_id, line);
@@ -1620,5 +1636,6 @@ static int collect_in_transaction(Ctx *cp, sqlite3 *db, sqlite3_int64 exp_id, ch
         if (sqlite3_prepare_v2(db, stmt_sql[i], -1, &c.s[i], NULL) != SQLITE_OK) rc = sql_fail(&c, "preparing ingest");
     if (rc == 0) rc = collect_all(&c, exp_id);   // its own short transactions
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(c.s[i]);
+    sb_free(&c.extra);
     return rc < 0 ? -1 : 0;
 }
