@@ -91,7 +91,7 @@ typedef struct {
     const char *pre_dir; // ... and its run dir
     size_t batch_bytes;  // PRE_BATCH_BYTES, or SEGX_COLLECT_BATCH_BYTES (tests set it low)
     sqlite3_stmt *s[S_COUNT];
-    StrBuf extra;        // a metrics line's epochs.extra, reused from line to line
+    struct Rows *rows;   // epochs rows of an attempt's first ingest, not yet inserted
     char *err;
     size_t errlen;
 } Ctx;
@@ -395,30 +395,115 @@ static int key_is(const Field *x, const char *name)
     return strlen(name) == x->klen && memcmp(x->key, name, x->klen) == 0;
 }
 
+// 1 when the n bytes at a and b are equal (keys are short: no call to memcmp).
+static int same_bytes(const char *a, const char *b, size_t n)
+{
+    while (n && *a == *b) a++, b++, n--;
+    return n == 0;
+}
+
 // The metric_cols index of x's key, or N_METRIC_COLS. The search starts at *hint (lines name
 // their keys in the same order, so the first comparison is most often the match) and leaves it
 // after the match.
 static size_t metric_col(const Field *x, size_t *hint)
 {
     for (size_t i = 0, k = *hint; i < N_METRIC_COLS; i++, k = k + 1 == N_METRIC_COLS ? 0 : k + 1)
-        if (metric_cols[k].len == x->klen && memcmp(metric_cols[k].key, x->key, x->klen) == 0) {
+        if (metric_cols[k].len == x->klen && same_bytes(metric_cols[k].key, x->key, x->klen)) {
             *hint = k + 1 == N_METRIC_COLS ? 0 : k + 1;
             return k;
         }
     return N_METRIC_COLS;
 }
 
-// The scanned twin of store_metrics_line. 0 stored, -1 DB error.
-static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, const Field *f, int nf,
-                              int fresh)
+// ---- epochs rows, several per INSERT ---------------------------------------------------------
+// An attempt's first ingest inserts its lines ROWS_MAX to a statement (one statement's fixed cost
+// per row was a third of the insert's); ids, order and values are those of one insert per line.
+// A line with per_class_iou, a line read by jansson and the end of the file insert what waits.
+
+#define ROWS_MAX 32
+
+// One metrics line's epochs row, before it is bound.
+typedef struct {
+    long line;
+    unsigned set;                     // bit k: metric_cols[k] has a value
+    union { double d; sqlite3_int64 i; } v[N_METRIC_COLS];
+    size_t extra_off, extra_len;      // its extra text in Rows.text (extra_len 0: NULL)
+} EpochRow;
+
+struct Rows {
+    sqlite3_int64 attempt_id;
+    int n;
+    EpochRow row[ROWS_MAX];
+    StrBuf text;                      // the rows' extra texts, one after the other
+    sqlite3_stmt *insert[ROWS_MAX + 1];   // [n]: the INSERT of n rows, prepared when first needed
+};
+
+static void rows_free(struct Rows *r)
 {
-    sqlite3_stmt *s = c->s[fresh ? S_EPOCH_NEW : S_EPOCH];
-    StrBuf extra = c->extra;   // its buffer, kept from the lines before
-    extra.len = 0;
-    if (extra.oom) extra = (StrBuf){0};
-    const Field *ious = NULL;
-    sqlite3_bind_int64(s, 1, attempt_id);
-    sqlite3_bind_int64(s, 2, line);
+    if (!r) return;
+    for (int i = 0; i <= ROWS_MAX; i++) sqlite3_finalize(r->insert[i]);
+    sb_free(&r->text);
+    free(r);
+}
+
+// The INSERT of n epochs rows (prepared once per n).
+static sqlite3_stmt *rows_insert(Ctx *c, int n)
+{
+    struct Rows *r = c->rows;
+    if (r->insert[n]) return r->insert[n];
+    StrBuf b = {0};
+    const char *one = strstr(stmt_sql[S_EPOCH_NEW], " VALUES ");
+    sb_add(&b, stmt_sql[S_EPOCH_NEW], (size_t)(one - stmt_sql[S_EPOCH_NEW]) + 8);
+    for (int i = 0; i < n; i++) sb_printf(&b, "%s(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", i ? "," : "");
+    if (!b.oom && sqlite3_prepare_v2(c->db, b.p, -1, &r->insert[n], NULL) != SQLITE_OK) r->insert[n] = NULL;
+    sb_free(&b);
+    return r->insert[n];
+}
+
+// Binds row r as the statement's row at parameter base (0 for the first).
+static void bind_row(sqlite3_stmt *s, int base, sqlite3_int64 attempt_id, const EpochRow *r, const char *text)
+{
+    sqlite3_bind_int64(s, base + 1, attempt_id);
+    sqlite3_bind_int64(s, base + 2, r->line);
+    for (size_t k = 0; k < N_METRIC_COLS; k++) {
+        if (!(r->set >> k & 1)) continue;
+        if (metric_cols[k].is_int) sqlite3_bind_int64(s, base + metric_cols[k].bind, r->v[k].i);
+        else sqlite3_bind_double(s, base + metric_cols[k].bind, r->v[k].d);
+    }
+    if (r->extra_len) sqlite3_bind_text(s, base + 17, text + r->extra_off, (int)r->extra_len, SQLITE_STATIC);
+}
+
+// Steps s (bound), then resets it and clears its bindings. 0, or -1 with the error.
+static int step_rows(Ctx *c, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : sql_fail(c, "storing a metrics line");
+}
+
+// Inserts the rows that wait, in one statement. 0, or -1 with the error.
+static int flush_rows(Ctx *c)
+{
+    struct Rows *r = c->rows;
+    int n = r->n;
+    r->n = 0;
+    if (n == 0) return 0;
+    if (r->text.oom) { snprintf(c->err, c->errlen, "storing a metrics line: out of memory"); return -1; }
+    sqlite3_stmt *s = n == 1 ? c->s[S_EPOCH_NEW] : rows_insert(c, n);
+    if (!s) return sql_fail(c, "storing a metrics line");
+    for (int i = 0; i < n; i++) bind_row(s, 17 * i, r->attempt_id, &r->row[i], r->text.p);
+    r->text.len = 0;
+    return step_rows(c, s);
+}
+
+// The scanned fields of one line into row e (its extra text appended to c->rows->text), with
+// the warnings about keys kept in extra; *ious: its per_class_iou array, or NULL.
+static void line_row(Ctx *c, const char *path, long line, const Field *f, int nf, EpochRow *e, const Field **ious)
+{
+    StrBuf *t = &c->rows->text;
+    *e = (EpochRow){.line = line, .extra_off = t->len};
+    *ious = NULL;
     size_t hint = 0;
     for (int i = 0; i < nf; i++) {
         const Field *x = &f[i];
@@ -435,39 +520,35 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
                           metric_cols[k].key, x->num);
                     keep = 1;
                 } else {
-                    sqlite3_bind_int64(s, metric_cols[k].bind, (sqlite3_int64)x->num);
+                    e->v[k].i = (sqlite3_int64)x->num;
+                    e->set |= 1u << k;
                 }
             } else {
-                sqlite3_bind_double(s, metric_cols[k].bind, x->num);
+                e->v[k].d = x->num;
+                e->set |= 1u << k;
             }
         } else if (key_is(x, "per_class_iou") && x->type == 'a') {
-            ious = x;
+            *ious = x;
         } else {
             if (key_is(x, "per_class_iou"))
                 warnf(c, "%s:%ld: per_class_iou is not an array; kept in epochs.extra", path, line);
             keep = 1;
         }
         if (keep) {
-            sb_add(&extra, extra.len ? ",\"" : "{\"", 2);
-            sb_add(&extra, x->key, x->klen);
-            sb_add(&extra, "\":", 2);
-            sb_add(&extra, x->val, x->vlen);
+            sb_add(t, t->len > e->extra_off ? ",\"" : "{\"", 2);
+            sb_add(t, x->key, x->klen);
+            sb_add(t, "\":", 2);
+            sb_add(t, x->val, x->vlen);
         }
     }
-    if (extra.len) {
-        sb_add(&extra, "}", 1);
-        sqlite3_bind_text(s, 17, extra.p, (int)extra.len, SQLITE_STATIC);
-    }
-    int rc = sqlite3_step(s);
-    sqlite3_int64 epoch_id = fresh ? sqlite3_last_insert_rowid(c->db) : 0;
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    c->extra = extra;
-    if (rc != SQLITE_DONE) return sql_fail(c, "storing a metrics line");
-    c->st->epochs++;
-    if (!ious) return fresh ? 0 : delete_line_ious(c, attempt_id, line);
-    if (!fresh) epoch_id = epoch_id_of(c, attempt_id, line);
-    // Elements: numbers, or NULL for anything else (absent classes are null).
+    if (t->len > e->extra_off) sb_add(t, "}", 1);
+    e->extra_len = t->len - e->extra_off;
+}
+
+// A line's per_class_iou elements (numbers, or NULL for anything else: absent classes are null)
+// as class_iou rows of epoch_id; a rewritten line (!fresh) drops classes beyond them.
+static int store_ious(Ctx *c, sqlite3_int64 epoch_id, const Field *ious, int fresh)
+{
     JScan sc = {ious->val + 1, ious->val + ious->vlen, SCAN_DEPTH, 1};
     long k = 0;
     for (jscan_ws(&sc); sc.p < sc.end && *sc.p != ']'; k++) {
@@ -487,6 +568,33 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 2, k);
     return run_stmt(c, S_DEL_IOU_FROM);
+}
+
+// The scanned twin of store_metrics_line. fresh: the line waits in c->rows for the lines after
+// it (inserted when ROWS_MAX wait, or at a line with per_class_iou); else it is upserted now.
+// 0 stored (or waiting), -1 DB error.
+static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, const Field *f, int nf,
+                              int fresh)
+{
+    struct Rows *r = c->rows;
+    if (fresh && r->n == ROWS_MAX && flush_rows(c) < 0) return -1;
+    if (!fresh) r->text.len = 0;
+    EpochRow one, *e = fresh ? &r->row[r->n] : &one;
+    const Field *ious;
+    line_row(c, path, line, f, nf, e, &ious);
+    c->st->epochs++;
+    if (fresh) {
+        r->attempt_id = attempt_id;
+        r->n++;
+        if (!ious) return 0;
+        if (flush_rows(c) < 0) return -1;   // this line last: its id is the last one inserted
+        return store_ious(c, sqlite3_last_insert_rowid(c->db), ious, 1);
+    }
+    if (r->text.oom) { snprintf(c->err, c->errlen, "storing a metrics line: out of memory"); return -1; }
+    bind_row(c->s[S_EPOCH], 0, attempt_id, e, r->text.p);
+    if (step_rows(c, c->s[S_EPOCH]) < 0) return -1;
+    if (!ious) return delete_line_ious(c, attempt_id, line);
+    return store_ious(c, epoch_id_of(c, attempt_id, line), ious, 0);
 }
 
 // Streams metrics.jsonl line by line (at most RUNFILE_MAX_LINE bytes held). Stored lines are only
@@ -535,6 +643,7 @@ static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int
             if (store_scanned_line(c, attempt_id, path, line, fields, nf, fresh) < 0) goto fail;
             continue;
         }
+        if (flush_rows(c) < 0) goto fail;   // the lines before this one first
         json_error_t je;
         json_t *obj = json_loadb(p, n, 0, &je);
         if (!obj || !json_is_object(obj)) {
@@ -552,6 +661,7 @@ static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int
         if (rc < 0) goto fail;
     }
     runfile_lines_close(r);
+    if (flush_rows(c) < 0) return -1;
     if (got < 0) {
         warnf(c, "%s; the lines after %ld are not read this time", e, line);
         c->kept = 1;
@@ -564,6 +674,8 @@ static int ingest_metrics(Ctx *c, sqlite3_int64 attempt_id, const char *dir, int
     return 0;
 fail:
     runfile_lines_close(r);
+    c->rows->n = 0;
+    c->rows->text.len = 0;
     return -1;
 }
 
@@ -1632,10 +1744,12 @@ static int collect_in_transaction(Ctx *cp, sqlite3 *db, sqlite3_int64 exp_id, ch
     (void)err;
     (void)errlen;
     int rc = 0;
+    c.rows = calloc(1, sizeof *c.rows);
+    if (!c.rows) { snprintf(c.err, c.errlen, "out of memory"); return -1; }
     for (int i = 0; i < S_COUNT && rc == 0; i++)
         if (sqlite3_prepare_v2(db, stmt_sql[i], -1, &c.s[i], NULL) != SQLITE_OK) rc = sql_fail(&c, "preparing ingest");
     if (rc == 0) rc = collect_all(&c, exp_id);   // its own short transactions
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(c.s[i]);
-    sb_free(&c.extra);
+    rows_free(c.rows);
     return rc < 0 ? -1 : 0;
 }

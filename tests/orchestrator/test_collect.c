@@ -597,6 +597,92 @@ static void expect_warning(const char *warn, const char *fmt, ...)
     if (!strstr(warn, want)) fail_msg("no warning '%s' in:\n%s", want, warn);
 }
 
+// Every row a query returns, as one string (caller frees).
+static char *dump_rows(sqlite3 *db, const char *sql)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++)
+            fprintf(f, "%s|", sqlite3_column_type(st, i) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, i));
+        fputc('\n', f);
+    }
+    sqlite3_finalize(st);
+    fclose(f);
+    return out;
+}
+
+// An attempt's first ingest inserts its lines several to a statement: the rows (ids, values,
+// extra), their class_iou rows (rowids too) and the warnings are those of one upsert per line,
+// across batch boundaries, lines with per_class_iou, lines read by jansson, skipped lines.
+static void test_first_ingest_in_batches_same_rows(void **state)
+{
+    Fixture *fx = *state;
+    sqlite3 *db = fx->db;
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/runs/e42/k/attempt-1", fx->root);
+    mkdirs(dir);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    execf(db, "INSERT INTO experiments (id, name, spec_text, run_root, created_at, updated_at) VALUES (42, 'e42', '{}', '%q/runs/e42', 1, 1)", fx->root);
+    execf(db, "INSERT INTO cells (id, experiment_id, key, params, group_key, scaling_key, created_at) VALUES (4200, 42, 'k', '{}', 'g', 's', 1)");
+    execf(db, "INSERT INTO attempts (id, cell_id, attempt, backend, state, run_dir) VALUES (42000, 4200, 1, 'local', 'running', %Q)", dir);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    for (int i = 1; i <= 150; i++) {
+        if (i == 50) fprintf(f, "\n");                                          // blank: no row
+        else if (i == 51) fprintf(f, "{\"epoch\": 51, \"wall_s\": \n");          // malformed: skipped
+        else if (i == 4 || i == 120) fprintf(f, "{\"epoch\": %d, \"note\": \"esc\\\"aped\", \"miou\": 0.%d}\n", i, i);  // jansson
+        else if (i == 64) fprintf(f, "{\"epoch\": %d, \"miou\": \"high\", \"step\": 1.5}\n", i);  // kept in extra
+        else
+            fprintf(f, "{\"epoch\": %d, \"step\": %d, \"wall_s\": %d.25, \"miou\": 0.%03d%s%s}\n", i, 10 * i, i, i,
+                    i % 3 ? ", \"grad_norm\": 0.5" : "", i == 17 || i == 32 || i == 33 || i == 102 || i == 136 ? ", \"per_class_iou\": [0.5, null, 0.25]" : "");
+    }
+    fclose(f);
+    const char *const epochs_sql = "SELECT * FROM epochs WHERE attempt_id = 42000 ORDER BY id";
+    const char *const ious_sql = "SELECT ci.rowid, ci.* FROM class_iou ci JOIN epochs e ON e.id = ci.epoch_id"
+                                 " WHERE e.attempt_id = 42000 ORDER BY ci.rowid";
+    // One line first, then all of them: the later lines are upserted one at a time.
+    char *nl = strchr(text, '\n');
+    write_file(path, "");
+    f = fopen(path, "w");
+    fwrite(text, 1, (size_t)(nl + 1 - text), f);
+    fclose(f);
+    char *warn = NULL, *warn1 = NULL, err[512];
+    size_t wl = 0;
+    FILE *w = open_memstream(&warn1, &wl);
+    CollectOptions o = {.warn = w};
+    assert_int_equal(collect_run(db, "e42", &o, NULL, err, sizeof err), 0);
+    write_file(path, text);
+    fclose(w);
+    free(warn1);
+    w = open_memstream(&warn1, &wl);
+    o.warn = w;
+    assert_int_equal(collect_run(db, "e42", &o, NULL, err, sizeof err), 0);
+    fclose(w);
+    char *one_by_one = dump_rows(db, epochs_sql), *ious_one = dump_rows(db, ious_sql);
+    // The same file as the attempt's first ingest (its rows were the newest: the ids come again).
+    execf(db, "DELETE FROM epochs WHERE attempt_id = 42000; UPDATE attempts SET ingest_sig = NULL WHERE id = 42000");
+    w = open_memstream(&warn, &wl);
+    o.warn = w;
+    assert_int_equal(collect_run(db, "e42", &o, NULL, err, sizeof err), 0);
+    fclose(w);
+    char *batched = dump_rows(db, epochs_sql), *ious_batched = dump_rows(db, ious_sql);
+    assert_string_equal(batched, one_by_one);
+    assert_string_equal(ious_batched, ious_one);
+    assert_string_equal(warn, warn1);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM epochs WHERE attempt_id = 42000"), 148);
+    assert_int_equal((int)qd(db, "SELECT count(*) FROM class_iou ci JOIN epochs e ON e.id = ci.epoch_id"
+                                 " WHERE e.attempt_id = 42000 AND e.line IN (17, 32, 33, 102, 136)"), 15);
+    assert_int_equal((int)qd(db, "SELECT max(id) - min(id) FROM epochs WHERE attempt_id = 42000"), 147);
+    expect_warning(warn, "%s:51: ", path);
+    expect_warning(warn, "%s:64: key 'miou' is not a number; kept in epochs.extra", path);
+    free(one_by_one); free(ious_one); free(batched); free(ious_batched); free(warn); free(warn1); free(text);
+}
+
 // A scratch purge: runs/ moved away. collect keeps every row, says which run dirs are gone, and
 // when they are back finds nothing changed.
 static void test_purged_run_dirs_keep_everything(void **state)
@@ -826,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_backend_state_kept),
         cmocka_unit_test(test_unknown_experiment),
         cmocka_unit_test(test_scanner_matches_jansson),
+        cmocka_unit_test(test_first_ingest_in_batches_same_rows),
         cmocka_unit_test(test_reason_from_job_err_when_trainer_stderr_empty),
         cmocka_unit_test(test_purged_run_dirs_keep_everything),
         cmocka_unit_test(test_unreadable_and_special_files_keep_rows),
