@@ -65,87 +65,82 @@ int jscan_string(JScan *s)
 
 static int is_digit(const char *p, const char *end) { return p < end && *p >= '0' && *p <= '9'; }
 
-// Clinger's fast path: a decimal whose digits fit in 53 bits times a power of ten up to 1e22 is
-// one correctly rounded IEEE multiply or divide, so the result equals strtod's. Anything else
-// (more digits, larger exponents) returns -1 for strtod. [p, end) is a valid JSON number.
-static int fast_decimal(const char *p, const char *end, double *v)
+// The digits of a number as it is scanned: Clinger's fast path needs the decimal's digits to fit in
+// 53 bits (at most 15 significant ones) and a power of ten up to 1e22; then the value is one
+// correctly rounded IEEE multiply or divide, equal to strtod's.
+typedef struct {
+    uint64_t m;     // the digits as an integer (while exact)
+    int sig, exp10; // significant digits seen; the power of ten that m is scaled by
+    int exact;      // 0: too many digits, or an exponent too large for the fast path
+} Digits;
+
+static void add_digit(Digits *d, char ch)
 {
-    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    int neg = *p == '-';
-    if (neg) p++;
-    uint64_t m = 0;
-    int digits = 0, exp10 = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (m || *p != '0') digits++;
-        m = m * 10 + (uint64_t)(*p - '0');
-        if (digits > 15) return -1;
-    }
-    if (p < end && *p == '.')
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (m || *p != '0') digits++;
-            m = m * 10 + (uint64_t)(*p - '0');
-            exp10--;
-            if (digits > 15) return -1;
-        }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        int eneg = *p == '-', e = 0;
-        if (*p == '+' || *p == '-') p++;
-        for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            e = e * 10 + (*p - '0');
-            if (e > 400) return -1;
-        }
-        exp10 += eneg ? -e : e;
-    }
-    if (m >= (1ULL << 53) || exp10 > 22 || exp10 < -22) return -1;
-    double d = (double)m;
-    d = exp10 >= 0 ? d * pow10[exp10] : d / pow10[-exp10];
-    *v = neg ? -d : d;
-    return 0;
+    if (d->m || ch != '0') d->sig++;
+    if (d->sig > 15) d->exact = 0;
+    else d->m = d->m * 10 + (uint64_t)(ch - '0');
 }
 
 // The value of the valid number [p, q) (integral: no fraction or exponent), or JSCAN_DEFER.
-static int number_value(const char *p, const char *q, int integral, double *v)
+static int number_value(const char *p, const char *q, int integral, const Digits *d, double *v)
 {
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     size_t n = (size_t)(q - p);
     if (n >= 64 || (integral && n > 18)) return JSCAN_DEFER;  // jansson's integer range rules
-    if (fast_decimal(p, q, v) != 0) {
-        char buf[64];
-        memcpy(buf, p, n);
-        buf[n] = 0;
-        *v = strtod(buf, NULL);
-        if (isinf(*v)) return JSCAN_DEFER;
+    if (d->exact && d->exp10 <= 22 && d->exp10 >= -22) {
+        double x = (double)d->m;
+        x = d->exp10 >= 0 ? x * pow10[d->exp10] : x / pow10[-d->exp10];
+        *v = *p == '-' ? -x : x;
+        return JSCAN_OK;
     }
-    return JSCAN_OK;
+    char buf[64];
+    memcpy(buf, p, n);
+    buf[n] = 0;
+    *v = strtod(buf, NULL);
+    return isinf(*v) ? JSCAN_DEFER : JSCAN_OK;
 }
 
+// The exponent's digits at q (a valid exponent follows 'e'/'E' and its sign); into d. The end.
+static const char *exponent(const char *q, const char *end, int neg, Digits *d)
+{
+    int e = 0;
+    for (; is_digit(q, end); q++)
+        if (e <= 400) e = e * 10 + (*q - '0');
+    if (e > 400) d->exact = 0;
+    d->exp10 += neg ? -e : e;
+    return q;
+}
+
+// Checks the number's form and gathers its digits in the same pass.
 int jscan_number(JScan *s, double *v)
 {
     const char *q = s->p, *end = s->end;
     int integral = 1;
+    Digits d = {0, 0, 0, 1};
     if (q < end && *q == '-') q++;
     if (!is_digit(q, end)) return JSCAN_BAD;
     if (*q == '0') q++;
-    else while (is_digit(q, end)) q++;
+    else for (; is_digit(q, end); q++) add_digit(&d, *q);
     if (q < end && *q == '.') {
         integral = 0;
         q++;
         if (!is_digit(q, end)) return JSCAN_BAD;
-        while (is_digit(q, end)) q++;
+        for (; is_digit(q, end); q++, d.exp10--) add_digit(&d, *q);
     }
     if (q < end && (*q == 'e' || *q == 'E')) {
         integral = 0;
         q++;
+        int neg = q < end && *q == '-';
         if (q < end && (*q == '+' || *q == '-')) q++;
         if (!is_digit(q, end)) return JSCAN_BAD;
-        while (is_digit(q, end)) q++;
+        q = exponent(q, end, neg, &d);
     }
     if (s->fast) {
-        double d;
-        int rc = number_value(s->p, q, integral, &d);
+        double x;
+        int rc = number_value(s->p, q, integral, &d, &x);
         if (rc != JSCAN_OK) return rc;
-        if (v) *v = d;
+        if (v) *v = x;
     }
     s->p = q;
     return JSCAN_OK;
