@@ -417,10 +417,12 @@ static size_t metric_col(const Field *x, size_t *hint)
 
 // ---- epochs rows, several per INSERT ---------------------------------------------------------
 // An attempt's first ingest inserts its lines ROWS_MAX to a statement (one statement's fixed cost
-// per row was a third of the insert's); ids, order and values are those of one insert per line.
-// A line with per_class_iou, a line read by jansson and the end of the file insert what waits.
+// per row was a third of the insert's), then their per_class_iou rows, IOUS_MAX to a statement;
+// ids, order and values are those of one insert per line. A line read by jansson and the end of
+// the file insert what waits.
 
 #define ROWS_MAX 32
+#define IOUS_MAX 64
 
 // One metrics line's epochs row, before it is bound.
 typedef struct {
@@ -428,6 +430,7 @@ typedef struct {
     unsigned set;                     // bit k: metric_cols[k] has a value
     union { double d; sqlite3_int64 i; } v[N_METRIC_COLS];
     size_t extra_off, extra_len;      // its extra text in Rows.text (extra_len 0: NULL)
+    size_t ious_off, ious_len;        // its per_class_iou array's text there (ious_len 0: none)
 } EpochRow;
 
 struct Rows {
@@ -436,28 +439,37 @@ struct Rows {
     EpochRow row[ROWS_MAX];
     StrBuf text;                      // the rows' extra texts, one after the other
     sqlite3_stmt *insert[ROWS_MAX + 1];   // [n]: the INSERT of n rows, prepared when first needed
+    sqlite3_stmt *iou_insert[IOUS_MAX + 1];   // [n]: the INSERT of n class_iou rows
 };
 
 static void rows_free(struct Rows *r)
 {
     if (!r) return;
     for (int i = 0; i <= ROWS_MAX; i++) sqlite3_finalize(r->insert[i]);
+    for (int i = 0; i <= IOUS_MAX; i++) sqlite3_finalize(r->iou_insert[i]);
     sb_free(&r->text);
     free(r);
 }
 
-// The INSERT of n epochs rows (prepared once per n).
+// *slot, or else "INSERT INTO table_cols VALUES" with n groups of the parameters in group
+// prepared into it (once per statement and n).
+static sqlite3_stmt *multi_insert(Ctx *c, sqlite3_stmt **slot, const char *table_cols, const char *group, int n)
+{
+    if (*slot) return *slot;
+    StrBuf b = {0};
+    sb_printf(&b, "INSERT INTO %s VALUES ", table_cols);
+    for (int i = 0; i < n; i++) sb_printf(&b, "%s%s", i ? "," : "", group);
+    if (!b.oom && sqlite3_prepare_v2(c->db, b.p, -1, slot, NULL) != SQLITE_OK) *slot = NULL;
+    sb_free(&b);
+    return *slot;
+}
+
+// The INSERT of n epochs rows.
 static sqlite3_stmt *rows_insert(Ctx *c, int n)
 {
-    struct Rows *r = c->rows;
-    if (r->insert[n]) return r->insert[n];
-    StrBuf b = {0};
-    const char *one = strstr(stmt_sql[S_EPOCH_NEW], " VALUES ");
-    sb_add(&b, stmt_sql[S_EPOCH_NEW], (size_t)(one - stmt_sql[S_EPOCH_NEW]) + 8);
-    for (int i = 0; i < n; i++) sb_printf(&b, "%s(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", i ? "," : "");
-    if (!b.oom && sqlite3_prepare_v2(c->db, b.p, -1, &r->insert[n], NULL) != SQLITE_OK) r->insert[n] = NULL;
-    sb_free(&b);
-    return r->insert[n];
+    return multi_insert(c, &c->rows->insert[n], "epochs (attempt_id, line, epoch, step, wall_s, train_loss, val_loss,"
+                        " miou, pixel_acc, top1, lr, images_per_s, epoch_s, data_s, compute_s, comm_s, extra)",
+                        "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", n);
 }
 
 // Binds row r as the statement's row at parameter base (0 for the first).
@@ -482,7 +494,9 @@ static int step_rows(Ctx *c, sqlite3_stmt *s)
     return rc == SQLITE_DONE ? 0 : sql_fail(c, "storing a metrics line");
 }
 
-// Inserts the rows that wait, in one statement. 0, or -1 with the error.
+static int store_ious(Ctx *c, sqlite3_int64 epoch_id, const char *val, size_t vlen, int fresh);
+
+// Inserts the rows that wait, in one statement, then their class_iou rows. 0, or -1 with the error.
 static int flush_rows(Ctx *c)
 {
     struct Rows *r = c->rows;
@@ -493,8 +507,13 @@ static int flush_rows(Ctx *c)
     sqlite3_stmt *s = n == 1 ? c->s[S_EPOCH_NEW] : rows_insert(c, n);
     if (!s) return sql_fail(c, "storing a metrics line");
     for (int i = 0; i < n; i++) bind_row(s, 17 * i, r->attempt_id, &r->row[i], r->text.p);
+    int rc = step_rows(c, s);
+    for (int i = 0; i < n && rc == 0; i++)
+        if (r->row[i].ious_len)
+            rc = store_ious(c, epoch_id_of(c, r->attempt_id, r->row[i].line), r->text.p + r->row[i].ious_off,
+                            r->row[i].ious_len, 1);
     r->text.len = 0;
-    return step_rows(c, s);
+    return rc;
 }
 
 // The scanned fields of one line into row e (its extra text appended to c->rows->text), with
@@ -543,35 +562,70 @@ static void line_row(Ctx *c, const char *path, long line, const Field *f, int nf
     }
     if (t->len > e->extra_off) sb_add(t, "}", 1);
     e->extra_len = t->len - e->extra_off;
+    e->ious_off = t->len;
+    if (*ious) sb_add(t, (*ious)->val, (*ious)->vlen);   // kept past the line's buffer
+    e->ious_len = t->len - e->ious_off;
 }
 
-// A line's per_class_iou elements (numbers, or NULL for anything else: absent classes are null)
-// as class_iou rows of epoch_id; a rewritten line (!fresh) drops classes beyond them.
-static int store_ious(Ctx *c, sqlite3_int64 epoch_id, const Field *ious, int fresh)
+// A class_iou row before it is inserted.
+typedef struct { sqlite3_int64 epoch_id, cls; double iou; int null; } IouRow;
+
+// Inserts the class_iou rows that wait in v[0..n), in one statement. 0, or -1 with the error.
+static int flush_ious(Ctx *c, const IouRow *v, int n)
 {
-    JScan sc = {ious->val + 1, ious->val + ious->vlen, SCAN_DEPTH, 1};
+    if (n == 0) return 0;
+    sqlite3_stmt *s = multi_insert(c, &c->rows->iou_insert[n], "class_iou (epoch_id, class, iou)", "(?,?,?)", n);
+    if (!s) return sql_fail(c, "writing the database");
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 3 * i + 1, v[i].epoch_id);
+        sqlite3_bind_int64(s, 3 * i + 2, v[i].cls);
+        if (!v[i].null) sqlite3_bind_double(s, 3 * i + 3, v[i].iou);
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : sql_fail(c, "writing the database");
+}
+
+// A line's per_class_iou elements [val, val + vlen) (the array's text; numbers, or NULL for
+// anything else: absent classes are null) as class_iou rows of epoch_id. A line's first ingest
+// (fresh) inserts them IOUS_MAX to a statement; a rewritten line upserts them and drops classes
+// beyond them.
+static int store_ious(Ctx *c, sqlite3_int64 epoch_id, const char *val, size_t vlen, int fresh)
+{
+    JScan sc = {val + 1, val + vlen, SCAN_DEPTH, 1};
+    IouRow wait[IOUS_MAX];
+    int nwait = 0;
     long k = 0;
     for (jscan_ws(&sc); sc.p < sc.end && *sc.p != ']'; k++) {
         char t;
         double d = 0;
         jscan_value(&sc, &t, &d);  // validated by scan_line already
-        sqlite3_bind_int64(c->s[S_IOU], 1, epoch_id);
-        sqlite3_bind_int64(c->s[S_IOU], 2, k);
-        if (t == 'n') sqlite3_bind_double(c->s[S_IOU], 3, d);
-        else sqlite3_bind_null(c->s[S_IOU], 3);
-        if (run_stmt(c, S_IOU) < 0) return -1;
+        if (fresh) {
+            if (nwait == IOUS_MAX) {
+                if (flush_ious(c, wait, nwait) < 0) return -1;
+                nwait = 0;
+            }
+            wait[nwait++] = (IouRow){epoch_id, k, d, t != 'n'};
+        } else {
+            sqlite3_bind_int64(c->s[S_IOU], 1, epoch_id);
+            sqlite3_bind_int64(c->s[S_IOU], 2, k);
+            if (t == 'n') sqlite3_bind_double(c->s[S_IOU], 3, d);
+            else sqlite3_bind_null(c->s[S_IOU], 3);
+            if (run_stmt(c, S_IOU) < 0) return -1;
+        }
         jscan_ws(&sc);
         if (jscan_at(&sc, ',')) sc.p++;
         jscan_ws(&sc);
     }
-    if (fresh) return 0;
+    if (fresh) return flush_ious(c, wait, nwait);
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 1, epoch_id);
     sqlite3_bind_int64(c->s[S_DEL_IOU_FROM], 2, k);
     return run_stmt(c, S_DEL_IOU_FROM);
 }
 
 // The scanned twin of store_metrics_line. fresh: the line waits in c->rows for the lines after
-// it (inserted when ROWS_MAX wait, or at a line with per_class_iou); else it is upserted now.
+// it (inserted when ROWS_MAX wait); else it is upserted now.
 // 0 stored (or waiting), -1 DB error.
 static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path, long line, const Field *f, int nf,
                               int fresh)
@@ -586,15 +640,13 @@ static int store_scanned_line(Ctx *c, sqlite3_int64 attempt_id, const char *path
     if (fresh) {
         r->attempt_id = attempt_id;
         r->n++;
-        if (!ious) return 0;
-        if (flush_rows(c) < 0) return -1;   // this line last: its id is the last one inserted
-        return store_ious(c, sqlite3_last_insert_rowid(c->db), ious, 1);
+        return 0;
     }
     if (r->text.oom) { snprintf(c->err, c->errlen, "storing a metrics line: out of memory"); return -1; }
     bind_row(c->s[S_EPOCH], 0, attempt_id, e, r->text.p);
     if (step_rows(c, c->s[S_EPOCH]) < 0) return -1;
     if (!ious) return delete_line_ious(c, attempt_id, line);
-    return store_ious(c, epoch_id_of(c, attempt_id, line), ious, 0);
+    return store_ious(c, epoch_id_of(c, attempt_id, line), ious->val, ious->vlen, 0);
 }
 
 // Streams metrics.jsonl line by line (at most RUNFILE_MAX_LINE bytes held). Stored lines are only
