@@ -5,6 +5,8 @@
 // user must upgrade segx), so nothing stored is ever rewritten by an older binary. A read-write
 // open also replaces views whose SQL differs from db/schema.sql (views hold no data) and adds
 // the objects added to version 1 before its release (attempts.ingest_sig, targets, eval_jobs).
+// A read-write connection is opened without SQLite's per-call mutex (SQLITE_OPEN_NOMUTEX): use it
+// from one thread at a time (read-only ones, e.g. serve's pool, keep it).
 #ifndef SEGX_DB_H
 #define SEGX_DB_H
 #include <sqlite3.h>
