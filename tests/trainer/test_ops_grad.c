@@ -277,6 +277,8 @@ static void test_conv_depthwise(void **s) {
     conv_case_g(2, 3, 3, 6, 7, 3, 1, 0, 1, 1, 1, 3);    // 3x3 without padding, stride 1 and 2 (padded-plane kernels)
     conv_case_g(2, 4, 4, 7, 8, 3, 2, 0, 1, 0, 0, 4);
     conv_case_g(2, 2, 2, 70, 3, 3, 1, 1, 1, 0, 0, 2);   // taller than the padded-plane buffer: the general loops
+    conv_case_g(2, 3, 3, 5, 16, 3, 1, 1, 1, 1, 1, 3);   // 3x3 same, accumulate, 16 wide and 4x4: the gather dx and
+    conv_case_g(3, 4, 4, 4, 4, 3, 1, 1, 1, 0, 0, 4);    // flattened-row dw kernels (lanes and their tails)
 }
 static void test_conv_grouped(void **s) {
     (void)s;

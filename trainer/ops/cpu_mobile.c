@@ -108,6 +108,14 @@ static void dw_bw_weights(void *v, long c0, long c1) {
 // The common case (3x3, dilation 1, planes up to 64x64) on a zero-padded copy of each plane: no bounds
 // checks in the inner loops, which matter on the 4x4..32x32 planes of the CIFAR nets.
 #define DW_PMAX 66
+#define DW_SLACK 8     // zeros past a padded plane: the flattened dot products of dwf_bw_weights read 2 floats on
+#define LANES 8        // float lanes of the vectorized sums
+// the hot kernels also built for AVX2 (chosen at load time); no FMA, so results are the same on either
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DW_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define DW_SIMD
+#endif
 static int dw_fast(const ConvDesc *d) {
     return d->kh == 3 && d->kw == 3 && d->dil == 1 && d->pad <= 1 && d->h + 2 <= DW_PMAX && d->w + 2 <= DW_PMAX &&
            (d->stride == 1 || d->stride == 2);
@@ -121,7 +129,7 @@ static void pad_plane(float *xp, const float *x, const ConvDesc *d) {
     (void)o;
 }
 
-static void dwf_fw(void *v, long p0, long p1) {
+DW_SIMD static void dwf_fw(void *v, long p0, long p1) {
     DwCtx *c = v; const ConvDesc *d = c->d;
     int C = d->cout, s = d->stride, W = d->w + 2, o = 1 - d->pad;
     long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
@@ -148,7 +156,7 @@ static void dwf_fw(void *v, long p0, long p1) {
     }
 }
 
-static void dwf_bw_data(void *v, long p0, long p1) {
+static void dwf_bw_data_scatter(void *v, long p0, long p1) {
     DwCtx *c = v; const ConvDesc *d = c->d;
     int C = d->cout, s = d->stride, W = d->w + 2, o = 1 - d->pad;
     long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
@@ -177,7 +185,7 @@ static void dwf_bw_data(void *v, long p0, long p1) {
     }
 }
 
-static void dwf_bw_weights(void *v, long c0, long c1) {
+static void dwf_bw_weights_s2(void *v, long c0, long c1) {
     DwCtx *c = v; const ConvDesc *d = c->d;
     int C = d->cout, s = d->stride, W = d->w + 2, o = 1 - d->pad;
     long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w;
@@ -201,6 +209,80 @@ static void dwf_bw_weights(void *v, long c0, long c1) {
             }
             for (int k = 0; k < 9; k++) acc[k] += a[k];
             bacc += bs;
+        }
+        for (int k = 0; k < 9; k++) c->dw[ch * 9 + k] += (float)acc[k];
+        if (c->db) c->db[ch] += (float)bacc;
+    }
+}
+
+// Stride 1, pad 1 ("same"): dy zero-padded by 1 into gp (h+2, W = w+2), so that
+// dx[iy][ix] = sum_{a,b} w[8 - 3a - b] * gp[(iy + a) * W + ix + b], a gather like the forward pass whose
+// inner loop runs along a row without the scatter's dependences (so it vectorizes).
+static void pad_dy(float *gp, const float *dy, const ConvDesc *d) {
+    int W = d->w + 2;
+    memset(gp, 0, sizeof(float) * ((d->oh + 2) * W + DW_SLACK));
+    for (int i = 0; i < d->oh; i++) memcpy(gp + (long)(i + 1) * W + 1, dy + (long)i * d->ow, sizeof(float) * d->ow);
+}
+
+DW_SIMD static void dwf_bw_data(void *v, long p0, long p1) {
+    DwCtx *c = v; const ConvDesc *d = c->d;
+    if (d->stride != 1 || d->pad != 1) { dwf_bw_data_scatter(v, p0, p1); return; }
+    int C = d->cout, W = d->w + 2;
+    long hw = (long)d->h * d->w, ohw = (long)d->oh * d->ow;
+    float gp[DW_PMAX * DW_PMAX + DW_SLACK];
+    for (long p = p0; p < p1; p++) {
+        const float *wt = c->w + (p % C) * 9;
+        float f[9];
+        for (int k = 0; k < 9; k++) f[k] = wt[8 - k];
+        pad_dy(gp, c->dy + p * ohw, d);
+        float *dx = c->y + p * hw;
+        for (int iy = 0; iy < d->h; iy++) {
+            const float *r0 = gp + (long)iy * W, *r1 = r0 + W, *r2 = r1 + W;
+            float *xr = dx + (long)iy * d->w;
+            for (int ix = 0; ix < d->w; ix++) {
+                float t = f[0] * r0[ix] + f[1] * r0[ix + 1] + f[2] * r0[ix + 2] + f[3] * r1[ix] + f[4] * r1[ix + 1] +
+                          f[5] * r1[ix + 2] + f[6] * r2[ix] + f[7] * r2[ix + 1] + f[8] * r2[ix + 2];
+                xr[ix] = c->acc ? xr[ix] + t : t;
+            }
+        }
+    }
+}
+
+// sum_{j < n} a[j] * b[j] in LANES float lanes (vectorizes), the lanes summed in a fixed order
+static float dot_lanes(const float *a, const float *b, long n) {
+    float l[LANES] = {0};
+    long j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) l[k] += a[j + k] * b[j + k];
+    for (; j < n; j++) l[0] += a[j] * b[j];
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+// Stride 1, pad 1: on the padded planes xp (x) and gp (dy, its two extra columns per row zero), the tap
+// (ky, kx) is one dot product along the flattened rows: dw[ky][kx] = sum_j gp[W + 1 + j] * xp[j + ky*W + kx]
+// over j < oh * W (the junk columns multiply zeros). Per sample in float lanes, over the batch in double.
+DW_SIMD static void dwf_bw_weights(void *v, long c0, long c1) {
+    DwCtx *c = v; const ConvDesc *d = c->d;
+    if (d->stride != 1 || d->pad != 1) { dwf_bw_weights_s2(v, c0, c1); return; }
+    int C = d->cout, W = d->w + 2;
+    long ohw = (long)d->oh * d->ow, hw = (long)d->h * d->w, n = (long)d->oh * W;
+    float xp[DW_PMAX * DW_PMAX + DW_SLACK], gp[DW_PMAX * DW_PMAX + DW_SLACK];
+    memset(xp, 0, sizeof xp);
+    for (long ch = c0; ch < c1; ch++) {
+        double acc[9] = {0}, bacc = 0;
+        for (int b = 0; b < c->B; b++) {
+            long p = (long)b * C + ch;
+            pad_plane(xp, c->x + p * hw, d);
+            pad_dy(gp, c->dy + p * ohw, d);
+            const float *g = gp + W + 1;
+            for (int k = 0; k < 9; k++) acc[k] += dot_lanes(g, xp + (k / 3) * W + k % 3, n);
+            if (c->db) {
+                float l[LANES] = {0};
+                for (long j = 0; j + LANES <= ohw; j += LANES)
+                    for (int q = 0; q < LANES; q++) l[q] += c->dy[p * ohw + j + q];
+                for (long j = ohw - ohw % LANES; j < ohw; j++) l[0] += c->dy[p * ohw + j];
+                bacc += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+            }
         }
         for (int k = 0; k < 9; k++) c->dw[ch * 9 + k] += (float)acc[k];
         if (c->db) c->db[ch] += (float)bacc;
