@@ -4,6 +4,7 @@
 // a fixed order, so results do not depend on the thread count.
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -17,20 +18,54 @@
 // ----------------------------------------------------------------------------------------------
 // memory
 
-// Buffers of 4 MiB and more (activations, gradients) ask for transparent huge pages on their 2 MiB-aligned
-// interior: their first touch then costs one fault per 2 MiB instead of one per 4 KiB page (the kernel's
-// faults and page clearing were ~1/3 of ShuffleNetV2's first training step at batch 128). Still calloc'd
-// memory, freed by free(); madvise only advises, so a kernel without THP just ignores it.
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-static void *cpu_alloc(size_t bytes) {
-    void *p = calloc(bytes ? bytes : 1, 1);
-    if (p && bytes >= 2 * HUGE_PAGE) {
-        uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), e = ((uintptr_t)p + bytes) & ~(HUGE_PAGE - 1);
-        if (e > a) (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
-    }
+// Buffers of 1 MiB and more (activations, gradients) are their own anonymous mappings, starting on a 2 MiB
+// boundary and asking for transparent huge pages: their first touch then costs one fault per 2 MiB instead
+// of one per 4 KiB page (faults and page clearing were ~1/3 of ShuffleNetV2's first training step at batch
+// 128), and the BN / copy loops that stride over the batch need fewer TLB entries. madvise only advises (a
+// kernel without THP ignores it). The mappings are listed (big_maps) so that cpu_free knows their length.
+#define HUGE_PAGE ((size_t)2 << 20)
+#define BIG_MIN ((size_t)1 << 20)
+typedef struct BigMap { void *p; size_t len; struct BigMap *next; } BigMap;
+static BigMap *big_maps;
+static pthread_mutex_t big_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *big_alloc(size_t bytes) {   // zeroed, 2 MiB aligned; NULL: use calloc
+    size_t len = (bytes + 4095) & ~(size_t)4095;
+    BigMap *m = malloc(sizeof *m);
+    char *base = m ? mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (base == MAP_FAILED) { free(m); return NULL; }
+    char *p = (char *)(((uintptr_t)base + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > base) munmap(base, (size_t)(p - base));
+    if (base + len + HUGE_PAGE > p + len) munmap(p + len, (size_t)(base + len + HUGE_PAGE - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE);
+    pthread_mutex_lock(&big_mu);
+    m->p = p; m->len = len; m->next = big_maps; big_maps = m;
+    pthread_mutex_unlock(&big_mu);
     return p;
 }
-static void cpu_free(void *p) { free(p); }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BIG_MAPS 0   // ASan builds keep every buffer in ASan's allocator (bounds checks)
+#else
+#define BIG_MAPS 1
+#endif
+
+static void *cpu_alloc(size_t bytes) {
+    void *p = BIG_MAPS && bytes >= BIG_MIN ? big_alloc(bytes) : NULL;
+    return p ? p : calloc(bytes ? bytes : 1, 1);
+}
+static void cpu_free(void *p) {
+    if (!p) return;
+    pthread_mutex_lock(&big_mu);
+    BigMap **q = &big_maps;
+    while (*q && (*q)->p != p) q = &(*q)->next;
+    BigMap *m = *q;
+    if (m) *q = m->next;
+    pthread_mutex_unlock(&big_mu);
+    if (!m) { free(p); return; }
+    munmap(m->p, m->len);
+    free(m);
+}
 static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
 static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
 
@@ -442,6 +477,7 @@ typedef struct {
     float *y; const float *x, *dy, *yout; const float *gamma, *beta;
     const float *mean, *invstd;
     double *s1, *s2; int relu;
+    double *lanes;   // 2 * LANES per channel: the per-lane sums of bn_sums / bn_grad_sums
 } BnCtx;
 
 // Sums over one plane in 8 float lanes (so the compiler vectorizes), added per lane into double
@@ -461,20 +497,24 @@ static double lane_total(const double *s) {   // the lanes' sum in a fixed order
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+// The BN loops walk sample by sample over the task's channels [c0, c1), a contiguous run of memory (one
+// channel across the batch is a plane every C*HW floats: a page, or a TLB entry, per small plane); each
+// channel's sums still add its planes in sample order.
 static void bn_sums(void *vctx, long c0, long c1) {
     BnCtx *b = vctx;
-    for (long c = c0; c < c1; c++) {
-        double s[LANES] = {0}, ss[LANES] = {0};
-        for (int n = 0; n < b->B; n++) plane_sums(b->x + ((long)n * b->C + c) * b->HW, b->HW, s, ss);
-        b->s1[c] = lane_total(s); b->s2[c] = lane_total(ss);
-    }
+    double *L = b->lanes;
+    memset(L + c0 * 2 * LANES, 0, sizeof(double) * 2 * LANES * (c1 - c0));
+    for (int n = 0; n < b->B; n++)
+        for (long c = c0; c < c1; c++)
+            plane_sums(b->x + ((long)n * b->C + c) * b->HW, b->HW, L + c * 2 * LANES, L + c * 2 * LANES + LANES);
+    for (long c = c0; c < c1; c++) { b->s1[c] = lane_total(L + c * 2 * LANES); b->s2[c] = lane_total(L + c * 2 * LANES + LANES); }
 }
 
 static void bn_apply(void *vctx, long c0, long c1) {
     BnCtx *b = vctx;
-    for (long c = c0; c < c1; c++) {
-        float sc = b->gamma[c] * b->invstd[c], sh = b->beta[c] - b->mean[c] * sc;
-        for (int n = 0; n < b->B; n++) {
+    for (int n = 0; n < b->B; n++)
+        for (long c = c0; c < c1; c++) {
+            float sc = b->gamma[c] * b->invstd[c], sh = b->beta[c] - b->mean[c] * sc;
             const float *p = b->x + ((long)n * b->C + c) * b->HW;
             float *q = b->y + ((long)n * b->C + c) * b->HW;
             if (b->relu == 2)
@@ -482,7 +522,6 @@ static void bn_apply(void *vctx, long c0, long c1) {
             else if (b->relu) for (long i = 0; i < b->HW; i++) { float v = p[i] * sc + sh; q[i] = v > 0.f ? v : 0.f; }
             else for (long i = 0; i < b->HW; i++) q[i] = p[i] * sc + sh;
         }
-    }
 }
 
 static void cpu_batchnorm_forward(int B, int C, int HW, float *y, float *save_mean, float *save_invstd,
@@ -492,8 +531,8 @@ static void cpu_batchnorm_forward(int B, int C, int HW, float *y, float *save_me
     BnCtx ctx = {.B = B, .C = C, .HW = HW, .y = y, .x = x, .gamma = gamma, .beta = beta,
                  .mean = save_mean, .invstd = save_invstd, .relu = relu};
     if (training) {
-        double *buf = malloc(sizeof(double) * (2 * C + 1));
-        ctx.s1 = buf; ctx.s2 = buf + C;
+        double *buf = malloc(sizeof(double) * (2 * C + 1 + 2 * LANES * (size_t)C));
+        ctx.s1 = buf; ctx.s2 = buf + C; ctx.lanes = buf + 2 * C + 1;
         ops_parallel_for(C, 1, bn_sums, &ctx);
         buf[2 * C] = (double)B * HW;
         if (sync && sync->fn) sync->fn(sync->ctx, buf, 2 * C + 1);
@@ -539,23 +578,26 @@ static void plane_grad_sums(const float *g, const float *p, const float *yo, lon
 
 static void bn_grad_sums(void *vctx, long c0, long c1) {
     BnCtx *b = vctx;
-    for (long c = c0; c < c1; c++) {
-        double s[LANES] = {0}, sx[LANES] = {0};
-        for (int n = 0; n < b->B; n++) {
+    double *L = b->lanes;
+    memset(L + c0 * 2 * LANES, 0, sizeof(double) * 2 * LANES * (c1 - c0));
+    for (int n = 0; n < b->B; n++)
+        for (long c = c0; c < c1; c++) {
             long o = ((long)n * b->C + c) * b->HW;
-            plane_grad_sums(b->dy + o, b->x + o, b->yout + o, b->HW, b->mean[c], b->relu, s, sx);
+            plane_grad_sums(b->dy + o, b->x + o, b->yout + o, b->HW, b->mean[c], b->relu, L + c * 2 * LANES,
+                            L + c * 2 * LANES + LANES);
         }
-        b->s1[c] = lane_total(s); b->s2[c] = lane_total(sx) * b->invstd[c];
+    for (long c = c0; c < c1; c++) {
+        b->s1[c] = lane_total(L + c * 2 * LANES); b->s2[c] = lane_total(L + c * 2 * LANES + LANES) * b->invstd[c];
     }
 }
 
 // dx = gamma*invstd * (dy' - mean(dy') - xhat * mean(dy' xhat)) written as a*dy' + c*x + e
 static void bn_grad_apply(void *vctx, long c0, long c1) {
     BnCtx *b = vctx;   // here s1/s2 hold the (global) means of dy' and dy' * xhat
-    for (long c = c0; c < c1; c++) {
-        double is = b->invstd[c], k = b->gamma[c] * is, mdy = b->s1[c], mdyx = b->s2[c];
-        float a = (float)k, cx = (float)(-k * is * mdyx), e = (float)(-k * mdy + k * is * mdyx * b->mean[c]);
-        for (int n = 0; n < b->B; n++) {
+    for (int n = 0; n < b->B; n++)
+        for (long c = c0; c < c1; c++) {
+            double is = b->invstd[c], k = b->gamma[c] * is, mdy = b->s1[c], mdyx = b->s2[c];
+            float a = (float)k, cx = (float)(-k * is * mdyx), e = (float)(-k * mdy + k * is * mdyx * b->mean[c]);
             long o = ((long)n * b->C + c) * b->HW;
             const float *g = b->dy + o, *p = b->x + o, *yo = b->yout + o;
             float *q = b->y + o;
@@ -563,7 +605,6 @@ static void bn_grad_apply(void *vctx, long c0, long c1) {
             if (b->relu) for (long i = 0; i < b->HW; i++) q[i] = a * (g[i] * (float)(yo[i] > 0.f && yo[i] < hi)) + cx * p[i] + e;
             else for (long i = 0; i < b->HW; i++) q[i] = a * g[i] + cx * p[i] + e;
         }
-    }
 }
 
 static void cpu_batchnorm_apply(int B, int C, int HW, float *y, const float *x, const float *mean,
@@ -576,9 +617,10 @@ static void cpu_batchnorm_apply(int B, int C, int HW, float *y, const float *x, 
 static void cpu_batchnorm_backward(int B, int C, int HW, float *dx, float *dgamma, float *dbeta,
                                    const float *dy, const float *x, const float *y, const float *save_mean,
                                    const float *save_invstd, const float *gamma, int relu, const BnSync *sync) {
-    double *buf = malloc(sizeof(double) * (2 * C + 1));
+    double *buf = malloc(sizeof(double) * (2 * C + 1 + 2 * LANES * (size_t)C));
     BnCtx ctx = {.B = B, .C = C, .HW = HW, .y = dx, .x = x, .dy = dy, .yout = y, .gamma = gamma,
-                 .mean = save_mean, .invstd = save_invstd, .s1 = buf, .s2 = buf + C, .relu = relu};
+                 .mean = save_mean, .invstd = save_invstd, .s1 = buf, .s2 = buf + C, .relu = relu,
+                 .lanes = buf + 2 * C + 1};
     ops_parallel_for(C, 1, bn_grad_sums, &ctx);
     for (int c = 0; c < C; c++) { dbeta[c] += (float)buf[c]; dgamma[c] += (float)buf[C + c]; }
     buf[2 * C] = (double)B * HW;
