@@ -344,6 +344,7 @@ static void test_conv_dnnl_shapes(void **s) {
     conv_case(4, 5, 3, 3, 4, 1, 1, 0, 1, 1, 0);
     conv_case(3, 4, 6, 6, 5, 1, 2, 0, 1, 0, 0);
     conv_case(2, 17, 18, 5, 5, 3, 1, 1, 1, 0, 1);
+    conv_case(2, 17, 18, 5, 5, 1, 1, 0, 1, 1, 1);   // 1x1 stride 1 in plain NCHW, bias, dx accumulated (sum reorder)
     conv_dnnl_enable(1);
 }
 
