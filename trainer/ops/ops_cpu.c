@@ -4,10 +4,8 @@
 // a fixed order, so results do not depend on the thread count.
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include "trainer/ops/ops.h"
 #include "trainer/ops/conv3x3_direct.h"
 #include "trainer/ops/conv_cut.h"
@@ -18,54 +16,8 @@
 // ----------------------------------------------------------------------------------------------
 // memory
 
-// Buffers of 1 MiB and more (activations, gradients) are their own anonymous mappings, starting on a 2 MiB
-// boundary and asking for transparent huge pages: their first touch then costs one fault per 2 MiB instead
-// of one per 4 KiB page (faults and page clearing were ~1/3 of ShuffleNetV2's first training step at batch
-// 128), and the BN / copy loops that stride over the batch need fewer TLB entries. madvise only advises (a
-// kernel without THP ignores it). The mappings are listed (big_maps) so that cpu_free knows their length.
-#define HUGE_PAGE ((size_t)2 << 20)
-#define BIG_MIN ((size_t)1 << 20)
-typedef struct BigMap { void *p; size_t len; struct BigMap *next; } BigMap;
-static BigMap *big_maps;
-static pthread_mutex_t big_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void *big_alloc(size_t bytes) {   // zeroed, 2 MiB aligned; NULL: use calloc
-    size_t len = (bytes + 4095) & ~(size_t)4095;
-    BigMap *m = malloc(sizeof *m);
-    char *base = m ? mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
-    if (base == MAP_FAILED) { free(m); return NULL; }
-    char *p = (char *)(((uintptr_t)base + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > base) munmap(base, (size_t)(p - base));
-    if (base + len + HUGE_PAGE > p + len) munmap(p + len, (size_t)(base + len + HUGE_PAGE - (p + len)));
-    (void)madvise(p, len, MADV_HUGEPAGE);
-    pthread_mutex_lock(&big_mu);
-    m->p = p; m->len = len; m->next = big_maps; big_maps = m;
-    pthread_mutex_unlock(&big_mu);
-    return p;
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define BIG_MAPS 0   // ASan builds keep every buffer in ASan's allocator (bounds checks)
-#else
-#define BIG_MAPS 1
-#endif
-
-static void *cpu_alloc(size_t bytes) {
-    void *p = BIG_MAPS && bytes >= BIG_MIN ? big_alloc(bytes) : NULL;
-    return p ? p : calloc(bytes ? bytes : 1, 1);
-}
-static void cpu_free(void *p) {
-    if (!p) return;
-    pthread_mutex_lock(&big_mu);
-    BigMap **q = &big_maps;
-    while (*q && (*q)->p != p) q = &(*q)->next;
-    BigMap *m = *q;
-    if (m) *q = m->next;
-    pthread_mutex_unlock(&big_mu);
-    if (!m) { free(p); return; }
-    munmap(m->p, m->len);
-    free(m);
-}
+static void *cpu_alloc(size_t bytes) { return calloc(bytes ? bytes : 1, 1); }
+static void cpu_free(void *p) { free(p); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
 static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
 
