@@ -108,7 +108,7 @@ static void dw_bw_weights(void *v, long c0, long c1) {
 // The common case (3x3, dilation 1, planes up to 64x64) on a zero-padded copy of each plane: no bounds
 // checks in the inner loops, which matter on the 4x4..32x32 planes of the CIFAR nets.
 #define DW_PMAX 66
-#define DW_SLACK 8     // zeros past a padded plane: the flattened dot products of dwf_bw_weights read 2 floats on
+#define DW_SLACK 8     // zeros past a padded plane: dwf_bw_weights' flattened dot products read up to 2 floats past it
 #define LANES 8        // float lanes of the vectorized sums
 // the hot kernels also built for AVX2 (chosen at load time); no FMA, so results are the same on either
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)

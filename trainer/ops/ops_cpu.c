@@ -459,7 +459,9 @@ static void bn_sums(void *vctx, long c0, long c1) {
     for (int n = 0; n < b->B; n++)
         for (long c = c0; c < c1; c++)
             plane_sums(b->x + ((long)n * b->C + c) * b->HW, b->HW, L + c * 2 * LANES, L + c * 2 * LANES + LANES);
-    for (long c = c0; c < c1; c++) { b->s1[c] = lane_total(L + c * 2 * LANES); b->s2[c] = lane_total(L + c * 2 * LANES + LANES); }
+    for (long c = c0; c < c1; c++) {
+        b->s1[c] = lane_total(L + c * 2 * LANES); b->s2[c] = lane_total(L + c * 2 * LANES + LANES);
+    }
 }
 
 static void bn_apply(void *vctx, long c0, long c1) {
@@ -524,7 +526,10 @@ static void plane_grad_sums(const float *g, const float *p, const float *yo, lon
     else
         for (; i + LANES <= n; i += LANES)
             for (int l = 0; l < LANES; l++) { float gi = g[i + l]; a[l] += gi; b[l] += gi * (p[i + l] - m); }
-    for (; i < n; i++) { float gi = (relu && !(yo[i] > 0.f && yo[i] < hi)) ? 0.f : g[i]; s[0] += gi; sx[0] += (double)gi * (p[i] - m); }
+    for (; i < n; i++) {
+        float gi = (relu && !(yo[i] > 0.f && yo[i] < hi)) ? 0.f : g[i];
+        s[0] += gi; sx[0] += (double)gi * (p[i] - m);
+    }
     for (int l = 0; l < LANES; l++) { s[l] += a[l]; sx[l] += b[l]; }
 }
 
