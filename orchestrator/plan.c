@@ -297,127 +297,7 @@ static int derive_cell(const Spec *s, const json_t *combo, PlanCell *c, char *er
     return 0;
 }
 
-// Values dumped once and reused while the cells are finished: matrix and trainer values are the
-// same json_t in every cell that has them. Keyed by address, which is safe because every value
-// dumped stays alive (its cell does) until the cache is freed. Open addressing.
-typedef struct {
-    const json_t **key;
-    char **text;
-    size_t cap, n;
-} DumpCache;
-
-static void dump_cache_free(DumpCache *dc)
-{
-    for (size_t i = 0; i < dc->cap; i++) free(dc->text[i]);
-    free(dc->key);
-    free(dc->text);
-}
-
-static size_t ptr_slot(const DumpCache *dc, const json_t *v)
-{
-    size_t j = (size_t)(((uintptr_t)v >> 4) * 0x9E3779B97F4A7C15ull) & (dc->cap - 1);
-    while (dc->key[j] && dc->key[j] != v) j = (j + 1) & (dc->cap - 1);
-    return j;
-}
-
-// The value's compact dump (keys sorted), from the cache when shared; NULL when out of memory.
-// *owned: the caller frees the result.
-static const char *dump_value(DumpCache *dc, const json_t *v, int *owned)
-{
-    *owned = 0;
-    if (v->refcount < 2) return *owned = 1, json_dumps(v, JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_COMPACT);
-    if (2 * (dc->n + 1) > dc->cap) {
-        DumpCache big = {calloc(dc->cap ? 2 * dc->cap : 256, sizeof *big.key),
-                         calloc(dc->cap ? 2 * dc->cap : 256, sizeof *big.text), dc->cap ? 2 * dc->cap : 256, dc->n};
-        if (!big.key || !big.text) { free(big.key); free(big.text); return NULL; }
-        for (size_t i = 0; i < dc->cap; i++) {
-            if (!dc->key[i]) continue;
-            size_t j = ptr_slot(&big, dc->key[i]);
-            big.key[j] = dc->key[i];
-            big.text[j] = dc->text[i];
-        }
-        free(dc->key);
-        free(dc->text);
-        *dc = big;
-    }
-    size_t j = ptr_slot(dc, v);
-    if (!dc->key[j]) {
-        if (!(dc->text[j] = json_dumps(v, JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_COMPACT))) return NULL;
-        dc->key[j] = v;
-        dc->n++;
-    }
-    return dc->text[j];
-}
-
-// 1 when jansson writes s between quotes as it is (printable ASCII but '"' and '\\').
-static int plain_text(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\') return 0;
-    return 1;
-}
-
-static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
-// One member's value into sb: integers, plain strings and literals written here, the rest dumped
-// (shared ones once, dump_value). 0, or -1 when out of memory.
-static int canon_value(StrBuf *sb, DumpCache *dc, const json_t *v)
-{
-    char num[32];
-    switch (json_typeof(v)) {
-    case JSON_INTEGER: sb_add(sb, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v))); return 0;
-    case JSON_TRUE: sb_puts(sb, "true"); return 0;
-    case JSON_FALSE: sb_puts(sb, "false"); return 0;
-    case JSON_NULL: sb_puts(sb, "null"); return 0;
-    case JSON_STRING:
-        if (plain_text(json_string_value(v)) && strlen(json_string_value(v)) == json_string_length(v)) {
-            sb_add(sb, "\"", 1);
-            sb_add(sb, json_string_value(v), json_string_length(v));
-            sb_add(sb, "\"", 1);
-            return 0;
-        }
-        /* fall through */
-    default: {
-        int owned;
-        const char *t = dump_value(dc, v, &owned);
-        if (!t) return -1;
-        sb_puts(sb, t);
-        if (owned) free((char *)t);
-        return 0;
-    }
-    }
-}
-
-// The params exactly as json_dumps(params, JSON_SORT_KEYS | JSON_COMPACT) writes them (the cell key
-// is their hash), built member by member so the values shared by all cells are dumped once rather
-// than 100,000 times (json_dumps was a fifth of a big plan). Falls back to json_dumps for keys it
-// does not write itself. malloc'd, or NULL when out of memory.
-static char *canon_dump(json_t *params, DumpCache *dc)
-{
-    const char *keys[128];
-    size_t n = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(params, k, v) {
-        if (n == 128 || !plain_text(k)) return json_dumps(params, JSON_SORT_KEYS | JSON_COMPACT);
-        keys[n++] = k;
-    }
-    qsort(keys, n, sizeof *keys, cmp_keys);
-    StrBuf sb = {0};
-    sb_add(&sb, "{", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i) sb_add(&sb, ",", 1);
-        sb_add(&sb, "\"", 1);
-        sb_puts(&sb, keys[i]);
-        sb_add(&sb, "\":", 2);
-        if (canon_value(&sb, dc, json_object_get(params, keys[i])) < 0) { free(sb.p); return NULL; }
-    }
-    sb_add(&sb, "}", 1);
-    if (sb.oom) { free(sb.p); return NULL; }
-    return sb.p;
-}
-
-static void finish_cell(const Spec *s, PlanCell *c, int ref_batch, DumpCache *dc)
+static void finish_cell(const Spec *s, PlanCell *c, int ref_batch)
 {
     json_t *lr = json_object_get(c->params, "lr");
     c->lr = json_is_number(lr) ? json_number_value(lr) : 0;
@@ -433,7 +313,7 @@ static void finish_cell(const Spec *s, PlanCell *c, int ref_batch, DumpCache *dc
     // weak-data: the scaled train limit varies with gpus too (train_limit_per_gpu stays)
     static const char *const data_drop[] = {"seed", "gpus", "nodes", "global_batch", "train-limit", "train_limit", NULL};
     free(c->canon);
-    c->canon = canon_dump(c->params, dc);
+    c->canon = json_dumps(c->params, JSON_SORT_KEYS | JSON_COMPACT);
     plan_hash(c->canon ? c->canon : "", c->key);
     hash_without(c->canon ? c->canon : "{}", no_seed, c->group_key);
     hash_without(c->canon ? c->canon : "{}", s->strong ? strong_drop : s->weak_data ? data_drop : weak_drop, c->scaling_key);
@@ -567,9 +447,7 @@ typedef struct {
 static void *finish_range(void *arg)
 {
     FinishWork *w = arg;
-    DumpCache dc = {0};
-    for (size_t i = w->from; i < w->to; i++) finish_cell(w->s, &w->c[i], w->ref, &dc);
-    dump_cache_free(&dc);
+    for (size_t i = w->from; i < w->to; i++) finish_cell(w->s, &w->c[i], w->ref);
     return NULL;
 }
 
