@@ -293,9 +293,6 @@ static void test_group_keys_match_jansson(void **state)
             assert_string_equal(c[i].group_key, want);
             key_without(c[i].params, k ? strong_drop : weak_drop, want);
             assert_string_equal(c[i].scaling_key, want);
-            char *dumped = json_dumps(c[i].params, JSON_SORT_KEYS | JSON_COMPACT);   // what plan assembles itself
-            assert_string_equal(c[i].canon, dumped);
-            free(dumped);
             sha_prefix(c[i].canon, want);
             assert_string_equal(c[i].key, want);
             PlanCell again;   // rebuilt from the stored params (submit does this): the same keys
