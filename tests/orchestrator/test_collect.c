@@ -58,6 +58,19 @@ static void mkdirs(const char *path)
     mkdir(tmp, 0755);
 }
 
+// Every row sql returns into f, a line each, columns ended by '|' (NULL as "NULL").
+static void write_rows(FILE *f, sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++)
+            fprintf(f, "%s|", sqlite3_column_type(st, i) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, i));
+        fputc('\n', f);
+    }
+    sqlite3_finalize(st);
+}
+
 // Every row of every table, in a stable order, as one string: the idempotence oracle.
 static char *dump_all(sqlite3 *db)
 {
@@ -69,15 +82,8 @@ static char *dump_all(sqlite3 *db)
     for (int t = 0; tables[t]; t++) {
         char sql[128];
         snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY 1, 2", tables[t]);
-        sqlite3_stmt *st;
-        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
         fprintf(f, "== %s\n", tables[t]);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            for (int i = 0; i < sqlite3_column_count(st); i++)
-                fprintf(f, "%s|", sqlite3_column_type(st, i) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, i));
-            fputc('\n', f);
-        }
-        sqlite3_finalize(st);
+        write_rows(f, db, sql);
     }
     fclose(f);
     return out;
@@ -603,14 +609,7 @@ static char *dump_rows(sqlite3 *db, const char *sql)
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        for (int i = 0; i < sqlite3_column_count(st); i++)
-            fprintf(f, "%s|", sqlite3_column_type(st, i) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, i));
-        fputc('\n', f);
-    }
-    sqlite3_finalize(st);
+    write_rows(f, db, sql);
     fclose(f);
     return out;
 }
