@@ -136,19 +136,28 @@ static void mark_new(PlanOutcome *P)
     for (size_t i = 0; i < P->n; i++) P->cells[i].next_attempt = P->cells[i].is_new = 1;
 }
 
+
+
+// Renders cell i's attempt-1 job script (and eval script) in memory and drops them: the check
+// that it renders. 0, or -1 with err.
+static int render_check(PlanRenderer *r, const PlanOutcome *P, size_t i, char *err, size_t errlen)
+{
+    char *script, rd[3 * PATH_MAX];
+    snprintf(rd, sizeof rd, "%s/%s/attempt-1", P->run_root, P->cells[i].key);
+    if (plan_render_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) return -1;
+    free(script);
+    if (!plan_has_eval(r)) return 0;
+    if (plan_render_eval_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) return -1;
+    free(script);
+    return 0;
+}
+
 // --dry-run: every cell rendered in memory so a bad cell is reported; nothing written. 0, or 2.
 static int render_only(PlanRenderer *r, PlanOutcome *P, char *err, size_t errlen)
 {
     for (size_t i = 0; i < P->n; i++) {
-        char *script, rd[3 * PATH_MAX];
-        snprintf(rd, sizeof rd, "%s/%s/attempt-1", P->run_root, P->cells[i].key);
         P->cells[i].next_attempt = 1;
-        if (plan_render_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) return 2;
-        free(script);
-        if (plan_has_eval(r)) {
-            if (plan_render_eval_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) return 2;
-            free(script);
-        }
+        if (render_check(r, P, i, err, errlen) < 0) return 2;
         P->cells[i].is_new = 1;
     }
     return 0;
@@ -211,13 +220,7 @@ static int render_shapes(PlanRenderer *r, const PlanOutcome *P, char *err, size_
     for (size_t i = 0; rc == 0 && i < P->n; i++) {
         int fresh = plan_shape_signature(&P->cells[i], sig, SIG_MAX) + 1 >= SIG_MAX ? 1 : shape_add(&set, sig);
         if (fresh < 0) { snprintf(err, errlen, "out of memory"); rc = 1; }
-        if (fresh <= 0) continue;
-        char *script, rd[3 * PATH_MAX];
-        snprintf(rd, sizeof rd, "%s/%s/attempt-1", P->run_root, P->cells[i].key);
-        if (plan_render_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) { rc = 2; break; }
-        free(script);
-        if (plan_has_eval(r) && plan_render_eval_text(r, &P->cells[i], 1, rd, &script, err, errlen) < 0) rc = 2;
-        else if (plan_has_eval(r)) free(script);
+        if (fresh > 0 && render_check(r, P, i, err, errlen) < 0) rc = 2;
     }
     shape_set_free(&set);
     free(sig);
