@@ -136,6 +136,12 @@ static const char usage[] =
 "  --resume                      continue from RUN_DIR/checkpoint.bin if it exists; bit-exact on CPU\n"
 "                                with the same flags and --threads\n"
 "\n"
+"environment\n"
+"  OMP_WAIT_POLICY               unset: segx-train sets PASSIVE (oneDNN's OpenMP workers sleep between\n"
+"                                convolutions instead of spinning on the cores segx's own threads need)\n"
+"                                and executes itself once more so that libgomp reads it; set it (e.g.\n"
+"                                ACTIVE) to keep the runtime's default behaviour\n"
+"\n"
 "exit codes\n"
 "  0   finished\n"
 "  1   runtime error (bad/missing data file, I/O, lost peer)\n"
@@ -475,7 +481,30 @@ static int pick_device(TrainConfig *c) {
     return 0;
 }
 
+// oneDNN runs its convolutions on libgomp's OpenMP threads, which by default spin for a while after
+// each parallel region; segx's own loops (BN, depthwise, the optimizer) and OpenBLAS run on other
+// threads right after, and on a busy core the spinning workers take their time (ShuffleNetV2 at batch
+// 128 on 2 threads, runs interleaved: 88-93 img/s and 12.0-12.4 s user with spinning, 95-102 img/s and
+// 10.9 s with PASSIVE; bench/RESULTS-cnns.md).
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main: so when the environment does not
+// set it, set PASSIVE and execute this program again (same pid, argv and environment otherwise). Not
+// under valgrind (its preload is in LD_PRELOAD), where the new image would run unchecked; if the exec
+// fails the run goes on with the runtime's default. env.json's omp_wait_policy says which it was.
+static void omp_wait_passive(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) return;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
+    self[n] = 0;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
+    execv(self, argv);
+    unsetenv("OMP_WAIT_POLICY");   // env.json records what libgomp read
+}
+
 int main(int argc, char **argv) {
+    omp_wait_passive(argv);
     TrainConfig c;
     if (parse_args(argc, argv, &c)) return TRAIN_EXIT_USAGE;
     if (pick_device(&c)) return TRAIN_EXIT_USAGE;

@@ -39,6 +39,17 @@ check "env.json: host, CPU, threads, ranks, library versions" json '
 e = json.load(open(sys.argv[1]))
 for k in ("host", "cpu_model", "threads", "ranks", "openblas", "jansson", "git_commit"): assert k in e, k
 assert e["threads"] == 1 and e["ranks"] == 1' "$out/env.json"
+# 1b) OMP_WAIT_POLICY: unset, segx-train sets PASSIVE and executes itself again so that libgomp (oneDNN's
+# OpenMP) reads it at load; env.json records what the runtime read. A value the user set is kept.
+for pol in unset active; do
+  o=$TEST_TMP/omp-$pol
+  if [ $pol = unset ]; then cmd=(env -u OMP_WAIT_POLICY); else cmd=(env OMP_WAIT_POLICY=$pol); fi
+  "${cmd[@]}" timeout 120 "$T" --model cnn --dataset synthetic --image-size 28 --in-channels 1 --classes 10 --batch-size 8 \
+    --steps 1 --threads 2 --workers 0 --eval-limit 0 --out "$o" >"$o.log" 2>&1 || fail "omp $pol run" "$(tail -3 "$o.log")"
+done
+check "env.json: OMP_WAIT_POLICY unset -> PASSIVE (re-executed), ACTIVE set by the user -> kept" json '
+a, b = (json.load(open(p)).get("omp_wait_policy", "missing") for p in sys.argv[1:3])
+assert (a, b) == ("PASSIVE", "active"), (a, b)' "$TEST_TMP/omp-unset/env.json" "$TEST_TMP/omp-active/env.json"
 check "trace.json: Chrome trace with forward/backward/optimizer/data_wait/eval events" json '
 t = json.load(open(sys.argv[1]))["traceEvents"]
 names = {e["name"] for e in t if e.get("ph") == "X"}

@@ -169,6 +169,8 @@ json_t *run_env_json(const char *argv0, int threads, int world, const char *comm
     if (uname(&u) == 0) json_object_set_new(e, "kernel", json_string(u.release));
     json_object_set_new(e, "openblas", json_string(openblas_get_config()));
     json_object_set_new(e, "jansson", json_string(JANSSON_VERSION));
+    const char *omp = getenv("OMP_WAIT_POLICY");   // as libgomp read it (segx-train's main sets PASSIVE)
+    json_object_set_new(e, "omp_wait_policy", omp ? json_string(omp) : json_null());
 #ifdef SEGX_HAVE_MPI
     char mpiv[MPI_MAX_LIBRARY_VERSION_STRING];
     int ml = 0;
