@@ -494,12 +494,8 @@ static void omp_wait_passive(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     const char *pre = getenv("LD_PRELOAD");
     if (pre && strstr(pre, "vgpreload")) return;
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
-    self[n] = 0;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
-    execv(self, argv);
+    execv("/proc/self/exe", argv);   // the running binary's inode, even if its path was replaced since
     unsetenv("OMP_WAIT_POLICY");   // env.json records what libgomp read
 }
 
