@@ -136,8 +136,6 @@ static void mark_new(PlanOutcome *P)
     for (size_t i = 0; i < P->n; i++) P->cells[i].next_attempt = P->cells[i].is_new = 1;
 }
 
-
-
 // Renders cell i's attempt-1 job script (and eval script) in memory and drops them: the check
 // that it renders. 0, or -1 with err.
 static int render_check(PlanRenderer *r, const PlanOutcome *P, size_t i, char *err, size_t errlen)
